@@ -1,0 +1,464 @@
+//! Config: the file (`file.rs`) validated into runtime types. Secrets are `${ENV_VAR}` references
+//! resolved here; they never appear in the file itself and are never printed.
+
+mod file;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use file::{AuthMode, ProviderKind};
+use file::{ConfigFile, ProviderSection};
+use toml::Spanned;
+
+use crate::dialect::Dialect;
+
+/// The config shipped with the project; used when no file is found so the binary works anywhere.
+pub const SHIPPED_CONFIG: &str = include_str!("../../config/tokenfold.toml");
+const SHIPPED_NAME: &str = "<built-in config/tokenfold.toml>";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A secret value. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderAuth {
+    /// Forward the caller's own credentials.
+    Client,
+    Key { var: String, secret: Secret },
+    /// The key's env var is not set: the provider is unusable until it is.
+    MissingKey { var: String, location: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub dialect: Dialect,
+    /// Base URL including the API version segment (e.g. `https://api.anthropic.com/v1`); the part
+    /// of the request path after `/v1` is appended to it.
+    pub base_url: String,
+    pub auth: ProviderAuth,
+    pub models: Vec<String>,
+}
+
+impl Provider {
+    pub fn is_usable(&self) -> bool {
+        !matches!(self.auth, ProviderAuth::MissingKey { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from (a path, or the built-in copy).
+    pub source: String,
+    pub listen: SocketAddr,
+    pub api_keys: Vec<Secret>,
+    pub max_body_bytes: u64,
+    pub timeouts: Timeouts,
+    pub fold_enabled: bool,
+    pub providers: Vec<Provider>,
+    /// Index into `providers` for each ingress dialect.
+    pub default_upstream: HashMap<Dialect, usize>,
+}
+
+impl Config {
+    /// Finds and loads the config: an explicit path, else `$TOKENFOLD_CONFIG`, else
+    /// `./config/tokenfold.toml`, else `$XDG_CONFIG_HOME/tokenfold/tokenfold.toml`, else the built-in copy.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match find_config_file(explicit) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                Config::parse(&text, &path.display().to_string(), &|v| std::env::var(v).ok())
+            }
+            None => Config::parse(SHIPPED_CONFIG, SHIPPED_NAME, &|v| std::env::var(v).ok()),
+        }
+    }
+
+    /// A config without a file: every dialect goes to `base` (same path under it) with the caller's
+    /// own credentials.
+    pub fn single_upstream(base: &str) -> Result<Config, ConfigError> {
+        let base = normalize_base(base, true).map_err(ConfigError::Invalid)?;
+        let mut cfg = Config::parse("", "--upstream", &|_| None)?;
+        cfg.source = format!("--upstream {base}");
+        for (i, dialect) in Dialect::ALL.into_iter().enumerate() {
+            cfg.providers.push(Provider {
+                name: format!("upstream-{}", dialect.name()),
+                dialect,
+                base_url: base.clone(),
+                auth: ProviderAuth::Client,
+                models: Vec::new(),
+            });
+            cfg.default_upstream.insert(dialect, i);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text. `env` looks up `${VAR}` references.
+    pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| location(text, source, s.start)).unwrap_or_else(|| source.to_string());
+            ConfigError::Invalid(format!("{at}: {}", e.message().trim()))
+        })?;
+        let at = |span: std::ops::Range<usize>| location(text, source, span.start);
+        let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
+            ConfigError::Invalid(format!("{}: `{key}`: {msg}", at(span)))
+        };
+
+        let listen_span = file.server.listen.span();
+        let listen: SocketAddr = file.server.listen.get_ref().parse().map_err(|_| {
+            invalid(
+                listen_span,
+                "server.listen",
+                format!("`{}` is not an address like 127.0.0.1:8411", file.server.listen.get_ref()),
+            )
+        })?;
+
+        let mut api_keys = Vec::new();
+        for key in &file.server.api_keys {
+            let var = env_reference(key).map_err(|m| invalid(key.span(), "server.api_keys", m))?;
+            match env(&var).filter(|v| !v.is_empty()) {
+                Some(v) => api_keys.push(Secret(v)),
+                None => {
+                    return Err(invalid(key.span(), "server.api_keys", format!("environment variable {var} is not set")))
+                }
+            }
+        }
+        if file.server.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(format!("{source}: `server.max_body_bytes` must be above 0")));
+        }
+
+        let mut providers: Vec<Provider> = Vec::new();
+        for p in &file.providers {
+            let provider = validate_provider(p, &at, env)?;
+            if providers.iter().any(|q| q.name == provider.name) {
+                return Err(invalid(p.name.span(), "providers.name", format!("`{}` is defined twice", provider.name)));
+            }
+            providers.push(provider);
+        }
+
+        let mut default_upstream = HashMap::new();
+        let du = &file.default_upstream;
+        for (dialect, entry) in [
+            (Dialect::Anthropic, &du.anthropic),
+            (Dialect::OpenaiChat, &du.openai_chat),
+            (Dialect::OpenaiResponses, &du.openai_responses),
+        ] {
+            let Some(name) = entry else { continue };
+            let key = format!("default_upstream.{}", dialect.name());
+            let idx = providers.iter().position(|p| &p.name == name.get_ref()).ok_or_else(|| {
+                invalid(name.span(), &key, format!("no provider is named `{}`", name.get_ref()))
+            })?;
+            if providers[idx].dialect != dialect {
+                return Err(invalid(
+                    name.span(),
+                    &key,
+                    format!(
+                        "provider `{}` speaks {}, not {} (translation between dialects is configured per route)",
+                        name.get_ref(),
+                        providers[idx].dialect,
+                        dialect
+                    ),
+                ));
+            }
+            default_upstream.insert(dialect, idx);
+        }
+
+        let t = &file.timeouts;
+        Ok(Config {
+            source: source.to_string(),
+            listen,
+            api_keys,
+            max_body_bytes: file.server.max_body_bytes,
+            timeouts: Timeouts {
+                connect: Duration::from_millis(t.connect_ms.max(1)),
+                first_byte: Duration::from_millis(t.first_byte_ms.max(1)),
+                idle: Duration::from_millis(t.idle_ms.max(1)),
+            },
+            fold_enabled: file.fold.enabled,
+            providers,
+            default_upstream,
+        })
+    }
+
+    /// One line per thing the user should know at start-up (providers waiting for a key, ...).
+    pub fn notices(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.providers {
+            match &p.auth {
+                ProviderAuth::MissingKey { var, location } => out.push(format!(
+                    "provider `{}` is off: set {var} to enable it ({location})",
+                    p.name
+                )),
+                ProviderAuth::Client => {
+                    let header = if p.dialect.is_anthropic() {
+                        "x-api-key or Authorization (ANTHROPIC_API_KEY / your Claude login)"
+                    } else {
+                        "Authorization: Bearer (OPENAI_API_KEY)"
+                    };
+                    out.push(format!(
+                        "provider `{}` uses each client's own key: the agent must send {header}",
+                        p.name
+                    ))
+                }
+                ProviderAuth::Key { .. } => {}
+            }
+        }
+        for d in Dialect::ALL {
+            if !self.default_upstream.contains_key(&d) {
+                out.push(format!("no upstream for {d} requests: they are answered with 404"));
+            }
+        }
+        out
+    }
+
+    /// The effective config as TOML with every secret masked, for `tokenfold config check`.
+    pub fn render_masked(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("# effective config from {}\n\n[server]\n", self.source));
+        s.push_str(&format!("listen = \"{}\"\n", self.listen));
+        let keys: Vec<&str> = self.api_keys.iter().map(|_| "\"****\"").collect();
+        s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
+        s.push_str(&format!("max_body_bytes = {}\n\n[timeouts]\n", self.max_body_bytes));
+        s.push_str(&format!(
+            "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\n",
+            self.timeouts.connect.as_millis(),
+            self.timeouts.first_byte.as_millis(),
+            self.timeouts.idle.as_millis(),
+            self.fold_enabled
+        ));
+        for p in &self.providers {
+            s.push_str(&format!(
+                "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
+                p.name,
+                p.dialect,
+                p.base_url
+            ));
+            match &p.auth {
+                ProviderAuth::Client => s.push_str("auth = \"client\"\n"),
+                ProviderAuth::Key { var, .. } => s.push_str(&format!("api_key = \"****\"  # from ${var}\n")),
+                ProviderAuth::MissingKey { var, .. } => {
+                    s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
+                }
+            }
+            if !p.models.is_empty() {
+                let models: Vec<String> = p.models.iter().map(|m| format!("\"{m}\"")).collect();
+                s.push_str(&format!("models = [{}]\n", models.join(", ")));
+            }
+        }
+        s.push_str("\n[default_upstream]\n");
+        for d in Dialect::ALL {
+            if let Some(&i) = self.default_upstream.get(&d) {
+                s.push_str(&format!("{} = \"{}\"\n", d.name(), self.providers[i].name));
+            }
+        }
+        s
+    }
+
+    /// The provider a request of `dialect` goes to when nothing more specific claims it.
+    pub fn upstream_for(&self, dialect: Dialect) -> Option<&Provider> {
+        self.default_upstream.get(&dialect).map(|&i| &self.providers[i])
+    }
+}
+
+fn find_config_file(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("TOKENFOLD_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from("config/tokenfold.toml");
+    if local.is_file() {
+        return Some(local);
+    }
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let user = xdg.join("tokenfold/tokenfold.toml");
+    user.is_file().then_some(user)
+}
+
+fn validate_provider(
+    p: &ProviderSection,
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, ConfigError> {
+    let name = p.name.get_ref().trim().to_string();
+    let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
+        ConfigError::Invalid(format!("{}: `providers.{key}` of `{name}`: {msg}", at(span)))
+    };
+    if name.is_empty() {
+        return Err(invalid(p.name.span(), "name", "must not be empty".into()));
+    }
+    let base_url = normalize_base(p.base_url.get_ref(), false).map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
+    let dialect = match p.kind {
+        ProviderKind::Anthropic => Dialect::Anthropic,
+        ProviderKind::Openai => Dialect::OpenaiChat,
+        ProviderKind::OpenaiResponses => Dialect::OpenaiResponses,
+    };
+    let auth = match (p.auth, &p.api_key) {
+        (AuthMode::Client, None) => ProviderAuth::Client,
+        (AuthMode::Client, Some(k)) => {
+            return Err(invalid(k.span(), "api_key", "set either `auth = \"client\"` or `api_key`, not both".into()))
+        }
+        (AuthMode::Key, None) => {
+            return Err(invalid(
+                p.name.span(),
+                "api_key",
+                "missing: give `api_key = \"${ENV_VAR}\"` or `auth = \"client\"`".into(),
+            ))
+        }
+        (AuthMode::Key, Some(k)) => {
+            let var = env_reference(k).map_err(|m| invalid(k.span(), "api_key", m))?;
+            match env(&var).filter(|v| !v.is_empty()) {
+                Some(v) => ProviderAuth::Key { var, secret: Secret(v) },
+                None => ProviderAuth::MissingKey { location: at(k.span()), var },
+            }
+        }
+    };
+    Ok(Provider { name, dialect, base_url, auth, models: p.models.clone() })
+}
+
+/// The env var name in a `${NAME}` reference; a literal secret in the file is refused.
+fn env_reference(value: &Spanned<String>) -> Result<String, String> {
+    let v = value.get_ref().trim();
+    match v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(name) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Ok(name.to_string())
+        }
+        _ => Err("secrets are not written in the config: use an environment variable reference like \"${MY_KEY}\""
+            .to_string()),
+    }
+}
+
+/// Trims a base URL; `add_v1` appends the `/v1` segment unless it is already there.
+fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len() {
+        return Err(format!("`{url}` is not an http:// or https:// URL"));
+    }
+    if add_v1 && !url.ends_with("/v1") {
+        return Ok(format!("{url}/v1"));
+    }
+    Ok(url.to_string())
+}
+
+/// `source:line:column` for a byte offset.
+fn location(text: &str, source: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    format!("{source}:{line}:{col}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn shipped_config_loads_without_any_key() {
+        let cfg = Config::parse(SHIPPED_CONFIG, "shipped", &|_| None).unwrap();
+        for d in Dialect::ALL {
+            assert!(cfg.upstream_for(d).is_some(), "{d} has no upstream");
+        }
+        assert!(cfg.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "t.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:3:"), "{err}");
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = Config::parse("[server]\nmax_body_bytes = \"big\"\n", "t.toml", &|_| None).unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn missing_env_var_names_file_line_and_key() {
+        let text = "[server]\napi_keys = [\"${TF_KEY}\"]\n";
+        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+        assert!(err.contains("t.toml:2:") && err.contains("server.api_keys") && err.contains("TF_KEY"), "{err}");
+
+        let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${G_KEY}\"\n";
+        let cfg = Config::parse(text, "t.toml", &|_| None).unwrap();
+        let notice = cfg.notices().join("\n");
+        assert!(notice.contains("G_KEY") && notice.contains("t.toml:5:"), "{notice}");
+    }
+
+    #[test]
+    fn literal_secret_is_refused_and_resolved_secret_is_masked() {
+        let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"sk-live\"\n";
+        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+        assert!(err.contains("environment variable reference"), "{err}");
+        assert!(!err.contains("sk-live"));
+
+        let text = text.replace("sk-live", "${G_KEY}");
+        let cfg = Config::parse(&text, "t.toml", &env_with(&[("G_KEY", "sk-secret-123")])).unwrap();
+        let shown = format!("{}\n{:?}", cfg.render_masked(), cfg);
+        assert!(!shown.contains("sk-secret-123"), "{shown}");
+        assert!(shown.contains("****"));
+    }
+
+    #[test]
+    fn default_upstream_must_exist_and_match_dialect() {
+        let text = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nauth = \"client\"\n[default_upstream]\nanthropic = \"o\"\n";
+        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+        assert!(err.contains("t.toml:7:") && err.contains("speaks openai-chat"), "{err}");
+    }
+
+    #[test]
+    fn single_upstream_adds_v1_once() {
+        let a = Config::single_upstream("http://127.0.0.1:9/").unwrap();
+        let b = Config::single_upstream("http://127.0.0.1:9/v1").unwrap();
+        assert_eq!(a.upstream_for(Dialect::Anthropic).unwrap().base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(b.upstream_for(Dialect::OpenaiChat).unwrap().base_url, "http://127.0.0.1:9/v1");
+    }
+}

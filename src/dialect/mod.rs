@@ -1,0 +1,79 @@
+//! Wire dialects the proxy speaks. This folder is the only place wire field names are spelled.
+
+pub mod errors;
+pub mod sse;
+
+use serde::{Deserialize, Serialize};
+
+/// The three request dialects agents use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// Anthropic Messages (`POST /v1/messages`): Claude Code, the `anthropic` SDKs.
+    Anthropic,
+    /// OpenAI Chat Completions (`POST /v1/chat/completions`): most SDKs, Aider, OpenCode.
+    OpenaiChat,
+    /// OpenAI Responses (`POST /v1/responses`): Codex CLI.
+    OpenaiResponses,
+}
+
+impl Dialect {
+    pub const ALL: [Dialect; 3] = [Dialect::Anthropic, Dialect::OpenaiChat, Dialect::OpenaiResponses];
+
+    /// The name used in config files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Anthropic => "anthropic",
+            Dialect::OpenaiChat => "openai-chat",
+            Dialect::OpenaiResponses => "openai-responses",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dialect> {
+        Dialect::ALL.into_iter().find(|d| d.name() == s)
+    }
+
+    /// The path (under the base URL) a request of this dialect is sent to.
+    pub fn endpoint_path(self) -> &'static str {
+        match self {
+            Dialect::Anthropic => "/v1/messages",
+            Dialect::OpenaiChat => "/v1/chat/completions",
+            Dialect::OpenaiResponses => "/v1/responses",
+        }
+    }
+
+    /// Errors are rendered in one of two families of shapes.
+    pub fn is_anthropic(self) -> bool {
+        matches!(self, Dialect::Anthropic)
+    }
+}
+
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The few envelope fields the proxy needs from a request body. Everything else is left to the
+/// raw bytes; parsing this also validates that the body is JSON.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestEnvelope {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// Request header names with meaning to the proxy.
+pub mod headers {
+    pub const ANTHROPIC_VERSION: &str = "anthropic-version";
+    pub const X_API_KEY: &str = "x-api-key";
+    pub const AUTHORIZATION: &str = "authorization";
+    /// Every header starting with this prefix is the proxy's own and never goes upstream.
+    pub const TOKENFOLD_PREFIX: &str = "x-tokenfold";
+    /// `x-tokenfold: off` disables folding for one request.
+    pub const TOKENFOLD: &str = "x-tokenfold";
+    /// The proxy's own key when `server.api_keys` is set.
+    pub const TOKENFOLD_KEY: &str = "x-tokenfold-key";
+    pub const SAVED_TOKENS: &str = "x-tokenfold-saved-tokens";
+}

@@ -1,0 +1,9 @@
+//! tokenfold: a proxy for coding agents that folds repeated context, routes across providers and
+//! accounts for what it saved. See DESIGN.md for the invariants.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dialect;
+pub mod fold;
+pub mod pool;
+pub mod server;

@@ -1,0 +1,169 @@
+//! The `tokenfold` command line. Everything it does lives in the library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokenfold::config::Config;
+use tokenfold::server::{self, AppState};
+
+#[derive(Parser)]
+#[command(
+    name = "tokenfold",
+    version,
+    about = "A local proxy for coding agents: folds repeated context, routes across providers, reports what it saved.",
+    after_help = "Point an agent at it:\n  \
+        ANTHROPIC_BASE_URL=http://127.0.0.1:8411 claude\n  \
+        OPENAI_BASE_URL=http://127.0.0.1:8411/v1 your-openai-sdk-program"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Config file. Default: $TOKENFOLD_CONFIG, ./config/tokenfold.toml,
+        /// ~/.config/tokenfold/tokenfold.toml, else the built-in copy of the shipped config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides server.listen), e.g. 127.0.0.1:8411 or 127.0.0.1:0.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Send every request to this base URL (same path under it) with the client's own
+        /// credentials; no config file is read.
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+        /// Verbose logs (never includes keys or request bodies).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Validate the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the config and print the effective settings with secrets masked.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, upstream, debug } => serve(config, listen, upstream, debug),
+        Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
+            Ok(cfg) => {
+                print!("{}", cfg.render_masked());
+                for n in cfg.notices() {
+                    eprintln!("note: {n}");
+                }
+                eprintln!("config OK ({})", cfg.source);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn serve(config: Option<PathBuf>, listen: Option<String>, upstream: Option<String>, debug: bool) -> ExitCode {
+    init_logging(debug);
+    let loaded = match &upstream {
+        Some(url) => Config::single_upstream(url),
+        None => Config::load(config.as_deref()),
+    };
+    let mut cfg = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(l) = listen {
+        match l.parse() {
+            Ok(addr) => cfg.listen = addr,
+            Err(_) => {
+                eprintln!("error: --listen `{l}` is not an address like 127.0.0.1:8411");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Err(e) = server::check_exposure(&cfg, cfg.listen) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", cfg.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        for n in cfg.notices() {
+            eprintln!("note: {n}");
+        }
+        let source = cfg.source.clone();
+        let state = match AppState::new(cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Tests and scripts read this line to learn the port when listening on :0.
+        eprintln!("tokenfold listening on http://{addr} (config: {source})");
+        eprintln!("  Claude Code: ANTHROPIC_BASE_URL=http://{addr} claude");
+        eprintln!("  OpenAI SDKs: OPENAI_BASE_URL=http://{addr}/v1");
+        server::serve(state, listener, shutdown_signal()).await;
+        eprintln!("tokenfold stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "tokenfold=debug,info" } else { "tokenfold=info,warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENFOLD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -1,0 +1,166 @@
+//! The HTTP client that talks to providers: URL and header rewriting, timeouts, streaming bodies.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::config::{ProviderAuth, Timeouts};
+use crate::dialect::{headers, Dialect};
+use crate::server::error::ProxyError;
+
+use super::Target;
+
+/// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those the client library
+/// sets itself from the body it sends.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+impl UpstreamClient {
+    pub fn new(timeouts: Timeouts) -> Result<UpstreamClient, ProxyError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            // We relay bodies as the provider sent them; decoding is left to the client.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ProxyError::Internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(UpstreamClient { http, timeouts })
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Sends `body` to `target` and waits for the response headers (first-byte timeout).
+    pub async fn send(
+        &self,
+        target: &Target,
+        method: Method,
+        path_after_v1: &str,
+        query: Option<&str>,
+        client_headers: &HeaderMap,
+        proxy_key_header: Option<&HeaderName>,
+        body: Bytes,
+    ) -> Result<reqwest::Response, ProxyError> {
+        let provider = &target.provider;
+        let mut url = String::with_capacity(provider.base_url.len() + path_after_v1.len() + 16);
+        url.push_str(&provider.base_url);
+        url.push_str(path_after_v1);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        let headers = upstream_headers(client_headers, target, proxy_key_header);
+        let request = self.http.request(method, &url).headers(headers).body(body);
+        match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {
+            Err(_) => Err(ProxyError::UpstreamTimeout {
+                provider: provider.name.clone(),
+                phase: "send response headers",
+                key: "first_byte_ms",
+                secs: self.timeouts.first_byte.as_secs_f64(),
+            }),
+            Ok(Err(e)) if e.is_timeout() => Err(ProxyError::UpstreamTimeout {
+                provider: provider.name.clone(),
+                phase: "accept the connection",
+                key: "connect_ms",
+                secs: self.timeouts.connect.as_secs_f64(),
+            }),
+            Ok(Err(e)) => Err(ProxyError::UpstreamUnreachable {
+                provider: provider.name.clone(),
+                detail: describe_reqwest_error(&e),
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+/// The headers sent upstream: the client's, minus hop-by-hop, proxy-own and (for providers with
+/// their own key) the client's credentials.
+pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: Option<&HeaderName>) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(client.len() + 1);
+    let own_key = matches!(target.provider.auth, ProviderAuth::Key { .. });
+    for (name, value) in client {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || n.starts_with(headers::TOKENFOLD_PREFIX)
+            // Bodies are relayed (and parsed) as sent: ask for them uncompressed.
+            || n == "accept-encoding"
+            || proxy_key_header == Some(name)
+            || (own_key && (n == headers::X_API_KEY || n == headers::AUTHORIZATION))
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let ProviderAuth::Key { secret, .. } = &target.provider.auth {
+        let (name, value) = match target.dialect {
+            Dialect::Anthropic => (headers::X_API_KEY, secret.expose().to_string()),
+            _ => (headers::AUTHORIZATION, format!("Bearer {}", secret.expose())),
+        };
+        if let Ok(mut v) = HeaderValue::from_str(&value) {
+            v.set_sensitive(true);
+            out.insert(HeaderName::from_static(name), v);
+        }
+    }
+    out
+}
+
+/// Response headers relayed to the client: the provider's, minus hop-by-hop ones.
+pub fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len() + 1);
+    for (name, value) in upstream {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// A one-line cause without the URL's query or any header value.
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut cause: Option<&dyn Error> = e.source();
+    let mut deepest = e.without_url_string();
+    while let Some(c) = cause {
+        deepest = c.to_string();
+        cause = c.source();
+    }
+    if e.is_connect() {
+        format!("connection failed ({deepest})")
+    } else {
+        deepest
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_string(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_string(&self) -> String {
+        let mut s = self.to_string();
+        if let Some(url) = self.url() {
+            s = s.replace(url.as_str(), "");
+        }
+        s
+    }
+}

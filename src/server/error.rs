@@ -1,0 +1,106 @@
+//! The proxy's request-level error, and the one place it is rendered in the caller's dialect.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::dialect::errors::{error_body, ErrorClass};
+use crate::dialect::Dialect;
+
+/// Who caused an error: it decides whether retrying elsewhere can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body is {} over the limit of {limit} bytes (server.max_body_bytes)", size.map(|s| format!("{s} bytes,")).unwrap_or_default())]
+    BodyTooLarge { size: Option<u64>, limit: u64 },
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("no route for {method} {path}; tokenfold serves POST /v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and GET /v1/models, /healthz, /metrics")]
+    UnknownRoute { method: String, path: String },
+    #[error("missing or invalid proxy key: send one of server.api_keys as x-tokenfold-key, x-api-key or Authorization: Bearer")]
+    Unauthorized,
+    #[error("no upstream is configured for {0} requests (set default_upstream.{0} in the config)")]
+    NoUpstream(Dialect),
+    #[error("provider `{provider}` is off because {var} is not set; set it and restart")]
+    ProviderKeyMissing { provider: String, var: String },
+    #[error("upstream `{provider}` is unreachable: {detail}")]
+    UpstreamUnreachable { provider: String, detail: String },
+    #[error("upstream `{provider}` did not {phase} within {secs:.1}s (timeouts.{key})")]
+    UpstreamTimeout { provider: String, phase: &'static str, key: &'static str, secs: f64 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => StatusCode::NOT_FOUND,
+            ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProxyError::ProviderKeyMissing { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) => ErrorClass::InvalidRequest,
+            ProxyError::BodyTooLarge { .. } => ErrorClass::TooLarge,
+            ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => ErrorClass::NotFound,
+            ProxyError::Unauthorized => ErrorClass::Authentication,
+            ProxyError::ProviderKeyMissing { .. } => ErrorClass::Overloaded,
+            ProxyError::UpstreamUnreachable { .. } | ProxyError::Internal(_) => ErrorClass::Api,
+            ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        match self {
+            ProxyError::MalformedJson(_)
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BodyRead(_)
+            | ProxyError::UnknownRoute { .. }
+            | ProxyError::Unauthorized => Origin::Client,
+            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. } => Origin::Upstream,
+            ProxyError::NoUpstream(_) | ProxyError::ProviderKeyMissing { .. } | ProxyError::Internal(_) => {
+                Origin::Internal
+            }
+        }
+    }
+
+    /// Whether another target could succeed where this one failed.
+    pub fn retryable(&self) -> bool {
+        self.origin() == Origin::Upstream
+    }
+
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::MalformedJson(_) => "malformed_json",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::BodyRead(_) => "body_read",
+            ProxyError::UnknownRoute { .. } => "unknown_route",
+            ProxyError::Unauthorized => "unauthorized",
+            ProxyError::NoUpstream(_) => "no_upstream",
+            ProxyError::ProviderKeyMissing { .. } => "provider_key_missing",
+            ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON body in the caller's dialect.
+    pub fn body(&self, dialect: Dialect) -> Bytes {
+        Bytes::from(error_body(dialect, self.class(), &self.to_string()))
+    }
+}

@@ -1,0 +1,95 @@
+//! HTTP front door: accepts connections, authenticates, routes by path and relays responses.
+
+pub mod error;
+mod handlers;
+pub mod metrics;
+mod relay;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::fold::Folder;
+use crate::pool::upstream::UpstreamClient;
+use crate::pool::Pool;
+use error::ProxyError;
+use metrics::Metrics;
+
+/// The response body type every route returns.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Everything a request needs, shared by all connections.
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub pool: Pool,
+    pub upstream: UpstreamClient,
+    pub folder: Folder,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(cfg: Config) -> Result<Arc<AppState>, ProxyError> {
+        let upstream = UpstreamClient::new(cfg.timeouts.clone())?;
+        Ok(Arc::new(AppState {
+            pool: Pool::new(&cfg),
+            folder: Folder::new(cfg.fold_enabled),
+            upstream,
+            metrics: Metrics::default(),
+            cfg: Arc::new(cfg),
+        }))
+    }
+}
+
+/// Refuses configurations that would expose the proxy without authentication.
+pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
+    if !listen.ip().is_loopback() && cfg.api_keys.is_empty() {
+        return Err(format!(
+            "refusing to listen on {listen}: it is reachable from other machines and server.api_keys is empty. \
+             Set server.api_keys = [\"${{TOKENFOLD_API_KEY}}\"] (and export TOKENFOLD_API_KEY), or listen on 127.0.0.1."
+        ));
+    }
+    Ok(())
+}
+
+/// Serves connections from `listener` until `shutdown` completes.
+pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handlers::handle(state, req, peer).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("connection from {peer} ended: {e}");
+            }
+        });
+    }
+}

@@ -322,7 +322,7 @@ async fn provider_keys_replace_client_credentials_and_never_reach_logs() {
 
 #[tokio::test]
 async fn models_health_and_metrics() {
-    let mock = mock::start(|_| Reply::ok_json("{}")).await;
+    let mock = mock::start(|_| Reply::ok_json(mock::chat_completion("hi"))).await;
     let proxy = proxy_for(&mock, "").await;
     let c = reqwest::Client::new();
     let v: serde_json::Value = c.get(proxy.url("/v1/models")).send().await.unwrap().json().await.unwrap();
@@ -350,6 +350,9 @@ async fn models_health_and_metrics() {
     assert!(m.contains("tokenfold_errors_total{kind=\"malformed_json\"} 1"), "{m}");
     assert!(m.contains("tokenfold_upstream_latency_seconds_count 1"), "{m}");
     assert!(m.contains("tokenfold_bytes_received_total 3"), "{m}");
+    // The mock's chat_completion reported 12 prompt and 5 completion tokens.
+    assert!(m.contains("tokenfold_provider_input_tokens_total 12"), "{m}");
+    assert!(m.contains("tokenfold_provider_output_tokens_total 5"), "{m}");
 }
 
 #[tokio::test]

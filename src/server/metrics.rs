@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 /// Upper bounds (seconds) of the upstream latency histogram.
@@ -24,6 +25,10 @@ pub struct Metrics {
     pub cancelled: AtomicU64,
     pub in_flight: AtomicU64,
     pub saved_tokens: AtomicU64,
+    usage_input: AtomicU64,
+    usage_output: AtomicU64,
+    usage_cache_read: AtomicU64,
+    usage_cache_write: AtomicU64,
 }
 
 fn dialect_index(d: Dialect) -> usize {
@@ -59,6 +64,14 @@ impl Metrics {
         self.latency_sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
+    /// Adds what a provider reported for one response.
+    pub fn usage(&self, u: &Usage) {
+        self.usage_input.fetch_add(u.input, Relaxed);
+        self.usage_output.fetch_add(u.output, Relaxed);
+        self.usage_cache_read.fetch_add(u.cache_read, Relaxed);
+        self.usage_cache_write.fetch_add(u.cache_write, Relaxed);
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(2048);
         s.push_str("# HELP tokenfold_requests_total Requests answered, by ingress dialect and status class.\n");
@@ -91,6 +104,10 @@ impl Metrics {
             ("tokenfold_bytes_sent_total", "Response body bytes relayed to clients.", &self.bytes_out),
             ("tokenfold_requests_cancelled_total", "Requests whose client went away before the end.", &self.cancelled),
             ("tokenfold_saved_tokens_total", "Tokens removed by folding (estimate).", &self.saved_tokens),
+            ("tokenfold_provider_input_tokens_total", "Input tokens providers billed at full rate.", &self.usage_input),
+            ("tokenfold_provider_output_tokens_total", "Output tokens providers reported.", &self.usage_output),
+            ("tokenfold_provider_cache_read_tokens_total", "Input tokens read from provider caches.", &self.usage_cache_read),
+            ("tokenfold_provider_cache_write_tokens_total", "Input tokens written to provider caches.", &self.usage_cache_write),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }

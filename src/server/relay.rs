@@ -13,6 +13,7 @@ use hyper::body::Frame;
 
 use super::{AppState, Body};
 use crate::dialect::errors::{error_event, ErrorClass};
+use crate::dialect::usage::UsageSniffer;
 use crate::dialect::Dialect;
 
 pub struct RelayContext {
@@ -36,6 +37,7 @@ struct Finish {
     ctx: RelayContext,
     outcome: Option<Outcome>,
     bytes: u64,
+    usage: UsageSniffer,
 }
 
 impl Drop for Finish {
@@ -43,6 +45,9 @@ impl Drop for Finish {
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
         let m = &self.ctx.state.metrics;
         m.bytes_out.fetch_add(self.bytes, Relaxed);
+        if let Some(u) = self.usage.finish() {
+            m.usage(&u);
+        }
         if outcome == Outcome::Cancelled {
             m.cancelled.fetch_add(1, Relaxed);
             tracing::info!(
@@ -63,12 +68,15 @@ struct State {
 
 pub fn relay_body(resp: reqwest::Response, ctx: RelayContext) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
-    let state = State { upstream: Box::pin(resp.bytes_stream()), finish: Finish { ctx, outcome: None, bytes: 0 } };
+    let usage = UsageSniffer::new(ctx.dialect, ctx.is_sse);
+    let finish = Finish { ctx, outcome: None, bytes: 0, usage };
+    let state = State { upstream: Box::pin(resp.bytes_stream()), finish };
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         match tokio::time::timeout(idle, st.upstream.next()).await {
             Ok(Some(Ok(chunk))) => {
                 st.finish.bytes += chunk.len() as u64;
+                st.finish.usage.push(&chunk);
                 Some((Ok(Frame::data(chunk)), Some(st)))
             }
             Ok(None) => {

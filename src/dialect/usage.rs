@@ -1,0 +1,173 @@
+//! Reads the provider's reported token usage out of a response, JSON or SSE, in any dialect,
+//! as the bytes go by (only events that mention `"usage"` are parsed).
+
+use serde_json::Value;
+
+use super::sse::SseSplitter;
+use super::Dialect;
+
+/// Token usage as the provider reported it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Input tokens billed at the full rate (excluding cache reads and writes).
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Usage {
+    /// Every input token, whatever rate it was billed at.
+    pub fn total_input(&self) -> u64 {
+        self.input + self.cache_read + self.cache_write
+    }
+
+    /// Reads a `usage` object of `dialect`. Anthropic reports cache reads/writes beside
+    /// `input_tokens`; OpenAI includes cached tokens inside the prompt/input count.
+    pub fn from_json(dialect: Dialect, usage: &Value) -> Option<Usage> {
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        if !usage.is_object() {
+            return None;
+        }
+        Some(match dialect {
+            Dialect::Anthropic => Usage {
+                input: n(&usage["input_tokens"]),
+                output: n(&usage["output_tokens"]),
+                cache_read: n(&usage["cache_read_input_tokens"]),
+                cache_write: n(&usage["cache_creation_input_tokens"]),
+            },
+            Dialect::OpenaiChat | Dialect::OpenaiResponses => {
+                let (input, output, details) = if dialect == Dialect::OpenaiChat {
+                    (n(&usage["prompt_tokens"]), n(&usage["completion_tokens"]), &usage["prompt_tokens_details"])
+                } else {
+                    (n(&usage["input_tokens"]), n(&usage["output_tokens"]), &usage["input_tokens_details"])
+                };
+                let cached = n(&details["cached_tokens"]).min(input);
+                Usage { input: input - cached, output, cache_read: cached, cache_write: 0 }
+            }
+        })
+    }
+
+    /// Later reports win field by field where they are non-zero (Anthropic's `message_delta`
+    /// carries the final output count; `message_start` the input counts).
+    fn merge(&mut self, later: Usage) {
+        for (mine, theirs) in [
+            (&mut self.input, later.input),
+            (&mut self.output, later.output),
+            (&mut self.cache_read, later.cache_read),
+            (&mut self.cache_write, later.cache_write),
+        ] {
+            if theirs > 0 {
+                *mine = theirs;
+            }
+        }
+    }
+}
+
+/// Follows a response body chunk by chunk and keeps the latest usage it reported.
+pub struct UsageSniffer {
+    dialect: Dialect,
+    sse: Option<SseSplitter>,
+    /// Non-streaming bodies are read whole at the end; capped so a huge body cannot grow memory.
+    whole: Vec<u8>,
+    usage: Option<Usage>,
+}
+
+const WHOLE_BODY_CAP: usize = 8 * 1024 * 1024;
+
+impl UsageSniffer {
+    pub fn new(dialect: Dialect, is_sse: bool) -> UsageSniffer {
+        UsageSniffer { dialect, sse: is_sse.then(SseSplitter::new), whole: Vec::new(), usage: None }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        match &mut self.sse {
+            Some(splitter) => {
+                splitter.push(chunk);
+                while let Some(event) = splitter.next_event() {
+                    if memchr::memmem::find(&event, b"\"usage\"").is_some() {
+                        let parsed = super::sse::SseEvent::parse(&event);
+                        if let Ok(v) = serde_json::from_str::<Value>(&parsed.data) {
+                            observe(self.dialect, &mut self.usage, &v);
+                        }
+                    }
+                }
+            }
+            None => {
+                if self.whole.len() + chunk.len() <= WHOLE_BODY_CAP {
+                    self.whole.extend_from_slice(chunk);
+                }
+            }
+        }
+    }
+
+    /// The usage reported, once the body has ended.
+    pub fn finish(&mut self) -> Option<Usage> {
+        if self.sse.is_none() && !self.whole.is_empty() {
+            if let Ok(v) = serde_json::from_slice::<Value>(&self.whole) {
+                observe(self.dialect, &mut self.usage, &v);
+            }
+            self.whole = Vec::new();
+        }
+        self.usage
+    }
+
+}
+
+fn observe(dialect: Dialect, usage: &mut Option<Usage>, doc: &Value) {
+    // Where each dialect puts usage: top level (JSON bodies, chat chunks, message_delta),
+    // inside `message` (message_start) or inside `response` (Responses events).
+    let found = [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
+        .into_iter()
+        .find_map(|u| Usage::from_json(dialect, u));
+    if let Some(u) = found {
+        match usage {
+            Some(seen) => seen.merge(u),
+            None => *usage = Some(u),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_stream_combines_start_and_delta() {
+        let body = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":90,\"cache_creation_input_tokens\":5,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"usage\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":42}}\n\n",
+        );
+        for cut in [1, 7, 64, body.len()] {
+            let mut s = UsageSniffer::new(Dialect::Anthropic, true);
+            for c in body.as_bytes().chunks(cut) {
+                s.push(c);
+            }
+            assert_eq!(s.finish(), Some(Usage { input: 10, output: 42, cache_read: 90, cache_write: 5 }));
+        }
+    }
+
+    #[test]
+    fn openai_counts_cached_inside_prompt() {
+        let mut s = UsageSniffer::new(Dialect::OpenaiChat, false);
+        s.push(br#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":7,"prompt_tokens_details":{"cached_tokens":60}}}"#);
+        let u = s.finish().unwrap();
+        assert_eq!(u, Usage { input: 40, output: 7, cache_read: 60, cache_write: 0 });
+        assert_eq!(u.total_input(), 100);
+    }
+
+    #[test]
+    fn responses_completed_event() {
+        let mut s = UsageSniffer::new(Dialect::OpenaiResponses, true);
+        s.push(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":8,\"input_tokens_details\":{\"cached_tokens\":0}}}}\n\n");
+        assert_eq!(s.finish(), Some(Usage { input: 20, output: 8, cache_read: 0, cache_write: 0 }));
+    }
+
+    #[test]
+    fn no_usage_is_none() {
+        let mut s = UsageSniffer::new(Dialect::OpenaiChat, false);
+        s.push(b"{\"error\":{}}");
+        assert_eq!(s.finish(), None);
+    }
+}

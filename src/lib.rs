@@ -5,5 +5,6 @@
 pub mod config;
 pub mod dialect;
 pub mod fold;
+pub mod ledger;
 pub mod pool;
 pub mod server;

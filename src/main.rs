@@ -41,6 +41,27 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+    /// Show what the proxy saved: requests, tokens, cost (cache aware), free-tier use, overhead.
+    Report {
+        /// Period: 24h, 7d, 30d, 90m or a date (YYYY-MM-DD, UTC).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Group rows by: day, route, provider, model, mechanism or client.
+        #[arg(long, default_value = "day")]
+        by: String,
+        /// Only this conversation (the `session` column of the ledger).
+        #[arg(long)]
+        session: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        /// Ledger file. Default: $TOKENFOLD_LEDGER, else ~/.local/share/tokenfold/ledger.db.
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+    },
     /// Validate the configuration.
     Config {
         #[command(subcommand)]
@@ -61,6 +82,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen, upstream, debug } => serve(config, listen, upstream, debug),
+        Command::Report { since, by, session, json, csv, ledger } => {
+            report(&since, &by, session.as_deref(), json, csv, ledger)
+        }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {
                 print!("{}", cfg.render_masked());
@@ -75,6 +99,51 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+fn report(since: &str, by: &str, session: Option<&str>, json: bool, csv: bool, ledger: Option<PathBuf>) -> ExitCode {
+    use tokenfold::ledger::report;
+    let Some(since_ms) = report::parse_since(since, tokenfold::ledger::now_ms()) else {
+        eprintln!("error: --since `{since}` is not like 24h, 7d, 30d or 2026-11-01");
+        return ExitCode::from(2);
+    };
+    let Some(group) = report::GroupBy::parse(by) else {
+        eprintln!("error: --by `{by}` is not one of day, route, provider, model, mechanism, client");
+        return ExitCode::from(2);
+    };
+    let Some(path) = ledger.or_else(server::ledger_path) else {
+        eprintln!("error: the ledger is off (TOKENFOLD_LEDGER=off); pass --ledger PATH");
+        return ExitCode::from(2);
+    };
+    if !path.exists() {
+        eprintln!("no ledger yet at {}: run `tokenfold serve` and send some requests first", path.display());
+        return ExitCode::from(1);
+    }
+    match report::build(&path, since_ms, group, session) {
+        Ok(rep) if json => match serde_json::to_string_pretty(&rep) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(rep) if csv => {
+            print!("{}", report::render_csv(&rep));
+            ExitCode::SUCCESS
+        }
+        Ok(rep) => {
+            print!("{}", report::render_table(&rep));
+            println!("(tokens: provider-reported input plus tokenfold's estimate of what folding removed)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot read the ledger at {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use super::error::ProxyError;
 use super::relay::{relay_body, RelayContext};
 use super::{AppState, Body};
+use crate::config::ProviderAuth;
 use crate::dialect::{headers, Dialect, RequestEnvelope};
+use crate::ledger::{client_family, MechanismSaving, Record, RequestOutcome};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -29,7 +31,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     // `/v1` is optional so base URLs with or without it both work.
     let route = path.strip_prefix("/v1").unwrap_or(&path).to_string();
     let result = match (req.method(), route.as_str()) {
-        (&Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
+        (&Method::GET, "/metrics") => Ok(text_response(state.metrics.render(state.ledger.lost()))),
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers())),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
             proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
@@ -85,10 +87,39 @@ async fn proxy(
     peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
     let started = Instant::now();
+    let mut record = Record::empty();
+    record.ts_ms = crate::ledger::now_ms();
+    record.dialect = dialect.name();
+    record.client = client_family(req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""));
+    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, &mut record).await;
+    if let Err(e) = &result {
+        record.status = e.status().as_u16();
+        record.outcome = RequestOutcome::Error;
+        record.latency_ms = started.elapsed().as_millis() as u64;
+        record.ttfb_ms = record.latency_ms;
+        record.overhead_us = started.elapsed().as_micros() as u64;
+        state.ledger.record(record);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    state: &Arc<AppState>,
+    dialect: Dialect,
+    req: Request<Incoming>,
+    route: &str,
+    proxy_key_header: Option<HeaderName>,
+    peer: SocketAddr,
+    started: Instant,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
     let envelope: RequestEnvelope = serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    record.model = envelope.model.clone().unwrap_or_default();
+    record.route = record.model.clone();
 
     // Fold on the ingress dialect, before any translation. Fail open: a panic forwards the original.
     let fold_off = parts.headers.get(headers::TOKENFOLD).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
@@ -100,6 +131,7 @@ async fn proxy(
             Ok(Some(f)) => {
                 saved_tokens = f.saved_tokens;
                 forward = f.body;
+                record.savings.push(MechanismSaving { mechanism: "fold".into(), tokens: f.saved_tokens });
             }
             Ok(None) => {}
             Err(_) => tracing::error!("folding panicked; forwarding the request unchanged"),
@@ -135,6 +167,8 @@ async fn proxy(
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(provider = %target.provider.name, "{e}");
+                record.fallbacks.push(format!("{}: {}", target.provider.name, e.kind()));
+                record.provider = target.provider.name.clone();
                 let retry = e.retryable();
                 last_error = Some(e);
                 if retry {
@@ -168,14 +202,21 @@ async fn proxy(
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let mut record = std::mem::replace(record, Record::empty());
+        record.provider = target.provider.name.clone();
+        record.account = account_label(&target.provider.auth);
+        record.status = status.as_u16();
         let body = relay_body(
             resp,
             RelayContext {
                 state: state.clone(),
                 dialect,
+                upstream_dialect: target.dialect,
                 provider: target.provider.name.clone(),
                 is_sse,
                 started,
+                sent_at,
+                record,
             },
         );
         let mut response = Response::new(body);
@@ -184,6 +225,14 @@ async fn proxy(
         return Ok(response);
     }
     Err(last_error.unwrap_or_else(|| ProxyError::NoUpstream(dialect)))
+}
+
+/// How the account is named in the ledger: never the key itself.
+fn account_label(auth: &ProviderAuth) -> String {
+    match auth {
+        ProviderAuth::Client => "client".into(),
+        ProviderAuth::Key { var, .. } | ProviderAuth::MissingKey { var, .. } => var.clone(),
+    }
 }
 
 async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> Result<Bytes, ProxyError> {

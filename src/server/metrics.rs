@@ -72,7 +72,8 @@ impl Metrics {
         self.usage_cache_write.fetch_add(u.cache_write, Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    /// Prometheus text. `ledger_lost` counts records the ledger could not write.
+    pub fn render(&self, ledger_lost: u64) -> String {
         let mut s = String::with_capacity(2048);
         s.push_str("# HELP tokenfold_requests_total Requests answered, by ingress dialect and status class.\n");
         s.push_str("# TYPE tokenfold_requests_total counter\n");
@@ -111,6 +112,10 @@ impl Metrics {
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }
+        let _ = writeln!(
+            s,
+            "# HELP tokenfold_ledger_records_lost_total Ledger records that could not be written.\n# TYPE tokenfold_ledger_records_lost_total counter\ntokenfold_ledger_records_lost_total {ledger_lost}"
+        );
         let _ = writeln!(
             s,
             "# HELP tokenfold_in_flight Requests being served.\n# TYPE tokenfold_in_flight gauge\ntokenfold_in_flight {}",

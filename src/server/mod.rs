@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::fold::Folder;
+use crate::ledger::Ledger;
 use crate::pool::upstream::UpstreamClient;
 use crate::pool::Pool;
 use error::ProxyError;
@@ -34,18 +35,33 @@ pub struct AppState {
     pub upstream: UpstreamClient,
     pub folder: Folder,
     pub metrics: Metrics,
+    pub ledger: Ledger,
 }
 
 impl AppState {
     pub fn new(cfg: Config) -> Result<Arc<AppState>, ProxyError> {
         let upstream = UpstreamClient::new(cfg.timeouts.clone())?;
+        let ledger = match ledger_path() {
+            Some(path) => Ledger::open(&path, std::time::Duration::from_secs(30 * 86_400)),
+            None => Ledger::disabled(),
+        };
         Ok(Arc::new(AppState {
+            ledger,
             pool: Pool::new(&cfg),
             folder: Folder::new(cfg.fold_enabled),
             upstream,
             metrics: Metrics::default(),
             cfg: Arc::new(cfg),
         }))
+    }
+}
+
+/// The ledger file: `$TOKENFOLD_LEDGER` (`off` disables it), else the default under the data dir.
+pub fn ledger_path() -> Option<std::path::PathBuf> {
+    match std::env::var("TOKENFOLD_LEDGER") {
+        Ok(v) if v == "off" => None,
+        Ok(v) if !v.is_empty() => Some(v.into()),
+        _ => Some(crate::ledger::default_path()),
     }
 }
 

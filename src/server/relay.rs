@@ -15,26 +15,27 @@ use super::{AppState, Body};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::usage::UsageSniffer;
 use crate::dialect::Dialect;
+use crate::ledger::{Record, RequestOutcome as Outcome};
 
 pub struct RelayContext {
     pub state: Arc<AppState>,
+    /// The client's dialect (errors inside the stream are rendered in it).
     pub dialect: Dialect,
+    /// The dialect of the bytes coming from upstream.
+    pub upstream_dialect: Dialect,
     pub provider: String,
     pub is_sse: bool,
+    /// When the request arrived, and when it was sent upstream.
     pub started: Instant,
-}
-
-/// How a relayed response ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Completed,
-    UpstreamFailed,
-    Cancelled,
+    pub sent_at: Instant,
+    /// The ledger record, completed when the body ends.
+    pub record: Record,
 }
 
 /// Records the outcome once, when the body is finished or dropped.
 struct Finish {
     ctx: RelayContext,
+    first_byte: Option<Instant>,
     outcome: Option<Outcome>,
     bytes: u64,
     usage: UsageSniffer,
@@ -43,10 +44,12 @@ struct Finish {
 impl Drop for Finish {
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
-        let m = &self.ctx.state.metrics;
+        let state = self.ctx.state.clone();
+        let m = &state.metrics;
         m.bytes_out.fetch_add(self.bytes, Relaxed);
-        if let Some(u) = self.usage.finish() {
-            m.usage(&u);
+        let usage = self.usage.finish();
+        if let Some(u) = &usage {
+            m.usage(u);
         }
         if outcome == Outcome::Cancelled {
             m.cancelled.fetch_add(1, Relaxed);
@@ -56,6 +59,18 @@ impl Drop for Finish {
                 "client went away: upstream request cancelled"
             );
         }
+        let ctx = &mut self.ctx;
+        let now = Instant::now();
+        let mut r = std::mem::replace(&mut ctx.record, Record::empty());
+        r.outcome = if outcome == Outcome::Completed && r.status >= 400 { Outcome::Error } else { outcome };
+        r.latency_ms = now.duration_since(ctx.started).as_millis() as u64;
+        r.ttfb_ms = self.first_byte.map(|t| t.duration_since(ctx.started).as_millis() as u64).unwrap_or(r.latency_ms);
+        // Total minus the upstream's own time (from sending until its body ended).
+        r.overhead_us = ctx.sent_at.duration_since(ctx.started).as_micros() as u64;
+        if let Some(u) = usage {
+            r.settle(u);
+        }
+        state.ledger.record(r);
     }
 }
 
@@ -68,14 +83,15 @@ struct State {
 
 pub fn relay_body(resp: reqwest::Response, ctx: RelayContext) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
-    let usage = UsageSniffer::new(ctx.dialect, ctx.is_sse);
-    let finish = Finish { ctx, outcome: None, bytes: 0, usage };
+    let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
+    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage };
     let state = State { upstream: Box::pin(resp.bytes_stream()), finish };
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         match tokio::time::timeout(idle, st.upstream.next()).await {
             Ok(Some(Ok(chunk))) => {
                 st.finish.bytes += chunk.len() as u64;
+                st.finish.first_byte.get_or_insert_with(Instant::now);
                 st.finish.usage.push(&chunk);
                 Some((Ok(Frame::data(chunk)), Some(st)))
             }

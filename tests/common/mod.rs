@@ -57,6 +57,7 @@ pub fn try_spawn_proxy(args: &[&str], env: &[(&str, &str)]) -> Result<Proxy, (Op
         .env_remove("TOKENFOLD_CONFIG")
         .env("NO_COLOR", "1")
         .env("RUST_LOG_STYLE", "never")
+        .env("XDG_DATA_HOME", std::env::temp_dir().join(format!("tokenfold-tests-{}", std::process::id())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn tokenfold");

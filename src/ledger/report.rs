@@ -324,3 +324,40 @@ mod tests {
         assert_eq!(parse_since("soon", 0), None);
     }
 }
+
+/// One row of the recent-requests list.
+#[derive(Debug, Serialize)]
+pub struct Recent {
+    pub ts_ms: i64,
+    pub client: String,
+    pub provider: String,
+    pub model: String,
+    pub status: u16,
+    pub outcome: String,
+    pub fallbacks: String,
+    pub latency_ms: u64,
+    pub saved_tokens: u64,
+}
+
+/// The newest `n` requests.
+pub fn recent(path: &Path, n: usize) -> rusqlite::Result<Vec<Recent>> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare(
+        "SELECT ts_ms, client, provider, model, status, outcome, fallback_reasons, latency_ms, tokens_before - tokens_after
+         FROM requests ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![n as i64], |r| {
+        Ok(Recent {
+            ts_ms: r.get(0)?,
+            client: r.get(1)?,
+            provider: r.get(2)?,
+            model: r.get(3)?,
+            status: r.get::<_, i64>(4)? as u16,
+            outcome: r.get(5)?,
+            fallbacks: r.get(6)?,
+            latency_ms: r.get::<_, i64>(7)? as u64,
+            saved_tokens: r.get::<_, i64>(8)?.max(0) as u64,
+        })
+    })?;
+    rows.collect()
+}

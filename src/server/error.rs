@@ -26,6 +26,8 @@ pub enum ProxyError {
     UnknownRoute { method: String, path: String },
     #[error("missing or invalid proxy key: send one of server.api_keys as x-tokenfold-key, x-api-key or Authorization: Bearer")]
     Unauthorized,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("no upstream is configured for {0} requests (set default_upstream.{0} in the config)")]
     NoUpstream(Dialect),
     #[error("provider `{provider}` is off because {var} is not set; set it and restart")]
@@ -45,6 +47,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => StatusCode::NOT_FOUND,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::ProviderKeyMissing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -58,6 +61,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => ErrorClass::TooLarge,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => ErrorClass::NotFound,
             ProxyError::Unauthorized => ErrorClass::Authentication,
+            ProxyError::Forbidden(_) => ErrorClass::Permission,
             ProxyError::ProviderKeyMissing { .. } => ErrorClass::Overloaded,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::Internal(_) => ErrorClass::Api,
             ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
@@ -70,7 +74,8 @@ impl ProxyError {
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BodyRead(_)
             | ProxyError::UnknownRoute { .. }
-            | ProxyError::Unauthorized => Origin::Client,
+            | ProxyError::Unauthorized
+            | ProxyError::Forbidden(_) => Origin::Client,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. } => Origin::Upstream,
             ProxyError::NoUpstream(_) | ProxyError::ProviderKeyMissing { .. } | ProxyError::Internal(_) => {
                 Origin::Internal
@@ -91,6 +96,7 @@ impl ProxyError {
             ProxyError::BodyRead(_) => "body_read",
             ProxyError::UnknownRoute { .. } => "unknown_route",
             ProxyError::Unauthorized => "unauthorized",
+            ProxyError::Forbidden(_) => "forbidden",
             ProxyError::NoUpstream(_) => "no_upstream",
             ProxyError::ProviderKeyMissing { .. } => "provider_key_missing",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",

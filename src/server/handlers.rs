@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
+use super::dashboard;
 use super::relay::{relay_body, RelayContext};
 use super::{AppState, Body};
 use crate::config::ProviderAuth;
@@ -24,7 +25,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     if req.method() == Method::GET && path == "/healthz" {
         return json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"));
     }
-    let proxy_key_header = match authenticate(&state, req.headers()) {
+    let proxy_key_header = match authenticate(&state, req.headers(), dashboard_key(&path, req.uri().query())) {
         Ok(h) => h,
         Err(e) => return error_response(&state, dialect, e),
     };
@@ -32,6 +33,18 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     let route = path.strip_prefix("/v1").unwrap_or(&path).to_string();
     let result = match (req.method(), route.as_str()) {
         (&Method::GET, "/metrics") => Ok(text_response(state.metrics.render(state.ledger.lost()))),
+        (&Method::GET, "/dashboard") | (&Method::GET, "/dashboard/data") if !dashboard::allowed(&state, peer) => {
+            Err(ProxyError::Forbidden("the dashboard is served to loopback only unless server.api_keys is set".into()))
+        }
+        (&Method::GET, "/dashboard") => {
+            let mut r = Response::new(full(Bytes::from_static(dashboard::PAGE.as_bytes())));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            Ok(r)
+        }
+        (&Method::GET, "/dashboard/data") => match dashboard::data(&state).await {
+            Ok(body) => Ok(json_response(StatusCode::OK, body)),
+            Err(e) => Err(ProxyError::Internal(format!("dashboard data: {e}"))),
+        },
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers())),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
             proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
@@ -60,9 +73,14 @@ fn error_dialect(path: &str, headers: &HeaderMap) -> Dialect {
 
 /// Checks the proxy key when `server.api_keys` is set. Returns the header that carried it, which
 /// must not be forwarded upstream.
-fn authenticate(state: &AppState, hdrs: &HeaderMap) -> Result<Option<HeaderName>, ProxyError> {
+fn authenticate(state: &AppState, hdrs: &HeaderMap, query_key: Option<&str>) -> Result<Option<HeaderName>, ProxyError> {
     if state.cfg.api_keys.is_empty() {
         return Ok(None);
+    }
+    if let Some(presented) = query_key {
+        if state.cfg.api_keys.iter().any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes())) {
+            return Ok(None);
+        }
     }
     for name in [headers::TOKENFOLD_KEY, headers::X_API_KEY, headers::AUTHORIZATION] {
         let Some(value) = hdrs.get(name).and_then(|v| v.to_str().ok()) else { continue };
@@ -72,6 +90,14 @@ fn authenticate(state: &AppState, hdrs: &HeaderMap) -> Result<Option<HeaderName>
         }
     }
     Err(ProxyError::Unauthorized)
+}
+
+/// A browser cannot set headers when opening a page: the dashboard also takes `?key=`.
+fn dashboard_key<'a>(path: &str, query: Option<&'a str>) -> Option<&'a str> {
+    if !path.starts_with("/dashboard") {
+        return None;
+    }
+    query?.split('&').find_map(|kv| kv.strip_prefix("key="))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -1,5 +1,6 @@
 //! HTTP front door: accepts connections, authenticates, routes by path and relays responses.
 
+mod dashboard;
 pub mod error;
 mod handlers;
 pub mod metrics;

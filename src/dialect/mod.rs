@@ -2,6 +2,7 @@
 
 pub mod errors;
 pub mod sse;
+pub mod translate;
 
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,7 @@
 
 pub mod errors;
 pub mod sse;
+pub mod translate;
 pub mod usage;
 
 use serde::{Deserialize, Serialize};

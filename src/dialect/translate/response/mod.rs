@@ -1,0 +1,5 @@
+//! Non-streaming response bodies, one file per client dialect.
+
+pub(crate) mod to_anthropic;
+pub(crate) mod to_chat;
+pub(crate) mod to_responses;

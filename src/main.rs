@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokenfold::config::Config;
+use tokenfold::dialect::Dialect;
 use tokenfold::server::{self, AppState};
 
 #[derive(Parser)]
@@ -37,6 +38,14 @@ enum Command {
         /// credentials; no config file is read.
         #[arg(long, value_name = "URL")]
         upstream: Option<String>,
+        /// With --upstream: the dialect the upstream speaks (openai-chat, anthropic or
+        /// openai-responses); requests in another dialect are translated. E.g. Claude Code on a
+        /// local vLLM/Ollama/llama.cpp server: --upstream http://127.0.0.1:8000 --upstream-dialect openai-chat
+        #[arg(long, value_name = "DIALECT", requires = "upstream")]
+        upstream_dialect: Option<String>,
+        /// Replace the model name of every request with NAME.
+        #[arg(long, value_name = "NAME")]
+        upstream_model: Option<String>,
         /// Verbose logs (never includes keys or request bodies).
         #[arg(long)]
         debug: bool,
@@ -81,7 +90,9 @@ enum ConfigAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, upstream, debug } => serve(config, listen, upstream, debug),
+        Command::Serve { config, listen, upstream, upstream_dialect, upstream_model, debug } => {
+            serve(config, listen, upstream, upstream_dialect, upstream_model, debug)
+        }
         Command::Report { since, by, session, json, csv, ledger } => {
             report(&since, &by, session.as_deref(), json, csv, ledger)
         }
@@ -147,10 +158,25 @@ fn report(since: &str, by: &str, session: Option<&str>, json: bool, csv: bool, l
     }
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<String>, upstream: Option<String>, debug: bool) -> ExitCode {
+fn serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    upstream: Option<String>,
+    upstream_dialect: Option<String>,
+    upstream_model: Option<String>,
+    debug: bool,
+) -> ExitCode {
     init_logging(debug);
+    let speaks = match upstream_dialect.as_deref().map(|d| (d, Dialect::parse(d))) {
+        None => None,
+        Some((_, Some(d))) => Some(d),
+        Some((d, None)) => {
+            eprintln!("error: --upstream-dialect `{d}` is not one of openai-chat, anthropic, openai-responses");
+            return ExitCode::from(2);
+        }
+    };
     let loaded = match &upstream {
-        Some(url) => Config::single_upstream(url),
+        Some(url) => Config::single_upstream(url, speaks),
         None => Config::load(config.as_deref()),
     };
     let mut cfg = match loaded {
@@ -193,7 +219,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>, upstream: Option<Strin
             eprintln!("note: {n}");
         }
         let source = cfg.source.clone();
-        let state = match AppState::new(cfg) {
+        let state = match AppState::with_model_override(cfg, upstream_model) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");

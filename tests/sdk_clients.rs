@@ -18,13 +18,22 @@ fn python_with_sdks() -> Option<String> {
 }
 
 async fn run_case(case: &str) {
+    run_case_via(case, None).await;
+}
+
+/// Runs `case` with the mock speaking `upstream_dialect` (through translation) when given.
+async fn run_case_via(case: &str, upstream_dialect: Option<&str>) {
     let Some(python) = python_with_sdks() else {
         eprintln!("SKIPPED {case}: python3 with the `anthropic` and `openai` packages is not installed (pip install anthropic openai)");
         return;
     };
     let mock = mock::start(common::scripted::reply).await;
     let cfg = temp_file("sdk.toml", &config_for(&mock.base(), "", "auth = \"client\""));
-    let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[]);
+    let base = mock.base();
+    let proxy = match upstream_dialect {
+        None => spawn_proxy(&["--config", cfg.to_str().unwrap()], &[]),
+        Some(d) => spawn_proxy(&["--upstream", &base, "--upstream-dialect", d], &[]),
+    };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/clients.py");
     let (base, case_name) = (proxy.base.clone(), case.to_string());
     let out = tokio::task::spawn_blocking(move || {
@@ -43,6 +52,10 @@ async fn run_case(case: &str) {
     // 2 requests (tool call, then final answer) streaming and not.
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 4, "{case}");
+    if let Some(d) = upstream_dialect {
+        let expected = if d == "anthropic" { "/v1/messages" } else { "/v1/chat/completions" };
+        assert!(reqs.iter().all(|r| r.path == expected), "{case} via {d}: {:?}", reqs.iter().map(|r| &r.path).collect::<Vec<_>>());
+    }
     assert!(reqs.iter().all(|r| r.header("authorization").is_some() || r.header("x-api-key").is_some()));
 }
 
@@ -59,4 +72,24 @@ async fn openai_sdk_chat_through_the_proxy() {
 #[tokio::test]
 async fn openai_sdk_responses_through_the_proxy() {
     run_case("openai-responses").await;
+}
+
+#[tokio::test]
+async fn anthropic_sdk_on_an_openai_chat_provider() {
+    run_case_via("anthropic", Some("openai-chat")).await;
+}
+
+#[tokio::test]
+async fn openai_sdk_chat_on_an_anthropic_provider() {
+    run_case_via("openai-chat", Some("anthropic")).await;
+}
+
+#[tokio::test]
+async fn openai_sdk_responses_on_a_chat_provider() {
+    run_case_via("openai-responses", Some("openai-chat")).await;
+}
+
+#[tokio::test]
+async fn openai_sdk_responses_on_an_anthropic_provider() {
+    run_case_via("openai-responses", Some("anthropic")).await;
 }

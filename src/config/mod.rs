@@ -112,13 +112,17 @@ impl Config {
         }
     }
 
-    /// A config without a file: every dialect goes to `base` (same path under it) with the caller's
-    /// own credentials.
-    pub fn single_upstream(base: &str) -> Result<Config, ConfigError> {
+    /// A config without a file: every request goes to `base` with the caller's own credentials:
+    /// to the same path under it, or, when `speaks` is given, translated into that dialect.
+    pub fn single_upstream(base: &str, speaks: Option<Dialect>) -> Result<Config, ConfigError> {
         let base = normalize_base(base, true).map_err(ConfigError::Invalid)?;
         let mut cfg = Config::parse("", "--upstream", &|_| None)?;
         cfg.source = format!("--upstream {base}");
-        for (i, dialect) in Dialect::ALL.into_iter().enumerate() {
+        let provider_dialects: Vec<Dialect> = match speaks {
+            Some(d) => vec![d],
+            None => Dialect::ALL.to_vec(),
+        };
+        for dialect in provider_dialects {
             cfg.providers.push(Provider {
                 name: format!("upstream-{}", dialect.name()),
                 dialect,
@@ -126,7 +130,9 @@ impl Config {
                 auth: ProviderAuth::Client,
                 models: Vec::new(),
             });
-            cfg.default_upstream.insert(dialect, i);
+        }
+        for (i, ingress) in Dialect::ALL.into_iter().enumerate() {
+            cfg.default_upstream.insert(ingress, if speaks.is_some() { 0 } else { i });
         }
         Ok(cfg)
     }
@@ -456,8 +462,10 @@ mod tests {
 
     #[test]
     fn single_upstream_adds_v1_once() {
-        let a = Config::single_upstream("http://127.0.0.1:9/").unwrap();
-        let b = Config::single_upstream("http://127.0.0.1:9/v1").unwrap();
+        let a = Config::single_upstream("http://127.0.0.1:9/", None).unwrap();
+        let b = Config::single_upstream("http://127.0.0.1:9/v1", None).unwrap();
+        let c = Config::single_upstream("http://127.0.0.1:9", Some(Dialect::OpenaiChat)).unwrap();
+        assert_eq!(c.upstream_for(Dialect::Anthropic).unwrap().dialect, Dialect::OpenaiChat);
         assert_eq!(a.upstream_for(Dialect::Anthropic).unwrap().base_url, "http://127.0.0.1:9/v1");
         assert_eq!(b.upstream_for(Dialect::OpenaiChat).unwrap().base_url, "http://127.0.0.1:9/v1");
     }

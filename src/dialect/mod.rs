@@ -64,6 +64,15 @@ pub struct RequestEnvelope {
     pub model: Option<String>,
     #[serde(default)]
     pub stream: Option<bool>,
+    /// OpenAI Chat: whether a streaming client asked for the final usage chunk.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
 }
 
 /// Request header names with meaning to the proxy.

@@ -26,6 +26,8 @@ pub enum ProxyError {
     UnknownRoute { method: String, path: String },
     #[error("missing or invalid proxy key: send one of server.api_keys as x-tokenfold-key, x-api-key or Authorization: Bearer")]
     Unauthorized,
+    #[error("the request cannot be translated for the chosen provider: {0}")]
+    Untranslatable(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("no upstream is configured for {0} requests (set default_upstream.{0} in the config)")]
@@ -43,7 +45,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) | ProxyError::Untranslatable(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => StatusCode::NOT_FOUND,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -57,7 +61,9 @@ impl ProxyError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) => ErrorClass::InvalidRequest,
+            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) | ProxyError::Untranslatable(_) => {
+                ErrorClass::InvalidRequest
+            }
             ProxyError::BodyTooLarge { .. } => ErrorClass::TooLarge,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => ErrorClass::NotFound,
             ProxyError::Unauthorized => ErrorClass::Authentication,
@@ -73,6 +79,7 @@ impl ProxyError {
             ProxyError::MalformedJson(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BodyRead(_)
+            | ProxyError::Untranslatable(_)
             | ProxyError::UnknownRoute { .. }
             | ProxyError::Unauthorized
             | ProxyError::Forbidden(_) => Origin::Client,
@@ -94,6 +101,7 @@ impl ProxyError {
             ProxyError::MalformedJson(_) => "malformed_json",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BodyRead(_) => "body_read",
+            ProxyError::Untranslatable(_) => "untranslatable",
             ProxyError::UnknownRoute { .. } => "unknown_route",
             ProxyError::Unauthorized => "unauthorized",
             ProxyError::Forbidden(_) => "forbidden",

@@ -13,9 +13,11 @@ use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::dashboard;
-use super::relay::{relay_body, RelayContext};
+use super::count_tokens;
+use super::relay::{relay_body, RelayContext, Transform};
 use super::{AppState, Body};
 use crate::config::ProviderAuth;
+use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
 use crate::ledger::{client_family, MechanismSaving, Record, RequestOutcome};
 
@@ -165,18 +167,26 @@ async fn forward(
     }
 
     let targets = state.pool.targets(dialect, envelope.model.as_deref())?;
-    let path_after_v1 = route;
     let mut last_error = None;
     for target in &targets {
-        if target.dialect != dialect {
-            // Translation plugs in here.
-            last_error = Some(ProxyError::Internal(format!(
-                "provider `{}` speaks {}; translation from {dialect} is not available yet",
-                target.provider.name, target.dialect
-            )));
-            continue;
+        let translating = target.dialect != dialect;
+        let model_override = state.model_override.as_deref();
+        if route == "/messages/count_tokens" && target.dialect != Dialect::Anthropic {
+            // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
+            return count_tokens::answer_locally(&forward);
         }
+        // Translation happens after folding, only when the target speaks another dialect.
+        let (send_body, path_after_v1) = if translating || model_override.is_some() {
+            let opts = RequestOptions { model: model_override, target_reasoning: false };
+            let translated = translate::translate_request_with(dialect, target.dialect, &forward, &opts)
+                .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
+            let path = if translating { target.dialect.endpoint_path().trim_start_matches("/v1") } else { route };
+            (Bytes::from(translated), path)
+        } else {
+            (forward.clone(), route)
+        };
         let sent_at = Instant::now();
+        let upstream_bytes = send_body.len() as u64;
         let resp = state
             .upstream
             .send(
@@ -186,7 +196,7 @@ async fn forward(
                 parts.uri.query(),
                 &parts.headers,
                 proxy_key_header.as_ref(),
-                forward.clone(),
+                send_body,
             )
             .await;
         let resp = match resp {
@@ -204,7 +214,7 @@ async fn forward(
             }
         };
         state.metrics.upstream_latency(sent_at.elapsed());
-        state.metrics.bytes_upstream.fetch_add(forward.len() as u64, Relaxed);
+        state.metrics.bytes_upstream.fetch_add(upstream_bytes, Relaxed);
         state.metrics.saved_tokens.fetch_add(saved_tokens, Relaxed);
         let status = resp.status();
         state.metrics.request(dialect, status.as_u16());
@@ -228,24 +238,33 @@ async fn forward(
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let transform = if !translating {
+            Transform::None
+        } else if is_sse && status.is_success() {
+            let model = envelope.model.as_deref().unwrap_or("");
+            let mut translator = StreamTranslator::new(target.dialect, dialect, model);
+            translator.set_include_usage(envelope.stream_options.as_ref().is_some_and(|o| o.include_usage));
+            Transform::Stream(Box::new(translator))
+        } else {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let error_status = (!status.is_success()).then_some(status.as_u16());
+            Transform::Whole { upstream: target.dialect, client: dialect, error_status, buf: Vec::new() }
+        };
         let mut record = std::mem::replace(record, Record::empty());
         record.provider = target.provider.name.clone();
         record.account = account_label(&target.provider.auth);
         record.status = status.as_u16();
-        let body = relay_body(
-            resp,
-            RelayContext {
-                state: state.clone(),
-                dialect,
-                upstream_dialect: target.dialect,
-                provider: target.provider.name.clone(),
-                is_sse,
-                started,
-                sent_at,
-                record,
-            },
-        );
-        let mut response = Response::new(body);
+        let context = RelayContext {
+            state: state.clone(),
+            dialect,
+            upstream_dialect: target.dialect,
+            provider: target.provider.name.clone(),
+            is_sse,
+            started,
+            sent_at,
+            record,
+        };
+        let mut response = Response::new(relay_body(resp, context, transform));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         return Ok(response);
@@ -315,7 +334,7 @@ fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response
     json_response(e.status(), e.body(dialect))
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

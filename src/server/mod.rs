@@ -1,5 +1,6 @@
 //! HTTP front door: accepts connections, authenticates, routes by path and relays responses.
 
+mod count_tokens;
 mod dashboard;
 pub mod error;
 mod handlers;
@@ -37,10 +38,16 @@ pub struct AppState {
     pub folder: Folder,
     pub metrics: Metrics,
     pub ledger: Ledger,
+    /// `--upstream-model`: replaces the model name of every request.
+    pub model_override: Option<String>,
 }
 
 impl AppState {
     pub fn new(cfg: Config) -> Result<Arc<AppState>, ProxyError> {
+        AppState::with_model_override(cfg, None)
+    }
+
+    pub fn with_model_override(cfg: Config, model_override: Option<String>) -> Result<Arc<AppState>, ProxyError> {
         let upstream = UpstreamClient::new(cfg.timeouts.clone())?;
         let ledger = match ledger_path() {
             Some(path) => Ledger::open(&path, std::time::Duration::from_secs(30 * 86_400)),
@@ -48,6 +55,7 @@ impl AppState {
         };
         Ok(Arc::new(AppState {
             ledger,
+            model_override,
             pool: Pool::new(&cfg),
             folder: Folder::new(cfg.fold_enabled),
             upstream,

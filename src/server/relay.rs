@@ -12,7 +12,8 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
 use super::{AppState, Body};
-use crate::dialect::errors::{error_event, ErrorClass};
+use crate::dialect::errors::{error_body, error_event, ErrorClass};
+use crate::dialect::translate::{self, StreamTranslator};
 use crate::dialect::usage::UsageSniffer;
 use crate::dialect::Dialect;
 use crate::ledger::{Record, RequestOutcome as Outcome};
@@ -74,30 +75,81 @@ impl Drop for Finish {
     }
 }
 
+/// How the upstream's bytes become the client's: as they are, or translated between dialects.
+pub enum Transform {
+    None,
+    /// SSE, translated event by event.
+    Stream(Box<StreamTranslator>),
+    /// A JSON body translated once it is whole: a response, or (with a status) an error body.
+    Whole { upstream: Dialect, client: Dialect, error_status: Option<u16>, buf: Vec<u8> },
+}
+
+impl Transform {
+    fn push(&mut self, chunk: Bytes) -> Bytes {
+        match self {
+            Transform::None => chunk,
+            Transform::Stream(t) => Bytes::from(t.push(&chunk)),
+            Transform::Whole { buf, .. } => {
+                buf.extend_from_slice(&chunk);
+                Bytes::new()
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Bytes {
+        match self {
+            Transform::None => Bytes::new(),
+            Transform::Stream(t) => Bytes::from(t.finish()),
+            Transform::Whole { upstream, client, error_status, buf } => {
+                let out = match error_status {
+                    Some(status) => translate::translate_error(*upstream, *client, *status, buf),
+                    None => translate::translate_response(*upstream, *client, buf).unwrap_or_else(|e| {
+                        let msg = format!("could not translate the provider's {upstream} response: {e}");
+                        error_body(*client, ErrorClass::Api, &msg)
+                    }),
+                };
+                Bytes::from(out)
+            }
+        }
+    }
+}
+
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 struct State {
     upstream: ByteStream,
+    transform: Transform,
     finish: Finish,
 }
 
-pub fn relay_body(resp: reqwest::Response, ctx: RelayContext) -> Body {
+pub fn relay_body(resp: reqwest::Response, ctx: RelayContext, transform: Transform) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
     let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage };
-    let state = State { upstream: Box::pin(resp.bytes_stream()), finish };
+    let state = State { upstream: Box::pin(resp.bytes_stream()), transform, finish };
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
-        match tokio::time::timeout(idle, st.upstream.next()).await {
+        loop {
+            return match tokio::time::timeout(idle, st.upstream.next()).await {
             Ok(Some(Ok(chunk))) => {
-                st.finish.bytes += chunk.len() as u64;
-                st.finish.first_byte.get_or_insert_with(Instant::now);
                 st.finish.usage.push(&chunk);
-                Some((Ok(Frame::data(chunk)), Some(st)))
+                let out = st.transform.push(chunk);
+                if out.is_empty() {
+                    // A translator may need more input before it can say anything.
+                    continue;
+                }
+                st.finish.bytes += out.len() as u64;
+                st.finish.first_byte.get_or_insert_with(Instant::now);
+                Some((Ok(Frame::data(out)), Some(st)))
             }
             Ok(None) => {
                 st.finish.outcome = Some(Outcome::Completed);
-                None
+                let tail = st.transform.finish();
+                if tail.is_empty() {
+                    return None;
+                }
+                st.finish.bytes += tail.len() as u64;
+                Some((Ok(Frame::data(tail)), None))
             }
             Ok(Some(Err(e))) => {
                 let msg = format!("upstream `{}` broke off the response: {e}", st.finish.ctx.provider);
@@ -111,6 +163,7 @@ pub fn relay_body(resp: reqwest::Response, ctx: RelayContext) -> Body {
                 );
                 end_with_error(st, ErrorClass::Timeout, msg, "upstream_idle_timeout")
             }
+            };
         }
     });
     BodyExt::boxed_unsync(StreamBody::new(stream))
@@ -127,6 +180,13 @@ fn end_with_error(
     tracing::warn!("{msg}");
     st.finish.ctx.state.metrics.error(kind);
     st.finish.outcome = Some(Outcome::UpstreamFailed);
+    if let Transform::Stream(t) = &mut st.transform {
+        // The translator closes what it opened and ends with an error event of the client's dialect.
+        let tail = Bytes::from(t.finish());
+        st.finish.bytes += tail.len() as u64;
+        drop(st);
+        return Some((Ok(Frame::data(tail)), None));
+    }
     if st.finish.ctx.is_sse {
         let event = Bytes::from(error_event(st.finish.ctx.dialect, class, &msg));
         st.finish.bytes += event.len() as u64;

@@ -90,7 +90,7 @@ def responses_case():
             call = calls[0]
         else:
             r = client.responses.create(model="gpt-test", input="Weather in Paris?", tools=tools)
-            call = r.output[0]
+            call = [item for item in r.output if item.type == "function_call"][0]
         assert call.name == "get_weather" and call.arguments == '{"city":"Paris"}', call
         follow = [
             {"role": "user", "content": "Weather in Paris?"},

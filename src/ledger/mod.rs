@@ -8,92 +8,100 @@ pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub use record::{client_family, MechanismSaving, Prices, Record, RequestOutcome};
 
 /// Records waiting to be written; beyond this they are dropped and counted as lost.
-const QUEUE: usize = 8192;
-/// Most records written in one transaction.
-const BATCH: usize = 512;
+const QUEUE: usize = 16_384;
+/// How often the writer wakes to write what has queued up. Handing a record over is then only a
+/// lock and a push: no thread is woken on the request path.
+const WRITE_EVERY: Duration = Duration::from_millis(50);
 const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 
-/// Cheap to clone; shared by all requests.
+struct Shared {
+    queue: Mutex<Vec<Record>>,
+    lost: AtomicU64,
+}
+
+/// Cheap to clone; shared by all requests. The writer thread ends (after a last write) when the
+/// last clone is dropped.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: Option<SyncSender<Record>>,
-    lost: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+    enabled: bool,
 }
 
 impl Ledger {
     /// Opens (or creates) the ledger at `path` and starts its writer thread. Records older than
     /// `retention` are compacted into daily aggregates.
     pub fn open(path: &Path, retention: Duration) -> Ledger {
-        let lost = Arc::new(AtomicU64::new(0));
+        let mut ledger = Ledger::disabled();
         let conn = match db::open(path) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("ledger at {} is unavailable ({e}); requests are served but not recorded", path.display());
-                return Ledger { tx: None, lost };
+                return ledger;
             }
         };
-        let (tx, rx) = sync_channel(QUEUE);
-        let lost_in_writer = lost.clone();
+        let weak = Arc::downgrade(&ledger.shared);
         let spawned = std::thread::Builder::new()
             .name("tokenfold-ledger".into())
-            .spawn(move || writer(conn, rx, retention, lost_in_writer));
+            .spawn(move || writer(conn, weak, retention));
         match spawned {
-            Ok(_) => Ledger { tx: Some(tx), lost },
-            Err(e) => {
-                tracing::warn!("cannot start the ledger writer ({e}); requests are not recorded");
-                Ledger { tx: None, lost }
-            }
+            Ok(_) => ledger.enabled = true,
+            Err(e) => tracing::warn!("cannot start the ledger writer ({e}); requests are not recorded"),
         }
+        ledger
     }
 
     /// A ledger that records nothing (every record counts as lost).
     pub fn disabled() -> Ledger {
-        Ledger { tx: None, lost: Arc::new(AtomicU64::new(0)) }
+        let shared = Arc::new(Shared { queue: Mutex::new(Vec::new()), lost: AtomicU64::new(0) });
+        Ledger { shared, enabled: false }
     }
 
     /// Queues a record without waiting.
     pub fn record(&self, r: Record) {
-        let Some(tx) = &self.tx else {
-            self.lost.fetch_add(1, Relaxed);
+        if !self.enabled {
+            self.shared.lost.fetch_add(1, Relaxed);
             return;
-        };
-        match tx.try_send(r) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.lost.fetch_add(1, Relaxed);
-            }
+        }
+        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() < QUEUE {
+            q.push(r);
+        } else {
+            drop(q);
+            self.shared.lost.fetch_add(1, Relaxed);
         }
     }
 
     /// Records that could not be written.
     pub fn lost(&self) -> u64 {
-        self.lost.load(Relaxed)
+        self.shared.lost.load(Relaxed)
+    }
+
+    /// Records queued but not yet written.
+    pub fn pending(&self) -> usize {
+        self.shared.queue.lock().map(|q| q.len()).unwrap_or(0)
     }
 }
 
-fn writer(mut conn: rusqlite::Connection, rx: Receiver<Record>, retention: Duration, lost: Arc<AtomicU64>) {
+fn writer(mut conn: rusqlite::Connection, shared: Weak<Shared>, retention: Duration) {
     let mut last_compaction: Option<Instant> = None;
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+    loop {
+        std::thread::sleep(WRITE_EVERY);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let batch = std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        if !batch.is_empty() {
+            if let Err(e) = db::insert(&mut conn, &batch) {
+                tracing::warn!("ledger write failed ({e}); {} records lost", batch.len());
+                shared.lost.fetch_add(batch.len() as u64, Relaxed);
             }
         }
-        if let Err(e) = db::insert(&mut conn, &batch) {
-            tracing::warn!("ledger write failed ({e}); {} records lost", batch.len());
-            lost.fetch_add(batch.len() as u64, Relaxed);
-        }
-        batch.clear();
         if last_compaction.is_none_or(|t| t.elapsed() > COMPACT_EVERY) {
             last_compaction = Some(Instant::now());
             let cutoff = now_ms() - retention.as_millis() as i64;

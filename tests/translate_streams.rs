@@ -5,54 +5,9 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{anthropic_sse, chat_sse, events, normalized, run, Ev};
+use support::{anthropic_sse, anthropic_stream, chat_sse, chat_stream, chunk, events, normalized, run, Ev};
 use tokenfold::dialect::translate::{StreamTranslator, Usage};
 use tokenfold::dialect::Dialect::{self, Anthropic, OpenaiChat, OpenaiResponses};
-
-fn chunk(delta: Value, finish: Option<&str>) -> Value {
-    json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-}
-
-fn call(index: u64, id: Option<&str>, name: Option<&str>, args: &str) -> Value {
-    let mut f = json!({"arguments": args});
-    if let Some(n) = name {
-        f["name"] = json!(n);
-    }
-    let mut c = json!({"index": index, "function": f});
-    if let Some(id) = id {
-        c["id"] = json!(id);
-        c["type"] = json!("function");
-    }
-    json!({"tool_calls": [c]})
-}
-
-/// A Chat stream with reasoning, text, a tool call, more text, a second tool call with
-/// arguments in pieces, empty deltas, multi-byte text, and usage only in a last empty chunk.
-fn chat_stream() -> Vec<u8> {
-    chat_sse(
-        &[
-            chunk(json!({"role": "assistant", "content": ""}), None),
-            chunk(json!({"reasoning_content": "Think ü"}), None),
-            chunk(json!({"content": "Héllo "}), None),
-            chunk(json!({}), None),
-            chunk(json!({"content": null}), None),
-            chunk(json!({"content": "wörld 🚀"}), None),
-            chunk(call(0, Some("call_A"), Some("Read"), ""), None),
-            chunk(call(0, None, None, "{\"path\":"), None),
-            chunk(call(0, None, None, "\"ä.rs\"}"), None),
-            chunk(json!({"content": "and "}), None),
-            chunk(call(1, Some("call_B"), Some("Bash"), "{\"cmd\""), None),
-            chunk(call(1, None, None, ":\"ls\"}"), None),
-            chunk(json!({}), Some("tool_calls")),
-            json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                   "choices": [],
-                   "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
-                             "prompt_tokens_details": {"cached_tokens": 60}}}),
-        ],
-        true,
-    )
-}
 
 /// Output for every way of cutting `input` in two, and byte by byte, equals the whole feed.
 fn assert_split_invariant(upstream: Dialect, client: Dialect, input: &[u8]) -> Vec<u8> {
@@ -201,34 +156,6 @@ fn cut_before_terminal_event_is_an_error() {
     let input = chat_sse(&[chunk(json!({"content": "x"}), None), chunk(json!({}), Some("stop"))], false);
     let (out, _) = run(StreamTranslator::new(OpenaiChat, Anthropic, "m"), &[&input]);
     assert_eq!(events(&out).last().unwrap().ty(), "message_stop");
-}
-
-fn anthropic_stream() -> Vec<u8> {
-    anthropic_sse(&[
-        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
-               "model": "claude", "content": [], "stop_reason": null, "stop_sequence": null,
-               "usage": {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 30,
-                         "cache_creation_input_tokens": 5}}}),
-        json!({"type": "ping"}),
-        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
-        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
-        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "abc"}}),
-        json!({"type": "content_block_stop", "index": 0}),
-        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
-        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Zwei Aufrufe: "}}),
-        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": ""}}),
-        json!({"type": "content_block_stop", "index": 1}),
-        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}}),
-        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}}),
-        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"p\":"}}),
-        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "\"é\"}"}}),
-        json!({"type": "content_block_stop", "index": 2}),
-        json!({"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "id": "toolu_2", "name": "Bash", "input": {}}}),
-        json!({"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
-        json!({"type": "content_block_stop", "index": 3}),
-        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 42}}),
-        json!({"type": "message_stop"}),
-    ])
 }
 
 #[test]

@@ -8,7 +8,9 @@ use tokenfold::dialect::sse::{SseEvent, SseSplitter};
 use tokenfold::dialect::translate::StreamTranslator;
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/translate")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -19,8 +21,9 @@ pub fn json(bytes: &[u8]) -> Value {
 
 /// Compares `bytes` (JSON) with the golden file, pretty-printed. `UPDATE_GOLDEN=1` rewrites it.
 pub fn golden(name: &str, bytes: &[u8]) {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/translate/golden")
+        .join(name);
     let pretty = serde_json::to_string_pretty(&json(bytes)).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &pretty).unwrap();
@@ -28,7 +31,10 @@ pub fn golden(name: &str, bytes: &[u8]) {
     }
     let want = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(pretty, want, "golden {name} differs (UPDATE_GOLDEN=1 to accept)");
+    assert_eq!(
+        pretty, want,
+        "golden {name} differs (UPDATE_GOLDEN=1 to accept)"
+    );
 }
 
 /// One client event: its `event:` name and its data (`[DONE]` as a JSON string).
@@ -56,7 +62,10 @@ pub fn events(bytes: &[u8]) -> Vec<Ev> {
         } else {
             json(ev.data.as_bytes())
         };
-        out.push(Ev { name: ev.event, data });
+        out.push(Ev {
+            name: ev.event,
+            data,
+        });
     }
     assert!(
         s.remainder().is_empty(),
@@ -94,7 +103,13 @@ pub fn normalize(mut v: Value) -> Value {
 }
 
 pub fn normalized(bytes: &[u8]) -> Vec<Ev> {
-    events(bytes).into_iter().map(|e| Ev { name: e.name, data: normalize(e.data) }).collect()
+    events(bytes)
+        .into_iter()
+        .map(|e| Ev {
+            name: e.name,
+            data: normalize(e.data),
+        })
+        .collect()
 }
 
 /// Chat SSE bytes (`data:` lines) from chunk values, ending with `[DONE]` when `done`.
@@ -191,4 +206,3 @@ pub fn anthropic_stream() -> Vec<u8> {
         json!({"type": "message_stop"}),
     ])
 }
-

@@ -137,6 +137,18 @@ pub(crate) fn parse_arguments(args: &str) -> Value {
     }
 }
 
+/// An Anthropic `tool_use` block as a Chat `tool_calls` entry.
+pub(crate) fn chat_tool_call(block: &Value) -> Value {
+    json!({
+        "id": block.str_of("id").unwrap_or(""),
+        "type": "function",
+        "function": {
+            "name": block.str_of("name").unwrap_or(""),
+            "arguments": super::json::to_string(block.get("input").unwrap_or(&json!({}))),
+        },
+    })
+}
+
 /// Error class named by an error `type`/`code` string of either family.
 pub(crate) fn class_from_type(t: &str) -> Option<ErrorClass> {
     Some(match t {

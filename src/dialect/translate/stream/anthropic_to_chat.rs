@@ -145,13 +145,7 @@ impl Translate for AnthropicToChat {
     }
 
     fn progress(&self) -> Progress {
-        if self.done {
-            Progress::Done
-        } else if self.finish.is_some() {
-            Progress::Finished
-        } else {
-            Progress::Open
-        }
+        Progress::of(self.done, self.finish.is_some())
     }
 
     /// The usage chunk (when asked for) and `[DONE]`.

@@ -175,13 +175,7 @@ impl Translate for ChatToAnthropic {
     }
 
     fn progress(&self) -> Progress {
-        if self.done {
-            Progress::Done
-        } else if self.stop.is_some() {
-            Progress::Finished
-        } else {
-            Progress::Open
-        }
+        Progress::of(self.done, self.stop.is_some())
     }
 
     /// The closing `message_delta` (stop reason, final usage) and `message_stop`.

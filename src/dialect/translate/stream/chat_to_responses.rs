@@ -284,13 +284,7 @@ impl Translate for ChatToResponses {
     }
 
     fn progress(&self) -> Progress {
-        if self.done {
-            Progress::Done
-        } else if self.finish.is_some() {
-            Progress::Finished
-        } else {
-            Progress::Open
-        }
+        Progress::of(self.done, self.finish.is_some())
     }
 
     /// `response.completed`, or `response.incomplete` when the turn hit a limit.

@@ -34,6 +34,16 @@ enum Progress {
     Done,
 }
 
+impl Progress {
+    fn of(done: bool, finished: bool) -> Progress {
+        match (done, finished) {
+            (true, _) => Progress::Done,
+            (false, true) => Progress::Finished,
+            (false, false) => Progress::Open,
+        }
+    }
+}
+
 /// One direction of event translation, fed whole upstream events.
 trait Translate {
     fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>);

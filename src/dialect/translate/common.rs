@@ -114,7 +114,10 @@ pub(crate) fn chat_usage_json(u: &Usage) -> Value {
 pub(crate) fn responses_usage_json(u: &Usage) -> Value {
     json!({
         "input_tokens": u.prompt_total(),
-        "input_tokens_details": { "cached_tokens": u.cache_read_tokens },
+        "input_tokens_details": {
+            "cached_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+        },
         "output_tokens": u.output_tokens,
         "output_tokens_details": { "reasoning_tokens": 0 },
         "total_tokens": u.prompt_total() + u.output_tokens,
@@ -132,6 +135,18 @@ pub(crate) fn parse_arguments(args: &str) -> Value {
         Ok(v @ Value::Object(_)) => v,
         _ => json!({ "raw_arguments": args }),
     }
+}
+
+/// An Anthropic `tool_use` block as a Chat `tool_calls` entry.
+pub(crate) fn chat_tool_call(block: &Value) -> Value {
+    json!({
+        "id": block.str_of("id").unwrap_or(""),
+        "type": "function",
+        "function": {
+            "name": block.str_of("name").unwrap_or(""),
+            "arguments": super::json::to_string(block.get("input").unwrap_or(&json!({}))),
+        },
+    })
 }
 
 /// Error class named by an error `type`/`code` string of either family.

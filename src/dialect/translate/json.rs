@@ -75,3 +75,20 @@ pub(crate) fn join<'a>(pieces: impl Iterator<Item = &'a str>) -> String {
 pub(crate) fn to_string(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
+
+/// A tool definition `{name, description?, <out_key>: schema}` from one whose schema is at
+/// `in_key`; a missing schema becomes an empty object schema.
+pub(crate) fn tool_def(src: &Value, in_key: &str, out_key: &str) -> Option<Map<String, Value>> {
+    let mut def = Map::new();
+    def.insert(
+        "name".into(),
+        Value::String(src.str_of("name")?.to_string()),
+    );
+    copy(src, "description", &mut def, "description");
+    let schema = src
+        .some(in_key)
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({ "type": "object", "properties": {} }));
+    def.insert(out_key.into(), schema);
+    Some(def)
+}

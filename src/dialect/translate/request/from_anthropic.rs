@@ -3,7 +3,8 @@
 use serde_json::{json, Map, Value};
 
 use super::model;
-use crate::dialect::translate::json::{copy, join, text_of, to_string, Get};
+use crate::dialect::translate::common::chat_tool_call;
+use crate::dialect::translate::json::{copy, join, text_of, tool_def, Get};
 use crate::dialect::translate::{RequestOptions, TranslateError};
 
 pub(crate) fn to_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, TranslateError> {
@@ -198,14 +199,7 @@ fn assistant_message(content: &Value) -> Result<Option<Value>, TranslateError> {
     for b in blocks {
         match b.str_of("type") {
             Some("text") => texts.extend(b.str_of("text").filter(|t| !t.is_empty())),
-            Some("tool_use") => calls.push(json!({
-                "id": b.str_of("id").unwrap_or(""),
-                "type": "function",
-                "function": {
-                    "name": b.str_of("name").unwrap_or(""),
-                    "arguments": to_string(b.get("input").unwrap_or(&json!({}))),
-                },
-            })),
+            Some("tool_use") => calls.push(chat_tool_call(b)),
             _ => {}
         }
     }
@@ -229,14 +223,9 @@ fn assistant_message(content: &Value) -> Result<Option<Value>, TranslateError> {
 fn tools(req: &Value) -> Vec<Value> {
     req.arr_of("tools")
         .iter()
-        .filter_map(|t| {
-            let schema = t.get("input_schema")?;
-            let mut f = Map::new();
-            f.insert("name".into(), Value::String(t.str_of("name")?.to_string()));
-            copy(t, "description", &mut f, "description");
-            f.insert("parameters".into(), schema.clone());
-            Some(json!({ "type": "function", "function": f }))
-        })
+        .filter(|t| t.get("input_schema").is_some())
+        .filter_map(|t| tool_def(t, "input_schema", "parameters"))
+        .map(|f| json!({ "type": "function", "function": f }))
         .collect()
 }
 

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::model;
 use crate::dialect::translate::common::parse_arguments;
-use crate::dialect::translate::json::{copy, join, text_of, Get};
+use crate::dialect::translate::json::{copy, join, text_of, tool_def, Get};
 use crate::dialect::translate::{RequestOptions, TranslateError};
 
 /// Anthropic requires `max_tokens`; Chat does not.
@@ -193,18 +193,8 @@ fn tools(req: &Value, out: &mut Map<String, Value>) {
         .arr_of("tools")
         .iter()
         .filter(|t| t.str_of("type").unwrap_or("function") == "function")
-        .filter_map(|t| {
-            let f = t.get("function")?;
-            let mut tool = Map::new();
-            tool.insert("name".into(), Value::String(f.str_of("name")?.to_string()));
-            copy(f, "description", &mut tool, "description");
-            let schema = f
-                .some("parameters")
-                .cloned()
-                .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
-            tool.insert("input_schema".into(), schema);
-            Some(Value::Object(tool))
-        })
+        .filter_map(|t| tool_def(t.get("function")?, "parameters", "input_schema"))
+        .map(Value::Object)
         .collect();
     if tools.is_empty() {
         return;

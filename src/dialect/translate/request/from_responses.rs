@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 
 use super::model;
-use crate::dialect::translate::json::{copy, join, text_of, to_string, Get};
+use crate::dialect::translate::json::{copy, join, text_of, to_string, tool_def, Get};
 use crate::dialect::{translate::RequestOptions, translate::TranslateError, Dialect};
 
 pub(crate) fn to_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, TranslateError> {
@@ -236,14 +236,7 @@ fn function_tool(t: &Value) -> Option<Value> {
     if t.str_of("type") != Some("function") {
         return None;
     }
-    let mut f = Map::new();
-    f.insert("name".into(), Value::String(t.str_of("name")?.to_string()));
-    copy(t, "description", &mut f, "description");
-    let params = t
-        .some("parameters")
-        .cloned()
-        .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
-    f.insert("parameters".into(), params);
+    let f = tool_def(t, "parameters", "parameters")?;
     Some(json!({ "type": "function", "function": f }))
 }
 

@@ -3,9 +3,9 @@
 use serde_json::{json, Value};
 
 use crate::dialect::translate::common::{
-    chat_finish, chat_usage_json, merge_anthropic_usage, now_secs,
+    chat_finish, chat_tool_call, chat_usage_json, merge_anthropic_usage, now_secs,
 };
-use crate::dialect::translate::json::{to_string, Get};
+use crate::dialect::translate::json::Get;
 use crate::dialect::translate::Usage;
 
 pub(crate) fn from_anthropic(resp: &Value) -> Value {
@@ -17,14 +17,7 @@ pub(crate) fn from_anthropic(resp: &Value) -> Value {
             // Text blocks of one message are one continuous text (citations split it).
             Some("text") => text.push_str(block.str_of("text").unwrap_or("")),
             Some("thinking") => thinking.push_str(block.str_of("thinking").unwrap_or("")),
-            Some("tool_use") => calls.push(json!({
-                "id": block.str_of("id").unwrap_or(""),
-                "type": "function",
-                "function": {
-                    "name": block.str_of("name").unwrap_or(""),
-                    "arguments": to_string(block.get("input").unwrap_or(&json!({}))),
-                },
-            })),
+            Some("tool_use") => calls.push(chat_tool_call(block)),
             _ => {}
         }
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{emit, error_of, Translate, CUT_SHORT};
+use super::{emit, error_of, Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::{write_event, SseEvent};
 use crate::dialect::translate::common::{
@@ -128,6 +128,25 @@ impl AnthropicToChat {
             self.chunk(out, json!({ "content": t }), None);
         }
     }
+}
+
+impl Translate for AnthropicToChat {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        if self.done || ev.data.is_empty() {
+            return;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+            self.handle(&v, out);
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn progress(&self) -> Progress {
+        Progress::of(self.done, self.finish.is_some())
+    }
 
     /// The usage chunk (when asked for) and `[DONE]`.
     fn complete(&mut self, out: &mut Vec<u8>) {
@@ -152,32 +171,5 @@ impl AnthropicToChat {
     fn fail(&mut self, class: ErrorClass, msg: &str, out: &mut Vec<u8>) {
         out.extend(error_event(Dialect::OpenaiChat, class, msg));
         self.done = true;
-    }
-}
-
-impl Translate for AnthropicToChat {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
-        if self.done || ev.data.is_empty() {
-            return;
-        }
-        if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
-            self.handle(&v, out);
-        }
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        // Cut after message_delta: only message_stop was lost.
-        if self.finish.is_some() {
-            self.complete(out);
-        } else {
-            self.fail(ErrorClass::Api, CUT_SHORT, out);
-        }
-    }
-
-    fn usage(&self) -> Usage {
-        self.usage
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::chat_in::{ChatIn, Piece};
-use super::{emit, Translate, CUT_SHORT};
+use super::{emit, Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::{anthropic_stop, anthropic_usage_json};
@@ -67,7 +67,6 @@ impl ChatToAnthropic {
                 let index = self.next_block;
                 self.next_block += 1;
                 self.tool_blocks.push(index);
-                debug_assert_eq!(self.tool_blocks.len(), slot + 1);
                 self.open = Some((Open::Tool(slot), index));
                 let block = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
                 self.block_start(index, block, out);
@@ -162,6 +161,22 @@ impl ChatToAnthropic {
             emit(out, Some("content_block_stop"), &ev);
         }
     }
+}
+
+impl Translate for ChatToAnthropic {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        let mut input = std::mem::take(&mut self.input);
+        input.read(ev, |p| self.piece(p, out));
+        self.input = input;
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn progress(&self) -> Progress {
+        Progress::of(self.done, self.stop.is_some())
+    }
 
     /// The closing `message_delta` (stop reason, final usage) and `message_stop`.
     fn complete(&mut self, out: &mut Vec<u8>) {
@@ -185,29 +200,5 @@ impl ChatToAnthropic {
     fn fail(&mut self, class: ErrorClass, msg: &str, out: &mut Vec<u8>) {
         out.extend(error_event(Dialect::Anthropic, class, msg));
         self.done = true;
-    }
-}
-
-impl Translate for ChatToAnthropic {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
-        let mut input = std::mem::take(&mut self.input);
-        input.read(ev, |p| self.piece(p, out));
-        self.input = input;
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        // A stream cut after the finish reason lost only usage or `[DONE]`: complete it.
-        if self.stop.is_some() {
-            self.complete(out);
-        } else {
-            self.fail(ErrorClass::Api, CUT_SHORT, out);
-        }
-    }
-
-    fn usage(&self) -> Usage {
-        self.usage
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::chat_in::{ChatIn, Piece};
-use super::{emit, Translate, CUT_SHORT};
+use super::{emit, Progress, Translate};
 use crate::dialect::errors::ErrorClass;
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::now_secs;
@@ -270,6 +270,22 @@ impl ChatToResponses {
             Some(&self.usage),
         )
     }
+}
+
+impl Translate for ChatToResponses {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        let mut input = std::mem::take(&mut self.input);
+        input.read(ev, |p| self.piece(p, out));
+        self.input = input;
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn progress(&self) -> Progress {
+        Progress::of(self.done, self.finish.is_some())
+    }
 
     /// `response.completed`, or `response.incomplete` when the turn hit a limit.
     fn complete(&mut self, out: &mut Vec<u8>) {
@@ -297,28 +313,5 @@ impl ChatToResponses {
         resp["error"] = json!({ "code": code, "message": msg });
         self.send(out, "response.failed", json!({ "response": resp }));
         self.done = true;
-    }
-}
-
-impl Translate for ChatToResponses {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
-        let mut input = std::mem::take(&mut self.input);
-        input.read(ev, |p| self.piece(p, out));
-        self.input = input;
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        if self.finish.is_some() {
-            self.complete(out);
-        } else {
-            self.fail(ErrorClass::Api, CUT_SHORT, out);
-        }
-    }
-
-    fn usage(&self) -> Usage {
-        self.usage
     }
 }

@@ -23,12 +23,46 @@ use tap::Tap;
 /// What the upstream said when it ended without its terminal event.
 const CUT_SHORT: &str = "upstream stream ended before its final event";
 
+/// How far a stream has come.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Still expecting content.
+    Open,
+    /// The upstream gave its finish reason; only usage or the end marker may follow.
+    Finished,
+    /// The client has its terminal event (or an error event).
+    Done,
+}
+
+impl Progress {
+    fn of(done: bool, finished: bool) -> Progress {
+        match (done, finished) {
+            (true, _) => Progress::Done,
+            (false, true) => Progress::Finished,
+            (false, false) => Progress::Open,
+        }
+    }
+}
+
 /// One direction of event translation, fed whole upstream events.
 trait Translate {
     fn event(&mut self, ev: &SseEvent, out: &mut Vec<u8>);
-    /// The upstream ended: close what is open, or report that it stopped early.
-    fn end(&mut self, out: &mut Vec<u8>);
     fn usage(&self) -> Usage;
+    fn progress(&self) -> Progress;
+    /// Writes the client's closing events.
+    fn complete(&mut self, out: &mut Vec<u8>);
+    /// Writes the client's terminal error event.
+    fn fail(&mut self, class: ErrorClass, msg: &str, out: &mut Vec<u8>);
+
+    /// The upstream ended. A stream cut after its finish reason lost only usage or the end
+    /// marker, so it completes; one cut earlier is an error for the client.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        match self.progress() {
+            Progress::Done => {}
+            Progress::Finished => self.complete(out),
+            Progress::Open => self.fail(ErrorClass::Api, CUT_SHORT, out),
+        }
+    }
 }
 
 /// A translator behind an SSE splitter, so chunks may cut events (and UTF-8) anywhere.

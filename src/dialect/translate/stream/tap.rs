@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Translate, CUT_SHORT};
+use super::{Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::{
@@ -91,10 +91,20 @@ impl Translate for Tap {
         }
     }
 
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if !self.terminal {
-            out.extend(error_event(self.dialect, ErrorClass::Api, CUT_SHORT));
+    fn progress(&self) -> Progress {
+        if self.terminal {
+            Progress::Done
+        } else {
+            Progress::Open
         }
+    }
+
+    /// Nothing to add: the upstream's own closing events passed through.
+    fn complete(&mut self, _out: &mut Vec<u8>) {}
+
+    fn fail(&mut self, class: ErrorClass, msg: &str, out: &mut Vec<u8>) {
+        out.extend(error_event(self.dialect, class, msg));
+        self.terminal = true;
     }
 
     fn usage(&self) -> Usage {

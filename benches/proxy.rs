@@ -1,0 +1,430 @@
+//! Proxy overhead: what `tokenfold serve` adds on top of talking to the provider directly.
+//!
+//! ```text
+//! cargo bench --bench proxy              # full run (~30 s)
+//! cargo bench --bench proxy -- --quick   # smoke run for CI (a few seconds)
+//! TOKENFOLD_BIN=path/to/tokenfold cargo bench --bench proxy   # measure another build
+//! ```
+//!
+//! An in-process zero-delay mock provider answers `/v1/messages` and `/v1/chat/completions`. The
+//! real release binary runs as `tokenfold serve --upstream http://MOCK --listen 127.0.0.1:0`. The
+//! same load client sends each request once straight to the mock and once through the proxy,
+//! interleaved, so machine noise hits both sides alike; "added" is proxy minus direct.
+//! Prints a markdown table and writes the figures to `target/bench-proxy.json`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{chat_body, Api, Conn, Prepared, Proxy};
+
+const KB: usize = 1024;
+const MB: f64 = 1024.0 * 1024.0;
+
+/// How much work each phase does.
+struct Plan {
+    quick: bool,
+    warmup: usize,
+    latency_requests: usize,
+    stream_requests: usize,
+    throughput_round: Duration,
+    rounds: usize,
+    concurrency: usize,
+    starts: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                warmup: 50,
+                latency_requests: 300,
+                stream_requests: 100,
+                throughput_round: Duration::from_millis(250),
+                rounds: 2,
+                concurrency: 32,
+                starts: 3,
+            }
+        } else {
+            Plan {
+                quick,
+                warmup: 200,
+                latency_requests: 2000,
+                stream_requests: 500,
+                throughput_round: Duration::from_millis(1500),
+                rounds: 2,
+                concurrency: 32,
+                starts: 7,
+            }
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else but `--quick` is ignored.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = Plan::new(quick);
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join("target"));
+    let bin = support::proxy_binary(manifest_dir, &target_dir).expect("a tokenfold binary to measure");
+    let ledger_dir = target_dir.join("bench-proxy-ledger");
+    let _ = std::fs::remove_dir_all(&ledger_dir);
+    std::fs::create_dir_all(&ledger_dir).expect("create the bench ledger directory");
+    let ledger = ledger_dir.join("ledger.db");
+    let load_before = loadavg();
+    eprintln!("bench: measuring {} ({} mode, load average {load_before})", bin.display(), if quick { "quick" } else { "full" });
+
+    let mock = support::start_mock();
+    let small = chat_body(Api::Anthropic, KB, false);
+    let large = chat_body(Api::Anthropic, 200 * KB, false);
+    let small_chat = chat_body(Api::OpenaiChat, KB, false);
+    let stream = chat_body(Api::Anthropic, KB, true);
+
+    // Start-up: several cold-ish starts; the last proxy stays up for the load phases.
+    let mut starts = Vec::new();
+    let mut proxy: Option<Proxy> = None;
+    for _ in 0..plan.starts {
+        drop(proxy.take());
+        let p = support::spawn_proxy(&bin, mock, &ledger).expect("the proxy starts");
+        starts.push((p.to_listening, p.to_first_200));
+        proxy = Some(p);
+    }
+    let proxy = proxy.expect("at least one start");
+    std::thread::sleep(Duration::from_millis(200));
+    let (idle_rss, _) = support::rss(proxy.pid()).expect("read /proc/PID/status of the proxy");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("load runtime");
+    let load = rt.block_on(run_load(&plan, mock, &proxy, &small, &large, &small_chat, &stream));
+    let load = match load {
+        Ok(l) => l,
+        Err(e) => panic!("bench failed: {e}\nlast proxy log lines:\n{}", proxy.log_tail()),
+    };
+    let (rss_after, peak_rss) = support::rss(proxy.pid()).expect("read /proc/PID/status of the proxy");
+    drop(proxy);
+    let load_after = loadavg();
+
+    let mut to_200: Vec<Duration> = starts.iter().map(|s| s.1).collect();
+    let first_start = to_200[0];
+    to_200.sort();
+    let start_median = to_200[to_200.len() / 2];
+    let mut to_listen: Vec<Duration> = starts.iter().map(|s| s.0).collect();
+    to_listen.sort();
+
+    let report = Report {
+        plan: &plan,
+        load,
+        idle_rss,
+        rss_after,
+        peak_rss,
+        start_median,
+        start_first: first_start,
+        start_max: to_200[to_200.len() - 1],
+        listen_median: to_listen[to_listen.len() / 2],
+        load_before,
+        load_after,
+    };
+    println!("{}", report.markdown());
+    let out = target_dir.join("bench-proxy.json");
+    let text = serde_json::to_string_pretty(&report.json()).expect("serialize the figures");
+    std::fs::write(&out, text + "\n").expect("write target/bench-proxy.json");
+    eprintln!("bench: figures written to {}", out.display());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load phases
+
+/// Latencies of the same requests sent directly and through the proxy.
+struct Pair {
+    direct: Vec<Duration>,
+    proxy: Vec<Duration>,
+}
+
+struct Throughput {
+    direct_rps: f64,
+    proxy_rps: f64,
+    /// Proxy CPU (user + system) per request during the proxy rounds.
+    proxy_cpu_per_req: Option<Duration>,
+}
+
+struct Load {
+    latency_1k: Pair,
+    latency_200k: Pair,
+    latency_1k_chat: Pair,
+    ttfb_stream: Pair,
+    tput_1k: Throughput,
+    tput_200k: Throughput,
+}
+
+async fn run_load(
+    plan: &Plan,
+    mock: SocketAddr,
+    proxy: &Proxy,
+    small: &Prepared,
+    large: &Prepared,
+    small_chat: &Prepared,
+    stream: &Prepared,
+) -> Result<Load, String> {
+    let mut direct = Conn::open(mock).await?;
+    let mut via = Conn::open(proxy.addr).await?;
+    let ttfb = |t: support::Timing| t.first_byte;
+    let total = |t: support::Timing| t.total;
+    let latency_1k = pair(plan, plan.latency_requests, &mut direct, &mut via, small, total).await?;
+    let latency_1k_chat = pair(plan, plan.latency_requests, &mut direct, &mut via, small_chat, total).await?;
+    let latency_200k = pair(plan, plan.latency_requests, &mut direct, &mut via, large, total).await?;
+    let ttfb_stream = pair(plan, plan.stream_requests, &mut direct, &mut via, stream, ttfb).await?;
+    drop((direct, via));
+    let tput_1k = throughput(plan, mock, proxy, small).await?;
+    let tput_200k = throughput(plan, mock, proxy, large).await?;
+    Ok(Load { latency_1k, latency_200k, latency_1k_chat, ttfb_stream, tput_1k, tput_200k })
+}
+
+/// Concurrency 1: after a warm-up, `n` requests each way, alternating which side goes first.
+async fn pair(
+    plan: &Plan,
+    n: usize,
+    direct: &mut Conn,
+    via: &mut Conn,
+    req: &Prepared,
+    pick: impl Fn(support::Timing) -> Duration,
+) -> Result<Pair, String> {
+    for _ in 0..plan.warmup {
+        direct.send(req).await?;
+        via.send(req).await.map_err(|e| format!("via proxy: {e}"))?;
+    }
+    let mut out = Pair { direct: Vec::with_capacity(n), proxy: Vec::with_capacity(n) };
+    for i in 0..n {
+        if i % 2 == 0 {
+            out.direct.push(pick(direct.send(req).await?));
+            out.proxy.push(pick(via.send(req).await.map_err(|e| format!("via proxy: {e}"))?));
+        } else {
+            out.proxy.push(pick(via.send(req).await.map_err(|e| format!("via proxy: {e}"))?));
+            out.direct.push(pick(direct.send(req).await?));
+        }
+    }
+    Ok(out)
+}
+
+/// Concurrency 32 for a fixed time, direct and proxy rounds alternating.
+async fn throughput(plan: &Plan, mock: SocketAddr, proxy: &Proxy, req: &Prepared) -> Result<Throughput, String> {
+    // Warm-up: lets the proxy open its upstream connections.
+    blast(plan.concurrency, proxy.addr, req, Duration::from_millis(100)).await?;
+    let (mut direct_n, mut direct_t, mut proxy_n, mut proxy_t) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
+    let mut cpu = Duration::ZERO;
+    let mut cpu_known = true;
+    for _ in 0..plan.rounds {
+        let (n, t) = blast(plan.concurrency, mock, req, plan.throughput_round).await?;
+        direct_n += n;
+        direct_t += t;
+        let before = support::cpu_time(proxy.pid());
+        let (n, t) = blast(plan.concurrency, proxy.addr, req, plan.throughput_round)
+            .await
+            .map_err(|e| format!("via proxy: {e}"))?;
+        match (before, support::cpu_time(proxy.pid())) {
+            (Some(b), Some(a)) => cpu += a.saturating_sub(b),
+            _ => cpu_known = false,
+        }
+        proxy_n += n;
+        proxy_t += t;
+    }
+    Ok(Throughput {
+        direct_rps: direct_n as f64 / direct_t.as_secs_f64(),
+        proxy_rps: proxy_n as f64 / proxy_t.as_secs_f64(),
+        proxy_cpu_per_req: (cpu_known && proxy_n > 0).then(|| cpu / proxy_n as u32),
+    })
+}
+
+/// `concurrency` keep-alive connections sending back to back until `duration` is over.
+/// Returns the completed requests and the time until the last one finished.
+async fn blast(concurrency: usize, addr: SocketAddr, req: &Prepared, duration: Duration) -> Result<(u64, Duration), String> {
+    let mut conns = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        conns.push(Conn::open(addr).await?);
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            let req = req.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    c.send(&req).await?;
+                    n += 1;
+                }
+                Ok::<u64, String>(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.map_err(|e| format!("load task: {e}"))??;
+    }
+    Ok((total, start.elapsed()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+struct Report<'a> {
+    plan: &'a Plan,
+    load: Load,
+    idle_rss: u64,
+    rss_after: u64,
+    peak_rss: u64,
+    start_median: Duration,
+    start_first: Duration,
+    start_max: Duration,
+    listen_median: Duration,
+    load_before: String,
+    load_after: String,
+}
+
+fn percentile(samples: &[Duration], q: f64) -> Duration {
+    let mut v = samples.to_vec();
+    v.sort();
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
+    v.get(rank - 1).copied().unwrap_or_default()
+}
+
+fn us(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e7).round() / 10.0
+}
+
+fn added_us(p: &Pair, q: f64) -> f64 {
+    ((us(percentile(&p.proxy, q)) - us(percentile(&p.direct, q))) * 10.0).round() / 10.0
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+impl Report<'_> {
+    fn markdown(&self) -> String {
+        let l = &self.load;
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        let mut lat = |name: &str, p: &Pair, target: Option<f64>| {
+            for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+                let added = added_us(p, q);
+                let target = match (target, q) {
+                    (Some(_), 0.5) => format!("added ≤ 150 µs: {}", verdict(added <= 150.0)),
+                    (Some(_), _) => format!("added ≤ 500 µs: {}", verdict(added <= 500.0)),
+                    _ => String::new(),
+                };
+                rows.push([
+                    format!("{name} {label}"),
+                    format!("{:.1} µs", us(percentile(&p.direct, q))),
+                    format!("{:.1} µs", us(percentile(&p.proxy, q))),
+                    format!("{added:+.1} µs"),
+                    target,
+                ]);
+            }
+        };
+        lat("latency c=1, 1 KB `/v1/messages`", &l.latency_1k, Some(0.0));
+        lat("latency c=1, 1 KB `/v1/chat/completions`", &l.latency_1k_chat, None);
+        lat("latency c=1, 200 KB `/v1/messages`", &l.latency_200k, None);
+        lat("stream time to first event c=1, 1 KB", &l.ttfb_stream, None);
+        for (name, t) in [("1 KB", &l.tput_1k), ("200 KB", &l.tput_200k)] {
+            let cpu = t.proxy_cpu_per_req.map(|c| format!("proxy CPU {:.0} µs/req", us(c))).unwrap_or_default();
+            rows.push([
+                format!("throughput c={}, {name}", self.plan.concurrency),
+                format!("{:.0} req/s", t.direct_rps),
+                format!("{:.0} req/s", t.proxy_rps),
+                format!("{:+.1} %", (t.proxy_rps / t.direct_rps - 1.0) * 100.0),
+                cpu,
+            ]);
+        }
+        let mb = |b: u64| format!("{:.1} MB", b as f64 / MB);
+        rows.push(["idle RSS (after start)".into(), String::new(), mb(self.idle_rss), String::new(),
+            format!("≤ 20 MB: {}", verdict(self.idle_rss as f64 <= 20.0 * MB))]);
+        rows.push(["peak RSS (VmHWM after load)".into(), String::new(), mb(self.peak_rss), String::new(),
+            format!("RSS after load {}", mb(self.rss_after))]);
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        rows.push([
+            format!("start to first 200 (median of {})", self.plan.starts),
+            String::new(),
+            ms(self.start_median),
+            String::new(),
+            format!("≤ 100 ms: {} (first {}, max {}, listening line {})", verdict(self.start_median.as_millis() <= 100),
+                ms(self.start_first), ms(self.start_max), ms(self.listen_median)),
+        ]);
+
+        let mut s = String::from("| measure | direct | via proxy | added | target / note |\n|---|---:|---:|---:|---|\n");
+        for r in rows {
+            s.push_str(&format!("| {} | {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3], r[4]));
+        }
+        s.push_str(&format!(
+            "\n{} run: {} requests per side per latency row ({} for the stream row) after {} warm-up; throughput {} × {:.2} s per side. \
+             Load average before {}, after {} ({} CPUs).\n",
+            if self.plan.quick { "Quick" } else { "Full" },
+            self.plan.latency_requests,
+            self.plan.stream_requests,
+            self.plan.warmup,
+            self.plan.rounds,
+            self.plan.throughput_round.as_secs_f64(),
+            self.load_before,
+            self.load_after,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        ));
+        s
+    }
+
+    fn json(&self) -> Value {
+        let l = &self.load;
+        let lat = |p: &Pair| {
+            json!({
+                "direct_p50_us": us(percentile(&p.direct, 0.5)), "proxy_p50_us": us(percentile(&p.proxy, 0.5)),
+                "added_p50_us": added_us(p, 0.5),
+                "direct_p99_us": us(percentile(&p.direct, 0.99)), "proxy_p99_us": us(percentile(&p.proxy, 0.99)),
+                "added_p99_us": added_us(p, 0.99),
+                "samples": p.direct.len(),
+            })
+        };
+        let tput = |t: &Throughput| {
+            json!({
+                "concurrency": self.plan.concurrency, "direct_rps": t.direct_rps.round(), "proxy_rps": t.proxy_rps.round(),
+                "proxy_cpu_us_per_request": t.proxy_cpu_per_req.map(us),
+            })
+        };
+        let added_p50 = added_us(&l.latency_1k, 0.5);
+        let added_p99 = added_us(&l.latency_1k, 0.99);
+        json!({
+            "mode": if self.plan.quick { "quick" } else { "full" },
+            "latency_c1_1k_messages": lat(&l.latency_1k),
+            "latency_c1_1k_chat": lat(&l.latency_1k_chat),
+            "latency_c1_200k_messages": lat(&l.latency_200k),
+            "stream_first_event_c1_1k": lat(&l.ttfb_stream),
+            "throughput_1k": tput(&l.tput_1k),
+            "throughput_200k": tput(&l.tput_200k),
+            "rss": {"idle_bytes": self.idle_rss, "after_load_bytes": self.rss_after, "peak_bytes": self.peak_rss},
+            "start_to_first_200_ms": {
+                "median": self.start_median.as_secs_f64() * 1e3, "first": self.start_first.as_secs_f64() * 1e3,
+                "max": self.start_max.as_secs_f64() * 1e3, "runs": self.plan.starts,
+                "to_listening_line_median": self.listen_median.as_secs_f64() * 1e3,
+            },
+            "targets": {
+                "added_p50_1k_us": {"target": 150, "measured": added_p50, "met": added_p50 <= 150.0},
+                "added_p99_1k_us": {"target": 500, "measured": added_p99, "met": added_p99 <= 500.0},
+                "idle_rss_mb": {"target": 20, "measured": self.idle_rss as f64 / MB, "met": self.idle_rss as f64 <= 20.0 * MB},
+                "start_to_first_200_ms": {"target": 100, "measured": self.start_median.as_secs_f64() * 1e3,
+                    "met": self.start_median.as_millis() <= 100},
+            },
+            "load_average": {"before": self.load_before, "after": self.load_after},
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        })
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}

@@ -1,6 +1,6 @@
 //! Request translation, per direction: structure, golden files, determinism, errors.
 
-#[path = "translate_support.rs"]
+#[path = "translate_support/mod.rs"]
 mod support;
 
 use serde_json::{json, Value};

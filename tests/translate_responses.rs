@@ -1,6 +1,6 @@
 //! Non-streaming response translation and error bodies.
 
-#[path = "translate_support.rs"]
+#[path = "translate_support/mod.rs"]
 mod support;
 
 use serde_json::json;

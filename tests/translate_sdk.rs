@@ -2,7 +2,7 @@
 //! body: their own pydantic models validate each one and their stream accumulators rebuild the
 //! message. Skipped (with a note) where Python or the SDKs are not installed.
 
-#[path = "translate_support.rs"]
+#[path = "translate_support/mod.rs"]
 mod support;
 
 use std::path::PathBuf;

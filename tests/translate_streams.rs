@@ -1,7 +1,7 @@
 //! Streaming translation, per direction: event sequences, block indexes, every split point,
 //! errors mid-stream, usage only at the end.
 
-#[path = "translate_support.rs"]
+#[path = "translate_support/mod.rs"]
 mod support;
 
 use serde_json::{json, Value};

@@ -79,15 +79,14 @@ fn authenticate(state: &AppState, hdrs: &HeaderMap, query_key: Option<&str>) -> 
     if state.cfg.api_keys.is_empty() {
         return Ok(None);
     }
-    if let Some(presented) = query_key {
-        if state.cfg.api_keys.iter().any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes())) {
-            return Ok(None);
-        }
+    let is_proxy_key =
+        |presented: &str| state.cfg.api_keys.iter().any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes()));
+    if query_key.is_some_and(is_proxy_key) {
+        return Ok(None);
     }
     for name in [headers::TOKENFOLD_KEY, headers::X_API_KEY, headers::AUTHORIZATION] {
         let Some(value) = hdrs.get(name).and_then(|v| v.to_str().ok()) else { continue };
-        let presented = value.strip_prefix("Bearer ").unwrap_or(value).trim();
-        if state.cfg.api_keys.iter().any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes())) {
+        if is_proxy_key(value.strip_prefix("Bearer ").unwrap_or(value).trim()) {
             return Ok(Some(HeaderName::from_static(name)));
         }
     }

@@ -2,6 +2,7 @@
 //! resolved here; they never appear in the file itself and are never printed.
 
 mod file;
+mod pool;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,6 +11,10 @@ use std::time::Duration;
 
 pub use file::{AuthMode, ProviderKind};
 use file::{ConfigFile, ProviderSection};
+pub use pool::{
+    resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget,
+    StoreLocation, Strategy,
+};
 use toml::Spanned;
 
 use crate::dialect::Dialect;
@@ -21,7 +26,10 @@ const SHIPPED_NAME: &str = "<built-in config/tokenfold.toml>";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -55,9 +63,15 @@ impl std::fmt::Display for Secret {
 pub enum ProviderAuth {
     /// Forward the caller's own credentials.
     Client,
-    Key { var: String, secret: Secret },
+    Key {
+        var: String,
+        secret: Secret,
+    },
     /// The key's env var is not set: the provider is unusable until it is.
-    MissingKey { var: String, location: String },
+    MissingKey {
+        var: String,
+        location: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -67,13 +81,46 @@ pub struct Provider {
     /// Base URL including the API version segment (e.g. `https://api.anthropic.com/v1`); the part
     /// of the request path after `/v1` is appended to it.
     pub base_url: String,
+    /// The first usable account's auth (the provider's only one unless `accounts` is given).
     pub auth: ProviderAuth,
+    /// Model names (for `/v1/models`); `model_specs` has what the pool knows about each.
     pub models: Vec<String>,
+    /// One or more accounts; `auth = "client"` is one account using the caller's credentials.
+    pub accounts: Vec<Account>,
+    pub model_specs: Vec<ModelSpec>,
+    /// Zone whose midnight resets this provider's daily windows.
+    pub day_zone: crate::pool::zone::DayZone,
+    pub rate_scope: RateScope,
 }
 
 impl Provider {
     pub fn is_usable(&self) -> bool {
-        !matches!(self.auth, ProviderAuth::MissingKey { .. })
+        self.accounts
+            .iter()
+            .any(|a| !matches!(a.auth, ProviderAuth::MissingKey { .. }))
+    }
+
+    /// A provider reached with the caller's own credentials (no limits known), as `--upstream` makes.
+    pub fn client_passthrough(name: String, dialect: Dialect, base_url: String) -> Provider {
+        Provider {
+            name,
+            dialect,
+            base_url,
+            auth: ProviderAuth::Client,
+            models: Vec::new(),
+            accounts: vec![Account {
+                label: "client".into(),
+                auth: ProviderAuth::Client,
+                limits: Limits::default(),
+            }],
+            model_specs: Vec::new(),
+            day_zone: crate::pool::zone::DayZone::UTC,
+            rate_scope: RateScope::Account,
+        }
+    }
+
+    pub fn model_spec(&self, name: &str) -> Option<&ModelSpec> {
+        self.model_specs.iter().find(|s| s.answers_to(name))
     }
 }
 
@@ -96,6 +143,11 @@ pub struct Config {
     pub providers: Vec<Provider>,
     /// Index into `providers` for each ingress dialect.
     pub default_upstream: HashMap<Dialect, usize>,
+    /// Further providers tried in order after the default upstream (repeated `--upstream`).
+    pub default_fallbacks: HashMap<Dialect, Vec<usize>>,
+    /// `[routes.NAME]`, by name.
+    pub routes: Vec<Route>,
+    pub pool: PoolSettings,
 }
 
 impl Config {
@@ -104,9 +156,13 @@ impl Config {
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         match find_config_file(explicit) {
             Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                Config::parse(&text, &path.display().to_string(), &|v| std::env::var(v).ok())
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Config::parse(&text, &path.display().to_string(), &|v| {
+                    std::env::var(v).ok()
+                })
             }
             None => Config::parse(SHIPPED_CONFIG, SHIPPED_NAME, &|v| std::env::var(v).ok()),
         }
@@ -115,26 +171,54 @@ impl Config {
     /// A config without a file: every dialect goes to `base` (same path under it) with the caller's
     /// own credentials.
     pub fn single_upstream(base: &str) -> Result<Config, ConfigError> {
-        let base = normalize_base(base, true).map_err(ConfigError::Invalid)?;
-        let mut cfg = Config::parse("", "--upstream", &|_| None)?;
-        cfg.source = format!("--upstream {base}");
-        for (i, dialect) in Dialect::ALL.into_iter().enumerate() {
-            cfg.providers.push(Provider {
-                name: format!("upstream-{}", dialect.name()),
-                dialect,
-                base_url: base.clone(),
-                auth: ProviderAuth::Client,
-                models: Vec::new(),
-            });
-            cfg.default_upstream.insert(dialect, i);
+        Config::upstreams(&[base])
+    }
+
+    /// A config without a file from repeated `--upstream URL`: each dialect goes to the first base
+    /// URL, then falls back to the next ones in order (the caller's own credentials everywhere),
+    /// with the pool's failure classes and cooldowns.
+    pub fn upstreams(bases: &[&str]) -> Result<Config, ConfigError> {
+        if bases.is_empty() {
+            return Err(ConfigError::Invalid(
+                "--upstream: give at least one base URL".into(),
+            ));
         }
+        let mut cfg = Config::parse("", "--upstream", &|_| None)?;
+        let mut shown = Vec::new();
+        for (n, base) in bases.iter().enumerate() {
+            let base = normalize_base(base, true)
+                .map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
+            for dialect in Dialect::ALL {
+                let name = match n {
+                    0 => format!("upstream-{}", dialect.name()),
+                    _ => format!("upstream{}-{}", n + 1, dialect.name()),
+                };
+                cfg.providers
+                    .push(Provider::client_passthrough(name, dialect, base.clone()));
+                let i = cfg.providers.len() - 1;
+                if n == 0 {
+                    cfg.default_upstream.insert(dialect, i);
+                } else {
+                    cfg.default_fallbacks.entry(dialect).or_default().push(i);
+                }
+            }
+            shown.push(base);
+        }
+        cfg.source = format!("--upstream {}", shown.join(" --upstream "));
         Ok(cfg)
     }
 
     /// Parses and validates config text. `env` looks up `${VAR}` references.
-    pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn parse(
+        text: &str,
+        source: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| location(text, source, s.start)).unwrap_or_else(|| source.to_string());
+            let at = e
+                .span()
+                .map(|s| location(text, source, s.start))
+                .unwrap_or_else(|| source.to_string());
             ConfigError::Invalid(format!("{at}: {}", e.message().trim()))
         })?;
         let at = |span: std::ops::Range<usize>| location(text, source, span.start);
@@ -147,7 +231,10 @@ impl Config {
             invalid(
                 listen_span,
                 "server.listen",
-                format!("`{}` is not an address like 127.0.0.1:8411", file.server.listen.get_ref()),
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8411",
+                    file.server.listen.get_ref()
+                ),
             )
         })?;
 
@@ -157,19 +244,29 @@ impl Config {
             match env(&var).filter(|v| !v.is_empty()) {
                 Some(v) => api_keys.push(Secret(v)),
                 None => {
-                    return Err(invalid(key.span(), "server.api_keys", format!("environment variable {var} is not set")))
+                    return Err(invalid(
+                        key.span(),
+                        "server.api_keys",
+                        format!("environment variable {var} is not set"),
+                    ))
                 }
             }
         }
         if file.server.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid(format!("{source}: `server.max_body_bytes` must be above 0")));
+            return Err(ConfigError::Invalid(format!(
+                "{source}: `server.max_body_bytes` must be above 0"
+            )));
         }
 
         let mut providers: Vec<Provider> = Vec::new();
         for p in &file.providers {
             let provider = validate_provider(p, &at, env)?;
             if providers.iter().any(|q| q.name == provider.name) {
-                return Err(invalid(p.name.span(), "providers.name", format!("`{}` is defined twice", provider.name)));
+                return Err(invalid(
+                    p.name.span(),
+                    "providers.name",
+                    format!("`{}` is defined twice", provider.name),
+                ));
             }
             providers.push(provider);
         }
@@ -183,9 +280,16 @@ impl Config {
         ] {
             let Some(name) = entry else { continue };
             let key = format!("default_upstream.{}", dialect.name());
-            let idx = providers.iter().position(|p| &p.name == name.get_ref()).ok_or_else(|| {
-                invalid(name.span(), &key, format!("no provider is named `{}`", name.get_ref()))
-            })?;
+            let idx = providers
+                .iter()
+                .position(|p| &p.name == name.get_ref())
+                .ok_or_else(|| {
+                    invalid(
+                        name.span(),
+                        &key,
+                        format!("no provider is named `{}`", name.get_ref()),
+                    )
+                })?;
             if providers[idx].dialect != dialect {
                 return Err(invalid(
                     name.span(),
@@ -201,6 +305,18 @@ impl Config {
             default_upstream.insert(dialect, idx);
         }
 
+        let routes = pool::validate_routes(&file.routes, &providers, &at)?;
+        for r in &routes {
+            if providers.iter().any(|p| p.name == r.name) {
+                // `name/model` stays unambiguous only if route names are not provider names.
+                return Err(ConfigError::Invalid(format!(
+                    "{source}: `routes.{}`: a provider has the same name; rename the route",
+                    r.name
+                )));
+            }
+        }
+        let pool = pool::validate_pool_section(&file.pool, &at)?;
+
         let t = &file.timeouts;
         Ok(Config {
             source: source.to_string(),
@@ -215,6 +331,9 @@ impl Config {
             fold_enabled: file.fold.enabled,
             providers,
             default_upstream,
+            default_fallbacks: HashMap::new(),
+            routes,
+            pool,
         })
     }
 
@@ -223,10 +342,11 @@ impl Config {
         let mut out = Vec::new();
         for p in &self.providers {
             match &p.auth {
-                ProviderAuth::MissingKey { var, location } => out.push(format!(
+                ProviderAuth::MissingKey { var, location } if !p.is_usable() => out.push(format!(
                     "provider `{}` is off: set {var} to enable it ({location})",
                     p.name
                 )),
+                ProviderAuth::MissingKey { .. } => {}
                 ProviderAuth::Client => {
                     let header = if p.dialect.is_anthropic() {
                         "x-api-key or Authorization (ANTHROPIC_API_KEY / your Claude login)"
@@ -240,10 +360,22 @@ impl Config {
                 }
                 ProviderAuth::Key { .. } => {}
             }
+            if p.is_usable() {
+                for a in &p.accounts {
+                    if let ProviderAuth::MissingKey { var, location } = &a.auth {
+                        out.push(format!(
+                            "account `{}` of provider `{}` is off: set {var} to enable it ({location})",
+                            a.label, p.name
+                        ));
+                    }
+                }
+            }
         }
         for d in Dialect::ALL {
             if !self.default_upstream.contains_key(&d) {
-                out.push(format!("no upstream for {d} requests: they are answered with 404"));
+                out.push(format!(
+                    "no upstream for {d} requests: they are answered with 404"
+                ));
             }
         }
         out
@@ -252,11 +384,17 @@ impl Config {
     /// The effective config as TOML with every secret masked, for `tokenfold config check`.
     pub fn render_masked(&self) -> String {
         let mut s = String::new();
-        s.push_str(&format!("# effective config from {}\n\n[server]\n", self.source));
+        s.push_str(&format!(
+            "# effective config from {}\n\n[server]\n",
+            self.source
+        ));
         s.push_str(&format!("listen = \"{}\"\n", self.listen));
         let keys: Vec<&str> = self.api_keys.iter().map(|_| "\"****\"").collect();
         s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
-        s.push_str(&format!("max_body_bytes = {}\n\n[timeouts]\n", self.max_body_bytes));
+        s.push_str(&format!(
+            "max_body_bytes = {}\n\n[timeouts]\n",
+            self.max_body_bytes
+        ));
         s.push_str(&format!(
             "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\n",
             self.timeouts.connect.as_millis(),
@@ -267,21 +405,42 @@ impl Config {
         for p in &self.providers {
             s.push_str(&format!(
                 "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
-                p.name,
-                p.dialect,
-                p.base_url
+                p.name, p.dialect, p.base_url
             ));
             match &p.auth {
                 ProviderAuth::Client => s.push_str("auth = \"client\"\n"),
-                ProviderAuth::Key { var, .. } => s.push_str(&format!("api_key = \"****\"  # from ${var}\n")),
-                ProviderAuth::MissingKey { var, .. } => {
-                    s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
+                ProviderAuth::Key { var, .. } => {
+                    s.push_str(&format!("api_key = \"****\"  # from ${var}\n"))
                 }
+                ProviderAuth::MissingKey { var, .. } => s.push_str(&format!(
+                    "api_key = \"\"  # ${var} is not set: provider off\n"
+                )),
+            }
+            if p.accounts.len() > 1 {
+                let labels: Vec<String> = p
+                    .accounts
+                    .iter()
+                    .map(|a| format!("\"{}\"", a.label))
+                    .collect();
+                s.push_str(&format!("# accounts: [{}]\n", labels.join(", ")));
             }
             if !p.models.is_empty() {
                 let models: Vec<String> = p.models.iter().map(|m| format!("\"{m}\"")).collect();
                 s.push_str(&format!("models = [{}]\n", models.join(", ")));
             }
+        }
+        for r in &self.routes {
+            let targets: Vec<String> = r
+                .targets
+                .iter()
+                .map(|t| format!("\"{}/{}\"", self.providers[t.provider].name, t.model))
+                .collect();
+            s.push_str(&format!(
+                "\n[routes.{}]\nstrategy = \"{}\"\ntargets = [{}]\n",
+                r.name,
+                r.strategy.name(),
+                targets.join(", ")
+            ));
         }
         s.push_str("\n[default_upstream]\n");
         for d in Dialect::ALL {
@@ -294,7 +453,9 @@ impl Config {
 
     /// The provider a request of `dialect` goes to when nothing more specific claims it.
     pub fn upstream_for(&self, dialect: Dialect) -> Option<&Provider> {
-        self.default_upstream.get(&dialect).map(|&i| &self.providers[i])
+        self.default_upstream
+            .get(&dialect)
+            .map(|&i| &self.providers[i])
     }
 }
 
@@ -323,38 +484,34 @@ fn validate_provider(
 ) -> Result<Provider, ConfigError> {
     let name = p.name.get_ref().trim().to_string();
     let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
-        ConfigError::Invalid(format!("{}: `providers.{key}` of `{name}`: {msg}", at(span)))
+        ConfigError::Invalid(format!(
+            "{}: `providers.{key}` of `{name}`: {msg}",
+            at(span)
+        ))
     };
     if name.is_empty() {
         return Err(invalid(p.name.span(), "name", "must not be empty".into()));
     }
-    let base_url = normalize_base(p.base_url.get_ref(), false).map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
+    let base_url = normalize_base(p.base_url.get_ref(), false)
+        .map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
     let dialect = match p.kind {
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Openai => Dialect::OpenaiChat,
         ProviderKind::OpenaiResponses => Dialect::OpenaiResponses,
     };
-    let auth = match (p.auth, &p.api_key) {
-        (AuthMode::Client, None) => ProviderAuth::Client,
-        (AuthMode::Client, Some(k)) => {
-            return Err(invalid(k.span(), "api_key", "set either `auth = \"client\"` or `api_key`, not both".into()))
-        }
-        (AuthMode::Key, None) => {
-            return Err(invalid(
-                p.name.span(),
-                "api_key",
-                "missing: give `api_key = \"${ENV_VAR}\"` or `auth = \"client\"`".into(),
-            ))
-        }
-        (AuthMode::Key, Some(k)) => {
-            let var = env_reference(k).map_err(|m| invalid(k.span(), "api_key", m))?;
-            match env(&var).filter(|v| !v.is_empty()) {
-                Some(v) => ProviderAuth::Key { var, secret: Secret(v) },
-                None => ProviderAuth::MissingKey { location: at(k.span()), var },
-            }
-        }
-    };
-    Ok(Provider { name, dialect, base_url, auth, models: p.models.clone() })
+    let parts = pool::validate_provider_pool(p, &name, at, env)?;
+    let models = parts.model_specs.iter().map(|m| m.name.clone()).collect();
+    Ok(Provider {
+        name,
+        dialect,
+        base_url,
+        auth: parts.auth,
+        models,
+        accounts: parts.accounts,
+        model_specs: parts.model_specs,
+        day_zone: parts.day_zone,
+        rate_scope: parts.rate_scope,
+    })
 }
 
 /// The env var name in a `${NAME}` reference; a literal secret in the file is refused.
@@ -372,7 +529,8 @@ fn env_reference(value: &Spanned<String>) -> Result<String, String> {
 /// Trims a base URL; `add_v1` appends the `/v1` segment unless it is already there.
 fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
     let url = url.trim().trim_end_matches('/');
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len() {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len()
+    {
         return Err(format!("`{url}` is not an http:// or https:// URL"));
     }
     if add_v1 && !url.ends_with("/v1") {
@@ -394,7 +552,11 @@ mod tests {
     use super::*;
 
     fn env_with(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -408,35 +570,51 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "t.toml", &|_| None)
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+            "t.toml",
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("t.toml:3:"), "{err}");
         assert!(err.contains("lisen"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_line() {
-        let err = Config::parse("[server]\nmax_body_bytes = \"big\"\n", "t.toml", &|_| None).unwrap_err().to_string();
+        let err = Config::parse("[server]\nmax_body_bytes = \"big\"\n", "t.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("t.toml:2:"), "{err}");
     }
 
     #[test]
     fn missing_env_var_names_file_line_and_key() {
         let text = "[server]\napi_keys = [\"${TF_KEY}\"]\n";
-        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
-        assert!(err.contains("t.toml:2:") && err.contains("server.api_keys") && err.contains("TF_KEY"), "{err}");
+        let err = Config::parse(text, "t.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml:2:") && err.contains("server.api_keys") && err.contains("TF_KEY"),
+            "{err}"
+        );
 
         let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${G_KEY}\"\n";
         let cfg = Config::parse(text, "t.toml", &|_| None).unwrap();
         let notice = cfg.notices().join("\n");
-        assert!(notice.contains("G_KEY") && notice.contains("t.toml:5:"), "{notice}");
+        assert!(
+            notice.contains("G_KEY") && notice.contains("t.toml:5:"),
+            "{notice}"
+        );
     }
 
     #[test]
     fn literal_secret_is_refused_and_resolved_secret_is_masked() {
         let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"sk-live\"\n";
-        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+        let err = Config::parse(text, "t.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("environment variable reference"), "{err}");
         assert!(!err.contains("sk-live"));
 
@@ -450,15 +628,26 @@ mod tests {
     #[test]
     fn default_upstream_must_exist_and_match_dialect() {
         let text = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nauth = \"client\"\n[default_upstream]\nanthropic = \"o\"\n";
-        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
-        assert!(err.contains("t.toml:7:") && err.contains("speaks openai-chat"), "{err}");
+        let err = Config::parse(text, "t.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml:7:") && err.contains("speaks openai-chat"),
+            "{err}"
+        );
     }
 
     #[test]
     fn single_upstream_adds_v1_once() {
         let a = Config::single_upstream("http://127.0.0.1:9/").unwrap();
         let b = Config::single_upstream("http://127.0.0.1:9/v1").unwrap();
-        assert_eq!(a.upstream_for(Dialect::Anthropic).unwrap().base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(b.upstream_for(Dialect::OpenaiChat).unwrap().base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(
+            a.upstream_for(Dialect::Anthropic).unwrap().base_url,
+            "http://127.0.0.1:9/v1"
+        );
+        assert_eq!(
+            b.upstream_for(Dialect::OpenaiChat).unwrap().base_url,
+            "http://127.0.0.1:9/v1"
+        );
     }
 }

@@ -602,3 +602,45 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use crate::config::{Config, SHIPPED_CONFIG};
+
+    #[test]
+    fn shipped_free_tiers_load_and_are_off_without_keys() {
+        let cfg = Config::parse(SHIPPED_CONFIG, "shipped", &|_| None).unwrap();
+        let route = cfg.routes.iter().find(|r| r.name == "free-coder").unwrap();
+        assert!(route.targets.len() >= 7);
+        for name in [
+            "gemini",
+            "groq",
+            "cerebras",
+            "openrouter",
+            "mistral",
+            "github-models",
+            "nvidia",
+        ] {
+            let p = cfg.providers.iter().find(|p| p.name == name).unwrap();
+            assert!(!p.is_usable(), "{name}");
+        }
+        let notices = cfg.notices().join("\n");
+        assert!(
+            notices.contains("GEMINI_API_KEY") && notices.contains("GROQ_API_KEY"),
+            "{notices}"
+        );
+        let gemini = cfg.providers.iter().find(|p| p.name == "gemini").unwrap();
+        assert_eq!(gemini.day_zone.name(), "America/Los_Angeles");
+        // With one key set, the route is served by that provider.
+        let cfg = Config::parse(SHIPPED_CONFIG, "shipped", &|k| {
+            (k == "GROQ_API_KEY").then(|| "k".into())
+        })
+        .unwrap();
+        assert!(cfg
+            .providers
+            .iter()
+            .find(|p| p.name == "groq")
+            .unwrap()
+            .is_usable());
+    }
+}

@@ -13,6 +13,7 @@ mod window;
 pub mod zone;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -137,7 +138,9 @@ pub(crate) struct Inner {
     settings: PoolSettings,
     clock: Clock,
     state: Mutex<State>,
-    store: Option<Store>,
+    store: Option<Arc<Store>>,
+    /// Replaced by a reload: late reports of its in-flight attempts no longer reach the store.
+    retired: AtomicBool,
 }
 
 /// The provider pool. Cheap to share: clone the `Arc` it lives in.
@@ -153,17 +156,14 @@ impl Pool {
     }
 
     pub fn with_clock(cfg: &Config, clock: Clock) -> Pool {
-        let opened = match cfg.pool.store.path() {
-            None => None,
-            Some(path) => match Store::open(&path) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!("{e}; quota counters and cooldowns are kept in memory only");
-                    None
-                }
-            },
-        };
-        Pool::build(cfg, clock, opened)
+        match cfg.pool.store.path().map(|path| Store::open(&path)) {
+            None => Pool::build(cfg, clock, None, HashMap::new()),
+            Some(Ok((s, saved))) => Pool::build(cfg, clock, Some(Arc::new(s)), saved),
+            Some(Err(e)) => {
+                tracing::warn!("{e}; quota counters and cooldowns are kept in memory only");
+                Pool::build(cfg, clock, None, HashMap::new())
+            }
+        }
     }
 
     /// A pool saving to `store` (`None`: memory only), for tests and tools.
@@ -172,14 +172,44 @@ impl Pool {
         clock: Clock,
         store: &StoreLocation,
     ) -> Result<Pool, store::StoreError> {
-        let opened = store.path().map(|p| Store::open(&p)).transpose()?;
-        Ok(Pool::build(cfg, clock, opened))
+        Ok(match store.path().map(|p| Store::open(&p)).transpose()? {
+            Some((s, saved)) => Pool::build(cfg, clock, Some(Arc::new(s)), saved),
+            None => Pool::build(cfg, clock, None, HashMap::new()),
+        })
+    }
+
+    /// The pool for a reloaded config (SIGHUP, file change): counters, cooldowns and latencies
+    /// carry over for every account and model that still exists (same provider name, base URL
+    /// and account label); accounts disabled by a refused key get another chance. In-flight
+    /// attempts of `self` finish against the old pool. The store stays the one opened first.
+    pub fn reload(&self, cfg: &Config) -> Pool {
+        let old = &self.inner;
+        let mut carried = {
+            let st = old.lock();
+            let mut carried = st.saved.clone();
+            for (a, k) in old.accounts.iter().zip(&st.accounts) {
+                carried.insert(a.key.clone(), k.clone());
+            }
+            for ((ai, model), k) in &st.models {
+                carried.insert(model_key(&old.accounts[*ai].key, model), k.clone());
+            }
+            carried
+        };
+        for k in carried.values_mut() {
+            k.disabled = None;
+            k.probing = false;
+            // The old pool's in-flight attempts settle there, not here.
+            k.counters.concurrent = 0;
+        }
+        old.retired.store(true, Ordering::Relaxed);
+        Pool::build(cfg, old.clock, old.store.clone(), carried)
     }
 
     fn build(
         cfg: &Config,
         clock: Clock,
-        opened: Option<(Store, HashMap<String, KeyState>)>,
+        store: Option<Arc<Store>>,
+        mut saved: HashMap<String, KeyState>,
     ) -> Pool {
         let providers: Vec<Arc<Provider>> =
             cfg.providers.iter().map(|p| Arc::new(p.clone())).collect();
@@ -207,10 +237,6 @@ impl Pool {
                 default_upstream.insert(d, chain);
             }
         }
-        let (store, mut saved) = match opened {
-            Some((s, saved)) => (Some(s), saved),
-            None => (None, HashMap::new()),
-        };
         let account_states = accounts
             .iter()
             .map(|a| saved.remove(&a.key).unwrap_or_default())
@@ -231,6 +257,7 @@ impl Pool {
                 clock,
                 state: Mutex::new(state),
                 store,
+                retired: AtomicBool::new(false),
             }),
         }
     }
@@ -407,7 +434,11 @@ impl Inner {
 
     /// Saves a key's state off the hot path.
     fn persist(&self, key: &str, state: &KeyState) {
-        if let Some(s) = &self.store {
+        if let Some(s) = self
+            .store
+            .as_ref()
+            .filter(|_| !self.retired.load(Ordering::Relaxed))
+        {
             s.put(key, state.clone());
         }
     }

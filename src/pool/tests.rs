@@ -268,8 +268,14 @@ async fn a_refused_key_disables_the_account_until_reload() {
         pool.pool_status().providers[0].accounts[0].health,
         "disabled"
     );
-    // A new pool from the same config (a reload) tries it again.
-    assert_eq!(first(&pool_from(&text), "r"), "a");
+    // A reload tries it again, and keeps what it knew about the others.
+    fail_first(&pool, "r", rate_limited(Some(600)));
+    let cfg = Config::parse(&text, "t.toml", &env).unwrap();
+    let reloaded = pool.reload(&cfg);
+    assert_eq!(first(&reloaded, "r"), "a");
+    let s = reloaded.pool_status();
+    assert_eq!(s.providers[1].accounts[0].health, "rate-limited");
+    assert_eq!(s.providers[1].accounts[0].windows.rpd.used, 2);
 }
 
 fn three_text(strategy: &str) -> String {

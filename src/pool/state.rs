@@ -115,8 +115,10 @@ impl KeyState {
                         free_at_ms: None,
                     };
                 }
+                // The probe takes the target's usual place: demoted, a recovered preferred
+                // target would never be probed while a later one is healthy.
                 return Health::Ready {
-                    demoted: true,
+                    demoted: false,
                     probe: true,
                 };
             }
@@ -272,7 +274,7 @@ mod tests {
         assert_eq!(
             k.health(30_000),
             Health::Ready {
-                demoted: true,
+                demoted: false,
                 probe: true
             }
         );

@@ -50,7 +50,7 @@ fn answer(provider: &str, n: usize) -> (u16, HeaderMap, &'static [u8]) {
             (429, h, br#"{"error":{"message":"slow down"}}"#)
         }
         // Down, with an occasional 200 whose body is an error.
-        "flaky" if n % 2 == 0 => (503, h, b"upstream connect error"),
+        "flaky" if n.is_multiple_of(2) => (503, h, b"upstream connect error"),
         "flaky" => (200, h, b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\n"),
         "revoked" => (401, h, br#"{"error":{"message":"invalid api key"}}"#),
         _ => {

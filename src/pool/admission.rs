@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::config::{Limits, Price, RateScope, Strategy};
 use crate::dialect::Dialect;
 
-use super::failure::{quota_headers, Failure};
+use super::failure::Failure;
+use super::headers::quota_headers;
 use super::state::{CooldownKind, Health, KeyState};
 use super::window::{Block, Mark};
 use super::{model_key, Inner, Pool, PoolError, Resolved, State, Target};

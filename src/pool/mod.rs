@@ -5,6 +5,7 @@
 
 mod admission;
 pub mod failure;
+pub mod headers;
 mod state;
 pub mod status;
 pub mod store;
@@ -464,3 +465,5 @@ fn model_key(account_key: &str, model: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_routing;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
 
-use super::failure::{HeaderWindow, WindowKind};
+use super::headers::{HeaderWindow, WindowKind};
 
 const SLOTS: usize = 60;
 

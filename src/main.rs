@@ -60,15 +60,8 @@ enum ConfigAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            upstream,
-            debug,
-        } => serve(config, listen, upstream, debug),
-        Command::Config {
-            action: ConfigAction::Check { config },
-        } => match Config::load(config.as_deref()) {
+        Command::Serve { config, listen, upstream, debug } => serve(config, listen, upstream, debug),
+        Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {
                 print!("{}", cfg.render_masked());
                 for n in cfg.notices() {
@@ -85,12 +78,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(
-    config: Option<PathBuf>,
-    listen: Option<String>,
-    upstream: Option<String>,
-    debug: bool,
-) -> ExitCode {
+fn serve(config: Option<PathBuf>, listen: Option<String>, upstream: Option<String>, debug: bool) -> ExitCode {
     init_logging(debug);
     let loaded = match &upstream {
         Some(url) => Config::single_upstream(url),
@@ -116,10 +104,7 @@ fn serve(
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -134,10 +119,7 @@ fn serve(
                 return ExitCode::FAILURE;
             }
         };
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         for n in cfg.notices() {
             eprintln!("note: {n}");
         }
@@ -163,14 +145,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -181,16 +162,8 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(debug: bool) {
-    let default = if debug {
-        "tokenfold=debug,info"
-    } else {
-        "tokenfold=info,warn"
-    };
+    let default = if debug { "tokenfold=debug,info" } else { "tokenfold=info,warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENFOLD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

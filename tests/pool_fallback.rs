@@ -63,26 +63,15 @@ fn answer(provider: &str, n: usize) -> (u16, HeaderMap, &'static [u8]) {
 #[tokio::test(start_paused = true)]
 async fn a_thousand_requests_with_three_failing_targets_all_succeed_within_quota() {
     let cfg = Config::parse(CONFIG, "t.toml", &|_| Some("key".into())).unwrap();
-    let pool = Pool::with_store(
-        &cfg,
-        Clock::starting_at(1_751_371_200_000),
-        &StoreLocation::Memory,
-    )
-    .unwrap();
-    let facts = RequestFacts {
-        est_tokens: 500,
-        has_tools: true,
-        has_images: false,
-    };
+    let pool = Pool::with_store(&cfg, Clock::starting_at(1_751_371_200_000), &StoreLocation::Memory).unwrap();
+    let facts = RequestFacts { est_tokens: 500, has_tools: true, has_images: false };
     let mut sent: HashMap<String, usize> = HashMap::new();
     let mut healthy_at: Vec<tokio::time::Instant> = Vec::new();
     let mut client_errors = 0;
     for i in 0..1000 {
         // 2.5 requests a second: 150/min, exactly the healthy target's RPM.
         tokio::time::advance(Duration::from_millis(400)).await;
-        let mut plan = pool
-            .plan(Dialect::OpenaiChat, Some("free-coder"), &facts)
-            .unwrap();
+        let mut plan = pool.plan(Dialect::OpenaiChat, Some("free-coder"), &facts).unwrap();
         let mut answered = false;
         while let Some(attempt) = plan.next_attempt() {
             let name = attempt.provider().to_string();
@@ -127,21 +116,11 @@ async fn a_thousand_requests_with_three_failing_targets_all_succeed_within_quota
     assert_eq!(sent["revoked"], 1);
     // Never more than 150 requests in any 60 s window to the healthy target.
     for (i, t) in healthy_at.iter().enumerate() {
-        let in_window = healthy_at[i..]
-            .iter()
-            .take_while(|u| u.duration_since(*t) < Duration::from_secs(60))
-            .count();
-        assert!(
-            in_window <= 150,
-            "{in_window} requests within a minute at #{i}"
-        );
+        let in_window = healthy_at[i..].iter().take_while(|u| u.duration_since(*t) < Duration::from_secs(60)).count();
+        assert!(in_window <= 150, "{in_window} requests within a minute at #{i}");
     }
     let status = pool.pool_status();
-    let health: Vec<&str> = status
-        .providers
-        .iter()
-        .map(|p| p.accounts[0].health.as_str())
-        .collect();
+    let health: Vec<&str> = status.providers.iter().map(|p| p.accounts[0].health.as_str()).collect();
     assert_eq!(health[2], "disabled");
     assert_eq!(health[3], "ok");
 }
@@ -149,16 +128,8 @@ async fn a_thousand_requests_with_three_failing_targets_all_succeed_within_quota
 #[tokio::test(start_paused = true)]
 async fn once_the_healthy_quota_is_spent_the_answer_is_429_with_a_retry_time() {
     let cfg = Config::parse(CONFIG, "t.toml", &|_| Some("key".into())).unwrap();
-    let pool = Pool::with_store(
-        &cfg,
-        Clock::starting_at(1_751_371_200_000),
-        &StoreLocation::Memory,
-    )
-    .unwrap();
-    let facts = RequestFacts {
-        est_tokens: 10,
-        ..RequestFacts::default()
-    };
+    let pool = Pool::with_store(&cfg, Clock::starting_at(1_751_371_200_000), &StoreLocation::Memory).unwrap();
+    let facts = RequestFacts { est_tokens: 10, ..RequestFacts::default() };
     let mut last = None;
     for _ in 0..200 {
         match pool.plan(Dialect::OpenaiChat, Some("healthy/m"), &facts) {
@@ -180,23 +151,15 @@ async fn once_the_healthy_quota_is_spent_the_answer_is_429_with_a_retry_time() {
 /// Pool overhead of one fallback hop (plan, reserve, report a 503, next attempt): far below 1 ms.
 #[test]
 fn a_fallback_hop_costs_microseconds() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let cfg = Config::parse(CONFIG, "t.toml", &|_| Some("key".into())).unwrap();
         let pool = Pool::with_store(&cfg, Clock::system(), &StoreLocation::Memory).unwrap();
-        let facts = RequestFacts {
-            est_tokens: 10,
-            ..RequestFacts::default()
-        };
+        let facts = RequestFacts { est_tokens: 10, ..RequestFacts::default() };
         let n = 2000;
         let started = std::time::Instant::now();
         for _ in 0..n {
-            let mut plan = pool
-                .plan(Dialect::OpenaiChat, Some("flaky/m"), &facts)
-                .unwrap();
+            let mut plan = pool.plan(Dialect::OpenaiChat, Some("flaky/m"), &facts).unwrap();
             if let Some(a) = plan.next_attempt() {
                 a.report(Outcome::Success(None));
             }

@@ -17,10 +17,7 @@ const CLIENT_AUTH: &str = "auth = \"client\"";
 const TRICKY: &str = "{ \"temperature\" : 1.0, \"model\":\"m\",\"big\": 123456789012345678901234567890,\n  \"s\": \"a\\u00e9\\n\\\"q\\\" \\/ \u{1F600} ü\", \"z\":1e5, \"a\":[ ], \"stream\": false,\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}] }";
 
 async fn proxy_for(mock: &mock::Mock, extra_server: &str) -> common::Proxy {
-    let cfg = temp_file(
-        "cfg.toml",
-        &config_for(&mock.base(), extra_server, CLIENT_AUTH),
-    );
+    let cfg = temp_file("cfg.toml", &config_for(&mock.base(), extra_server, CLIENT_AUTH));
     spawn_proxy(&["--config", cfg.to_str().unwrap()], &[])
 }
 
@@ -33,11 +30,7 @@ async fn passthrough_is_byte_exact_for_every_dialect() {
     let client = reqwest::Client::new();
     for (path, upstream_path, query) in [
         ("/v1/messages?beta=true", "/v1/messages", Some("beta=true")),
-        (
-            "/v1/messages/count_tokens",
-            "/v1/messages/count_tokens",
-            None,
-        ),
+        ("/v1/messages/count_tokens", "/v1/messages/count_tokens", None),
         ("/v1/chat/completions", "/v1/chat/completions", None),
         ("/v1/responses", "/v1/responses", None),
     ] {
@@ -54,32 +47,14 @@ async fn passthrough_is_byte_exact_for_every_dialect() {
             .unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         assert!(resp.headers().contains_key("x-tokenfold-saved-tokens"));
-        assert_eq!(
-            resp.bytes().await.unwrap().as_ref(),
-            reply.as_slice(),
-            "{path}: response not relayed intact"
-        );
+        assert_eq!(resp.bytes().await.unwrap().as_ref(), reply.as_slice(), "{path}: response not relayed intact");
         let got = mock.last();
-        assert_eq!(
-            got.body,
-            TRICKY.as_bytes(),
-            "{path}: upstream body differs from inbound body"
-        );
+        assert_eq!(got.body, TRICKY.as_bytes(), "{path}: upstream body differs from inbound body");
         assert_eq!(got.path, upstream_path);
         assert_eq!(got.query.as_deref(), query);
-        assert_eq!(
-            got.header("x-api-key"),
-            Some("client-own-key"),
-            "client credentials forwarded"
-        );
+        assert_eq!(got.header("x-api-key"), Some("client-own-key"), "client credentials forwarded");
         assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
-        assert!(
-            got.headers
-                .iter()
-                .all(|(n, _)| !n.starts_with("x-tokenfold")),
-            "{:?}",
-            got.headers
-        );
+        assert!(got.headers.iter().all(|(n, _)| !n.starts_with("x-tokenfold")), "{:?}", got.headers);
     }
 }
 
@@ -110,9 +85,7 @@ async fn sse_events_are_relayed_as_they_arrive() {
         let mut body = resp.bytes_stream();
         let first = tokio::time::timeout(Duration::from_secs(5), body.next())
             .await
-            .unwrap_or_else(|_| {
-                panic!("{path}: first event not relayed before the upstream finished")
-            })
+            .unwrap_or_else(|_| panic!("{path}: first event not relayed before the upstream finished"))
             .unwrap()
             .unwrap();
         assert_eq!(first.as_ref(), events[0].as_slice(), "{path}");
@@ -131,118 +104,55 @@ async fn client_errors_come_back_in_the_callers_dialect() {
     let proxy = proxy_for(&mock, "max_body_bytes = 1000").await;
     let client = reqwest::Client::new();
 
-    let r = client
-        .post(proxy.url("/v1/messages"))
-        .body("{\"model\": \"m\",\n \"messages\": [}")
-        .send()
-        .await
-        .unwrap();
+    let r = client.post(proxy.url("/v1/messages")).body("{\"model\": \"m\",\n \"messages\": [}").send().await.unwrap();
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "invalid_request_error");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("not valid JSON") && msg.contains("line 2 column"),
-        "{msg}"
-    );
+    assert!(msg.contains("not valid JSON") && msg.contains("line 2 column"), "{msg}");
 
-    let r = client
-        .post(proxy.url("/v1/chat/completions"))
-        .body("not json")
-        .send()
-        .await
-        .unwrap();
+    let r = client.post(proxy.url("/v1/chat/completions")).body("not json").send().await.unwrap();
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert!(
-        v.get("type").is_none(),
-        "OpenAI shape has no top-level type: {v}"
-    );
+    assert!(v.get("type").is_none(), "OpenAI shape has no top-level type: {v}");
 
     let big = format!("{{\"model\":\"m\",\"pad\":\"{}\"}}", "x".repeat(2000));
-    let r = client
-        .post(proxy.url("/v1/messages"))
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = client.post(proxy.url("/v1/messages")).body(big.clone()).send().await.unwrap();
     assert_eq!(r.status(), 413);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "request_too_large");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("1000"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("1000"), "{v}");
     // Chunked (no content-length) bodies are limited too.
     let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.into_bytes())]);
-    let r = client
-        .post(proxy.url("/v1/responses"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let r = client.post(proxy.url("/v1/responses")).body(reqwest::Body::wrap_stream(stream)).send().await.unwrap();
     assert_eq!(r.status(), 413);
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_body_bytes"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("max_body_bytes"), "{v}");
 
     let r = client.get(proxy.url("/v1/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("/v1/nope"),
-        "{v}"
-    );
-    let r = client
-        .post(proxy.url("/v1/messages/nope"))
-        .header("anthropic-version", "2023-06-01")
-        .send()
-        .await
-        .unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("/v1/nope"), "{v}");
+    let r = client.post(proxy.url("/v1/messages/nope")).header("anthropic-version", "2023-06-01").send().await.unwrap();
     assert_eq!(r.status(), 404);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "not_found_error");
-    assert!(
-        mock.requests().is_empty(),
-        "bad requests must not reach the provider"
-    );
+    assert!(mock.requests().is_empty(), "bad requests must not reach the provider");
 }
 
 #[tokio::test]
 async fn upstream_failures_map_to_502_504_and_error_bodies_pass_through() {
     // A port nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let cfg = temp_file(
-        "dead.toml",
-        &config_for(&format!("http://{closed}"), "", CLIENT_AUTH),
-    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let cfg = temp_file("dead.toml", &config_for(&format!("http://{closed}"), "", CLIENT_AUTH));
     let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[]);
-    let r = reqwest::Client::new()
-        .post(proxy.url("/v1/messages"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(proxy.url("/v1/messages")).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 502);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("unreachable"), "{v}");
 
     let mock = mock::start(|rec| {
         if rec.path.ends_with("/messages") {
@@ -250,8 +160,7 @@ async fn upstream_failures_map_to_502_504_and_error_bodies_pass_through() {
         } else {
             Reply::Json {
                 status: 429,
-                body: br#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#
-                    .to_vec(),
+                body: br#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#.to_vec(),
                 headers: vec![("retry-after", "7".into())],
             }
         }
@@ -259,57 +168,27 @@ async fn upstream_failures_map_to_502_504_and_error_bodies_pass_through() {
     .await;
     let proxy = proxy_for(&mock, "").await;
     let started = std::time::Instant::now();
-    let r = reqwest::Client::new()
-        .post(proxy.url("/v1/messages"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(proxy.url("/v1/messages")).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(10));
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("first_byte_ms"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("first_byte_ms"), "{v}");
 
-    let r = reqwest::Client::new()
-        .post(proxy.url("/v1/chat/completions"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(proxy.url("/v1/chat/completions")).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
-    assert_eq!(
-        r.text().await.unwrap(),
-        r#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#
-    );
+    assert_eq!(r.text().await.unwrap(), r#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#);
 }
 
 #[tokio::test]
 async fn a_stalled_stream_ends_with_an_error_event_in_the_callers_dialect() {
     for (path, first, check) in [
-        (
-            "/v1/messages",
-            mock::anthropic_stream("a")[0].clone(),
-            "event: error\ndata: {",
-        ),
-        (
-            "/v1/chat/completions",
-            mock::chat_stream("a")[0].clone(),
-            "data: {\"error\":",
-        ),
+        ("/v1/messages", mock::anthropic_stream("a")[0].clone(), "event: error\ndata: {"),
+        ("/v1/chat/completions", mock::chat_stream("a")[0].clone(), "data: {\"error\":"),
     ] {
         let f = first.clone();
         let mock = mock::start(move |_| {
-            Reply::sse(vec![
-                Chunk::Bytes(f.clone()),
-                Chunk::Sleep(Duration::from_secs(30)),
-            ])
+            Reply::sse(vec![Chunk::Bytes(f.clone()), Chunk::Sleep(Duration::from_secs(30))])
         })
         .await;
         let proxy = proxy_for(&mock, "").await;
@@ -322,10 +201,7 @@ async fn a_stalled_stream_ends_with_an_error_event_in_the_callers_dialect() {
             .text()
             .await
             .unwrap();
-        assert!(
-            text.starts_with(std::str::from_utf8(&first).unwrap()),
-            "{text}"
-        );
+        assert!(text.starts_with(std::str::from_utf8(&first).unwrap()), "{text}");
         let tail = &text[first.len()..];
         assert!(tail.starts_with(check), "{path}: {tail}");
         assert!(tail.contains("idle_ms") && tail.ends_with("\n\n"), "{tail}");
@@ -339,36 +215,23 @@ async fn client_disconnect_cancels_the_upstream_request() {
         let mut chunks = vec![Chunk::Bytes(ev[0].clone())];
         for _ in 0..50 {
             chunks.push(Chunk::Sleep(Duration::from_millis(100)));
-            chunks.push(Chunk::Bytes(
-                b"event: ping\ndata: {\"type\":\"ping\"}\n\n".to_vec(),
-            ));
+            chunks.push(Chunk::Bytes(b"event: ping\ndata: {\"type\":\"ping\"}\n\n".to_vec()));
         }
         Reply::sse(chunks)
     })
     .await;
     let proxy = proxy_for(&mock, "").await;
-    let resp = reqwest::Client::new()
-        .post(proxy.url("/v1/messages"))
-        .body("{\"stream\":true}")
-        .send()
-        .await
-        .unwrap();
+    let resp = reqwest::Client::new().post(proxy.url("/v1/messages")).body("{\"stream\":true}").send().await.unwrap();
     let mut body = resp.bytes_stream();
     body.next().await.unwrap().unwrap();
     drop(body);
     let deadline = std::time::Instant::now() + Duration::from_secs(4);
     while mock.disconnects.load(Ordering::SeqCst) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "upstream stream was not cancelled"
-        );
+        assert!(std::time::Instant::now() < deadline, "upstream stream was not cancelled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let metrics = proxy.metrics().await;
-    assert!(
-        metrics.contains("tokenfold_requests_cancelled_total 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("tokenfold_requests_cancelled_total 1"), "{metrics}");
     assert!(proxy.logs().contains("cancelled"));
 }
 
@@ -387,32 +250,17 @@ async fn api_keys_are_required_when_set_and_never_forwarded() {
     let mock = mock::start(|_| Reply::ok_json("{}")).await;
     let cfg = temp_file(
         "keys.toml",
-        &config_for(
-            &mock.base(),
-            "api_keys = [\"${TF_TEST_PROXY_KEY}\"]",
-            CLIENT_AUTH,
-        ),
+        &config_for(&mock.base(), "api_keys = [\"${TF_TEST_PROXY_KEY}\"]", CLIENT_AUTH),
     );
-    let proxy = spawn_proxy(
-        &["--config", cfg.to_str().unwrap()],
-        &[("TF_TEST_PROXY_KEY", "team-key-1")],
-    );
+    let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TF_TEST_PROXY_KEY", "team-key-1")]);
     let c = reqwest::Client::new();
-    let r = c
-        .post(proxy.url("/v1/messages"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(proxy.url("/v1/messages")).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 401);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "authentication_error");
     let r = c.get(proxy.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 401, "metrics need the key too");
-    assert_eq!(
-        c.get(proxy.url("/healthz")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(c.get(proxy.url("/healthz")).send().await.unwrap().status(), 200);
 
     let r = c
         .post(proxy.url("/v1/messages"))
@@ -427,18 +275,9 @@ async fn api_keys_are_required_when_set_and_never_forwarded() {
     assert_eq!(got.header("x-api-key"), Some("users-anthropic-key"));
     assert!(got.header("x-tokenfold-key").is_none());
 
-    let r = c
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth("team-key-1")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(proxy.url("/v1/chat/completions")).bearer_auth("team-key-1").body("{}").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        mock.last().header("authorization").is_none(),
-        "the proxy key must not go upstream"
-    );
+    assert!(mock.last().header("authorization").is_none(), "the proxy key must not go upstream");
     assert_eq!(mock.requests().len(), 2);
 }
 
@@ -447,64 +286,29 @@ async fn provider_keys_replace_client_credentials_and_never_reach_logs() {
     let secret = "sk-test-SECRET-4711-do-not-log";
     let mock = mock::start(|rec| {
         if rec.path.ends_with("/responses") {
-            Reply::Json {
-                status: 401,
-                body: br#"{"error":{"message":"bad key"}}"#.to_vec(),
-                headers: vec![],
-            }
+            Reply::Json { status: 401, body: br#"{"error":{"message":"bad key"}}"#.to_vec(), headers: vec![] }
         } else {
             Reply::ok_json("{}")
         }
     })
     .await;
-    let cfg = temp_file(
-        "prov.toml",
-        &config_for(&mock.base(), "", "api_key = \"${TF_TEST_PROVIDER_KEY}\""),
-    );
+    let cfg = temp_file("prov.toml", &config_for(&mock.base(), "", "api_key = \"${TF_TEST_PROVIDER_KEY}\""));
     let env = [("TF_TEST_PROVIDER_KEY", secret)];
     let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap(), "--debug"], &env);
     let c = reqwest::Client::new();
-    c.post(proxy.url("/v1/messages"))
-        .header("x-api-key", "client-key")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    c.post(proxy.url("/v1/messages")).header("x-api-key", "client-key").body("{}").send().await.unwrap();
     assert_eq!(mock.last().header("x-api-key"), Some(secret));
-    c.post(proxy.url("/v1/chat/completions"))
-        .bearer_auth("client-key")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    c.post(proxy.url("/v1/chat/completions")).bearer_auth("client-key").body("{}").send().await.unwrap();
     let got = mock.last();
-    assert_eq!(
-        got.header("authorization"),
-        Some(format!("Bearer {secret}").as_str())
-    );
+    assert_eq!(got.header("authorization"), Some(format!("Bearer {secret}").as_str()));
     assert!(got.header("x-api-key").is_none());
-    let r = c
-        .post(proxy.url("/v1/responses"))
-        .body("{\"model\":\"x\"}")
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(proxy.url("/v1/responses")).body("{\"model\":\"x\"}").send().await.unwrap();
     assert_eq!(r.status(), 401);
-    c.post(proxy.url("/v1/messages"))
-        .body("{bad")
-        .send()
-        .await
-        .unwrap();
+    c.post(proxy.url("/v1/messages")).body("{bad").send().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = proxy.logs();
-    assert!(
-        logs.contains("/v1/messages"),
-        "debug logs should show requests: {logs}"
-    );
-    assert!(
-        !logs.contains("SECRET-4711"),
-        "secret leaked into logs:\n{logs}"
-    );
+    assert!(logs.contains("/v1/messages"), "debug logs should show requests: {logs}");
+    assert!(!logs.contains("SECRET-4711"), "secret leaked into logs:\n{logs}");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
         .args(["config", "check", "--config", cfg.to_str().unwrap()])
@@ -512,15 +316,8 @@ async fn provider_keys_replace_client_credentials_and_never_reach_logs() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        shown.contains("****") && !shown.contains("SECRET-4711"),
-        "{shown}"
-    );
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("****") && !shown.contains("SECRET-4711"), "{shown}");
 }
 
 #[tokio::test]
@@ -528,21 +325,9 @@ async fn models_health_and_metrics() {
     let mock = mock::start(|_| Reply::ok_json("{}")).await;
     let proxy = proxy_for(&mock, "").await;
     let c = reqwest::Client::new();
-    let v: serde_json::Value = c
-        .get(proxy.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = c.get(proxy.url("/v1/models")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["object"], "list");
-    let ids: Vec<&str> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["claude-test", "gpt-test"]);
     let v: serde_json::Value = c
         .get(proxy.url("/v1/models"))
@@ -557,46 +342,20 @@ async fn models_health_and_metrics() {
     assert_eq!(v["has_more"], false);
     assert_eq!(v["first_id"], "claude-test");
 
-    c.post(proxy.url("/v1/chat/completions"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    c.post(proxy.url("/v1/chat/completions"))
-        .body("{")
-        .send()
-        .await
-        .unwrap();
+    c.post(proxy.url("/v1/chat/completions")).body("{}").send().await.unwrap().bytes().await.unwrap();
+    c.post(proxy.url("/v1/chat/completions")).body("{").send().await.unwrap();
     let m = proxy.metrics().await;
-    assert!(
-        m.contains("tokenfold_requests_total{dialect=\"openai-chat\",status=\"2xx\"} 1"),
-        "{m}"
-    );
-    assert!(
-        m.contains("tokenfold_requests_total{dialect=\"openai-chat\",status=\"4xx\"} 1"),
-        "{m}"
-    );
-    assert!(
-        m.contains("tokenfold_errors_total{kind=\"malformed_json\"} 1"),
-        "{m}"
-    );
-    assert!(
-        m.contains("tokenfold_upstream_latency_seconds_count 1"),
-        "{m}"
-    );
+    assert!(m.contains("tokenfold_requests_total{dialect=\"openai-chat\",status=\"2xx\"} 1"), "{m}");
+    assert!(m.contains("tokenfold_requests_total{dialect=\"openai-chat\",status=\"4xx\"} 1"), "{m}");
+    assert!(m.contains("tokenfold_errors_total{kind=\"malformed_json\"} 1"), "{m}");
+    assert!(m.contains("tokenfold_upstream_latency_seconds_count 1"), "{m}");
     assert!(m.contains("tokenfold_bytes_received_total 3"), "{m}");
 }
 
 #[tokio::test]
 async fn upstream_flag_needs_no_config_file() {
     let mock = mock::start(|_| Reply::ok_json(mock::chat_completion("hi"))).await;
-    let proxy = spawn_proxy(
-        &["--upstream", &mock.base()],
-        &[("TOKENFOLD_CONFIG", "/nonexistent/x.toml")],
-    );
+    let proxy = spawn_proxy(&["--upstream", &mock.base()], &[("TOKENFOLD_CONFIG", "/nonexistent/x.toml")]);
     let r = reqwest::Client::new()
         .post(proxy.url("/v1/chat/completions"))
         .bearer_auth("users-key")
@@ -615,30 +374,21 @@ fn the_shipped_config_starts_with_no_keys_and_says_what_to_set() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tokenfold.toml");
     let proxy = spawn_proxy(&["--config", shipped], &[]);
     let logs = proxy.logs();
-    assert!(
-        logs.contains("ANTHROPIC_API_KEY") && logs.contains("OPENAI_API_KEY"),
-        "{logs}"
-    );
+    assert!(logs.contains("ANTHROPIC_API_KEY") && logs.contains("OPENAI_API_KEY"), "{logs}");
     let body = reqwest::blocking_get_healthz(&proxy.url("/healthz"));
     assert!(body.contains("ok"));
 }
 
 #[test]
 fn config_check_names_file_line_and_key() {
-    let bad = temp_file(
-        "bad.toml",
-        "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n",
-    );
+    let bad = temp_file("bad.toml", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
         .args(["config", "check", "--config", bad.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.toml:3:") && err.contains("lisen"),
-        "{err}"
-    );
+    assert!(err.contains("bad.toml:3:") && err.contains("lisen"), "{err}");
 
     let bad = temp_file("env.toml", "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"sk-inline\"\n");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
@@ -647,20 +397,14 @@ fn config_check_names_file_line_and_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("env.toml:5:") && err.contains("api_key"),
-        "{err}"
-    );
+    assert!(err.contains("env.toml:5:") && err.contains("api_key"), "{err}");
 }
 
 /// Tiny blocking GET without pulling reqwest's blocking feature.
 mod reqwest {
     pub use ::reqwest::*;
     pub fn blocking_get_healthz(url: &str) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }

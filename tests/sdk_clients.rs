@@ -23,19 +23,12 @@ async fn run_case(case: &str) {
         return;
     };
     let mock = mock::start(common::scripted::reply).await;
-    let cfg = temp_file(
-        "sdk.toml",
-        &config_for(&mock.base(), "", "auth = \"client\""),
-    );
+    let cfg = temp_file("sdk.toml", &config_for(&mock.base(), "", "auth = \"client\""));
     let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/clients.py");
     let (base, case_name) = (proxy.base.clone(), case.to_string());
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg(case_name)
-            .env("TOKENFOLD_URL", base)
-            .output()
+        std::process::Command::new(python).arg(script).arg(case_name).env("TOKENFOLD_URL", base).output()
     })
     .await
     .unwrap()
@@ -50,9 +43,7 @@ async fn run_case(case: &str) {
     // 2 requests (tool call, then final answer) streaming and not.
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 4, "{case}");
-    assert!(reqs
-        .iter()
-        .all(|r| r.header("authorization").is_some() || r.header("x-api-key").is_some()));
+    assert!(reqs.iter().all(|r| r.header("authorization").is_some() || r.header("x-api-key").is_some()));
 }
 
 #[tokio::test]

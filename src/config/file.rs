@@ -39,11 +39,7 @@ pub struct ServerSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            api_keys: Vec::new(),
-            max_body_bytes: default_max_body(),
-        }
+        Self { listen: default_listen(), api_keys: Vec::new(), max_body_bytes: default_max_body() }
     }
 }
 
@@ -68,11 +64,7 @@ pub struct TimeoutsSection {
 
 impl Default for TimeoutsSection {
     fn default() -> Self {
-        Self {
-            connect_ms: default_connect_ms(),
-            first_byte_ms: default_first_byte_ms(),
-            idle_ms: default_idle_ms(),
-        }
+        Self { connect_ms: default_connect_ms(), first_byte_ms: default_first_byte_ms(), idle_ms: default_idle_ms() }
     }
 }
 
@@ -222,8 +214,7 @@ impl<'de> Deserialize<'de> for ModelEntry {
                 Ok(ModelEntry::Name(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelEntry, A::Error> {
-                ModelSection::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(ModelEntry::Full)
+                ModelSection::deserialize(de::value::MapAccessDeserializer::new(map)).map(ModelEntry::Full)
             }
         }
         d.deserialize_any(V)

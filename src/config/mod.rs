@@ -12,8 +12,8 @@ use std::time::Duration;
 pub use file::{AuthMode, ProviderKind};
 use file::{ConfigFile, ProviderSection};
 pub use pool::{
-    resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget,
-    StoreLocation, Strategy,
+    resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget, StoreLocation,
+    Strategy,
 };
 use toml::Spanned;
 
@@ -26,10 +26,7 @@ const SHIPPED_NAME: &str = "<built-in config/tokenfold.toml>";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -95,9 +92,7 @@ pub struct Provider {
 
 impl Provider {
     pub fn is_usable(&self) -> bool {
-        self.accounts
-            .iter()
-            .any(|a| !matches!(a.auth, ProviderAuth::MissingKey { .. }))
+        self.accounts.iter().any(|a| !matches!(a.auth, ProviderAuth::MissingKey { .. }))
     }
 
     /// A provider reached with the caller's own credentials (no limits known), as `--upstream` makes.
@@ -108,11 +103,7 @@ impl Provider {
             base_url,
             auth: ProviderAuth::Client,
             models: Vec::new(),
-            accounts: vec![Account {
-                label: "client".into(),
-                auth: ProviderAuth::Client,
-                limits: Limits::default(),
-            }],
+            accounts: vec![Account { label: "client".into(), auth: ProviderAuth::Client, limits: Limits::default() }],
             model_specs: Vec::new(),
             day_zone: crate::pool::zone::DayZone::UTC,
             rate_scope: RateScope::Account,
@@ -156,13 +147,9 @@ impl Config {
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         match find_config_file(explicit) {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                Config::parse(&text, &path.display().to_string(), &|v| {
-                    std::env::var(v).ok()
-                })
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                Config::parse(&text, &path.display().to_string(), &|v| std::env::var(v).ok())
             }
             None => Config::parse(SHIPPED_CONFIG, SHIPPED_NAME, &|v| std::env::var(v).ok()),
         }
@@ -179,22 +166,18 @@ impl Config {
     /// with the pool's failure classes and cooldowns.
     pub fn upstreams(bases: &[&str]) -> Result<Config, ConfigError> {
         if bases.is_empty() {
-            return Err(ConfigError::Invalid(
-                "--upstream: give at least one base URL".into(),
-            ));
+            return Err(ConfigError::Invalid("--upstream: give at least one base URL".into()));
         }
         let mut cfg = Config::parse("", "--upstream", &|_| None)?;
         let mut shown = Vec::new();
         for (n, base) in bases.iter().enumerate() {
-            let base = normalize_base(base, true)
-                .map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
+            let base = normalize_base(base, true).map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
             for dialect in Dialect::ALL {
                 let name = match n {
                     0 => format!("upstream-{}", dialect.name()),
                     _ => format!("upstream{}-{}", n + 1, dialect.name()),
                 };
-                cfg.providers
-                    .push(Provider::client_passthrough(name, dialect, base.clone()));
+                cfg.providers.push(Provider::client_passthrough(name, dialect, base.clone()));
                 let i = cfg.providers.len() - 1;
                 if n == 0 {
                     cfg.default_upstream.insert(dialect, i);
@@ -209,16 +192,9 @@ impl Config {
     }
 
     /// Parses and validates config text. `env` looks up `${VAR}` references.
-    pub fn parse(
-        text: &str,
-        source: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| location(text, source, s.start))
-                .unwrap_or_else(|| source.to_string());
+            let at = e.span().map(|s| location(text, source, s.start)).unwrap_or_else(|| source.to_string());
             ConfigError::Invalid(format!("{at}: {}", e.message().trim()))
         })?;
         let at = |span: std::ops::Range<usize>| location(text, source, span.start);
@@ -231,10 +207,7 @@ impl Config {
             invalid(
                 listen_span,
                 "server.listen",
-                format!(
-                    "`{}` is not an address like 127.0.0.1:8411",
-                    file.server.listen.get_ref()
-                ),
+                format!("`{}` is not an address like 127.0.0.1:8411", file.server.listen.get_ref()),
             )
         })?;
 
@@ -253,20 +226,14 @@ impl Config {
             }
         }
         if file.server.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid(format!(
-                "{source}: `server.max_body_bytes` must be above 0"
-            )));
+            return Err(ConfigError::Invalid(format!("{source}: `server.max_body_bytes` must be above 0")));
         }
 
         let mut providers: Vec<Provider> = Vec::new();
         for p in &file.providers {
             let provider = validate_provider(p, &at, env)?;
             if providers.iter().any(|q| q.name == provider.name) {
-                return Err(invalid(
-                    p.name.span(),
-                    "providers.name",
-                    format!("`{}` is defined twice", provider.name),
-                ));
+                return Err(invalid(p.name.span(), "providers.name", format!("`{}` is defined twice", provider.name)));
             }
             providers.push(provider);
         }
@@ -283,13 +250,7 @@ impl Config {
             let idx = providers
                 .iter()
                 .position(|p| &p.name == name.get_ref())
-                .ok_or_else(|| {
-                    invalid(
-                        name.span(),
-                        &key,
-                        format!("no provider is named `{}`", name.get_ref()),
-                    )
-                })?;
+                .ok_or_else(|| invalid(name.span(), &key, format!("no provider is named `{}`", name.get_ref())))?;
             if providers[idx].dialect != dialect {
                 return Err(invalid(
                     name.span(),
@@ -342,10 +303,9 @@ impl Config {
         let mut out = Vec::new();
         for p in &self.providers {
             match &p.auth {
-                ProviderAuth::MissingKey { var, location } if !p.is_usable() => out.push(format!(
-                    "provider `{}` is off: set {var} to enable it ({location})",
-                    p.name
-                )),
+                ProviderAuth::MissingKey { var, location } if !p.is_usable() => {
+                    out.push(format!("provider `{}` is off: set {var} to enable it ({location})", p.name))
+                }
                 ProviderAuth::MissingKey { .. } => {}
                 ProviderAuth::Client => {
                     let header = if p.dialect.is_anthropic() {
@@ -353,10 +313,7 @@ impl Config {
                     } else {
                         "Authorization: Bearer (OPENAI_API_KEY)"
                     };
-                    out.push(format!(
-                        "provider `{}` uses each client's own key: the agent must send {header}",
-                        p.name
-                    ))
+                    out.push(format!("provider `{}` uses each client's own key: the agent must send {header}", p.name))
                 }
                 ProviderAuth::Key { .. } => {}
             }
@@ -373,9 +330,7 @@ impl Config {
         }
         for d in Dialect::ALL {
             if !self.default_upstream.contains_key(&d) {
-                out.push(format!(
-                    "no upstream for {d} requests: they are answered with 404"
-                ));
+                out.push(format!("no upstream for {d} requests: they are answered with 404"));
             }
         }
         out
@@ -384,17 +339,11 @@ impl Config {
     /// The effective config as TOML with every secret masked, for `tokenfold config check`.
     pub fn render_masked(&self) -> String {
         let mut s = String::new();
-        s.push_str(&format!(
-            "# effective config from {}\n\n[server]\n",
-            self.source
-        ));
+        s.push_str(&format!("# effective config from {}\n\n[server]\n", self.source));
         s.push_str(&format!("listen = \"{}\"\n", self.listen));
         let keys: Vec<&str> = self.api_keys.iter().map(|_| "\"****\"").collect();
         s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
-        s.push_str(&format!(
-            "max_body_bytes = {}\n\n[timeouts]\n",
-            self.max_body_bytes
-        ));
+        s.push_str(&format!("max_body_bytes = {}\n\n[timeouts]\n", self.max_body_bytes));
         s.push_str(&format!(
             "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\n",
             self.timeouts.connect.as_millis(),
@@ -409,19 +358,13 @@ impl Config {
             ));
             match &p.auth {
                 ProviderAuth::Client => s.push_str("auth = \"client\"\n"),
-                ProviderAuth::Key { var, .. } => {
-                    s.push_str(&format!("api_key = \"****\"  # from ${var}\n"))
+                ProviderAuth::Key { var, .. } => s.push_str(&format!("api_key = \"****\"  # from ${var}\n")),
+                ProviderAuth::MissingKey { var, .. } => {
+                    s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
                 }
-                ProviderAuth::MissingKey { var, .. } => s.push_str(&format!(
-                    "api_key = \"\"  # ${var} is not set: provider off\n"
-                )),
             }
             if p.accounts.len() > 1 {
-                let labels: Vec<String> = p
-                    .accounts
-                    .iter()
-                    .map(|a| format!("\"{}\"", a.label))
-                    .collect();
+                let labels: Vec<String> = p.accounts.iter().map(|a| format!("\"{}\"", a.label)).collect();
                 s.push_str(&format!("# accounts: [{}]\n", labels.join(", ")));
             }
             if !p.models.is_empty() {
@@ -430,11 +373,8 @@ impl Config {
             }
         }
         for r in &self.routes {
-            let targets: Vec<String> = r
-                .targets
-                .iter()
-                .map(|t| format!("\"{}/{}\"", self.providers[t.provider].name, t.model))
-                .collect();
+            let targets: Vec<String> =
+                r.targets.iter().map(|t| format!("\"{}/{}\"", self.providers[t.provider].name, t.model)).collect();
             s.push_str(&format!(
                 "\n[routes.{}]\nstrategy = \"{}\"\ntargets = [{}]\n",
                 r.name,
@@ -453,9 +393,7 @@ impl Config {
 
     /// The provider a request of `dialect` goes to when nothing more specific claims it.
     pub fn upstream_for(&self, dialect: Dialect) -> Option<&Provider> {
-        self.default_upstream
-            .get(&dialect)
-            .map(|&i| &self.providers[i])
+        self.default_upstream.get(&dialect).map(|&i| &self.providers[i])
     }
 }
 
@@ -484,16 +422,13 @@ fn validate_provider(
 ) -> Result<Provider, ConfigError> {
     let name = p.name.get_ref().trim().to_string();
     let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
-        ConfigError::Invalid(format!(
-            "{}: `providers.{key}` of `{name}`: {msg}",
-            at(span)
-        ))
+        ConfigError::Invalid(format!("{}: `providers.{key}` of `{name}`: {msg}", at(span)))
     };
     if name.is_empty() {
         return Err(invalid(p.name.span(), "name", "must not be empty".into()));
     }
-    let base_url = normalize_base(p.base_url.get_ref(), false)
-        .map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
+    let base_url =
+        normalize_base(p.base_url.get_ref(), false).map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
     let dialect = match p.kind {
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Openai => Dialect::OpenaiChat,
@@ -529,8 +464,7 @@ fn env_reference(value: &Spanned<String>) -> Result<String, String> {
 /// Trims a base URL; `add_v1` appends the `/v1` segment unless it is already there.
 fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
     let url = url.trim().trim_end_matches('/');
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len()
-    {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len() {
         return Err(format!("`{url}` is not an http:// or https:// URL"));
     }
     if add_v1 && !url.ends_with("/v1") {

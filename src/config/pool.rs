@@ -8,8 +8,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::{
-    AccountSection, LimitsSection, ModelEntry, PoolSection, PriceSection, ProviderSection,
-    RateScopeName, RouteSection, StrategyName,
+    AccountSection, LimitsSection, ModelEntry, PoolSection, PriceSection, ProviderSection, RateScopeName, RouteSection,
+    StrategyName,
 };
 use super::{env_reference, AuthMode, ConfigError, Provider, ProviderAuth, Secret};
 use crate::pool::zone::DayZone;
@@ -26,13 +26,7 @@ pub struct Limits {
 
 impl From<LimitsSection> for Limits {
     fn from(s: LimitsSection) -> Self {
-        Limits {
-            rpm: s.rpm,
-            rpd: s.rpd,
-            tpm: s.tpm,
-            tpd: s.tpd,
-            concurrent: s.concurrent,
-        }
+        Limits { rpm: s.rpm, rpd: s.rpd, tpm: s.tpm, tpd: s.tpd, concurrent: s.concurrent }
     }
 }
 
@@ -54,11 +48,7 @@ pub struct Price {
 
 impl From<PriceSection> for Price {
     fn from(p: PriceSection) -> Self {
-        Price {
-            input: p.input,
-            output: p.output,
-            cached_input: p.cached_input,
-        }
+        Price { input: p.input, output: p.output, cached_input: p.cached_input }
     }
 }
 
@@ -142,9 +132,7 @@ impl StoreLocation {
                 let base = std::env::var_os("XDG_DATA_HOME")
                     .filter(|v| !v.is_empty())
                     .map(PathBuf::from)
-                    .or_else(|| {
-                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share"))
-                    })?;
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
                 Some(base.join("tokenfold/tokenfold.db"))
             }
         }
@@ -197,10 +185,7 @@ pub(super) fn validate_pool_section(
             path => StoreLocation::Path(PathBuf::from(path)),
         },
     };
-    let ms = |v: Option<u64>, default: Duration| {
-        v.map(|v| Duration::from_millis(v.max(1)))
-            .unwrap_or(default)
-    };
+    let ms = |v: Option<u64>, default: Duration| v.map(|v| Duration::from_millis(v.max(1))).unwrap_or(default);
     Ok(PoolSettings {
         store,
         short_cooldown: ms(p.short_cooldown_ms, d.short_cooldown),
@@ -227,33 +212,20 @@ pub(super) fn validate_provider_pool(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ProviderPoolParts, ConfigError> {
     let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
-        ConfigError::Invalid(format!(
-            "{}: `providers.{key}` of `{name}`: {msg}",
-            at(span)
-        ))
+        ConfigError::Invalid(format!("{}: `providers.{key}` of `{name}`: {msg}", at(span)))
     };
     let provider_limits: Limits = p.limits.map(Limits::from).unwrap_or_default();
     let resolve = |k: &Spanned<String>, key: &str| -> Result<ProviderAuth, ConfigError> {
         let var = env_reference(k).map_err(|m| invalid(k.span(), key, m))?;
         Ok(match env(&var).filter(|v| !v.is_empty()) {
-            Some(v) => ProviderAuth::Key {
-                var,
-                secret: Secret(v),
-            },
-            None => ProviderAuth::MissingKey {
-                location: at(k.span()),
-                var,
-            },
+            Some(v) => ProviderAuth::Key { var, secret: Secret(v) },
+            None => ProviderAuth::MissingKey { location: at(k.span()), var },
         })
     };
     let mut accounts = Vec::new();
     match (p.auth, &p.api_key, p.accounts.first()) {
         (AuthMode::Client, Some(k), _) => {
-            return Err(invalid(
-                k.span(),
-                "api_key",
-                "set either `auth = \"client\"` or `api_key`, not both".into(),
-            ))
+            return Err(invalid(k.span(), "api_key", "set either `auth = \"client\"` or `api_key`, not both".into()))
         }
         (_, Some(_), Some(a)) | (AuthMode::Client, None, Some(a)) => {
             return Err(invalid(
@@ -262,31 +234,22 @@ pub(super) fn validate_provider_pool(
                 "give `accounts` alone: not with `api_key` or `auth = \"client\"`".into(),
             ))
         }
-        (AuthMode::Client, None, None) => accounts.push(Account {
-            label: "client".into(),
-            auth: ProviderAuth::Client,
-            limits: provider_limits,
-        }),
-        (AuthMode::Key, Some(k), None) => accounts.push(Account {
-            label: "default".into(),
-            auth: resolve(k, "api_key")?,
-            limits: provider_limits,
-        }),
-        (AuthMode::Key, None, None) => return Err(invalid(
-            p.name.span(),
-            "api_key",
-            "missing: give `api_key = \"${ENV_VAR}\"`, `accounts = [...]` or `auth = \"client\"`"
-                .into(),
-        )),
+        (AuthMode::Client, None, None) => {
+            accounts.push(Account { label: "client".into(), auth: ProviderAuth::Client, limits: provider_limits })
+        }
+        (AuthMode::Key, Some(k), None) => {
+            accounts.push(Account { label: "default".into(), auth: resolve(k, "api_key")?, limits: provider_limits })
+        }
+        (AuthMode::Key, None, None) => {
+            return Err(invalid(
+                p.name.span(),
+                "api_key",
+                "missing: give `api_key = \"${ENV_VAR}\"`, `accounts = [...]` or `auth = \"client\"`".into(),
+            ))
+        }
         (AuthMode::Key, None, Some(_)) => {
             for a in &p.accounts {
-                accounts.push(validate_account(
-                    a,
-                    &resolve,
-                    provider_limits,
-                    &invalid,
-                    &accounts,
-                )?);
+                accounts.push(validate_account(a, &resolve, provider_limits, &invalid, &accounts)?);
             }
         }
     }
@@ -320,22 +283,11 @@ pub(super) fn validate_provider_pool(
             },
         };
         if spec.name.is_empty() {
-            return Err(invalid(
-                p.name.span(),
-                "models",
-                "a model has an empty name".into(),
-            ));
+            return Err(invalid(p.name.span(), "models", "a model has an empty name".into()));
         }
         let clash = |n: &String| model_specs.iter().any(|o| o.answers_to(n));
-        if let Some(n) = std::iter::once(&spec.name)
-            .chain(&spec.aliases)
-            .find(|n| clash(n))
-        {
-            return Err(invalid(
-                p.name.span(),
-                "models",
-                format!("model name or alias `{n}` is given twice"),
-            ));
+        if let Some(n) = std::iter::once(&spec.name).chain(&spec.aliases).find(|n| clash(n)) {
+            return Err(invalid(p.name.span(), "models", format!("model name or alias `{n}` is given twice")));
         }
         model_specs.push(spec);
     }
@@ -347,11 +299,7 @@ pub(super) fn validate_provider_pool(
             invalid(
                 z.span(),
                 "day_reset_tz",
-                format!(
-                    "unknown time zone `{}`; known: {}",
-                    z.get_ref(),
-                    known.join(", ")
-                ),
+                format!("unknown time zone `{}`; known: {}", z.get_ref(), known.join(", ")),
             )
         })?,
     };
@@ -359,13 +307,7 @@ pub(super) fn validate_provider_pool(
         None | Some(RateScopeName::Account) => RateScope::Account,
         Some(RateScopeName::Model) => RateScope::Model,
     };
-    Ok(ProviderPoolParts {
-        auth,
-        accounts,
-        model_specs,
-        day_zone,
-        rate_scope,
-    })
+    Ok(ProviderPoolParts { auth, accounts, model_specs, day_zone, rate_scope })
 }
 
 /// Turns an `api_key` reference into the account's auth.
@@ -380,18 +322,10 @@ fn validate_account(
 ) -> Result<Account, ConfigError> {
     let label = a.label.get_ref().trim().to_string();
     if label.is_empty() || label.contains('|') {
-        return Err(invalid(
-            a.label.span(),
-            "accounts.label",
-            "must be a non-empty name without `|`".into(),
-        ));
+        return Err(invalid(a.label.span(), "accounts.label", "must be a non-empty name without `|`".into()));
     }
     if earlier.iter().any(|e| e.label == label) {
-        return Err(invalid(
-            a.label.span(),
-            "accounts.label",
-            format!("`{label}` is used twice"),
-        ));
+        return Err(invalid(a.label.span(), "accounts.label", format!("`{label}` is used twice")));
     }
     Ok(Account {
         label,
@@ -411,15 +345,11 @@ pub(super) fn validate_routes(
             ConfigError::Invalid(format!("{}: `routes.{name}.targets`: {msg}", at(span)))
         };
         if r.targets.get_ref().is_empty() {
-            return Err(invalid(
-                r.targets.span(),
-                "a route needs at least one `provider/model` target".into(),
-            ));
+            return Err(invalid(r.targets.span(), "a route needs at least one `provider/model` target".into()));
         }
         let mut targets = Vec::new();
         for t in r.targets.get_ref() {
-            let target =
-                resolve_target(t.get_ref(), providers).map_err(|m| invalid(t.span(), m))?;
+            let target = resolve_target(t.get_ref(), providers).map_err(|m| invalid(t.span(), m))?;
             targets.push(target);
         }
         let strategy = match r.strategy {
@@ -428,45 +358,27 @@ pub(super) fn validate_routes(
             StrategyName::MostRemaining => Strategy::MostRemaining,
             StrategyName::Fastest => Strategy::Fastest,
         };
-        out.push(Route {
-            name: name.clone(),
-            strategy,
-            targets,
-        });
+        out.push(Route { name: name.clone(), strategy, targets });
     }
     Ok(out)
 }
 
 /// `provider/model` (the model may itself contain `/`, as OpenRouter's do), model by name or alias.
-pub fn resolve_target<P: std::borrow::Borrow<Provider>>(
-    text: &str,
-    providers: &[P],
-) -> Result<RouteTarget, String> {
+pub fn resolve_target<P: std::borrow::Borrow<Provider>>(text: &str, providers: &[P]) -> Result<RouteTarget, String> {
     let (p, m) = text
         .trim()
         .split_once('/')
         .filter(|(p, m)| !p.is_empty() && !m.is_empty())
         .ok_or_else(|| format!("`{text}` is not `provider/model`"))?;
-    let provider = providers
-        .iter()
-        .position(|x| x.borrow().name == p)
-        .ok_or_else(|| format!("no provider is named `{p}`"))?;
+    let provider =
+        providers.iter().position(|x| x.borrow().name == p).ok_or_else(|| format!("no provider is named `{p}`"))?;
     let specs = &providers[provider].borrow().model_specs;
     if specs.is_empty() {
-        return Ok(RouteTarget {
-            provider,
-            model: m.to_string(),
-        });
+        return Ok(RouteTarget { provider, model: m.to_string() });
     }
     let spec = specs.iter().find(|s| s.answers_to(m)).ok_or_else(|| {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        format!(
-            "provider `{p}` has no model `{m}` (it lists: {})",
-            names.join(", ")
-        )
+        format!("provider `{p}` has no model `{m}` (it lists: {})", names.join(", "))
     })?;
-    Ok(RouteTarget {
-        provider,
-        model: spec.name.clone(),
-    })
+    Ok(RouteTarget { provider, model: spec.name.clone() })
 }

@@ -93,8 +93,7 @@ mod tests {
     #[test]
     fn anthropic_shape() {
         let v: serde_json::Value =
-            serde_json::from_slice(&error_body(Dialect::Anthropic, ErrorClass::TooLarge, "big"))
-                .unwrap();
+            serde_json::from_slice(&error_body(Dialect::Anthropic, ErrorClass::TooLarge, "big")).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "request_too_large");
         assert_eq!(v["error"]["message"], "big");
@@ -102,12 +101,8 @@ mod tests {
 
     #[test]
     fn openai_shape() {
-        let v: serde_json::Value = serde_json::from_slice(&error_body(
-            Dialect::OpenaiChat,
-            ErrorClass::NotFound,
-            "nope",
-        ))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_body(Dialect::OpenaiChat, ErrorClass::NotFound, "nope")).unwrap();
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["message"], "nope");
         assert!(v.get("type").is_none());

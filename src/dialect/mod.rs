@@ -18,11 +18,7 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 3] = [
-        Dialect::Anthropic,
-        Dialect::OpenaiChat,
-        Dialect::OpenaiResponses,
-    ];
+    pub const ALL: [Dialect; 3] = [Dialect::Anthropic, Dialect::OpenaiChat, Dialect::OpenaiResponses];
 
     /// The name used in config files and on the command line.
     pub fn name(self) -> &'static str {

@@ -95,12 +95,7 @@ pub struct Attempt {
 impl Pool {
     /// Admission for a request of `ingress` dialect asking for `model`: the candidates that can
     /// take it, in the route's strategy order (healthy first). Errors when none can.
-    pub fn plan(
-        &self,
-        ingress: Dialect,
-        model: Option<&str>,
-        facts: &RequestFacts,
-    ) -> Result<Plan, PoolError> {
+    pub fn plan(&self, ingress: Dialect, model: Option<&str>, facts: &RequestFacts) -> Result<Plan, PoolError> {
         let inner = &self.inner;
         let routing = inner.resolve(ingress, model)?;
         let mut cands = Vec::new();
@@ -120,10 +115,7 @@ impl Pool {
                     continue;
                 }
                 if let Some(ctx) = s.context.filter(|&c| facts.est_tokens > c) {
-                    reasons.push(format!(
-                        "{name}: ~{} tokens exceed its {ctx}-token window",
-                        facts.est_tokens
-                    ));
+                    reasons.push(format!("{name}: ~{} tokens exceed its {ctx}-token window", facts.est_tokens));
                     continue;
                 }
             }
@@ -133,21 +125,14 @@ impl Pool {
                 reasons.push(format!("{name}: no key"));
             }
             for acct in accts {
-                cands.push(Candidate {
-                    acct,
-                    target: r.clone(),
-                    context: spec.and_then(|s| s.context),
-                });
+                cands.push(Candidate { acct, target: r.clone(), context: spec.and_then(|s| s.context) });
             }
         }
         if cands.is_empty() {
             let only_keys = reasons.iter().all(|r| r.ends_with(": no key"));
             return Err(match missing {
                 Some(e) if only_keys => e,
-                _ => PoolError::NoCapableTarget {
-                    model: routing.label,
-                    reasons: reasons.join("; "),
-                },
+                _ => PoolError::NoCapableTarget { model: routing.label, reasons: reasons.join("; ") },
             });
         }
 
@@ -163,10 +148,7 @@ impl Pool {
         let mut earliest: Option<i64> = None;
         for c in cands {
             let (rank, metric) = match inner.admit(&mut st, &c, facts.est_tokens, now) {
-                Ok((demoted, _)) => (
-                    u8::from(demoted),
-                    inner.metric(&mut st, &c, routing.strategy, now),
-                ),
+                Ok((demoted, _)) => (u8::from(demoted), inner.metric(&mut st, &c, routing.strategy, now)),
                 Err(b) => {
                     reasons.push(format!("{}: {}", inner.describe(&c), b.reason));
                     earliest = min_opt(earliest, b.free_at_ms);
@@ -209,30 +191,18 @@ impl Inner {
     fn describe(&self, c: &Candidate) -> String {
         let a = &self.accounts[c.acct];
         let p = &self.providers[a.provider];
-        format!(
-            "{}[{}]/{}",
-            p.name, p.accounts[a.account].label, c.target.model
-        )
+        format!("{}[{}]/{}", p.name, p.accounts[a.account].label, c.target.model)
     }
 
     fn limits(&self, c: &Candidate) -> (Limits, Limits) {
         let a = &self.accounts[c.acct];
         let p = &self.providers[a.provider];
-        let model = p
-            .model_spec(&c.target.model)
-            .map(|s| s.limits)
-            .unwrap_or_default();
+        let model = p.model_spec(&c.target.model).map(|s| s.limits).unwrap_or_default();
         (p.accounts[a.account].limits, model)
     }
 
     /// Whether the candidate can take `est` tokens now: `(demoted, probe)` or why not.
-    fn admit(
-        &self,
-        st: &mut State,
-        c: &Candidate,
-        est: u64,
-        now: i64,
-    ) -> Result<(bool, bool), Block> {
+    fn admit(&self, st: &mut State, c: &Candidate, est: u64, now: i64) -> Result<(bool, bool), Block> {
         let a = &self.accounts[c.acct];
         let zone = self.providers[a.provider].day_zone;
         let (day, next_day) = (zone.day_index(now), zone.next_reset_ms(now));
@@ -242,9 +212,7 @@ impl Inner {
             Health::Blocked { reason, free_at_ms } => Err(Block { reason, free_at_ms }),
         };
         let (d1, probe) = health(&st.accounts[c.acct])?;
-        st.accounts[c.acct]
-            .counters
-            .check(&acct_limits, est, now, day, next_day)?;
+        st.accounts[c.acct].counters.check(&acct_limits, est, now, day, next_day)?;
         let m = st.model(c.acct, &a.key, &c.target.model);
         let (d2, _) = health(m)?;
         m.counters.check(&model_limits, est, now, day, next_day)?;
@@ -259,20 +227,12 @@ impl Inner {
         match strategy {
             Strategy::Fallback | Strategy::RoundRobin => 0.0,
             Strategy::MostRemaining => {
-                let fa = st.accounts[c.acct]
-                    .counters
-                    .fraction_left(&acct_limits, now, day);
-                let fm = st
-                    .model(c.acct, &a.key, &c.target.model)
-                    .counters
-                    .fraction_left(&model_limits, now, day);
+                let fa = st.accounts[c.acct].counters.fraction_left(&acct_limits, now, day);
+                let fm = st.model(c.acct, &a.key, &c.target.model).counters.fraction_left(&model_limits, now, day);
                 -fa.min(fm)
             }
             // Unknown latency sorts first so every target gets measured.
-            Strategy::Fastest => st
-                .model(c.acct, &a.key, &c.target.model)
-                .ewma_ms
-                .unwrap_or(0.0),
+            Strategy::Fastest => st.model(c.acct, &a.key, &c.target.model).ewma_ms.unwrap_or(0.0),
         }
     }
 }
@@ -286,10 +246,7 @@ impl Plan {
             self.pos += 1;
             let need = self.need_context.load(Ordering::Relaxed);
             if need > 0 && c.context.is_some_and(|ctx| ctx < need) {
-                self.skipped.push(format!(
-                    "{}: window smaller than the prompt",
-                    inner.describe(&c)
-                ));
+                self.skipped.push(format!("{}: window smaller than the prompt", inner.describe(&c)));
                 continue;
             }
             let est = self.facts.est_tokens.max(need);
@@ -298,8 +255,7 @@ impl Plan {
             let probe = match inner.admit(&mut st, &c, est, now) {
                 Ok((_, probe)) => probe,
                 Err(b) => {
-                    self.skipped
-                        .push(format!("{}: {}", inner.describe(&c), b.reason));
+                    self.skipped.push(format!("{}: {}", inner.describe(&c), b.reason));
                     self.earliest_free_ms = min_opt(self.earliest_free_ms, b.free_at_ms);
                     continue;
                 }
@@ -315,10 +271,7 @@ impl Plan {
             inner.persist(&model_key(&a.key, &c.target.model), m);
             drop(st);
             return Some(Attempt {
-                target: Target {
-                    dialect: a.view.dialect,
-                    provider: a.view.clone(),
-                },
+                target: Target { dialect: a.view.dialect, provider: a.view.clone() },
                 inner,
                 acct: c.acct,
                 model: c.target.model.clone(),
@@ -359,9 +312,7 @@ impl Plan {
         let now = self.inner.clock.now_ms();
         PoolError::Exhausted {
             model: self.label.clone(),
-            retry_after: self
-                .earliest_free_ms
-                .map(|t| Duration::from_millis((t - now).max(0) as u64)),
+            retry_after: self.earliest_free_ms.map(|t| Duration::from_millis((t - now).max(0) as u64)),
             reasons: self.skipped.join("; "),
         }
     }
@@ -405,10 +356,7 @@ impl Attempt {
 
     /// Prices of the target model, when the config gives them.
     pub fn price(&self) -> Option<Price> {
-        self.target
-            .provider
-            .model_spec(&self.model)
-            .map(|s| s.price)
+        self.target.provider.model_spec(&self.model).map(|s| s.price)
     }
 
     /// Records time to first byte now (feeds the `fastest` strategy).
@@ -449,25 +397,18 @@ impl Attempt {
             Outcome::Failed(f) => (0, Some(f)),
         };
         st.accounts[self.acct].counters.settle(am, tokens, true);
-        st.model(self.acct, &a.key, &self.model)
-            .counters
-            .settle(mm, tokens, true);
+        st.model(self.acct, &a.key, &self.model).counters.settle(mm, tokens, true);
         let verdict = match failure {
             None => {
                 st.accounts[self.acct].succeeded(None);
-                st.model(self.acct, &a.key, &self.model)
-                    .succeeded(Some(latency));
+                st.model(self.acct, &a.key, &self.model).succeeded(Some(latency));
                 Verdict::Done
             }
             Some(f) => {
                 let msg = f.to_string();
                 st.accounts[self.acct].note_error(msg.clone(), now);
-                st.model(self.acct, &a.key, &self.model)
-                    .note_error(msg.clone(), now);
-                let who = format!(
-                    "provider `{}` account `{label}` model `{}`",
-                    p.name, self.model
-                );
+                st.model(self.acct, &a.key, &self.model).note_error(msg.clone(), now);
+                let who = format!("provider `{}` account `{label}` model `{}`", p.name, self.model);
                 let scoped = match p.rate_scope {
                     RateScope::Account => &mut st.accounts[self.acct],
                     RateScope::Model => st.model(self.acct, &a.key, &self.model),
@@ -475,44 +416,21 @@ impl Attempt {
                 match f {
                     Failure::RateLimited { retry_after, .. } => {
                         scoped.rate_limited(retry_after, &inner.settings, now, msg);
-                        tracing::info!(
-                            "{who}: {}",
-                            scoped
-                                .cooldown
-                                .as_ref()
-                                .map(|c| c.reason.as_str())
-                                .unwrap_or("")
-                        );
+                        tracing::info!("{who}: {}", scoped.cooldown.as_ref().map(|c| c.reason.as_str()).unwrap_or(""));
                         Verdict::TryNext
                     }
                     Failure::QuotaExhausted { retry_after, .. } => {
                         let reset = p.day_zone.next_reset_ms(now);
-                        let hint = retry_after
-                            .map(|d| now + d.as_millis() as i64)
-                            .unwrap_or(reset);
+                        let hint = retry_after.map(|d| now + d.as_millis() as i64).unwrap_or(reset);
                         // Providers' short retry hints on a daily quota would re-hammer it.
                         scoped.cool(CooldownKind::QuotaExhausted, hint.max(reset), msg);
                         let (al, ml) = inner.limits(&Candidate {
                             acct: self.acct,
-                            target: Resolved {
-                                provider: a.provider,
-                                send_model: None,
-                                model: self.model.clone(),
-                            },
+                            target: Resolved { provider: a.provider, send_model: None, model: self.model.clone() },
                             context: None,
                         });
-                        scoped
-                            .counters
-                            .exhaust_day(if p.rate_scope == RateScope::Model {
-                                &ml
-                            } else {
-                                &al
-                            });
-                        tracing::warn!(
-                            "{who}: daily quota spent; out until {} ({})",
-                            reset,
-                            p.day_zone.name()
-                        );
+                        scoped.counters.exhaust_day(if p.rate_scope == RateScope::Model { &ml } else { &al });
+                        tracing::warn!("{who}: daily quota spent; out until {} ({})", reset, p.day_zone.name());
                         Verdict::TryNext
                     }
                     Failure::Unavailable { .. } => {
@@ -526,16 +444,11 @@ impl Attempt {
                             "provider `{}` account `{label}`: key refused (HTTP {status}); the account is off until the config is reloaded",
                             p.name
                         );
-                        st.accounts[self.acct].disabled =
-                            Some(format!("key refused (HTTP {status})"));
+                        st.accounts[self.acct].disabled = Some(format!("key refused (HTTP {status})"));
                         Verdict::TryNext
                     }
                     Failure::ContextTooLong { .. } => {
-                        let need = self
-                            .context
-                            .map(|c| c + 1)
-                            .unwrap_or(self.est + 1)
-                            .max(self.est + 1);
+                        let need = self.context.map(|c| c + 1).unwrap_or(self.est + 1).max(self.est + 1);
                         self.need_context.fetch_max(need, Ordering::Relaxed);
                         Verdict::TryNext
                     }

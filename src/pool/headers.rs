@@ -9,12 +9,7 @@ use super::zone::parse_rfc3339_ms;
 
 /// How long the provider asks us to wait, from headers or the body, if it says.
 pub fn retry_delay(headers: &HeaderMap, body: &str, now_unix_ms: i64) -> Option<Duration> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         return Some(Duration::from_millis(ms.max(0.0) as u64));
     }
@@ -23,20 +18,13 @@ pub fn retry_delay(headers: &HeaderMap, body: &str, now_unix_ms: i64) -> Option<
             return Some(Duration::from_millis((secs.max(0.0) * 1000.0) as u64));
         }
         if let Ok(at) = httpdate::parse_http_date(v) {
-            let at_ms = at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let at_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
             return Some(Duration::from_millis((at_ms - now_unix_ms).max(0) as u64));
         }
     }
     // The exhausted window's reset; if none says it is exhausted, the longest one.
     let windows = quota_headers(headers, now_unix_ms);
-    let exhausted = windows
-        .iter()
-        .filter(|w| w.remaining == Some(0))
-        .filter_map(|w| w.reset_in)
-        .max();
+    let exhausted = windows.iter().filter(|w| w.remaining == Some(0)).filter_map(|w| w.reset_in).max();
     if let Some(d) = exhausted.or_else(|| windows.iter().filter_map(|w| w.reset_in).max()) {
         return Some(d);
     }
@@ -47,21 +35,14 @@ pub fn retry_delay(headers: &HeaderMap, body: &str, now_unix_ms: i64) -> Option<
     // OpenAI/Groq messages: "Please try again in 7.66s."
     let lower = body.to_ascii_lowercase();
     let i = lower.find("try again in ")?;
-    let word: String = lower[i + 13..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
-        .collect();
+    let word: String = lower[i + 13..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
     parse_duration(word.trim_end_matches('.'))
 }
 
 /// The string value following `key` in JSON-ish text.
 fn after_key<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let i = text.find(key)?;
-    let rest = text[i + key.len()..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
+    let rest = text[i + key.len()..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
     rest.split('"').next()
 }
 
@@ -77,14 +58,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let value: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = match &rest[..u] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -120,42 +97,21 @@ pub enum WindowKind {
 /// `x-ratelimit-*` (requests; reset as epoch ms), and `anthropic-ratelimit-*-{limit,remaining,reset}`.
 pub fn quota_headers(headers: &HeaderMap, now_unix_ms: i64) -> Vec<HeaderWindow> {
     let mut out = Vec::new();
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let int = |name: &str| {
-        get(name)
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|v| v.max(0.0) as u64)
-    };
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let int = |name: &str| get(name).and_then(|v| v.parse::<f64>().ok()).map(|v| v.max(0.0) as u64);
     for name in headers.keys() {
         let n = name.as_str();
         if let Some(suffix) = n.strip_prefix("x-ratelimit-remaining") {
-            let kind = if suffix.contains("token") {
-                WindowKind::Tokens
-            } else {
-                WindowKind::Requests
-            };
-            let reset = get(&format!("x-ratelimit-reset{suffix}"))
-                .and_then(|v| reset_value(v, now_unix_ms));
+            let kind = if suffix.contains("token") { WindowKind::Tokens } else { WindowKind::Requests };
+            let reset = get(&format!("x-ratelimit-reset{suffix}")).and_then(|v| reset_value(v, now_unix_ms));
             out.push(HeaderWindow {
                 kind,
                 limit: int(&format!("x-ratelimit-limit{suffix}")),
                 remaining: int(n),
                 reset_in: reset,
             });
-        } else if let Some(mid) = n
-            .strip_prefix("anthropic-ratelimit-")
-            .and_then(|r| r.strip_suffix("-remaining"))
-        {
-            let kind = if mid.contains("token") {
-                WindowKind::Tokens
-            } else {
-                WindowKind::Requests
-            };
+        } else if let Some(mid) = n.strip_prefix("anthropic-ratelimit-").and_then(|r| r.strip_suffix("-remaining")) {
+            let kind = if mid.contains("token") { WindowKind::Tokens } else { WindowKind::Requests };
             let reset = get(&format!("anthropic-ratelimit-{mid}-reset"))
                 .and_then(parse_rfc3339_ms)
                 .map(|at| Duration::from_millis((at - now_unix_ms).max(0) as u64));
@@ -182,9 +138,7 @@ fn reset_value(v: &str, now_unix_ms: i64) -> Option<Duration> {
         };
         return Some(Duration::from_millis((at_ms - now_unix_ms).max(0) as u64));
     }
-    parse_duration(v).or_else(|| {
-        parse_rfc3339_ms(v).map(|at| Duration::from_millis((at - now_unix_ms).max(0) as u64))
-    })
+    parse_duration(v).or_else(|| parse_rfc3339_ms(v).map(|at| Duration::from_millis((at - now_unix_ms).max(0) as u64)))
 }
 
 #[cfg(test)]
@@ -208,10 +162,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("20ms"), Some(Duration::from_millis(20)));
         assert_eq!(parse_duration("1h2m3s"), Some(Duration::from_secs(3723)));
-        assert_eq!(
-            parse_duration("2m59.56s"),
-            Some(Duration::from_millis(179_560))
-        );
+        assert_eq!(parse_duration("2m59.56s"), Some(Duration::from_millis(179_560)));
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("soon"), None);
     }
@@ -219,18 +170,9 @@ mod tests {
     #[test]
     fn retry_after_seconds_date_and_reset_headers() {
         let d = |hs: &[(&'static str, &str)], body: &str| retry_delay(&h(hs), body, NOW);
-        assert_eq!(
-            d(&[("retry-after", "17")], ""),
-            Some(Duration::from_secs(17))
-        );
-        assert_eq!(
-            d(&[("retry-after", "Tue, 01 Jul 2025 12:00:30 GMT")], ""),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            d(&[("retry-after-ms", "250")], ""),
-            Some(Duration::from_millis(250))
-        );
+        assert_eq!(d(&[("retry-after", "17")], ""), Some(Duration::from_secs(17)));
+        assert_eq!(d(&[("retry-after", "Tue, 01 Jul 2025 12:00:30 GMT")], ""), Some(Duration::from_secs(30)));
+        assert_eq!(d(&[("retry-after-ms", "250")], ""), Some(Duration::from_millis(250)));
         let openai = [
             ("x-ratelimit-remaining-requests", "0"),
             ("x-ratelimit-reset-requests", "6m0s"),
@@ -243,10 +185,7 @@ mod tests {
             ("anthropic-ratelimit-requests-reset", "2025-07-01T12:01:00Z"),
         ];
         assert_eq!(d(&anthropic, ""), Some(Duration::from_secs(60)));
-        let openrouter = [
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-reset", "1751371210000"),
-        ];
+        let openrouter = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1751371210000")];
         assert_eq!(d(&openrouter, ""), Some(Duration::from_secs(10)));
         let gemini = r#"[{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"34s"}]}}]"#;
         assert_eq!(d(&[], gemini), Some(Duration::from_secs(34)));

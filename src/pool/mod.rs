@@ -41,10 +41,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PoolError {
     #[error("no route, provider model or default upstream for {ingress} requests{}", model.as_ref().map(|m| format!(" asking for `{m}`")).unwrap_or_default())]
-    NoRoute {
-        ingress: Dialect,
-        model: Option<String>,
-    },
+    NoRoute { ingress: Dialect, model: Option<String> },
     #[error("provider `{provider}` is off because {var} is not set; set it and restart")]
     KeyMissing { provider: String, var: String },
     /// No target can take this request at all (context window, tools, images).
@@ -52,11 +49,7 @@ pub enum PoolError {
     NoCapableTarget { model: String, reasons: String },
     /// Every target is out of quota, cooling down or disabled right now.
     #[error("every target of `{model}` is busy or out of quota{}: {reasons}", retry_after.map(|d| format!(" (retry in {}s)", d.as_secs().max(1))).unwrap_or_default())]
-    Exhausted {
-        model: String,
-        retry_after: Option<Duration>,
-        reasons: String,
-    },
+    Exhausted { model: String, retry_after: Option<Duration>, reasons: String },
 }
 
 impl PoolError {
@@ -168,11 +161,7 @@ impl Pool {
     }
 
     /// A pool saving to `store` (`None`: memory only), for tests and tools.
-    pub fn with_store(
-        cfg: &Config,
-        clock: Clock,
-        store: &StoreLocation,
-    ) -> Result<Pool, store::StoreError> {
+    pub fn with_store(cfg: &Config, clock: Clock, store: &StoreLocation) -> Result<Pool, store::StoreError> {
         Ok(match store.path().map(|p| Store::open(&p)).transpose()? {
             Some((s, saved)) => Pool::build(cfg, clock, Some(Arc::new(s)), saved),
             None => Pool::build(cfg, clock, None, HashMap::new()),
@@ -206,14 +195,8 @@ impl Pool {
         Pool::build(cfg, old.clock, old.store.clone(), carried)
     }
 
-    fn build(
-        cfg: &Config,
-        clock: Clock,
-        store: Option<Arc<Store>>,
-        mut saved: HashMap<String, KeyState>,
-    ) -> Pool {
-        let providers: Vec<Arc<Provider>> =
-            cfg.providers.iter().map(|p| Arc::new(p.clone())).collect();
+    fn build(cfg: &Config, clock: Clock, store: Option<Arc<Store>>, mut saved: HashMap<String, KeyState>) -> Pool {
+        let providers: Vec<Arc<Provider>> = cfg.providers.iter().map(|p| Arc::new(p.clone())).collect();
         let mut accounts = Vec::new();
         for (pi, p) in cfg.providers.iter().enumerate() {
             for (ai, a) in p.accounts.iter().enumerate() {
@@ -238,16 +221,8 @@ impl Pool {
                 default_upstream.insert(d, chain);
             }
         }
-        let account_states = accounts
-            .iter()
-            .map(|a| saved.remove(&a.key).unwrap_or_default())
-            .collect();
-        let state = State {
-            accounts: account_states,
-            models: HashMap::new(),
-            saved,
-            round_robin: HashMap::new(),
-        };
+        let account_states = accounts.iter().map(|a| saved.remove(&a.key).unwrap_or_default()).collect();
+        let state = State { accounts: account_states, models: HashMap::new(), saved, round_robin: HashMap::new() };
         Pool {
             inner: Arc::new(Inner {
                 providers,
@@ -265,15 +240,8 @@ impl Pool {
 
     /// The ordered targets for a request, without admission (the seam the server used before
     /// `plan`; kept so it compiles unchanged).
-    pub fn targets(
-        &self,
-        ingress: Dialect,
-        model: Option<&str>,
-    ) -> Result<Vec<Target>, ProxyError> {
-        let routing = self
-            .inner
-            .resolve(ingress, model)
-            .map_err(|e| e.into_proxy_error(ingress))?;
+    pub fn targets(&self, ingress: Dialect, model: Option<&str>) -> Result<Vec<Target>, ProxyError> {
+        let routing = self.inner.resolve(ingress, model).map_err(|e| e.into_proxy_error(ingress))?;
         let mut out = Vec::new();
         let mut missing = None;
         for r in &routing.targets {
@@ -283,10 +251,7 @@ impl Pool {
             }
             for a in accts {
                 let view = self.inner.accounts[a].view.clone();
-                out.push(Target {
-                    dialect: view.dialect,
-                    provider: view,
-                });
+                out.push(Target { dialect: view.dialect, provider: view });
             }
         }
         match (out.is_empty(), missing) {
@@ -319,9 +284,7 @@ impl PoolError {
     pub fn into_proxy_error(self, ingress: Dialect) -> ProxyError {
         match self {
             PoolError::NoRoute { .. } => ProxyError::NoUpstream(ingress),
-            PoolError::KeyMissing { provider, var } => {
-                ProxyError::ProviderKeyMissing { provider, var }
-            }
+            PoolError::KeyMissing { provider, var } => ProxyError::ProviderKeyMissing { provider, var },
             other => ProxyError::Internal(other.to_string()),
         }
     }
@@ -335,21 +298,15 @@ impl Inner {
     }
 
     fn accounts_of(&self, provider: usize) -> Vec<usize> {
-        self.accounts
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.provider == provider)
-            .map(|(i, _)| i)
-            .collect()
+        self.accounts.iter().enumerate().filter(|(_, a)| a.provider == provider).map(|(i, _)| i).collect()
     }
 
     fn key_missing(&self, provider: usize) -> Option<PoolError> {
         let p = &self.providers[provider];
         p.accounts.iter().find_map(|a| match &a.auth {
-            ProviderAuth::MissingKey { var, .. } => Some(PoolError::KeyMissing {
-                provider: p.name.clone(),
-                var: var.clone(),
-            }),
+            ProviderAuth::MissingKey { var, .. } => {
+                Some(PoolError::KeyMissing { provider: p.name.clone(), var: var.clone() })
+            }
             _ => None,
         })
     }
@@ -368,23 +325,11 @@ impl Inner {
                         model: t.model.clone(),
                     })
                     .collect();
-                return Ok(Routing {
-                    label: r.name.clone(),
-                    strategy: r.strategy,
-                    targets,
-                });
+                return Ok(Routing { label: r.name.clone(), strategy: r.strategy, targets });
             }
             if let Ok(t) = crate::config::resolve_target(m, &self.providers) {
-                let target = Resolved {
-                    provider: t.provider,
-                    send_model: Some(t.model.clone()),
-                    model: t.model,
-                };
-                return Ok(Routing {
-                    label: m.to_string(),
-                    strategy: Strategy::Fallback,
-                    targets: vec![target],
-                });
+                let target = Resolved { provider: t.provider, send_model: Some(t.model.clone()), model: t.model };
+                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, targets: vec![target] });
             }
             let mut listed: Vec<(usize, String)> = self
                 .providers
@@ -403,43 +348,22 @@ impl Inner {
                         model: name,
                     })
                     .collect();
-                return Ok(Routing {
-                    label: m.to_string(),
-                    strategy: Strategy::Fallback,
-                    targets,
-                });
+                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, targets });
             }
         }
         let chain = self
             .default_upstream
             .get(&ingress)
-            .ok_or_else(|| PoolError::NoRoute {
-                ingress,
-                model: model.map(str::to_string),
-            })?;
+            .ok_or_else(|| PoolError::NoRoute { ingress, model: model.map(str::to_string) })?;
         let model_name = model.unwrap_or("").to_string();
-        let targets = chain
-            .iter()
-            .map(|&provider| Resolved {
-                provider,
-                send_model: None,
-                model: model_name.clone(),
-            })
-            .collect();
-        Ok(Routing {
-            label: format!("default {}", ingress.name()),
-            strategy: Strategy::Fallback,
-            targets,
-        })
+        let targets =
+            chain.iter().map(|&provider| Resolved { provider, send_model: None, model: model_name.clone() }).collect();
+        Ok(Routing { label: format!("default {}", ingress.name()), strategy: Strategy::Fallback, targets })
     }
 
     /// Saves a key's state off the hot path.
     fn persist(&self, key: &str, state: &KeyState) {
-        if let Some(s) = self
-            .store
-            .as_ref()
-            .filter(|_| !self.retired.load(Ordering::Relaxed))
-        {
+        if let Some(s) = self.store.as_ref().filter(|_| !self.retired.load(Ordering::Relaxed)) {
             s.put(key, state.clone());
         }
     }
@@ -451,11 +375,7 @@ impl State {
         let saved = &mut self.saved;
         self.models
             .entry((account, model.to_string()))
-            .or_insert_with(|| {
-                saved
-                    .remove(&model_key(account_key, model))
-                    .unwrap_or_default()
-            })
+            .or_insert_with(|| saved.remove(&model_key(account_key, model)).unwrap_or_default())
     }
 }
 

@@ -27,10 +27,7 @@ impl Clock {
 
     /// A clock that reads `unix_ms` now (tests pick the date, e.g. just before midnight Pacific).
     pub fn starting_at(unix_ms: i64) -> Clock {
-        Clock {
-            wall_base_ms: unix_ms,
-            base: tokio::time::Instant::now(),
-        }
+        Clock { wall_base_ms: unix_ms, base: tokio::time::Instant::now() }
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -81,14 +78,8 @@ pub struct KeyState {
 /// Whether a key can be tried now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Health {
-    Ready {
-        demoted: bool,
-        probe: bool,
-    },
-    Blocked {
-        reason: String,
-        free_at_ms: Option<i64>,
-    },
+    Ready { demoted: bool, probe: bool },
+    Blocked { reason: String, free_at_ms: Option<i64> },
 }
 
 const EWMA_ALPHA: f64 = 0.3;
@@ -96,37 +87,22 @@ const EWMA_ALPHA: f64 = 0.3;
 impl KeyState {
     pub fn health(&self, now_ms: i64) -> Health {
         if let Some(why) = &self.disabled {
-            return Health::Blocked {
-                reason: why.clone(),
-                free_at_ms: None,
-            };
+            return Health::Blocked { reason: why.clone(), free_at_ms: None };
         }
         if let Some(c) = &self.cooldown {
             if c.until_ms > now_ms {
-                return Health::Blocked {
-                    reason: c.reason.clone(),
-                    free_at_ms: Some(c.until_ms),
-                };
+                return Health::Blocked { reason: c.reason.clone(), free_at_ms: Some(c.until_ms) };
             }
             if c.kind == CooldownKind::BreakerOpen {
                 if self.probing {
-                    return Health::Blocked {
-                        reason: "half-open: a probe is in flight".into(),
-                        free_at_ms: None,
-                    };
+                    return Health::Blocked { reason: "half-open: a probe is in flight".into(), free_at_ms: None };
                 }
                 // The probe takes the target's usual place: demoted, a recovered preferred
                 // target would never be probed while a later one is healthy.
-                return Health::Ready {
-                    demoted: false,
-                    probe: true,
-                };
+                return Health::Ready { demoted: false, probe: true };
             }
         }
-        Health::Ready {
-            demoted: self.demoted_until_ms > now_ms,
-            probe: false,
-        }
+        Health::Ready { demoted: self.demoted_until_ms > now_ms, probe: false }
     }
 
     /// A short word for the status table.
@@ -152,11 +128,7 @@ impl KeyState {
         self.rate_strikes = 0;
         self.demoted_until_ms = 0;
         self.probing = false;
-        if self
-            .cooldown
-            .as_ref()
-            .is_some_and(|c| c.kind == CooldownKind::BreakerOpen)
-        {
+        if self.cooldown.as_ref().is_some_and(|c| c.kind == CooldownKind::BreakerOpen) {
             self.cooldown = None;
         }
         if let Some(l) = latency {
@@ -174,37 +146,18 @@ impl KeyState {
     }
 
     /// 429: until the provider's reset, else exponential backoff.
-    pub fn rate_limited(
-        &mut self,
-        retry_after: Option<Duration>,
-        s: &PoolSettings,
-        now_ms: i64,
-        reason: String,
-    ) {
-        let wait = retry_after
-            .unwrap_or_else(|| backoff(s.backoff_base, self.rate_strikes, s.backoff_max));
+    pub fn rate_limited(&mut self, retry_after: Option<Duration>, s: &PoolSettings, now_ms: i64, reason: String) {
+        let wait = retry_after.unwrap_or_else(|| backoff(s.backoff_base, self.rate_strikes, s.backoff_max));
         self.rate_strikes = self.rate_strikes.saturating_add(1);
-        self.cool(
-            CooldownKind::RateLimited,
-            now_ms + wait.as_millis() as i64,
-            reason,
-        );
+        self.cool(CooldownKind::RateLimited, now_ms + wait.as_millis() as i64, reason);
     }
 
     /// Sets a cooldown, keeping a longer one already in place.
     pub fn cool(&mut self, kind: CooldownKind, until_ms: i64, reason: String) {
-        if self
-            .cooldown
-            .as_ref()
-            .is_some_and(|c| c.until_ms > until_ms)
-        {
+        if self.cooldown.as_ref().is_some_and(|c| c.until_ms > until_ms) {
             return;
         }
-        self.cooldown = Some(Cooldown {
-            kind,
-            until_ms,
-            reason,
-        });
+        self.cooldown = Some(Cooldown { kind, until_ms, reason });
     }
 
     /// 5xx / connect error / timeout / reset: demote briefly; N in a row open the breaker.
@@ -213,27 +166,16 @@ impl KeyState {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let was_probe = self.probing;
         self.probing = false;
-        let demote = backoff(
-            s.short_cooldown,
-            self.consecutive_failures - 1,
-            s.breaker_open,
-        );
+        let demote = backoff(s.short_cooldown, self.consecutive_failures - 1, s.breaker_open);
         self.demoted_until_ms = now_ms + demote.as_millis() as i64;
         if was_probe || self.consecutive_failures >= s.breaker_failures {
-            let open = backoff(
-                s.breaker_open,
-                self.breaker_opens,
-                s.backoff_max.max(s.breaker_open),
-            );
+            let open = backoff(s.breaker_open, self.breaker_opens, s.backoff_max.max(s.breaker_open));
             self.breaker_opens = self.breaker_opens.saturating_add(1);
             let until = now_ms + open.as_millis() as i64;
             self.cooldown = Some(Cooldown {
                 kind: CooldownKind::BreakerOpen,
                 until_ms: until,
-                reason: format!(
-                    "{} failures in a row, last: {reason}",
-                    self.consecutive_failures
-                ),
+                reason: format!("{} failures in a row, last: {reason}", self.consecutive_failures),
             });
             return true;
         }
@@ -255,42 +197,18 @@ mod tests {
         let s = PoolSettings::default();
         let mut k = KeyState::default();
         assert!(!k.unavailable(&s, 0, "503".into()));
-        assert_eq!(
-            k.health(1),
-            Health::Ready {
-                demoted: true,
-                probe: false
-            }
-        );
+        assert_eq!(k.health(1), Health::Ready { demoted: true, probe: false });
         assert!(!k.unavailable(&s, 0, "503".into()));
         assert!(k.unavailable(&s, 0, "503".into()));
-        assert!(matches!(
-            k.health(29_999),
-            Health::Blocked {
-                free_at_ms: Some(30_000),
-                ..
-            }
-        ));
-        assert_eq!(
-            k.health(30_000),
-            Health::Ready {
-                demoted: false,
-                probe: true
-            }
-        );
+        assert!(matches!(k.health(29_999), Health::Blocked { free_at_ms: Some(30_000), .. }));
+        assert_eq!(k.health(30_000), Health::Ready { demoted: false, probe: true });
         k.probing = true;
         assert!(matches!(k.health(30_001), Health::Blocked { .. }));
         // A failed probe opens it again for twice as long.
         assert!(k.unavailable(&s, 30_001, "503".into()));
         assert!(matches!(k.health(30_001 + 59_999), Health::Blocked { .. }));
         k.succeeded(Some(Duration::from_millis(100)));
-        assert_eq!(
-            k.health(0),
-            Health::Ready {
-                demoted: false,
-                probe: false
-            }
-        );
+        assert_eq!(k.health(0), Health::Ready { demoted: false, probe: false });
     }
 
     #[test]

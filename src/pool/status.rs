@@ -98,20 +98,12 @@ fn windows(k: &KeyState, limits: &Limits, now: i64, day: i64, next_day: i64) -> 
         resets_in_s: u.resets_at_ms.map(|t| secs_until(t, now)),
     };
     let [rpm, tpm, rpd, tpd] = k.counters.usage(limits, now, day, next_day);
-    Windows {
-        rpm: w(rpm),
-        tpm: w(tpm),
-        rpd: w(rpd),
-        tpd: w(tpd),
-    }
+    Windows { rpm: w(rpm), tpm: w(tpm), rpd: w(rpd), tpd: w(tpd) }
 }
 
 fn cooldown(k: &KeyState, now: i64) -> Option<CooldownStatus> {
     let c = k.cooldown.as_ref()?;
-    let kind = serde_json::to_value(c.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let kind = serde_json::to_value(c.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     (c.until_ms > now).then(|| CooldownStatus {
         kind,
         reason: c.reason.clone(),
@@ -130,10 +122,7 @@ impl Pool {
             let (day, next_day) = (p.day_zone.day_index(now), p.day_zone.next_reset_ms(now));
             let mut accounts = Vec::new();
             for (ai, acct) in p.accounts.iter().enumerate() {
-                let idx = inner
-                    .accounts
-                    .iter()
-                    .position(|a| a.provider == pi && a.account == ai);
+                let idx = inner.accounts.iter().position(|a| a.provider == pi && a.account == ai);
                 let Some(idx) = idx else {
                     let off = match &acct.auth {
                         ProviderAuth::MissingKey { var, .. } => format!("set {var}"),

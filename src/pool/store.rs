@@ -15,15 +15,9 @@ use super::state::KeyState;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create {path}: {source}")]
-    Dir {
-        path: String,
-        source: std::io::Error,
-    },
+    Dir { path: String, source: std::io::Error },
     #[error("cannot open the pool store {path}: {source}")]
-    Sqlite {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Sqlite { path: String, source: rusqlite::Error },
     #[error("cannot start the pool store writer: {0}")]
     Thread(std::io::Error),
 }
@@ -51,21 +45,14 @@ impl Store {
     pub fn open(path: &Path) -> Result<(Store, HashMap<String, KeyState>), StoreError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
         }
-        let sql = |source| StoreError::Sqlite {
-            path: shown.clone(),
-            source,
-        };
+        let sql = |source| StoreError::Sqlite { path: shown.clone(), source };
         let conn = Connection::open(path).map_err(sql)?;
         // WAL lets the ledger (another connection to the same file) write alongside.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
         conn.execute(SCHEMA, []).map_err(sql)?;
         let loaded = load(&conn).map_err(sql)?;
         let (tx, rx) = mpsc::channel();
@@ -73,11 +60,7 @@ impl Store {
             .name("tokenfold-pool-store".into())
             .spawn(move || write_loop(conn, rx))
             .map_err(StoreError::Thread)?;
-        let store = Store {
-            path: path.to_path_buf(),
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-        };
+        let store = Store { path: path.to_path_buf(), tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) };
         Ok((store, loaded))
     }
 
@@ -98,8 +81,7 @@ impl Store {
         let (ack_tx, ack_rx) = mpsc::channel();
         let sent = {
             let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-            tx.as_ref()
-                .is_some_and(|tx| tx.send(Msg::Flush(ack_tx)).is_ok())
+            tx.as_ref().is_some_and(|tx| tx.send(Msg::Flush(ack_tx)).is_ok())
         };
         if sent {
             let _ = ack_rx.recv();
@@ -157,17 +139,12 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
     }
 }
 
-fn write_batch(
-    conn: &mut Connection,
-    pending: &HashMap<String, Box<KeyState>>,
-) -> rusqlite::Result<()> {
+fn write_batch(conn: &mut Connection, pending: &HashMap<String, Box<KeyState>>) -> rusqlite::Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(

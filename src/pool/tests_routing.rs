@@ -32,9 +32,7 @@ async fn fastest_follows_the_latency_ewma() {
     let timed = |ms: u64| {
         let pool = &pool;
         async move {
-            let mut plan = pool
-                .plan(Dialect::OpenaiChat, Some("r"), &facts(1))
-                .unwrap();
+            let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(1)).unwrap();
             let mut a = plan.next_attempt().unwrap();
             tokio::time::advance(Duration::from_millis(ms)).await;
             a.mark_first_byte();
@@ -53,23 +51,12 @@ async fn fastest_follows_the_latency_ewma() {
 #[tokio::test(start_paused = true)]
 async fn provider_headers_correct_the_quota() {
     let pool = three("fallback", "");
-    let mut plan = pool
-        .plan(Dialect::OpenaiChat, Some("r"), &facts(1))
-        .unwrap();
+    let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(1)).unwrap();
     let a = plan.next_attempt().unwrap();
     let mut h = HeaderMap::new();
-    h.insert(
-        "anthropic-ratelimit-requests-remaining",
-        HeaderValue::from_static("0"),
-    );
-    h.insert(
-        "anthropic-ratelimit-requests-limit",
-        HeaderValue::from_static("50"),
-    );
-    h.insert(
-        "anthropic-ratelimit-requests-reset",
-        HeaderValue::from_static("2025-07-01T06:50:45Z"),
-    );
+    h.insert("anthropic-ratelimit-requests-remaining", HeaderValue::from_static("0"));
+    h.insert("anthropic-ratelimit-requests-limit", HeaderValue::from_static("50"));
+    h.insert("anthropic-ratelimit-requests-reset", HeaderValue::from_static("2025-07-01T06:50:45Z"));
     a.observe_headers(&h);
     a.report(Outcome::Success(None));
     assert_eq!(first(&pool, "r"), "b");
@@ -81,15 +68,10 @@ async fn provider_headers_correct_the_quota() {
 async fn an_unreported_attempt_releases_its_reservation() {
     let text = provider("a", "limits = { rpm = 1 }") + "[routes.r]\ntargets = [\"a/m\"]\n";
     let pool = pool_from(&text);
-    let mut plan = pool
-        .plan(Dialect::OpenaiChat, Some("r"), &facts(1))
-        .unwrap();
+    let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(1)).unwrap();
     drop(plan.next_attempt().unwrap());
     assert_eq!(first(&pool, "r"), "a");
-    let err = pool
-        .plan(Dialect::OpenaiChat, Some("r"), &facts(1))
-        .err()
-        .unwrap();
+    let err = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(1)).err().unwrap();
     assert!(
         matches!(&err, PoolError::Exhausted { retry_after: Some(d), .. } if *d == Duration::from_secs(60)),
         "{err}"
@@ -99,12 +81,11 @@ async fn an_unreported_attempt_releases_its_reservation() {
 
 #[tokio::test(start_paused = true)]
 async fn resolution_routes_models_aliases_and_default_upstream() {
-    let mut text = provider(
-        "g",
-        "models = [{ name = \"gemini-2.5-flash\", aliases = [\"flash\"] }]",
-    );
+    let mut text = provider("g", "models = [{ name = \"gemini-2.5-flash\", aliases = [\"flash\"] }]");
     text.push_str(&provider("off", "").replace("${OFF_KEY}", "${UNSET_KEY}"));
-    text.push_str("[[providers]]\nname = \"client\"\nkind = \"anthropic\"\nbase_url = \"http://c.test/v1\"\nauth = \"client\"\n");
+    text.push_str(
+        "[[providers]]\nname = \"client\"\nkind = \"anthropic\"\nbase_url = \"http://c.test/v1\"\nauth = \"client\"\n",
+    );
     text.push_str("[default_upstream]\nanthropic = \"client\"\n");
     let pool = pool_from(&text);
     let plan_of = |d, m: &str| {
@@ -112,26 +93,11 @@ async fn resolution_routes_models_aliases_and_default_upstream() {
         let a = p.next_attempt().unwrap();
         Ok::<_, PoolError>((a.provider().to_string(), a.send_model().map(str::to_string)))
     };
-    assert_eq!(
-        plan_of(Dialect::OpenaiChat, "flash").unwrap(),
-        ("g".into(), Some("gemini-2.5-flash".into()))
-    );
-    assert_eq!(
-        plan_of(Dialect::OpenaiChat, "g/flash").unwrap(),
-        ("g".into(), Some("gemini-2.5-flash".into()))
-    );
-    assert_eq!(
-        plan_of(Dialect::Anthropic, "claude-x").unwrap(),
-        ("client".into(), None)
-    );
-    assert!(matches!(
-        plan_of(Dialect::OpenaiChat, "off/m"),
-        Err(PoolError::KeyMissing { .. })
-    ));
-    assert!(matches!(
-        plan_of(Dialect::OpenaiChat, "nothing"),
-        Err(PoolError::NoRoute { .. })
-    ));
+    assert_eq!(plan_of(Dialect::OpenaiChat, "flash").unwrap(), ("g".into(), Some("gemini-2.5-flash".into())));
+    assert_eq!(plan_of(Dialect::OpenaiChat, "g/flash").unwrap(), ("g".into(), Some("gemini-2.5-flash".into())));
+    assert_eq!(plan_of(Dialect::Anthropic, "claude-x").unwrap(), ("client".into(), None));
+    assert!(matches!(plan_of(Dialect::OpenaiChat, "off/m"), Err(PoolError::KeyMissing { .. })));
+    assert!(matches!(plan_of(Dialect::OpenaiChat, "nothing"), Err(PoolError::NoRoute { .. })));
     // The old seam still answers for the server.
     let t = pool.targets(Dialect::Anthropic, Some("claude-x")).unwrap();
     assert_eq!(t[0].provider.name, "client");
@@ -144,40 +110,29 @@ async fn accounts_are_tried_in_order_each_with_its_own_key() {
         [routes.r]\ntargets = [\"g/m\"]\n";
     let pool = pool_from(text);
     fail_first(&pool, "r", rate_limited(Some(60)));
-    let mut plan = pool
-        .plan(Dialect::OpenaiChat, Some("r"), &facts(1))
-        .unwrap();
+    let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(1)).unwrap();
     let a = plan.next_attempt().unwrap();
     assert_eq!(a.account(), "two");
-    assert!(
-        matches!(&a.target().provider.auth, crate::config::ProviderAuth::Key { var, .. } if var == "K2")
-    );
+    assert!(matches!(&a.target().provider.auth, crate::config::ProviderAuth::Key { var, .. } if var == "K2"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn repeated_upstream_flags_make_one_fallback_route() {
     let cfg = Config::upstreams(&["http://one.test", "http://two.test/v1"]).unwrap();
     let pool = Pool::with_store(&cfg, Clock::starting_at(T0), &StoreLocation::Memory).unwrap();
-    let mut plan = pool
-        .plan(Dialect::Anthropic, Some("claude-x"), &facts(1))
-        .unwrap();
+    let mut plan = pool.plan(Dialect::Anthropic, Some("claude-x"), &facts(1)).unwrap();
     let a = plan.next_attempt().unwrap();
     assert_eq!(a.target().provider.base_url, "http://one.test/v1");
     assert_eq!(
-        a.report(Outcome::Failed(Failure::from_proxy_error(
-            &ProxyError::UpstreamTimeout {
-                provider: "upstream-anthropic".into(),
-                phase: "send response headers",
-                key: "first_byte_ms",
-                secs: 1.0,
-            }
-        ))),
+        a.report(Outcome::Failed(Failure::from_proxy_error(&ProxyError::UpstreamTimeout {
+            provider: "upstream-anthropic".into(),
+            phase: "send response headers",
+            key: "first_byte_ms",
+            secs: 1.0,
+        }))),
         Verdict::TryNext
     );
-    assert_eq!(
-        plan.next_attempt().unwrap().target().provider.base_url,
-        "http://two.test/v1"
-    );
+    assert_eq!(plan.next_attempt().unwrap().target().provider.base_url, "http://two.test/v1");
     assert!(plan.next_attempt().is_none());
 }
 

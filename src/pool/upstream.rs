@@ -95,11 +95,7 @@ impl UpstreamClient {
 
 /// The headers sent upstream: the client's, minus hop-by-hop, proxy-own and (for providers with
 /// their own key) the client's credentials.
-pub fn upstream_headers(
-    client: &HeaderMap,
-    target: &Target,
-    proxy_key_header: Option<&HeaderName>,
-) -> HeaderMap {
+pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: Option<&HeaderName>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(client.len() + 1);
     let own_key = matches!(target.provider.auth, ProviderAuth::Key { .. });
     for (name, value) in client {
@@ -118,10 +114,7 @@ pub fn upstream_headers(
     if let ProviderAuth::Key { secret, .. } = &target.provider.auth {
         let (name, value) = match target.dialect {
             Dialect::Anthropic => (headers::X_API_KEY, secret.expose().to_string()),
-            _ => (
-                headers::AUTHORIZATION,
-                format!("Bearer {}", secret.expose()),
-            ),
+            _ => (headers::AUTHORIZATION, format!("Bearer {}", secret.expose())),
         };
         if let Ok(mut v) = HeaderValue::from_str(&value) {
             v.set_sensitive(true);

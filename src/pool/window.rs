@@ -69,34 +69,24 @@ impl Counters {
         }
         let b = &mut self.minute[sec.rem_euclid(SLOTS as i64) as usize];
         if b.sec != sec {
-            *b = Bucket {
-                sec,
-                requests: 0,
-                tokens: 0,
-            };
+            *b = Bucket { sec, requests: 0, tokens: 0 };
         }
         b
     }
 
     fn live(&self, now_ms: i64) -> impl Iterator<Item = &Bucket> {
         let now_sec = now_ms.div_euclid(1000);
-        self.minute
-            .iter()
-            .filter(move |b| b.sec > now_sec - SLOTS as i64 && b.sec <= now_sec)
+        self.minute.iter().filter(move |b| b.sec > now_sec - SLOTS as i64 && b.sec <= now_sec)
     }
 
     /// Requests and tokens in the last minute.
     pub fn minute_use(&self, now_ms: i64) -> (u64, u64) {
-        self.live(now_ms)
-            .fold((0, 0), |(r, t), b| (r + b.requests as u64, t + b.tokens))
+        self.live(now_ms).fold((0, 0), |(r, t), b| (r + b.requests as u64, t + b.tokens))
     }
 
     /// When the oldest bucket matching `pred` leaves the rolling minute.
     fn minute_frees_at(&self, now_ms: i64, pred: impl Fn(&Bucket) -> bool) -> Option<i64> {
-        self.live(now_ms)
-            .filter(|b| pred(b))
-            .map(|b| (b.sec + SLOTS as i64) * 1000)
-            .min()
+        self.live(now_ms).filter(|b| pred(b)).map(|b| (b.sec + SLOTS as i64) * 1000).min()
     }
 
     /// Starts a new daily window when `day` moved on.
@@ -110,14 +100,7 @@ impl Counters {
 
     /// Whether one more request of `est` tokens fits every window. `next_day_ms` is when the
     /// current daily window ends.
-    pub fn check(
-        &mut self,
-        limits: &Limits,
-        est: u64,
-        now_ms: i64,
-        day: i64,
-        next_day_ms: i64,
-    ) -> Result<(), Block> {
+    pub fn check(&mut self, limits: &Limits, est: u64, now_ms: i64, day: i64, next_day_ms: i64) -> Result<(), Block> {
         self.roll(day);
         let block = |reason: String, free_at_ms: Option<i64>| Err(Block { reason, free_at_ms });
         if let Some(c) = limits.concurrent.filter(|&c| self.concurrent >= c) {
@@ -125,51 +108,33 @@ impl Counters {
         }
         let (m_req, m_tok) = self.minute_use(now_ms);
         if let Some(rpm) = limits.rpm.filter(|&l| m_req + 1 > l) {
-            return block(
-                format!("RPM {m_req}/{rpm}"),
-                self.minute_frees_at(now_ms, |b| b.requests > 0),
-            );
+            return block(format!("RPM {m_req}/{rpm}"), self.minute_frees_at(now_ms, |b| b.requests > 0));
         }
         if let Some(tpm) = limits.tpm {
             if est > tpm {
                 return block(format!("request of ~{est} tokens exceeds TPM {tpm}"), None);
             }
             if m_tok + est > tpm {
-                return block(
-                    format!("TPM {m_tok}+{est}/{tpm}"),
-                    self.minute_frees_at(now_ms, |b| b.tokens > 0),
-                );
+                return block(format!("TPM {m_tok}+{est}/{tpm}"), self.minute_frees_at(now_ms, |b| b.tokens > 0));
             }
         }
         if let Some(rpd) = limits.rpd.filter(|&l| self.day_requests + 1 > l) {
-            return block(
-                format!("RPD {}/{rpd}", self.day_requests),
-                Some(next_day_ms),
-            );
+            return block(format!("RPD {}/{rpd}", self.day_requests), Some(next_day_ms));
         }
         if let Some(tpd) = limits.tpd {
             if est > tpd {
                 return block(format!("request of ~{est} tokens exceeds TPD {tpd}"), None);
             }
             if self.day_tokens + est > tpd {
-                return block(
-                    format!("TPD {}+{est}/{tpd}", self.day_tokens),
-                    Some(next_day_ms),
-                );
+                return block(format!("TPD {}+{est}/{tpd}", self.day_tokens), Some(next_day_ms));
             }
         }
         self.expire_provider_windows(now_ms);
         if let Some(w) = self.provider_requests.filter(|w| w.remaining == 0) {
-            return block(
-                "provider reports 0 requests left".into(),
-                Some(w.reset_at_ms),
-            );
+            return block("provider reports 0 requests left".into(), Some(w.reset_at_ms));
         }
         if let Some(w) = self.provider_tokens.filter(|w| w.remaining < est) {
-            return block(
-                format!("provider reports {} tokens left", w.remaining),
-                Some(w.reset_at_ms),
-            );
+            return block(format!("provider reports {} tokens left", w.remaining), Some(w.reset_at_ms));
         }
         Ok(())
     }
@@ -198,11 +163,7 @@ impl Counters {
         if let Some(w) = &mut self.provider_tokens {
             w.remaining = w.remaining.saturating_sub(est);
         }
-        Mark {
-            sec,
-            day,
-            tokens: est,
-        }
+        Mark { sec, day, tokens: est }
     }
 
     /// Replaces the reserved estimate with `tokens` (`keep_request = false` also uncounts the
@@ -210,11 +171,7 @@ impl Counters {
     pub fn settle(&mut self, mark: Mark, tokens: u64, keep_request: bool) {
         self.concurrent = self.concurrent.saturating_sub(1);
         let undo = u32::from(!keep_request);
-        if let Some(b) = self
-            .minute
-            .get_mut(mark.sec.rem_euclid(SLOTS as i64) as usize)
-            .filter(|b| b.sec == mark.sec)
-        {
+        if let Some(b) = self.minute.get_mut(mark.sec.rem_euclid(SLOTS as i64) as usize).filter(|b| b.sec == mark.sec) {
             b.tokens = b.tokens.saturating_sub(mark.tokens) + tokens;
             b.requests = b.requests.saturating_sub(undo);
         }
@@ -237,11 +194,7 @@ impl Counters {
                 continue;
             };
             let reset_at_ms = now_ms + w.reset_in.map(|d| d.as_millis() as i64).unwrap_or(60_000);
-            let pw = Some(ProviderWindow {
-                limit: w.limit,
-                remaining,
-                reset_at_ms,
-            });
+            let pw = Some(ProviderWindow { limit: w.limit, remaining, reset_at_ms });
             match kind {
                 WindowKind::Requests => self.provider_requests = pw,
                 WindowKind::Tokens => self.provider_tokens = pw,
@@ -262,21 +215,9 @@ impl Counters {
     /// The smallest fraction left over the limited windows (1.0 when nothing is limited).
     pub fn fraction_left(&self, limits: &Limits, now_ms: i64, day: i64) -> f64 {
         let (m_req, m_tok) = self.minute_use(now_ms);
-        let (d_req, d_tok) = if self.day == day {
-            (self.day_requests, self.day_tokens)
-        } else {
-            (0, 0)
-        };
-        let mut pairs = vec![
-            (m_req, limits.rpm),
-            (m_tok, limits.tpm),
-            (d_req, limits.rpd),
-            (d_tok, limits.tpd),
-        ];
-        for w in [self.provider_requests, self.provider_tokens]
-            .into_iter()
-            .flatten()
-        {
+        let (d_req, d_tok) = if self.day == day { (self.day_requests, self.day_tokens) } else { (0, 0) };
+        let mut pairs = vec![(m_req, limits.rpm), (m_tok, limits.tpm), (d_req, limits.rpd), (d_tok, limits.tpd)];
+        for w in [self.provider_requests, self.provider_tokens].into_iter().flatten() {
             if w.reset_at_ms > now_ms {
                 if let Some(l) = w.limit {
                     pairs.push((l.saturating_sub(w.remaining), Some(l)));
@@ -285,54 +226,20 @@ impl Counters {
         }
         pairs
             .into_iter()
-            .filter_map(|(used, limit)| {
-                limit.map(|l| {
-                    if l == 0 {
-                        0.0
-                    } else {
-                        1.0 - used.min(l) as f64 / l as f64
-                    }
-                })
-            })
+            .filter_map(|(used, limit)| limit.map(|l| if l == 0 { 0.0 } else { 1.0 - used.min(l) as f64 / l as f64 }))
             .fold(1.0, f64::min)
     }
 
     /// Use per window for the status table: rpm, tpm, rpd, tpd.
-    pub fn usage(
-        &self,
-        limits: &Limits,
-        now_ms: i64,
-        day: i64,
-        next_day_ms: i64,
-    ) -> [WindowUse; 4] {
+    pub fn usage(&self, limits: &Limits, now_ms: i64, day: i64, next_day_ms: i64) -> [WindowUse; 4] {
         let (m_req, m_tok) = self.minute_use(now_ms);
-        let (d_req, d_tok) = if self.day == day {
-            (self.day_requests, self.day_tokens)
-        } else {
-            (0, 0)
-        };
+        let (d_req, d_tok) = if self.day == day { (self.day_requests, self.day_tokens) } else { (0, 0) };
         let minute_reset = self.minute_frees_at(now_ms, |b| b.requests > 0 || b.tokens > 0);
         [
-            WindowUse {
-                used: m_req,
-                limit: limits.rpm,
-                resets_at_ms: minute_reset,
-            },
-            WindowUse {
-                used: m_tok,
-                limit: limits.tpm,
-                resets_at_ms: minute_reset,
-            },
-            WindowUse {
-                used: d_req,
-                limit: limits.rpd,
-                resets_at_ms: Some(next_day_ms),
-            },
-            WindowUse {
-                used: d_tok,
-                limit: limits.tpd,
-                resets_at_ms: Some(next_day_ms),
-            },
+            WindowUse { used: m_req, limit: limits.rpm, resets_at_ms: minute_reset },
+            WindowUse { used: m_tok, limit: limits.tpm, resets_at_ms: minute_reset },
+            WindowUse { used: d_req, limit: limits.rpd, resets_at_ms: Some(next_day_ms) },
+            WindowUse { used: d_tok, limit: limits.tpd, resets_at_ms: Some(next_day_ms) },
         ]
     }
 }
@@ -343,12 +250,7 @@ mod tests {
     use std::time::Duration;
 
     fn limits(rpm: u64, tpm: u64, rpd: u64) -> Limits {
-        Limits {
-            rpm: Some(rpm),
-            tpm: Some(tpm),
-            rpd: Some(rpd),
-            ..Limits::default()
-        }
+        Limits { rpm: Some(rpm), tpm: Some(tpm), rpd: Some(rpd), ..Limits::default() }
     }
 
     #[test]
@@ -382,18 +284,10 @@ mod tests {
 
     #[test]
     fn day_window_rolls_and_concurrency_blocks() {
-        let l = Limits {
-            rpd: Some(1),
-            concurrent: Some(1),
-            ..Limits::default()
-        };
+        let l = Limits { rpd: Some(1), concurrent: Some(1), ..Limits::default() };
         let mut c = Counters::default();
         c.reserve(1, 0, 7);
-        assert!(c
-            .check(&l, 1, 0, 7, 99)
-            .unwrap_err()
-            .reason
-            .contains("concurrent"));
+        assert!(c.check(&l, 1, 0, 7, 99).unwrap_err().reason.contains("concurrent"));
         c.concurrent = 0;
         assert_eq!(c.check(&l, 1, 0, 7, 99).unwrap_err().free_at_ms, Some(99));
         assert!(c.check(&l, 1, 0, 8, 99).is_ok());
@@ -412,10 +306,7 @@ mod tests {
         let none = Limits::default();
         assert!(c.check(&none, 1, 0, 0, i64::MAX).is_ok());
         c.reserve(1, 0, 0);
-        assert_eq!(
-            c.check(&none, 1, 1000, 0, i64::MAX).unwrap_err().free_at_ms,
-            Some(5000)
-        );
+        assert_eq!(c.check(&none, 1, 1000, 0, i64::MAX).unwrap_err().free_at_ms, Some(5000));
         assert!(c.check(&none, 1, 5000, 0, i64::MAX).is_ok());
     }
 }

@@ -59,22 +59,15 @@ impl Default for DayZone {
 }
 
 impl DayZone {
-    pub const UTC: DayZone = DayZone {
-        name: "UTC",
-        std_offset_min: 0,
-        dst: Dst::None,
-    };
+    pub const UTC: DayZone = DayZone { name: "UTC", std_offset_min: 0, dst: Dst::None };
 
     /// A zone by its IANA name, if it is in the table.
     pub fn parse(name: &str) -> Option<DayZone> {
-        ZONES
-            .iter()
-            .find(|(n, _, _)| n.eq_ignore_ascii_case(name.trim()))
-            .map(|&(name, std_offset_min, dst)| DayZone {
-                name,
-                std_offset_min,
-                dst,
-            })
+        ZONES.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(name.trim())).map(|&(name, std_offset_min, dst)| DayZone {
+            name,
+            std_offset_min,
+            dst,
+        })
     }
 
     pub fn known_names() -> impl Iterator<Item = &'static str> {
@@ -94,17 +87,11 @@ impl DayZone {
                 let year = civil_from_days((unix_ms + std).div_euclid(DAY_MS)).0;
                 let march = nth_sunday(year, 3, 2);
                 let november = nth_sunday(year, 11, 1);
-                (
-                    march * DAY_MS + 2 * HOUR_MS - std,
-                    november * DAY_MS + 2 * HOUR_MS - (std + HOUR_MS),
-                )
+                (march * DAY_MS + 2 * HOUR_MS - std, november * DAY_MS + 2 * HOUR_MS - (std + HOUR_MS))
             }
             Dst::Eu => {
                 let year = civil_from_days(unix_ms.div_euclid(DAY_MS)).0;
-                (
-                    last_sunday(year, 3) * DAY_MS + HOUR_MS,
-                    last_sunday(year, 10) * DAY_MS + HOUR_MS,
-                )
+                (last_sunday(year, 3) * DAY_MS + HOUR_MS, last_sunday(year, 10) * DAY_MS + HOUR_MS)
             }
         };
         if unix_ms >= start && unix_ms < end {
@@ -149,15 +136,7 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 /// 0 = Sunday.
@@ -171,11 +150,7 @@ fn nth_sunday(year: i64, month: u32, n: i64) -> i64 {
 }
 
 fn last_sunday(year: i64, month: u32) -> i64 {
-    let next = if month == 12 {
-        days_from_civil(year + 1, 1, 1)
-    } else {
-        days_from_civil(year, month + 1, 1)
-    };
+    let next = if month == 12 { days_from_civil(year + 1, 1, 1) } else { days_from_civil(year, month + 1, 1) };
     let last = next - 1;
     last - weekday(last)
 }
@@ -209,16 +184,12 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         "Z" | "z" => 0,
         _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
             let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 60
-                + rest.get(4..6)?.parse::<i64>().ok()?)
+            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 60 + rest.get(4..6)?.parse::<i64>().ok()?)
         }
         _ => return None,
     };
     let days = days_from_civil(y, mo as u32, d as u32);
-    Some(
-        days * DAY_MS + h * HOUR_MS + mi * MINUTE_MS + sec * 1000 + frac_ms
-            - offset_min * MINUTE_MS,
-    )
+    Some(days * DAY_MS + h * HOUR_MS + mi * MINUTE_MS + sec * 1000 + frac_ms - offset_min * MINUTE_MS)
 }
 
 #[cfg(test)]
@@ -254,36 +225,15 @@ mod tests {
     fn pacific_day_resets_at_local_midnight() {
         let la = DayZone::parse("america/los_angeles").unwrap();
         // Summer: midnight PDT is 07:00 UTC; winter: midnight PST is 08:00 UTC.
-        assert_eq!(
-            la.next_reset_ms(utc(2025, 7, 1, 12, 0)),
-            utc(2025, 7, 2, 7, 0)
-        );
-        assert_eq!(
-            la.next_reset_ms(utc(2025, 7, 2, 6, 59)),
-            utc(2025, 7, 2, 7, 0)
-        );
-        assert_eq!(
-            la.next_reset_ms(utc(2025, 1, 10, 7, 30)),
-            utc(2025, 1, 10, 8, 0)
-        );
-        assert_ne!(
-            la.day_index(utc(2025, 7, 2, 6, 59)),
-            la.day_index(utc(2025, 7, 2, 7, 0))
-        );
+        assert_eq!(la.next_reset_ms(utc(2025, 7, 1, 12, 0)), utc(2025, 7, 2, 7, 0));
+        assert_eq!(la.next_reset_ms(utc(2025, 7, 2, 6, 59)), utc(2025, 7, 2, 7, 0));
+        assert_eq!(la.next_reset_ms(utc(2025, 1, 10, 7, 30)), utc(2025, 1, 10, 8, 0));
+        assert_ne!(la.day_index(utc(2025, 7, 2, 6, 59)), la.day_index(utc(2025, 7, 2, 7, 0)));
         // The night DST starts: Saturday 8 March 2025 00:00 PST -> Sunday 00:00 PST (08:00 UTC).
-        assert_eq!(
-            la.next_reset_ms(utc(2025, 3, 8, 12, 0)),
-            utc(2025, 3, 9, 8, 0)
-        );
+        assert_eq!(la.next_reset_ms(utc(2025, 3, 8, 12, 0)), utc(2025, 3, 9, 8, 0));
         // And the day after, midnight is PDT.
-        assert_eq!(
-            la.next_reset_ms(utc(2025, 3, 9, 12, 0)),
-            utc(2025, 3, 10, 7, 0)
-        );
-        assert_eq!(
-            DayZone::UTC.next_reset_ms(utc(2025, 7, 1, 23, 59)),
-            utc(2025, 7, 2, 0, 0)
-        );
+        assert_eq!(la.next_reset_ms(utc(2025, 3, 9, 12, 0)), utc(2025, 3, 10, 7, 0));
+        assert_eq!(DayZone::UTC.next_reset_ms(utc(2025, 7, 1, 23, 59)), utc(2025, 7, 2, 0, 0));
     }
 
     #[test]
@@ -293,27 +243,15 @@ mod tests {
         assert_eq!(paris.offset_ms(utc(2025, 3, 30, 1, 0)), 2 * HOUR_MS);
         assert_eq!(paris.offset_ms(utc(2025, 10, 26, 1, 0)), HOUR_MS);
         let kolkata = DayZone::parse("Asia/Kolkata").unwrap();
-        assert_eq!(
-            kolkata.next_reset_ms(utc(2025, 5, 5, 12, 0)),
-            utc(2025, 5, 5, 18, 30)
-        );
+        assert_eq!(kolkata.next_reset_ms(utc(2025, 5, 5, 12, 0)), utc(2025, 5, 5, 18, 30));
         assert!(DayZone::parse("Mars/Olympus").is_none());
     }
 
     #[test]
     fn rfc3339() {
-        assert_eq!(
-            parse_rfc3339_ms("2025-07-01T12:00:00Z"),
-            Some(utc(2025, 7, 1, 12, 0))
-        );
-        assert_eq!(
-            parse_rfc3339_ms("2025-07-01T12:00:00.25Z"),
-            Some(utc(2025, 7, 1, 12, 0) + 250)
-        );
-        assert_eq!(
-            parse_rfc3339_ms("2025-07-01T14:00:00+02:00"),
-            Some(utc(2025, 7, 1, 12, 0))
-        );
+        assert_eq!(parse_rfc3339_ms("2025-07-01T12:00:00Z"), Some(utc(2025, 7, 1, 12, 0)));
+        assert_eq!(parse_rfc3339_ms("2025-07-01T12:00:00.25Z"), Some(utc(2025, 7, 1, 12, 0) + 250));
+        assert_eq!(parse_rfc3339_ms("2025-07-01T14:00:00+02:00"), Some(utc(2025, 7, 1, 12, 0)));
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

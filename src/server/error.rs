@@ -33,12 +33,7 @@ pub enum ProxyError {
     #[error("upstream `{provider}` is unreachable: {detail}")]
     UpstreamUnreachable { provider: String, detail: String },
     #[error("upstream `{provider}` did not {phase} within {secs:.1}s (timeouts.{key})")]
-    UpstreamTimeout {
-        provider: String,
-        phase: &'static str,
-        key: &'static str,
-        secs: f64,
-    },
+    UpstreamTimeout { provider: String, phase: &'static str, key: &'static str, secs: f64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -76,12 +71,10 @@ impl ProxyError {
             | ProxyError::BodyRead(_)
             | ProxyError::UnknownRoute { .. }
             | ProxyError::Unauthorized => Origin::Client,
-            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. } => {
-                Origin::Upstream
+            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. } => Origin::Upstream,
+            ProxyError::NoUpstream(_) | ProxyError::ProviderKeyMissing { .. } | ProxyError::Internal(_) => {
+                Origin::Internal
             }
-            ProxyError::NoUpstream(_)
-            | ProxyError::ProviderKeyMissing { .. }
-            | ProxyError::Internal(_) => Origin::Internal,
         }
     }
 

@@ -16,11 +16,7 @@ use super::relay::{relay_body, RelayContext};
 use super::{AppState, Body};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
 
-pub async fn handle(
-    state: Arc<AppState>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<Body> {
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     let dialect = error_dialect(&path, req.headers());
     if req.method() == Method::GET && path == "/healthz" {
@@ -36,42 +32,15 @@ pub async fn handle(
         (&Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers())),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
-            proxy(
-                &state,
-                Dialect::Anthropic,
-                req,
-                &route,
-                proxy_key_header,
-                peer,
-            )
-            .await
+            proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
         }
         (&Method::POST, "/chat/completions") => {
-            proxy(
-                &state,
-                Dialect::OpenaiChat,
-                req,
-                &route,
-                proxy_key_header,
-                peer,
-            )
-            .await
+            proxy(&state, Dialect::OpenaiChat, req, &route, proxy_key_header, peer).await
         }
         (&Method::POST, "/responses") => {
-            proxy(
-                &state,
-                Dialect::OpenaiResponses,
-                req,
-                &route,
-                proxy_key_header,
-                peer,
-            )
-            .await
+            proxy(&state, Dialect::OpenaiResponses, req, &route, proxy_key_header, peer).await
         }
-        _ => Err(ProxyError::UnknownRoute {
-            method: req.method().to_string(),
-            path,
-        }),
+        _ => Err(ProxyError::UnknownRoute { method: req.method().to_string(), path }),
     };
     result.unwrap_or_else(|e| error_response(&state, dialect, e))
 }
@@ -93,21 +62,10 @@ fn authenticate(state: &AppState, hdrs: &HeaderMap) -> Result<Option<HeaderName>
     if state.cfg.api_keys.is_empty() {
         return Ok(None);
     }
-    for name in [
-        headers::TOKENFOLD_KEY,
-        headers::X_API_KEY,
-        headers::AUTHORIZATION,
-    ] {
-        let Some(value) = hdrs.get(name).and_then(|v| v.to_str().ok()) else {
-            continue;
-        };
+    for name in [headers::TOKENFOLD_KEY, headers::X_API_KEY, headers::AUTHORIZATION] {
+        let Some(value) = hdrs.get(name).and_then(|v| v.to_str().ok()) else { continue };
         let presented = value.strip_prefix("Bearer ").unwrap_or(value).trim();
-        if state
-            .cfg
-            .api_keys
-            .iter()
-            .any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes()))
-        {
+        if state.cfg.api_keys.iter().any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes())) {
             return Ok(Some(HeaderName::from_static(name)));
         }
     }
@@ -130,20 +88,14 @@ async fn proxy(
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let envelope: RequestEnvelope =
-        serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let envelope: RequestEnvelope = serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
 
     // Fold on the ingress dialect, before any translation. Fail open: a panic forwards the original.
-    let fold_off = parts
-        .headers
-        .get(headers::TOKENFOLD)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
+    let fold_off = parts.headers.get(headers::TOKENFOLD).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
     let mut saved_tokens = 0;
     let mut forward = body.clone();
     if state.folder.enabled() && !fold_off {
-        let folded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            state.folder.fold(dialect, &body)
-        }));
+        let folded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.fold(dialect, &body)));
         match folded {
             Ok(Some(f)) => {
                 saved_tokens = f.saved_tokens;
@@ -192,10 +144,7 @@ async fn proxy(
             }
         };
         state.metrics.upstream_latency(sent_at.elapsed());
-        state
-            .metrics
-            .bytes_upstream
-            .fetch_add(forward.len() as u64, Relaxed);
+        state.metrics.bytes_upstream.fetch_add(forward.len() as u64, Relaxed);
         state.metrics.saved_tokens.fetch_add(saved_tokens, Relaxed);
         let status = resp.status();
         state.metrics.request(dialect, status.as_u16());
@@ -237,27 +186,15 @@ async fn proxy(
     Err(last_error.unwrap_or_else(|| ProxyError::NoUpstream(dialect)))
 }
 
-async fn read_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    incoming: Incoming,
-) -> Result<Bytes, ProxyError> {
+async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> Result<Bytes, ProxyError> {
     let limit = state.cfg.max_body_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(size) = declared.filter(|&s| s > limit) {
-        return Err(ProxyError::BodyTooLarge {
-            size: Some(size),
-            limit,
-        });
+        return Err(ProxyError::BodyTooLarge { size: Some(size), limit });
     }
     match Limited::new(incoming, limit as usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ProxyError::BodyTooLarge { size: None, limit })
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { size: None, limit }),
         Err(e) => Err(ProxyError::BodyRead(e.to_string())),
     }
 }
@@ -293,10 +230,7 @@ fn models_response(state: &AppState, hdrs: &HeaderMap) -> Response<Body> {
             .collect();
         serde_json::json!({"object": "list", "data": data})
     };
-    json_response(
-        StatusCode::OK,
-        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-    )
+    json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
 fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response<Body> {
@@ -309,17 +243,13 @@ fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response
 fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn text_response(text: String) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(text)));
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
 

@@ -8,9 +8,7 @@ use std::time::Duration;
 use crate::dialect::Dialect;
 
 /// Upper bounds (seconds) of the upstream latency histogram.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
-];
+const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -58,8 +56,7 @@ impl Metrics {
             }
         }
         self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Relaxed);
+        self.latency_sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -69,18 +66,11 @@ impl Metrics {
         for d in Dialect::ALL {
             for (i, class) in ["2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
                 let n = self.requests[dialect_index(d)][i].load(Relaxed);
-                let _ = writeln!(
-                    s,
-                    "tokenfold_requests_total{{dialect=\"{d}\",status=\"{class}\"}} {n}"
-                );
+                let _ = writeln!(s, "tokenfold_requests_total{{dialect=\"{d}\",status=\"{class}\"}} {n}");
             }
         }
         s.push_str("# HELP tokenfold_errors_total Errors by kind.\n# TYPE tokenfold_errors_total counter\n");
-        let errors = self
-            .errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (kind, n) in errors {
             let _ = writeln!(s, "tokenfold_errors_total{{kind=\"{kind}\"}} {n}");
         }
@@ -88,51 +78,21 @@ impl Metrics {
         s.push_str("# TYPE tokenfold_upstream_latency_seconds histogram\n");
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
             let n = self.latency_buckets[i].load(Relaxed);
-            let _ = writeln!(
-                s,
-                "tokenfold_upstream_latency_seconds_bucket{{le=\"{bound}\"}} {n}"
-            );
+            let _ = writeln!(s, "tokenfold_upstream_latency_seconds_bucket{{le=\"{bound}\"}} {n}");
         }
         let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            s,
-            "tokenfold_upstream_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
+        let _ = writeln!(s, "tokenfold_upstream_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
         let sum = self.latency_sum_micros.load(Relaxed) as f64 / 1e6;
         let _ = writeln!(s, "tokenfold_upstream_latency_seconds_sum {sum}");
         let _ = writeln!(s, "tokenfold_upstream_latency_seconds_count {count}");
         for (name, help, v) in [
-            (
-                "tokenfold_bytes_received_total",
-                "Request body bytes received from clients.",
-                &self.bytes_in,
-            ),
-            (
-                "tokenfold_bytes_upstream_total",
-                "Request body bytes forwarded to providers.",
-                &self.bytes_upstream,
-            ),
-            (
-                "tokenfold_bytes_sent_total",
-                "Response body bytes relayed to clients.",
-                &self.bytes_out,
-            ),
-            (
-                "tokenfold_requests_cancelled_total",
-                "Requests whose client went away before the end.",
-                &self.cancelled,
-            ),
-            (
-                "tokenfold_saved_tokens_total",
-                "Tokens removed by folding (estimate).",
-                &self.saved_tokens,
-            ),
+            ("tokenfold_bytes_received_total", "Request body bytes received from clients.", &self.bytes_in),
+            ("tokenfold_bytes_upstream_total", "Request body bytes forwarded to providers.", &self.bytes_upstream),
+            ("tokenfold_bytes_sent_total", "Response body bytes relayed to clients.", &self.bytes_out),
+            ("tokenfold_requests_cancelled_total", "Requests whose client went away before the end.", &self.cancelled),
+            ("tokenfold_saved_tokens_total", "Tokens removed by folding (estimate).", &self.saved_tokens),
         ] {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }
         let _ = writeln!(
             s,

@@ -61,11 +61,7 @@ pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
 }
 
 /// Serves connections from `listener` until `shutdown` completes.
-pub async fn serve(
-    state: Arc<AppState>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -63,14 +63,7 @@ struct State {
 
 pub fn relay_body(resp: reqwest::Response, ctx: RelayContext) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
-    let state = State {
-        upstream: Box::pin(resp.bytes_stream()),
-        finish: Finish {
-            ctx,
-            outcome: None,
-            bytes: 0,
-        },
-    };
+    let state = State { upstream: Box::pin(resp.bytes_stream()), finish: Finish { ctx, outcome: None, bytes: 0 } };
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         match tokio::time::timeout(idle, st.upstream.next()).await {
@@ -83,10 +76,7 @@ pub fn relay_body(resp: reqwest::Response, ctx: RelayContext) -> Body {
                 None
             }
             Ok(Some(Err(e))) => {
-                let msg = format!(
-                    "upstream `{}` broke off the response: {e}",
-                    st.finish.ctx.provider
-                );
+                let msg = format!("upstream `{}` broke off the response: {e}", st.finish.ctx.provider);
                 end_with_error(st, ErrorClass::Api, msg, "upstream_broken")
             }
             Err(_) => {

@@ -25,10 +25,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
@@ -44,34 +41,18 @@ pub enum Chunk {
 }
 
 pub enum Reply {
-    Json {
-        status: u16,
-        body: Vec<u8>,
-        headers: Vec<(&'static str, String)>,
-    },
-    Stream {
-        status: u16,
-        content_type: &'static str,
-        chunks: Vec<Chunk>,
-    },
+    Json { status: u16, body: Vec<u8>, headers: Vec<(&'static str, String)> },
+    Stream { status: u16, content_type: &'static str, chunks: Vec<Chunk> },
     /// Accept the request and never answer.
     Hang,
 }
 
 impl Reply {
     pub fn ok_json(body: impl Into<Vec<u8>>) -> Reply {
-        Reply::Json {
-            status: 200,
-            body: body.into(),
-            headers: vec![],
-        }
+        Reply::Json { status: 200, body: body.into(), headers: vec![] }
     }
     pub fn sse(chunks: Vec<Chunk>) -> Reply {
-        Reply::Stream {
-            status: 200,
-            content_type: "text/event-stream",
-            chunks,
-        }
+        Reply::Stream { status: 200, content_type: "text/event-stream", chunks }
     }
 }
 
@@ -93,12 +74,7 @@ impl Mock {
         self.requests.lock().unwrap().clone()
     }
     pub fn last(&self) -> Recorded {
-        self.requests
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("the mock received no request")
+        self.requests.lock().unwrap().last().cloned().expect("the mock received no request")
     }
 }
 
@@ -131,11 +107,7 @@ pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static)
                     let (handler, reqs, discs) = (handler.clone(), reqs.clone(), discs.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes().to_vec())
-                            .unwrap_or_default();
+                        let body = body.collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
                         let rec = Recorded {
                             method: parts.method.to_string(),
                             path: parts.uri.path().to_string(),
@@ -143,12 +115,7 @@ pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static)
                             headers: parts
                                 .headers
                                 .iter()
-                                .map(|(n, v)| {
-                                    (
-                                        n.to_string(),
-                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                    )
-                                })
+                                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                                 .collect(),
                             body,
                         };
@@ -157,32 +124,19 @@ pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static)
                         Ok::<_, Infallible>(respond(reply, discs).await)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });
-    Mock {
-        addr,
-        requests,
-        disconnects,
-        shutdown: Some(tx),
-    }
+    Mock { addr, requests, disconnects, shutdown: Some(tx) }
 }
 
 type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
 async fn respond(reply: Reply, disconnects: Arc<AtomicUsize>) -> Response<MockBody> {
     match reply {
-        Reply::Json {
-            status,
-            body,
-            headers,
-        } => {
-            let mut b = Response::builder()
-                .status(status)
-                .header("content-type", "application/json");
+        Reply::Json { status, body, headers } => {
+            let mut b = Response::builder().status(status).header("content-type", "application/json");
             for (n, v) in headers {
                 b = b.header(n, v);
             }
@@ -192,11 +146,7 @@ async fn respond(reply: Reply, disconnects: Arc<AtomicUsize>) -> Response<MockBo
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()).boxed_unsync())
         }
-        Reply::Stream {
-            status,
-            content_type,
-            chunks,
-        } => {
+        Reply::Stream { status, content_type, chunks } => {
             let (tx, rx) = mpsc::channel::<Bytes>(4);
             tokio::spawn(async move {
                 for c in chunks {
@@ -223,9 +173,7 @@ async fn respond(reply: Reply, disconnects: Arc<AtomicUsize>) -> Response<MockBo
                 }
             });
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+                rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
             });
             Response::builder()
                 .status(status)
@@ -259,8 +207,7 @@ data: {"type":"message_start","message":{"id":"msg_mock","type":"message","role"
 /// A short OpenAI Chat SSE stream saying `text`.
 pub fn chat_stream(text: &str) -> Vec<Vec<u8>> {
     let t = serde_json::to_string(text).unwrap();
-    let head =
-        r#"{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1,"model":"gpt-test","#;
+    let head = r#"{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1,"model":"gpt-test","#;
     vec![
         format!("data: {head}\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}]}}\n\n"),
         format!("data: {head}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{t}}},\"finish_reason\":null}}]}}\n\n"),

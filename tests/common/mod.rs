@@ -30,12 +30,7 @@ impl Proxy {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap()
     }
 }
 
@@ -48,15 +43,11 @@ impl Drop for Proxy {
 
 /// Starts `tokenfold serve ARGS... --listen 127.0.0.1:0` and waits until it listens.
 pub fn spawn_proxy(args: &[&str], env: &[(&str, &str)]) -> Proxy {
-    try_spawn_proxy(args, env)
-        .unwrap_or_else(|(code, logs)| panic!("proxy did not start (exit {code:?}):\n{logs}"))
+    try_spawn_proxy(args, env).unwrap_or_else(|(code, logs)| panic!("proxy did not start (exit {code:?}):\n{logs}"))
 }
 
 /// Like `spawn_proxy`, but returns the exit code and output when the proxy refuses to start.
-pub fn try_spawn_proxy(
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> Result<Proxy, (Option<i32>, String)> {
+pub fn try_spawn_proxy(args: &[&str], env: &[(&str, &str)]) -> Result<Proxy, (Option<i32>, String)> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokenfold"));
     cmd.arg("serve").args(args);
     if !args.contains(&"--listen") {
@@ -87,11 +78,7 @@ pub fn try_spawn_proxy(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(base) = rx.recv_timeout(Duration::from_millis(20)) {
-            return Ok(Proxy {
-                child,
-                base,
-                stderr: logs,
-            });
+            return Ok(Proxy { child, base, stderr: logs });
         }
         if let Ok(Some(status)) = child.try_wait() {
             std::thread::sleep(Duration::from_millis(50));

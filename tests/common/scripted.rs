@@ -10,17 +10,12 @@ const ARGS: &str = r#"{"city":"Paris"}"#;
 /// True once the conversation carries the tool's result, in any dialect.
 fn has_tool_result(rec: &Recorded) -> bool {
     let body = String::from_utf8_lossy(&rec.body);
-    body.contains("tool_result")
-        || body.contains("\"role\":\"tool\"")
-        || body.contains("\"role\": \"tool\"")
+    body.contains("tool_result") || body.contains("\"role\":\"tool\"") || body.contains("\"role\": \"tool\"")
         || body.contains("function_call_output")
 }
 
 fn wants_stream(rec: &Recorded) -> bool {
-    serde_json::from_slice::<serde_json::Value>(&rec.body)
-        .ok()
-        .and_then(|v| v["stream"].as_bool())
-        .unwrap_or(false)
+    serde_json::from_slice::<serde_json::Value>(&rec.body).ok().and_then(|v| v["stream"].as_bool()).unwrap_or(false)
 }
 
 /// Answers any dialect by the request path.
@@ -39,17 +34,11 @@ pub fn reply(rec: &Recorded) -> Reply {
         chat_chunks(done).into_iter().map(|c| (None, c)).collect()
     } else if rec.path.ends_with("/responses") {
         if !stream {
-            return Reply::ok_json(
-                serde_json::to_vec(&response_object(done, "completed")).unwrap(),
-            );
+            return Reply::ok_json(serde_json::to_vec(&response_object(done, "completed")).unwrap());
         }
         responses_events(done)
     } else {
-        return Reply::Json {
-            status: 404,
-            body: b"{}".to_vec(),
-            headers: vec![],
-        };
+        return Reply::Json { status: 404, body: b"{}".to_vec(), headers: vec![] };
     };
     let mut chunks: Vec<Chunk> = events
         .into_iter()
@@ -70,10 +59,7 @@ pub fn reply(rec: &Recorded) -> Reply {
 
 fn anthropic_message(done: bool) -> serde_json::Value {
     let (content, stop) = if done {
-        (
-            serde_json::json!([{"type": "text", "text": FINAL_TEXT}]),
-            "end_turn",
-        )
+        (serde_json::json!([{"type": "text", "text": FINAL_TEXT}]), "end_turn")
     } else {
         (
             serde_json::json!([
@@ -94,46 +80,31 @@ fn anthropic_events(done: bool) -> Vec<(Option<&'static str>, serde_json::Value)
     let mut start = anthropic_message(done);
     start["content"] = serde_json::json!([]);
     start["stop_reason"] = serde_json::Value::Null;
-    let mut ev = vec![(
-        Some("message_start"),
-        serde_json::json!({"type": "message_start", "message": start}),
-    )];
+    let mut ev = vec![(Some("message_start"), serde_json::json!({"type": "message_start", "message": start}))];
     let text = if done { FINAL_TEXT } else { "Let me check." };
     let (a, b) = text.split_at(text.len() / 2);
     ev.push((Some("content_block_start"), serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
     for part in [a, b] {
         ev.push((Some("content_block_delta"), serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})));
     }
-    ev.push((
-        Some("content_block_stop"),
-        serde_json::json!({"type": "content_block_stop", "index": 0}),
-    ));
+    ev.push((Some("content_block_stop"), serde_json::json!({"type": "content_block_stop", "index": 0})));
     if !done {
         ev.push((Some("content_block_start"), serde_json::json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}}})));
         let (x, y) = ARGS.split_at(5);
         for part in [x, y] {
             ev.push((Some("content_block_delta"), serde_json::json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": part}})));
         }
-        ev.push((
-            Some("content_block_stop"),
-            serde_json::json!({"type": "content_block_stop", "index": 1}),
-        ));
+        ev.push((Some("content_block_stop"), serde_json::json!({"type": "content_block_stop", "index": 1})));
     }
     let stop = if done { "end_turn" } else { "tool_use" };
     ev.push((Some("message_delta"), serde_json::json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 8}})));
-    ev.push((
-        Some("message_stop"),
-        serde_json::json!({"type": "message_stop"}),
-    ));
+    ev.push((Some("message_stop"), serde_json::json!({"type": "message_stop"})));
     ev
 }
 
 fn chat_completion(done: bool) -> serde_json::Value {
     let (message, finish) = if done {
-        (
-            serde_json::json!({"role": "assistant", "content": FINAL_TEXT}),
-            "stop",
-        )
+        (serde_json::json!({"role": "assistant", "content": FINAL_TEXT}), "stop")
     } else {
         (
             serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
@@ -156,10 +127,7 @@ fn chat_chunks(done: bool) -> Vec<serde_json::Value> {
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
         })
     };
-    let mut out = vec![chunk(
-        serde_json::json!({"role": "assistant", "content": ""}),
-        None,
-    )];
+    let mut out = vec![chunk(serde_json::json!({"role": "assistant", "content": ""}), None)];
     if done {
         let (a, b) = FINAL_TEXT.split_at(8);
         out.push(chunk(serde_json::json!({"content": a}), None));
@@ -169,10 +137,7 @@ fn chat_chunks(done: bool) -> Vec<serde_json::Value> {
         out.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_01", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}), None));
         let (x, y) = ARGS.split_at(5);
         for part in [x, y] {
-            out.push(chunk(
-                serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
-                None,
-            ));
+            out.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}), None));
         }
         out.push(chunk(serde_json::json!({}), Some("tool_calls")));
     }
@@ -190,11 +155,7 @@ fn response_output(done: bool) -> serde_json::Value {
 }
 
 fn response_object(done: bool, status: &str) -> serde_json::Value {
-    let output = if status == "completed" {
-        serde_json::json!([response_output(done)])
-    } else {
-        serde_json::json!([])
-    };
+    let output = if status == "completed" { serde_json::json!([response_output(done)]) } else { serde_json::json!([]) };
     serde_json::json!({
         "id": "resp_01", "object": "response", "created_at": 1, "status": status, "model": "gpt-test",
         "output": output, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
@@ -204,19 +165,15 @@ fn response_object(done: bool, status: &str) -> serde_json::Value {
 }
 
 fn responses_events(done: bool) -> Vec<(Option<&'static str>, serde_json::Value)> {
-    let mut ev: Vec<(&'static str, serde_json::Value)> = vec![(
-        "response.created",
-        serde_json::json!({"response": response_object(done, "in_progress")}),
-    )];
+    let mut ev: Vec<(&'static str, serde_json::Value)> = vec![
+        ("response.created", serde_json::json!({"response": response_object(done, "in_progress")})),
+    ];
     let item = response_output(done);
     let mut added = item.clone();
     added["status"] = "in_progress".into();
     if done {
         added["content"] = serde_json::json!([]);
-        ev.push((
-            "response.output_item.added",
-            serde_json::json!({"output_index": 0, "item": added}),
-        ));
+        ev.push(("response.output_item.added", serde_json::json!({"output_index": 0, "item": added})));
         ev.push(("response.content_part.added", serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})));
         let (a, b) = FINAL_TEXT.split_at(8);
         for part in [a, b] {
@@ -226,30 +183,15 @@ fn responses_events(done: bool) -> Vec<(Option<&'static str>, serde_json::Value)
         ev.push(("response.content_part.done", serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": FINAL_TEXT, "annotations": []}})));
     } else {
         added["arguments"] = "".into();
-        ev.push((
-            "response.output_item.added",
-            serde_json::json!({"output_index": 0, "item": added}),
-        ));
+        ev.push(("response.output_item.added", serde_json::json!({"output_index": 0, "item": added})));
         let (x, y) = ARGS.split_at(5);
         for part in [x, y] {
-            ev.push((
-                "response.function_call_arguments.delta",
-                serde_json::json!({"item_id": "fc_01", "output_index": 0, "delta": part}),
-            ));
+            ev.push(("response.function_call_arguments.delta", serde_json::json!({"item_id": "fc_01", "output_index": 0, "delta": part})));
         }
-        ev.push((
-            "response.function_call_arguments.done",
-            serde_json::json!({"item_id": "fc_01", "output_index": 0, "arguments": ARGS}),
-        ));
+        ev.push(("response.function_call_arguments.done", serde_json::json!({"item_id": "fc_01", "output_index": 0, "arguments": ARGS})));
     }
-    ev.push((
-        "response.output_item.done",
-        serde_json::json!({"output_index": 0, "item": item}),
-    ));
-    ev.push((
-        "response.completed",
-        serde_json::json!({"response": response_object(done, "completed")}),
-    ));
+    ev.push(("response.output_item.done", serde_json::json!({"output_index": 0, "item": item})));
+    ev.push(("response.completed", serde_json::json!({"response": response_object(done, "completed")})));
     ev.into_iter()
         .enumerate()
         .map(|(i, (name, mut data))| {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde::Serialize;
 
-use crate::config::{Limits, Price, RateScope, Strategy};
+use crate::config::{Limits, Price, ProviderAuth, RateScope, Strategy};
 use crate::dialect::Dialect;
 
 use super::failure::Failure;
@@ -438,6 +438,11 @@ impl Attempt {
                             tracing::warn!("{who}: circuit breaker open after repeated failures");
                         }
                         Verdict::TryNext
+                    }
+                    // With the caller's own credentials the refusal is about that caller's key:
+                    // it goes back to them, and other callers are not affected.
+                    Failure::AuthRejected { .. } if matches!(self.target.provider.auth, ProviderAuth::Client) => {
+                        Verdict::ReturnToClient
                     }
                     Failure::AuthRejected { status, .. } => {
                         tracing::error!(

@@ -142,11 +142,18 @@ impl Pool {
                     continue;
                 };
                 let k = &st.accounts[idx];
-                let mut models: Vec<ModelStatus> = st
-                    .models
-                    .iter()
-                    .filter(|((a, _), _)| *a == idx)
-                    .map(|((_, name), m)| {
+                // Every configured model, used or not, then models seen only in traffic.
+                let unused = KeyState::default();
+                let mut names: Vec<&String> = p.model_specs.iter().map(|s| &s.name).collect();
+                for (a, name) in st.models.keys() {
+                    if *a == idx && !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                let models: Vec<ModelStatus> = names
+                    .into_iter()
+                    .map(|name| (name, st.models.get(&(idx, name.clone())).unwrap_or(&unused)))
+                    .map(|(name, m)| {
                         let limits = p.model_spec(name).map(|s| s.limits).unwrap_or_default();
                         let live = |w: Option<super::window::ProviderWindow>| {
                             w.filter(|w| w.reset_at_ms > now).map(|w| w.remaining)
@@ -163,7 +170,6 @@ impl Pool {
                         }
                     })
                     .collect();
-                models.sort_by(|a, b| a.name.cmp(&b.name));
                 accounts.push(AccountStatus {
                     label: acct.label.clone(),
                     health: k.state_word(now).into(),

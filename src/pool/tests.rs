@@ -297,3 +297,27 @@ async fn concurrent_admission_never_exceeds_a_quota() {
     }
     assert_eq!(admitted + more, 7);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_client_key_goes_back_to_that_client_only() {
+    let text =
+        "[[providers]]\nname = \"c\"\nkind = \"anthropic\"\nbase_url = \"http://c.test/v1\"\nauth = \"client\"\n\
+        [default_upstream]\nanthropic = \"c\"\n";
+    let pool = pool_from(text);
+    let mut plan = pool.plan(Dialect::Anthropic, Some("claude-x"), &facts(1)).unwrap();
+    let f =
+        classify(401, &HeaderMap::new(), br#"{"type":"error","error":{"type":"authentication_error"}}"#, 0).unwrap();
+    assert_eq!(plan.next_attempt().unwrap().report(Outcome::Failed(f)), Verdict::ReturnToClient);
+    let mut plan = pool.plan(Dialect::Anthropic, Some("claude-x"), &facts(1)).unwrap();
+    assert!(plan.next_attempt().is_some());
+    assert_eq!(pool.pool_status().providers[0].accounts[0].health, "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_lists_configured_models_before_any_traffic() {
+    let pool = pool_from(&provider("g", "models = [{ name = \"m\", limits = { rpd = 250 } }, \"n\"]"));
+    let s = pool.pool_status();
+    let models = &s.providers[0].accounts[0].models;
+    assert_eq!(models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["m", "n"]);
+    assert_eq!(models[0].windows.rpd.left, Some(250));
+}

@@ -2,6 +2,29 @@
 //! strategies, health and cooldowns. `Pool::plan` admits a request; each `Attempt` reports how
 //! it went. State is in memory behind one mutex (admission is check-and-reserve under it, so
 //! concurrent requests never exceed a quota) and is saved off the hot path to SQLite.
+//!
+//! The request path:
+//! ```text
+//! let mut plan = pool.plan(ingress, model, &RequestFacts { est_tokens, has_tools, has_images })?;
+//! while let Some(mut attempt) = plan.next_attempt() {
+//!     // send to attempt.target() (model in the body: attempt.send_model(), if Some)
+//!     match send().await {
+//!         Err(e) => if attempt.report(Outcome::Failed(Failure::from_proxy_error(&e))) == Verdict::TryNext { continue } else { return e },
+//!         Ok(resp) => {
+//!             attempt.observe_headers(resp.headers());
+//!             // read the error body, or peek the first SSE event of a 200
+//!             match classify(status, resp.headers(), &peeked, pool.clock().now_ms()) {
+//!                 Some(f) => match attempt.report(Outcome::Failed(f)) {
+//!                     Verdict::TryNext => continue,
+//!                     _ => return /* the provider's answer as it is */,
+//!                 },
+//!                 None => { attempt.mark_first_byte(); /* relay; at the end: */ attempt.report(Outcome::Success(usage)); }
+//!             }
+//!         }
+//!     }
+//! }
+//! Err(plan.exhausted()) // 429 with retry-after, in the caller's dialect
+//! ```
 
 mod admission;
 pub mod failure;

@@ -1,7 +1,10 @@
 //! The config file as written: serde structs with `deny_unknown_fields`. Validation into runtime
 //! types lives in `mod.rs`.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 #[derive(Debug, Deserialize, Default)]
@@ -17,6 +20,10 @@ pub struct ConfigFile {
     pub providers: Vec<ProviderSection>,
     #[serde(default)]
     pub default_upstream: DefaultUpstreamSection,
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteSection>,
+    #[serde(default)]
+    pub pool: PoolSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,11 +64,7 @@ pub struct TimeoutsSection {
 
 impl Default for TimeoutsSection {
     fn default() -> Self {
-        Self {
-            connect_ms: default_connect_ms(),
-            first_byte_ms: default_first_byte_ms(),
-            idle_ms: default_idle_ms(),
-        }
+        Self { connect_ms: default_connect_ms(), first_byte_ms: default_first_byte_ms(), idle_ms: default_idle_ms() }
     }
 }
 
@@ -122,8 +125,132 @@ pub struct ProviderSection {
     pub auth: AuthMode,
     #[serde(default)]
     pub api_key: Option<Spanned<String>>,
+    /// Several keys for one provider, each with its own quota.
     #[serde(default)]
-    pub models: Vec<String>,
+    pub accounts: Vec<AccountSection>,
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    /// Limits per account, counted across all its models.
+    #[serde(default)]
+    pub limits: Option<LimitsSection>,
+    /// Zone whose midnight resets the daily windows (`UTC` when absent).
+    #[serde(default)]
+    pub day_reset_tz: Option<Spanned<String>>,
+    /// Whether a 429 cools the whole account or only the model it was for.
+    #[serde(default)]
+    pub rate_limit_scope: Option<RateScopeName>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateScopeName {
+    Account,
+    Model,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSection {
+    pub label: Spanned<String>,
+    pub api_key: Spanned<String>,
+    /// Replaces the provider's `limits` for this account (e.g. a paid tier).
+    #[serde(default)]
+    pub limits: Option<LimitsSection>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub rpm: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub concurrent: Option<u32>,
+}
+
+/// A model is a bare name, or a table with what the pool needs to know about it.
+#[derive(Debug)]
+pub enum ModelEntry {
+    Name(String),
+    Full(ModelSection),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Context window in tokens.
+    pub context: Option<u64>,
+    pub tools: Option<bool>,
+    pub images: Option<bool>,
+    pub price: Option<PriceSection>,
+    /// Limits per account for this model (providers that count per model).
+    pub limits: Option<LimitsSection>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSection {
+    #[serde(default)]
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+    #[serde(default)]
+    pub cached_input: f64,
+}
+
+impl<'de> Deserialize<'de> for ModelEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ModelEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a model name, or a table like { name = \"m\", context = 128000 }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ModelEntry, E> {
+                Ok(ModelEntry::Name(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelEntry, A::Error> {
+                ModelSection::deserialize(de::value::MapAccessDeserializer::new(map)).map(ModelEntry::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    #[default]
+    Fallback,
+    RoundRobin,
+    MostRemaining,
+    Fastest,
+}
+
+/// `[routes.NAME]`: the model name an agent asks for, mapped to ordered targets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// `provider/model` entries.
+    pub targets: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub strategy: StrategyName,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// `"default"` (the user's data dir), `"memory"`, or a path to the SQLite file.
+    pub store: Option<Spanned<String>>,
+    pub short_cooldown_ms: Option<u64>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_open_ms: Option<u64>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
 }
 
 /// Which provider receives a request of each ingress dialect when no route claims its model.

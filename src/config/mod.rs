@@ -2,6 +2,7 @@
 //! resolved here; they never appear in the file itself and are never printed.
 
 mod file;
+mod pool;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,6 +11,10 @@ use std::time::Duration;
 
 pub use file::{AuthMode, ProviderKind};
 use file::{ConfigFile, ProviderSection};
+pub use pool::{
+    resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget, StoreLocation,
+    Strategy,
+};
 use toml::Spanned;
 
 use crate::dialect::Dialect;
@@ -55,9 +60,15 @@ impl std::fmt::Display for Secret {
 pub enum ProviderAuth {
     /// Forward the caller's own credentials.
     Client,
-    Key { var: String, secret: Secret },
+    Key {
+        var: String,
+        secret: Secret,
+    },
     /// The key's env var is not set: the provider is unusable until it is.
-    MissingKey { var: String, location: String },
+    MissingKey {
+        var: String,
+        location: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -67,13 +78,40 @@ pub struct Provider {
     /// Base URL including the API version segment (e.g. `https://api.anthropic.com/v1`); the part
     /// of the request path after `/v1` is appended to it.
     pub base_url: String,
+    /// The first usable account's auth (the provider's only one unless `accounts` is given).
     pub auth: ProviderAuth,
+    /// Model names (for `/v1/models`); `model_specs` has what the pool knows about each.
     pub models: Vec<String>,
+    /// One or more accounts; `auth = "client"` is one account using the caller's credentials.
+    pub accounts: Vec<Account>,
+    pub model_specs: Vec<ModelSpec>,
+    /// Zone whose midnight resets this provider's daily windows.
+    pub day_zone: crate::pool::zone::DayZone,
+    pub rate_scope: RateScope,
 }
 
 impl Provider {
     pub fn is_usable(&self) -> bool {
-        !matches!(self.auth, ProviderAuth::MissingKey { .. })
+        self.accounts.iter().any(|a| !matches!(a.auth, ProviderAuth::MissingKey { .. }))
+    }
+
+    /// A provider reached with the caller's own credentials (no limits known), as `--upstream` makes.
+    pub fn client_passthrough(name: String, dialect: Dialect, base_url: String) -> Provider {
+        Provider {
+            name,
+            dialect,
+            base_url,
+            auth: ProviderAuth::Client,
+            models: Vec::new(),
+            accounts: vec![Account { label: "client".into(), auth: ProviderAuth::Client, limits: Limits::default() }],
+            model_specs: Vec::new(),
+            day_zone: crate::pool::zone::DayZone::UTC,
+            rate_scope: RateScope::Account,
+        }
+    }
+
+    pub fn model_spec(&self, name: &str) -> Option<&ModelSpec> {
+        self.model_specs.iter().find(|s| s.answers_to(name))
     }
 }
 
@@ -96,6 +134,11 @@ pub struct Config {
     pub providers: Vec<Provider>,
     /// Index into `providers` for each ingress dialect.
     pub default_upstream: HashMap<Dialect, usize>,
+    /// Further providers tried in order after the default upstream (repeated `--upstream`).
+    pub default_fallbacks: HashMap<Dialect, Vec<usize>>,
+    /// `[routes.NAME]`, by name.
+    pub routes: Vec<Route>,
+    pub pool: PoolSettings,
 }
 
 impl Config {
@@ -115,25 +158,45 @@ impl Config {
     /// A config without a file: every request goes to `base` with the caller's own credentials:
     /// to the same path under it, or, when `speaks` is given, translated into that dialect.
     pub fn single_upstream(base: &str, speaks: Option<Dialect>) -> Result<Config, ConfigError> {
-        let base = normalize_base(base, true).map_err(ConfigError::Invalid)?;
+        Config::upstreams(&[base], speaks)
+    }
+
+    /// A config without a file from repeated `--upstream URL`: each dialect goes to the first base
+    /// URL, then falls back to the next ones in order (the caller's own credentials everywhere),
+    /// with the pool's failure classes and cooldowns. With `speaks`, every base URL speaks that
+    /// one dialect and requests in the others are translated.
+    pub fn upstreams(bases: &[&str], speaks: Option<Dialect>) -> Result<Config, ConfigError> {
+        if bases.is_empty() {
+            return Err(ConfigError::Invalid("--upstream: give at least one base URL".into()));
+        }
         let mut cfg = Config::parse("", "--upstream", &|_| None)?;
-        cfg.source = format!("--upstream {base}");
-        let provider_dialects: Vec<Dialect> = match speaks {
-            Some(d) => vec![d],
-            None => Dialect::ALL.to_vec(),
-        };
-        for dialect in provider_dialects {
-            cfg.providers.push(Provider {
-                name: format!("upstream-{}", dialect.name()),
-                dialect,
-                base_url: base.clone(),
-                auth: ProviderAuth::Client,
-                models: Vec::new(),
-            });
+        let mut shown = Vec::new();
+        for (n, base) in bases.iter().enumerate() {
+            let base = normalize_base(base, true).map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
+            let provider_dialects = match speaks {
+                Some(d) => vec![d],
+                None => Dialect::ALL.to_vec(),
+            };
+            for dialect in provider_dialects {
+                let name = match n {
+                    0 => format!("upstream-{}", dialect.name()),
+                    _ => format!("upstream{}-{}", n + 1, dialect.name()),
+                };
+                cfg.providers.push(Provider::client_passthrough(name, dialect, base.clone()));
+                let i = cfg.providers.len() - 1;
+                // Without `speaks` each ingress dialect has its own provider; with it, all share one.
+                let ingresses = if speaks.is_some() { Dialect::ALL.to_vec() } else { vec![dialect] };
+                for ingress in ingresses {
+                    if n == 0 {
+                        cfg.default_upstream.insert(ingress, i);
+                    } else {
+                        cfg.default_fallbacks.entry(ingress).or_default().push(i);
+                    }
+                }
+            }
+            shown.push(base);
         }
-        for (i, ingress) in Dialect::ALL.into_iter().enumerate() {
-            cfg.default_upstream.insert(ingress, if speaks.is_some() { 0 } else { i });
-        }
+        cfg.source = format!("--upstream {}", shown.join(" --upstream "));
         Ok(cfg)
     }
 
@@ -163,7 +226,11 @@ impl Config {
             match env(&var).filter(|v| !v.is_empty()) {
                 Some(v) => api_keys.push(Secret(v)),
                 None => {
-                    return Err(invalid(key.span(), "server.api_keys", format!("environment variable {var} is not set")))
+                    return Err(invalid(
+                        key.span(),
+                        "server.api_keys",
+                        format!("environment variable {var} is not set"),
+                    ))
                 }
             }
         }
@@ -189,9 +256,10 @@ impl Config {
         ] {
             let Some(name) = entry else { continue };
             let key = format!("default_upstream.{}", dialect.name());
-            let idx = providers.iter().position(|p| &p.name == name.get_ref()).ok_or_else(|| {
-                invalid(name.span(), &key, format!("no provider is named `{}`", name.get_ref()))
-            })?;
+            let idx = providers
+                .iter()
+                .position(|p| &p.name == name.get_ref())
+                .ok_or_else(|| invalid(name.span(), &key, format!("no provider is named `{}`", name.get_ref())))?;
             if providers[idx].dialect != dialect {
                 return Err(invalid(
                     name.span(),
@@ -207,6 +275,18 @@ impl Config {
             default_upstream.insert(dialect, idx);
         }
 
+        let routes = pool::validate_routes(&file.routes, &providers, &at)?;
+        for r in &routes {
+            if providers.iter().any(|p| p.name == r.name) {
+                // `name/model` stays unambiguous only if route names are not provider names.
+                return Err(ConfigError::Invalid(format!(
+                    "{source}: `routes.{}`: a provider has the same name; rename the route",
+                    r.name
+                )));
+            }
+        }
+        let pool = pool::validate_pool_section(&file.pool, &at)?;
+
         let t = &file.timeouts;
         Ok(Config {
             source: source.to_string(),
@@ -221,6 +301,9 @@ impl Config {
             fold_enabled: file.fold.enabled,
             providers,
             default_upstream,
+            default_fallbacks: HashMap::new(),
+            routes,
+            pool,
         })
     }
 
@@ -229,22 +312,29 @@ impl Config {
         let mut out = Vec::new();
         for p in &self.providers {
             match &p.auth {
-                ProviderAuth::MissingKey { var, location } => out.push(format!(
-                    "provider `{}` is off: set {var} to enable it ({location})",
-                    p.name
-                )),
+                ProviderAuth::MissingKey { var, location } if !p.is_usable() => {
+                    out.push(format!("provider `{}` is off: set {var} to enable it ({location})", p.name))
+                }
+                ProviderAuth::MissingKey { .. } => {}
                 ProviderAuth::Client => {
                     let header = if p.dialect.is_anthropic() {
                         "x-api-key or Authorization (ANTHROPIC_API_KEY / your Claude login)"
                     } else {
                         "Authorization: Bearer (OPENAI_API_KEY)"
                     };
-                    out.push(format!(
-                        "provider `{}` uses each client's own key: the agent must send {header}",
-                        p.name
-                    ))
+                    out.push(format!("provider `{}` uses each client's own key: the agent must send {header}", p.name))
                 }
                 ProviderAuth::Key { .. } => {}
+            }
+            if p.is_usable() {
+                for a in &p.accounts {
+                    if let ProviderAuth::MissingKey { var, location } = &a.auth {
+                        out.push(format!(
+                            "account `{}` of provider `{}` is off: set {var} to enable it ({location})",
+                            a.label, p.name
+                        ));
+                    }
+                }
             }
         }
         for d in Dialect::ALL {
@@ -273,9 +363,7 @@ impl Config {
         for p in &self.providers {
             s.push_str(&format!(
                 "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
-                p.name,
-                p.dialect,
-                p.base_url
+                p.name, p.dialect, p.base_url
             ));
             match &p.auth {
                 ProviderAuth::Client => s.push_str("auth = \"client\"\n"),
@@ -284,10 +372,24 @@ impl Config {
                     s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
                 }
             }
+            if p.accounts.len() > 1 {
+                let labels: Vec<String> = p.accounts.iter().map(|a| format!("\"{}\"", a.label)).collect();
+                s.push_str(&format!("# accounts: [{}]\n", labels.join(", ")));
+            }
             if !p.models.is_empty() {
                 let models: Vec<String> = p.models.iter().map(|m| format!("\"{m}\"")).collect();
                 s.push_str(&format!("models = [{}]\n", models.join(", ")));
             }
+        }
+        for r in &self.routes {
+            let targets: Vec<String> =
+                r.targets.iter().map(|t| format!("\"{}/{}\"", self.providers[t.provider].name, t.model)).collect();
+            s.push_str(&format!(
+                "\n[routes.{}]\nstrategy = \"{}\"\ntargets = [{}]\n",
+                r.name,
+                r.strategy.name(),
+                targets.join(", ")
+            ));
         }
         s.push_str("\n[default_upstream]\n");
         for d in Dialect::ALL {
@@ -334,33 +436,26 @@ fn validate_provider(
     if name.is_empty() {
         return Err(invalid(p.name.span(), "name", "must not be empty".into()));
     }
-    let base_url = normalize_base(p.base_url.get_ref(), false).map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
+    let base_url =
+        normalize_base(p.base_url.get_ref(), false).map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
     let dialect = match p.kind {
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Openai => Dialect::OpenaiChat,
         ProviderKind::OpenaiResponses => Dialect::OpenaiResponses,
     };
-    let auth = match (p.auth, &p.api_key) {
-        (AuthMode::Client, None) => ProviderAuth::Client,
-        (AuthMode::Client, Some(k)) => {
-            return Err(invalid(k.span(), "api_key", "set either `auth = \"client\"` or `api_key`, not both".into()))
-        }
-        (AuthMode::Key, None) => {
-            return Err(invalid(
-                p.name.span(),
-                "api_key",
-                "missing: give `api_key = \"${ENV_VAR}\"` or `auth = \"client\"`".into(),
-            ))
-        }
-        (AuthMode::Key, Some(k)) => {
-            let var = env_reference(k).map_err(|m| invalid(k.span(), "api_key", m))?;
-            match env(&var).filter(|v| !v.is_empty()) {
-                Some(v) => ProviderAuth::Key { var, secret: Secret(v) },
-                None => ProviderAuth::MissingKey { location: at(k.span()), var },
-            }
-        }
-    };
-    Ok(Provider { name, dialect, base_url, auth, models: p.models.clone() })
+    let parts = pool::validate_provider_pool(p, &name, at, env)?;
+    let models = parts.model_specs.iter().map(|m| m.name.clone()).collect();
+    Ok(Provider {
+        name,
+        dialect,
+        base_url,
+        auth: parts.auth,
+        models,
+        accounts: parts.accounts,
+        model_specs: parts.model_specs,
+        day_zone: parts.day_zone,
+        rate_scope: parts.rate_scope,
+    })
 }
 
 /// The env var name in a `${NAME}` reference; a literal secret in the file is refused.
@@ -396,77 +491,6 @@ fn location(text: &str, source: &str, offset: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env_with(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-    }
-
-    #[test]
-    fn shipped_config_loads_without_any_key() {
-        let cfg = Config::parse(SHIPPED_CONFIG, "shipped", &|_| None).unwrap();
-        for d in Dialect::ALL {
-            assert!(cfg.upstream_for(d).is_some(), "{d} has no upstream");
-        }
-        assert!(cfg.listen.ip().is_loopback());
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "t.toml", &|_| None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("t.toml:3:"), "{err}");
-        assert!(err.contains("lisen"), "{err}");
-    }
-
-    #[test]
-    fn wrong_type_names_line() {
-        let err = Config::parse("[server]\nmax_body_bytes = \"big\"\n", "t.toml", &|_| None).unwrap_err().to_string();
-        assert!(err.starts_with("t.toml:2:"), "{err}");
-    }
-
-    #[test]
-    fn missing_env_var_names_file_line_and_key() {
-        let text = "[server]\napi_keys = [\"${TF_KEY}\"]\n";
-        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
-        assert!(err.contains("t.toml:2:") && err.contains("server.api_keys") && err.contains("TF_KEY"), "{err}");
-
-        let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${G_KEY}\"\n";
-        let cfg = Config::parse(text, "t.toml", &|_| None).unwrap();
-        let notice = cfg.notices().join("\n");
-        assert!(notice.contains("G_KEY") && notice.contains("t.toml:5:"), "{notice}");
-    }
-
-    #[test]
-    fn literal_secret_is_refused_and_resolved_secret_is_masked() {
-        let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"sk-live\"\n";
-        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
-        assert!(err.contains("environment variable reference"), "{err}");
-        assert!(!err.contains("sk-live"));
-
-        let text = text.replace("sk-live", "${G_KEY}");
-        let cfg = Config::parse(&text, "t.toml", &env_with(&[("G_KEY", "sk-secret-123")])).unwrap();
-        let shown = format!("{}\n{:?}", cfg.render_masked(), cfg);
-        assert!(!shown.contains("sk-secret-123"), "{shown}");
-        assert!(shown.contains("****"));
-    }
-
-    #[test]
-    fn default_upstream_must_exist_and_match_dialect() {
-        let text = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nauth = \"client\"\n[default_upstream]\nanthropic = \"o\"\n";
-        let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
-        assert!(err.contains("t.toml:7:") && err.contains("speaks openai-chat"), "{err}");
-    }
-
-    #[test]
-    fn single_upstream_adds_v1_once() {
-        let a = Config::single_upstream("http://127.0.0.1:9/", None).unwrap();
-        let b = Config::single_upstream("http://127.0.0.1:9/v1", None).unwrap();
-        let c = Config::single_upstream("http://127.0.0.1:9", Some(Dialect::OpenaiChat)).unwrap();
-        assert_eq!(c.upstream_for(Dialect::Anthropic).unwrap().dialect, Dialect::OpenaiChat);
-        assert_eq!(a.upstream_for(Dialect::Anthropic).unwrap().base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(b.upstream_for(Dialect::OpenaiChat).unwrap().base_url, "http://127.0.0.1:9/v1");
-    }
-}
+mod pool_tests;
+#[cfg(test)]
+mod tests;

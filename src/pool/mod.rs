@@ -1,46 +1,412 @@
-//! Choosing where a request goes. Until routes and quotas land this is the seam: each ingress
-//! dialect maps to the one provider configured for it.
+//! Choosing where a request goes: providers and their accounts, quota windows, routes and
+//! strategies, health and cooldowns. `Pool::plan` admits a request; each `Attempt` reports how
+//! it went. State is in memory behind one mutex (admission is check-and-reserve under it, so
+//! concurrent requests never exceed a quota) and is saved off the hot path to SQLite.
+//!
+//! The request path:
+//! ```text
+//! let mut plan = pool.plan(ingress, model, &RequestFacts { est_tokens, has_tools, has_images })?;
+//! while let Some(mut attempt) = plan.next_attempt() {
+//!     // send to attempt.target() (model in the body: attempt.send_model(), if Some)
+//!     match send().await {
+//!         Err(e) => if attempt.report(Outcome::Failed(Failure::from_proxy_error(&e))) == Verdict::TryNext { continue } else { return e },
+//!         Ok(resp) => {
+//!             attempt.observe_headers(resp.headers());
+//!             // read the error body, or peek the first SSE event of a 200
+//!             match classify(status, resp.headers(), &peeked, pool.clock().now_ms()) {
+//!                 Some(f) => match attempt.report(Outcome::Failed(f)) {
+//!                     Verdict::TryNext => continue,
+//!                     _ => return /* the provider's answer as it is */,
+//!                 },
+//!                 None => { attempt.mark_first_byte(); /* relay; at the end: */ attempt.report(Outcome::Success(usage)); }
+//!             }
+//!         }
+//!     }
+//! }
+//! Err(plan.exhausted()) // 429 with retry-after, in the caller's dialect
+//! ```
 
+mod admission;
+pub mod failure;
+pub mod headers;
+mod state;
+pub mod status;
+pub mod store;
 pub mod upstream;
+mod window;
+pub mod zone;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use crate::config::{Config, Provider, ProviderAuth};
+pub use admission::{Attempt, Outcome, Plan, RequestFacts, Usage, Verdict};
+pub use failure::{classify, Cause, Failure};
+pub use state::Clock;
+pub use status::PoolStatus;
+
+use crate::config::{Config, PoolSettings, Provider, ProviderAuth, Route, StoreLocation, Strategy};
 use crate::dialect::Dialect;
-use crate::server::error::ProxyError;
+use crate::server::error::{Origin, ProxyError};
+use state::KeyState;
+use store::Store;
 
 /// One place a request can be sent.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The provider as seen through one account: `auth` is that account's.
     pub provider: Arc<Provider>,
     /// The dialect the target speaks; differs from the ingress dialect only through translation.
     pub dialect: Dialect,
 }
 
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PoolError {
+    #[error("no route, provider model or default upstream for {ingress} requests{}", model.as_ref().map(|m| format!(" asking for `{m}`")).unwrap_or_default())]
+    NoRoute { ingress: Dialect, model: Option<String> },
+    #[error("provider `{provider}` is off because {var} is not set; set it and restart")]
+    KeyMissing { provider: String, var: String },
+    /// No target can take this request at all (context window, tools, images).
+    #[error("no target of `{model}` can take this request: {reasons}")]
+    NoCapableTarget { model: String, reasons: String },
+    /// Every target is out of quota, cooling down or disabled right now.
+    #[error("every target of `{model}` is busy or out of quota{}: {reasons}", retry_after.map(|d| format!(" (retry in {}s)", d.as_secs().max(1))).unwrap_or_default())]
+    Exhausted { model: String, retry_after: Option<Duration>, reasons: String },
+}
+
+impl PoolError {
+    pub fn origin(&self) -> Origin {
+        match self {
+            PoolError::NoCapableTarget { .. } => Origin::Client,
+            _ => Origin::Internal,
+        }
+    }
+
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            PoolError::NoRoute { .. } => 404,
+            PoolError::KeyMissing { .. } => 503,
+            PoolError::NoCapableTarget { .. } => 400,
+            PoolError::Exhausted { .. } => 429,
+        }
+    }
+
+    /// For a `retry-after` header on the answer.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PoolError::Exhausted { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PoolError::NoRoute { .. } => "no_route",
+            PoolError::KeyMissing { .. } => "provider_key_missing",
+            PoolError::NoCapableTarget { .. } => "no_capable_target",
+            PoolError::Exhausted { .. } => "pool_exhausted",
+        }
+    }
+}
+
+/// One account of one provider, as the pool tracks it.
+#[derive(Debug)]
+struct AccountRef {
+    provider: usize,
+    account: usize,
+    /// The provider with this account's auth, handed out in `Target`s.
+    view: Arc<Provider>,
+    /// Stable identity in the store: provider name, base URL and account label.
+    key: String,
+}
+
+/// A resolved target before accounts are expanded.
+#[derive(Debug, Clone)]
+struct Resolved {
+    provider: usize,
+    /// The model name the provider gets; `None` keeps the request's own.
+    send_model: Option<String>,
+    /// The model name the quota is counted under.
+    model: String,
+}
+
+struct Routing {
+    /// The name the plan is known by (route name or model) and its strategy.
+    label: String,
+    strategy: Strategy,
+    targets: Vec<Resolved>,
+}
+
+struct State {
+    accounts: Vec<KeyState>,
+    models: HashMap<(usize, String), KeyState>,
+    /// Saved states not yet claimed by a key (model keys are created on first use).
+    saved: HashMap<String, KeyState>,
+    round_robin: HashMap<String, usize>,
+}
+
+pub(crate) struct Inner {
+    providers: Vec<Arc<Provider>>,
+    accounts: Vec<AccountRef>,
+    routes: Vec<Route>,
+    default_upstream: HashMap<Dialect, Vec<usize>>,
+    settings: PoolSettings,
+    clock: Clock,
+    state: Mutex<State>,
+    store: Option<Arc<Store>>,
+    /// Replaced by a reload: late reports of its in-flight attempts no longer reach the store.
+    retired: AtomicBool,
+}
+
+/// The provider pool. Cheap to share: clone the `Arc` it lives in.
 pub struct Pool {
-    default_upstream: Vec<(Dialect, Arc<Provider>)>,
+    inner: Arc<Inner>,
 }
 
 impl Pool {
+    /// The pool for `cfg`, with the store the config names (`[pool] store`); if the store cannot
+    /// be opened the pool runs in memory and says so once.
     pub fn new(cfg: &Config) -> Pool {
-        let default_upstream = Dialect::ALL
-            .into_iter()
-            .filter_map(|d| cfg.upstream_for(d).map(|p| (d, Arc::new(p.clone()))))
-            .collect();
-        Pool { default_upstream }
+        Pool::with_clock(cfg, Clock::system())
     }
 
-    /// The ordered targets to try for a request of `ingress` dialect asking for `model`.
-    pub fn targets(&self, ingress: Dialect, _model: Option<&str>) -> Result<Vec<Target>, ProxyError> {
-        let provider = self
-            .default_upstream
-            .iter()
-            .find(|(d, _)| *d == ingress)
-            .map(|(_, p)| p.clone())
-            .ok_or(ProxyError::NoUpstream(ingress))?;
-        if let ProviderAuth::MissingKey { var, .. } = &provider.auth {
-            return Err(ProxyError::ProviderKeyMissing { provider: provider.name.clone(), var: var.clone() });
+    pub fn with_clock(cfg: &Config, clock: Clock) -> Pool {
+        match cfg.pool.store.path().map(|path| Store::open(&path)) {
+            None => Pool::build(cfg, clock, None, HashMap::new()),
+            Some(Ok((s, saved))) => Pool::build(cfg, clock, Some(Arc::new(s)), saved),
+            Some(Err(e)) => {
+                tracing::warn!("{e}; quota counters and cooldowns are kept in memory only");
+                Pool::build(cfg, clock, None, HashMap::new())
+            }
         }
-        Ok(vec![Target { dialect: provider.dialect, provider }])
+    }
+
+    /// A pool saving to `store` (`None`: memory only), for tests and tools.
+    pub fn with_store(cfg: &Config, clock: Clock, store: &StoreLocation) -> Result<Pool, store::StoreError> {
+        Ok(match store.path().map(|p| Store::open(&p)).transpose()? {
+            Some((s, saved)) => Pool::build(cfg, clock, Some(Arc::new(s)), saved),
+            None => Pool::build(cfg, clock, None, HashMap::new()),
+        })
+    }
+
+    /// The pool for a reloaded config (SIGHUP, file change): counters, cooldowns and latencies
+    /// carry over for every account and model that still exists (same provider name, base URL
+    /// and account label); accounts disabled by a refused key get another chance. In-flight
+    /// attempts of `self` finish against the old pool. The store stays the one opened first.
+    pub fn reload(&self, cfg: &Config) -> Pool {
+        let old = &self.inner;
+        let mut carried = {
+            let st = old.lock();
+            let mut carried = st.saved.clone();
+            for (a, k) in old.accounts.iter().zip(&st.accounts) {
+                carried.insert(a.key.clone(), k.clone());
+            }
+            for ((ai, model), k) in &st.models {
+                carried.insert(model_key(&old.accounts[*ai].key, model), k.clone());
+            }
+            carried
+        };
+        for k in carried.values_mut() {
+            k.disabled = None;
+            k.probing = false;
+            // The old pool's in-flight attempts settle there, not here.
+            k.counters.concurrent = 0;
+        }
+        old.retired.store(true, Ordering::Relaxed);
+        Pool::build(cfg, old.clock, old.store.clone(), carried)
+    }
+
+    fn build(cfg: &Config, clock: Clock, store: Option<Arc<Store>>, mut saved: HashMap<String, KeyState>) -> Pool {
+        let providers: Vec<Arc<Provider>> = cfg.providers.iter().map(|p| Arc::new(p.clone())).collect();
+        let mut accounts = Vec::new();
+        for (pi, p) in cfg.providers.iter().enumerate() {
+            for (ai, a) in p.accounts.iter().enumerate() {
+                if matches!(a.auth, ProviderAuth::MissingKey { .. }) {
+                    continue;
+                }
+                let mut view = p.clone();
+                view.auth = a.auth.clone();
+                accounts.push(AccountRef {
+                    provider: pi,
+                    account: ai,
+                    view: Arc::new(view),
+                    key: format!("{}|{}|{}", p.name, p.base_url, a.label),
+                });
+            }
+        }
+        let mut default_upstream = HashMap::new();
+        for d in Dialect::ALL {
+            let mut chain: Vec<usize> = cfg.default_upstream.get(&d).copied().into_iter().collect();
+            chain.extend(cfg.default_fallbacks.get(&d).into_iter().flatten().copied());
+            if !chain.is_empty() {
+                default_upstream.insert(d, chain);
+            }
+        }
+        let account_states = accounts.iter().map(|a| saved.remove(&a.key).unwrap_or_default()).collect();
+        let state = State { accounts: account_states, models: HashMap::new(), saved, round_robin: HashMap::new() };
+        Pool {
+            inner: Arc::new(Inner {
+                providers,
+                accounts,
+                routes: cfg.routes.clone(),
+                default_upstream,
+                settings: cfg.pool.clone(),
+                clock,
+                state: Mutex::new(state),
+                store,
+                retired: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The ordered targets for a request, without admission (the seam the server used before
+    /// `plan`; kept so it compiles unchanged).
+    pub fn targets(&self, ingress: Dialect, model: Option<&str>) -> Result<Vec<Target>, ProxyError> {
+        let routing = self.inner.resolve(ingress, model).map_err(|e| e.into_proxy_error(ingress))?;
+        let mut out = Vec::new();
+        let mut missing = None;
+        for r in &routing.targets {
+            let accts = self.inner.accounts_of(r.provider);
+            if accts.is_empty() {
+                missing = missing.or_else(|| self.inner.key_missing(r.provider));
+            }
+            for a in accts {
+                let view = self.inner.accounts[a].view.clone();
+                out.push(Target { dialect: view.dialect, provider: view });
+            }
+        }
+        match (out.is_empty(), missing) {
+            (true, Some(e)) => Err(e.into_proxy_error(ingress)),
+            (true, None) => Err(ProxyError::NoUpstream(ingress)),
+            _ => Ok(out),
+        }
+    }
+
+    /// The pool's clock: `now_ms()` is what `classify` needs to turn reset dates into durations.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    /// Waits until every change so far is saved (tests, shutdown).
+    pub fn flush(&self) {
+        if let Some(s) = &self.inner.store {
+            s.flush();
+        }
+    }
+
+    /// Where the state is saved, if anywhere.
+    pub fn store_path(&self) -> Option<&std::path::Path> {
+        self.inner.store.as_ref().map(|s| s.path())
     }
 }
+
+impl PoolError {
+    /// The proxy's error for the same condition (for the `targets` seam).
+    pub fn into_proxy_error(self, ingress: Dialect) -> ProxyError {
+        match self {
+            PoolError::NoRoute { .. } => ProxyError::NoUpstream(ingress),
+            PoolError::KeyMissing { provider, var } => ProxyError::ProviderKeyMissing { provider, var },
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave counters half-written in a way that matters
+        // more than refusing all traffic would.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn accounts_of(&self, provider: usize) -> Vec<usize> {
+        self.accounts.iter().enumerate().filter(|(_, a)| a.provider == provider).map(|(i, _)| i).collect()
+    }
+
+    fn key_missing(&self, provider: usize) -> Option<PoolError> {
+        let p = &self.providers[provider];
+        p.accounts.iter().find_map(|a| match &a.auth {
+            ProviderAuth::MissingKey { var, .. } => {
+                Some(PoolError::KeyMissing { provider: p.name.clone(), var: var.clone() })
+            }
+            _ => None,
+        })
+    }
+
+    /// Route name, then `provider/model`, then a model some provider lists, then the default
+    /// upstream of the ingress dialect (model left as the client sent it).
+    fn resolve(&self, ingress: Dialect, model: Option<&str>) -> Result<Routing, PoolError> {
+        if let Some(m) = model {
+            if let Some(r) = self.routes.iter().find(|r| r.name == m) {
+                let targets = r
+                    .targets
+                    .iter()
+                    .map(|t| Resolved {
+                        provider: t.provider,
+                        send_model: (t.model != m).then(|| t.model.clone()),
+                        model: t.model.clone(),
+                    })
+                    .collect();
+                return Ok(Routing { label: r.name.clone(), strategy: r.strategy, targets });
+            }
+            if let Ok(t) = crate::config::resolve_target(m, &self.providers) {
+                let target = Resolved { provider: t.provider, send_model: Some(t.model.clone()), model: t.model };
+                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, targets: vec![target] });
+            }
+            let mut listed: Vec<(usize, String)> = self
+                .providers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.model_spec(m).map(|s| (i, s.name.clone())))
+                .collect();
+            // Same dialect first: no translation needed.
+            listed.sort_by_key(|(i, _)| self.providers[*i].dialect != ingress);
+            if !listed.is_empty() {
+                let targets = listed
+                    .into_iter()
+                    .map(|(provider, name)| Resolved {
+                        provider,
+                        send_model: (name != m).then(|| name.clone()),
+                        model: name,
+                    })
+                    .collect();
+                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, targets });
+            }
+        }
+        let chain = self
+            .default_upstream
+            .get(&ingress)
+            .ok_or_else(|| PoolError::NoRoute { ingress, model: model.map(str::to_string) })?;
+        let model_name = model.unwrap_or("").to_string();
+        let targets =
+            chain.iter().map(|&provider| Resolved { provider, send_model: None, model: model_name.clone() }).collect();
+        Ok(Routing { label: format!("default {}", ingress.name()), strategy: Strategy::Fallback, targets })
+    }
+
+    /// Saves a key's state off the hot path.
+    fn persist(&self, key: &str, state: &KeyState) {
+        if let Some(s) = self.store.as_ref().filter(|_| !self.retired.load(Ordering::Relaxed)) {
+            s.put(key, state.clone());
+        }
+    }
+}
+
+impl State {
+    /// The state of an account's model, created (or restored from the store) on first use.
+    fn model(&mut self, account: usize, account_key: &str, model: &str) -> &mut KeyState {
+        let saved = &mut self.saved;
+        self.models
+            .entry((account, model.to_string()))
+            .or_insert_with(|| saved.remove(&model_key(account_key, model)).unwrap_or_default())
+    }
+}
+
+fn model_key(account_key: &str, model: &str) -> String {
+    format!("{account_key}|m|{model}")
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_routing;

@@ -38,6 +38,11 @@ pub enum ProxyError {
     UpstreamUnreachable { provider: String, detail: String },
     #[error("upstream `{provider}` did not {phase} within {secs:.1}s (timeouts.{key})")]
     UpstreamTimeout { provider: String, phase: &'static str, key: &'static str, secs: f64 },
+    #[error("{0}")]
+    Pool(crate::pool::PoolError),
+    /// The provider's own error answer, passed to the client as it came (translated if needed).
+    #[error("provider answered HTTP {status}")]
+    Upstream { status: StatusCode, headers: http::HeaderMap, body: Bytes },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -55,6 +60,8 @@ impl ProxyError {
             ProxyError::ProviderKeyMissing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Pool(p) => StatusCode::from_u16(p.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            ProxyError::Upstream { status, .. } => *status,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +78,13 @@ impl ProxyError {
             ProxyError::ProviderKeyMissing { .. } => ErrorClass::Overloaded,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::Internal(_) => ErrorClass::Api,
             ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
+            ProxyError::Pool(p) => match p.status() {
+                429 => ErrorClass::RateLimit,
+                400 => ErrorClass::InvalidRequest,
+                404 => ErrorClass::NotFound,
+                _ => ErrorClass::Overloaded,
+            },
+            ProxyError::Upstream { .. } => ErrorClass::Api,
         }
     }
 
@@ -83,7 +97,10 @@ impl ProxyError {
             | ProxyError::UnknownRoute { .. }
             | ProxyError::Unauthorized
             | ProxyError::Forbidden(_) => Origin::Client,
-            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. } => Origin::Upstream,
+            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. } | ProxyError::Upstream { .. } => {
+                Origin::Upstream
+            }
+            ProxyError::Pool(p) => p.origin(),
             ProxyError::NoUpstream(_) | ProxyError::ProviderKeyMissing { .. } | ProxyError::Internal(_) => {
                 Origin::Internal
             }
@@ -109,6 +126,8 @@ impl ProxyError {
             ProxyError::ProviderKeyMissing { .. } => "provider_key_missing",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::Pool(p) => p.kind(),
+            ProxyError::Upstream { .. } => "upstream_error",
             ProxyError::Internal(_) => "internal",
         }
     }

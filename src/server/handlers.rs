@@ -13,11 +13,8 @@ use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::dashboard;
-use super::count_tokens;
-use super::relay::{relay_body, RelayContext, Transform};
+use super::forward::UpstreamRequest;
 use super::{AppState, Body};
-use crate::config::ProviderAuth;
-use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
 use crate::ledger::{client_family, MechanismSaving, Record, RequestOutcome};
 
@@ -165,118 +162,18 @@ async fn forward(
         }
     }
 
-    let targets = state.pool.targets(dialect, envelope.model.as_deref())?;
-    let mut last_error = None;
-    for target in &targets {
-        let translating = target.dialect != dialect;
-        let model_override = state.model_override.as_deref();
-        if route == "/messages/count_tokens" && target.dialect != Dialect::Anthropic {
-            // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
-            return count_tokens::answer_locally(&forward);
-        }
-        // Translation happens after folding, only when the target speaks another dialect.
-        let (send_body, path_after_v1) = if translating || model_override.is_some() {
-            let opts = RequestOptions { model: model_override, target_reasoning: false };
-            let translated = translate::translate_request_with(dialect, target.dialect, &forward, &opts)
-                .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
-            let path = if translating { target.dialect.endpoint_path().trim_start_matches("/v1") } else { route };
-            (Bytes::from(translated), path)
-        } else {
-            (forward.clone(), route)
-        };
-        let sent_at = Instant::now();
-        let upstream_bytes = send_body.len() as u64;
-        let resp = state
-            .upstream
-            .send(
-                target,
-                parts.method.clone(),
-                path_after_v1,
-                parts.uri.query(),
-                &parts.headers,
-                proxy_key_header.as_ref(),
-                send_body,
-            )
-            .await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(provider = %target.provider.name, "{e}");
-                record.fallbacks.push(format!("{}: {}", target.provider.name, e.kind()));
-                record.provider = target.provider.name.clone();
-                let retry = e.retryable();
-                last_error = Some(e);
-                if retry {
-                    continue;
-                }
-                break;
-            }
-        };
-        state.metrics.upstream_latency(sent_at.elapsed());
-        state.metrics.bytes_upstream.fetch_add(upstream_bytes, Relaxed);
-        state.metrics.saved_tokens.fetch_add(saved_tokens, Relaxed);
-        let status = resp.status();
-        state.metrics.request(dialect, status.as_u16());
-        tracing::info!(
-            dialect = %dialect,
-            provider = %target.provider.name,
-            model = envelope.model.as_deref().unwrap_or("-"),
-            status = status.as_u16(),
-            upstream_ms = sent_at.elapsed().as_millis() as u64,
-            saved_tokens,
-            %peer,
-            "{} {}",
-            parts.method,
-            parts.uri.path()
-        );
-        let mut headers = crate::pool::upstream::client_response_headers(resp.headers());
-        if let Ok(v) = HeaderValue::from_str(&saved_tokens.to_string()) {
-            headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), v);
-        }
-        let is_sse = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let transform = if !translating {
-            Transform::None
-        } else if is_sse && status.is_success() {
-            let model = envelope.model.as_deref().unwrap_or("");
-            let mut translator = StreamTranslator::new(target.dialect, dialect, model);
-            translator.set_include_usage(envelope.stream_options.as_ref().is_some_and(|o| o.include_usage));
-            Transform::Stream(Box::new(translator))
-        } else {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let error_status = (!status.is_success()).then_some(status.as_u16());
-            Transform::Whole { upstream: target.dialect, client: dialect, error_status, buf: Vec::new() }
-        };
-        let mut record = std::mem::replace(record, Record::empty());
-        record.provider = target.provider.name.clone();
-        record.account = account_label(&target.provider.auth);
-        record.status = status.as_u16();
-        let context = RelayContext {
-            state: state.clone(),
-            dialect,
-            upstream_dialect: target.dialect,
-            provider: target.provider.name.clone(),
-            is_sse,
-            started,
-            sent_at,
-            record,
-        };
-        let mut response = Response::new(relay_body(resp, context, transform));
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        return Ok(response);
-    }
-    Err(last_error.unwrap_or_else(|| ProxyError::NoUpstream(dialect)))
-}
-
-/// How the account is named in the ledger: never the key itself.
-fn account_label(auth: &ProviderAuth) -> String {
-    match auth {
-        ProviderAuth::Client => "client".into(),
-        ProviderAuth::Key { var, .. } | ProviderAuth::MissingKey { var, .. } => var.clone(),
-    }
+    let request = UpstreamRequest {
+        ingress: dialect,
+        route,
+        parts: &parts,
+        envelope: &envelope,
+        body: forward,
+        proxy_key_header,
+        saved_tokens,
+        peer,
+        started,
+    };
+    super::forward::send_with_fallback(state, request, record).await
 }
 
 async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> Result<Bytes, ProxyError> {
@@ -330,7 +227,24 @@ fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response
     state.metrics.error(e.kind());
     state.metrics.request(dialect, e.status().as_u16());
     tracing::warn!(dialect = %dialect, status = e.status().as_u16(), "{e}");
-    json_response(e.status(), e.body(dialect))
+    match e {
+        ProxyError::Upstream { status, headers, body } => {
+            let mut r = Response::new(full(body));
+            *r.status_mut() = status;
+            *r.headers_mut() = headers;
+            r
+        }
+        e => {
+            let mut r = json_response(e.status(), e.body(dialect));
+            if let ProxyError::Pool(p) = &e {
+                if let Some(after) = p.retry_after() {
+                    let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+                    r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+            }
+            r
+        }
+    }
 }
 
 pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {

@@ -2,6 +2,7 @@
 
 mod count_tokens;
 mod dashboard;
+mod forward;
 pub mod error;
 mod handlers;
 pub mod metrics;

@@ -17,6 +17,7 @@ use crate::dialect::translate::{self, StreamTranslator};
 use crate::dialect::usage::UsageSniffer;
 use crate::dialect::Dialect;
 use crate::ledger::{Record, RequestOutcome as Outcome};
+use crate::pool::{Attempt, Cause, Failure, Outcome as PoolOutcome, Usage as PoolUsage};
 
 pub struct RelayContext {
     pub state: Arc<AppState>,
@@ -31,6 +32,8 @@ pub struct RelayContext {
     pub sent_at: Instant,
     /// The ledger record, completed when the body ends.
     pub record: Record,
+    /// The pool's attempt, told how the request went when the body ends.
+    pub attempt: Option<Attempt>,
 }
 
 /// Records the outcome once, when the body is finished or dropped.
@@ -70,6 +73,21 @@ impl Drop for Finish {
         r.overhead_us = ctx.sent_at.duration_since(ctx.started).as_micros() as u64;
         if let Some(u) = usage {
             r.settle(u);
+        }
+        if let Some(attempt) = ctx.attempt.take() {
+            let pool_usage = usage.map(|u| PoolUsage {
+                input_tokens: u.total_input(),
+                output_tokens: u.output,
+                cached_input_tokens: u.cache_read,
+            });
+            // A provider that broke off after the first byte counts against its health; a client
+            // that went away still used the provider's quota.
+            let report = if outcome == Outcome::UpstreamFailed {
+                PoolOutcome::Failed(Failure::Unavailable { cause: Cause::Reset, detail: "stream broke off".into() })
+            } else {
+                PoolOutcome::Success(pool_usage)
+            };
+            attempt.report(report);
         }
         state.ledger.record(r);
     }
@@ -114,7 +132,7 @@ impl Transform {
     }
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+pub type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 struct State {
     upstream: ByteStream,
@@ -122,11 +140,17 @@ struct State {
     finish: Finish,
 }
 
-pub fn relay_body(resp: reqwest::Response, ctx: RelayContext, transform: Transform) -> Body {
+/// Relays `prefix` (bytes already read from upstream to judge the answer) and then the rest.
+pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform: Transform) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
     let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage };
-    let state = State { upstream: Box::pin(resp.bytes_stream()), transform, finish };
+    let upstream: ByteStream = if prefix.is_empty() {
+        rest
+    } else {
+        Box::pin(futures_util::stream::once(async move { Ok(prefix) }).chain(rest))
+    };
+    let state = State { upstream, transform, finish };
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         loop {

@@ -1,0 +1,281 @@
+//! Sends a folded request through the pool's attempts: translate when the target speaks another
+//! dialect, classify the answer (an error status, or an error hidden in a 200's body or first
+//! event), fall back while nothing has reached the client, then relay.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use super::count_tokens;
+use super::error::ProxyError;
+use super::relay::{relay_body, ByteStream, RelayContext, Transform};
+use super::{AppState, Body};
+use crate::dialect::sse::SseSplitter;
+use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
+use crate::dialect::{headers, Dialect, RequestEnvelope};
+use crate::ledger::{Prices, Record};
+use crate::pool::{classify, Failure, Outcome, RequestFacts, Verdict};
+
+/// Error bodies and non-streamed answers are read whole before deciding; beyond this they are cut.
+const WHOLE_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Everything about the client's request the attempts need.
+pub struct UpstreamRequest<'a> {
+    pub ingress: Dialect,
+    /// The path after `/v1`.
+    pub route: &'a str,
+    pub parts: &'a http::request::Parts,
+    pub envelope: &'a RequestEnvelope,
+    /// The folded body, in the ingress dialect.
+    pub body: Bytes,
+    pub proxy_key_header: Option<HeaderName>,
+    pub saved_tokens: u64,
+    pub peer: SocketAddr,
+    pub started: Instant,
+}
+
+/// A provider's answer that was read before deciding, kept in case no other target does better.
+struct HeldAnswer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    upstream: Dialect,
+}
+
+pub async fn send_with_fallback(
+    state: &Arc<AppState>,
+    req: UpstreamRequest<'_>,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
+    let facts = request_facts(&req.body);
+    let model = req.envelope.model.as_deref();
+    let mut plan = state.pool.plan(req.ingress, model, &facts).map_err(ProxyError::Pool)?;
+    record.route = plan.label().to_string();
+    let mut held: Option<HeldAnswer> = None;
+    let mut last_error: Option<ProxyError> = None;
+    while let Some(mut attempt) = plan.next_attempt() {
+        let target = attempt.target().clone();
+        let translating = target.dialect != req.ingress;
+        if req.route == "/messages/count_tokens" && target.dialect != Dialect::Anthropic {
+            // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
+            drop(attempt);
+            return count_tokens::answer_locally(&req.body);
+        }
+        // Translation happens after folding, only when the target speaks another dialect.
+        let model_override = attempt.send_model().or(state.model_override.as_deref()).map(str::to_string);
+        let (send_body, path) = if translating || model_override.is_some() {
+            let opts = RequestOptions { model: model_override.as_deref(), target_reasoning: false };
+            let translated = translate::translate_request_with(req.ingress, target.dialect, &req.body, &opts)
+                .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
+            let path = if translating { target.dialect.endpoint_path().trim_start_matches("/v1") } else { req.route };
+            (Bytes::from(translated), path)
+        } else {
+            (req.body.clone(), req.route)
+        };
+        let sent_at = Instant::now();
+        let upstream_bytes = send_body.len() as u64;
+        let sent = state
+            .upstream
+            .send(
+                &target,
+                req.parts.method.clone(),
+                path,
+                req.parts.uri.query(),
+                &req.parts.headers,
+                req.proxy_key_header.as_ref(),
+                send_body,
+            )
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(provider = %target.provider.name, "{e}");
+                record.fallbacks.push(format!("{}: {}", attempt.provider(), e.kind()));
+                let verdict = attempt.report(Outcome::Failed(Failure::from_proxy_error(&e)));
+                last_error = Some(e);
+                if verdict == Verdict::TryNext {
+                    continue;
+                }
+                break;
+            }
+        };
+        attempt.observe_headers(resp.headers());
+        state.metrics.upstream_latency(sent_at.elapsed());
+        let status = resp.status();
+        let resp_headers = resp.headers().clone();
+        let is_sse = resp_headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let mut body_stream: ByteStream = Box::pin(resp.bytes_stream());
+        // Read enough to judge the answer: the whole body, or a stream's first event.
+        let peeked = if is_sse && status.is_success() {
+            peek_first_event(&mut body_stream, state.upstream.timeouts().idle).await
+        } else {
+            read_whole(&mut body_stream, state.upstream.timeouts().idle).await
+        };
+        let peeked = match peeked {
+            Ok(p) => p,
+            Err(e) => {
+                let e = ProxyError::UpstreamUnreachable { provider: target.provider.name.clone(), detail: e };
+                record.fallbacks.push(format!("{}: {}", attempt.provider(), e.kind()));
+                let verdict = attempt.report(Outcome::Failed(Failure::from_proxy_error(&e)));
+                last_error = Some(e);
+                if verdict == Verdict::TryNext {
+                    continue;
+                }
+                break;
+            }
+        };
+        if let Some(failure) = classify(status.as_u16(), &resp_headers, &peeked, state.pool.clock().now_ms()) {
+            tracing::warn!(provider = %target.provider.name, "{failure}");
+            record.fallbacks.push(format!("{}: {}", attempt.provider(), failure.kind()));
+            let retry = attempt.report(Outcome::Failed(failure)) == Verdict::TryNext;
+            held = Some(HeldAnswer { status, headers: resp_headers, body: peeked, upstream: target.dialect });
+            if retry {
+                continue;
+            }
+            break;
+        }
+        attempt.mark_first_byte();
+        // Committed: from here the answer goes to the client.
+        state.metrics.bytes_upstream.fetch_add(upstream_bytes, Relaxed);
+        state.metrics.saved_tokens.fetch_add(req.saved_tokens, Relaxed);
+        state.metrics.request(req.ingress, status.as_u16());
+        tracing::info!(
+            dialect = %req.ingress,
+            provider = %target.provider.name,
+            account = attempt.account(),
+            model = attempt.model(),
+            status = status.as_u16(),
+            upstream_ms = sent_at.elapsed().as_millis() as u64,
+            saved_tokens = req.saved_tokens,
+            peer = %req.peer,
+            "{} {}",
+            req.parts.method,
+            req.parts.uri.path()
+        );
+        let transform = transform_for(req.ingress, target.dialect, status, is_sse, req.envelope);
+        record.provider = attempt.provider().to_string();
+        record.account = attempt.account().to_string();
+        record.model = attempt.model().to_string();
+        record.status = status.as_u16();
+        if let Some(p) = attempt.price() {
+            record.prices = Prices { input: p.input, output: p.output, cached_input: p.cached_input, cache_write: 0.0 };
+        }
+        let context = RelayContext {
+            state: state.clone(),
+            dialect: req.ingress,
+            upstream_dialect: target.dialect,
+            provider: target.provider.name.clone(),
+            is_sse,
+            started: req.started,
+            sent_at,
+            record: std::mem::replace(record, Record::empty()),
+            attempt: Some(attempt),
+        };
+        let headers = client_headers(&resp_headers, req.saved_tokens, &transform);
+        let mut response = Response::new(relay_body(peeked, body_stream, context, transform));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        return Ok(response);
+    }
+    // No target took the request: the provider's own answer if one came back, else our error.
+    if let Some(h) = held {
+        state.metrics.request(req.ingress, h.status.as_u16());
+        record.status = h.status.as_u16();
+        let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope);
+        let body = match transform {
+            Transform::Whole { upstream, client, .. } => {
+                Bytes::from(translate::translate_error(upstream, client, h.status.as_u16(), &h.body))
+            }
+            _ => h.body,
+        };
+        let mut headers = crate::pool::upstream::client_response_headers(&h.headers);
+        if h.upstream != req.ingress {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        return Err(ProxyError::Upstream { status: h.status, headers, body });
+    }
+    Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
+}
+
+/// What admission needs to know, read cheaply from the raw bytes (the estimate is bytes / 4).
+fn request_facts(body: &[u8]) -> RequestFacts {
+    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    RequestFacts {
+        est_tokens: body.len() as u64 / 4,
+        has_tools: has(b"\"tools\":[{") || has(b"\"tools\": [{") || has(b"\"tools\" : [{"),
+        has_images: has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\""),
+    }
+}
+
+fn transform_for(ingress: Dialect, upstream: Dialect, status: StatusCode, is_sse: bool, env: &RequestEnvelope) -> Transform {
+    if ingress == upstream {
+        Transform::None
+    } else if is_sse && status.is_success() {
+        let mut translator = StreamTranslator::new(upstream, ingress, env.model.as_deref().unwrap_or(""));
+        translator.set_include_usage(env.stream_options.as_ref().is_some_and(|o| o.include_usage));
+        Transform::Stream(Box::new(translator))
+    } else {
+        let error_status = (!status.is_success()).then_some(status.as_u16());
+        Transform::Whole { upstream, client: ingress, error_status, buf: Vec::new() }
+    }
+}
+
+fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform) -> HeaderMap {
+    let mut headers = crate::pool::upstream::client_response_headers(upstream);
+    if let Ok(v) = HeaderValue::from_str(&saved_tokens.to_string()) {
+        headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), v);
+    }
+    if matches!(transform, Transform::Whole { .. }) {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    headers
+}
+
+/// Reads a stream until its first complete SSE event (or its end).
+async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
+    let mut seen = Vec::new();
+    let mut splitter = SseSplitter::new();
+    loop {
+        match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Ok(None) => return Ok(Bytes::from(seen)),
+            Ok(Some(Err(e))) if seen.is_empty() => return Err(format!("connection reset before the first byte ({e})")),
+            // Bytes already read are judged; the relay reports the break when it reads on.
+            Ok(Some(Err(_))) => return Ok(Bytes::from(seen)),
+            Ok(Some(Ok(chunk))) => {
+                seen.extend_from_slice(&chunk);
+                splitter.push(&chunk);
+                if splitter.next_event().is_some() {
+                    return Ok(Bytes::from(seen));
+                }
+            }
+        }
+    }
+}
+
+/// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`.
+async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
+    let mut all = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Ok(None) => return Ok(Bytes::from(all)),
+            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
+            Ok(Some(Ok(chunk))) => {
+                all.extend_from_slice(&chunk);
+                if all.len() >= WHOLE_BODY_LIMIT {
+                    return Ok(Bytes::from(all));
+                }
+            }
+        }
+    }
+}

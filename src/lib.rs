@@ -6,4 +6,6 @@ pub mod config;
 pub mod dialect;
 pub mod fold;
 pub mod pool;
+pub mod replay;
 pub mod server;
+pub mod tokens;

@@ -1,0 +1,256 @@
+//! Keep-earliest, lossless dedup of one block against the verbatim text forwarded before it.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::locate::{Kind, Loc};
+use super::shapes;
+use super::state::{window_key, BlockResult, EditNote, Line, Mechanism, Src, State, ToolInfo};
+use crate::tokens;
+
+/// Span rule: at least this many lines and bytes.
+pub const MIN_SPAN_LINES: usize = 3;
+pub const MIN_SPAN_BYTES: usize = 120;
+/// Net-positive gate: a replacement must save this many tokens and this share of the text.
+pub const MIN_SAVED_TOKENS: u64 = 24;
+pub const MIN_SAVED_SHARE: f64 = 0.30;
+
+struct Edit {
+    range: Range<usize>,
+    marker: String,
+    mechanism: Mechanism,
+    source: usize,
+    source_lines: Option<Range<usize>>,
+    est_saved: u64,
+}
+
+/// Splits text into lines with their number prefixes parsed.
+pub fn lines_of(text: &str) -> Vec<Line> {
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    for piece in text.split('\n') {
+        let end = start + piece.len();
+        let (h, num, style) = match shapes::number_prefix(piece) {
+            Some((st, n, plen)) => (xxh3_64(&piece.as_bytes()[plen..]), Some(n), Some(st)),
+            None => (xxh3_64(piece.as_bytes()), None, None),
+        };
+        out.push(Line { h, num, style, start: start as u32, end: end as u32, verbatim: true });
+        start = end + 1;
+    }
+    out
+}
+
+fn gate(removed: &str, marker: &str) -> Option<u64> {
+    let before = tokens::estimate_text(removed);
+    let after = tokens::estimate_marker(marker);
+    let saved = before.checked_sub(after)?;
+    (saved >= MIN_SAVED_TOKENS && saved as f64 >= MIN_SAVED_SHARE * before as f64 && marker.len() < removed.len())
+        .then_some(saved)
+}
+
+fn content_id(s: &str) -> String {
+    let h = blake3::hash(s.as_bytes());
+    h.to_hex().as_str().get(..6).unwrap_or("").to_string()
+}
+
+fn is_read_tool(name: &str) -> bool {
+    matches!(name, "Read" | "read_file" | "view" | "read" | "open" | "cat" | "View" | "str_replace_based_edit_tool")
+}
+
+/// How a marker names an earlier block.
+fn label(src: &Src) -> String {
+    let msg = match src.loc {
+        Loc::Message(i) => format!("message {i}"),
+        Loc::System(_) => "the system prompt".to_string(),
+    };
+    match src.kind {
+        Kind::ToolOutput => match (&src.tool, &src.view) {
+            (Some(t), _) => match (&t.subject, is_read_tool(&t.name)) {
+                (Some(s), true) => format!("{s} read in {}", t.id),
+                _ => format!("{} output in {}", t.name, t.id),
+            },
+            (None, Some(v)) => format!("{v} view in {msg}"),
+            (None, None) => format!("tool output in {msg}"),
+        },
+        Kind::System if matches!(src.loc, Loc::System(_)) => msg,
+        Kind::System => format!("system text in {msg}"),
+        Kind::UserText => format!("user text in {msg}"),
+        Kind::AssistantText => format!("assistant text in {msg}"),
+        Kind::ToolCall | Kind::Other => msg,
+    }
+}
+
+fn line_range(lines: &[Line], r: &Range<usize>) -> String {
+    match (lines.get(r.start).and_then(|l| l.num), lines.get(r.end - 1).and_then(|l| l.num)) {
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => format!("{}-{}", r.start + 1, r.end),
+    }
+}
+
+/// Whether line `c` of the current block continues a run against source line `s`.
+fn compatible(c: &Line, s: &Line, offset: Option<i64>) -> bool {
+    if c.h != s.h || c.style != s.style || !s.verbatim {
+        return false;
+    }
+    match (c.num, s.num, offset) {
+        (None, None, _) => true,
+        (Some(a), Some(b), Some(off)) => i64::from(a) - i64::from(b) == off,
+        (Some(_), Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Folds one text block: decides its edits, records them in `st` and indexes what stays verbatim.
+pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Option<Arc<ToolInfo>>, text: &str) {
+    let view = if kind == Kind::ToolOutput && tool.is_none() { shapes::viewed_file(text) } else { None };
+    let mut lines = lines_of(text);
+    let may_reminder = matches!(kind, Kind::ToolOutput | Kind::UserText) || (kind == Kind::System && matches!(loc, Loc::Message(_)));
+    let reminder_ranges = if may_reminder || kind == Kind::System { shapes::reminders(text) } else { Vec::new() };
+    let mut edits: Vec<Edit> = Vec::new();
+
+    // A whole block identical to an earlier verbatim one: tool output, or a repeated system prompt.
+    if matches!(kind, Kind::ToolOutput | Kind::System) && text.len() >= MIN_SPAN_BYTES {
+        if let Some(&src) = st.whole.get(&xxh3_64(text.as_bytes())) {
+            let s = src as usize;
+            if let Some(srcb) = st.srcs.get(s) {
+                let what = if kind == Kind::System { "system text" } else { "output" };
+                let id = content_id(text);
+                let marker = format!("[tokenfold: {what} same as {} #{id}]", label(srcb));
+                if let Some(saved) = gate(text, &marker) {
+                    let mechanism = if kind == Kind::System { Mechanism::Reminder } else { Mechanism::WholeOutput };
+                    edits.push(Edit { range: 0..text.len(), marker, mechanism, source: s, source_lines: None, est_saved: saved });
+                }
+            }
+        }
+    }
+
+    if edits.is_empty() && may_reminder {
+        for r in &reminder_ranges {
+            let seg = &text[r.clone()];
+            let Some(&src) = st.reminders.get(&xxh3_64(seg.as_bytes())) else { continue };
+            let Some(srcb) = st.srcs.get(src as usize) else { continue };
+            let marker = format!("[tokenfold: system-reminder same as in {} #{}]", label(srcb), content_id(seg));
+            if let Some(saved) = gate(seg, &marker) {
+                edits.push(Edit {
+                    range: r.clone(),
+                    marker,
+                    mechanism: Mechanism::Reminder,
+                    source: src as usize,
+                    source_lines: None,
+                    est_saved: saved,
+                });
+            }
+        }
+    }
+
+    if edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput) && kind == Kind::ToolOutput {
+        span_edits(st, text, &lines, &mut edits);
+    }
+    edits.sort_by_key(|e| e.range.start);
+
+    // Lines touched by an edit are no longer verbatim and can never be pointed at.
+    for l in lines.iter_mut() {
+        let (s, e) = (l.start as usize, l.end as usize);
+        l.verbatim = !edits.iter().any(|ed| ed.range.start <= e && s < ed.range.end.max(ed.range.start + 1));
+    }
+    let kept_reminders: Vec<Range<usize>> =
+        reminder_ranges.into_iter().filter(|r| !edits.iter().any(|e| e.range.start < r.end && r.start < e.range.end)).collect();
+    st.srcs.push(Src { kind, loc, tool, view, lines });
+    st.index_block(ord, text, !edits.is_empty(), &kept_reminders);
+
+    if edits.is_empty() {
+        st.results.push(None);
+        return;
+    }
+    let mut new_text = String::with_capacity(text.len());
+    let mut at = 0;
+    let mut notes = Vec::with_capacity(edits.len());
+    let mut est_saved = 0;
+    for e in edits {
+        new_text.push_str(&text[at..e.range.start]);
+        new_text.push_str(&e.marker);
+        at = e.range.end;
+        est_saved += e.est_saved;
+        notes.push(EditNote {
+            mechanism: e.mechanism,
+            block: ord,
+            removed: Arc::from(&text[e.range.clone()]),
+            marker: Arc::from(e.marker.as_str()),
+            source: e.source,
+            source_lines: e.source_lines,
+        });
+    }
+    new_text.push_str(&text[at..]);
+    let mut escaped = Vec::with_capacity(new_text.len() + 16);
+    super::json::encode_into(&new_text, &mut escaped);
+    st.approx_bytes += escaped.len() + notes.iter().map(|n| n.removed.len() + n.marker.len()).sum::<usize>();
+    st.results.push(Some(Arc::new(BlockResult { escaped, notes, est_saved })));
+}
+
+/// Greedy left-to-right: at each line take the longest run matching verbatim earlier lines.
+fn span_edits(st: &State, text: &str, lines: &[Line], edits: &mut Vec<Edit>) {
+    let taken = |i: usize| {
+        let l = &lines[i];
+        edits.iter().any(|e| e.range.start <= l.end as usize && (l.start as usize) < e.range.end)
+    };
+    let mut found: Vec<Edit> = Vec::new();
+    let mut i = 0;
+    while i + MIN_SPAN_LINES <= lines.len() {
+        let key = window_key(lines[i].h, lines[i + 1].h, lines[i + 2].h);
+        let Some(cands) = st.windows.get(&key) else {
+            i += 1;
+            continue;
+        };
+        let mut best: Option<(usize, usize, usize)> = None; // (len, src block, src line)
+        for &(sb, sl) in cands {
+            let Some(src) = st.srcs.get(sb as usize) else { continue };
+            let (sb, sl) = (sb as usize, sl as usize);
+            let offset = match (lines[i].num, src.lines.get(sl).and_then(|l| l.num)) {
+                (Some(a), Some(b)) => Some(i64::from(a) - i64::from(b)),
+                _ => None,
+            };
+            let mut k = 0;
+            while i + k < lines.len() && sl + k < src.lines.len() && !taken(i + k) && compatible(&lines[i + k], &src.lines[sl + k], offset) {
+                k += 1;
+            }
+            if k >= MIN_SPAN_LINES && best.is_none_or(|(bl, _, _)| k > bl) {
+                best = Some((k, sb, sl));
+            }
+        }
+        let Some((len, sb, sl)) = best else {
+            i += 1;
+            continue;
+        };
+        let range = lines[i].start as usize..lines[i + len - 1].end as usize;
+        let removed = &text[range.clone()];
+        if removed.len() < MIN_SPAN_BYTES {
+            i += 1;
+            continue;
+        }
+        let src = &st.srcs[sb];
+        let marker = format!(
+            "[tokenfold: lines {} same as {} (lines {}) #{}]",
+            line_range(lines, &(i..i + len)),
+            label(src),
+            line_range(&src.lines, &(sl..sl + len)),
+            content_id(removed)
+        );
+        match gate(removed, &marker) {
+            Some(saved) => {
+                found.push(Edit {
+                    range,
+                    marker,
+                    mechanism: Mechanism::Span,
+                    source: sb,
+                    source_lines: Some(sl..sl + len),
+                    est_saved: saved,
+                });
+                i += len;
+            }
+            None => i += 1,
+        }
+    }
+    edits.extend(found);
+}

@@ -1,0 +1,1 @@
+//! Replay of recorded agent sessions through the folder.

@@ -41,6 +41,19 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+    /// Fold recorded sessions turn by turn and report what would be saved (no network).
+    Replay {
+        /// Session files or folders: Claude Code / Codex JSONL, SWE-agent .traj, mini-swe-agent
+        /// .traj.json, OpenHands events, .aider.llm.history, request bodies. Default: ~/.claude/projects
+        /// and ~/.codex/sessions.
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Add a stand-in of this many tokens per request for a system prompt + tool schemas that
+        /// the transcripts do not record.
+        #[arg(long, default_value_t = 0)]
+        system_tokens: u64,
+    },
     /// Validate the configuration.
     Config {
         #[command(subcommand)]
@@ -61,6 +74,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen, upstream, debug } => serve(config, listen, upstream, debug),
+        Command::Replay { paths, json, system_tokens } => {
+            ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens }))
+        }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {
                 print!("{}", cfg.render_masked());

@@ -78,7 +78,11 @@ fn label(src: &Src) -> String {
         Kind::System => format!("system text in {msg}"),
         Kind::UserText => format!("user text in {msg}"),
         Kind::AssistantText => format!("assistant text in {msg}"),
-        Kind::ToolCall | Kind::Other => msg,
+        Kind::ToolCall => match (&src.tool, &src.view) {
+            (Some(t), Some(field)) => format!("{field} of {} call {}", t.name, t.id),
+            _ => msg,
+        },
+        Kind::Other => msg,
     }
 }
 
@@ -89,24 +93,42 @@ fn line_range(lines: &[Line], r: &Range<usize>) -> String {
     }
 }
 
-/// Whether line `c` of the current block continues a run against source line `s`.
-fn compatible(c: &Line, s: &Line, offset: Option<i64>) -> bool {
-    if c.h != s.h || c.style != s.style || !s.verbatim {
+/// The number a line shows, or its 1-based position when the other side is numbered and this one
+/// is not (a Read of a file after the Write that created it).
+fn shown_num(l: &Line, pos: usize, other_numbered: bool) -> Option<i64> {
+    match (l.num, other_numbered) {
+        (Some(n), _) => Some(i64::from(n)),
+        (None, true) => Some(pos as i64 + 1),
+        (None, false) => None,
+    }
+}
+
+/// Whether current line `ci` continues a run against source line `si` at a constant offset
+/// between the numbers shown, so that the marker's two line ranges map one to one.
+fn compatible(lines: &[Line], ci: usize, src: &[Line], si: usize, offset: Option<i64>) -> bool {
+    let (c, s) = (&lines[ci], &src[si]);
+    if c.h != s.h || !s.verbatim || (c.style.is_some() && s.style.is_some() && c.style != s.style) {
         return false;
     }
-    match (c.num, s.num, offset) {
+    let numbered = c.num.is_some() || s.num.is_some();
+    match (shown_num(c, ci, numbered), shown_num(s, si, numbered), offset) {
         (None, None, _) => true,
-        (Some(a), Some(b), Some(off)) => i64::from(a) - i64::from(b) == off,
-        (Some(_), Some(_), None) => true,
+        (Some(a), Some(b), Some(off)) => a - b == off,
         _ => false,
     }
+}
+
+fn run_offset(lines: &[Line], ci: usize, src: &[Line], si: usize) -> Option<i64> {
+    let numbered = lines[ci].num.is_some() || src[si].num.is_some();
+    Some(shown_num(&lines[ci], ci, numbered)? - shown_num(&src[si], si, numbered)?)
 }
 
 /// Folds one text block: decides its edits, records them in `st` and indexes what stays verbatim.
 pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Option<Arc<ToolInfo>>, text: &str) {
     let view = if kind == Kind::ToolOutput && tool.is_none() { shapes::viewed_file(text) } else { None };
     let mut lines = lines_of(text);
-    let may_reminder = matches!(kind, Kind::ToolOutput | Kind::UserText) || (kind == Kind::System && matches!(loc, Loc::Message(_)));
+    let may_reminder =
+        matches!(kind, Kind::ToolOutput | Kind::UserText) || (kind == Kind::System && matches!(loc, Loc::Message(_)));
     let reminder_ranges = if may_reminder || kind == Kind::System { shapes::reminders(text) } else { Vec::new() };
     let mut edits: Vec<Edit> = Vec::new();
 
@@ -120,7 +142,14 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
                 let marker = format!("[tokenfold: {what} same as {} #{id}]", label(srcb));
                 if let Some(saved) = gate(text, &marker) {
                     let mechanism = if kind == Kind::System { Mechanism::Reminder } else { Mechanism::WholeOutput };
-                    edits.push(Edit { range: 0..text.len(), marker, mechanism, source: s, source_lines: None, est_saved: saved });
+                    edits.push(Edit {
+                        range: 0..text.len(),
+                        marker,
+                        mechanism,
+                        source: s,
+                        source_lines: None,
+                        est_saved: saved,
+                    });
                 }
             }
         }
@@ -129,8 +158,12 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
     if edits.is_empty() && may_reminder {
         for r in &reminder_ranges {
             let seg = &text[r.clone()];
-            let Some(&src) = st.reminders.get(&xxh3_64(seg.as_bytes())) else { continue };
-            let Some(srcb) = st.srcs.get(src as usize) else { continue };
+            let Some(&src) = st.reminders.get(&xxh3_64(seg.as_bytes())) else {
+                continue;
+            };
+            let Some(srcb) = st.srcs.get(src as usize) else {
+                continue;
+            };
             let marker = format!("[tokenfold: system-reminder same as in {} #{}]", label(srcb), content_id(seg));
             if let Some(saved) = gate(seg, &marker) {
                 edits.push(Edit {
@@ -155,8 +188,10 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
         let (s, e) = (l.start as usize, l.end as usize);
         l.verbatim = !edits.iter().any(|ed| ed.range.start <= e && s < ed.range.end.max(ed.range.start + 1));
     }
-    let kept_reminders: Vec<Range<usize>> =
-        reminder_ranges.into_iter().filter(|r| !edits.iter().any(|e| e.range.start < r.end && r.start < e.range.end)).collect();
+    let kept_reminders: Vec<Range<usize>> = reminder_ranges
+        .into_iter()
+        .filter(|r| !edits.iter().any(|e| e.range.start < r.end && r.start < e.range.end))
+        .collect();
     st.srcs.push(Src { kind, loc, tool, view, lines });
     st.index_block(ord, text, !edits.is_empty(), &kept_reminders);
 
@@ -205,14 +240,20 @@ fn span_edits(st: &State, text: &str, lines: &[Line], edits: &mut Vec<Edit>) {
         };
         let mut best: Option<(usize, usize, usize)> = None; // (len, src block, src line)
         for &(sb, sl) in cands {
-            let Some(src) = st.srcs.get(sb as usize) else { continue };
-            let (sb, sl) = (sb as usize, sl as usize);
-            let offset = match (lines[i].num, src.lines.get(sl).and_then(|l| l.num)) {
-                (Some(a), Some(b)) => Some(i64::from(a) - i64::from(b)),
-                _ => None,
+            let Some(src) = st.srcs.get(sb as usize) else {
+                continue;
             };
+            let (sb, sl) = (sb as usize, sl as usize);
+            if sl >= src.lines.len() {
+                continue;
+            }
+            let offset = run_offset(lines, i, &src.lines, sl);
             let mut k = 0;
-            while i + k < lines.len() && sl + k < src.lines.len() && !taken(i + k) && compatible(&lines[i + k], &src.lines[sl + k], offset) {
+            while i + k < lines.len()
+                && sl + k < src.lines.len()
+                && !taken(i + k)
+                && compatible(lines, i + k, &src.lines, sl + k, offset)
+            {
                 k += 1;
             }
             if k >= MIN_SPAN_LINES && best.is_none_or(|(bl, _, _)| k > bl) {

@@ -146,7 +146,9 @@ fn anthropic_message(b: &[u8], m: Range<usize>, loc: Loc, out: &mut Vec<Block>) 
     }
     let o = Obj::parse(b, m.clone())?;
     let kind = role_kind(o.str("role").as_deref());
-    let Some(c) = o.get("content") else { return Ok(()) };
+    let Some(c) = o.get("content") else {
+        return Ok(());
+    };
     if kind == Kind::Other {
         out.push(Block::new(Kind::Other, loc, c));
         return Ok(());
@@ -239,7 +241,9 @@ fn chat_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, 
                 let before = out.len();
                 content(b, c, Kind::UserText, loc, out)?;
                 for blk in &mut out[before..] {
-                    if blk.kind == Kind::UserText && super::shapes::user_tool_output(&b[blk.range.clone()], *seen_assistant) {
+                    if blk.kind == Kind::UserText
+                        && super::shapes::user_tool_output(&b[blk.range.clone()], *seen_assistant)
+                    {
                         blk.kind = Kind::ToolOutput;
                         blk.user_shaped = true;
                     }
@@ -302,7 +306,9 @@ fn responses_item(b: &[u8], it: Range<usize>, loc: Loc, seen_assistant: &mut boo
                     let before = out.len();
                     content(b, c, kind, loc, out)?;
                     for blk in &mut out[before..] {
-                        if blk.kind == Kind::UserText && super::shapes::user_tool_output(&b[blk.range.clone()], *seen_assistant) {
+                        if blk.kind == Kind::UserText
+                            && super::shapes::user_tool_output(&b[blk.range.clone()], *seen_assistant)
+                        {
                             blk.kind = Kind::ToolOutput;
                             blk.user_shaped = true;
                         }

@@ -47,7 +47,8 @@ impl Lru {
         }
         while self.map.len() > 1 && (self.map.len() > self.max_entries || self.bytes > self.max_bytes) {
             // Linear scan: the map is small and evictions are rare next to lookups.
-            let Some((&victim, _)) = self.map.iter().filter(|(k, _)| **k != key).min_by_key(|(_, (_, used))| *used) else {
+            let Some((&victim, _)) = self.map.iter().filter(|(k, _)| **k != key).min_by_key(|(_, (_, used))| *used)
+            else {
                 break;
             };
             if let Some((s, _)) = self.map.remove(&victim) {

@@ -135,21 +135,33 @@ fn decode_opt(b: &[u8], r: &Option<std::ops::Range<usize>>) -> Option<String> {
 /// Runs one new block through the engine, appending its result to `st`.
 fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
     if !blk.is_text() {
+        let mut src = state::Src { kind: blk.kind, loc: blk.loc, tool: None, view: None, lines: Vec::new() };
+        let mut content = None;
         if blk.kind == Kind::ToolCall {
             if let Some(id) = decode_opt(b, &blk.tool_id) {
                 let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
-                let args = if json::is_string(b, &blk.range) {
-                    json::decode(b, blk.range.clone())?.into_owned()
+                let args: serde_json::Value = if json::is_string(b, &blk.range) {
+                    serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
                 } else {
-                    String::from_utf8_lossy(raw).into_owned()
+                    serde_json::from_slice(raw).unwrap_or_default()
                 };
                 let name = decode_opt(b, &blk.tool_name).unwrap_or_else(|| "tool".to_string());
-                let info = ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args) };
-                st.tools.insert(id, Arc::new(info));
+                let info = Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args) });
+                st.tools.insert(id, Arc::clone(&info));
+                // What a call writes is verbatim in the request: a later read may point at it.
+                if let Some((field, text)) = shapes::call_content(&args) {
+                    src.lines = dedup::lines_of(text);
+                    src.view = Some(field.to_string());
+                    content = Some(text.to_string());
+                }
+                src.tool = Some(info);
             }
         }
-        st.srcs.push(state::Src { kind: blk.kind, loc: blk.loc, tool: None, view: None, lines: Vec::new() });
+        st.srcs.push(src);
         st.results.push(None);
+        if let Some(text) = content {
+            st.index_block(ord, &text, false, &[]);
+        }
         return Ok(());
     }
     let text = json::decode(b, blk.range.clone())?;

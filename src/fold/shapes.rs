@@ -33,7 +33,12 @@ pub fn user_tool_output(raw: &[u8], seen_assistant: bool) -> bool {
         return true;
     }
     // OpenHands observations in non-function-calling mode, Aider command output.
-    for p in [&b"OBSERVATION:"[..], b"EXECUTION RESULT of [", b"I ran this command:", b"Here's the result of running `cat -n`"] {
+    for p in [
+        &b"OBSERVATION:"[..],
+        b"EXECUTION RESULT of [",
+        b"I ran this command:",
+        b"Here's the result of running `cat -n`",
+    ] {
         if inner.starts_with(p) {
             return true;
         }
@@ -88,7 +93,9 @@ pub fn reminders(text: &str) -> Vec<std::ops::Range<usize>> {
     let mut from = 0;
     while let Some(s) = memmem::find(&b[from..], OPEN) {
         let s = from + s;
-        let Some(e) = memmem::find(&b[s..], CLOSE) else { break };
+        let Some(e) = memmem::find(&b[s..], CLOSE) else {
+            break;
+        };
         let e = s + e + CLOSE.len();
         out.push(s..e);
         from = e;
@@ -97,8 +104,7 @@ pub fn reminders(text: &str) -> Vec<std::ops::Range<usize>> {
 }
 
 /// A short human subject for a tool call from its arguments: the file path or the command.
-pub fn call_subject(args: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(args).ok()?;
+pub fn call_subject(v: &serde_json::Value) -> Option<String> {
     let o = v.as_object()?;
     for k in ["file_path", "path", "filename", "notebook_path", "command", "cmd", "pattern", "url", "query"] {
         let s = match o.get(k) {
@@ -108,6 +114,18 @@ pub fn call_subject(args: &str) -> Option<String> {
         };
         let s = if k.ends_with("path") || k == "filename" { short_path(&s) } else { s };
         return Some(clip(&s, 48));
+    }
+    None
+}
+
+/// The file content a call writes (Write `content`, Edit `new_string`, ...): later reads of the
+/// file may point at it.
+pub fn call_content(v: &serde_json::Value) -> Option<(&'static str, &str)> {
+    let o = v.as_object()?;
+    for k in ["content", "file_text", "new_string", "new_str", "code", "text"] {
+        if let Some(serde_json::Value::String(s)) = o.get(k) {
+            return Some((k, s.as_str()));
+        }
     }
     None
 }

@@ -101,7 +101,7 @@ pub struct Src {
     pub kind: Kind,
     pub loc: Loc,
     pub tool: Option<Arc<ToolInfo>>,
-    /// The file a SWE-agent style view shows.
+    /// The file a SWE-agent style view shows (outputs), or the argument indexed (calls).
     pub view: Option<String>,
     pub lines: Vec<Line>,
 }
@@ -124,7 +124,7 @@ pub struct State {
 }
 
 /// Candidates kept per window: the earliest ones (keep-earliest), bounded for speed.
-pub const WINDOW_CANDIDATES: usize = 6;
+pub const WINDOW_CANDIDATES: usize = 64;
 
 pub fn window_key(a: u64, b: u64, c: u64) -> u64 {
     let m = |x: u64, y: u64| (x ^ y.rotate_left(23)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -138,7 +138,9 @@ impl State {
 
     /// Records block `ord`'s verbatim lines, whole text and reminders as pointable.
     pub fn index_block(&mut self, ord: usize, text: &str, edited: bool, reminders: &[Range<usize>]) {
-        let Some(src) = self.srcs.get(ord) else { return };
+        let Some(src) = self.srcs.get(ord) else {
+            return;
+        };
         let lines = &src.lines;
         for i in 0..lines.len().saturating_sub(2) {
             let (a, b, c) = (lines[i], lines[i + 1], lines[i + 2]);

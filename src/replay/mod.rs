@@ -97,7 +97,9 @@ impl Counter {
 
     /// Tokens of a located block, keyed by its raw bytes so that repeats skip decoding.
     fn block(&mut self, b: &[u8], blk: &locate::Block) -> u64 {
-        let Some(raw) = b.get(blk.range.clone()) else { return 0 };
+        let Some(raw) = b.get(blk.range.clone()) else {
+            return 0;
+        };
         let key = xxh3_64(raw) ^ 0xb10c;
         if let Some(&n) = self.memo.get(&key) {
             return n;
@@ -113,7 +115,14 @@ impl Counter {
 }
 
 /// Replays one conversation through its own `Folder` (conversations are never pooled).
-pub fn measure(name: &str, format: &str, dialect: Dialect, turns: &[Bytes], counter: &mut Counter, system_tokens: u64) -> Stats {
+pub fn measure(
+    name: &str,
+    format: &str,
+    dialect: Dialect,
+    turns: &[Bytes],
+    counter: &mut Counter,
+    system_tokens: u64,
+) -> Stats {
     let mut st = Stats { name: name.to_string(), format: format.to_string(), conversations: 1, ..Stats::default() };
     let folder = Folder::new(true);
     let mut prev: Vec<(u64, u64)> = Vec::new(); // per block: (input identity, output bytes hash)

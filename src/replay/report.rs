@@ -44,7 +44,9 @@ pub fn text(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64
     out.push_str("text (system, messages, tool-call arguments; images and thinking excluded), summed over every\n");
     out.push_str("turn's request. Per-mechanism columns are shares of `before`.\n");
     if system_tokens == 0 {
-        out.push_str("Transcripts without a system prompt and tool schemas (Claude Code) are replayed without them.\n\n");
+        out.push_str(
+            "Transcripts without a system prompt and tool schemas (Claude Code) are replayed without them.\n\n",
+        );
     } else {
         let _ = writeln!(out, "A stand-in of {system_tokens} tokens per request (system prompt + tool schemas) is added to before and after.\n");
     }

@@ -39,7 +39,9 @@ pub fn load(path: &Path) -> Vec<Conversation> {
     let mut bodies: std::collections::BTreeMap<PathBuf, Vec<(Dialect, Bytes)>> = Default::default();
     for f in walk(path) {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         let label = f.strip_prefix(path).ok().filter(|p| !p.as_os_str().is_empty()).unwrap_or(&f).display().to_string();
         let conv = if name == ".aider.llm.history" {
             aider(&text).map(|t| ("aider", Dialect::OpenaiChat, t))
@@ -91,7 +93,9 @@ fn request_dialect(v: &Value) -> Option<Dialect> {
     let anthropic = o.contains_key("system")
         || msgs.iter().any(|m| {
             m.get("content").and_then(Value::as_array).is_some_and(|a| {
-                a.iter().any(|p| matches!(p.get("type").and_then(Value::as_str), Some("tool_use" | "tool_result" | "image")))
+                a.iter().any(|p| {
+                    matches!(p.get("type").and_then(Value::as_str), Some("tool_use" | "tool_result" | "image"))
+                })
             })
         });
     o.contains_key("model").then_some(if anthropic { Dialect::Anthropic } else { Dialect::OpenaiChat })
@@ -207,7 +211,9 @@ fn chat_history(v: &Value) -> Parsed {
     let mut msgs = Vec::new();
     let mut turn_ends = Vec::new();
     for m in &list {
-        let Some(role) = m.get("role").and_then(Value::as_str) else { continue };
+        let Some(role) = m.get("role").and_then(Value::as_str) else {
+            continue;
+        };
         let mut out = serde_json::Map::new();
         out.insert("role".into(), Value::String(role.to_string()));
         out.insert("content".into(), m.get("content").cloned().unwrap_or(Value::Null));

@@ -30,13 +30,13 @@ struct Edit {
 pub fn lines_of(text: &str) -> Vec<Line> {
     let mut out = Vec::new();
     let mut start = 0usize;
-    for piece in text.split('\n') {
+    for (i, piece) in text.split('\n').enumerate() {
         let end = start + piece.len();
         let (h, num, style) = match shapes::number_prefix(piece) {
             Some((st, n, plen)) => (xxh3_64(&piece.as_bytes()[plen..]), Some(n), Some(st)),
             None => (xxh3_64(piece.as_bytes()), None, None),
         };
-        out.push(Line { h, num, style, start: start as u32, end: end as u32, verbatim: true });
+        out.push(Line { h, num, style, start: start as u32, end: end as u32, verbatim: true, pos: i as u32 + 1 });
         start = end + 1;
     }
     out
@@ -86,10 +86,27 @@ fn label(src: &Src) -> String {
     }
 }
 
+/// Numbers shown on the lines, else their positions in the forwarded text.
 fn line_range(lines: &[Line], r: &Range<usize>) -> String {
-    match (lines.get(r.start).and_then(|l| l.num), lines.get(r.end - 1).and_then(|l| l.num)) {
-        (Some(a), Some(b)) => format!("{a}-{b}"),
-        _ => format!("{}-{}", r.start + 1, r.end),
+    let (Some(a), Some(b)) = (lines.get(r.start), lines.get(r.end - 1)) else { return String::new() };
+    match (a.num, b.num) {
+        (Some(x), Some(y)) => format!("{x}-{y}"),
+        _ => format!("{}-{}", a.pos, b.pos),
+    }
+}
+
+/// Where each verbatim line sits once the edits (sorted, disjoint) are applied.
+fn forwarded_positions(lines: &mut [Line], edits: &[Edit], new_text: &str) {
+    let newlines: Vec<usize> = memchr::memchr_iter(b'\n', new_text.as_bytes()).collect();
+    for l in lines.iter_mut().filter(|l| l.verbatim) {
+        let start = l.start as usize;
+        let shift: isize = edits
+            .iter()
+            .filter(|e| e.range.end <= start)
+            .map(|e| e.marker.len() as isize - e.range.len() as isize)
+            .sum();
+        let new_start = (start as isize + shift).max(0) as usize;
+        l.pos = newlines.partition_point(|&n| n < new_start) as u32 + 1;
     }
 }
 
@@ -192,10 +209,9 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
         .into_iter()
         .filter(|r| !edits.iter().any(|e| e.range.start < r.end && r.start < e.range.end))
         .collect();
-    st.srcs.push(Src { kind, loc, tool, view, lines });
-    st.index_block(ord, text, !edits.is_empty(), &kept_reminders);
-
     if edits.is_empty() {
+        st.srcs.push(Src { kind, loc, tool, view, lines });
+        st.index_block(ord, text, false, &kept_reminders);
         st.results.push(None);
         return;
     }
@@ -203,7 +219,7 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
     let mut at = 0;
     let mut notes = Vec::with_capacity(edits.len());
     let mut est_saved = 0;
-    for e in edits {
+    for e in &edits {
         new_text.push_str(&text[at..e.range.start]);
         new_text.push_str(&e.marker);
         at = e.range.end;
@@ -214,10 +230,13 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
             removed: Arc::from(&text[e.range.clone()]),
             marker: Arc::from(e.marker.as_str()),
             source: e.source,
-            source_lines: e.source_lines,
+            source_lines: e.source_lines.clone(),
         });
     }
     new_text.push_str(&text[at..]);
+    forwarded_positions(&mut lines, &edits, &new_text);
+    st.srcs.push(Src { kind, loc, tool, view, lines });
+    st.index_block(ord, text, true, &kept_reminders);
     let mut escaped = Vec::with_capacity(new_text.len() + 16);
     super::json::encode_into(&new_text, &mut escaped);
     st.approx_bytes += escaped.len() + notes.iter().map(|n| n.removed.len() + n.marker.len()).sum::<usize>();
@@ -271,9 +290,12 @@ fn span_edits(st: &State, text: &str, lines: &[Line], edits: &mut Vec<Edit>) {
             continue;
         }
         let src = &st.srcs[sb];
+        let here = match (lines[i].num, lines[i + len - 1].num) {
+            (Some(a), Some(b)) => format!("lines {a}-{b}"),
+            _ => format!("{len} lines"),
+        };
         let marker = format!(
-            "[tokenfold: lines {} same as {} (lines {}) #{}]",
-            line_range(lines, &(i..i + len)),
+            "[tokenfold: {here} same as {} (lines {}) #{}]",
             label(src),
             line_range(&src.lines, &(sl..sl + len)),
             content_id(removed)

@@ -93,6 +93,8 @@ pub struct Line {
     pub end: u32,
     /// Forwarded verbatim: may be pointed at.
     pub verbatim: bool,
+    /// 1-based line position in the forwarded text (earlier markers shift unnumbered lines).
+    pub pos: u32,
 }
 
 /// What later markers need to know about an earlier block.

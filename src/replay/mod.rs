@@ -92,6 +92,11 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// A counter that uses byte estimates: fast, for stability checks.
+    pub fn estimating() -> Counter {
+        Counter { estimate_only: true, ..Counter::default() }
+    }
+
     fn count(&self, s: &str) -> u64 {
         if self.estimate_only {
             tokens::estimate_text(s)

@@ -31,13 +31,16 @@ pub fn string_end(b: &[u8], i: usize) -> Res<usize> {
     }
     let mut j = i + 1;
     loop {
+        // Jump quote to quote (text is full of `\n` escapes; quotes are rarer), then check the
+        // quote is not escaped: an even run of backslashes before it.
         let rest = b.get(j..).ok_or(Malformed)?;
-        let k = memchr::memchr2(b'"', b'\\', rest).ok_or(Malformed)?;
-        j += k;
-        if b[j] == b'"' {
-            return Ok(j + 1);
+        let k = memchr::memchr(b'"', rest).ok_or(Malformed)?;
+        let q = j + k;
+        let slashes = b[i + 1..q].iter().rev().take_while(|&&c| c == b'\\').count();
+        if slashes % 2 == 0 {
+            return Ok(q + 1);
         }
-        j += 2; // a backslash escapes exactly the next byte for skipping purposes
+        j = q + 1;
     }
 }
 

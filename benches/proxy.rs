@@ -71,12 +71,24 @@ fn main() {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join("target"));
     let bin = support::proxy_binary(manifest_dir, &target_dir).expect("a tokenfold binary to measure");
-    let ledger_dir = target_dir.join("bench-proxy-ledger");
-    let _ = std::fs::remove_dir_all(&ledger_dir);
-    std::fs::create_dir_all(&ledger_dir).expect("create the bench ledger directory");
-    let ledger = ledger_dir.join("ledger.db");
+    // The proxy records every request in its ledger, as in real use: a fresh one under target/
+    // unless TOKENFOLD_LEDGER is set (`TOKENFOLD_LEDGER=off` measures without it).
+    let ledger = match std::env::var_os("TOKENFOLD_LEDGER") {
+        Some(v) => PathBuf::from(v),
+        None => {
+            let dir = target_dir.join("bench-proxy-ledger");
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create the bench ledger directory");
+            dir.join("ledger.db")
+        }
+    };
     let load_before = loadavg();
-    eprintln!("bench: measuring {} ({} mode, load average {load_before})", bin.display(), if quick { "quick" } else { "full" });
+    eprintln!(
+        "bench: measuring {} ({} mode, ledger {}, load average {load_before})",
+        bin.display(),
+        if quick { "quick" } else { "full" },
+        ledger.display()
+    );
 
     let mock = support::start_mock();
     let small = chat_body(Api::Anthropic, KB, false);
@@ -126,6 +138,7 @@ fn main() {
         listen_median: to_listen[to_listen.len() / 2],
         load_before,
         load_after,
+        settings: proxy_settings(&ledger),
     };
     println!("{}", report.markdown());
     let out = target_dir.join("bench-proxy.json");
@@ -141,6 +154,9 @@ fn main() {
 struct Pair {
     direct: Vec<Duration>,
     proxy: Vec<Duration>,
+    /// Streams whose first event arrived less than half the mock's gap before the end, i.e.
+    /// it was held back with the later events (direct, proxy).
+    held: (usize, usize),
 }
 
 struct Throughput {
@@ -148,6 +164,8 @@ struct Throughput {
     proxy_rps: f64,
     /// Proxy CPU (user + system) per request during the proxy rounds.
     proxy_cpu_per_req: Option<Duration>,
+    /// This process's CPU (load client + mock) per request during the direct rounds, for scale.
+    direct_cpu_per_req: Option<Duration>,
 }
 
 struct Load {
@@ -170,40 +188,48 @@ async fn run_load(
 ) -> Result<Load, String> {
     let mut direct = Conn::open(mock).await?;
     let mut via = Conn::open(proxy.addr).await?;
-    let ttfb = |t: support::Timing| t.first_byte;
-    let total = |t: support::Timing| t.total;
-    let latency_1k = pair(plan, plan.latency_requests, &mut direct, &mut via, small, total).await?;
-    let latency_1k_chat = pair(plan, plan.latency_requests, &mut direct, &mut via, small_chat, total).await?;
-    let latency_200k = pair(plan, plan.latency_requests, &mut direct, &mut via, large, total).await?;
-    let ttfb_stream = pair(plan, plan.stream_requests, &mut direct, &mut via, stream, ttfb).await?;
+    eprintln!("bench: latency at concurrency 1");
+    let latency_1k = pair(plan, plan.latency_requests, &mut direct, &mut via, small, false).await?;
+    let latency_1k_chat = pair(plan, plan.latency_requests, &mut direct, &mut via, small_chat, false).await?;
+    let latency_200k = pair(plan, plan.latency_requests, &mut direct, &mut via, large, false).await?;
+    let ttfb_stream = pair(plan, plan.stream_requests, &mut direct, &mut via, stream, true).await?;
     drop((direct, via));
+    eprintln!("bench: throughput at concurrency {}, 1 KB", plan.concurrency);
     let tput_1k = throughput(plan, mock, proxy, small).await?;
+    eprintln!("bench: throughput at concurrency {}, 200 KB", plan.concurrency);
     let tput_200k = throughput(plan, mock, proxy, large).await?;
     Ok(Load { latency_1k, latency_200k, latency_1k_chat, ttfb_stream, tput_1k, tput_200k })
 }
 
 /// Concurrency 1: after a warm-up, `n` requests each way, alternating which side goes first.
+/// Records the time to the whole response, or with `first_event` to its first body bytes.
 async fn pair(
     plan: &Plan,
     n: usize,
     direct: &mut Conn,
     via: &mut Conn,
     req: &Prepared,
-    pick: impl Fn(support::Timing) -> Duration,
+    first_event: bool,
 ) -> Result<Pair, String> {
     for _ in 0..plan.warmup {
         direct.send(req).await?;
         via.send(req).await.map_err(|e| format!("via proxy: {e}"))?;
     }
-    let mut out = Pair { direct: Vec::with_capacity(n), proxy: Vec::with_capacity(n) };
+    let mut out = Pair { direct: Vec::with_capacity(n), proxy: Vec::with_capacity(n), held: (0, 0) };
+    let held = |t: &support::Timing| t.total.saturating_sub(t.first_byte) < support::STREAM_GAP / 2;
     for i in 0..n {
-        if i % 2 == 0 {
-            out.direct.push(pick(direct.send(req).await?));
-            out.proxy.push(pick(via.send(req).await.map_err(|e| format!("via proxy: {e}"))?));
+        let (d, p) = if i % 2 == 0 {
+            let d = direct.send(req).await?;
+            (d, via.send(req).await.map_err(|e| format!("via proxy: {e}"))?)
         } else {
-            out.proxy.push(pick(via.send(req).await.map_err(|e| format!("via proxy: {e}"))?));
-            out.direct.push(pick(direct.send(req).await?));
-        }
+            let p = via.send(req).await.map_err(|e| format!("via proxy: {e}"))?;
+            (direct.send(req).await?, p)
+        };
+        out.held.0 += held(&d) as usize;
+        out.held.1 += held(&p) as usize;
+        let pick = |t: &support::Timing| if first_event { t.first_byte } else { t.total };
+        out.direct.push(pick(&d));
+        out.proxy.push(pick(&p));
     }
     Ok(out)
 }
@@ -213,27 +239,28 @@ async fn throughput(plan: &Plan, mock: SocketAddr, proxy: &Proxy, req: &Prepared
     // Warm-up: lets the proxy open its upstream connections.
     blast(plan.concurrency, proxy.addr, req, Duration::from_millis(100)).await?;
     let (mut direct_n, mut direct_t, mut proxy_n, mut proxy_t) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
-    let mut cpu = Duration::ZERO;
-    let mut cpu_known = true;
+    let (mut proxy_cpu, mut direct_cpu) = (Some(Duration::ZERO), Some(Duration::ZERO));
+    let used = |pid: u32, before: Option<Duration>| Some(support::cpu_time(pid)?.saturating_sub(before?));
     for _ in 0..plan.rounds {
+        let before = support::cpu_time(std::process::id());
         let (n, t) = blast(plan.concurrency, mock, req, plan.throughput_round).await?;
+        direct_cpu = direct_cpu.zip(used(std::process::id(), before)).map(|(a, b)| a + b);
         direct_n += n;
         direct_t += t;
         let before = support::cpu_time(proxy.pid());
         let (n, t) = blast(plan.concurrency, proxy.addr, req, plan.throughput_round)
             .await
             .map_err(|e| format!("via proxy: {e}"))?;
-        match (before, support::cpu_time(proxy.pid())) {
-            (Some(b), Some(a)) => cpu += a.saturating_sub(b),
-            _ => cpu_known = false,
-        }
+        proxy_cpu = proxy_cpu.zip(used(proxy.pid(), before)).map(|(a, b)| a + b);
         proxy_n += n;
         proxy_t += t;
     }
+    let per_req = |cpu: Option<Duration>, n: u64| cpu.filter(|_| n > 0).map(|c| c.div_f64(n as f64));
     Ok(Throughput {
         direct_rps: direct_n as f64 / direct_t.as_secs_f64(),
         proxy_rps: proxy_n as f64 / proxy_t.as_secs_f64(),
-        proxy_cpu_per_req: (cpu_known && proxy_n > 0).then(|| cpu / proxy_n as u32),
+        proxy_cpu_per_req: per_req(proxy_cpu, proxy_n),
+        direct_cpu_per_req: per_req(direct_cpu, direct_n),
     })
 }
 
@@ -282,6 +309,8 @@ struct Report<'a> {
     listen_median: Duration,
     load_before: String,
     load_after: String,
+    /// Environment that changes how the proxy runs.
+    settings: String,
 }
 
 fn percentile(samples: &[Duration], q: f64) -> Duration {
@@ -332,8 +361,15 @@ impl Report<'_> {
         lat("latency c=1, 1 KB `/v1/chat/completions`", &l.latency_1k_chat, None);
         lat("latency c=1, 200 KB `/v1/messages`", &l.latency_200k, None);
         lat("stream time to first event c=1, 1 KB", &l.ttfb_stream, None);
+        if let Some(row) = rows.last_mut() {
+            let (d, p) = l.ttfb_stream.held;
+            row[4] = format!("first event held back to the end: direct {d}, proxy {p} of {}", l.ttfb_stream.proxy.len());
+        }
         for (name, t) in [("1 KB", &l.tput_1k), ("200 KB", &l.tput_200k)] {
-            let cpu = t.proxy_cpu_per_req.map(|c| format!("proxy CPU {:.0} µs/req", us(c))).unwrap_or_default();
+            let cpu = match (t.proxy_cpu_per_req, t.direct_cpu_per_req) {
+                (Some(p), Some(d)) => format!("CPU per request: proxy {:.0} µs; load client + mock {:.0} µs (direct)", us(p), us(d)),
+                _ => String::new(),
+            };
             rows.push([
                 format!("throughput c={}, {name}", self.plan.concurrency),
                 format!("{:.0} req/s", t.direct_rps),
@@ -363,7 +399,7 @@ impl Report<'_> {
         }
         s.push_str(&format!(
             "\n{} run: {} requests per side per latency row ({} for the stream row) after {} warm-up; throughput {} × {:.2} s per side. \
-             Load average before {}, after {} ({} CPUs).\n",
+             Load average before {}, after {} ({} CPUs). Proxy: {}.\n",
             if self.plan.quick { "Quick" } else { "Full" },
             self.plan.latency_requests,
             self.plan.stream_requests,
@@ -373,6 +409,7 @@ impl Report<'_> {
             self.load_before,
             self.load_after,
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            self.settings,
         ));
         s
     }
@@ -392,6 +429,7 @@ impl Report<'_> {
             json!({
                 "concurrency": self.plan.concurrency, "direct_rps": t.direct_rps.round(), "proxy_rps": t.proxy_rps.round(),
                 "proxy_cpu_us_per_request": t.proxy_cpu_per_req.map(us),
+                "client_and_mock_cpu_us_per_request_direct": t.direct_cpu_per_req.map(us),
             })
         };
         let added_p50 = added_us(&l.latency_1k, 0.5);
@@ -402,6 +440,8 @@ impl Report<'_> {
             "latency_c1_1k_chat": lat(&l.latency_1k_chat),
             "latency_c1_200k_messages": lat(&l.latency_200k),
             "stream_first_event_c1_1k": lat(&l.ttfb_stream),
+            "stream_first_event_held_back": {"direct": l.ttfb_stream.held.0, "proxy": l.ttfb_stream.held.1,
+                "of": l.ttfb_stream.proxy.len()},
             "throughput_1k": tput(&l.tput_1k),
             "throughput_200k": tput(&l.tput_200k),
             "rss": {"idle_bytes": self.idle_rss, "after_load_bytes": self.rss_after, "peak_bytes": self.peak_rss},
@@ -419,8 +459,20 @@ impl Report<'_> {
             },
             "load_average": {"before": self.load_before, "after": self.load_after},
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "proxy_settings": self.settings,
         })
     }
+}
+
+/// The proxy's logging, runtime and ledger settings as the bench ran it.
+fn proxy_settings(ledger: &Path) -> String {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    format!(
+        "TOKENFOLD_LOG={}, TOKIO_WORKER_THREADS={}, ledger {}",
+        var("TOKENFOLD_LOG", "(default: one info line per request)"),
+        var("TOKIO_WORKER_THREADS", "(default: one per CPU)"),
+        ledger.display()
+    )
 }
 
 fn loadavg() -> String {

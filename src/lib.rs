@@ -7,4 +7,6 @@ pub mod dialect;
 pub mod fold;
 pub mod ledger;
 pub mod pool;
+pub mod replay;
 pub mod server;
+pub mod tokens;

@@ -71,6 +71,19 @@ enum Command {
         #[arg(long)]
         ledger: Option<PathBuf>,
     },
+    /// Fold recorded sessions turn by turn and report what would be saved (no network).
+    Replay {
+        /// Session files or folders: Claude Code / Codex JSONL, SWE-agent .traj, mini-swe-agent
+        /// .traj.json, OpenHands events, .aider.llm.history, request bodies. Default: ~/.claude/projects
+        /// and ~/.codex/sessions.
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Add a stand-in of this many tokens per request for a system prompt + tool schemas that
+        /// the transcripts do not record.
+        #[arg(long, default_value_t = 0)]
+        system_tokens: u64,
+    },
     /// Validate the configuration.
     Config {
         #[command(subcommand)]
@@ -95,6 +108,9 @@ fn main() -> ExitCode {
         }
         Command::Report { since, by, session, json, csv, ledger } => {
             report(&since, &by, session.as_deref(), json, csv, ledger)
+        }
+        Command::Replay { paths, json, system_tokens } => {
+            ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens }))
         }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {

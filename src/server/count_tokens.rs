@@ -12,8 +12,7 @@ pub fn answer_locally(body: &Bytes) -> Result<Response<Body>, ProxyError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
     let mut text = String::new();
     collect_strings(&value, &mut text);
-    let bpe = tiktoken_rs::o200k_base_singleton();
-    let tokens = bpe.lock().encode_ordinary(&text).len();
+    let tokens = crate::tokens::count(&text);
     let json = serde_json::json!({ "input_tokens": tokens });
     let mut r = super::handlers::json_response(StatusCode::OK, Bytes::from(json.to_string()));
     r.headers_mut().insert("x-tokenfold-estimate", HeaderValue::from_static("o200k_base"));

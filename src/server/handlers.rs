@@ -154,8 +154,10 @@ async fn forward(
         match folded {
             Ok(Some(f)) => {
                 saved_tokens = f.saved_tokens;
+                for (mechanism, tokens) in f.savings_by_mechanism() {
+                    record.savings.push(MechanismSaving { mechanism: mechanism.into(), tokens });
+                }
                 forward = f.body;
-                record.savings.push(MechanismSaving { mechanism: "fold".into(), tokens: f.saved_tokens });
             }
             Ok(None) => {}
             Err(_) => tracing::error!("folding panicked; forwarding the request unchanged"),

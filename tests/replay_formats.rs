@@ -1,0 +1,89 @@
+//! `tokenfold replay` rebuilds per-turn requests from each agent's session format.
+
+use std::path::PathBuf;
+
+use tokenfold::dialect::Dialect;
+use tokenfold::replay::sources;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tokenfold-replay-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn claude_code_jsonl_merges_split_events_and_skips_noise() {
+    let d = tmp("cc");
+    let lines = [
+        r#"{"type":"file-history-snapshot","snapshot":{}}"#,
+        r#"{"type":"progress","data":{"type":"hook_progress"}}"#,
+        r#"{"type":"user","message":{"role":"user","content":"fix it"}}"#,
+        r#"{"type":"assistant","message":{"id":"m1","role":"assistant","model":"claude-x","content":[{"type":"text","text":"ok"}]}}"#,
+        r#"{"type":"assistant","message":{"id":"m1","role":"assistant","content":[{"type":"tool_use","id":"t1","name":"Read","input":{"file_path":"/a.rs"}}]}}"#,
+        r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"1→x"}]},"toolUseResult":{"file":{"content":"DUPLICATE"}}}"#,
+        r#"{"type":"assistant","message":{"id":"m2","role":"assistant","content":[{"type":"text","text":"done"}]}}"#,
+        r#"{"type":"system","subtype":"compact_boundary"}"#,
+        r#"{"type":"user","message":{"role":"user","content":"summary"}}"#,
+        r#"{"type":"assistant","message":{"id":"m3","role":"assistant","content":[{"type":"text","text":"go on"}]}}"#,
+    ];
+    std::fs::write(d.join("s.jsonl"), lines.join("\n")).unwrap();
+    let c = sources::load(&d);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].dialect, Dialect::Anthropic);
+    assert_eq!(c[0].turns.len(), 3);
+    let t2: serde_json::Value = serde_json::from_slice(&c[0].turns[1]).unwrap();
+    assert_eq!(t2["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(t2["messages"][1]["content"].as_array().unwrap().len(), 2, "split assistant events merge");
+    assert!(!String::from_utf8_lossy(&c[0].turns[1]).contains("DUPLICATE"), "toolUseResult is not sent");
+    let t3: serde_json::Value = serde_json::from_slice(&c[0].turns[2]).unwrap();
+    assert_eq!(t3["messages"].as_array().unwrap().len(), 1, "compaction starts a fresh context");
+}
+
+#[test]
+fn trajectories_aider_codex_and_bodies() {
+    let d = tmp("mix");
+    let traj = serde_json::json!({"history": [
+        {"role": "system", "content": "sys"}, {"role": "user", "content": "task"},
+        {"role": "assistant", "content": "a1"}, {"role": "user", "content": "obs"},
+        {"role": "assistant", "content": "a2"}]});
+    std::fs::write(d.join("x.traj"), traj.to_string()).unwrap();
+    let mini =
+        serde_json::json!({"messages": [{"role": "user", "content": "t"}, {"role": "assistant", "content": "a"}]});
+    std::fs::write(d.join("y.traj.json"), mini.to_string()).unwrap();
+    let aider = "TO LLM 2025\n-------\nSYSTEM be helpful\nSYSTEM more\n-------\nUSER hi\n-------\nLLM RESPONSE 2025\nASSISTANT hello\nTO LLM 2025\n-------\nSYSTEM be helpful\n-------\nUSER hi\n-------\nASSISTANT hello\n-------\nUSER again\nLLM RESPONSE 2025\n";
+    std::fs::write(d.join(".aider.llm.history"), aider).unwrap();
+    let codex = [
+        r#"{"type":"session_meta","payload":{}}"#,
+        r#"{"type":"response_item","payload":{"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]}}"#,
+        r#"{"type":"response_item","payload":{"type":"function_call","name":"shell","arguments":"{}","call_id":"c"}}"#,
+        r#"{"type":"response_item","payload":{"type":"function_call_output","call_id":"c","output":"ok"}}"#,
+        r#"{"type":"response_item","payload":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"done"}]}}"#,
+    ];
+    std::fs::write(d.join("rollout.jsonl"), codex.join("\n")).unwrap();
+    std::fs::create_dir_all(d.join("bodies")).unwrap();
+    std::fs::write(d.join("bodies/1.json"), r#"{"model":"m","messages":[{"role":"user","content":"a"}]}"#).unwrap();
+    std::fs::write(d.join("bodies/2.json"), r#"{"model":"m","messages":[{"role":"user","content":"b"}]}"#).unwrap();
+    let convs = sources::load(&d);
+    let find = |f: &str| convs.iter().find(|c| c.format == f).unwrap_or_else(|| panic!("no {f}"));
+    assert_eq!(find("swe-agent").turns.len(), 2);
+    assert_eq!(find("mini-swe-agent").turns.len(), 1);
+    let a = find("aider");
+    assert_eq!(a.turns.len(), 2);
+    let v: serde_json::Value = serde_json::from_slice(&a.turns[1]).unwrap();
+    assert_eq!(v["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(v["messages"][0]["content"], "be helpful");
+    let c = find("codex");
+    assert_eq!((c.dialect, c.turns.len()), (Dialect::OpenaiResponses, 2));
+    assert_eq!(find("request-bodies").turns.len(), 2);
+}
+
+#[test]
+fn replay_run_reports_and_succeeds() {
+    let d = tmp("run");
+    let traj =
+        serde_json::json!({"history": [{"role": "user", "content": "t"}, {"role": "assistant", "content": "a"}]});
+    std::fs::write(d.join("x.traj"), traj.to_string()).unwrap();
+    let code = tokenfold::replay::run(tokenfold::replay::Options { paths: vec![d], json: true, system_tokens: 0 });
+    assert_eq!(code, 0);
+}

@@ -115,8 +115,15 @@ fn load(conn: &Connection) -> rusqlite::Result<HashMap<String, KeyState>> {
     Ok(out)
 }
 
+/// How long the writer gathers snapshots before one transaction: at a busy proxy each request
+/// updates its key, and writing each time would cost a transaction per request.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
     while let Ok(first) = rx.recv() {
+        if matches!(first, Msg::Put(..)) {
+            std::thread::sleep(COALESCE);
+        }
         let mut pending: HashMap<String, Box<KeyState>> = HashMap::new();
         let mut acks = Vec::new();
         let mut next = Some(first);

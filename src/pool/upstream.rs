@@ -30,6 +30,7 @@ const HOP_BY_HOP: &[&str] = &[
 pub struct UpstreamClient {
     http: reqwest::Client,
     timeouts: Timeouts,
+    bases: std::sync::RwLock<std::collections::HashMap<String, reqwest::Url>>,
 }
 
 impl UpstreamClient {
@@ -43,7 +44,27 @@ impl UpstreamClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ProxyError::Internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(UpstreamClient { http, timeouts })
+        Ok(UpstreamClient { http, timeouts, bases: Default::default() })
+    }
+
+    /// `base` + `path` (+ `?query`). Base URLs are parsed once: parsing (with IDNA host checks)
+    /// on every request showed up in profiles.
+    fn url(&self, base: &str, path: &str, query: Option<&str>) -> Result<reqwest::Url, String> {
+        let cached = self.bases.read().ok().and_then(|m| m.get(base).cloned());
+        let mut url = match cached {
+            Some(u) => u,
+            None => {
+                let parsed = reqwest::Url::parse(base).map_err(|e| format!("bad base URL `{base}`: {e}"))?;
+                if let Ok(mut m) = self.bases.write() {
+                    m.insert(base.to_string(), parsed.clone());
+                }
+                parsed
+            }
+        };
+        let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&full_path);
+        url.set_query(query);
+        Ok(url)
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -62,15 +83,11 @@ impl UpstreamClient {
         body: Bytes,
     ) -> Result<reqwest::Response, ProxyError> {
         let provider = &target.provider;
-        let mut url = String::with_capacity(provider.base_url.len() + path_after_v1.len() + 16);
-        url.push_str(&provider.base_url);
-        url.push_str(path_after_v1);
-        if let Some(q) = query {
-            url.push('?');
-            url.push_str(q);
-        }
+        let url = self.url(&provider.base_url, path_after_v1, query).map_err(|detail| {
+            ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail }
+        })?;
         let headers = upstream_headers(client_headers, target, proxy_key_header);
-        let request = self.http.request(method, &url).headers(headers).body(body);
+        let request = self.http.request(method, url).headers(headers).body(body);
         match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 provider: provider.name.clone(),

@@ -140,6 +140,33 @@ struct State {
     finish: Finish,
 }
 
+/// A body that was read whole (a non-streamed answer): translated if needed and sent with its
+/// length, so the client gets it in one write instead of a chunked stream.
+pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Transform) -> Body {
+    let mut usage = UsageSniffer::new(ctx.upstream_dialect, false);
+    usage.push(&upstream_bytes);
+    let first = transform.push(upstream_bytes);
+    let tail = transform.finish();
+    let out = if tail.is_empty() {
+        first
+    } else {
+        let mut joined = Vec::with_capacity(first.len() + tail.len());
+        joined.extend_from_slice(&first);
+        joined.extend_from_slice(&tail);
+        Bytes::from(joined)
+    };
+    let finish = Finish {
+        ctx,
+        first_byte: Some(Instant::now()),
+        outcome: Some(Outcome::Completed),
+        bytes: out.len() as u64,
+        usage,
+    };
+    // Recording happens here, as the answer is handed to the client.
+    drop(finish);
+    BodyExt::boxed_unsync(http_body_util::Full::new(out).map_err(|never| match never {}))
+}
+
 /// Relays `prefix` (bytes already read from upstream to judge the answer) and then the rest.
 pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform: Transform) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;

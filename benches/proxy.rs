@@ -117,6 +117,24 @@ fn main() {
     };
     let (rss_after, peak_rss) = support::rss(proxy.pid()).expect("read /proc/PID/status of the proxy");
     drop(proxy);
+
+    // Translation: an Anthropic client through a proxy whose upstream speaks OpenAI Chat, against
+    // the same Chat request sent straight to the mock.
+    let translating = support::spawn_proxy_with(&bin, mock, &ledger, &["--upstream-dialect", "openai-chat"])
+        .expect("the translating proxy starts");
+    let small_chat_stream = chat_body(Api::OpenaiChat, KB, true);
+    let translated = rt
+        .block_on(async {
+            let mut direct = Conn::open(mock).await?;
+            let mut via = Conn::open(translating.addr).await?;
+            eprintln!("bench: translation Anthropic -> OpenAI Chat at concurrency 1");
+            let request = pair_with(&plan, plan.latency_requests, &mut direct, &mut via, &small_chat, &small, false).await?;
+            let stream =
+                pair_with(&plan, plan.stream_requests, &mut direct, &mut via, &small_chat_stream, &stream, true).await?;
+            Ok::<_, String>((request, stream))
+        })
+        .unwrap_or_else(|e| panic!("translation bench failed: {e}\n{}", translating.log_tail()));
+    drop(translating);
     let load_after = loadavg();
 
     let mut to_200: Vec<Duration> = starts.iter().map(|s| s.1).collect();
@@ -141,6 +159,23 @@ fn main() {
         settings: proxy_settings(&ledger),
     };
     println!("{}", report.markdown());
+    let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+    for (name, p, target) in [
+        ("translated request Anthropic -> Chat, 1 KB", &translated.0, "added p99 ≤ 400 µs"),
+        ("translated stream, time to first event, 1 KB", &translated.1, ""),
+    ] {
+        let (d50, d99) = (percentile(&p.direct, 0.5), percentile(&p.direct, 0.99));
+        let (p50, p99) = (percentile(&p.proxy, 0.5), percentile(&p.proxy, 0.99));
+        println!(
+            "| {name} p50 / p99 | {} / {} | {} / {} | +{} / +{} | {target} |",
+            us(d50),
+            us(d99),
+            us(p50),
+            us(p99),
+            us(p50.saturating_sub(d50)),
+            us(p99.saturating_sub(d99))
+        );
+    }
     let out = target_dir.join("bench-proxy.json");
     let text = serde_json::to_string_pretty(&report.json()).expect("serialize the figures");
     std::fs::write(&out, text + "\n").expect("write target/bench-proxy.json");
@@ -211,18 +246,33 @@ async fn pair(
     req: &Prepared,
     first_event: bool,
 ) -> Result<Pair, String> {
+    pair_with(plan, n, direct, via, req, req, first_event).await
+}
+
+/// Like `pair`, with a different request through the proxy (an agent's dialect, translated into
+/// the one the mock is sent directly).
+async fn pair_with(
+    plan: &Plan,
+    n: usize,
+    direct: &mut Conn,
+    via: &mut Conn,
+    direct_req: &Prepared,
+    via_req: &Prepared,
+    first_event: bool,
+) -> Result<Pair, String> {
+    let req = direct_req;
     for _ in 0..plan.warmup {
         direct.send(req).await?;
-        via.send(req).await.map_err(|e| format!("via proxy: {e}"))?;
+        via.send(via_req).await.map_err(|e| format!("via proxy: {e}"))?;
     }
     let mut out = Pair { direct: Vec::with_capacity(n), proxy: Vec::with_capacity(n), held: (0, 0) };
     let held = |t: &support::Timing| t.total.saturating_sub(t.first_byte) < support::STREAM_GAP / 2;
     for i in 0..n {
         let (d, p) = if i % 2 == 0 {
             let d = direct.send(req).await?;
-            (d, via.send(req).await.map_err(|e| format!("via proxy: {e}"))?)
+            (d, via.send(via_req).await.map_err(|e| format!("via proxy: {e}"))?)
         } else {
-            let p = via.send(req).await.map_err(|e| format!("via proxy: {e}"))?;
+            let p = via.send(via_req).await.map_err(|e| format!("via proxy: {e}"))?;
             (direct.send(req).await?, p)
         };
         out.held.0 += held(&d) as usize;
@@ -469,7 +519,7 @@ fn proxy_settings(ledger: &Path) -> String {
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
     format!(
         "TOKENFOLD_LOG={}, TOKIO_WORKER_THREADS={}, ledger {}",
-        var("TOKENFOLD_LOG", "(default: one info line per request)"),
+        var("TOKENFOLD_LOG", "(default: info; per-request lines only with --debug)"),
         var("TOKIO_WORKER_THREADS", "(default: one per CPU)"),
         ledger.display()
     )

@@ -315,10 +315,16 @@ impl Drop for Proxy {
 }
 
 /// Spawns `BIN serve --upstream URL --listen 127.0.0.1:0`, learns the port from stderr, and polls
-/// GET /healthz until it answers 200. Stderr keeps being drained (the proxy logs every request).
+/// GET /healthz until it answers 200. Stderr keeps being drained (the proxy may log every request with --debug).
 pub fn spawn_proxy(bin: &Path, upstream: SocketAddr, ledger: &Path) -> Result<Proxy, String> {
+    spawn_proxy_with(bin, upstream, ledger, &[])
+}
+
+/// `spawn_proxy` with further `serve` arguments.
+pub fn spawn_proxy_with(bin: &Path, upstream: SocketAddr, ledger: &Path, extra: &[&str]) -> Result<Proxy, String> {
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--upstream", &format!("http://{upstream}"), "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env_remove("TOKENFOLD_CONFIG")
         .env("TOKENFOLD_LEDGER", ledger)
         .env("NO_COLOR", "1")

@@ -80,7 +80,10 @@ fn main() {
     };
     let bulk = bulk_start.elapsed();
     let size = |p: &std::path::Path| {
-        ["", "-wal"].iter().map(|s| std::fs::metadata(format!("{}{s}", p.display())).map(|m| m.len()).unwrap_or(0)).sum::<u64>()
+        ["", "-wal"]
+            .iter()
+            .map(|s| std::fs::metadata(format!("{}{s}", p.display())).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>()
     };
     let raw_size = size(&path);
     drop(ledger);
@@ -98,10 +101,19 @@ fn main() {
 
     println!("| ledger figure | value |");
     println!("|---|---|");
-    println!("| `record()` cost at 1,000 req/s, p50 / p99 / max | {} ns / {} ns / {} ns |", pct(0.5), pct(0.99), pct(1.0));
+    println!(
+        "| `record()` cost at 1,000 req/s, p50 / p99 / max | {} ns / {} ns / {} ns |",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
     println!("| records written / lost | {written} / {} |", n as i64 - written);
     println!("| bulk write rate | {:.0} records/s |", (n - paced as u64) as f64 / bulk.as_secs_f64());
-    println!("| file size after {n} requests (raw) | {:.1} MB ({} B/record) |", raw_size as f64 / 1e6, raw_size / n.max(1));
+    println!(
+        "| file size after {n} requests (raw) | {:.1} MB ({} B/record) |",
+        raw_size as f64 / 1e6,
+        raw_size / n.max(1)
+    );
     println!("| file size after compaction (30-day retention, VACUUM) | {:.1} MB |", compact_size as f64 / 1e6);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -69,7 +69,8 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let plan = Plan::new(quick);
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join("target"));
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join("target"));
     let bin = support::proxy_binary(manifest_dir, &target_dir).expect("a tokenfold binary to measure");
     // The proxy records every request in its ledger, as in real use: a fresh one under target/
     // unless TOKENFOLD_LEDGER is set (`TOKENFOLD_LEDGER=off` measures without it).
@@ -128,9 +129,11 @@ fn main() {
             let mut direct = Conn::open(mock).await?;
             let mut via = Conn::open(translating.addr).await?;
             eprintln!("bench: translation Anthropic -> OpenAI Chat at concurrency 1");
-            let request = pair_with(&plan, plan.latency_requests, &mut direct, &mut via, &small_chat, &small, false).await?;
+            let request =
+                pair_with(&plan, plan.latency_requests, &mut direct, &mut via, &small_chat, &small, false).await?;
             let stream =
-                pair_with(&plan, plan.stream_requests, &mut direct, &mut via, &small_chat_stream, &stream, true).await?;
+                pair_with(&plan, plan.stream_requests, &mut direct, &mut via, &small_chat_stream, &stream, true)
+                    .await?;
             Ok::<_, String>((request, stream))
         })
         .unwrap_or_else(|e| panic!("translation bench failed: {e}\n{}", translating.log_tail()));
@@ -316,7 +319,12 @@ async fn throughput(plan: &Plan, mock: SocketAddr, proxy: &Proxy, req: &Prepared
 
 /// `concurrency` keep-alive connections sending back to back until `duration` is over.
 /// Returns the completed requests and the time until the last one finished.
-async fn blast(concurrency: usize, addr: SocketAddr, req: &Prepared, duration: Duration) -> Result<(u64, Duration), String> {
+async fn blast(
+    concurrency: usize,
+    addr: SocketAddr,
+    req: &Prepared,
+    duration: Duration,
+) -> Result<(u64, Duration), String> {
     let mut conns = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         conns.push(Conn::open(addr).await?);
@@ -413,11 +421,14 @@ impl Report<'_> {
         lat("stream time to first event c=1, 1 KB", &l.ttfb_stream, None);
         if let Some(row) = rows.last_mut() {
             let (d, p) = l.ttfb_stream.held;
-            row[4] = format!("first event held back to the end: direct {d}, proxy {p} of {}", l.ttfb_stream.proxy.len());
+            row[4] =
+                format!("first event held back to the end: direct {d}, proxy {p} of {}", l.ttfb_stream.proxy.len());
         }
         for (name, t) in [("1 KB", &l.tput_1k), ("200 KB", &l.tput_200k)] {
             let cpu = match (t.proxy_cpu_per_req, t.direct_cpu_per_req) {
-                (Some(p), Some(d)) => format!("CPU per request: proxy {:.0} µs; load client + mock {:.0} µs (direct)", us(p), us(d)),
+                (Some(p), Some(d)) => {
+                    format!("CPU per request: proxy {:.0} µs; load client + mock {:.0} µs (direct)", us(p), us(d))
+                }
                 _ => String::new(),
             };
             rows.push([
@@ -429,21 +440,37 @@ impl Report<'_> {
             ]);
         }
         let mb = |b: u64| format!("{:.1} MB", b as f64 / MB);
-        rows.push(["idle RSS (after start)".into(), String::new(), mb(self.idle_rss), String::new(),
-            format!("≤ 20 MB: {}", verdict(self.idle_rss as f64 <= 20.0 * MB))]);
-        rows.push(["peak RSS (VmHWM after load)".into(), String::new(), mb(self.peak_rss), String::new(),
-            format!("RSS after load {}", mb(self.rss_after))]);
+        rows.push([
+            "idle RSS (after start)".into(),
+            String::new(),
+            mb(self.idle_rss),
+            String::new(),
+            format!("≤ 20 MB: {}", verdict(self.idle_rss as f64 <= 20.0 * MB)),
+        ]);
+        rows.push([
+            "peak RSS (VmHWM after load)".into(),
+            String::new(),
+            mb(self.peak_rss),
+            String::new(),
+            format!("RSS after load {}", mb(self.rss_after)),
+        ]);
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
         rows.push([
             format!("start to first 200 (median of {})", self.plan.starts),
             String::new(),
             ms(self.start_median),
             String::new(),
-            format!("≤ 100 ms: {} (first {}, max {}, listening line {})", verdict(self.start_median.as_millis() <= 100),
-                ms(self.start_first), ms(self.start_max), ms(self.listen_median)),
+            format!(
+                "≤ 100 ms: {} (first {}, max {}, listening line {})",
+                verdict(self.start_median.as_millis() <= 100),
+                ms(self.start_first),
+                ms(self.start_max),
+                ms(self.listen_median)
+            ),
         ]);
 
-        let mut s = String::from("| measure | direct | via proxy | added | target / note |\n|---|---:|---:|---:|---|\n");
+        let mut s =
+            String::from("| measure | direct | via proxy | added | target / note |\n|---|---:|---:|---:|---|\n");
         for r in rows {
             s.push_str(&format!("| {} | {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3], r[4]));
         }

@@ -80,12 +80,7 @@ fn main() {
         ("Chat->Anthropic", OpenaiChat, Anthropic, &chat),
         ("Chat->Responses", OpenaiChat, OpenaiResponses, &chat),
         ("Anthropic->Chat", Anthropic, OpenaiChat, &anthropic),
-        (
-            "Anthropic->Responses",
-            Anthropic,
-            OpenaiResponses,
-            &anthropic,
-        ),
+        ("Anthropic->Responses", Anthropic, OpenaiResponses, &anthropic),
     ] {
         let mut t = StreamTranslator::new(upstream, client, "client-model");
         let mut it = evs.iter().cycle();

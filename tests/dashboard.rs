@@ -9,7 +9,8 @@ use common::mock::{self, Reply};
 use common::{config_for, spawn_proxy, temp_file};
 
 fn chromium() -> Option<String> {
-    let candidates = [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
+    let candidates =
+        [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
     candidates.into_iter().find(|c| !c.is_empty() && std::path::Path::new(c).exists())
 }
 
@@ -61,9 +62,18 @@ async fn dashboard_renders_the_seeded_ledger() {
     let url = proxy.url("/dashboard");
     let run = move |extra: Vec<String>| {
         let mut args: Vec<String> = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--enable-logging=stderr", "--v=0", "--virtual-time-budget=4000", "--window-size=1200,1000",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=4000",
+            "--window-size=1200,1000",
         ]
         .map(String::from)
         .to_vec();
@@ -86,8 +96,7 @@ async fn dashboard_renders_the_seeded_ledger() {
     assert!(status.starts_with("updated "), "the data did not load: `{status}`");
     assert_eq!(dom_text.matches("<tr class=").count() + dom_text.matches("<tr>").count() - 1, 3, "{dom_text}");
     // Page errors reach stderr as `CONSOLE` lines with --enable-logging.
-    let page_errors: Vec<&str> =
-        console.lines().filter(|l| l.contains("CONSOLE") || l.contains("Uncaught")).collect();
+    let page_errors: Vec<&str> = console.lines().filter(|l| l.contains("CONSOLE") || l.contains("Uncaught")).collect();
     assert!(page_errors.is_empty(), "console errors:\n{}", page_errors.join("\n"));
     let out = tokio::task::spawn_blocking(move || run(vec![format!("--screenshot={}", shot.display())])).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

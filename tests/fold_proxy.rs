@@ -8,7 +8,8 @@ use common::{config_for, spawn_proxy, temp_file};
 
 /// A Claude Code-shaped request that reads the same file twice.
 fn reread_request() -> String {
-    let file: String = (1..=60).map(|i| format!("{i:>6}→    let value_{i} = compute_something({i}, \"argument\");\n")).collect();
+    let file: String =
+        (1..=60).map(|i| format!("{i:>6}→    let value_{i} = compute_something({i}, \"argument\");\n")).collect();
     let tool_use = |id: &str| serde_json::json!({"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": "/repo/src/lib.rs"}});
     let result = |id: &str| serde_json::json!({"type": "tool_result", "tool_use_id": id, "content": file});
     serde_json::json!({

@@ -49,7 +49,13 @@ async fn mixed_requests_are_recorded_and_reported() {
     post("/v1/chat/completions", r#"{"model":"gpt-test"}"#).send().await.unwrap().bytes().await.unwrap();
     // errors: the proxy's own (bad JSON) and the provider's (429)
     post("/v1/messages", "{nope").send().await.unwrap().bytes().await.unwrap();
-    post("/v1/chat/completions", r#"{"model":"gpt-test","x":"rate-limit-me"}"#).send().await.unwrap().bytes().await.unwrap();
+    post("/v1/chat/completions", r#"{"model":"gpt-test","x":"rate-limit-me"}"#)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     // cancelled: read the first event, then go away
     let resp = post("/v1/messages", r#"{"model":"claude-test","stream":true,"x":"hang-up"}"#).send().await.unwrap();
     let mut s = resp.bytes_stream();

@@ -187,10 +187,9 @@ async fn a_stalled_stream_ends_with_an_error_event_in_the_callers_dialect() {
         ("/v1/chat/completions", mock::chat_stream("a")[0].clone(), "data: {\"error\":"),
     ] {
         let f = first.clone();
-        let mock = mock::start(move |_| {
-            Reply::sse(vec![Chunk::Bytes(f.clone()), Chunk::Sleep(Duration::from_secs(30))])
-        })
-        .await;
+        let mock =
+            mock::start(move |_| Reply::sse(vec![Chunk::Bytes(f.clone()), Chunk::Sleep(Duration::from_secs(30))]))
+                .await;
         let proxy = proxy_for(&mock, "").await;
         let text = reqwest::Client::new()
             .post(proxy.url(path))
@@ -248,10 +247,7 @@ async fn binding_off_loopback_without_api_keys_refuses_to_start() {
 #[tokio::test]
 async fn api_keys_are_required_when_set_and_never_forwarded() {
     let mock = mock::start(|_| Reply::ok_json("{}")).await;
-    let cfg = temp_file(
-        "keys.toml",
-        &config_for(&mock.base(), "api_keys = [\"${TF_TEST_PROXY_KEY}\"]", CLIENT_AUTH),
-    );
+    let cfg = temp_file("keys.toml", &config_for(&mock.base(), "api_keys = [\"${TF_TEST_PROXY_KEY}\"]", CLIENT_AUTH));
     let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TF_TEST_PROXY_KEY", "team-key-1")]);
     let c = reqwest::Client::new();
     let r = c.post(proxy.url("/v1/messages")).body("{}").send().await.unwrap();
@@ -393,7 +389,10 @@ fn config_check_names_file_line_and_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:3:") && err.contains("lisen"), "{err}");
 
-    let bad = temp_file("env.toml", "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"sk-inline\"\n");
+    let bad = temp_file(
+        "env.toml",
+        "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"sk-inline\"\n",
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
         .args(["config", "check", "--config", bad.to_str().unwrap()])
         .output()

@@ -54,7 +54,11 @@ async fn run_case_via(case: &str, upstream_dialect: Option<&str>) {
     assert_eq!(reqs.len(), 4, "{case}");
     if let Some(d) = upstream_dialect {
         let expected = if d == "anthropic" { "/v1/messages" } else { "/v1/chat/completions" };
-        assert!(reqs.iter().all(|r| r.path == expected), "{case} via {d}: {:?}", reqs.iter().map(|r| &r.path).collect::<Vec<_>>());
+        assert!(
+            reqs.iter().all(|r| r.path == expected),
+            "{case} via {d}: {:?}",
+            reqs.iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
     }
     assert!(reqs.iter().all(|r| r.header("authorization").is_some() || r.header("x-api-key").is_some()));
 }

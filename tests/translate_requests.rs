@@ -5,18 +5,11 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{fixture, golden, json};
-use tokenfold::dialect::translate::{
-    translate_request, translate_request_with, RequestOptions, TranslateError,
-};
+use tokenfold::dialect::translate::{translate_request, translate_request_with, RequestOptions, TranslateError};
 use tokenfold::dialect::Dialect::{Anthropic, OpenaiChat, OpenaiResponses};
 
 fn roles(v: &Value) -> Vec<&str> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect()
+    v["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect()
 }
 
 #[test]
@@ -26,31 +19,12 @@ fn anthropic_to_chat() {
     golden("anthropic_to_chat.json", &out);
     let v = json(&out);
     assert_eq!(v["model"], "claude-sonnet-4-5");
-    assert_eq!(
-        roles(&v),
-        [
-            "system",
-            "user",
-            "assistant",
-            "tool",
-            "tool",
-            "user",
-            "system",
-            "assistant",
-            "user"
-        ]
-    );
+    assert_eq!(roles(&v), ["system", "user", "assistant", "tool", "tool", "user", "system", "assistant", "user"]);
     let m = &v["messages"];
-    assert_eq!(
-        m[0]["content"],
-        "You are Claude Code, Anthropic's official CLI for Claude.\n\nBe concise."
-    );
+    assert_eq!(m[0]["content"], "You are Claude Code, Anthropic's official CLI for Claude.\n\nBe concise.");
     // Images: base64 as a data URL, URL kept.
     let parts = m[1]["content"].as_array().unwrap();
-    assert_eq!(
-        parts[2]["image_url"]["url"],
-        "data:image/png;base64,iVBORw0KGgo="
-    );
+    assert_eq!(parts[2]["image_url"]["url"], "data:image/png;base64,iVBORw0KGgo=");
     assert_eq!(parts[3]["image_url"]["url"], "https://example.com/cat.jpg");
     // Parallel calls in one assistant message, thinking dropped.
     let calls = m[2]["tool_calls"].as_array().unwrap();
@@ -58,29 +32,18 @@ fn anthropic_to_chat() {
     assert_eq!(m[2]["content"], "Let me look.");
     assert_eq!(calls[1]["function"]["name"], "Bash");
     assert_eq!(
-        json(
-            calls[1]["function"]["arguments"]
-                .as_str()
-                .unwrap()
-                .as_bytes()
-        ),
+        json(calls[1]["function"]["arguments"].as_str().unwrap().as_bytes()),
         json!({"command": "ls src", "timeout": 1.0})
     );
     // Tool results in order, the error flagged in the text; the user text after them.
     assert_eq!(m[3]["tool_call_id"], "toolu_01");
     assert_eq!(m[4]["tool_call_id"], "toolu_02");
-    assert_eq!(
-        m[4]["content"],
-        "Error: ls: cannot access 'src': No such file"
-    );
+    assert_eq!(m[4]["content"], "Error: ls: cannot access 'src': No such file");
     assert_eq!(m[5]["content"], "Continue.");
     assert_eq!(m[6]["content"], "Remember: the user prefers Rust.");
     // Only client tools; cache_control nowhere.
     assert_eq!(v["tools"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        v["tools"][0]["function"]["parameters"]["required"],
-        json!(["file_path"])
-    );
+    assert_eq!(v["tools"][0]["function"]["parameters"]["required"], json!(["file_path"]));
     assert!(!String::from_utf8_lossy(&out).contains("cache_control"));
     assert_eq!(v["tool_choice"], "required");
     assert_eq!(v["stop"], json!(["</done>"]));
@@ -95,10 +58,7 @@ fn anthropic_to_chat() {
 #[test]
 fn anthropic_thinking_maps_only_when_target_reasons() {
     let body = fixture("anthropic_request.json");
-    let opts = RequestOptions {
-        model: Some("deepseek-reasoner"),
-        target_reasoning: true,
-    };
+    let opts = RequestOptions { model: Some("deepseek-reasoner"), target_reasoning: true };
     let v = json(&translate_request_with(Anthropic, OpenaiChat, &body, &opts).unwrap());
     assert_eq!(v["reasoning_effort"], "medium");
     assert_eq!(v["model"], "deepseek-reasoner");
@@ -111,24 +71,12 @@ fn chat_to_anthropic() {
     golden("chat_to_anthropic.json", &out);
     let v = json(&out);
     assert_eq!(v["model"], "claude-haiku-4-5");
-    assert_eq!(
-        v["system"],
-        "You are a coding assistant.\n\nAnswer in English."
-    );
-    assert_eq!(
-        roles(&v),
-        ["user", "assistant", "user", "assistant", "user"]
-    );
+    assert_eq!(v["system"], "You are a coding assistant.\n\nAnswer in English.");
+    assert_eq!(roles(&v), ["user", "assistant", "user", "assistant", "user"]);
     let m = &v["messages"];
     let user = m[0]["content"].as_array().unwrap();
-    assert_eq!(
-        user[1]["source"],
-        json!({"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"})
-    );
-    assert_eq!(
-        user[2]["source"],
-        json!({"type": "url", "url": "https://example.com/dog.png"})
-    );
+    assert_eq!(user[1]["source"], json!({"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}));
+    assert_eq!(user[2]["source"], json!({"type": "url", "url": "https://example.com/dog.png"}));
     let asst = m[1]["content"].as_array().unwrap();
     assert_eq!(asst[0], json!({"type": "text", "text": "Checking."}));
     assert_eq!(asst[2]["input"], json!({"cmd": ["ls"]}));
@@ -139,14 +87,8 @@ fn chat_to_anthropic() {
     assert_eq!(results[2]["text"], "Now summarize.");
     assert_eq!(results[3]["text"], "Keep it short.");
     // Broken arguments survive as text instead of failing the conversation.
-    assert_eq!(
-        m[3]["content"][0]["input"],
-        json!({"raw_arguments": "not json"})
-    );
-    assert_eq!(
-        v["tool_choice"],
-        json!({"type": "any", "disable_parallel_tool_use": true})
-    );
+    assert_eq!(m[3]["content"][0]["input"], json!({"raw_arguments": "not json"}));
+    assert_eq!(v["tool_choice"], json!({"type": "any", "disable_parallel_tool_use": true}));
     assert_eq!(v["stop_sequences"], json!(["</end>"]));
     assert_eq!(v["temperature"], 1.0);
     assert_eq!(v["max_tokens"], 8192);
@@ -158,15 +100,9 @@ fn chat_to_anthropic() {
 #[test]
 fn chat_reasoning_to_thinking() {
     let body = fixture("chat_request.json");
-    let opts = RequestOptions {
-        model: None,
-        target_reasoning: true,
-    };
+    let opts = RequestOptions { model: None, target_reasoning: true };
     let v = json(&translate_request_with(OpenaiChat, Anthropic, &body, &opts).unwrap());
-    assert_eq!(
-        v["thinking"],
-        json!({"type": "enabled", "budget_tokens": 8192})
-    );
+    assert_eq!(v["thinking"], json!({"type": "enabled", "budget_tokens": 8192}));
     assert!(v["max_tokens"].as_u64().unwrap() > 8192);
     assert!(v.get("temperature").is_none());
 }
@@ -179,26 +115,11 @@ fn responses_to_chat() {
     let v = json(&out);
     assert_eq!(
         roles(&v),
-        [
-            "system",
-            "system",
-            "user",
-            "user",
-            "assistant",
-            "tool",
-            "tool",
-            "assistant",
-            "tool",
-            "user",
-            "user"
-        ]
+        ["system", "system", "user", "user", "assistant", "tool", "tool", "assistant", "tool", "user", "user"]
     );
     let m = &v["messages"];
     assert_eq!(m[0]["content"], "You are Codex, a coding agent.");
-    assert_eq!(
-        m[3]["content"][1]["image_url"]["url"],
-        "data:image/png;base64,iVBORw0KGgo="
-    );
+    assert_eq!(m[3]["content"][1]["image_url"]["url"], "data:image/png;base64,iVBORw0KGgo=");
     assert_eq!(m[4]["content"], "Running the tests.");
     let calls = m[4]["tool_calls"].as_array().unwrap();
     assert_eq!(calls.len(), 2, "parallel calls stay in one message");
@@ -223,10 +144,7 @@ fn responses_to_chat() {
 fn responses_to_anthropic_by_composition() {
     let body = fixture("responses_request.json");
     let v = json(&translate_request(OpenaiResponses, Anthropic, &body, Some("claude")).unwrap());
-    assert_eq!(
-        v["system"],
-        "You are Codex, a coding agent.\n\n<permissions>workspace-write</permissions>"
-    );
+    assert_eq!(v["system"], "You are Codex, a coding agent.\n\n<permissions>workspace-write</permissions>");
     assert_eq!(v["messages"][0]["role"], "user");
     assert_eq!(v["messages"][1]["content"][1]["type"], "tool_use");
     assert_eq!(v["tools"][0]["name"], "shell");
@@ -254,10 +172,7 @@ fn deterministic_bytes() {
 #[test]
 fn same_dialect_passes_through() {
     let body = br#"{"model": "x",  "messages": [], "max_tokens": 1.0}"#;
-    assert_eq!(
-        translate_request(Anthropic, Anthropic, body, None).unwrap(),
-        body
-    );
+    assert_eq!(translate_request(Anthropic, Anthropic, body, None).unwrap(), body);
     let v = json(&translate_request(Anthropic, Anthropic, body, Some("y")).unwrap());
     assert_eq!(v["model"], "y");
 }
@@ -278,8 +193,5 @@ fn errors_say_what_is_wrong() {
     assert!(e.to_string().contains("previous_response_id"), "{e}");
     let e = translate_request(OpenaiChat, OpenaiResponses, br#"{"model":"m"}"#, None).unwrap_err();
     assert!(!e.is_client_error());
-    assert!(matches!(
-        translate_request(Anthropic, OpenaiChat, b"[]", None),
-        Err(TranslateError::NotAnObject)
-    ));
+    assert!(matches!(translate_request(Anthropic, OpenaiChat, b"[]", None), Err(TranslateError::NotAnObject)));
 }

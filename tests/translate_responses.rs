@@ -49,15 +49,9 @@ fn chat_to_anthropic_response() {
     assert_eq!(v["stop_reason"], "tool_use");
     assert_eq!(v["stop_sequence"], json!(null));
     let c = v["content"].as_array().unwrap();
-    assert_eq!(
-        c[0],
-        json!({"type": "thinking", "thinking": "plan", "signature": ""})
-    );
+    assert_eq!(c[0], json!({"type": "thinking", "thinking": "plan", "signature": ""}));
     assert_eq!(c[1], json!({"type": "text", "text": "Two calls."}));
-    assert_eq!(
-        c[2],
-        json!({"type": "tool_use", "id": "call_1", "name": "Read", "input": {"p": "a"}})
-    );
+    assert_eq!(c[2], json!({"type": "tool_use", "id": "call_1", "name": "Read", "input": {"p": "a"}}));
     assert_eq!(c[3]["id"], "call_2");
     assert_eq!(
         v["usage"],
@@ -68,32 +62,23 @@ fn chat_to_anthropic_response() {
 
 #[test]
 fn anthropic_to_chat_response() {
-    let v = json(
-        &translate_response(Anthropic, OpenaiChat, &anthropic_response("max_tokens")).unwrap(),
-    );
+    let v = json(&translate_response(Anthropic, OpenaiChat, &anthropic_response("max_tokens")).unwrap());
     assert_eq!(v["object"], "chat.completion");
     assert!(v["created"].as_u64().unwrap() > 1_600_000_000);
     let choice = &v["choices"][0];
     assert_eq!(choice["finish_reason"], "length");
     assert_eq!(choice["message"]["content"], "Part one, part two.");
     assert_eq!(choice["message"]["reasoning_content"], "hm");
-    assert_eq!(
-        choice["message"]["tool_calls"][0]["function"]["arguments"],
-        "{\"p\":\"a\"}"
-    );
+    assert_eq!(choice["message"]["tool_calls"][0]["function"]["arguments"], "{\"p\":\"a\"}");
     assert_eq!(
         v["usage"],
         json!({"prompt_tokens": 110, "completion_tokens": 5, "total_tokens": 115,
                "prompt_tokens_details": {"cached_tokens": 100}})
     );
-    for (stop, want) in [
-        ("end_turn", "stop"),
-        ("stop_sequence", "stop"),
-        ("tool_use", "tool_calls"),
-        ("refusal", "content_filter"),
-    ] {
-        let v =
-            json(&translate_response(Anthropic, OpenaiChat, &anthropic_response(stop)).unwrap());
+    for (stop, want) in
+        [("end_turn", "stop"), ("stop_sequence", "stop"), ("tool_use", "tool_calls"), ("refusal", "content_filter")]
+    {
+        let v = json(&translate_response(Anthropic, OpenaiChat, &anthropic_response(stop)).unwrap());
         assert_eq!(v["choices"][0]["finish_reason"], want, "{stop}");
     }
 }
@@ -113,18 +98,14 @@ fn chat_to_responses_response() {
 
     let mut long = json(&chat_response());
     long["choices"][0]["finish_reason"] = json!("length");
-    let v = json(
-        &translate_response(OpenaiChat, OpenaiResponses, long.to_string().as_bytes()).unwrap(),
-    );
+    let v = json(&translate_response(OpenaiChat, OpenaiResponses, long.to_string().as_bytes()).unwrap());
     assert_eq!(v["status"], "incomplete");
     assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
 }
 
 #[test]
 fn anthropic_to_responses_response() {
-    let v = json(
-        &translate_response(Anthropic, OpenaiResponses, &anthropic_response("tool_use")).unwrap(),
-    );
+    let v = json(&translate_response(Anthropic, OpenaiResponses, &anthropic_response("tool_use")).unwrap());
     assert_eq!(v["id"], "resp_msg_7");
     assert_eq!(v["output"][1]["content"][0]["text"], "Part one, part two.");
     assert_eq!(v["output"][2]["name"], "Read");
@@ -143,28 +124,12 @@ fn errors_keep_the_provider_message() {
     assert_eq!(v["error"]["message"], "Overloaded");
     assert_eq!(v["error"]["type"], "api_error");
     // Not JSON: the text is the message; the status picks the class.
-    let v = json(&translate_error(
-        OpenaiChat,
-        Anthropic,
-        401,
-        b"<html>Unauthorized</html>",
-    ));
-    assert_eq!(
-        v["error"],
-        json!({"type": "authentication_error", "message": "<html>Unauthorized</html>"})
-    );
+    let v = json(&translate_error(OpenaiChat, Anthropic, 401, b"<html>Unauthorized</html>"));
+    assert_eq!(v["error"], json!({"type": "authentication_error", "message": "<html>Unauthorized</html>"}));
     let v = json(&translate_error(OpenaiChat, Anthropic, 502, b""));
     assert_eq!(v["error"]["message"], "upstream returned HTTP 502");
-    let v = json(&translate_error(
-        OpenaiChat,
-        Anthropic,
-        400,
-        br#"{"detail":"bad model"}"#,
-    ));
-    assert_eq!(
-        v["error"],
-        json!({"type": "invalid_request_error", "message": "bad model"})
-    );
+    let v = json(&translate_error(OpenaiChat, Anthropic, 400, br#"{"detail":"bad model"}"#));
+    assert_eq!(v["error"], json!({"type": "invalid_request_error", "message": "bad model"}));
     let body = br#"{"error":{"message":"x","type":"invalid_request_error"}}"#;
     assert_eq!(translate_error(OpenaiChat, OpenaiChat, 400, body), body);
 }

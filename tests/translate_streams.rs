@@ -5,32 +5,21 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{
-    anthropic_sse, anthropic_stream, chat_sse, chat_stream, chunk, events, normalized, run, Ev,
-};
+use support::{anthropic_sse, anthropic_stream, chat_sse, chat_stream, chunk, events, normalized, run, Ev};
 use tokenfold::dialect::translate::{StreamTranslator, Usage};
 use tokenfold::dialect::Dialect::{self, Anthropic, OpenaiChat, OpenaiResponses};
 
 /// Output for every way of cutting `input` in two, and byte by byte, equals the whole feed.
 fn assert_split_invariant(upstream: Dialect, client: Dialect, input: &[u8]) -> Vec<u8> {
-    let (whole, _) = run(
-        StreamTranslator::new(upstream, client, "client-model"),
-        &[input],
-    );
+    let (whole, _) = run(StreamTranslator::new(upstream, client, "client-model"), &[input]);
     let want = normalized(&whole);
     for cut in 0..=input.len() {
         let (a, b) = input.split_at(cut);
-        let (out, _) = run(
-            StreamTranslator::new(upstream, client, "client-model"),
-            &[a, b],
-        );
+        let (out, _) = run(StreamTranslator::new(upstream, client, "client-model"), &[a, b]);
         assert_eq!(normalized(&out), want, "{upstream}->{client} cut at {cut}");
     }
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    let (out, _) = run(
-        StreamTranslator::new(upstream, client, "client-model"),
-        &bytes,
-    );
+    let (out, _) = run(StreamTranslator::new(upstream, client, "client-model"), &bytes);
     assert_eq!(normalized(&out), want, "{upstream}->{client} byte by byte");
     whole
 }
@@ -84,32 +73,17 @@ fn chat_to_anthropic_full_sequence() {
     let start = &evs[0].data["message"];
     assert_eq!(start["model"], "client-model");
     assert_eq!(start["id"], "msg_chatcmpl-1");
-    assert_eq!(
-        evs[1].data["content_block"],
-        json!({"type": "thinking", "thinking": "", "signature": ""})
-    );
-    assert_eq!(
-        evs[2].data["delta"],
-        json!({"type": "thinking_delta", "thinking": "Think ü"})
-    );
+    assert_eq!(evs[1].data["content_block"], json!({"type": "thinking", "thinking": "", "signature": ""}));
+    assert_eq!(evs[2].data["delta"], json!({"type": "thinking_delta", "thinking": "Think ü"}));
     assert_eq!(evs[5].data["delta"]["text"], "Héllo ");
     assert_eq!(evs[6].data["delta"]["text"], "wörld 🚀");
-    assert_eq!(
-        evs[8].data["content_block"],
-        json!({"type": "tool_use", "id": "call_A", "name": "Read", "input": {}})
-    );
-    let args: String = evs[9..11]
-        .iter()
-        .map(|e| e.data["delta"]["partial_json"].as_str().unwrap())
-        .collect();
+    assert_eq!(evs[8].data["content_block"], json!({"type": "tool_use", "id": "call_A", "name": "Read", "input": {}}));
+    let args: String = evs[9..11].iter().map(|e| e.data["delta"]["partial_json"].as_str().unwrap()).collect();
     assert_eq!(args, "{\"path\":\"ä.rs\"}");
     assert_eq!(evs[13].data["delta"]["text"], "and ");
     assert_eq!(evs[15].data["content_block"]["name"], "Bash");
     let delta = &evs[19].data;
-    assert_eq!(
-        delta["delta"],
-        json!({"stop_reason": "tool_use", "stop_sequence": null})
-    );
+    assert_eq!(delta["delta"], json!({"stop_reason": "tool_use", "stop_sequence": null}));
     assert_eq!(
         delta["usage"],
         json!({"input_tokens": 40, "output_tokens": 20, "cache_read_input_tokens": 60,
@@ -121,12 +95,7 @@ fn chat_to_anthropic_full_sequence() {
 fn chat_to_anthropic_usage_and_stop_reasons() {
     let cases = [
         (json!({}), Some("length"), "max_tokens", Value::Null),
-        (
-            json!({"stop_reason": "</end>"}),
-            Some("stop"),
-            "stop_sequence",
-            json!("</end>"),
-        ),
+        (json!({"stop_reason": "</end>"}), Some("stop"), "stop_sequence", json!("</end>")),
         (json!({}), Some("stop"), "end_turn", Value::Null),
         (json!({}), Some("content_filter"), "refusal", Value::Null),
     ];
@@ -142,49 +111,29 @@ fn chat_to_anthropic_usage_and_stop_reasons() {
         let md = evs.iter().find(|e| e.ty() == "message_delta").unwrap();
         assert_eq!(md.data["delta"]["stop_reason"], want);
         assert_eq!(md.data["delta"]["stop_sequence"], seq);
-        assert_eq!(
-            t.usage(),
-            Usage {
-                input_tokens: 5,
-                output_tokens: 7,
-                ..Usage::default()
-            }
-        );
+        assert_eq!(t.usage(), Usage { input_tokens: 5, output_tokens: 7, ..Usage::default() });
     }
 }
 
 #[test]
 fn chat_upstream_error_mid_stream() {
     let mut input = chat_sse(&[chunk(json!({"content": "par"}), None)], false);
-    input.extend_from_slice(b"data: {\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_exceeded\"}}\n\n");
-    input.extend(chat_sse(
-        &[chunk(json!({"content": "ignored"}), None)],
-        true,
-    ));
+    input.extend_from_slice(
+        b"data: {\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_exceeded\"}}\n\n",
+    );
+    input.extend(chat_sse(&[chunk(json!({"content": "ignored"}), None)], true));
     let (out, _) = run(StreamTranslator::new(OpenaiChat, Anthropic, "m"), &[&input]);
     let evs = events(&out);
     let last = evs.last().unwrap();
     assert_eq!(last.ty(), "error");
-    assert_eq!(
-        last.data["error"],
-        json!({"type": "rate_limit_error", "message": "Rate limit reached"})
-    );
+    assert_eq!(last.data["error"], json!({"type": "rate_limit_error", "message": "Rate limit reached"}));
     assert!(!String::from_utf8_lossy(&out).contains("ignored"));
 
-    let (out, _) = run(
-        StreamTranslator::new(OpenaiChat, OpenaiResponses, "m"),
-        &[&input],
-    );
+    let (out, _) = run(StreamTranslator::new(OpenaiChat, OpenaiResponses, "m"), &[&input]);
     let last = events(&out).pop().unwrap();
     assert_eq!(last.ty(), "response.failed");
-    assert_eq!(
-        last.data["response"]["error"]["message"],
-        "Rate limit reached"
-    );
-    assert_eq!(
-        last.data["response"]["output"][0]["content"][0]["text"],
-        "par"
-    );
+    assert_eq!(last.data["response"]["error"]["message"], "Rate limit reached");
+    assert_eq!(last.data["response"]["output"][0]["content"][0]["text"], "par");
 }
 
 #[test]
@@ -194,9 +143,7 @@ fn cut_before_terminal_event_is_an_error() {
         let mut t = StreamTranslator::new(OpenaiChat, client, "m");
         let first = t.push(&input);
         let end = t.finish();
-        let last = events(&end)
-            .pop()
-            .unwrap_or_else(|| panic!("{client}: no error event"));
+        let last = events(&end).pop().unwrap_or_else(|| panic!("{client}: no error event"));
         let text = last.data.to_string();
         assert!(text.contains("ended before"), "{client}: {text}");
         assert!(t.finish().is_empty(), "finish is idempotent");
@@ -205,13 +152,7 @@ fn cut_before_terminal_event_is_an_error() {
         }
     }
     // Cut after finish_reason: only usage/[DONE] lost, so the message completes.
-    let input = chat_sse(
-        &[
-            chunk(json!({"content": "x"}), None),
-            chunk(json!({}), Some("stop")),
-        ],
-        false,
-    );
+    let input = chat_sse(&[chunk(json!({"content": "x"}), None), chunk(json!({}), Some("stop"))], false);
     let (out, _) = run(StreamTranslator::new(OpenaiChat, Anthropic, "m"), &[&input]);
     assert_eq!(events(&out).last().unwrap().ty(), "message_stop");
 }
@@ -220,15 +161,8 @@ fn cut_before_terminal_event_is_an_error() {
 fn anthropic_to_chat_full_sequence() {
     let out = assert_split_invariant(Anthropic, OpenaiChat, &anthropic_stream());
     let evs = events(&out);
-    assert!(
-        evs.iter().all(|e| e.name.is_none()),
-        "Chat streams have no event: lines"
-    );
-    let deltas: Vec<&Value> = evs
-        .iter()
-        .filter_map(|e| e.data.get("choices")?.get(0))
-        .map(|c| &c["delta"])
-        .collect();
+    assert!(evs.iter().all(|e| e.name.is_none()), "Chat streams have no event: lines");
+    let deltas: Vec<&Value> = evs.iter().filter_map(|e| e.data.get("choices")?.get(0)).map(|c| &c["delta"]).collect();
     assert_eq!(deltas[0], &json!({"role": "assistant", "content": ""}));
     assert_eq!(deltas[1], &json!({"reasoning_content": "hmm"}));
     assert_eq!(deltas[2], &json!({"content": "Zwei Aufrufe: "}));
@@ -237,10 +171,7 @@ fn anthropic_to_chat_full_sequence() {
         &json!({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
                                 "function": {"name": "Read", "arguments": ""}}]})
     );
-    assert_eq!(
-        deltas[4]["tool_calls"][0]["function"]["arguments"],
-        "{\"p\":"
-    );
+    assert_eq!(deltas[4]["tool_calls"][0]["function"]["arguments"], "{\"p\":");
     assert_eq!(deltas[6]["tool_calls"][0]["index"], 1);
     let finish: Vec<&Value> = evs
         .iter()
@@ -256,19 +187,8 @@ fn anthropic_to_chat_full_sequence() {
                "prompt_tokens_details": {"cached_tokens": 30}})
     );
     assert_eq!(evs.last().unwrap().data, "[DONE]");
-    let (_, t) = run(
-        StreamTranslator::new(Anthropic, OpenaiChat, "m"),
-        &[&anthropic_stream()],
-    );
-    assert_eq!(
-        t.usage(),
-        Usage {
-            input_tokens: 10,
-            output_tokens: 42,
-            cache_read_tokens: 30,
-            cache_write_tokens: 5
-        }
-    );
+    let (_, t) = run(StreamTranslator::new(Anthropic, OpenaiChat, "m"), &[&anthropic_stream()]);
+    assert_eq!(t.usage(), Usage { input_tokens: 10, output_tokens: 42, cache_read_tokens: 30, cache_write_tokens: 5 });
 }
 
 #[test]
@@ -284,10 +204,7 @@ fn anthropic_error_event_mid_stream() {
     let last = events(&out).pop().unwrap();
     assert_eq!(last.data["error"]["message"], "Overloaded");
     assert_eq!(last.data["error"]["type"], "api_error");
-    let (out, _) = run(
-        StreamTranslator::new(Anthropic, OpenaiResponses, "m"),
-        &[&input],
-    );
+    let (out, _) = run(StreamTranslator::new(Anthropic, OpenaiResponses, "m"), &[&input]);
     let last = events(&out).pop().unwrap();
     assert_eq!(last.ty(), "response.failed");
     assert_eq!(last.data["response"]["error"]["message"], "Overloaded");
@@ -297,59 +214,26 @@ fn anthropic_error_event_mid_stream() {
 fn chat_to_responses_full_sequence() {
     let out = assert_split_invariant(OpenaiChat, OpenaiResponses, &chat_stream());
     let evs = events(&out);
-    let seqs: Vec<u64> = evs
-        .iter()
-        .map(|e| e.data["sequence_number"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = evs.iter().map(|e| e.data["sequence_number"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..evs.len() as u64).collect::<Vec<_>>());
     let tys: Vec<&str> = evs.iter().map(|e| e.ty()).collect();
-    assert_eq!(
-        &tys[..3],
-        [
-            "response.created",
-            "response.in_progress",
-            "response.output_item.added"
-        ]
-    );
+    assert_eq!(&tys[..3], ["response.created", "response.in_progress", "response.output_item.added"]);
     assert_eq!(*tys.last().unwrap(), "response.completed");
     // Every item is added then done, at the same index with the same id.
-    for e in evs
-        .iter()
-        .filter(|e| e.ty() == "response.output_item.added")
-    {
+    for e in evs.iter().filter(|e| e.ty() == "response.output_item.added") {
         let i = &e.data["output_index"];
         let id = &e.data["item"]["id"];
-        let done = evs
-            .iter()
-            .find(|d| d.ty() == "response.output_item.done" && &d.data["output_index"] == i)
-            .unwrap();
+        let done = evs.iter().find(|d| d.ty() == "response.output_item.done" && &d.data["output_index"] == i).unwrap();
         assert_eq!(&done.data["item"]["id"], id);
-        for d in evs
-            .iter()
-            .filter(|d| d.data.get("item_id").is_some() && &d.data["output_index"] == i)
-        {
+        for d in evs.iter().filter(|d| d.data.get("item_id").is_some() && &d.data["output_index"] == i) {
             assert_eq!(&d.data["item_id"], id, "{}", d.ty());
         }
     }
     let resp = &evs.last().unwrap().data["response"];
     assert_eq!(resp["status"], "completed");
     assert_eq!(resp["id"], "resp_chatcmpl-1");
-    let kinds: Vec<&str> = resp["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "reasoning",
-            "message",
-            "function_call",
-            "message",
-            "function_call"
-        ]
-    );
+    let kinds: Vec<&str> = resp["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reasoning", "message", "function_call", "message", "function_call"]);
     assert_eq!(resp["output"][1]["content"][0]["text"], "Héllo wörld 🚀");
     assert_eq!(resp["output"][2]["arguments"], "{\"path\":\"ä.rs\"}");
     assert_eq!(resp["output"][4]["call_id"], "call_B");
@@ -357,33 +241,18 @@ fn chat_to_responses_full_sequence() {
     assert_eq!(resp["usage"]["input_tokens"], 100);
     assert_eq!(resp["usage"]["input_tokens_details"]["cached_tokens"], 60);
     assert_eq!(resp["usage"]["output_tokens"], 20);
-    let done = evs
-        .iter()
-        .find(|e| e.ty() == "response.function_call_arguments.done")
-        .unwrap();
+    let done = evs.iter().find(|e| e.ty() == "response.function_call_arguments.done").unwrap();
     assert_eq!(done.data["arguments"], "{\"path\":\"ä.rs\"}");
     assert_eq!(done.data["name"], "Read");
 }
 
 #[test]
 fn chat_to_responses_max_tokens_is_incomplete() {
-    let input = chat_sse(
-        &[
-            chunk(json!({"content": "cut"}), None),
-            chunk(json!({}), Some("length")),
-        ],
-        true,
-    );
-    let (out, _) = run(
-        StreamTranslator::new(OpenaiChat, OpenaiResponses, "m"),
-        &[&input],
-    );
+    let input = chat_sse(&[chunk(json!({"content": "cut"}), None), chunk(json!({}), Some("length"))], true);
+    let (out, _) = run(StreamTranslator::new(OpenaiChat, OpenaiResponses, "m"), &[&input]);
     let last = events(&out).pop().unwrap();
     assert_eq!(last.ty(), "response.incomplete");
-    assert_eq!(
-        last.data["response"]["incomplete_details"]["reason"],
-        "max_output_tokens"
-    );
+    assert_eq!(last.data["response"]["incomplete_details"]["reason"], "max_output_tokens");
 }
 
 #[test]
@@ -393,33 +262,19 @@ fn anthropic_to_responses_by_composition() {
     let resp = &evs.last().unwrap().data["response"];
     assert_eq!(evs.last().unwrap().ty(), "response.completed");
     assert_eq!(resp["id"], "resp_msg_1");
-    let kinds: Vec<&str> = resp["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds,
-        ["reasoning", "message", "function_call", "function_call"]
-    );
+    let kinds: Vec<&str> = resp["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reasoning", "message", "function_call", "function_call"]);
     assert_eq!(resp["usage"]["input_tokens"], 45);
 }
 
 #[test]
 fn passthrough_reads_usage_and_keeps_bytes() {
     let input = anthropic_stream();
-    let (out, t) = run(
-        StreamTranslator::new(Anthropic, Anthropic, "m"),
-        &[&input[..7], &input[7..]],
-    );
+    let (out, t) = run(StreamTranslator::new(Anthropic, Anthropic, "m"), &[&input[..7], &input[7..]]);
     assert_eq!(out, input);
     assert_eq!(t.usage().output_tokens, 42);
     let input = chat_stream();
-    let (out, t) = run(
-        StreamTranslator::new(OpenaiChat, OpenaiChat, "m"),
-        &[&input],
-    );
+    let (out, t) = run(StreamTranslator::new(OpenaiChat, OpenaiChat, "m"), &[&input]);
     assert_eq!(out, input);
     assert_eq!(t.usage().cache_read_tokens, 60);
 }
@@ -435,15 +290,7 @@ fn unsupported_direction_reports_once() {
 
 #[test]
 fn deterministic_stream_output() {
-    let a = run(
-        StreamTranslator::new(OpenaiChat, Anthropic, "m"),
-        &[&chat_stream()],
-    )
-    .0;
-    let b = run(
-        StreamTranslator::new(OpenaiChat, Anthropic, "m"),
-        &[&chat_stream()],
-    )
-    .0;
+    let a = run(StreamTranslator::new(OpenaiChat, Anthropic, "m"), &[&chat_stream()]).0;
+    let b = run(StreamTranslator::new(OpenaiChat, Anthropic, "m"), &[&chat_stream()]).0;
     assert_eq!(a, b);
 }

@@ -427,10 +427,8 @@ pub fn proxy_binary(manifest_dir: &Path, target_dir: &Path) -> Result<PathBuf, S
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir.join("release").join("tokenfold"));
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let newest_source = ["src", "config", "Cargo.toml", "Cargo.lock"]
-        .iter()
-        .filter_map(|p| newest_mtime(&manifest_dir.join(p)))
-        .max();
+    let newest_source =
+        ["src", "config", "Cargo.toml", "Cargo.lock"].iter().filter_map(|p| newest_mtime(&manifest_dir.join(p))).max();
     let stale = match (built, newest_source) {
         (None, _) => true,
         (Some(b), Some(s)) => b < s,
@@ -444,7 +442,10 @@ pub fn proxy_binary(manifest_dir: &Path, target_dir: &Path) -> Result<PathBuf, S
         eprintln!("bench: sources changed after cargo built {}; measuring it as built", bin.display());
         return Ok(bin);
     }
-    eprintln!("bench: {} is missing or older than the sources; running cargo build --release --bin tokenfold", bin.display());
+    eprintln!(
+        "bench: {} is missing or older than the sources; running cargo build --release --bin tokenfold",
+        bin.display()
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let ok = Command::new(cargo)
         .args(["build", "--release", "--bin", "tokenfold"])

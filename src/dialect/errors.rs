@@ -33,9 +33,7 @@ impl ErrorClass {
 
     fn openai_type(self) -> &'static str {
         match self {
-            ErrorClass::InvalidRequest | ErrorClass::NotFound | ErrorClass::TooLarge => {
-                "invalid_request_error"
-            }
+            ErrorClass::InvalidRequest | ErrorClass::NotFound | ErrorClass::TooLarge => "invalid_request_error",
             ErrorClass::Authentication => "authentication_error",
             ErrorClass::Permission => "permission_error",
             ErrorClass::RateLimit => "rate_limit_error",

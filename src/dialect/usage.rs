@@ -111,7 +111,6 @@ impl UsageSniffer {
         }
         self.usage
     }
-
 }
 
 fn observe(dialect: Dialect, usage: &mut Option<Usage>, doc: &Value) {

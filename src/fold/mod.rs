@@ -40,7 +40,8 @@ impl Folded {
     pub fn savings_by_mechanism(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<(&'static str, u64)> = Vec::new();
         for e in &self.edits {
-            let saved = crate::tokens::estimate_text(&e.removed).saturating_sub(crate::tokens::estimate_marker(&e.marker));
+            let saved =
+                crate::tokens::estimate_text(&e.removed).saturating_sub(crate::tokens::estimate_marker(&e.marker));
             match out.iter_mut().find(|(m, _)| *m == e.mechanism.name()) {
                 Some((_, n)) => *n += saved,
                 None => out.push((e.mechanism.name(), saved)),

@@ -130,7 +130,10 @@ pub fn compact_before(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result
          ON CONFLICT (day, mechanism) DO UPDATE SET tokens = tokens + excluded.tokens",
         params![cutoff_ms],
     )?;
-    tx.execute("DELETE FROM savings WHERE request_id IN (SELECT id FROM requests WHERE ts_ms < ?1)", params![cutoff_ms])?;
+    tx.execute(
+        "DELETE FROM savings WHERE request_id IN (SELECT id FROM requests WHERE ts_ms < ?1)",
+        params![cutoff_ms],
+    )?;
     let n = tx.execute("DELETE FROM requests WHERE ts_ms < ?1", params![cutoff_ms])?;
     tx.commit()?;
     Ok(n)

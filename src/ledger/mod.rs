@@ -41,14 +41,16 @@ impl Ledger {
         let conn = match db::open(path) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("ledger at {} is unavailable ({e}); requests are served but not recorded", path.display());
+                tracing::warn!(
+                    "ledger at {} is unavailable ({e}); requests are served but not recorded",
+                    path.display()
+                );
                 return ledger;
             }
         };
         let weak = Arc::downgrade(&ledger.shared);
-        let spawned = std::thread::Builder::new()
-            .name("tokenfold-ledger".into())
-            .spawn(move || writer(conn, weak, retention));
+        let spawned =
+            std::thread::Builder::new().name("tokenfold-ledger".into()).spawn(move || writer(conn, weak, retention));
         match spawned {
             Ok(_) => ledger.enabled = true,
             Err(e) => tracing::warn!("cannot start the ledger writer ({e}); requests are not recorded"),
@@ -113,10 +115,7 @@ fn writer(mut conn: rusqlite::Connection, shared: Weak<Shared>, retention: Durat
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Where the ledger lives by default: `$XDG_DATA_HOME/tokenfold/ledger.db`

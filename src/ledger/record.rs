@@ -123,7 +123,12 @@ pub fn client_family(user_agent: &str) -> &'static str {
         "OpenCode"
     } else if ua.contains("aider") || ua.contains("litellm") {
         "Aider"
-    } else if ua.starts_with("anthropic/") || ua.starts_with("openai/") || ua.contains("stainless") || ua.starts_with("asyncopenai") || ua.starts_with("asyncanthropic") {
+    } else if ua.starts_with("anthropic/")
+        || ua.starts_with("openai/")
+        || ua.contains("stainless")
+        || ua.starts_with("asyncopenai")
+        || ua.starts_with("asyncanthropic")
+    {
         "SDK"
     } else if ua.is_empty() {
         "unknown"

@@ -183,7 +183,12 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
 }
 
 /// Tokens saved per mechanism (a request counts once per mechanism that saved something in it).
-fn mechanism_rows(conn: &Connection, since_ms: i64, session: &str, rows: &mut BTreeMap<String, Row>) -> rusqlite::Result<()> {
+fn mechanism_rows(
+    conn: &Connection,
+    since_ms: i64,
+    session: &str,
+    rows: &mut BTreeMap<String, Row>,
+) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(
         "SELECT s.mechanism, COUNT(*), SUM(s.tokens) FROM savings s JOIN requests r ON r.id = s.request_id
          WHERE r.ts_ms >= ?1 AND (?2 = '' OR r.session = ?2) GROUP BY s.mechanism",
@@ -192,7 +197,10 @@ fn mechanism_rows(conn: &Connection, since_ms: i64, session: &str, rows: &mut BT
     while let Some(r) = q.next()? {
         let key: String = r.get(0)?;
         let tokens = r.get::<_, i64>(2)? as u64;
-        rows.insert(key.clone(), Row { key, requests: r.get::<_, i64>(1)? as u64, tokens_before: tokens, ..Row::default() });
+        rows.insert(
+            key.clone(),
+            Row { key, requests: r.get::<_, i64>(1)? as u64, tokens_before: tokens, ..Row::default() },
+        );
     }
     if session.is_empty() {
         let mut stmt = conn.prepare(
@@ -220,7 +228,19 @@ pub fn render_table(rep: &Report) -> String {
     }
     out.push_str(&format!(
         "{:<24} {:>8} {:>12} {:>7} {:>10} {:>10} {:>7} {:>6} {:>10} {:>5} {:>5} {:>8} {:>8}\n",
-        rep.by, "requests", "tok saved", "tok %", "cost $", "saved $", "$ %", "free", "free val $", "fallb", "errs", "p50 µs", "p95 µs"
+        rep.by,
+        "requests",
+        "tok saved",
+        "tok %",
+        "cost $",
+        "saved $",
+        "$ %",
+        "free",
+        "free val $",
+        "fallb",
+        "errs",
+        "p50 µs",
+        "p95 µs"
     ));
     for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
         let us = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());

@@ -83,9 +83,9 @@ impl UpstreamClient {
         body: Bytes,
     ) -> Result<reqwest::Response, ProxyError> {
         let provider = &target.provider;
-        let url = self.url(&provider.base_url, path_after_v1, query).map_err(|detail| {
-            ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail }
-        })?;
+        let url = self
+            .url(&provider.base_url, path_after_v1, query)
+            .map_err(|detail| ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail })?;
         let headers = upstream_headers(client_headers, target, proxy_key_header);
         let request = self.http.request(method, url).headers(headers).body(body);
         match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {

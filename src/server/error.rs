@@ -97,9 +97,9 @@ impl ProxyError {
             | ProxyError::UnknownRoute { .. }
             | ProxyError::Unauthorized
             | ProxyError::Forbidden(_) => Origin::Client,
-            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. } | ProxyError::Upstream { .. } => {
-                Origin::Upstream
-            }
+            ProxyError::UpstreamUnreachable { .. }
+            | ProxyError::UpstreamTimeout { .. }
+            | ProxyError::Upstream { .. } => Origin::Upstream,
             ProxyError::Pool(p) => p.origin(),
             ProxyError::NoUpstream(_) | ProxyError::ProviderKeyMissing { .. } | ProxyError::Internal(_) => {
                 Origin::Internal

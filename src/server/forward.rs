@@ -225,7 +225,13 @@ fn request_facts(body: &[u8]) -> RequestFacts {
     }
 }
 
-fn transform_for(ingress: Dialect, upstream: Dialect, status: StatusCode, is_sse: bool, env: &RequestEnvelope) -> Transform {
+fn transform_for(
+    ingress: Dialect,
+    upstream: Dialect,
+    status: StatusCode,
+    is_sse: bool,
+    env: &RequestEnvelope,
+) -> Transform {
     if ingress == upstream {
         Transform::None
     } else if is_sse && status.is_success() {

@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use super::error::ProxyError;
 use super::dashboard;
+use super::error::ProxyError;
 use super::forward::UpstreamRequest;
 use super::{AppState, Body};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
@@ -76,8 +76,9 @@ fn authenticate(state: &AppState, hdrs: &HeaderMap, query_key: Option<&str>) -> 
     if state.cfg.api_keys.is_empty() {
         return Ok(None);
     }
-    let is_proxy_key =
-        |presented: &str| state.cfg.api_keys.iter().any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes()));
+    let is_proxy_key = |presented: &str| {
+        state.cfg.api_keys.iter().any(|k| constant_time_eq(k.expose().as_bytes(), presented.as_bytes()))
+    };
     if query_key.is_some_and(is_proxy_key) {
         return Ok(None);
     }
@@ -141,7 +142,8 @@ async fn forward(
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let envelope: RequestEnvelope = serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let envelope: RequestEnvelope =
+        serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
     record.model = envelope.model.clone().unwrap_or_default();
     record.route = record.model.clone();
 

@@ -107,8 +107,16 @@ impl Metrics {
             ("tokenfold_saved_tokens_total", "Tokens removed by folding (estimate).", &self.saved_tokens),
             ("tokenfold_provider_input_tokens_total", "Input tokens providers billed at full rate.", &self.usage_input),
             ("tokenfold_provider_output_tokens_total", "Output tokens providers reported.", &self.usage_output),
-            ("tokenfold_provider_cache_read_tokens_total", "Input tokens read from provider caches.", &self.usage_cache_read),
-            ("tokenfold_provider_cache_write_tokens_total", "Input tokens written to provider caches.", &self.usage_cache_write),
+            (
+                "tokenfold_provider_cache_read_tokens_total",
+                "Input tokens read from provider caches.",
+                &self.usage_cache_read,
+            ),
+            (
+                "tokenfold_provider_cache_write_tokens_total",
+                "Input tokens written to provider caches.",
+                &self.usage_cache_write,
+            ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }

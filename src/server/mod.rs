@@ -2,8 +2,8 @@
 
 mod count_tokens;
 mod dashboard;
-mod forward;
 pub mod error;
+mod forward;
 mod handlers;
 pub mod metrics;
 mod relay;
@@ -109,10 +109,7 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl F
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handlers::handle(state, req, peer).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
+            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
             {
                 tracing::debug!("connection from {peer} ended: {e}");
             }

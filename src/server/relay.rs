@@ -99,7 +99,12 @@ pub enum Transform {
     /// SSE, translated event by event.
     Stream(Box<StreamTranslator>),
     /// A JSON body translated once it is whole: a response, or (with a status) an error body.
-    Whole { upstream: Dialect, client: Dialect, error_status: Option<u16>, buf: Vec<u8> },
+    Whole {
+        upstream: Dialect,
+        client: Dialect,
+        error_status: Option<u16>,
+        buf: Vec<u8>,
+    },
 }
 
 impl Transform {
@@ -182,38 +187,38 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
         let mut st = state?;
         loop {
             return match tokio::time::timeout(idle, st.upstream.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                st.finish.usage.push(&chunk);
-                let out = st.transform.push(chunk);
-                if out.is_empty() {
-                    // A translator may need more input before it can say anything.
-                    continue;
+                Ok(Some(Ok(chunk))) => {
+                    st.finish.usage.push(&chunk);
+                    let out = st.transform.push(chunk);
+                    if out.is_empty() {
+                        // A translator may need more input before it can say anything.
+                        continue;
+                    }
+                    st.finish.bytes += out.len() as u64;
+                    st.finish.first_byte.get_or_insert_with(Instant::now);
+                    Some((Ok(Frame::data(out)), Some(st)))
                 }
-                st.finish.bytes += out.len() as u64;
-                st.finish.first_byte.get_or_insert_with(Instant::now);
-                Some((Ok(Frame::data(out)), Some(st)))
-            }
-            Ok(None) => {
-                st.finish.outcome = Some(Outcome::Completed);
-                let tail = st.transform.finish();
-                if tail.is_empty() {
-                    return None;
+                Ok(None) => {
+                    st.finish.outcome = Some(Outcome::Completed);
+                    let tail = st.transform.finish();
+                    if tail.is_empty() {
+                        return None;
+                    }
+                    st.finish.bytes += tail.len() as u64;
+                    Some((Ok(Frame::data(tail)), None))
                 }
-                st.finish.bytes += tail.len() as u64;
-                Some((Ok(Frame::data(tail)), None))
-            }
-            Ok(Some(Err(e))) => {
-                let msg = format!("upstream `{}` broke off the response: {e}", st.finish.ctx.provider);
-                end_with_error(st, ErrorClass::Api, msg, "upstream_broken")
-            }
-            Err(_) => {
-                let msg = format!(
-                    "upstream `{}` sent nothing for {:.1}s (timeouts.idle_ms)",
-                    st.finish.ctx.provider,
-                    idle.as_secs_f64()
-                );
-                end_with_error(st, ErrorClass::Timeout, msg, "upstream_idle_timeout")
-            }
+                Ok(Some(Err(e))) => {
+                    let msg = format!("upstream `{}` broke off the response: {e}", st.finish.ctx.provider);
+                    end_with_error(st, ErrorClass::Api, msg, "upstream_broken")
+                }
+                Err(_) => {
+                    let msg = format!(
+                        "upstream `{}` sent nothing for {:.1}s (timeouts.idle_ms)",
+                        st.finish.ctx.provider,
+                        idle.as_secs_f64()
+                    );
+                    end_with_error(st, ErrorClass::Timeout, msg, "upstream_idle_timeout")
+                }
             };
         }
     });

@@ -41,8 +41,16 @@ pub enum Chunk {
 }
 
 pub enum Reply {
-    Json { status: u16, body: Vec<u8>, headers: Vec<(&'static str, String)> },
-    Stream { status: u16, content_type: &'static str, chunks: Vec<Chunk> },
+    Json {
+        status: u16,
+        body: Vec<u8>,
+        headers: Vec<(&'static str, String)>,
+    },
+    Stream {
+        status: u16,
+        content_type: &'static str,
+        chunks: Vec<Chunk>,
+    },
     /// Accept the request and never answer.
     Hang,
 }

@@ -10,7 +10,9 @@ const ARGS: &str = r#"{"city":"Paris"}"#;
 /// True once the conversation carries the tool's result, in any dialect.
 fn has_tool_result(rec: &Recorded) -> bool {
     let body = String::from_utf8_lossy(&rec.body);
-    body.contains("tool_result") || body.contains("\"role\":\"tool\"") || body.contains("\"role\": \"tool\"")
+    body.contains("tool_result")
+        || body.contains("\"role\":\"tool\"")
+        || body.contains("\"role\": \"tool\"")
         || body.contains("function_call_output")
 }
 
@@ -83,7 +85,10 @@ fn anthropic_events(done: bool) -> Vec<(Option<&'static str>, serde_json::Value)
     let mut ev = vec![(Some("message_start"), serde_json::json!({"type": "message_start", "message": start}))];
     let text = if done { FINAL_TEXT } else { "Let me check." };
     let (a, b) = text.split_at(text.len() / 2);
-    ev.push((Some("content_block_start"), serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+    ev.push((
+        Some("content_block_start"),
+        serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ));
     for part in [a, b] {
         ev.push((Some("content_block_delta"), serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})));
     }
@@ -165,9 +170,8 @@ fn response_object(done: bool, status: &str) -> serde_json::Value {
 }
 
 fn responses_events(done: bool) -> Vec<(Option<&'static str>, serde_json::Value)> {
-    let mut ev: Vec<(&'static str, serde_json::Value)> = vec![
-        ("response.created", serde_json::json!({"response": response_object(done, "in_progress")})),
-    ];
+    let mut ev: Vec<(&'static str, serde_json::Value)> =
+        vec![("response.created", serde_json::json!({"response": response_object(done, "in_progress")}))];
     let item = response_output(done);
     let mut added = item.clone();
     added["status"] = "in_progress".into();
@@ -177,18 +181,30 @@ fn responses_events(done: bool) -> Vec<(Option<&'static str>, serde_json::Value)
         ev.push(("response.content_part.added", serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})));
         let (a, b) = FINAL_TEXT.split_at(8);
         for part in [a, b] {
-            ev.push(("response.output_text.delta", serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "delta": part})));
+            ev.push((
+                "response.output_text.delta",
+                serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "delta": part}),
+            ));
         }
-        ev.push(("response.output_text.done", serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "text": FINAL_TEXT})));
+        ev.push((
+            "response.output_text.done",
+            serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "text": FINAL_TEXT}),
+        ));
         ev.push(("response.content_part.done", serde_json::json!({"item_id": "msg_01", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": FINAL_TEXT, "annotations": []}})));
     } else {
         added["arguments"] = "".into();
         ev.push(("response.output_item.added", serde_json::json!({"output_index": 0, "item": added})));
         let (x, y) = ARGS.split_at(5);
         for part in [x, y] {
-            ev.push(("response.function_call_arguments.delta", serde_json::json!({"item_id": "fc_01", "output_index": 0, "delta": part})));
+            ev.push((
+                "response.function_call_arguments.delta",
+                serde_json::json!({"item_id": "fc_01", "output_index": 0, "delta": part}),
+            ));
         }
-        ev.push(("response.function_call_arguments.done", serde_json::json!({"item_id": "fc_01", "output_index": 0, "arguments": ARGS})));
+        ev.push((
+            "response.function_call_arguments.done",
+            serde_json::json!({"item_id": "fc_01", "output_index": 0, "arguments": ARGS}),
+        ));
     }
     ev.push(("response.output_item.done", serde_json::json!({"output_index": 0, "item": item})));
     ev.push(("response.completed", serde_json::json!({"response": response_object(done, "completed")})));

@@ -8,33 +8,25 @@ use tokenfold::dialect::sse::{SseEvent, SseSplitter};
 use tokenfold::dialect::translate::StreamTranslator;
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/translate")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
 }
 
 /// Compares `bytes` (JSON) with the golden file, pretty-printed. `UPDATE_GOLDEN=1` rewrites it.
 pub fn golden(name: &str, bytes: &[u8]) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/translate/golden")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate/golden").join(name);
     let pretty = serde_json::to_string_pretty(&json(bytes)).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &pretty).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(
-        pretty, want,
-        "golden {name} differs (UPDATE_GOLDEN=1 to accept)"
-    );
+    let want =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(pretty, want, "golden {name} differs (UPDATE_GOLDEN=1 to accept)");
 }
 
 /// One client event: its `event:` name and its data (`[DONE]` as a JSON string).
@@ -57,21 +49,10 @@ pub fn events(bytes: &[u8]) -> Vec<Ev> {
     let mut out = Vec::new();
     while let Some(raw) = s.next_event() {
         let ev = SseEvent::parse(&raw);
-        let data = if ev.data == "[DONE]" {
-            Value::String("[DONE]".into())
-        } else {
-            json(ev.data.as_bytes())
-        };
-        out.push(Ev {
-            name: ev.event,
-            data,
-        });
+        let data = if ev.data == "[DONE]" { Value::String("[DONE]".into()) } else { json(ev.data.as_bytes()) };
+        out.push(Ev { name: ev.event, data });
     }
-    assert!(
-        s.remainder().is_empty(),
-        "trailing partial event: {:?}",
-        String::from_utf8_lossy(s.remainder())
-    );
+    assert!(s.remainder().is_empty(), "trailing partial event: {:?}", String::from_utf8_lossy(s.remainder()));
     out
 }
 
@@ -103,13 +84,7 @@ pub fn normalize(mut v: Value) -> Value {
 }
 
 pub fn normalized(bytes: &[u8]) -> Vec<Ev> {
-    events(bytes)
-        .into_iter()
-        .map(|e| Ev {
-            name: e.name,
-            data: normalize(e.data),
-        })
-        .collect()
+    events(bytes).into_iter().map(|e| Ev { name: e.name, data: normalize(e.data) }).collect()
 }
 
 /// Chat SSE bytes (`data:` lines) from chunk values, ending with `[DONE]` when `done`.

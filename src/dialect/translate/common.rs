@@ -80,11 +80,7 @@ pub(crate) fn merge_anthropic_usage(usage: &mut Usage, u: &Value) {
 /// Usage from a Responses `usage` object (`input_tokens` includes cached tokens there).
 pub(crate) fn usage_from_responses(u: &Value) -> Usage {
     let input = u.u64_of("input_tokens").unwrap_or(0);
-    let cached = u
-        .get("input_tokens_details")
-        .and_then(|d| d.u64_of("cached_tokens"))
-        .unwrap_or(0)
-        .min(input);
+    let cached = u.get("input_tokens_details").and_then(|d| d.u64_of("cached_tokens")).unwrap_or(0).min(input);
     Usage {
         input_tokens: input - cached,
         output_tokens: u.u64_of("output_tokens").unwrap_or(0),
@@ -185,16 +181,10 @@ pub(crate) fn error_parts(err: &Value) -> (Option<ErrorClass>, Option<String>) {
     if let Some(s) = err.as_str() {
         return (None, Some(s.to_string()));
     }
-    let class = err
-        .str_of("type")
-        .and_then(class_from_type)
-        .or_else(|| err.str_of("code").and_then(class_from_type));
+    let class = err.str_of("type").and_then(class_from_type).or_else(|| err.str_of("code").and_then(class_from_type));
     (class, err.str_of("message").map(str::to_string))
 }
 
 pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -23,24 +23,12 @@ pub fn translate_error(upstream: Dialect, client: Dialect, status: u16, body: &[
         Ok(v) => match v.get("error") {
             Some(err) => error_parts(err),
             // Some servers answer `{"message": "..."}` or `{"detail": "..."}`.
-            None => (
-                None,
-                v.get("message")
-                    .or(v.get("detail"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            ),
+            None => (None, v.get("message").or(v.get("detail")).and_then(Value::as_str).map(str::to_string)),
         },
         Err(_) => (None, raw_message(body)),
     };
-    let message = message
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| format!("upstream returned HTTP {status}"));
-    error_body(
-        client,
-        class.unwrap_or_else(|| class_from_status(status)),
-        &message,
-    )
+    let message = message.filter(|m| !m.is_empty()).unwrap_or_else(|| format!("upstream returned HTTP {status}"));
+    error_body(client, class.unwrap_or_else(|| class_from_status(status)), &message)
 }
 
 fn raw_message(body: &[u8]) -> Option<String> {

@@ -18,10 +18,7 @@ impl Get for Value {
     }
 
     fn arr_of(&self, key: &str) -> &[Value] {
-        self.get(key)
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
     }
 
     fn u64_of(&self, key: &str) -> Option<u64> {
@@ -49,12 +46,7 @@ pub(crate) fn copy(from: &Value, key: &str, to: &mut Map<String, Value>, as_key:
 pub(crate) fn text_of(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => join(
-            parts
-                .iter()
-                .filter_map(|p| p.str_of("text"))
-                .filter(|t| !t.is_empty()),
-        ),
+        Some(Value::Array(parts)) => join(parts.iter().filter_map(|p| p.str_of("text")).filter(|t| !t.is_empty())),
         _ => String::new(),
     }
 }
@@ -80,15 +72,9 @@ pub(crate) fn to_string(v: &Value) -> String {
 /// `in_key`; a missing schema becomes an empty object schema.
 pub(crate) fn tool_def(src: &Value, in_key: &str, out_key: &str) -> Option<Map<String, Value>> {
     let mut def = Map::new();
-    def.insert(
-        "name".into(),
-        Value::String(src.str_of("name")?.to_string()),
-    );
+    def.insert("name".into(), Value::String(src.str_of("name")?.to_string()));
     copy(src, "description", &mut def, "description");
-    let schema = src
-        .some(in_key)
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({ "type": "object", "properties": {} }));
+    let schema = src.some(in_key).cloned().unwrap_or_else(|| serde_json::json!({ "type": "object", "properties": {} }));
     def.insert(out_key.into(), schema);
     Some(def)
 }

@@ -29,21 +29,14 @@ pub enum TranslateError {
     #[error("invalid `{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("`{field}` cannot be translated to {to}: {reason}")]
-    Untranslatable {
-        field: &'static str,
-        to: Dialect,
-        reason: &'static str,
-    },
+    Untranslatable { field: &'static str, to: Dialect, reason: &'static str },
     #[error("no translation from {from} to {to}")]
     Unsupported { from: Dialect, to: Dialect },
 }
 
 impl TranslateError {
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        TranslateError::Invalid {
-            field,
-            reason: reason.into(),
-        }
+        TranslateError::Invalid { field, reason: reason.into() }
     }
 
     /// True when the client's body is at fault (render as 400); false when the proxy lacks the
@@ -87,15 +80,7 @@ pub fn translate_request(
     body: &[u8],
     model: Option<&str>,
 ) -> Result<Vec<u8>, TranslateError> {
-    translate_request_with(
-        from,
-        to,
-        body,
-        &RequestOptions {
-            model,
-            target_reasoning: false,
-        },
-    )
+    translate_request_with(from, to, body, &RequestOptions { model, target_reasoning: false })
 }
 
 /// `translate_request` with all options.
@@ -125,11 +110,7 @@ pub fn translate_request_with(
 }
 
 /// Non-streaming response body of upstream dialect -> client dialect.
-pub fn translate_response(
-    upstream: Dialect,
-    client: Dialect,
-    body: &[u8],
-) -> Result<Vec<u8>, TranslateError> {
+pub fn translate_response(upstream: Dialect, client: Dialect, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     use Dialect::*;
     if upstream == client {
         return Ok(body.to_vec());
@@ -139,15 +120,8 @@ pub fn translate_response(
         (OpenaiChat, Anthropic) => response::to_anthropic::from_chat(&resp),
         (Anthropic, OpenaiChat) => response::to_chat::from_anthropic(&resp),
         (OpenaiChat, OpenaiResponses) => response::to_responses::from_chat(&resp),
-        (Anthropic, OpenaiResponses) => {
-            response::to_responses::from_chat(&response::to_chat::from_anthropic(&resp))
-        }
-        _ => {
-            return Err(TranslateError::Unsupported {
-                from: upstream,
-                to: client,
-            })
-        }
+        (Anthropic, OpenaiResponses) => response::to_responses::from_chat(&response::to_chat::from_anthropic(&resp)),
+        _ => return Err(TranslateError::Unsupported { from: upstream, to: client }),
     };
     Ok(serde_json::to_vec(&out)?)
 }

@@ -26,9 +26,7 @@ pub(crate) fn to_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, T
             Some("assistant") => messages.extend(assistant_message(content)?),
             // Claude Code puts reminders into `messages[]` as system entries; Chat keeps them
             // in place.
-            Some("system") => {
-                messages.push(json!({ "role": "system", "content": text_of(Some(content)) }))
-            }
+            Some("system") => messages.push(json!({ "role": "system", "content": text_of(Some(content)) })),
             other => {
                 return Err(TranslateError::invalid(
                     "messages",
@@ -82,12 +80,7 @@ fn user_messages(content: &Value, out: &mut Vec<Value>) -> Result<(), TranslateE
             return Ok(());
         }
         Value::Array(blocks) => blocks,
-        _ => {
-            return Err(TranslateError::invalid(
-                "messages",
-                "content must be a string or array",
-            ))
-        }
+        _ => return Err(TranslateError::invalid("messages", "content must be a string or array")),
     };
     let mut parts = Vec::new();
     for b in blocks {
@@ -106,10 +99,7 @@ fn user_messages(content: &Value, out: &mut Vec<Value>) -> Result<(), TranslateE
 /// most providers, so they join the user message that follows.
 fn tool_message(block: &Value, images: &mut Vec<Value>) -> Result<Value, TranslateError> {
     let Some(id) = block.str_of("tool_use_id") else {
-        return Err(TranslateError::invalid(
-            "messages",
-            "tool_result without tool_use_id",
-        ));
+        return Err(TranslateError::invalid("messages", "tool_result without tool_use_id"));
     };
     let mut text = match block.get("content") {
         Some(Value::Array(parts)) => {
@@ -131,8 +121,9 @@ fn tool_message(block: &Value, images: &mut Vec<Value>) -> Result<Value, Transla
 fn content_part(block: &Value) -> Result<Option<Value>, TranslateError> {
     Ok(match block.str_of("type") {
         Some("text") => Some(json!({ "type": "text", "text": block.str_of("text").unwrap_or("") })),
-        Some("image") => image_url(block.get("source"))?
-            .map(|url| json!({ "type": "image_url", "image_url": { "url": url } })),
+        Some("image") => {
+            image_url(block.get("source"))?.map(|url| json!({ "type": "image_url", "image_url": { "url": url } }))
+        }
         Some("document") => document_part(block)?,
         _ => None,
     })
@@ -145,13 +136,8 @@ fn image_url(source: Option<&Value>) -> Result<Option<String>, TranslateError> {
     };
     Ok(match src.str_of("type") {
         Some("base64") => {
-            let media = src
-                .str_of("media_type")
-                .unwrap_or("application/octet-stream");
-            Some(format!(
-                "data:{media};base64,{}",
-                src.str_of("data").unwrap_or("")
-            ))
+            let media = src.str_of("media_type").unwrap_or("application/octet-stream");
+            Some(format!("data:{media};base64,{}", src.str_of("data").unwrap_or("")))
         }
         Some("url") => src.str_of("url").map(str::to_string),
         _ => None,
@@ -161,9 +147,7 @@ fn image_url(source: Option<&Value>) -> Result<Option<String>, TranslateError> {
 fn document_part(block: &Value) -> Result<Option<Value>, TranslateError> {
     let src = block.get("source");
     Ok(match src.and_then(|s| s.str_of("type")) {
-        Some("text") => src
-            .and_then(|s| s.str_of("data"))
-            .map(|t| json!({ "type": "text", "text": t })),
+        Some("text") => src.and_then(|s| s.str_of("data")).map(|t| json!({ "type": "text", "text": t })),
         Some("base64") => image_url(src)?.map(|data| {
             let name = block.str_of("title").unwrap_or("document.pdf");
             json!({ "type": "file", "file": { "filename": name, "file_data": data } })
@@ -187,12 +171,7 @@ fn assistant_message(content: &Value) -> Result<Option<Value>, TranslateError> {
     let blocks = match content {
         Value::String(s) => return Ok(Some(json!({ "role": "assistant", "content": s }))),
         Value::Array(blocks) => blocks,
-        _ => {
-            return Err(TranslateError::invalid(
-                "messages",
-                "content must be a string or array",
-            ))
-        }
+        _ => return Err(TranslateError::invalid("messages", "content must be a string or array")),
     };
     let mut texts = Vec::new();
     let mut calls = Vec::new();
@@ -206,11 +185,7 @@ fn assistant_message(content: &Value) -> Result<Option<Value>, TranslateError> {
     if texts.is_empty() && calls.is_empty() {
         return Ok(None);
     }
-    let text = if texts.is_empty() {
-        Value::Null
-    } else {
-        Value::String(join(texts.into_iter()))
-    };
+    let text = if texts.is_empty() { Value::Null } else { Value::String(join(texts.into_iter())) };
     let mut msg = json!({ "role": "assistant", "content": text });
     if !calls.is_empty() {
         msg["tool_calls"] = Value::Array(calls);

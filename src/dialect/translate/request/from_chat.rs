@@ -10,10 +10,7 @@ use crate::dialect::translate::{RequestOptions, TranslateError};
 /// Anthropic requires `max_tokens`; Chat does not.
 const DEFAULT_MAX_TOKENS: u64 = 8192;
 
-pub(crate) fn to_anthropic(
-    req: &Value,
-    opts: &RequestOptions<'_>,
-) -> Result<Value, TranslateError> {
+pub(crate) fn to_anthropic(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, TranslateError> {
     let mut out = Map::new();
     out.insert("model".into(), model(req, opts)?);
 
@@ -44,16 +41,11 @@ pub(crate) fn to_anthropic(
     if !system.is_empty() {
         out.insert("system".into(), Value::String(system));
     }
-    let messages = turns
-        .into_iter()
-        .map(|(role, content)| json!({ "role": role, "content": content }))
-        .collect();
+    let messages = turns.into_iter().map(|(role, content)| json!({ "role": role, "content": content })).collect();
     out.insert("messages".into(), Value::Array(messages));
 
-    let max_tokens = req
-        .u64_of("max_completion_tokens")
-        .or_else(|| req.u64_of("max_tokens"))
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let max_tokens =
+        req.u64_of("max_completion_tokens").or_else(|| req.u64_of("max_tokens")).unwrap_or(DEFAULT_MAX_TOKENS);
     out.insert("max_tokens".into(), json!(max_tokens));
     tools(req, &mut out);
     match req.get("stop") {
@@ -75,10 +67,7 @@ pub(crate) fn to_anthropic(
     }
     if opts.target_reasoning {
         if let Some(budget) = req.str_of("reasoning_effort").and_then(thinking_budget) {
-            out.insert(
-                "thinking".into(),
-                json!({ "type": "enabled", "budget_tokens": budget }),
-            );
+            out.insert("thinking".into(), json!({ "type": "enabled", "budget_tokens": budget }));
             // The budget must fit under max_tokens, and thinking refuses sampling overrides.
             if max_tokens <= budget {
                 out.insert("max_tokens".into(), json!(budget + max_tokens));
@@ -143,9 +132,7 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
 
 /// An image/document `source` from a URL: data URLs become base64 sources.
 fn source(url: &str) -> Value {
-    let inline = url
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"));
+    let inline = url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,"));
     match inline {
         Some((media, data)) => json!({ "type": "base64", "media_type": media, "data": data }),
         None => json!({ "type": "url", "url": url }),
@@ -158,10 +145,7 @@ fn assistant_blocks(m: &Value) -> Result<Vec<Value>, TranslateError> {
     for call in m.arr_of("tool_calls") {
         let f = call.get("function").unwrap_or(&Value::Null);
         let (Some(id), Some(name)) = (call.str_of("id"), f.str_of("name")) else {
-            return Err(TranslateError::invalid(
-                "messages",
-                "tool call without id or name",
-            ));
+            return Err(TranslateError::invalid("messages", "tool call without id or name"));
         };
         out.push(json!({
             "type": "tool_use",
@@ -175,10 +159,7 @@ fn assistant_blocks(m: &Value) -> Result<Vec<Value>, TranslateError> {
 
 fn tool_result(m: &Value) -> Result<Value, TranslateError> {
     let Some(id) = m.str_of("tool_call_id") else {
-        return Err(TranslateError::invalid(
-            "messages",
-            "tool message without tool_call_id",
-        ));
+        return Err(TranslateError::invalid("messages", "tool message without tool_call_id"));
     };
     let content = match m.get("content") {
         Some(Value::Array(_)) => Value::Array(user_blocks(m.get("content"))?),

@@ -21,8 +21,7 @@ pub(crate) fn to_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, T
 
     let mut b = Builder::default();
     if let Some(instructions) = req.str_of("instructions").filter(|s| !s.is_empty()) {
-        b.messages
-            .push(json!({ "role": "system", "content": instructions }));
+        b.messages.push(json!({ "role": "system", "content": instructions }));
     }
     match req.get("input") {
         Some(Value::String(s)) => b.messages.push(json!({ "role": "user", "content": s })),
@@ -31,21 +30,12 @@ pub(crate) fn to_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, T
                 b.item(item)?;
             }
         }
-        _ => {
-            return Err(TranslateError::invalid(
-                "input",
-                "must be a string or an array",
-            ))
-        }
+        _ => return Err(TranslateError::invalid("input", "must be a string or an array")),
     }
     b.flush();
     out.insert("messages".into(), Value::Array(b.messages));
 
-    let tools: Vec<Value> = req
-        .arr_of("tools")
-        .iter()
-        .filter_map(function_tool)
-        .collect();
+    let tools: Vec<Value> = req.arr_of("tools").iter().filter_map(function_tool).collect();
     if !tools.is_empty() {
         if let Some(choice) = req.some("tool_choice").and_then(tool_choice) {
             out.insert("tool_choice".into(), choice);
@@ -102,9 +92,7 @@ impl Builder {
                 let args = to_string(item.get("action").unwrap_or(&json!({})));
                 self.call(item, "local_shell", args)
             }
-            "function_call_output" | "custom_tool_call_output" | "local_shell_call_output" => {
-                self.output(item)
-            }
+            "function_call_output" | "custom_tool_call_output" | "local_shell_call_output" => self.output(item),
             // Reasoning items, web search calls, item references: nothing Chat can take.
             _ => Ok(()),
         }
@@ -126,8 +114,7 @@ impl Builder {
             Some(role @ ("user" | "system" | "developer")) => {
                 self.flush();
                 let role = if role == "user" { "user" } else { "system" };
-                self.messages
-                    .push(json!({ "role": role, "content": user_content(content) }));
+                self.messages.push(json!({ "role": role, "content": user_content(content) }));
             }
             other => {
                 return Err(TranslateError::invalid(
@@ -141,10 +128,7 @@ impl Builder {
 
     fn call(&mut self, item: &Value, name: &str, arguments: String) -> Result<(), TranslateError> {
         let Some(id) = item.str_of("call_id") else {
-            return Err(TranslateError::invalid(
-                "input",
-                "function call without call_id",
-            ));
+            return Err(TranslateError::invalid("input", "function call without call_id"));
         };
         self.call_ids.insert(id.to_string());
         self.calls.push(json!({
@@ -158,10 +142,7 @@ impl Builder {
     fn output(&mut self, item: &Value) -> Result<(), TranslateError> {
         self.flush();
         let Some(id) = item.str_of("call_id") else {
-            return Err(TranslateError::invalid(
-                "input",
-                "call output without call_id",
-            ));
+            return Err(TranslateError::invalid("input", "call output without call_id"));
         };
         let text = match item.get("output") {
             // Shell outputs may arrive as an object; keep them as JSON text.
@@ -169,13 +150,11 @@ impl Builder {
             other => text_of(other),
         };
         if self.call_ids.contains(id) {
-            self.messages
-                .push(json!({ "role": "tool", "tool_call_id": id, "content": text }));
+            self.messages.push(json!({ "role": "tool", "tool_call_id": id, "content": text }));
         } else {
             // An output whose call was not sent would be rejected by Chat providers.
             let text = format!("Output of tool call {id}:\n{text}");
-            self.messages
-                .push(json!({ "role": "user", "content": text }));
+            self.messages.push(json!({ "role": "user", "content": text }));
         }
         Ok(())
     }
@@ -185,11 +164,8 @@ impl Builder {
         if self.text.is_empty() && self.calls.is_empty() {
             return;
         }
-        let text = if self.text.is_empty() {
-            Value::Null
-        } else {
-            Value::String(join(self.text.iter().map(String::as_str)))
-        };
+        let text =
+            if self.text.is_empty() { Value::Null } else { Value::String(join(self.text.iter().map(String::as_str))) };
         let mut msg = json!({ "role": "assistant", "content": text });
         if !self.calls.is_empty() {
             msg["tool_calls"] = Value::Array(std::mem::take(&mut self.calls));
@@ -212,10 +188,7 @@ fn user_content(content: Option<&Value>) -> Value {
         .filter_map(|p| match p.str_of("type") {
             Some("input_image") => {
                 let mut image = Map::new();
-                image.insert(
-                    "url".into(),
-                    Value::String(p.str_of("image_url")?.to_string()),
-                );
+                image.insert("url".into(), Value::String(p.str_of("image_url")?.to_string()));
                 copy(p, "detail", &mut image, "detail");
                 Some(json!({ "type": "image_url", "image_url": image }))
             }
@@ -242,9 +215,7 @@ fn function_tool(t: &Value) -> Option<Value> {
 
 fn tool_choice(choice: &Value) -> Option<Value> {
     match choice {
-        Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => {
-            Some(choice.clone())
-        }
+        Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => Some(choice.clone()),
         Value::Object(_) if choice.str_of("type") == Some("function") => {
             Some(json!({ "type": "function", "function": { "name": choice.str_of("name")? } }))
         }
@@ -256,10 +227,7 @@ fn response_format(format: &Value) -> Option<Value> {
     match format.str_of("type")? {
         "json_schema" => {
             let mut schema = Map::new();
-            schema.insert(
-                "name".into(),
-                json!(format.str_of("name").unwrap_or("output")),
-            );
+            schema.insert("name".into(), json!(format.str_of("name").unwrap_or("output")));
             copy(format, "schema", &mut schema, "schema");
             copy(format, "strict", &mut schema, "strict");
             copy(format, "description", &mut schema, "description");

@@ -29,11 +29,8 @@ pub(crate) fn from_chat(resp: &Value) -> Value {
             "input": parse_arguments(f.str_of("arguments").unwrap_or("")),
         }));
     }
-    let (stop_reason, stop_sequence) = anthropic_stop(
-        choice.str_of("finish_reason"),
-        !calls.is_empty(),
-        matched_stop(choice),
-    );
+    let (stop_reason, stop_sequence) =
+        anthropic_stop(choice.str_of("finish_reason"), !calls.is_empty(), matched_stop(choice));
     let usage = resp.get("usage").map(usage_from_chat).unwrap_or_default();
     json!({
         "id": resp.str_of("id").unwrap_or("msg_tokenfold"),
@@ -49,7 +46,5 @@ pub(crate) fn from_chat(resp: &Value) -> Value {
 
 /// Reasoning text under the names Chat providers use for it (DeepSeek, vLLM, OpenRouter).
 pub(crate) fn reasoning_text(msg: &Value) -> Option<&str> {
-    msg.str_of("reasoning_content")
-        .or_else(|| msg.str_of("reasoning"))
-        .filter(|t| !t.is_empty())
+    msg.str_of("reasoning_content").or_else(|| msg.str_of("reasoning")).filter(|t| !t.is_empty())
 }

@@ -21,11 +21,7 @@ pub(crate) fn from_anthropic(resp: &Value) -> Value {
             _ => {}
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() {
-        Value::Null
-    } else {
-        Value::String(text)
-    };
+    let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
     let mut message = json!({ "role": "assistant", "content": content, "refusal": null });
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);

@@ -16,16 +16,9 @@ pub(crate) fn from_chat(resp: &Value) -> Value {
     if let Some(text) = reasoning_text(msg) {
         output.push(reasoning_item(&item_id("rs", &id, output.len()), text));
     }
-    let text: String = ["content", "refusal"]
-        .iter()
-        .filter_map(|k| msg.str_of(k))
-        .collect();
+    let text: String = ["content", "refusal"].iter().filter_map(|k| msg.str_of(k)).collect();
     if !text.is_empty() {
-        output.push(message_item(
-            &item_id("msg", &id, output.len()),
-            &text,
-            "completed",
-        ));
+        output.push(message_item(&item_id("msg", &id, output.len()), &text, "completed"));
     }
     for call in msg.arr_of("tool_calls") {
         let f = call.get("function").unwrap_or(&Value::Null);
@@ -115,11 +108,7 @@ pub(crate) fn output_text(text: &str) -> Value {
 }
 
 pub(crate) fn message_item(id: &str, text: &str, status: &str) -> Value {
-    let content = if status == "in_progress" {
-        vec![]
-    } else {
-        vec![output_text(text)]
-    };
+    let content = if status == "in_progress" { vec![] } else { vec![output_text(text)] };
     json!({
         "id": id,
         "type": "message",
@@ -129,13 +118,7 @@ pub(crate) fn message_item(id: &str, text: &str, status: &str) -> Value {
     })
 }
 
-pub(crate) fn call_item(
-    id: &str,
-    call_id: &str,
-    name: &str,
-    arguments: &str,
-    status: &str,
-) -> Value {
+pub(crate) fn call_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
     json!({
         "id": id,
         "type": "function_call",
@@ -151,10 +134,6 @@ pub(crate) fn summary_text(text: &str) -> Value {
 }
 
 pub(crate) fn reasoning_item(id: &str, summary: &str) -> Value {
-    let summary = if summary.is_empty() {
-        vec![]
-    } else {
-        vec![summary_text(summary)]
-    };
+    let summary = if summary.is_empty() { vec![] } else { vec![summary_text(summary)] };
     json!({ "id": id, "type": "reasoning", "summary": summary })
 }

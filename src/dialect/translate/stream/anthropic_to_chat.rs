@@ -5,9 +5,7 @@ use serde_json::{json, Value};
 use super::{emit, error_of, Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::{write_event, SseEvent};
-use crate::dialect::translate::common::{
-    chat_finish, chat_usage_json, merge_anthropic_usage, now_secs,
-};
+use crate::dialect::translate::common::{chat_finish, chat_usage_json, merge_anthropic_usage, now_secs};
 use crate::dialect::translate::json::Get;
 use crate::dialect::translate::Usage;
 use crate::dialect::Dialect;
@@ -71,12 +69,15 @@ impl AnthropicToChat {
                     Some("tool_use") => {
                         let index = self.tools.len();
                         self.tools.push((ev.u64_of("index").unwrap_or(0), index));
-                        self.tool_delta(out, json!({
-                            "index": index,
-                            "id": block.str_of("id").unwrap_or(""),
-                            "type": "function",
-                            "function": { "name": block.str_of("name").unwrap_or(""), "arguments": "" },
-                        }));
+                        self.tool_delta(
+                            out,
+                            json!({
+                                "index": index,
+                                "id": block.str_of("id").unwrap_or(""),
+                                "type": "function",
+                                "function": { "name": block.str_of("name").unwrap_or(""), "arguments": "" },
+                            }),
+                        );
                     }
                     Some("text") => self.text(out, block.str_of("text")),
                     _ => {}
@@ -96,10 +97,7 @@ impl AnthropicToChat {
                         let tool = self.tools.iter().find(|t| t.0 == block).map(|t| t.1);
                         let args = delta.str_of("partial_json").filter(|a| !a.is_empty());
                         if let (Some(index), Some(args)) = (tool, args) {
-                            self.tool_delta(
-                                out,
-                                json!({ "index": index, "function": { "arguments": args } }),
-                            );
+                            self.tool_delta(out, json!({ "index": index, "function": { "arguments": args } }));
                         }
                     }
                     _ => {}

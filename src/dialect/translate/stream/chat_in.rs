@@ -125,9 +125,7 @@ impl ChatIn {
         if !self.started {
             self.started = true;
             self.id = chunk.id.clone();
-            f(Piece::Start {
-                id: chunk.id.as_deref(),
-            });
+            f(Piece::Start { id: chunk.id.as_deref() });
         }
         for choice in chunk.choices.iter().take(1) {
             if let Some(d) = &choice.delta {
@@ -136,11 +134,7 @@ impl ChatIn {
             if let Some(reason) = &choice.finish_reason {
                 let matched = choice.stop_reason.as_ref().and_then(Value::as_str);
                 let tool_calls = self.saw_tool_calls;
-                f(Piece::Finish {
-                    reason: Some(reason),
-                    matched,
-                    tool_calls,
-                });
+                f(Piece::Finish { reason: Some(reason), matched, tool_calls });
             }
         }
         if let Some(u) = chunk.usage.as_ref().filter(|u| u.is_object()) {
@@ -149,10 +143,7 @@ impl ChatIn {
     }
 
     fn delta<'a>(&mut self, d: &'a Delta, f: &mut impl FnMut(Piece<'a>)) {
-        let reasoning = d
-            .reasoning_content
-            .as_deref()
-            .or_else(|| d.reasoning.as_ref().and_then(Value::as_str));
+        let reasoning = d.reasoning_content.as_deref().or_else(|| d.reasoning.as_ref().and_then(Value::as_str));
         if let Some(r) = reasoning.filter(|r| !r.is_empty()) {
             f(Piece::Reasoning(r));
         }
@@ -163,10 +154,7 @@ impl ChatIn {
         }
         for call in d.tool_calls.iter().flatten() {
             let slot = self.slot(call, f);
-            let args = call
-                .function
-                .as_ref()
-                .and_then(|fd| fd.arguments.as_deref());
+            let args = call.function.as_ref().and_then(|fd| fd.arguments.as_deref());
             if let (Some(slot), Some(args)) = (slot, args.filter(|a| !a.is_empty())) {
                 f(Piece::ToolArgs { slot, args });
             }
@@ -192,11 +180,7 @@ impl ChatIn {
             Some(id) if !id.is_empty() => id.clone(),
             _ => format!("call_{}_{slot}", self.id.as_deref().unwrap_or("tokenfold")),
         };
-        let name = call
-            .function
-            .as_ref()
-            .and_then(|fd| fd.name.as_deref())
-            .unwrap_or("");
+        let name = call.function.as_ref().and_then(|fd| fd.name.as_deref()).unwrap_or("");
         f(Piece::ToolStart { slot, id, name });
         Some(slot)
     }

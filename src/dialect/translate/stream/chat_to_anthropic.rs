@@ -75,8 +75,7 @@ impl ChatToAnthropic {
                 // Deltas for an earlier call (rare) still go to its own index.
                 if let Some(&index) = self.tool_blocks.get(slot) {
                     let delta = json!({ "type": "input_json_delta", "partial_json": args });
-                    let ev =
-                        json!({ "type": "content_block_delta", "index": index, "delta": delta });
+                    let ev = json!({ "type": "content_block_delta", "index": index, "delta": delta });
                     emit(out, Some("content_block_delta"), &ev);
                 }
             }
@@ -84,11 +83,7 @@ impl ChatToAnthropic {
                 self.id = id.map(str::to_string);
                 self.start(out);
             }
-            Piece::Finish {
-                reason,
-                matched,
-                tool_calls,
-            } => {
+            Piece::Finish { reason, matched, tool_calls } => {
                 self.start(out);
                 self.close_block(out);
                 self.stop = Some(anthropic_stop(reason, tool_calls, matched));
@@ -189,11 +184,7 @@ impl Translate for ChatToAnthropic {
             "usage": anthropic_usage_json(&self.usage),
         });
         emit(out, Some("message_delta"), &ev);
-        emit(
-            out,
-            Some("message_stop"),
-            &json!({ "type": "message_stop" }),
-        );
+        emit(out, Some("message_stop"), &json!({ "type": "message_stop" }));
         self.done = true;
     }
 

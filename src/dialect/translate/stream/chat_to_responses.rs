@@ -8,19 +8,15 @@ use crate::dialect::errors::ErrorClass;
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::now_secs;
 use crate::dialect::translate::response::to_responses::{
-    call_item, item_id, message_item, output_text, reasoning_item, response_id, response_object,
-    set_finish, summary_text,
+    call_item, item_id, message_item, output_text, reasoning_item, response_id, response_object, set_finish,
+    summary_text,
 };
 use crate::dialect::translate::Usage;
 
 enum Body {
     Message(String),
     Reasoning(String),
-    Call {
-        call_id: String,
-        name: String,
-        args: String,
-    },
+    Call { call_id: String, name: String, args: String },
 }
 
 struct Item {
@@ -34,11 +30,7 @@ impl Item {
         match &self.body {
             Body::Message(text) => message_item(&self.id, text, "completed"),
             Body::Reasoning(text) => reasoning_item(&self.id, text),
-            Body::Call {
-                call_id,
-                name,
-                args,
-            } => call_item(&self.id, call_id, name, args, "completed"),
+            Body::Call { call_id, name, args } => call_item(&self.id, call_id, name, args, "completed"),
         }
     }
 }
@@ -110,33 +102,22 @@ impl ChatToResponses {
                 });
                 self.send(out, "response.output_text.delta", ev);
             }
-            Piece::ToolStart {
-                id: call_id, name, ..
-            } => {
+            Piece::ToolStart { id: call_id, name, .. } => {
                 self.start(out);
                 self.close_item(out);
                 let i = self.items.len();
                 let id = item_id("fc", &self.id, i);
                 let item = call_item(&id, &call_id, name, "", "in_progress");
-                let body = Body::Call {
-                    call_id,
-                    name: name.to_string(),
-                    args: String::new(),
-                };
+                let body = Body::Call { call_id, name: name.to_string(), args: String::new() };
                 self.items.push(Item { id, body });
                 self.call_items.push(i);
                 self.open = Some(i);
-                self.send(
-                    out,
-                    "response.output_item.added",
-                    json!({ "output_index": i, "item": item }),
-                );
+                self.send(out, "response.output_item.added", json!({ "output_index": i, "item": item }));
             }
             Piece::ToolArgs { slot, args } => {
                 if let Some(&i) = self.call_items.get(slot) {
                     self.append(i, args);
-                    let ev =
-                        json!({ "item_id": self.items[i].id, "output_index": i, "delta": args });
+                    let ev = json!({ "item_id": self.items[i].id, "output_index": i, "delta": args });
                     self.send(out, "response.function_call_arguments.delta", ev);
                 }
             }
@@ -156,14 +137,7 @@ impl ChatToResponses {
             return;
         }
         self.started = true;
-        let resp = response_object(
-            &self.id,
-            &self.model,
-            self.created_at,
-            "in_progress",
-            vec![],
-            None,
-        );
+        let resp = response_object(&self.id, &self.model, self.created_at, "in_progress", vec![], None);
         self.send(out, "response.created", json!({ "response": resp.clone() }));
         self.send(out, "response.in_progress", json!({ "response": resp }));
     }
@@ -173,10 +147,7 @@ impl ChatToResponses {
     fn open_item(&mut self, out: &mut Vec<u8>, message: bool) -> usize {
         self.start(out);
         if let Some(i) = self.open {
-            if matches!(
-                (&self.items[i].body, message),
-                (Body::Message(_), true) | (Body::Reasoning(_), false)
-            ) {
+            if matches!((&self.items[i].body, message), (Body::Message(_), true) | (Body::Reasoning(_), false)) {
                 return i;
             }
         }
@@ -186,32 +157,15 @@ impl ChatToResponses {
         let (body, item, part_event, part) = if message {
             let part = json!({ "content_index": 0, "part": output_text("") });
             let item = message_item(&id, "", "in_progress");
-            (
-                Body::Message(String::new()),
-                item,
-                "response.content_part.added",
-                part,
-            )
+            (Body::Message(String::new()), item, "response.content_part.added", part)
         } else {
             let part = json!({ "summary_index": 0, "part": summary_text("") });
             let item = reasoning_item(&id, "");
-            (
-                Body::Reasoning(String::new()),
-                item,
-                "response.reasoning_summary_part.added",
-                part,
-            )
+            (Body::Reasoning(String::new()), item, "response.reasoning_summary_part.added", part)
         };
-        self.items.push(Item {
-            id: id.clone(),
-            body,
-        });
+        self.items.push(Item { id: id.clone(), body });
         self.open = Some(i);
-        self.send(
-            out,
-            "response.output_item.added",
-            json!({ "output_index": i, "item": item }),
-        );
+        self.send(out, "response.output_item.added", json!({ "output_index": i, "item": item }));
         let mut ev = part;
         ev["item_id"] = json!(id);
         ev["output_index"] = json!(i);
@@ -239,36 +193,23 @@ impl ChatToResponses {
             }
             Body::Reasoning(text) => {
                 let text = text.clone();
-                let ev =
-                    json!({ "item_id": id, "output_index": i, "summary_index": 0, "text": text });
+                let ev = json!({ "item_id": id, "output_index": i, "summary_index": 0, "text": text });
                 self.send(out, "response.reasoning_summary_text.done", ev);
                 let ev = json!({ "item_id": id, "output_index": i, "summary_index": 0, "part": summary_text(&text) });
                 self.send(out, "response.reasoning_summary_part.done", ev);
             }
             Body::Call { name, args, .. } => {
-                let ev =
-                    json!({ "item_id": id, "output_index": i, "name": name, "arguments": args });
+                let ev = json!({ "item_id": id, "output_index": i, "name": name, "arguments": args });
                 self.send(out, "response.function_call_arguments.done", ev);
             }
         }
         let item = self.items[i].finished();
-        self.send(
-            out,
-            "response.output_item.done",
-            json!({ "output_index": i, "item": item }),
-        );
+        self.send(out, "response.output_item.done", json!({ "output_index": i, "item": item }));
     }
 
     fn final_response(&self, status: &str) -> Value {
         let output = self.items.iter().map(Item::finished).collect();
-        response_object(
-            &self.id,
-            &self.model,
-            self.created_at,
-            status,
-            output,
-            Some(&self.usage),
-        )
+        response_object(&self.id, &self.model, self.created_at, status, output, Some(&self.usage))
     }
 }
 

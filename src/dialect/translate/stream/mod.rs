@@ -74,11 +74,7 @@ struct Framed<T> {
 
 impl<T: Translate> Framed<T> {
     fn new(inner: T) -> Self {
-        Framed {
-            splitter: SseSplitter::new(),
-            inner,
-            ended: false,
-        }
+        Framed { splitter: SseSplitter::new(), inner, ended: false }
     }
 
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
@@ -136,18 +132,12 @@ impl StreamTranslator {
             _ if upstream == client => Kind::Pass(Framed::new(Tap::new(upstream))),
             (OpenaiChat, Anthropic) => Kind::ToAnthropic(Framed::new(ChatToAnthropic::new(model))),
             (Anthropic, OpenaiChat) => Kind::ToChat(Framed::new(AnthropicToChat::new(model))),
-            (OpenaiChat, OpenaiResponses) => {
-                Kind::ToResponses(Framed::new(ChatToResponses::new(model)))
-            }
+            (OpenaiChat, OpenaiResponses) => Kind::ToResponses(Framed::new(ChatToResponses::new(model))),
             (Anthropic, OpenaiResponses) => Kind::ViaChat(Box::new((
                 Framed::new(AnthropicToChat::new(model)),
                 Framed::new(ChatToResponses::new(model)),
             ))),
-            _ => Kind::Unsupported {
-                upstream,
-                client,
-                reported: false,
-            },
+            _ => Kind::Unsupported { upstream, client, reported: false },
         };
         StreamTranslator { kind, client }
     }
@@ -217,12 +207,7 @@ impl StreamTranslator {
     }
 
     fn report_unsupported(&mut self, out: &mut Vec<u8>) {
-        if let Kind::Unsupported {
-            upstream,
-            client,
-            reported,
-        } = &mut self.kind
-        {
+        if let Kind::Unsupported { upstream, client, reported } = &mut self.kind {
             if !*reported {
                 *reported = true;
                 let msg = format!("no stream translation from {upstream} to {client}");
@@ -240,8 +225,5 @@ fn emit(out: &mut Vec<u8>, name: Option<&str>, v: &Value) {
 /// Class and message of an upstream error object, with fallbacks.
 fn error_of(err: &Value) -> (ErrorClass, String) {
     let (class, message) = super::common::error_parts(err);
-    (
-        class.unwrap_or(ErrorClass::Api),
-        message.unwrap_or_else(|| "upstream reported an error".to_string()),
-    )
+    (class.unwrap_or(ErrorClass::Api), message.unwrap_or_else(|| "upstream reported an error".to_string()))
 }

@@ -6,9 +6,7 @@ use serde_json::Value;
 use super::{Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::SseEvent;
-use crate::dialect::translate::common::{
-    merge_anthropic_usage, usage_from_chat, usage_from_responses,
-};
+use crate::dialect::translate::common::{merge_anthropic_usage, usage_from_chat, usage_from_responses};
 use crate::dialect::translate::json::Get;
 use crate::dialect::translate::Usage;
 use crate::dialect::Dialect;
@@ -21,11 +19,7 @@ pub(super) struct Tap {
 
 impl Tap {
     pub fn new(dialect: Dialect) -> Self {
-        Tap {
-            dialect,
-            usage: Usage::default(),
-            terminal: false,
-        }
+        Tap { dialect, usage: Usage::default(), terminal: false }
     }
 }
 
@@ -37,15 +31,8 @@ impl Translate for Tap {
             return;
         }
         // Cheap filter: only events that can carry usage or end the stream are parsed.
-        let interesting = [
-            "usage",
-            "error",
-            "finish_reason",
-            "message_stop",
-            "response.",
-        ]
-        .iter()
-        .any(|k| data.contains(k));
+        let interesting =
+            ["usage", "error", "finish_reason", "message_stop", "response."].iter().any(|k| data.contains(k));
         if !interesting {
             return;
         }
@@ -60,19 +47,13 @@ impl Translate for Tap {
                 if let Some(u) = v.some("usage") {
                     self.usage = usage_from_chat(u);
                 }
-                let finished = v
-                    .arr_of("choices")
-                    .iter()
-                    .any(|c| c.some("finish_reason").is_some());
+                let finished = v.arr_of("choices").iter().any(|c| c.some("finish_reason").is_some());
                 self.terminal |= finished;
             }
             Dialect::Anthropic => {
                 let ty = v.str_of("type").unwrap_or("");
-                let u = if ty == "message_start" {
-                    v.get("message").and_then(|m| m.get("usage"))
-                } else {
-                    v.get("usage")
-                };
+                let u =
+                    if ty == "message_start" { v.get("message").and_then(|m| m.get("usage")) } else { v.get("usage") };
                 if let Some(u) = u {
                     merge_anthropic_usage(&mut self.usage, u);
                 }
@@ -83,10 +64,8 @@ impl Translate for Tap {
                 if let Some(u) = v.get("response").and_then(|r| r.some("usage")) {
                     self.usage = usage_from_responses(u);
                 }
-                self.terminal |= matches!(
-                    ty,
-                    "response.completed" | "response.incomplete" | "response.failed" | "error"
-                );
+                self.terminal |=
+                    matches!(ty, "response.completed" | "response.incomplete" | "response.failed" | "error");
             }
         }
     }

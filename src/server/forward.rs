@@ -20,7 +20,7 @@ use crate::dialect::sse::SseSplitter;
 use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
 use crate::ledger::{Prices, Record};
-use crate::pool::{classify, Failure, Outcome, RequestFacts, Verdict};
+use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
 
 /// Error bodies and non-streamed answers are read whole before deciding; beyond this they are cut.
 const WHOLE_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -95,11 +95,9 @@ pub async fn send_with_fallback(
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(provider = %target.provider.name, "{e}");
-                record.fallbacks.push(format!("{}: {}", attempt.provider(), e.kind()));
-                let verdict = attempt.report(Outcome::Failed(Failure::from_proxy_error(&e)));
+                let retry = transport_failed(attempt, record, &e);
                 last_error = Some(e);
-                if verdict == Verdict::TryNext {
+                if retry {
                     continue;
                 }
                 break;
@@ -125,10 +123,9 @@ pub async fn send_with_fallback(
             Ok(p) => p,
             Err(e) => {
                 let e = ProxyError::UpstreamUnreachable { provider: target.provider.name.clone(), detail: e };
-                record.fallbacks.push(format!("{}: {}", attempt.provider(), e.kind()));
-                let verdict = attempt.report(Outcome::Failed(Failure::from_proxy_error(&e)));
+                let retry = transport_failed(attempt, record, &e);
                 last_error = Some(e);
-                if verdict == Verdict::TryNext {
+                if retry {
                     continue;
                 }
                 break;
@@ -213,6 +210,14 @@ pub async fn send_with_fallback(
         return Err(ProxyError::Upstream { status: h.status, headers, body });
     }
     Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
+}
+
+/// Tells the pool an attempt failed in transport (connect, timeout, reset) and notes the hop in
+/// the ledger record. True when the next target may be tried.
+fn transport_failed(attempt: Attempt, record: &mut Record, e: &ProxyError) -> bool {
+    tracing::warn!(provider = attempt.provider(), "{e}");
+    record.fallbacks.push(format!("{}: {}", attempt.provider(), e.kind()));
+    attempt.report(Outcome::Failed(Failure::from_proxy_error(e))) == Verdict::TryNext
 }
 
 /// What admission needs to know, read cheaply from the raw bytes (the estimate is bytes / 4).

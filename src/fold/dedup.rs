@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::filters::{self, Origin};
 use super::locate::{Kind, Loc};
 use super::shapes;
 use super::state::{window_key, BlockResult, EditNote, Line, Mechanism, Src, State, ToolInfo};
@@ -141,7 +142,16 @@ fn run_offset(lines: &[Line], ci: usize, src: &[Line], si: usize) -> Option<i64>
 }
 
 /// Folds one text block: decides its edits, records them in `st` and indexes what stays verbatim.
-pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Option<Arc<ToolInfo>>, text: &str) {
+/// `origin` is set for command output, which may also go through its filter (part 2).
+pub fn process_text(
+    st: &mut State,
+    ord: usize,
+    kind: Kind,
+    loc: Loc,
+    tool: Option<Arc<ToolInfo>>,
+    text: &str,
+    origin: Option<&Origin>,
+) {
     let view = if kind == Kind::ToolOutput && tool.is_none() { shapes::viewed_file(text) } else { None };
     let mut lines = lines_of(text);
     let may_reminder =
@@ -195,6 +205,11 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
         }
     }
 
+    // Part 2: a command output that is not a whole repeat goes through its filter first; span
+    // dedup then looks only at the lines the filter kept verbatim.
+    if let Some(o) = origin.filter(|_| edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput)) {
+        filter_edits(st, ord, text, o, &reminder_ranges, &mut edits);
+    }
     if edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput) && kind == Kind::ToolOutput {
         span_edits(st, text, &lines, &mut edits);
     }
@@ -203,7 +218,8 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
     // Lines touched by an edit are no longer verbatim and can never be pointed at.
     for l in lines.iter_mut() {
         let (s, e) = (l.start as usize, l.end as usize);
-        l.verbatim = !edits.iter().any(|ed| ed.range.start <= e && s < ed.range.end.max(ed.range.start + 1));
+        l.verbatim =
+            !edits.iter().any(|ed| !ed.range.is_empty() && ed.range.start <= e && s < ed.range.end.max(ed.range.start + 1));
     }
     let kept_reminders: Vec<Range<usize>> = reminder_ranges
         .into_iter()
@@ -241,6 +257,26 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
     super::json::encode_into(&new_text, &mut escaped);
     st.approx_bytes += escaped.len() + notes.iter().map(|n| n.removed.len() + n.marker.len()).sum::<usize>();
     st.results.push(Some(Arc::new(BlockResult { escaped, notes, est_saved })));
+}
+
+/// The filter's edits for a command output, unless one would touch a `<system-reminder>`.
+fn filter_edits(st: &mut State, ord: usize, text: &str, o: &Origin, reminders: &[Range<usize>], edits: &mut Vec<Edit>) {
+    let Some(a) = filters::plan(o, text) else { return };
+    let clash = |r: &Range<usize>| reminders.iter().any(|m| r.start < m.end && m.start < r.end.max(r.start + 1));
+    if a.edits.iter().any(|p| clash(&p.range) || edits.iter().any(|e| p.range.start < e.range.end && e.range.start < p.range.end)) {
+        return;
+    }
+    let mechanism = Mechanism::Filter(a.filter);
+    o.store.put(&a.id, text);
+    st.stored.insert(a.id, mechanism);
+    edits.extend(a.edits.into_iter().map(|p| Edit {
+        range: p.range,
+        marker: p.marker,
+        mechanism,
+        source: ord,
+        source_lines: None,
+        est_saved: p.est_saved,
+    }));
 }
 
 /// Greedy left-to-right: at each line take the longest run matching verbatim earlier lines.

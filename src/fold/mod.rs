@@ -6,9 +6,11 @@
 //! original buffer. A block's result depends only on the blocks before it (prefix stability).
 
 pub mod dedup;
+pub mod filters;
 pub mod json;
 pub mod locate;
 pub mod lru;
+pub mod originals;
 pub mod shapes;
 pub mod state;
 
@@ -18,13 +20,16 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::dialect::Dialect;
+pub use filters::Level;
+use filters::Origin;
 use json::{Malformed, Res};
 use locate::{Block, Kind, Loc};
+use originals::Originals;
 pub use state::{EditNote, Mechanism};
 use state::{State, ToolInfo};
 
 /// Bump when folding output changes for the same input: it is part of every cache key.
-pub const FOLD_VERSION: u64 = 1;
+pub const FOLD_VERSION: u64 = 2;
 
 /// A request body after folding.
 pub struct Folded {
@@ -33,43 +38,81 @@ pub struct Folded {
     pub saved_tokens: u64,
     /// Every replacement present in this request (earlier turns' included), in block order.
     pub edits: Vec<EditNote>,
+    /// This turn (blocks from the last assistant message on): outputs each filter shortened.
+    pub turn_elisions: Vec<(&'static str, u64)>,
+    /// This turn's tool calls that read a stored original back, per filter that made it.
+    pub turn_recalls: Vec<(&'static str, u64)>,
 }
 
 impl Folded {
-    /// Estimated tokens saved per mechanism (same estimate as `saved_tokens`).
+    /// Estimated tokens saved per mechanism (same estimate as `saved_tokens`). A filter's footer
+    /// is an edit that removes nothing: its cost counts against its filter.
     pub fn savings_by_mechanism(&self) -> Vec<(&'static str, u64)> {
-        let mut out: Vec<(&'static str, u64)> = Vec::new();
+        let mut out: Vec<(&'static str, i64)> = Vec::new();
         for e in &self.edits {
-            let saved =
-                crate::tokens::estimate_text(&e.removed).saturating_sub(crate::tokens::estimate_marker(&e.marker));
+            let saved = crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
             match out.iter_mut().find(|(m, _)| *m == e.mechanism.name()) {
                 Some((_, n)) => *n += saved,
                 None => out.push((e.mechanism.name(), saved)),
             }
         }
-        out
+        out.into_iter().map(|(m, n)| (m, n.max(0) as u64)).collect()
+    }
+}
+
+/// How a `Folder` folds: the default level and where filtered outputs' originals go.
+pub struct FoldOptions {
+    pub level: Level,
+    pub originals: Arc<Originals>,
+}
+
+impl Default for FoldOptions {
+    /// Part 1 only, nothing stored: what `Folder::new` does.
+    fn default() -> Self {
+        FoldOptions { level: Level::Lossless, originals: Arc::new(Originals::unstored()) }
     }
 }
 
 pub struct Folder {
     enabled: bool,
     cache: Mutex<lru::Lru>,
+    level: Level,
+    originals: Arc<Originals>,
 }
 
 impl Folder {
+    /// A folder that dedups only (part 1, `Level::Lossless`); see `with_options` for filters.
     pub fn new(enabled: bool) -> Folder {
+        Folder::with_options(enabled, FoldOptions::default())
+    }
+
+    pub fn with_options(enabled: bool, opts: FoldOptions) -> Folder {
         // A local proxy keeps its memory modest: 512 conversations, 128 MiB of index state at most.
-        Folder { enabled, cache: Mutex::new(lru::Lru::new(512, 128 << 20)) }
+        Folder { enabled, cache: Mutex::new(lru::Lru::new(512, 128 << 20)), level: opts.level, originals: opts.originals }
     }
 
     pub fn enabled(&self) -> bool {
         self.enabled
     }
 
-    /// Folds `body` (a request of `dialect`). `None` means nothing was folded: forward the
-    /// original bytes. Any internal problem also yields `None` (fail open).
+    /// The level used when a request does not ask for one.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    pub fn originals(&self) -> &Originals {
+        &self.originals
+    }
+
+    /// Folds `body` (a request of `dialect`) at the default level. `None` means nothing was
+    /// folded: forward the original bytes. Any internal problem also yields `None` (fail open).
     pub fn fold(&self, dialect: Dialect, body: &Bytes) -> Option<Folded> {
-        self.try_fold(dialect, body).ok().flatten()
+        self.fold_at(dialect, body, self.level)
+    }
+
+    /// Folds at `level` (a request's `x-tokenfold-level`); the level is part of the cache key.
+    pub fn fold_at(&self, dialect: Dialect, body: &Bytes, level: Level) -> Option<Folded> {
+        self.try_fold(dialect, body, level).ok().flatten()
     }
 
     /// Conversation states currently cached.
@@ -82,13 +125,18 @@ impl Folder {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn try_fold(&self, dialect: Dialect, body: &Bytes) -> Res<Option<Folded>> {
+    fn try_fold(&self, dialect: Dialect, body: &Bytes, level: Level) -> Res<Option<Folded>> {
         let b: &[u8] = body;
         let blocks = locate::locate(dialect, b)?;
         if blocks.is_empty() {
             return Ok(None);
         }
-        let seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION);
+        // Level and the store's marker form change the output: both are in the cache key.
+        let mut seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION);
+        if level != Level::Lossless {
+            seed = xxh3_64_with_seed(&self.originals.fingerprint().to_le_bytes(), seed ^ level as u64);
+        }
+        let ctx = Ctx { level, store: &self.originals };
         let mut chains = Vec::with_capacity(blocks.len());
         let mut chain = seed;
         for blk in &blocks {
@@ -115,7 +163,7 @@ impl Folder {
                     None => State::new(seed),
                 };
                 for j in from..n {
-                    process(&mut st, b, &blocks[j], j)?;
+                    process(&mut st, b, &blocks[j], j, &ctx)?;
                     st.chain = chains[j];
                 }
                 let st = Arc::new(st);
@@ -149,8 +197,43 @@ fn decode_opt(b: &[u8], r: &Option<std::ops::Range<usize>>) -> Option<String> {
     r.as_ref().and_then(|r| json::decode(b, r.clone()).ok()).map(|c| c.into_owned())
 }
 
+/// What processing a block needs beyond the state: this request's level and the store.
+struct Ctx<'a> {
+    level: Level,
+    store: &'a Originals,
+}
+
+/// Tool calls (and agents' fenced commands) that read a stored original: `.../o/<id>`.
+fn note_recalls(st: &mut State, ord: usize, text: &[u8]) {
+    if st.stored.is_empty() {
+        return;
+    }
+    for k in memchr::memmem::find_iter(text, b"/o/") {
+        let Some(id) = text.get(k + 3..k + 3 + originals::ID_LEN).and_then(|x| std::str::from_utf8(x).ok()) else {
+            continue;
+        };
+        if let Some(&m) = st.stored.get(id) {
+            st.recalls.push((ord, m));
+        }
+    }
+}
+
+/// `Some(command line if known)` when the block is command output that filters may compress.
+fn command_output(st: &State, blk: &Block, tool: Option<&ToolInfo>, level: Level) -> Option<Option<String>> {
+    if level == Level::Lossless || blk.kind != Kind::ToolOutput {
+        return None;
+    }
+    match tool {
+        Some(t) if t.runs_command => Some(t.command.clone()),
+        Some(_) => None,
+        // Observations sent as user messages: the command is the agent's last fenced block.
+        None if blk.user_shaped => Some(st.last_command.clone()),
+        None => None,
+    }
+}
+
 /// Runs one new block through the engine, appending its result to `st`.
-fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
+fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<()> {
     if !blk.is_text() {
         let mut src = state::Src { kind: blk.kind, loc: blk.loc, tool: None, view: None, lines: Vec::new() };
         let mut content = None;
@@ -163,7 +246,11 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
                     serde_json::from_slice(raw).unwrap_or_default()
                 };
                 let name = decode_opt(b, &blk.tool_name).unwrap_or_else(|| "tool".to_string());
-                let info = Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args) });
+                let runs_command = filters::command::is_command_tool(&name, &args);
+                let command = if runs_command { filters::command::call_command(&args) } else { None };
+                note_recalls(st, ord, raw);
+                let info =
+                    Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args), command, runs_command });
                 st.tools.insert(id, Arc::clone(&info));
                 // What a call writes is verbatim in the request: a later read may point at it.
                 if let Some((field, text)) = shapes::call_content(&args) {
@@ -183,8 +270,47 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
     }
     let text = json::decode(b, blk.range.clone())?;
     let tool = decode_opt(b, &blk.tool_id).and_then(|id| st.tools.get(&id).cloned());
-    dedup::process_text(st, ord, blk.kind, blk.loc, tool, &text);
+    if blk.kind == Kind::AssistantText {
+        // Agents without tool calls (SWE-agent, mini-swe-agent) run the command they fence.
+        if let Some(c) = filters::command::fenced_command(&text) {
+            note_recalls(st, ord, c.as_bytes());
+            st.last_command = Some(c);
+        }
+    }
+    let command = command_output(st, blk, tool.as_deref(), ctx.level);
+    let origin = command.as_ref().map(|c| Origin { command: c.as_deref(), level: ctx.level, store: ctx.store });
+    dedup::process_text(st, ord, blk.kind, blk.loc, tool, &text, origin.as_ref());
     Ok(())
+}
+
+/// Index of the first block of the last assistant message ("this turn" starts there).
+fn turn_start(blocks: &[Block]) -> usize {
+    let Some(last) = blocks.iter().rev().find(|b| matches!(b.kind, Kind::AssistantText | Kind::ToolCall)) else {
+        return 0;
+    };
+    blocks.iter().position(|b| b.loc == last.loc).unwrap_or(0)
+}
+
+/// This turn's elisions (filtered outputs) and recalls, per filter.
+fn turn_figures(blocks: &[Block], st: &State) -> (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>) {
+    let from = turn_start(blocks);
+    let mut elisions: Vec<(&'static str, u64)> = Vec::new();
+    let bump = |v: &mut Vec<(&'static str, u64)>, m: Mechanism| match v.iter_mut().find(|(n, _)| *n == m.name()) {
+        Some((_, c)) => *c += 1,
+        None => v.push((m.name(), 1)),
+    };
+    for r in st.results.iter().skip(from).flatten() {
+        if let Some(n) = r.notes.iter().find(|n| n.mechanism.is_filter()) {
+            bump(&mut elisions, n.mechanism);
+        }
+    }
+    let mut recalls = Vec::new();
+    for &(ord, m) in &st.recalls {
+        if ord >= from {
+            bump(&mut recalls, m);
+        }
+    }
+    (elisions, recalls)
 }
 
 /// Writes the frozen results into the original buffer; `None` when nothing changed.
@@ -194,6 +320,7 @@ fn splice(b: &[u8], blocks: &[Block], st: &State) -> Option<Folded> {
     if changed.is_empty() {
         return None;
     }
+    let (turn_elisions, turn_recalls) = turn_figures(blocks, st);
     changed.sort_by_key(|(blk, _)| blk.range.start);
     let mut out = Vec::with_capacity(b.len());
     let mut at = 0;
@@ -213,5 +340,5 @@ fn splice(b: &[u8], blocks: &[Block], st: &State) -> Option<Folded> {
     }
     out.extend_from_slice(b.get(at..)?);
     edits.sort_by_key(|n| n.block);
-    Some(Folded { body: Bytes::from(out), saved_tokens: saved, edits })
+    Some(Folded { body: Bytes::from(out), saved_tokens: saved, edits, turn_elisions, turn_recalls })
 }

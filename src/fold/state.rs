@@ -6,6 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::filters::Filter;
 use super::locate::{Kind, Loc};
 use super::shapes::Style;
 
@@ -38,21 +39,40 @@ pub enum Mechanism {
     Span,
     /// A repeated system prompt or `<system-reminder>` segment.
     Reminder,
+    /// Typed compression of command output (part 2); the original is in the store.
+    Filter(Filter),
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 3] = [Mechanism::WholeOutput, Mechanism::Span, Mechanism::Reminder];
+    pub const ALL: [Mechanism; 10] = [
+        Mechanism::WholeOutput,
+        Mechanism::Span,
+        Mechanism::Reminder,
+        Mechanism::Filter(Filter::TestRunner),
+        Mechanism::Filter(Filter::Build),
+        Mechanism::Filter(Filter::Log),
+        Mechanism::Filter(Filter::Git),
+        Mechanism::Filter(Filter::Listing),
+        Mechanism::Filter(Filter::Json),
+        Mechanism::Filter(Filter::HeadTail),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::WholeOutput => "whole-output",
             Mechanism::Span => "span",
             Mechanism::Reminder => "system-reminder",
+            Mechanism::Filter(f) => f.name(),
         }
+    }
+
+    pub fn is_filter(self) -> bool {
+        matches!(self, Mechanism::Filter(_))
     }
 }
 
-/// One replacement made in a block.
+/// One replacement made in a block. Filter edits point at their own block (`source == block`,
+/// no lines): what they removed is in the store of originals, named by the block's footer.
 #[derive(Debug, Clone)]
 pub struct EditNote {
     pub mechanism: Mechanism,
@@ -80,6 +100,9 @@ pub struct ToolInfo {
     pub id: String,
     pub name: String,
     pub subject: Option<String>,
+    /// The full command line, when the call ran a shell command (its output may be filtered).
+    pub command: Option<String>,
+    pub runs_command: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +144,12 @@ pub struct State {
     /// `<system-reminder>` segment hash -> earliest block holding it verbatim.
     pub reminders: IdMap<u32>,
     pub tools: HashMap<String, Arc<ToolInfo>>,
+    /// Originals stored for filtered blocks: id -> the filter that shortened it.
+    pub stored: HashMap<String, Mechanism>,
+    /// Tool calls that read a stored original back: (call block, the filter it undoes).
+    pub recalls: Vec<(usize, Mechanism)>,
+    /// The command an agent without tool calls fenced in its last message (SWE-agent style).
+    pub last_command: Option<String>,
     /// Rough heap size, for the cache's memory bound.
     pub approx_bytes: usize,
 }

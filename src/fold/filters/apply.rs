@@ -1,0 +1,93 @@
+//! From a filter's line cuts to byte-range edits of the block text, plus the footer that names
+//! the stored original. The block-level gate lives here: a filtered block must save at least
+//! `MIN_SAVED_TOKENS` after paying for its footer, or it stays as it was.
+
+use std::ops::Range;
+
+use super::{compress, Compressed, Filter, Level};
+use crate::fold::dedup::MIN_SAVED_TOKENS;
+use crate::fold::originals::{self, Originals};
+use crate::tokens;
+
+/// How the engine sees a command output: what ran it and how hard to compress.
+pub struct Origin<'a> {
+    pub command: Option<&'a str>,
+    pub level: Level,
+    pub store: &'a Originals,
+}
+
+/// One replacement in the block text.
+pub struct Planned {
+    pub range: Range<usize>,
+    pub marker: String,
+    pub est_saved: u64,
+}
+
+pub struct Applied {
+    pub filter: Filter,
+    /// Content id of the original (the whole block text), stored under this name.
+    pub id: String,
+    pub edits: Vec<Planned>,
+}
+
+/// Plans the filter edits for one command output; `None` when no filter applies or the result
+/// would not pay for itself. The caller stores the original (`Originals::put`) once it uses them.
+pub fn plan(origin: &Origin, text: &str) -> Option<Applied> {
+    let c = compress(origin.command, text, origin.level)?;
+    let id = originals::id_of(text);
+    let edits = edits(&c, text, &origin.store.recall(&id))?;
+    Some(Applied { filter: c.filter, id, edits })
+}
+
+fn edits(c: &Compressed, text: &str, recall: &str) -> Option<Vec<Planned>> {
+    let mut starts = Vec::with_capacity(c.lines_total + 1);
+    let mut at = 0;
+    for l in text.split('\n') {
+        starts.push(at);
+        at += l.len() + 1;
+    }
+    let n = starts.len();
+    let line_end = |i: usize| starts.get(i + 1).map(|s| s - 1).unwrap_or(text.len());
+    let mut out = Vec::with_capacity(c.cuts.len() + 1);
+    let mut saved_total: u64 = 0;
+    for cut in &c.cuts {
+        // The empty piece after a final newline stays, so the footer gets a line of its own.
+        let b = if cut.lines.end == n && text.ends_with('\n') { n - 1 } else { cut.lines.end };
+        let a = cut.lines.start;
+        if a >= b {
+            continue;
+        }
+        let range = if !cut.with.is_empty() {
+            starts[a]..line_end(b - 1)
+        } else if b < n {
+            starts[a]..starts[b]
+        } else {
+            starts[a].saturating_sub(1)..text.len()
+        };
+        let removed = text.get(range.clone())?;
+        let saved = tokens::estimate_text(removed).saturating_sub(tokens::estimate_marker(&cut.with));
+        saved_total += saved;
+        out.push(Planned { range, marker: cut.with.clone(), est_saved: saved });
+    }
+    let footer_text = format!(
+        "[tokenfold: {}: {} of {} lines folded ({}); full output: {recall}]",
+        c.filter.name(),
+        c.lines_folded,
+        c.lines_total,
+        c.what
+    );
+    let footer = if text.ends_with('\n') { format!("{footer_text}\n") } else { format!("\n{footer_text}") };
+    let cost = tokens::estimate_marker(&footer);
+    if saved_total < cost + MIN_SAVED_TOKENS {
+        return None;
+    }
+    // The footer's cost comes off the edits, so per-edit figures sum to the block's saving.
+    let mut due = cost;
+    for e in out.iter_mut() {
+        let take = due.min(e.est_saved);
+        e.est_saved -= take;
+        due -= take;
+    }
+    out.push(Planned { range: text.len()..text.len(), marker: footer, est_saved: 0 });
+    Some(out)
+}

@@ -83,6 +83,10 @@ enum Command {
         /// the transcripts do not record.
         #[arg(long, default_value_t = 0)]
         system_tokens: u64,
+        /// Fold level(s) to replay, comma-separated, or `all`: lossless (dedup only), balanced
+        /// (the proxy's default), aggressive. Each is reported on its own.
+        #[arg(long, default_value = "balanced", value_parser = parse_levels)]
+        level: Levels,
     },
     /// Validate the configuration.
     Config {
@@ -100,6 +104,21 @@ enum ConfigAction {
     },
 }
 
+#[derive(Clone)]
+struct Levels(Vec<tokenfold::fold::Level>);
+
+/// `balanced`, `lossless,aggressive` or `all`.
+fn parse_levels(s: &str) -> Result<Levels, String> {
+    use tokenfold::fold::Level;
+    if s.trim() == "all" {
+        return Ok(Levels(Level::ALL.to_vec()));
+    }
+    s.split(',')
+        .map(|p| Level::parse(p).ok_or_else(|| format!("`{p}` is not one of lossless, balanced, aggressive, all")))
+        .collect::<Result<_, _>>()
+        .map(Levels)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -109,8 +128,9 @@ fn main() -> ExitCode {
         Command::Report { since, by, session, json, csv, ledger } => {
             report(&since, &by, session.as_deref(), json, csv, ledger)
         }
-        Command::Replay { paths, json, system_tokens } => {
-            ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens }))
+        Command::Replay { paths, json, system_tokens, level } => {
+            let levels = level.0;
+            ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens, levels }))
         }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {

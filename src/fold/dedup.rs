@@ -207,11 +207,12 @@ pub fn process_text(
 
     // Part 2: a command output that is not a whole repeat goes through its filter first; span
     // dedup then looks only at the lines the filter kept verbatim.
+    let mut reserved = Vec::new();
     if let Some(o) = origin.filter(|_| edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput)) {
-        filter_edits(st, ord, text, o, &reminder_ranges, &mut edits);
+        reserved = filter_edits(st, ord, text, o, &reminder_ranges, &mut edits);
     }
     if edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput) && kind == Kind::ToolOutput {
-        span_edits(st, text, &lines, &mut edits);
+        span_edits(st, text, &lines, &reserved, &mut edits);
     }
     edits.sort_by_key(|e| e.range.start);
 
@@ -260,30 +261,39 @@ pub fn process_text(
 }
 
 /// The filter's edits for a command output, unless one would touch a `<system-reminder>`.
-fn filter_edits(st: &mut State, ord: usize, text: &str, o: &Origin, reminders: &[Range<usize>], edits: &mut Vec<Edit>) {
-    let Some(a) = filters::plan(o, text) else { return };
+/// Returns the byte ranges its markers point at (span dedup must leave them verbatim).
+fn filter_edits(
+    st: &mut State,
+    ord: usize,
+    text: &str,
+    o: &Origin,
+    reminders: &[Range<usize>],
+    edits: &mut Vec<Edit>,
+) -> Vec<Range<usize>> {
+    let Some(a) = filters::plan(o, text) else { return Vec::new() };
     let clash = |r: &Range<usize>| reminders.iter().any(|m| r.start < m.end && m.start < r.end.max(r.start + 1));
     if a.edits.iter().any(|p| clash(&p.range) || edits.iter().any(|e| p.range.start < e.range.end && e.range.start < p.range.end)) {
-        return;
+        return Vec::new();
     }
-    let mechanism = Mechanism::Filter(a.filter);
     o.store.put(&a.id, text);
-    st.stored.insert(a.id, mechanism);
+    st.stored.insert(a.id, Mechanism::Filter(a.filter));
     edits.extend(a.edits.into_iter().map(|p| Edit {
         range: p.range,
         marker: p.marker,
-        mechanism,
+        mechanism: Mechanism::Filter(p.by),
         source: ord,
         source_lines: None,
         est_saved: p.est_saved,
     }));
+    a.reserved
 }
 
 /// Greedy left-to-right: at each line take the longest run matching verbatim earlier lines.
-fn span_edits(st: &State, text: &str, lines: &[Line], edits: &mut Vec<Edit>) {
+fn span_edits(st: &State, text: &str, lines: &[Line], reserved: &[Range<usize>], edits: &mut Vec<Edit>) {
     let taken = |i: usize| {
         let l = &lines[i];
-        edits.iter().any(|e| e.range.start <= l.end as usize && (l.start as usize) < e.range.end)
+        let (s, e) = (l.start as usize, l.end as usize);
+        edits.iter().any(|x| x.range.start <= e && s < x.range.end) || reserved.iter().any(|r| r.start <= e && s < r.end)
     };
     let mut found: Vec<Edit> = Vec::new();
     let mut i = 0;

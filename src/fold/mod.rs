@@ -64,13 +64,70 @@ impl Folded {
 pub struct FoldOptions {
     pub level: Level,
     pub originals: Arc<Originals>,
+    /// Without a store no elision could be undone: then every request folds losslessly.
+    pub filters_allowed: bool,
 }
 
 impl Default for FoldOptions {
     /// Part 1 only, nothing stored: what `Folder::new` does.
     fn default() -> Self {
-        FoldOptions { level: Level::Lossless, originals: Arc::new(Originals::unstored()) }
+        FoldOptions { level: Level::Lossless, originals: Arc::new(Originals::unstored()), filters_allowed: true }
     }
+}
+
+impl FoldOptions {
+    /// From the config: opens the store (its writer prunes it), or turns filters off with a
+    /// warning when it is off or cannot be created. Agents on other machines (the proxy listens
+    /// beyond loopback, or `fold.public_url` is set) get `curl` markers for the proxy's
+    /// `GET /o/<id>` instead of a path.
+    pub fn from_config(cfg: &crate::config::Config) -> FoldOptions {
+        let o = &cfg.originals;
+        let remote = (o.public_url.is_some() || !cfg.listen.ip().is_loopback()).then(|| originals::Remote {
+            base_url: o.public_url.clone().unwrap_or_else(|| default_public_url(cfg.listen)),
+            key_required: !cfg.api_keys.is_empty(),
+        });
+        let store = o.dir.clone().map(|dir| {
+            originals::Originals::open(originals::StoreConfig {
+                dir: dir.clone(),
+                max_bytes: o.max_bytes,
+                max_age: o.max_age,
+                remote,
+            })
+            .map_err(|e| format!("cannot use {}: {e}", dir.display()))
+        });
+        match store {
+            Some(Ok(s)) => FoldOptions { level: cfg.fold_level, originals: Arc::new(s), filters_allowed: true },
+            other => {
+                if cfg.fold_level != Level::Lossless {
+                    let why = match other {
+                        Some(Err(e)) => e,
+                        _ => "fold.originals_dir is off".to_string(),
+                    };
+                    tracing::warn!("command output filters are off ({why}); folding is lossless only");
+                }
+                FoldOptions { level: Level::Lossless, originals: Arc::new(Originals::unstored()), filters_allowed: false }
+            }
+        }
+    }
+}
+
+/// `http://HOST:PORT` for a proxy bound to `listen`: the address itself, or this machine's name
+/// when bound to every interface.
+fn default_public_url(listen: std::net::SocketAddr) -> String {
+    let host = if listen.ip().is_unspecified() {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| listen.ip().to_string())
+    } else {
+        match listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    format!("http://{host}:{}", listen.port())
 }
 
 pub struct Folder {
@@ -78,6 +135,7 @@ pub struct Folder {
     cache: Mutex<lru::Lru>,
     level: Level,
     originals: Arc<Originals>,
+    filters_allowed: bool,
 }
 
 impl Folder {
@@ -88,7 +146,13 @@ impl Folder {
 
     pub fn with_options(enabled: bool, opts: FoldOptions) -> Folder {
         // A local proxy keeps its memory modest: 512 conversations, 128 MiB of index state at most.
-        Folder { enabled, cache: Mutex::new(lru::Lru::new(512, 128 << 20)), level: opts.level, originals: opts.originals }
+        Folder {
+            enabled,
+            cache: Mutex::new(lru::Lru::new(512, 128 << 20)),
+            level: opts.level,
+            originals: opts.originals,
+            filters_allowed: opts.filters_allowed,
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -112,6 +176,7 @@ impl Folder {
 
     /// Folds at `level` (a request's `x-tokenfold-level`); the level is part of the cache key.
     pub fn fold_at(&self, dialect: Dialect, body: &Bytes, level: Level) -> Option<Folded> {
+        let level = if self.filters_allowed { level } else { Level::Lossless };
         self.try_fold(dialect, body, level).ok().flatten()
     }
 
@@ -219,7 +284,7 @@ fn note_recalls(st: &mut State, ord: usize, text: &[u8]) {
 }
 
 /// `Some(command line if known)` when the block is command output that filters may compress.
-fn command_output(st: &State, blk: &Block, tool: Option<&ToolInfo>, level: Level) -> Option<Option<String>> {
+fn command_output(st: &State, blk: &Block, tool: Option<&ToolInfo>, level: Level, text: &str) -> Option<Option<String>> {
     if level == Level::Lossless || blk.kind != Kind::ToolOutput {
         return None;
     }
@@ -227,7 +292,7 @@ fn command_output(st: &State, blk: &Block, tool: Option<&ToolInfo>, level: Level
         Some(t) if t.runs_command => Some(t.command.clone()),
         Some(_) => None,
         // Observations sent as user messages: the command is the agent's last fenced block.
-        None if blk.user_shaped => Some(st.last_command.clone()),
+        None if blk.user_shaped && filters::command::observation_is_command(text) => Some(st.last_command.clone()),
         None => None,
     }
 }
@@ -277,7 +342,7 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
             st.last_command = Some(c);
         }
     }
-    let command = command_output(st, blk, tool.as_deref(), ctx.level);
+    let command = command_output(st, blk, tool.as_deref(), ctx.level, &text);
     let origin = command.as_ref().map(|c| Origin { command: c.as_deref(), level: ctx.level, store: ctx.store });
     dedup::process_text(st, ord, blk.kind, blk.loc, tool, &text, origin.as_ref());
     Ok(())
@@ -300,7 +365,8 @@ fn turn_figures(blocks: &[Block], st: &State) -> (Vec<(&'static str, u64)>, Vec<
         None => v.push((m.name(), 1)),
     };
     for r in st.results.iter().skip(from).flatten() {
-        if let Some(n) = r.notes.iter().find(|n| n.mechanism.is_filter()) {
+        // The footer (the block's last filter edit) carries the filter the block counts for.
+        if let Some(n) = r.notes.iter().rev().find(|n| n.mechanism.is_filter()) {
             bump(&mut elisions, n.mechanism);
         }
     }

@@ -44,7 +44,7 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 10] = [
+    pub const ALL: [Mechanism; 11] = [
         Mechanism::WholeOutput,
         Mechanism::Span,
         Mechanism::Reminder,
@@ -55,6 +55,7 @@ impl Mechanism {
         Mechanism::Filter(Filter::Listing),
         Mechanism::Filter(Filter::Json),
         Mechanism::Filter(Filter::HeadTail),
+        Mechanism::Filter(Filter::Repeat),
     ];
 
     pub fn name(self) -> &'static str {

@@ -15,8 +15,11 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dialect::Dialect;
 use crate::fold::locate::{self, Kind};
-use crate::fold::{json, Folder, Mechanism};
+use crate::fold::originals::Originals;
+use crate::fold::{json, FoldOptions, Folder, Level, Mechanism};
 use crate::tokens;
+
+mod retention;
 
 pub struct Options {
     pub paths: Vec<PathBuf>,
@@ -24,6 +27,17 @@ pub struct Options {
     /// Tokens of a stand-in system prompt + tool schemas added to every request (before and after
     /// alike) for transcripts that do not record them. 0 leaves them out.
     pub system_tokens: u64,
+    /// Each level is replayed and reported on its own (the proxy's default is `balanced`).
+    pub levels: Vec<Level>,
+}
+
+/// A folder that folds as the proxy would at `level`, storing nothing (markers name the default
+/// store; replay only measures).
+pub fn folder_at(level: Level) -> Folder {
+    Folder::with_options(
+        true,
+        FoldOptions { level, originals: std::sync::Arc::new(Originals::unstored()), filters_allowed: true },
+    )
 }
 
 /// What one conversation (or a sum of them) measured.
@@ -45,6 +59,12 @@ pub struct Stats {
     pub scratch_mismatches: u64,
     pub fold_ms: f64,
     pub measure_ms: f64,
+    /// Error-like lines of changed blocks, and how many are still in the forwarded request
+    /// (verbatim, or in the earlier block a pointer names). Must be all of them.
+    pub error_lines_checked: u64,
+    pub error_lines_kept: u64,
+    /// A few error-like lines that went missing (for the report; empty when retention is 100%).
+    pub error_lines_lost: Vec<String>,
 }
 
 impl Stats {
@@ -57,6 +77,18 @@ impl Stats {
             return 100.0;
         }
         100.0 * (self.prefix_blocks_checked - self.prefix_blocks_changed) as f64 / self.prefix_blocks_checked as f64
+    }
+
+    pub fn retention_pct(&self) -> f64 {
+        if self.error_lines_checked == 0 {
+            return 100.0;
+        }
+        100.0 * self.error_lines_kept as f64 / self.error_lines_checked as f64
+    }
+
+    /// Tokens saved by all filters together.
+    pub fn filters_saved(&self) -> u64 {
+        self.saved_by.iter().filter(|(k, _)| k.starts_with("filter:")).map(|(_, v)| *v).sum()
     }
 
     pub fn add(&mut self, o: &Stats) {
@@ -72,6 +104,13 @@ impl Stats {
         self.scratch_mismatches += o.scratch_mismatches;
         self.fold_ms += o.fold_ms;
         self.measure_ms += o.measure_ms;
+        self.error_lines_checked += o.error_lines_checked;
+        self.error_lines_kept += o.error_lines_kept;
+        for l in &o.error_lines_lost {
+            if self.error_lines_lost.len() < 5 {
+                self.error_lines_lost.push(l.clone());
+            }
+        }
     }
 }
 
@@ -134,7 +173,7 @@ impl Counter {
     }
 }
 
-/// Replays one conversation through its own `Folder` (conversations are never pooled).
+/// Replays one conversation at the default level (`balanced`, as the proxy folds).
 pub fn measure(
     name: &str,
     format: &str,
@@ -143,8 +182,22 @@ pub fn measure(
     counter: &mut Counter,
     system_tokens: u64,
 ) -> Stats {
+    measure_at(name, format, dialect, turns, counter, system_tokens, Level::default())
+}
+
+/// Replays one conversation through its own `Folder` (conversations are never pooled).
+pub fn measure_at(
+    name: &str,
+    format: &str,
+    dialect: Dialect,
+    turns: &[Bytes],
+    counter: &mut Counter,
+    system_tokens: u64,
+    level: Level,
+) -> Stats {
     let mut st = Stats { name: name.to_string(), format: format.to_string(), conversations: 1, ..Stats::default() };
-    let folder = Folder::new(true);
+    let folder = folder_at(level);
+    let mut retention = retention::Retention::default();
     let mut prev: Vec<(u64, u64)> = Vec::new(); // per block: (input identity, output bytes hash)
     let mut last_out: Option<Bytes> = None;
     for body in turns {
@@ -161,10 +214,16 @@ pub fn measure(
         st.tokens_before += system_tokens + bin.iter().map(|b| counter.block(body, b)).sum::<u64>();
         st.tokens_after += system_tokens + bout.iter().map(|b| counter.block(&out, b)).sum::<u64>();
         if let Some(f) = &folded {
+            // Signed per mechanism: a filter's footer removes nothing and costs its tokens.
+            let mut by: BTreeMap<&'static str, i64> = BTreeMap::new();
             for e in &f.edits {
-                let saved = counter.text(&e.removed).saturating_sub(counter.text(&e.marker));
-                *st.saved_by.entry(e.mechanism.name().to_string()).or_default() += saved;
+                *by.entry(e.mechanism.name()).or_default() +=
+                    counter.text(&e.removed) as i64 - counter.text(&e.marker) as i64;
             }
+            for (m, n) in by {
+                *st.saved_by.entry(m.to_string()).or_default() += n.max(0) as u64;
+            }
+            retention.check(dialect, body, &bin, &out, &bout, &mut st);
         }
         // Prefix stability: every block that the previous turn also sent, unchanged, in the same
         // place, must be forwarded with exactly the bytes forwarded then.
@@ -195,7 +254,7 @@ pub fn measure(
     }
     // The incremental path must give what a cold start gives (determinism across processes).
     if let (Some(body), Some(out)) = (turns.last(), last_out) {
-        let fresh = Folder::new(true).fold(dialect, body).map(|f| f.body).unwrap_or_else(|| body.clone());
+        let fresh = folder_at(level).fold(dialect, body).map(|f| f.body).unwrap_or_else(|| body.clone());
         if fresh != out {
             st.scratch_mismatches += 1;
         }
@@ -227,15 +286,33 @@ pub fn run(opts: Options) -> u8 {
         eprintln!("replay: no path given and neither ~/.claude/projects nor ~/.codex/sessions exists");
         return 2;
     }
-    let started = Instant::now();
+    if let Some(p) = paths.iter().find(|p| !p.exists()) {
+        eprintln!("replay: {} does not exist", p.display());
+        return 2;
+    }
+    let levels = if opts.levels.is_empty() { vec![Level::default()] } else { opts.levels.clone() };
+    let mut code = 0;
     let mut counter = Counter::default();
+    let mut outs = Vec::new();
+    for level in levels {
+        let (out, c) = run_level(&opts, &paths, level, &mut counter);
+        code = code.max(c);
+        outs.push(out);
+    }
+    if opts.json {
+        println!("[{}]", outs.join(","));
+    } else {
+        println!("{}", outs.join("\n\n"));
+    }
+    code
+}
+
+/// Replays every path at one level; returns the rendered report and the exit code.
+fn run_level(opts: &Options, paths: &[PathBuf], level: Level, counter: &mut Counter) -> (String, u8) {
+    let started = Instant::now();
     let mut sources: Vec<(String, Vec<Stats>)> = Vec::new();
     let tty = std::io::stderr().is_terminal();
-    for p in &paths {
-        if !p.exists() {
-            eprintln!("replay: {} does not exist", p.display());
-            return 2;
-        }
+    for p in paths {
         let convs = sources::load(p);
         let total = convs.len();
         let mut per = Vec::new();
@@ -245,7 +322,7 @@ pub fn run(opts: Options) -> u8 {
             } else if c.turns.len() > 100 || (i + 1) % 10 == 0 {
                 eprintln!("replay {}: {}/{} {} ({} turns)", p.display(), i + 1, total, c.name, c.turns.len());
             }
-            per.push(measure(&c.name, c.format, c.dialect, &c.turns, &mut counter, opts.system_tokens));
+            per.push(measure_at(&c.name, c.format, c.dialect, &c.turns, counter, opts.system_tokens, level));
         }
         if tty {
             eprint!("\r\x1b[K");
@@ -254,15 +331,12 @@ pub fn run(opts: Options) -> u8 {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let out = if opts.json {
-        report::json(&sources, opts.system_tokens, elapsed)
+        report::json(&sources, opts.system_tokens, elapsed, level)
     } else {
-        report::text(&sources, opts.system_tokens, elapsed)
+        report::text(&sources, opts.system_tokens, elapsed, level)
     };
-    println!("{out}");
-    let stable = sources.iter().flat_map(|(_, v)| v).all(|s| s.prefix_blocks_changed == 0 && s.scratch_mismatches == 0);
-    if stable {
-        0
-    } else {
-        1
-    }
+    let sound = sources.iter().flat_map(|(_, v)| v).all(|s| {
+        s.prefix_blocks_changed == 0 && s.scratch_mismatches == 0 && s.error_lines_kept == s.error_lines_checked
+    });
+    (out, if sound { 0 } else { 1 })
 }

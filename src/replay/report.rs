@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{pct, Stats};
-use crate::fold::Mechanism;
+use crate::fold::{Level, Mechanism};
 
 fn totals(name: &str, list: &[Stats]) -> Stats {
     let mut t = Stats { name: name.to_string(), format: "total".to_string(), ..Stats::default() };
@@ -25,7 +25,7 @@ fn row(out: &mut String, s: &Stats, indent: &str) {
     let mech = |m: Mechanism| pct(s.saved_by.get(m.name()).copied().unwrap_or(0), s.tokens_before);
     let _ = writeln!(
         out,
-        "{name:<46} {:>5} {:>12} {:>12} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>7.2}% {:>9.1}",
+        "{name:<46} {:>5} {:>12} {:>12} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>7.2}% {:>7.2}% {:>9.1}",
         s.turns,
         s.tokens_before,
         s.tokens_after,
@@ -33,13 +33,39 @@ fn row(out: &mut String, s: &Stats, indent: &str) {
         mech(Mechanism::WholeOutput),
         mech(Mechanism::Span),
         mech(Mechanism::Reminder),
+        pct(s.filters_saved(), s.tokens_before),
         s.stability_pct(),
+        s.retention_pct(),
         s.fold_ms,
     );
 }
 
-pub fn text(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64) -> String {
+/// `filters: test-runner 1.2%, build 0.3%, ...` (shares of `before`), then any lost error line.
+fn filter_breakdown(out: &mut String, s: &Stats) {
+    let parts: Vec<String> = Mechanism::ALL
+        .iter()
+        .filter(|m| m.is_filter())
+        .map(|m| {
+            let n = s.saved_by.get(m.name()).copied().unwrap_or(0);
+            format!("{} {:.2}%", m.name().trim_start_matches("filter:"), pct(n, s.tokens_before))
+        })
+        .collect();
+    let _ = writeln!(out, "  filters: {}", parts.join(", "));
+    let _ = writeln!(
+        out,
+        "  error-like lines of changed blocks kept: {} of {} ({:.2}%)",
+        s.error_lines_kept,
+        s.error_lines_checked,
+        s.retention_pct()
+    );
+    for l in &s.error_lines_lost {
+        let _ = writeln!(out, "  LOST: {l}");
+    }
+}
+
+pub fn text(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64, level: Level) -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "level: {} (x-tokenfold-level / [fold] level)", level.name());
     out.push_str("tokenfold replay: tokens are o200k_base counts (an estimate for non-OpenAI models) of message\n");
     out.push_str("text (system, messages, tool-call arguments; images and thinking excluded), summed over every\n");
     out.push_str("turn's request. Per-mechanism columns are shares of `before`.\n");
@@ -52,8 +78,19 @@ pub fn text(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64
     }
     let _ = writeln!(
         out,
-        "{:<46} {:>5} {:>12} {:>12} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}",
-        "conversation", "turns", "before", "after", "saved", "whole", "span", "remind", "stable", "fold ms"
+        "{:<46} {:>5} {:>12} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>9}",
+        "conversation",
+        "turns",
+        "before",
+        "after",
+        "saved",
+        "whole",
+        "span",
+        "remind",
+        "filters",
+        "stable",
+        "errkept",
+        "fold ms"
     );
     let mut all = Vec::new();
     for (src, list) in sources {
@@ -63,18 +100,22 @@ pub fn text(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64
         }
         let t = totals(&format!("= {src} ({} conversations)", list.len()), list);
         row(&mut out, &t, "");
+        filter_breakdown(&mut out, &t);
         out.push('\n');
         all.push(t);
     }
     if sources.len() > 1 {
-        row(&mut out, &totals("= all sources", &all), "");
+        let t = totals("= all sources", &all);
+        row(&mut out, &t, "");
+        filter_breakdown(&mut out, &t);
     }
     let t = totals("", &all);
     let _ = write!(
         out,
-        "prefix stability: {:.2}% of {} re-sent blocks byte-identical; incremental == cold fold: {}; fold time {:.1} ms total ({:.3} ms/turn); wall {:.1} s",
+        "prefix stability: {:.2}% of {} re-sent blocks byte-identical; error-like lines kept: {:.2}%; incremental == cold fold: {}; fold time {:.1} ms total ({:.3} ms/turn); wall {:.1} s",
         t.stability_pct(),
         t.prefix_blocks_checked,
+        t.retention_pct(),
         if t.scratch_mismatches == 0 { "yes".to_string() } else { format!("NO ({} conversations differ)", t.scratch_mismatches) },
         t.fold_ms,
         if t.turns > 0 { t.fold_ms / t.turns as f64 } else { 0.0 },
@@ -83,7 +124,7 @@ pub fn text(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64
     out
 }
 
-pub fn json(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64) -> String {
+pub fn json(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64, level: Level) -> String {
     let list: Vec<serde_json::Value> = sources
         .iter()
         .map(|(src, l)| {
@@ -92,12 +133,15 @@ pub fn json(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64
                 "source": src,
                 "total": t,
                 "saved_pct": t.saved_pct(),
+                "filters_saved_pct": pct(t.filters_saved(), t.tokens_before),
                 "prefix_stability_pct": t.stability_pct(),
+                "error_line_retention_pct": t.retention_pct(),
                 "conversations": l,
             })
         })
         .collect();
     serde_json::json!({
+        "level": level.name(),
         "tokenizer": "o200k_base (estimate for non-OpenAI models)",
         "system_stand_in_tokens": system_tokens,
         "elapsed_s": elapsed_s,

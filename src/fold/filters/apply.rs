@@ -16,11 +16,12 @@ pub struct Origin<'a> {
     pub store: &'a Originals,
 }
 
-/// One replacement in the block text.
+/// One replacement in the block text, counted for `by`.
 pub struct Planned {
     pub range: Range<usize>,
     pub marker: String,
     pub est_saved: u64,
+    pub by: Filter,
 }
 
 pub struct Applied {
@@ -28,6 +29,8 @@ pub struct Applied {
     /// Content id of the original (the whole block text), stored under this name.
     pub id: String,
     pub edits: Vec<Planned>,
+    /// Byte ranges that markers of this block point at: no other edit may touch them.
+    pub reserved: Vec<Range<usize>>,
 }
 
 /// Plans the filter edits for one command output; `None` when no filter applies or the result
@@ -36,21 +39,32 @@ pub fn plan(origin: &Origin, text: &str) -> Option<Applied> {
     let c = compress(origin.command, text, origin.level)?;
     let id = originals::id_of(text);
     let edits = edits(&c, text, &origin.store.recall(&id))?;
-    Some(Applied { filter: c.filter, id, edits })
+    let starts = line_starts(text);
+    let reserved = c
+        .reserved
+        .iter()
+        .filter_map(|r| Some(*starts.get(r.start)?..starts.get(r.end).map(|s| s - 1).unwrap_or(text.len())))
+        .collect();
+    Some(Applied { filter: c.filter, id, edits, reserved })
 }
 
-fn edits(c: &Compressed, text: &str, recall: &str) -> Option<Vec<Planned>> {
-    let mut starts = Vec::with_capacity(c.lines_total + 1);
+fn line_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
     let mut at = 0;
     for l in text.split('\n') {
         starts.push(at);
         at += l.len() + 1;
     }
+    starts
+}
+
+fn edits(c: &Compressed, text: &str, recall: &str) -> Option<Vec<Planned>> {
+    let starts = line_starts(text);
     let n = starts.len();
     let line_end = |i: usize| starts.get(i + 1).map(|s| s - 1).unwrap_or(text.len());
     let mut out = Vec::with_capacity(c.cuts.len() + 1);
     let mut saved_total: u64 = 0;
-    for cut in &c.cuts {
+    for (by, cut) in &c.cuts {
         // The empty piece after a final newline stays, so the footer gets a line of its own.
         let b = if cut.lines.end == n && text.ends_with('\n') { n - 1 } else { cut.lines.end };
         let a = cut.lines.start;
@@ -65,17 +79,12 @@ fn edits(c: &Compressed, text: &str, recall: &str) -> Option<Vec<Planned>> {
             starts[a].saturating_sub(1)..text.len()
         };
         let removed = text.get(range.clone())?;
-        let saved = tokens::estimate_text(removed).saturating_sub(tokens::estimate_marker(&cut.with));
+        let saved = tokens::estimate_text(removed).saturating_sub(estimate(&cut.with));
         saved_total += saved;
-        out.push(Planned { range, marker: cut.with.clone(), est_saved: saved });
+        out.push(Planned { range, marker: cut.with.clone(), est_saved: saved, by: *by });
     }
-    let footer_text = format!(
-        "[tokenfold: {}: {} of {} lines folded ({}); full output: {recall}]",
-        c.filter.name(),
-        c.lines_folded,
-        c.lines_total,
-        c.what
-    );
+    let footer_text =
+        format!("[tokenfold: {} of {} lines folded ({}); full output: {recall}]", c.lines_folded, c.lines_total, c.what);
     let footer = if text.ends_with('\n') { format!("{footer_text}\n") } else { format!("\n{footer_text}") };
     let cost = tokens::estimate_marker(&footer);
     if saved_total < cost + MIN_SAVED_TOKENS {
@@ -88,6 +97,15 @@ fn edits(c: &Compressed, text: &str, recall: &str) -> Option<Vec<Planned>> {
         e.est_saved -= take;
         due -= take;
     }
-    out.push(Planned { range: text.len()..text.len(), marker: footer, est_saved: 0 });
+    out.push(Planned { range: text.len()..text.len(), marker: footer, est_saved: 0, by: c.filter });
     Some(out)
+}
+
+/// Tokens of a cut's replacement: markers tokenize poorly (ids, counts), rewritten output lines
+/// like the text they replace.
+fn estimate(with: &str) -> u64 {
+    with.split('\n')
+        .map(|l| if l.contains("[tokenfold:") { tokens::estimate_marker(l) } else { tokens::estimate_text(l) } + 1)
+        .sum::<u64>()
+        .saturating_sub(1)
 }

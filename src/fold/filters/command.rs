@@ -81,6 +81,19 @@ pub fn fenced_command(text: &str) -> Option<String> {
     Some(inner.trim().to_string()).filter(|c| !c.is_empty())
 }
 
+/// Whether an observation an agent sent as a user message shows command output (rather than
+/// files: Aider's added files and repo map, an editor's `cat -n` view).
+pub fn observation_is_command(text: &str) -> bool {
+    ![
+        "I have *added these files to the chat*",
+        "Here are summaries of some files present in my git repo.",
+        "I added these files to the chat",
+        "Here's the result of running `cat -n`",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
+}
+
 fn is_shell(w: &str) -> bool {
     matches!(w.rsplit('/').next().unwrap_or(w), "bash" | "sh" | "zsh" | "dash")
 }
@@ -351,8 +364,7 @@ fn simple(w: &[&str]) -> Tool {
             Tool::Ls { long, times }
         }
         "tree" => Tool::Tree,
-        "cat" | "head" | "tail" | "nl" | "bat" | "batcat" | "less" | "more" | "view" | "xxd" | "hexdump" | "od"
-        | "strings" | "type" => {
+        "cat" | "head" | "tail" | "nl" | "bat" | "batcat" | "less" | "more" | "view" | "type" => {
             // `tail -f log` still shows a file; any of these with a path argument is a read.
             Tool::FileRead
         }

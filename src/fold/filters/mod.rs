@@ -17,6 +17,7 @@ mod json_rows;
 mod listing;
 mod logs;
 mod protect;
+mod repeats;
 mod search;
 mod tail;
 mod tests_out;
@@ -25,7 +26,7 @@ use std::ops::Range;
 
 pub use apply::{plan, Applied, Origin};
 pub use command::Tool;
-pub use protect::{is_error_line, Protect};
+pub use protect::{has_location, has_summary, is_error_line, Protect};
 
 /// How hard to compress. `Lossless` is part 1 only (pointer dedup); it is the floor every level keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -67,11 +68,21 @@ pub enum Filter {
     Listing,
     Json,
     HeadTail,
+    /// Runs of lines repeated inside one output (any command output).
+    Repeat,
 }
 
 impl Filter {
-    pub const ALL: [Filter; 7] =
-        [Filter::TestRunner, Filter::Build, Filter::Log, Filter::Git, Filter::Listing, Filter::Json, Filter::HeadTail];
+    pub const ALL: [Filter; 8] = [
+        Filter::TestRunner,
+        Filter::Build,
+        Filter::Log,
+        Filter::Git,
+        Filter::Listing,
+        Filter::Json,
+        Filter::HeadTail,
+        Filter::Repeat,
+    ];
 
     /// The mechanism name in savings figures and the ledger.
     pub fn name(self) -> &'static str {
@@ -83,6 +94,7 @@ impl Filter {
             Filter::Listing => "filter:listing",
             Filter::Json => "filter:json",
             Filter::HeadTail => "filter:head-tail",
+            Filter::Repeat => "filter:repeat",
         }
     }
 }
@@ -98,8 +110,12 @@ pub struct Cut {
 /// What a filter made of one output.
 #[derive(Debug, Clone)]
 pub struct Compressed {
+    /// The typed filter (or head + tail), else `Repeat` when only repeats were folded.
     pub filter: Filter,
-    pub cuts: Vec<Cut>,
+    /// Sorted, disjoint; each with the filter it counts for.
+    pub cuts: Vec<(Filter, Cut)>,
+    /// Lines repeats point at: they must stay verbatim (no other edit may touch them).
+    pub reserved: Vec<Range<usize>>,
     /// Lines of the original that no longer appear verbatim.
     pub lines_folded: usize,
     pub lines_total: usize,
@@ -210,16 +226,54 @@ pub fn compress(command: Option<&str>, text: &str, level: Level) -> Option<Compr
         Some(f) => Some(f),
         None => detect(&inp),
     };
-    let typed = chosen.and_then(|f| run(f, &inp).map(|r| (f, r)));
-    // Search results keep every match line, so they never fall back to head + tail.
-    let (filter, (cuts, what)) = match typed {
-        Some(t) => t,
-        None if chosen != Some(Filter::Listing) => (Filter::HeadTail, run(Filter::HeadTail, &inp)?),
-        None => return None,
-    };
-    let cuts = verify(&inp, filter, cuts)?;
-    let lines_folded = cuts.iter().map(|c| c.lines.len()).sum();
-    Some(Compressed { filter, cuts, lines_folded, lines_total: inp.len(), what })
+    let typed = chosen.and_then(|f| run(f, &inp).and_then(|(c, w)| Some((f, verify(&inp, f, c)?, w))));
+    let mut taken = vec![false; inp.len()];
+    let mut cuts: Vec<(Filter, Cut)> = Vec::new();
+    let mut what = Vec::new();
+    if let Some((f, c, w)) = &typed {
+        mark(&mut taken, c);
+        cuts.extend(c.iter().map(|c| (*f, c.clone())));
+        what.push(w.clone());
+    }
+    // Repeats inside the output, among what the typed filter kept; their sources stay verbatim.
+    let reps = repeats::find(&inp, &taken);
+    for r in &reps {
+        for i in r.source.clone().chain(r.cut.lines.clone()) {
+            taken[i] = true;
+        }
+    }
+    if !reps.is_empty() {
+        what.push("repeated lines".to_string());
+    }
+    let reserved: Vec<Range<usize>> = reps.iter().map(|r| r.source.clone()).collect();
+    cuts.extend(reps.into_iter().map(|r| (Filter::Repeat, r.cut)));
+    // A long output no typed filter took gets head + tail, except search results (every match
+    // line stays).
+    let mut filter = typed.as_ref().map(|t| t.0);
+    if typed.is_none() && chosen != Some(Filter::Listing) {
+        if let Some((c, w)) = tail::compress(&inp, &taken) {
+            if let Some(c) = verify(&inp, Filter::HeadTail, c) {
+                cuts.extend(c.into_iter().map(|c| (Filter::HeadTail, c)));
+                what.push(w);
+                filter = Some(Filter::HeadTail);
+            }
+        }
+    }
+    if cuts.is_empty() {
+        return None;
+    }
+    cuts.sort_by_key(|(_, c)| c.lines.start);
+    let lines_folded = cuts.iter().map(|(_, c)| c.lines.len()).sum();
+    let filter = filter.unwrap_or(Filter::Repeat);
+    Some(Compressed { filter, cuts, reserved, lines_folded, lines_total: inp.len(), what: what.join("; ") })
+}
+
+fn mark(taken: &mut [bool], cuts: &[Cut]) {
+    for c in cuts {
+        for t in taken.iter_mut().take(c.lines.end).skip(c.lines.start) {
+            *t = true;
+        }
+    }
 }
 
 /// Content detection over the whole output, most specific first; `None` when unsure.
@@ -249,7 +303,7 @@ fn run(f: Filter, inp: &Input) -> Option<(Vec<Cut>, String)> {
         Filter::Git => git::compress(inp)?,
         Filter::Listing => listing::compress(inp)?,
         Filter::Json => json_rows::compress(inp)?,
-        Filter::HeadTail => tail::compress(inp)?,
+        Filter::HeadTail | Filter::Repeat => return None,
     };
     (!cuts.is_empty()).then_some((cuts, what))
 }
@@ -265,7 +319,7 @@ fn verify(inp: &Input, filter: Filter, cuts: Vec<Cut>) -> Option<Vec<Cut>> {
         for i in c.lines.clone() {
             // Search results are regrouped (path once, then `line:text`): a location stays whole
             // there, but an error-like line never changes anywhere.
-            let loc_ok = filter == Filter::Listing && !inp.protect.error(i);
+            let loc_ok = filter == Filter::Listing && !inp.protect.beyond_location(i);
             if inp.protect.any(i) && !loc_ok {
                 return None;
             }

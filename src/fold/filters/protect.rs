@@ -63,7 +63,19 @@ fn errors() -> Option<&'static AhoCorasick> {
 
 /// Whether one line is error-like (the replay's retention check uses the same rule).
 pub fn is_error_line(line: &str) -> bool {
-    errors().is_none_or(|ac| ac.is_match(line))
+    match errors() {
+        Some(ac) => ac.find_iter(line).any(|m| starts_word(line.as_bytes(), m.start())),
+        None => true,
+    }
+}
+
+/// A word starts at `at`: after a non-alphanumeric byte, or at a camel-case hump (`TypeError`),
+/// so that `verror` or `mirrored` are not errors.
+fn starts_word(b: &[u8], at: usize) -> bool {
+    match at.checked_sub(1).and_then(|p| b.get(p)) {
+        None => true,
+        Some(prev) => !prev.is_ascii_alphanumeric() || (prev.is_ascii_lowercase() && b[at].is_ascii_uppercase()),
+    }
 }
 
 /// Per-line flags for one output.
@@ -87,8 +99,10 @@ impl Protect {
         match errors() {
             Some(ac) => {
                 for m in ac.find_iter(text) {
-                    let i = starts.partition_point(|&s| s <= m.start()).saturating_sub(1);
-                    flags[i] |= ERROR;
+                    if starts_word(text.as_bytes(), m.start()) {
+                        let i = starts.partition_point(|&s| s <= m.start()).saturating_sub(1);
+                        flags[i] |= ERROR;
+                    }
                 }
             }
             // Without the automaton nothing can be told apart: protect everything (fail safe).
@@ -202,6 +216,9 @@ mod tests {
         assert!(is_error_line("WARNING: Running pip as root"));
         assert!(is_error_line("Exit code 2"));
         assert!(!is_error_line("test tests::port_80 ... ok"));
+        assert!(is_error_line("E   TypeError: unsupported operand"));
+        assert!(is_error_line("test_fail_on_timeout PASSED"));
+        assert!(!is_error_line("npm http fetch GET 200 https://registry.npmjs.org/verror 34ms"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Search output (`rg`, `grep -rn`, `git grep`): every match line stays, grouped by file so the
-//! path is written once: `src/a.rs:` then `12:text` lines. Error-like match lines stay verbatim
-//! (with their path) in place.
+//! path is written once: `src/a.rs:` then `12:text` lines. Error-like and summary match lines
+//! stay verbatim (with their path) in place.
 
 use super::{Cut, Input, Level};
 
@@ -79,14 +79,14 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
             i += 1;
             continue;
         };
-        if inp.protect.error(i) {
+        if inp.protect.beyond_location(i) {
             i += 1;
             continue;
         }
         // A run of this file's lines (matches, context, `--`), none error-like.
         let s = i;
         let mut rows = vec![format!("{path}:")];
-        while i < n && !inp.protect.error(i) {
+        while i < n && !inp.protect.beyond_location(i) {
             let l = inp.line(i);
             if l == "--" {
                 rows.push("--".to_string());

@@ -1,5 +1,6 @@
 //! Anything else that is long: the head and the tail stay, the middle folds except its
-//! protected lines (errors, locations, summaries), which stay in place.
+//! protected lines (errors, locations, summaries) and lines other edits own (`fixed`), which
+//! stay in place.
 
 use super::{Cut, Input, Level};
 
@@ -19,7 +20,7 @@ fn limits(level: Level) -> Limits {
     }
 }
 
-pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
+pub fn compress(inp: &Input, fixed: &[bool]) -> Option<(Vec<Cut>, String)> {
     let lim = limits(inp.level);
     let n = inp.len();
     if n <= lim.min_lines && inp.text.len() <= lim.min_bytes {
@@ -42,13 +43,14 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
     let tail = tail.min(n.saturating_sub(1)).max(head);
     let mut cuts = Vec::new();
     let mut i = head;
+    let stays = |i: usize| inp.protect.any(i) || fixed.get(i) == Some(&true);
     while i < tail {
-        if inp.protect.any(i) {
+        if stays(i) {
             i += 1;
             continue;
         }
         let s = i;
-        while i < tail && !inp.protect.any(i) {
+        while i < tail && !stays(i) {
             i += 1;
         }
         if i - s >= 2 || inp.lines[s].len() > 200 {

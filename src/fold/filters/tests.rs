@@ -49,7 +49,8 @@ fn passing_lines_fold_and_failures_stay() {
     let c = compress(Some("cargo test"), &text, Level::Balanced).unwrap();
     assert_eq!(c.filter, Filter::TestRunner);
     assert_eq!(c.cuts.len(), 1);
-    assert_eq!(c.cuts[0].with, "[tokenfold: 39 passing tests]");
+    assert_eq!(c.cuts[0].1.with, "[tokenfold: 39 passing tests]");
+    assert_eq!(c.cuts[0].0, Filter::TestRunner);
     assert_eq!(c.lines_folded, 39);
 }
 

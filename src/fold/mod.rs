@@ -268,17 +268,28 @@ struct Ctx<'a> {
     store: &'a Originals,
 }
 
-/// Tool calls (and agents' fenced commands) that read a stored original: `.../o/<id>`.
+/// Tool calls (and agents' fenced commands) that name a stored original (its id in a path or a
+/// `/o/<id>` URL) read it back: a recall for the filter that made it.
 fn note_recalls(st: &mut State, ord: usize, text: &[u8]) {
     if st.stored.is_empty() {
         return;
     }
-    for k in memchr::memmem::find_iter(text, b"/o/") {
-        let Some(id) = text.get(k + 3..k + 3 + originals::ID_LEN).and_then(|x| std::str::from_utf8(x).ok()) else {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    let mut i = 0;
+    while i < text.len() {
+        if !hex(text[i]) {
+            i += 1;
             continue;
-        };
-        if let Some(&m) = st.stored.get(id) {
-            st.recalls.push((ord, m));
+        }
+        let s = i;
+        while i < text.len() && hex(text[i]) {
+            i += 1;
+        }
+        let bounded = s > 0 && !text[s - 1].is_ascii_alphanumeric();
+        if i - s == originals::ID_LEN && bounded {
+            if let Some(&m) = std::str::from_utf8(&text[s..i]).ok().and_then(|id| st.stored.get(id)) {
+                st.recalls.push((ord, m));
+            }
         }
     }
 }

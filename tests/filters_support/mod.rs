@@ -34,6 +34,12 @@ pub fn fixture(name: &str) -> Fixture {
 pub fn folder(level: Level, tag: &str) -> (Folder, PathBuf) {
     let dir = std::env::temp_dir().join(format!("tokenfold-filters-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    (folder_in(level, &dir), dir)
+}
+
+/// A folder at `level` with its store in `dir` (kept as it is: two folders may share one).
+pub fn folder_in(level: Level, dir: &Path) -> Folder {
+    let dir = dir.to_path_buf();
     let store = Originals::open(StoreConfig {
         dir: dir.clone(),
         max_bytes: 64 << 20,
@@ -41,7 +47,7 @@ pub fn folder(level: Level, tag: &str) -> (Folder, PathBuf) {
         remote: None,
     })
     .expect("store opens");
-    (Folder::with_options(true, FoldOptions { level, originals: Arc::new(store), filters_allowed: true }), dir)
+    Folder::with_options(true, FoldOptions { level, originals: Arc::new(store), filters_allowed: true })
 }
 
 /// A Claude Code request: the task, then `command` run through Bash with `output` as its result.

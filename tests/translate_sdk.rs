@@ -1,25 +1,45 @@
 //! The official Python SDKs (`anthropic`, `openai`) must accept every translated event and
 //! body: their own pydantic models validate each one and their stream accumulators rebuild the
-//! message. Skipped (with a note) where Python or the SDKs are not installed.
+//! message. Two layers: translated files checked by the SDKs' models and accumulators
+//! (fixtures/translate/sdk_check.py), and the SDKs as real clients through the proxy to a mock
+//! provider of another dialect, using their `.stream()` helpers, with two parallel tool calls
+//! (fixtures/translate/sdk_clients.py). Without Python and the SDKs: skipped with the reason, or
+//! failed under CI (`CI=true`), where they must be installed.
 
 #[path = "translate_support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::mock::{self, Chunk, Reply};
+use common::spawn_proxy;
 use serde_json::json;
-use support::{anthropic_stream, chat_sse, chat_stream, chunk, run};
+use support::scenario::{self, Answer};
+use support::{anthropic_stream, chat_interleaved_calls, chat_sse, chat_stream, chunk, run};
 use tokenfold::dialect::translate::{translate_response, StreamTranslator};
 use tokenfold::dialect::Dialect::{self, Anthropic, OpenaiChat, OpenaiResponses};
 
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Whether the SDKs can be run here. Under CI their absence is a failure, not a skip.
 fn sdks_present() -> bool {
-    let ok =
-        Command::new("python3").args(["-c", "import anthropic, openai"]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: python3 with the anthropic and openai packages is not installed");
+    let out = Command::new(python()).args(["-c", "import anthropic, openai"]).output();
+    let missing = match &out {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("import failed").to_string(),
+        Err(e) => format!("{} not runnable: {e}", python()),
+    };
+    let msg = format!("python3 with the `anthropic` and `openai` packages is needed ({missing}); pip install anthropic openai");
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("CI=true: {msg}");
     }
-    ok
+    eprintln!("skipped: {msg}");
+    false
 }
 
 fn check(kind: &str, name: &str, bytes: &[u8]) {
@@ -28,7 +48,7 @@ fn check(kind: &str, name: &str, bytes: &[u8]) {
     let file = dir.join(name);
     std::fs::write(&file, bytes).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate/sdk_check.py");
-    let out = Command::new("python3").arg(script).arg(kind).arg(&file).output().unwrap();
+    let out = Command::new(python()).arg(script).arg(kind).arg(&file).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{name}: {}\n{}", text, String::from_utf8_lossy(&out.stderr));
     eprintln!("{name}: {text}");
@@ -55,6 +75,12 @@ fn sdks_accept_translated_streams() {
     let long = chat_sse(&[chunk(json!({"content": "x"}), None), chunk(json!({}), Some("length"))], true);
     check("responses-stream", "incomplete.sse", &stream(OpenaiChat, OpenaiResponses, &long));
     check("anthropic-stream", "max_tokens.sse", &stream(OpenaiChat, Anthropic, &long));
+    // Two parallel calls whose argument pieces interleave upstream.
+    check("anthropic-stream", "interleaved.sse", &stream(OpenaiChat, Anthropic, &chat_interleaved_calls()));
+    check("responses-stream", "interleaved_r.sse", &stream(OpenaiChat, OpenaiResponses, &chat_interleaved_calls()));
+    let responses = support::fixture("upstream/responses_stream.sse");
+    check("chat-stream", "responses_to_chat.sse", &stream(OpenaiResponses, OpenaiChat, &responses));
+    check("anthropic-stream", "responses_to_anthropic.sse", &stream(OpenaiResponses, Anthropic, &responses));
 }
 
 #[test]
@@ -68,4 +94,86 @@ fn sdks_accept_translated_bodies() {
     check("chat-body", "c.json", &translate_response(Anthropic, OpenaiChat, anthropic).unwrap());
     check("responses-body", "r.json", &translate_response(OpenaiChat, OpenaiResponses, chat).unwrap());
     check("responses-body", "r2.json", &translate_response(Anthropic, OpenaiResponses, anthropic).unwrap());
+    let responses = support::fixture("upstream/responses_response.json");
+    check("chat-body", "rc.json", &translate_response(OpenaiResponses, OpenaiChat, &responses).unwrap());
+    check("anthropic-body", "ra.json", &translate_response(OpenaiResponses, Anthropic, &responses).unwrap());
+}
+
+/// A mock provider speaking `dialect` only, answering the scenario in its wire shape.
+async fn provider(dialect: Dialect) -> mock::Mock {
+    mock::start(move |rec| {
+        if rec.path != dialect.endpoint_path() {
+            let body = format!(r#"{{"error":{{"message":"this mock speaks only {dialect}, not {}"}}}}"#, rec.path);
+            return Reply::Json { status: 404, body: body.into_bytes(), headers: vec![] };
+        }
+        match scenario::answer(dialect, &rec.body) {
+            Answer::Json(body) => Reply::ok_json(body),
+            Answer::Sse(events) => Reply::sse(events.into_iter().map(Chunk::Bytes).collect()),
+        }
+    })
+    .await
+}
+
+/// Runs SDK `case` through the proxy to a provider of `upstream`.
+async fn through_proxy(case: &str, upstream: Dialect) {
+    if !sdks_present() {
+        return;
+    }
+    let mock = provider(upstream).await;
+    let proxy = spawn_proxy(&["--upstream", &mock.base(), "--upstream-dialect", upstream.name()], &[]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate/sdk_clients.py");
+    let (base, case_name) = (proxy.base.clone(), case.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python()).arg(script).arg(case_name).env("TOKENFOLD_URL", base).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{case} via {upstream}:\n{}\n{}\nproxy:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        proxy.logs()
+    );
+    // Two turns, streamed and not; the second turn carried both results (and each call's id).
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 4, "{case} via {upstream}");
+    for turn in [&reqs[1], &reqs[3]] {
+        let body = String::from_utf8_lossy(&turn.body);
+        assert!(scenario::has_tool_results(&body), "{case} via {upstream}: {body}");
+        for id in ["call_paris", "call_tokyo"] {
+            assert_eq!(body.matches(id).count(), 2, "{case} via {upstream}: the call and its result carry {id}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn anthropic_sdk_on_a_chat_provider() {
+    through_proxy("anthropic", OpenaiChat).await;
+}
+
+#[tokio::test]
+async fn anthropic_sdk_on_a_responses_provider() {
+    through_proxy("anthropic", OpenaiResponses).await;
+}
+
+#[tokio::test]
+async fn openai_chat_sdk_on_an_anthropic_provider() {
+    through_proxy("chat", Anthropic).await;
+}
+
+#[tokio::test]
+async fn openai_chat_sdk_on_a_responses_provider() {
+    through_proxy("chat", OpenaiResponses).await;
+}
+
+#[tokio::test]
+async fn openai_responses_sdk_on_a_chat_provider() {
+    through_proxy("responses", OpenaiChat).await;
+}
+
+#[tokio::test]
+async fn openai_responses_sdk_on_an_anthropic_provider() {
+    through_proxy("responses", Anthropic).await;
 }

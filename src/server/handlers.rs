@@ -193,15 +193,12 @@ async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) ->
     }
 }
 
+/// `GET /v1/models`: what a client can ask for here. Route names first, then the models of
+/// providers that are on (a provider waiting for its key is left out, as is a route with no
+/// target left), then `--upstream-model`. OpenAI list shape, or Anthropic's when the caller
+/// sends `anthropic-version`.
 fn models_response(state: &AppState, hdrs: &HeaderMap) -> Response<Body> {
-    let mut ids: Vec<(String, String)> = Vec::new();
-    for p in &state.cfg.providers {
-        for m in &p.models {
-            if !ids.iter().any(|(id, _)| id == m) {
-                ids.push((m.clone(), p.name.clone()));
-            }
-        }
-    }
+    let ids = usable_models(state);
     let body = if hdrs.contains_key(headers::ANTHROPIC_VERSION) {
         let data: Vec<serde_json::Value> = ids
             .iter()
@@ -225,6 +222,32 @@ fn models_response(state: &AppState, hdrs: &HeaderMap) -> Response<Body> {
         serde_json::json!({"object": "list", "data": data})
     };
     json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// `(model name, owner)` for every name a request may carry that some usable target serves.
+fn usable_models(state: &AppState) -> Vec<(String, String)> {
+    let cfg = &state.cfg;
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut add = |id: &str, owner: &str| {
+        if !ids.iter().any(|(known, _)| known == id) {
+            ids.push((id.to_string(), owner.to_string()));
+        }
+    };
+    for r in &cfg.routes {
+        if r.targets.iter().any(|t| cfg.providers[t.provider].is_usable()) {
+            add(&r.name, "tokenfold");
+        }
+    }
+    for p in cfg.providers.iter().filter(|p| p.is_usable()) {
+        for m in &p.models {
+            add(m, &p.name);
+        }
+    }
+    if let Some(m) = &state.model_override {
+        let owner = Dialect::ALL.iter().find_map(|&d| cfg.upstream_for(d)).map(|p| p.name.as_str());
+        add(m, owner.unwrap_or("upstream"));
+    }
+    ids
 }
 
 fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response<Body> {

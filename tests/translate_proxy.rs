@@ -310,3 +310,26 @@ async fn models_in_one_flag_mode_lists_the_upstream_model() {
     assert_eq!(v["data"][0]["owned_by"], "upstream-openai-chat");
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn models_in_one_flag_mode_without_a_model_asks_the_upstream() {
+    let mock = mock::start(|rec| {
+        if rec.path == "/v1/models" {
+            Reply::ok_json(br#"{"object":"list","data":[{"id":"qwen3:8b","object":"model","created":1,"owned_by":"library"},{"id":"llama3.2:3b","object":"model","created":1,"owned_by":"library"}]}"#.to_vec())
+        } else {
+            Reply::Json { status: 404, body: b"{}".to_vec(), headers: vec![] }
+        }
+    })
+    .await;
+    let proxy = spawn_proxy(&["--upstream", &mock.base(), "--upstream-dialect", "openai-chat"], &[]);
+    let c = reqwest::Client::new();
+    let v: serde_json::Value = c.get(proxy.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["qwen3:8b", "llama3.2:3b"]);
+    // An Anthropic client (Claude Code) gets the same list in its shape.
+    let r = c.get(proxy.url("/v1/models")).header("anthropic-version", "2023-06-01").send().await.unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["data"][0], serde_json::json!({"type": "model", "id": "qwen3:8b", "display_name": "qwen3:8b", "created_at": "1970-01-01T00:00:00Z"}));
+    assert_eq!(v["last_id"], "llama3.2:3b");
+    assert!(mock.requests().iter().all(|r| r.method == "GET" && r.path == "/v1/models"));
+}

@@ -34,7 +34,7 @@ fn sdks_present() -> bool {
         Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("import failed").to_string(),
         Err(e) => format!("{} not runnable: {e}", python()),
     };
-    let msg = format!("python3 with the `anthropic` and `openai` packages is needed ({missing}); pip install anthropic openai");
+    let msg = format!("{} with the `anthropic` and `openai` packages is needed ({missing}); pip install anthropic openai", python());
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("CI=true: {msg}");
     }
@@ -42,16 +42,32 @@ fn sdks_present() -> bool {
     false
 }
 
-fn check(kind: &str, name: &str, bytes: &[u8]) {
-    let dir = std::env::temp_dir().join(format!("tokenfold-sdk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(name);
-    std::fs::write(&file, bytes).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate/sdk_check.py");
-    let out = Command::new(python()).arg(script).arg(kind).arg(&file).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{name}: {}\n{}", text, String::from_utf8_lossy(&out.stderr));
-    eprintln!("{name}: {text}");
+/// Files for sdk_check.py, checked in one Python run (starting Python is the slow part).
+#[derive(Default)]
+struct Checks(Vec<(String, PathBuf)>);
+
+impl Checks {
+    fn add(&mut self, kind: &str, name: &str, bytes: &[u8]) {
+        let dir = std::env::temp_dir().join(format!("tokenfold-sdk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(name);
+        std::fs::write(&file, bytes).unwrap();
+        self.0.push((kind.to_string(), file));
+    }
+
+    fn run(self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/translate/sdk_check.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(script);
+        for (kind, file) in &self.0 {
+            cmd.arg(kind).arg(file);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}\n{}", text, String::from_utf8_lossy(&out.stderr));
+        assert_eq!(text.lines().count(), self.0.len(), "one verdict per file: {text}");
+        eprintln!("{text}");
+    }
 }
 
 fn stream(upstream: Dialect, client: Dialect, input: &[u8]) -> Vec<u8> {
@@ -63,24 +79,26 @@ fn sdks_accept_translated_streams() {
     if !sdks_present() {
         return;
     }
-    check("anthropic-stream", "chat_to_anthropic.sse", &stream(OpenaiChat, Anthropic, &chat_stream()));
-    check("chat-stream", "anthropic_to_chat.sse", &stream(Anthropic, OpenaiChat, &anthropic_stream()));
-    check("responses-stream", "chat_to_responses.sse", &stream(OpenaiChat, OpenaiResponses, &chat_stream()));
-    check("responses-stream", "anthropic_to_responses.sse", &stream(Anthropic, OpenaiResponses, &anthropic_stream()));
+    let mut c = Checks::default();
+    c.add("anthropic-stream", "chat_to_anthropic.sse", &stream(OpenaiChat, Anthropic, &chat_stream()));
+    c.add("chat-stream", "anthropic_to_chat.sse", &stream(Anthropic, OpenaiChat, &anthropic_stream()));
+    c.add("responses-stream", "chat_to_responses.sse", &stream(OpenaiChat, OpenaiResponses, &chat_stream()));
+    c.add("responses-stream", "anthropic_to_responses.sse", &stream(Anthropic, OpenaiResponses, &anthropic_stream()));
     // Terminal events other than completed: incomplete (max tokens) and failed (error).
     let mut cut = chat_stream();
     cut.truncate(cut.len() / 2);
     cut.truncate(cut.iter().rposition(|&b| b == b'\n').unwrap() + 1);
-    check("responses-stream", "failed.sse", &stream(OpenaiChat, OpenaiResponses, &cut));
+    c.add("responses-stream", "failed.sse", &stream(OpenaiChat, OpenaiResponses, &cut));
     let long = chat_sse(&[chunk(json!({"content": "x"}), None), chunk(json!({}), Some("length"))], true);
-    check("responses-stream", "incomplete.sse", &stream(OpenaiChat, OpenaiResponses, &long));
-    check("anthropic-stream", "max_tokens.sse", &stream(OpenaiChat, Anthropic, &long));
+    c.add("responses-stream", "incomplete.sse", &stream(OpenaiChat, OpenaiResponses, &long));
+    c.add("anthropic-stream", "max_tokens.sse", &stream(OpenaiChat, Anthropic, &long));
     // Two parallel calls whose argument pieces interleave upstream.
-    check("anthropic-stream", "interleaved.sse", &stream(OpenaiChat, Anthropic, &chat_interleaved_calls()));
-    check("responses-stream", "interleaved_r.sse", &stream(OpenaiChat, OpenaiResponses, &chat_interleaved_calls()));
+    c.add("anthropic-stream", "interleaved.sse", &stream(OpenaiChat, Anthropic, &chat_interleaved_calls()));
+    c.add("responses-stream", "interleaved_r.sse", &stream(OpenaiChat, OpenaiResponses, &chat_interleaved_calls()));
     let responses = support::fixture("upstream/responses_stream.sse");
-    check("chat-stream", "responses_to_chat.sse", &stream(OpenaiResponses, OpenaiChat, &responses));
-    check("anthropic-stream", "responses_to_anthropic.sse", &stream(OpenaiResponses, Anthropic, &responses));
+    c.add("chat-stream", "responses_to_chat.sse", &stream(OpenaiResponses, OpenaiChat, &responses));
+    c.add("anthropic-stream", "responses_to_anthropic.sse", &stream(OpenaiResponses, Anthropic, &responses));
+    c.run();
 }
 
 #[test]
@@ -89,14 +107,16 @@ fn sdks_accept_translated_bodies() {
         return;
     }
     let chat = br#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"hi","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]}}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+    let mut c = Checks::default();
     let anthropic = br#"{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"hi"},{"type":"tool_use","id":"t1","name":"f","input":{}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":2}}"#;
-    check("anthropic-body", "a.json", &translate_response(OpenaiChat, Anthropic, chat).unwrap());
-    check("chat-body", "c.json", &translate_response(Anthropic, OpenaiChat, anthropic).unwrap());
-    check("responses-body", "r.json", &translate_response(OpenaiChat, OpenaiResponses, chat).unwrap());
-    check("responses-body", "r2.json", &translate_response(Anthropic, OpenaiResponses, anthropic).unwrap());
+    c.add("anthropic-body", "a.json", &translate_response(OpenaiChat, Anthropic, chat).unwrap());
+    c.add("chat-body", "c.json", &translate_response(Anthropic, OpenaiChat, anthropic).unwrap());
+    c.add("responses-body", "r.json", &translate_response(OpenaiChat, OpenaiResponses, chat).unwrap());
+    c.add("responses-body", "r2.json", &translate_response(Anthropic, OpenaiResponses, anthropic).unwrap());
     let responses = support::fixture("upstream/responses_response.json");
-    check("chat-body", "rc.json", &translate_response(OpenaiResponses, OpenaiChat, &responses).unwrap());
-    check("anthropic-body", "ra.json", &translate_response(OpenaiResponses, Anthropic, &responses).unwrap());
+    c.add("chat-body", "rc.json", &translate_response(OpenaiResponses, OpenaiChat, &responses).unwrap());
+    c.add("anthropic-body", "ra.json", &translate_response(OpenaiResponses, Anthropic, &responses).unwrap());
+    c.run();
 }
 
 /// A mock provider speaking `dialect` only, answering the scenario in its wire shape.

@@ -169,9 +169,8 @@ fn main() {
     ] {
         let (d50, d99) = (percentile(&p.direct, 0.5), percentile(&p.direct, 0.99));
         let (p50, p99) = (percentile(&p.proxy, 0.5), percentile(&p.proxy, 0.99));
-        let target = target
-            .map(|t| format!("added p99 ≤ {t:.0} µs: {}", verdict(added_us(p, 0.99) <= t)))
-            .unwrap_or_default();
+        let target =
+            target.map(|t| format!("added p99 ≤ {t:.0} µs: {}", verdict(added_us(p, 0.99) <= t))).unwrap_or_default();
         println!(
             "| {name} p50 / p99 | {} / {} | {} / {} | +{} / +{} | {target} |",
             us(d50),

@@ -117,8 +117,10 @@ fn responses_events(n: usize) -> Vec<Vec<u8>> {
         json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
                "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
     ];
-    let mut out: Vec<Vec<u8>> =
-        head.iter().map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")).into_bytes()).collect();
+    let mut out: Vec<Vec<u8>> = head
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")).into_bytes())
+        .collect();
     for i in 0..n {
         let e = json!({"type": "response.output_text.delta", "sequence_number": i + 2, "item_id": "msg_1",
                        "output_index": 0, "content_index": 0, "delta": format!("token {i} ")});
@@ -252,7 +254,8 @@ fn start_stream_mock(events: usize) -> SocketAddr {
                             Ok::<_, Infallible>(r)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
@@ -264,7 +267,8 @@ fn start_stream_mock(events: usize) -> SocketAddr {
 async fn proxy_streams(mock: SocketAddr, proxy: SocketAddr, streams: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
     let mut anthropic = claude_code_request();
     anthropic["stream"] = json!(true);
-    let via_req = Prepared { api: Api::Anthropic, body: Bytes::from(serde_json::to_vec(&anthropic).unwrap_or_default()) };
+    let via_req =
+        Prepared { api: Api::Anthropic, body: Bytes::from(serde_json::to_vec(&anthropic).unwrap_or_default()) };
     let chat = translate_request(Anthropic, OpenaiChat, &via_req.body, None).map_err(|e| e.to_string())?;
     let direct_req = Prepared { api: Api::OpenaiChat, body: Bytes::from(chat) };
     let mut direct = Conn::open(mock).await?;

@@ -6,7 +6,9 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{anthropic_sse, assert_responses_sequence, call, chat_sse, chunk, events, fixture, golden_sse, json, run};
+use support::{
+    anthropic_sse, assert_responses_sequence, call, chat_sse, chunk, events, fixture, golden_sse, json, run,
+};
 use tokenfold::dialect::translate::{
     translate_request_for_reply, translate_response_with, ReplyContext, RequestOptions, StreamTranslator,
 };
@@ -42,7 +44,10 @@ fn whole_chat_answer_gives_a_custom_tool_call() {
     );
     assert_eq!(out[1]["type"], "function_call", "other tools stay function calls");
     // Without the request's context the same answer is a plain function call.
-    let v = json(&translate_response_with(OpenaiChat, OpenaiResponses, chat.to_string().as_bytes(), &ReplyContext::default()).unwrap());
+    let v = json(
+        &translate_response_with(OpenaiChat, OpenaiResponses, chat.to_string().as_bytes(), &ReplyContext::default())
+            .unwrap(),
+    );
     assert_eq!(v["output"][0]["type"], "function_call");
 }
 
@@ -53,7 +58,8 @@ fn whole_anthropic_answer_gives_a_custom_tool_call() {
         "content": [{"type": "tool_use", "id": "toolu_p", "name": "apply_patch", "input": {"input": PATCH}}],
         "stop_reason": "tool_use", "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 2}
     });
-    let v = json(&translate_response_with(Anthropic, OpenaiResponses, anthropic.to_string().as_bytes(), &reply()).unwrap());
+    let v =
+        json(&translate_response_with(Anthropic, OpenaiResponses, anthropic.to_string().as_bytes(), &reply()).unwrap());
     assert_eq!(v["output"][0]["type"], "custom_tool_call");
     assert_eq!(v["output"][0]["input"], PATCH);
     assert_eq!(v["output"][0]["call_id"], "toolu_p");

@@ -51,7 +51,10 @@ fn stop_sequence_and_max_tokens_on_whole_chat_answers_for_anthropic() {
 #[test]
 fn streams_per_direction() {
     let responses = fixture("upstream/responses_stream.sse");
-    let long = chat_sse(&[chunk(serde_json::json!({"content": "cut"}), None), chunk(serde_json::json!({}), Some("length"))], true);
+    let long = chat_sse(
+        &[chunk(serde_json::json!({"content": "cut"}), None), chunk(serde_json::json!({}), Some("length"))],
+        true,
+    );
     let cases: [(Dialect, Dialect, Vec<u8>, &str); 13] = [
         (OpenaiChat, Anthropic, chat_stream(), "stream_chat_to_anthropic.sse"),
         (OpenaiChat, Anthropic, chat_interleaved_calls(), "stream_chat_to_anthropic_interleaved_calls.sse"),

@@ -83,7 +83,11 @@ fn fixture(name: &str) -> Vec<u8> {
 /// A mock that speaks only OpenAI Responses: the recorded stream or body from the fixtures.
 fn responses_provider(rec: &mock::Recorded) -> Reply {
     if rec.path != "/v1/responses" {
-        return Reply::Json { status: 404, body: br#"{"error":{"message":"only /v1/responses here"}}"#.to_vec(), headers: vec![] };
+        return Reply::Json {
+            status: 404,
+            body: br#"{"error":{"message":"only /v1/responses here"}}"#.to_vec(),
+            headers: vec![],
+        };
     }
     if rec.json()["stream"] == true {
         let text = String::from_utf8(fixture("upstream/responses_stream.sse")).unwrap();
@@ -194,7 +198,9 @@ async fn reasoning_settings_follow_the_models_capability() {
     let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[]);
     let c = reqwest::Client::new();
     let anthropic = |model: &str| {
-        format!(r#"{{"model":"{model}","max_tokens":20000,"thinking":{{"type":"enabled","budget_tokens":10000}},"messages":[{{"role":"user","content":"hi"}}]}}"#)
+        format!(
+            r#"{{"model":"{model}","max_tokens":20000,"thinking":{{"type":"enabled","budget_tokens":10000}},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
     };
     for (model, want) in [("thinker", Some("medium")), ("plain", None)] {
         let r = c.post(proxy.url("/v1/messages")).header("x-api-key", "k").body(anthropic(model)).send().await.unwrap();
@@ -204,7 +210,9 @@ async fn reasoning_settings_follow_the_models_capability() {
         assert_eq!(sent.json()["reasoning_effort"].as_str(), want, "{model}");
     }
     let chat = |model: &str| {
-        format!(r#"{{"model":"{model}","reasoning_effort":"high","temperature":0.5,"messages":[{{"role":"user","content":"hi"}}]}}"#)
+        format!(
+            r#"{{"model":"{model}","reasoning_effort":"high","temperature":0.5,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
     };
     let r = c.post(proxy.url("/v1/chat/completions")).bearer_auth("k").body(chat("claude-think")).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", proxy.logs());
@@ -284,7 +292,10 @@ async fn models_lists_routes_and_usable_models_in_the_callers_shape() {
     assert_eq!(v["object"], "list");
     let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["free-coder", "claude-x", "kept-model"]);
-    assert_eq!(v["data"][0], serde_json::json!({"id": "free-coder", "object": "model", "created": 0, "owned_by": "tokenfold"}));
+    assert_eq!(
+        v["data"][0],
+        serde_json::json!({"id": "free-coder", "object": "model", "created": 0, "owned_by": "tokenfold"})
+    );
     assert_eq!(v["data"][2]["owned_by"], "keyed");
 
     let r = c.get(proxy.url("/v1/models")).header("anthropic-version", "2023-06-01").send().await.unwrap();
@@ -329,7 +340,10 @@ async fn models_in_one_flag_mode_without_a_model_asks_the_upstream() {
     // An Anthropic client (Claude Code) gets the same list in its shape.
     let r = c.get(proxy.url("/v1/models")).header("anthropic-version", "2023-06-01").send().await.unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["data"][0], serde_json::json!({"type": "model", "id": "qwen3:8b", "display_name": "qwen3:8b", "created_at": "1970-01-01T00:00:00Z"}));
+    assert_eq!(
+        v["data"][0],
+        serde_json::json!({"type": "model", "id": "qwen3:8b", "display_name": "qwen3:8b", "created_at": "1970-01-01T00:00:00Z"})
+    );
     assert_eq!(v["last_id"], "llama3.2:3b");
     assert!(mock.requests().iter().all(|r| r.method == "GET" && r.path == "/v1/models"));
 }

@@ -162,8 +162,13 @@ fn custom_tools_are_noted_for_the_answer() {
         assert_eq!(t.reply, ReplyContext { custom_tools: vec!["apply_patch".to_string()] }, "{to}");
         assert_eq!(t.body, translate_request(OpenaiResponses, to, &body, None).unwrap());
     }
-    let t = translate_request_for_reply(Anthropic, OpenaiChat, &fixture("anthropic_request.json"), &RequestOptions::default())
-        .unwrap();
+    let t = translate_request_for_reply(
+        Anthropic,
+        OpenaiChat,
+        &fixture("anthropic_request.json"),
+        &RequestOptions::default(),
+    )
+    .unwrap();
     assert_eq!(t.reply, ReplyContext::default());
     // The Anthropic target gets apply_patch as a tool with the same one-string schema.
     let v = json(&translate_request(OpenaiResponses, Anthropic, &body, None).unwrap());

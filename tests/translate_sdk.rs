@@ -34,7 +34,10 @@ fn sdks_present() -> bool {
         Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("import failed").to_string(),
         Err(e) => format!("{} not runnable: {e}", python()),
     };
-    let msg = format!("{} with the `anthropic` and `openai` packages is needed ({missing}); pip install anthropic openai", python());
+    let msg = format!(
+        "{} with the `anthropic` and `openai` packages is needed ({missing}); pip install anthropic openai",
+        python()
+    );
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("CI=true: {msg}");
     }
@@ -163,7 +166,11 @@ async fn through_proxy(case: &str, upstream: Dialect) {
         let body = String::from_utf8_lossy(&turn.body);
         assert!(scenario::has_tool_results(&body), "{case} via {upstream}: {body}");
         for id in ["call_paris", "call_tokyo"] {
-            assert_eq!(body.matches(id).count(), 2, "{case} via {upstream}: the call and its result carry {id}: {body}");
+            assert_eq!(
+                body.matches(id).count(),
+                2,
+                "{case} via {upstream}: the call and its result carry {id}: {body}"
+            );
         }
     }
 }

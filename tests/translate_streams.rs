@@ -377,8 +377,11 @@ fn anthropic_to_chat_parallel_calls_with_text_between() {
 
 #[test]
 fn anthropic_to_chat_stop_sequence_and_max_tokens() {
-    for (stop, seq, want) in [("stop_sequence", Some("</end>"), "stop"), ("max_tokens", None, "length"), ("end_turn", None, "stop")] {
-        let (out, t) = run(StreamTranslator::new(Anthropic, OpenaiChat, "m"), &[&anthropic_text_stream("hi", stop, seq)]);
+    for (stop, seq, want) in
+        [("stop_sequence", Some("</end>"), "stop"), ("max_tokens", None, "length"), ("end_turn", None, "stop")]
+    {
+        let (out, t) =
+            run(StreamTranslator::new(Anthropic, OpenaiChat, "m"), &[&anthropic_text_stream("hi", stop, seq)]);
         let (text, _, _, finish) = chat_totals(&events(&out));
         assert_eq!(text, "hi");
         assert_eq!(finish, [want], "{stop}");

@@ -7,8 +7,7 @@ mod support;
 use serde_json::{json, Value};
 use support::{assert_anthropic_sequence, chat_totals, events, fixture, golden, json, normalized, run};
 use tokenfold::dialect::translate::{
-    supports, translate_request, translate_request_with, translate_response, RequestOptions, StreamTranslator,
-    Usage,
+    supports, translate_request, translate_request_with, translate_response, RequestOptions, StreamTranslator, Usage,
 };
 use tokenfold::dialect::Dialect::{self, Anthropic, OpenaiChat, OpenaiResponses};
 
@@ -50,9 +49,15 @@ fn chat_request_to_responses() {
     let input = &v["input"];
     let parts = input[0]["content"].as_array().unwrap();
     assert_eq!(parts[0], json!({"type": "input_text", "text": "Describe this and list files."}));
-    assert_eq!(parts[1], json!({"type": "input_image", "image_url": "data:image/jpeg;base64,/9j/4AAQ", "detail": "high"}));
+    assert_eq!(
+        parts[1],
+        json!({"type": "input_image", "image_url": "data:image/jpeg;base64,/9j/4AAQ", "detail": "high"})
+    );
     assert_eq!(parts[2]["detail"], "auto");
-    assert_eq!(input[1], json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]}));
+    assert_eq!(
+        input[1],
+        json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]})
+    );
     assert_eq!(
         input[2],
         json!({"type": "function_call", "call_id": "call_a", "name": "read_file", "arguments": "{\"path\":\"a.rs\"}"})
@@ -126,7 +131,8 @@ fn responses_answer_to_chat() {
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
     assert_eq!(v["created"], 1700000000);
 
-    let v = json(&translate_response(OpenaiResponses, OpenaiChat, &fixture("upstream/responses_incomplete.json")).unwrap());
+    let v =
+        json(&translate_response(OpenaiResponses, OpenaiChat, &fixture("upstream/responses_incomplete.json")).unwrap());
     assert_eq!(v["choices"][0]["finish_reason"], "length");
 }
 
@@ -142,7 +148,8 @@ fn responses_answer_to_anthropic() {
     assert_eq!(v["stop_reason"], "tool_use");
     assert_eq!(v["usage"]["input_tokens"], 20);
     assert_eq!(v["usage"]["cache_read_input_tokens"], 100);
-    let v = json(&translate_response(OpenaiResponses, Anthropic, &fixture("upstream/responses_incomplete.json")).unwrap());
+    let v =
+        json(&translate_response(OpenaiResponses, Anthropic, &fixture("upstream/responses_incomplete.json")).unwrap());
     assert_eq!(v["stop_reason"], "max_tokens");
 }
 
@@ -208,7 +215,9 @@ fn responses_stream_to_anthropic() {
 #[test]
 fn responses_stream_failures_reach_the_client_in_its_dialect() {
     let mut input = fixture("upstream/responses_stream.sse");
-    let cut = String::from_utf8_lossy(&input).find("event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"output_index\":2").unwrap();
+    let cut = String::from_utf8_lossy(&input)
+        .find("event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"output_index\":2")
+        .unwrap();
     input.truncate(cut);
     let failed = json!({"type": "response.failed", "sequence_number": 99, "response": {"id": "resp_up1", "status": "failed",
                         "error": {"code": "rate_limit_exceeded", "message": "Slow down"}, "output": []}});

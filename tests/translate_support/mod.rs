@@ -33,10 +33,15 @@ pub fn golden_text(name: &str, text: &str) {
         std::fs::write(&path, text).unwrap();
         return;
     }
-    let want = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run with {BLESS}=1 to create it)", path.display()));
+    let want =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run with {BLESS}=1 to create it)", path.display()));
     if want != text.as_bytes() {
         let want = String::from_utf8_lossy(&want);
-        let line = want.lines().zip(text.lines()).position(|(a, b)| a != b).unwrap_or(want.lines().count().min(text.lines().count()));
+        let line = want
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.lines().count().min(text.lines().count()));
         panic!(
             "golden {name} differs at line {} ({BLESS}=1 to accept):\n  want: {:?}\n  got:  {:?}",
             line + 1,

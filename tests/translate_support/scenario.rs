@@ -64,7 +64,9 @@ fn chat_body(text: &str, calls: &[(&str, &str, String)]) -> Vec<u8> {
     if !calls.is_empty() {
         let tc: Vec<Value> = calls
             .iter()
-            .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+            .map(
+                |(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}),
+            )
             .collect();
         msg["tool_calls"] = Value::Array(tc);
     }
@@ -113,8 +115,10 @@ fn chat_events(text: &str, calls: &[(&str, &str, String)]) -> Vec<Vec<u8>> {
     }
     let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
     out.push(chunk(json!({}), Some(finish)));
-    out.push(json!({"id": "chatcmpl-sdk", "object": "chat.completion.chunk", "created": 1, "model": "mock", "choices": [],
-                    "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}}));
+    out.push(
+        json!({"id": "chatcmpl-sdk", "object": "chat.completion.chunk", "created": 1, "model": "mock", "choices": [],
+                    "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}}),
+    );
     let mut framed_out: Vec<Vec<u8>> = out.iter().map(|c| framed(None, c)).collect();
     framed_out.push(b"data: [DONE]\n\n".to_vec());
     framed_out

@@ -159,8 +159,8 @@ pub fn translate_response_with(
     body: &[u8],
     reply: &ReplyContext,
 ) -> Result<Vec<u8>, TranslateError> {
-    use Dialect::*;
     use response::{to_anthropic, to_chat, to_responses};
+    use Dialect::*;
     if upstream == client {
         return Ok(body.to_vec());
     }

@@ -34,7 +34,14 @@ pub(crate) fn from_anthropic(resp: &Value) -> Value {
         merge_anthropic_usage(&mut usage, u);
     }
     let created = now_secs();
-    completion(resp.str_of("id").unwrap_or("chatcmpl-tokenfold"), resp, created, message, chat_finish(resp.str_of("stop_reason")), &usage)
+    completion(
+        resp.str_of("id").unwrap_or("chatcmpl-tokenfold"),
+        resp,
+        created,
+        message,
+        chat_finish(resp.str_of("stop_reason")),
+        &usage,
+    )
 }
 
 pub(crate) fn from_responses(resp: &Value) -> Value {

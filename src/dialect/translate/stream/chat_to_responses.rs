@@ -16,9 +16,17 @@ use crate::dialect::translate::{ReplyContext, Usage};
 enum Body {
     Message(String),
     Reasoning(String),
-    Call { call_id: String, name: String, args: String },
+    Call {
+        call_id: String,
+        name: String,
+        args: String,
+    },
     /// A call to a freeform tool: its arguments (`{"input": ...}`) are read whole at the end.
-    Custom { call_id: String, name: String, args: String },
+    Custom {
+        call_id: String,
+        name: String,
+        args: String,
+    },
 }
 
 struct Item {

@@ -23,7 +23,9 @@ impl Held {
         Some(match p {
             Piece::Reasoning(t) => Held::Reasoning(t.to_string()),
             Piece::Text(t) => Held::Text(t.to_string()),
-            Piece::ToolStart { slot, id, name } => Held::ToolStart { slot: *slot, id: id.clone(), name: name.to_string() },
+            Piece::ToolStart { slot, id, name } => {
+                Held::ToolStart { slot: *slot, id: id.clone(), name: name.to_string() }
+            }
             Piece::ToolArgs { slot, args } => Held::ToolArgs { slot: *slot, args: args.to_string() },
             _ => return None,
         })
@@ -274,7 +276,16 @@ mod tests {
         ]);
         assert_eq!(
             out,
-            ["start 0", "args 0 {\"a\":", "args 0 1}", "start 1", "args 1 {\"b\"", "args 1 :2}", "text between", "finish"]
+            [
+                "start 0",
+                "args 0 {\"a\":",
+                "args 0 1}",
+                "start 1",
+                "args 1 {\"b\"",
+                "args 1 :2}",
+                "text between",
+                "finish"
+            ]
         );
     }
 

@@ -363,7 +363,7 @@ fn calls_one_after_the_other_stream_without_waiting() {
 fn anthropic_to_chat_parallel_calls_with_text_between() {
     let out = assert_split_invariant(Anthropic, OpenaiChat, &anthropic_parallel_stream("tool_use", None));
     let evs = events(&out);
-    let (text, _, calls, finish) = chat_totals(&evs);
+    let support::ChatTotals { text, calls, finish, .. } = chat_totals(&evs);
     assert_eq!(text, "Reading a.rs and b.rs");
     assert_eq!(
         calls,
@@ -382,7 +382,7 @@ fn anthropic_to_chat_stop_sequence_and_max_tokens() {
     {
         let (out, t) =
             run(StreamTranslator::new(Anthropic, OpenaiChat, "m"), &[&anthropic_text_stream("hi", stop, seq)]);
-        let (text, _, _, finish) = chat_totals(&events(&out));
+        let support::ChatTotals { text, finish, .. } = chat_totals(&events(&out));
         assert_eq!(text, "hi");
         assert_eq!(finish, [want], "{stop}");
         assert_eq!(t.usage().output_tokens, 4);

@@ -174,7 +174,7 @@ fn responses_stream_to_chat() {
     assert_eq!(evs[0].data["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
     assert_eq!(evs[0].data["id"], "resp_up1");
     assert_eq!(evs[0].data["model"], "client-model");
-    let (text, reasoning, calls, finish) = chat_totals(&evs);
+    let support::ChatTotals { text, reasoning, calls, finish } = chat_totals(&evs);
     assert_eq!(text, "Lese zwei Dateien ü 🚀");
     assert_eq!(reasoning, "Plan: read both files.\n\nThen answer.");
     assert_eq!(

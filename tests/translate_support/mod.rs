@@ -380,27 +380,36 @@ pub fn assert_responses_sequence(evs: &[Ev]) {
     assert!(matches!(last, "response.completed" | "response.incomplete" | "response.failed"), "{last}");
 }
 
-/// Chat chunks put back together: (content, reasoning, [(id, name, arguments)], finish reasons).
-pub fn chat_totals(evs: &[Ev]) -> (String, String, Vec<(String, String, String)>, Vec<String>) {
-    let (mut text, mut reasoning, mut calls, mut finish) = (String::new(), String::new(), Vec::new(), Vec::new());
+/// Chat chunks put back together.
+#[derive(Debug, Default)]
+pub struct ChatTotals {
+    pub text: String,
+    pub reasoning: String,
+    /// `(id, name, arguments)` per tool-call index.
+    pub calls: Vec<(String, String, String)>,
+    pub finish: Vec<String>,
+}
+
+pub fn chat_totals(evs: &[Ev]) -> ChatTotals {
+    let mut t = ChatTotals::default();
     for e in evs {
         let Some(choice) = e.data.get("choices").and_then(|c| c.get(0)) else { continue };
         let d = &choice["delta"];
-        text.push_str(d["content"].as_str().unwrap_or(""));
-        reasoning.push_str(d["reasoning_content"].as_str().unwrap_or(""));
+        t.text.push_str(d["content"].as_str().unwrap_or(""));
+        t.reasoning.push_str(d["reasoning_content"].as_str().unwrap_or(""));
         for c in d["tool_calls"].as_array().into_iter().flatten() {
             let i = c["index"].as_u64().unwrap() as usize;
-            if i == calls.len() {
-                calls.push((String::new(), String::new(), String::new()));
+            if i == t.calls.len() {
+                t.calls.push((String::new(), String::new(), String::new()));
             }
-            let call: &mut (String, String, String) = &mut calls[i];
+            let call = &mut t.calls[i];
             call.0.push_str(c["id"].as_str().unwrap_or(""));
             call.1.push_str(c["function"]["name"].as_str().unwrap_or(""));
             call.2.push_str(c["function"]["arguments"].as_str().unwrap_or(""));
         }
         if let Some(f) = choice["finish_reason"].as_str() {
-            finish.push(f.to_string());
+            t.finish.push(f.to_string());
         }
     }
-    (text, reasoning, calls, finish)
+    t
 }

@@ -53,8 +53,10 @@ pub(crate) fn from_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value,
     copy(req, "top_p", &mut out, "top_p");
     copy(req, "user", &mut out, "user");
     copy(req, "prompt_cache_key", &mut out, "prompt_cache_key");
-    if req.some("stop").is_some() {
-        tracing::debug!("`stop` has no Responses equivalent; not sent");
+    for field in ["stop", "n", "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs"] {
+        if req.some(field).is_some() {
+            tracing::debug!(field, "Chat field has no Responses equivalent; not sent");
+        }
     }
     if let Some(format) = req.get("response_format").and_then(text_format) {
         out.insert("text".into(), json!({ "format": format }));

@@ -179,7 +179,9 @@ fn custom_tools_are_noted_for_the_answer() {
 #[test]
 fn responses_to_anthropic_by_composition() {
     let body = fixture("responses_request.json");
-    let v = json(&translate_request(OpenaiResponses, Anthropic, &body, Some("claude")).unwrap());
+    let out = translate_request(OpenaiResponses, Anthropic, &body, Some("claude")).unwrap();
+    golden("request_responses_to_anthropic.json", &out);
+    let v = json(&out);
     assert_eq!(v["system"], "You are Codex, a coding agent.\n\n<permissions>workspace-write</permissions>");
     assert_eq!(v["messages"][0]["role"], "user");
     assert_eq!(v["messages"][1]["content"][1]["type"], "tool_use");

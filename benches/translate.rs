@@ -264,13 +264,21 @@ fn start_stream_mock(events: usize) -> SocketAddr {
 }
 
 /// Total stream times straight from the mock and through the translating proxy.
-async fn proxy_streams(mock: SocketAddr, proxy: SocketAddr, streams: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
+/// With `translated`, an Anthropic client's stream through the proxy; else the same Chat request
+/// the mock gets directly (the proxy relays without translating).
+async fn proxy_streams(
+    mock: SocketAddr,
+    proxy: SocketAddr,
+    streams: usize,
+    translated: bool,
+) -> Result<(Vec<f64>, Vec<f64>), String> {
     let mut anthropic = claude_code_request();
     anthropic["stream"] = json!(true);
-    let via_req =
+    let anthropic_req =
         Prepared { api: Api::Anthropic, body: Bytes::from(serde_json::to_vec(&anthropic).unwrap_or_default()) };
-    let chat = translate_request(Anthropic, OpenaiChat, &via_req.body, None).map_err(|e| e.to_string())?;
+    let chat = translate_request(Anthropic, OpenaiChat, &anthropic_req.body, None).map_err(|e| e.to_string())?;
     let direct_req = Prepared { api: Api::OpenaiChat, body: Bytes::from(chat) };
+    let via_req = if translated { anthropic_req } else { direct_req.clone() };
     let mut direct = Conn::open(mock).await?;
     let mut via = Conn::open(proxy).await?;
     for _ in 0..3 {
@@ -301,30 +309,43 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
-fn proxy_row(quick: bool, target_dir: &Path) -> Result<(Row, Value), String> {
+/// Per-event added latency through the proxy: a translated stream (judged against the target)
+/// and, for scale, the same stream relayed without translation.
+fn proxy_rows(quick: bool, target_dir: &Path) -> Result<(Vec<Row>, Value), String> {
     let events = if quick { 500 } else { 2000 };
     let streams = if quick { 10 } else { 40 };
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin = support::proxy_binary(manifest_dir, target_dir)?;
     let mock = start_stream_mock(events);
-    let proxy = support::spawn_proxy_with(&bin, mock, Path::new("off"), &["--upstream-dialect", "openai-chat"])?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let (mut direct, mut via) =
-        rt.block_on(proxy_streams(mock, proxy.addr, streams)).map_err(|e| format!("{e}\n{}", proxy.log_tail()))?;
-    // Pairs are interleaved, so the per-stream difference cancels machine noise best.
-    let mut per_event: Vec<f64> = via.iter().zip(&direct).map(|(p, d)| (p - d) / events as f64).collect();
-    let row = Row {
-        name: format!("proxy: translated stream Chat -> Anthropic, {events} events, added per event"),
-        p50: median(&mut per_event),
-        p99: percentile(&mut per_event, 0.99),
-        target: Some(PER_EVENT_TARGET_US),
-        judged: "p50",
-    };
-    let figures = json!({
-        "events_per_stream": events, "streams": streams,
-        "direct_total_median_us": round(median(&mut direct)), "proxy_total_median_us": round(median(&mut via)),
-    });
-    Ok((row, figures))
+    let mut rows = Vec::new();
+    let mut figures = json!({"events_per_stream": events, "streams": streams});
+    for translated in [true, false] {
+        let extra: &[&str] = if translated { &["--upstream-dialect", "openai-chat"] } else { &[] };
+        // No ledger: one record per stream would not show per event anyway.
+        let proxy = support::spawn_proxy_with(&bin, mock, Path::new("off"), extra)?;
+        let (mut direct, mut via) = rt
+            .block_on(proxy_streams(mock, proxy.addr, streams, translated))
+            .map_err(|e| format!("{e}\n{}", proxy.log_tail()))?;
+        // Pairs are interleaved, so the per-stream difference cancels machine noise best.
+        let mut per_event: Vec<f64> = via.iter().zip(&direct).map(|(p, d)| (p - d) / events as f64).collect();
+        let (name, key, target) = if translated {
+            ("translated stream Chat -> Anthropic", "translated", Some(PER_EVENT_TARGET_US))
+        } else {
+            ("same stream relayed untranslated (for scale)", "relayed", None)
+        };
+        rows.push(Row {
+            name: format!("proxy: {name}, {events} events, added per event"),
+            p50: median(&mut per_event),
+            p99: percentile(&mut per_event, 0.99),
+            target,
+            judged: "p50",
+        });
+        figures[key] = json!({
+            "direct_total_median_us": round(median(&mut direct)), "proxy_total_median_us": round(median(&mut via)),
+        });
+    }
+    Ok((rows, figures))
 }
 
 fn main() {
@@ -333,22 +354,27 @@ fn main() {
     let target_dir =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join("target"));
     let mut rows = translator_rows(quick);
-    let proxy = proxy_row(quick, &target_dir);
+    let proxy = proxy_rows(quick, &target_dir);
     println!("\n| measure | p50 | p99 | target |\n|---|---:|---:|---|");
     for r in &rows {
         r.print();
     }
     let proxy_figures = match proxy {
-        Ok((row, figures)) => {
-            row.print();
+        Ok((proxy_rows, figures)) => {
+            for r in &proxy_rows {
+                r.print();
+            }
             println!(
-                "\nthrough the proxy: median stream {} µs direct, {} µs via the translating proxy ({} events, {} streams)",
-                figures["direct_total_median_us"],
-                figures["proxy_total_median_us"],
+                "\nthrough the proxy ({} events per stream, {} streams), median stream: translated {} µs direct / {} µs \
+                 via proxy; relayed {} µs direct / {} µs via proxy",
                 figures["events_per_stream"],
-                figures["streams"]
+                figures["streams"],
+                figures["translated"]["direct_total_median_us"],
+                figures["translated"]["proxy_total_median_us"],
+                figures["relayed"]["direct_total_median_us"],
+                figures["relayed"]["proxy_total_median_us"],
             );
-            rows.push(row);
+            rows.extend(proxy_rows);
             figures
         }
         Err(e) => {

@@ -227,7 +227,7 @@ async fn reasoning_settings_follow_the_models_capability() {
 }
 
 #[tokio::test]
-async fn reasoning_is_refused_as_an_unknown_key_only_when_misspelled() {
+async fn a_misspelled_or_mistyped_reasoning_key_is_refused_with_file_and_line() {
     let text = reasoning_config("http://127.0.0.1:9").replace("reasoning = true", "reasons = true");
     let cfg = common::temp_file("bad.toml", &text);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
@@ -236,7 +236,7 @@ async fn reasoning_is_refused_as_an_unknown_key_only_when_misspelled() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("reasons") && err.contains("bad.toml:"), "{err}");
+    assert!(err.contains("reasons") && err.contains("bad.toml:7:31:") && err.contains("expected one of"), "{err}");
     let text = reasoning_config("http://127.0.0.1:9").replace("reasoning = true", "reasoning = \"yes\"");
     let cfg = common::temp_file("bad2.toml", &text);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))

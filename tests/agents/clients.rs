@@ -99,9 +99,7 @@ impl Agent {
                     .env("DISABLE_ERROR_REPORTING", "1")
                     .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", self.model())
                     .env("ANTHROPIC_SMALL_FAST_MODEL", self.model())
-                    // Its default keeps only the head and tail of a long command output, cutting the
-                    // error line in the middle before the proxy ever sees it.
-                    .env("BASH_MAX_OUTPUT_LENGTH", "100000")
+
                     .args(["-p", PROMPT, "--output-format", "json", "--model", self.model()])
                     .args(["--permission-mode", "acceptEdits", "--allowedTools", "Read,Edit,Bash,Grep"]);
             }
@@ -118,6 +116,12 @@ impl Agent {
             Agent::OpenCode => {
                 let config = case_dir.join("opencode.json");
                 std::fs::write(&config, serde_json::to_string_pretty(&opencode_config(base, self.model()))?)?;
+                // At every start OpenCode installs @opencode-ai/plugin into its config directory from
+                // the npm registry, unless that directory has node_modules and a lockfile listing it.
+                let dir = home.join(".config/opencode");
+                std::fs::create_dir_all(dir.join("node_modules"))?;
+                let lock = json!({"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}});
+                std::fs::write(dir.join("package-lock.json"), lock.to_string())?;
                 cmd.env("OPENCODE_CONFIG", &config)
                     .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
                     .env("OPENCODE_DISABLE_MODELS_FETCH", "1")

@@ -89,7 +89,7 @@ fn config_py() -> String {
 
 fn check_sh() -> String {
     format!(
-        "#!/usr/bin/env bash\n# Checks every widget and prints one line each.\nfor i in $(seq 1 {CHECK_LINES}); do\n  if [ \"$i\" -eq 217 ]; then\n    echo '{ERROR_LINE}'\n  else\n    printf 'widget-%03d ok  checksum 0x%02x  latency %d ms\\n' \"$i\" $(( i * 37 % 256 )) $(( i % 17 + 3 ))\n  fi\ndone\nexit 1\n"
+        "#!/usr/bin/env bash\n# Checks every widget and prints one line each.\nfor i in $(seq 1 {CHECK_LINES}); do\n  if [ \"$i\" -eq 217 ]; then\n    echo '{ERROR_LINE}'\n  else\n    printf 'widget-%03d ok  checksum 0x%02x  latency %d ms\\n' \"$i\" $(( i * 37 % 256 )) $(( i % 17 + 3 ))\n  fi\ndone\nexit 0\n"
     )
 }
 

@@ -120,6 +120,22 @@ fn script(e: &Evidence, main: &[&Pair], o: &mut Outcome) {
     if !missing.is_empty() {
         o.fail("script", format!("the mock never answered steps {missing:?}"));
     }
+    // Tools the agent offered that never reached the model (translation drops what the target
+    // dialect cannot express): worth knowing, not a failure.
+    let names = |t: Option<&Turn>| -> BTreeSet<String> {
+        t.map(|t| t.tools.iter().map(|x| x.name.clone()).collect()).unwrap_or_default()
+    };
+    let dropped: BTreeSet<String> = main
+        .iter()
+        .flat_map(|p| {
+            let upstream = names(p.mock.turn.as_ref());
+            names(p.agent_turn.as_ref()).into_iter().filter(move |n| !upstream.contains(n))
+        })
+        .collect();
+    if !dropped.is_empty() {
+        let list: Vec<String> = dropped.into_iter().collect();
+        o.notes.push(format!("tools the agent offered that the model was not shown: {}", list.join(", ")));
+    }
     let side = e.seen.iter().filter(|s| !s.main).count();
     if side > 0 {
         o.notes.push(format!("{side} request(s) outside the task (title generation and the like) got a short answer"));
@@ -318,4 +334,28 @@ fn network(e: &Evidence, o: &mut Outcome) {
         o.fail("network", "strace recorded no inet call at all (not even to the proxy): the trace is not working");
     }
     o.figures.push(format!("{calls} traced inet socket calls"));
+}
+
+/// Self-checks of the history comparison, run before the cases (a comparator that finds nothing
+/// would pass any proxy).
+pub fn self_check() -> Result<(), String> {
+    let v = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let a = v(r#"{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}"#);
+    let a_moved = v(r#"{"role":"user","content":"hi"}"#);
+    let b = v(r#"{"role":"assistant","content":[{"type":"text","text":"ok"},{"type":"tool_use","id":"t","name":"Read","input":{}}]}"#);
+    let b_changed = v(r#"{"role":"assistant","content":[{"type":"text","text":"ok!"},{"type":"tool_use","id":"t","name":"Read","input":{}}]}"#);
+    let c = v(r#"{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"x"}]}"#);
+    let cases = [
+        (vec![a.clone(), b.clone()], vec![a_moved.clone(), b.clone(), c.clone()], None),
+        (vec![a.clone(), b.clone()], vec![a.clone(), b_changed, c.clone()], Some(1)),
+        (vec![a.clone(), b.clone()], vec![a.clone()], Some(1)),
+        (vec![a, b], vec![c.clone(), c], Some(0)),
+    ];
+    for (i, (prev, cur, want)) in cases.iter().enumerate() {
+        let got = first_difference(prev, cur);
+        if got != *want {
+            return Err(format!("the history comparison is broken (case {i}: {got:?}, expected {want:?})"));
+        }
+    }
+    Ok(())
 }

@@ -37,11 +37,14 @@ struct Case {
     translated_to: Option<Dialect>,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 7] = [
     Case { name: "claude-code", agent: Agent::ClaudeCode, translated_to: None },
     Case { name: "claude-code-on-openai-chat", agent: Agent::ClaudeCode, translated_to: Some(Dialect::Chat) },
     Case { name: "codex", agent: Agent::Codex, translated_to: None },
     Case { name: "opencode", agent: Agent::OpenCode, translated_to: None },
+    Case { name: "codex-on-openai-chat", agent: Agent::Codex, translated_to: Some(Dialect::Chat) },
+    Case { name: "codex-on-anthropic", agent: Agent::Codex, translated_to: Some(Dialect::Anthropic) },
+    Case { name: "opencode-on-anthropic", agent: Agent::OpenCode, translated_to: Some(Dialect::Anthropic) },
 ];
 
 /// Set by the outer run for the inner one: why the npm install failed.
@@ -54,7 +57,7 @@ enum Verdict {
 }
 
 fn agent_limit() -> Duration {
-    let secs = std::env::var("TOKENFOLD_AGENTS_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(240);
+    let secs = std::env::var("TOKENFOLD_AGENTS_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(180);
     Duration::from_secs(secs)
 }
 
@@ -94,7 +97,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if std::env::var_os(sandbox::INSIDE_ENV).is_none() {
-        if let Err(e) = sandbox::self_check() {
+        if let Err(e) = sandbox::self_check().and_then(|_| checks::self_check()) {
             println!("FAIL agents: {e}");
             return ExitCode::FAILURE;
         }
@@ -173,7 +176,10 @@ async fn run_case(case: &Case) -> Verdict {
         return Verdict::Fail(format!("scratch repository: {e}"));
     }
     match play(case, &exe, &strace, &dir, &repo).await {
-        Ok(outcome) if outcome.failures.is_empty() => Verdict::Pass(outcome.figures.join("; ")),
+        Ok(outcome) if outcome.failures.is_empty() => {
+            let notes: String = outcome.notes.iter().map(|n| format!("\n  note: {n}")).collect();
+            Verdict::Pass(format!("{}{notes}", outcome.figures.join("; ")))
+        }
         Ok(outcome) => {
             let mut text: Vec<String> = outcome.failures.iter().map(|f| format!("  - {f}")).collect();
             text.extend(outcome.notes.iter().map(|n| format!("  note: {n}")));

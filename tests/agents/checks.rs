@@ -76,6 +76,7 @@ pub fn check(e: &Evidence) -> Outcome {
     let main: Vec<&Pair> = all.iter().filter(|p| p.mock.main).collect();
     o.figures.push(format!("{} requests ({} in the task)", e.exchanges.len(), main.len()));
     finished(e, &mut o);
+    answered(e, &all, &mut o);
     script(e, &main, &mut o);
     append_only(e, &main, &mut o);
     reread_and_error_line(&main, &mut o);
@@ -107,6 +108,28 @@ fn finished(e: &Evidence, o: &mut Outcome) {
         Ok(text) if text.lines().any(|l| l == scenario::NEW_LINE) && !text.contains(scenario::OLD_LINE) => {}
         Ok(_) => o.fail("edit", format!("{} on disk does not have `{}`", scenario::FILE, scenario::NEW_LINE)),
         Err(err) => o.fail("edit", format!("{}: {err}", scenario::FILE)),
+    }
+}
+
+/// The proxy answered every request the agent sent without an error of its own, and forwarded
+/// each one that it did not answer itself.
+fn answered(e: &Evidence, all: &[Pair], o: &mut Outcome) {
+    for x in e.exchanges {
+        if let Some(err) = &x.error {
+            o.fail("proxy", format!("request {} ({} {}): the proxy was unreachable: {err}", x.seq, x.method, x.path));
+        } else if x.status >= 400 {
+            let body = x.error_body.as_deref().unwrap_or("");
+            o.fail(
+                "proxy",
+                format!("request {} ({} {}) got {} from the proxy: {body}", x.seq, x.method, x.path, x.status),
+            );
+        } else if !all.iter().any(|p| p.agent.seq == x.seq) {
+            o.notes.push(format!("request {} ({} {}) was answered by the proxy itself", x.seq, x.method, x.path));
+        }
+    }
+    let unmatched = e.seen.iter().filter(|s| s.seq.is_none()).count();
+    if unmatched > 0 {
+        o.fail("proxy", format!("{unmatched} request(s) reached the mock without the tap's sequence header"));
     }
 }
 
@@ -230,7 +253,10 @@ fn append_only(e: &Evidence, main: &[&Pair], o: &mut Outcome) {
         o.fail("append-only", format!("only {checked} consecutive task requests to compare, expected {expected}"));
     }
     if agent_rewrote * 2 > checked {
-        o.fail("append-only", format!("the agent rewrote its history in {agent_rewrote} of {checked} turns: nothing left to check"));
+        o.fail(
+            "append-only",
+            format!("the agent rewrote its history in {agent_rewrote} of {checked} turns: nothing left to check"),
+        );
     }
     o.figures.push(format!("append-only over {checked} turns"));
 }
@@ -243,7 +269,10 @@ fn reread_and_error_line(main: &[&Pair], o: &mut Outcome) {
     let reread_index = STEPS.iter().position(|s| *s == Step::ReRead).unwrap_or(2);
     match result(reread_index) {
         Some(r) if r.contains(scenario::NEW_LINE) && !r.contains(scenario::OLD_LINE) => {}
-        Some(r) => o.fail("re-read", format!("the re-read as the model saw it lacks `{}`: {}", scenario::NEW_LINE, tail(&r, 8))),
+        Some(r) => o.fail(
+            "re-read",
+            format!("the re-read as the model saw it lacks `{}`: {}", scenario::NEW_LINE, tail(&r, 8)),
+        ),
         None => o.fail("re-read", "the mock never received the re-read's result"),
     }
     let run_index = STEPS.iter().position(|s| *s == Step::Run).unwrap_or(4);
@@ -252,7 +281,10 @@ fn reread_and_error_line(main: &[&Pair], o: &mut Outcome) {
             let lines = r.lines().count();
             o.figures.push(format!("check.sh output reached the model as {lines} lines"));
         }
-        Some(r) => o.fail("error line", format!("`{}` is not a line of the output the model saw:\n{}", scenario::ERROR_LINE, tail(&r, 8))),
+        Some(r) => o.fail(
+            "error line",
+            format!("`{}` is not a line of the output the model saw:\n{}", scenario::ERROR_LINE, tail(&r, 8)),
+        ),
         None => o.fail("error line", "the mock never received check.sh's output"),
     }
 }
@@ -270,7 +302,10 @@ fn folding(e: &Evidence, all: &[Pair], o: &mut Outcome) {
         let saved = match p.agent.response_header(SAVED_HEADER).map(|v| v.parse::<u64>()) {
             Some(Ok(n)) => n,
             Some(Err(_)) | None => {
-                o.fail("header", format!("the response to request {} ({}) has no valid {SAVED_HEADER}", p.agent.seq, p.agent.path));
+                o.fail(
+                    "header",
+                    format!("the response to request {} ({}) has no valid {SAVED_HEADER}", p.agent.seq, p.agent.path),
+                );
                 continue;
             }
         };
@@ -282,10 +317,19 @@ fn folding(e: &Evidence, all: &[Pair], o: &mut Outcome) {
         if saved > 0 {
             folded_requests += 1;
             if seen >= sent {
-                o.fail("folding", format!("request {}: the header says {saved} saved but tool results went {sent} -> {seen} tokens", p.agent.seq));
+                o.fail(
+                    "folding",
+                    format!(
+                        "request {}: the header says {saved} saved but tool results went {sent} -> {seen} tokens",
+                        p.agent.seq
+                    ),
+                );
             }
         } else if same_dialect && p.agent.body != p.mock.body {
-            o.fail("passthrough", format!("request {}: nothing folded, yet the body the mock got differs from the agent's", p.agent.seq));
+            o.fail(
+                "passthrough",
+                format!("request {}: nothing folded, yet the body the mock got differs from the agent's", p.agent.seq),
+            );
         }
         if same_dialect {
             let agent_tokens = tokenfold::tokens::count(&String::from_utf8_lossy(&p.agent.body)) as i64;
@@ -300,7 +344,10 @@ fn folding(e: &Evidence, all: &[Pair], o: &mut Outcome) {
         // The header is an estimate (4 bytes a token of text, 2 of a marker); o200k counts differ.
         let ratio = body_diff as f64 / header_sum as f64;
         if !(0.25..=4.0).contains(&ratio) {
-            o.fail("folding", format!("the mock saw {body_diff} fewer tokens than the agent sent, the headers said {header_sum}"));
+            o.fail(
+                "folding",
+                format!("the mock saw {body_diff} fewer tokens than the agent sent, the headers said {header_sum}"),
+            );
         }
         o.figures.push(format!("mock saw {body_diff} fewer o200k tokens than the agent sent"));
     }
@@ -308,13 +355,21 @@ fn folding(e: &Evidence, all: &[Pair], o: &mut Outcome) {
     match &e.ledger {
         Ok(l) => {
             if l.saved != header_sum {
-                o.fail("ledger", format!("the ledger says {} tokens saved, the response headers {header_sum}", l.saved));
+                o.fail(
+                    "ledger",
+                    format!("the ledger says {} tokens saved, the response headers {header_sum}", l.saved),
+                );
             }
             let proxied = all.len() as u64;
             if l.requests < proxied {
                 o.fail("ledger", format!("the ledger has {} requests, the mock received {proxied}", l.requests));
             }
-            o.figures.push(format!("ledger: {} requests, {} tokens saved ({})", l.requests, l.saved, l.by_mechanism.join(", ")));
+            o.figures.push(format!(
+                "ledger: {} requests, {} tokens saved ({})",
+                l.requests,
+                l.saved,
+                l.by_mechanism.join(", ")
+            ));
         }
         Err(err) => o.fail("ledger", err.clone()),
     }
@@ -342,8 +397,12 @@ pub fn self_check() -> Result<(), String> {
     let v = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     let a = v(r#"{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}"#);
     let a_moved = v(r#"{"role":"user","content":"hi"}"#);
-    let b = v(r#"{"role":"assistant","content":[{"type":"text","text":"ok"},{"type":"tool_use","id":"t","name":"Read","input":{}}]}"#);
-    let b_changed = v(r#"{"role":"assistant","content":[{"type":"text","text":"ok!"},{"type":"tool_use","id":"t","name":"Read","input":{}}]}"#);
+    let b = v(
+        r#"{"role":"assistant","content":[{"type":"text","text":"ok"},{"type":"tool_use","id":"t","name":"Read","input":{}}]}"#,
+    );
+    let b_changed = v(
+        r#"{"role":"assistant","content":[{"type":"text","text":"ok!"},{"type":"tool_use","id":"t","name":"Read","input":{}}]}"#,
+    );
     let c = v(r#"{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"x"}]}"#);
     let cases = [
         (vec![a.clone(), b.clone()], vec![a_moved.clone(), b.clone(), c.clone()], None),

@@ -99,7 +99,6 @@ impl Agent {
                     .env("DISABLE_ERROR_REPORTING", "1")
                     .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", self.model())
                     .env("ANTHROPIC_SMALL_FAST_MODEL", self.model())
-
                     .args(["-p", PROMPT, "--output-format", "json", "--model", self.model()])
                     .args(["--permission-mode", "acceptEdits", "--allowedTools", "Read,Edit,Bash,Grep"]);
             }
@@ -120,7 +119,8 @@ impl Agent {
                 // the npm registry, unless that directory has node_modules and a lockfile listing it.
                 let dir = home.join(".config/opencode");
                 std::fs::create_dir_all(dir.join("node_modules"))?;
-                let lock = json!({"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}});
+                let lock =
+                    json!({"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}});
                 std::fs::write(dir.join("package-lock.json"), lock.to_string())?;
                 cmd.env("OPENCODE_CONFIG", &config)
                     .env("OPENCODE_DISABLE_AUTOUPDATE", "1")

@@ -284,7 +284,11 @@ fn report(ledger: &Path, by: &str) -> Result<serde_json::Value, String> {
         .output()
         .map_err(|e| e.to_string())?;
     serde_json::from_slice(&out.stdout).map_err(|_| {
-        format!("tokenfold report: {} {}", String::from_utf8_lossy(&out.stdout).trim(), String::from_utf8_lossy(&out.stderr).trim())
+        format!(
+            "tokenfold report: {} {}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
     })
 }
 
@@ -322,6 +326,7 @@ fn write_tap_log(path: &Path, exchanges: &[tap::Exchange]) {
         .map(|x| {
             serde_json::json!({
                 "seq": x.seq, "method": x.method, "path": x.path, "status": x.status, "error": x.error,
+                "error_body": x.error_body,
                 "request_headers": x.request_headers, "response_headers": x.response_headers,
                 "body": String::from_utf8_lossy(&x.body),
             })

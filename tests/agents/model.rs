@@ -71,7 +71,11 @@ impl Script {
             Ok(t) => t,
             Err(e) => {
                 seen.abort = Some(e.clone());
-                return Reply::Json { status: 400, body: format!("{{\"error\":{{\"message\":{e:?}}}}}").into(), headers: vec![] };
+                return Reply::Json {
+                    status: 400,
+                    body: format!("{{\"error\":{{\"message\":{e:?}}}}}").into(),
+                    headers: vec![],
+                };
             }
         };
         let model = serde_json::from_slice::<serde_json::Value>(&rec.body)

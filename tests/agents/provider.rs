@@ -92,9 +92,7 @@ pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Turn, String> {
 pub fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => {
-            parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")
-        }
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
         _ => String::new(),
     }
 }
@@ -158,14 +156,23 @@ fn anthropic(stream: bool, answer: &Answer, model: &str, n: usize, input_tokens:
     };
     sse(
         vec![
-            (Some("message_start"), json!({"type": "message_start", "message": {"id": id, "type": "message",
+            (
+                Some("message_start"),
+                json!({"type": "message_start", "message": {"id": id, "type": "message",
                 "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})),
-            (Some("content_block_start"), json!({"type": "content_block_start", "index": 0, "content_block": start_block})),
+                "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+            ),
+            (
+                Some("content_block_start"),
+                json!({"type": "content_block_start", "index": 0, "content_block": start_block}),
+            ),
             (Some("content_block_delta"), json!({"type": "content_block_delta", "index": 0, "delta": delta})),
             (Some("content_block_stop"), json!({"type": "content_block_stop", "index": 0})),
-            (Some("message_delta"), json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-                "usage": {"output_tokens": 20}})),
+            (
+                Some("message_delta"),
+                json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+                "usage": {"output_tokens": 20}}),
+            ),
             (Some("message_stop"), json!({"type": "message_stop"})),
         ],
         false,
@@ -190,8 +197,11 @@ fn chat(stream: bool, answer: &Answer, model: &str, n: usize, input_tokens: u64)
         return Reply::ok_json(body.to_string());
     }
     let chunk = |delta: Value, finish: Value| {
-        (None, json!({"id": id, "object": "chat.completion.chunk", "created": 1, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))
+        (
+            None,
+            json!({"id": id, "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
     };
     let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
     match answer {
@@ -203,8 +213,11 @@ fn chat(stream: bool, answer: &Answer, model: &str, n: usize, input_tokens: u64)
         )),
     }
     events.push(chunk(json!({}), json!(finish)));
-    events.push((None, json!({"id": id, "object": "chat.completion.chunk", "created": 1, "model": model,
-        "choices": [], "usage": usage})));
+    events.push((
+        None,
+        json!({"id": id, "object": "chat.completion.chunk", "created": 1, "model": model,
+        "choices": [], "usage": usage}),
+    ));
     sse(events, true)
 }
 
@@ -234,12 +247,21 @@ fn responses(stream: bool, answer: &Answer, model: &str, n: usize, input_tokens:
     ];
     if let Answer::Text(t) = answer {
         let item_id = format!("msg_agents_{n}");
-        events.push(("response.content_part.added", json!({"item_id": item_id, "output_index": 0,
-            "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})));
-        events.push(("response.output_text.delta", json!({"item_id": item_id, "output_index": 0,
-            "content_index": 0, "delta": t})));
-        events.push(("response.output_text.done", json!({"item_id": item_id, "output_index": 0,
-            "content_index": 0, "text": t})));
+        events.push((
+            "response.content_part.added",
+            json!({"item_id": item_id, "output_index": 0,
+            "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ));
+        events.push((
+            "response.output_text.delta",
+            json!({"item_id": item_id, "output_index": 0,
+            "content_index": 0, "delta": t}),
+        ));
+        events.push((
+            "response.output_text.done",
+            json!({"item_id": item_id, "output_index": 0,
+            "content_index": 0, "text": t}),
+        ));
     }
     events.push(("response.output_item.done", json!({"output_index": 0, "item": item})));
     events.push(("response.completed", json!({"response": response("completed", json!([item]))})));

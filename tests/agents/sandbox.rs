@@ -49,7 +49,8 @@ pub fn reexec_in_namespace(args: &[String]) -> Result<Option<i32>, String> {
 /// follows the reader's namespace; /sys/class/net would show the host's.
 pub fn interfaces() -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
-    let mut v: Vec<String> = text.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_string()).collect();
+    let mut v: Vec<String> =
+        text.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_string()).collect();
     v.sort();
     v
 }
@@ -78,21 +79,11 @@ pub fn strace() -> Result<String, String> {
 
 /// The arguments that put `strace` in front of a command, writing to `log`.
 pub fn strace_prefix(strace: &str, log: &Path) -> Vec<String> {
-    [
-        strace,
-        "-f",
-        "--seccomp-bpf",
-        "-qq",
-        "-e",
-        "signal=none",
-        "-e",
-        "trace=connect,sendto,sendmsg,sendmmsg",
-        "-o",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([log.display().to_string(), "--".to_string()])
-    .collect()
+    [strace, "-f", "--seccomp-bpf", "-qq", "-e", "signal=none", "-e", "trace=connect,sendto,sendmsg,sendmmsg", "-o"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([log.display().to_string(), "--".to_string()])
+        .collect()
 }
 
 /// Every IPv4/IPv6 address in the trace that is not loopback, with the line that tried it.

@@ -63,10 +63,7 @@ pub fn create_repo(dir: &Path) -> std::io::Result<()> {
     ] {
         let out = Command::new("git").args(args).current_dir(dir).output()?;
         if !out.status.success() {
-            return Err(std::io::Error::other(format!(
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
+            return Err(std::io::Error::other(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr))));
         }
     }
     Ok(())

@@ -26,6 +26,9 @@ pub struct Exchange {
     pub body: Vec<u8>,
     pub status: u16,
     pub response_headers: Vec<(String, String)>,
+    /// The proxy's answer when it was an error status (read whole; errors are small).
+    pub error_body: Option<String>,
+    /// The proxy could not be reached.
     pub error: Option<String>,
 }
 
@@ -117,6 +120,7 @@ async fn relay(
         body: body.to_vec(),
         status: 0,
         response_headers: vec![],
+        error_body: None,
         error: None,
     };
     let mut out = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
@@ -133,7 +137,8 @@ async fn relay(
             if let Ok(mut l) = log.lock() {
                 l.push(exchange);
             }
-            let mut r = Response::new(Full::new(Bytes::from_static(b"tap: proxy unreachable")).map_err(|n| match n {}).boxed());
+            let mut r =
+                Response::new(Full::new(Bytes::from_static(b"tap: proxy unreachable")).map_err(|n| match n {}).boxed());
             *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
             return r;
         }
@@ -144,15 +149,29 @@ async fn relay(
         .iter()
         .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    if let Ok(mut l) = log.lock() {
-        l.push(exchange);
-    }
     let mut builder = Response::builder().status(resp.status());
     for (name, value) in resp.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) {
             builder = builder.header(name, value);
         }
     }
-    let stream = resp.bytes_stream().map_ok(Frame::data).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
-    builder.body(BodyExt::boxed(StreamBody::new(stream))).unwrap_or_else(|_| Response::new(BodyExt::boxed(Full::new(Bytes::new()).map_err(|n| match n {}))))
+    if resp.status().as_u16() >= 400 {
+        let text = resp.bytes().await.unwrap_or_default();
+        exchange.error_body = Some(String::from_utf8_lossy(&text).into_owned());
+        if let Ok(mut l) = log.lock() {
+            l.push(exchange);
+        }
+        let body = BodyExt::boxed(Full::new(text).map_err(|n| match n {}));
+        return builder
+            .body(body)
+            .unwrap_or_else(|_| Response::new(BodyExt::boxed(Full::new(Bytes::new()).map_err(|n| match n {}))));
+    }
+    if let Ok(mut l) = log.lock() {
+        l.push(exchange);
+    }
+    let stream =
+        resp.bytes_stream().map_ok(Frame::data).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+    builder
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap_or_else(|_| Response::new(BodyExt::boxed(Full::new(Bytes::new()).map_err(|n| match n {}))))
 }

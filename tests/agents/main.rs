@@ -212,6 +212,9 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
         ),
     }
     .map_err(|(code, logs)| format!("tokenfold serve did not start (exit {code:?}):\n{logs}"))?;
+    if agent == Agent::ClaudeCode {
+        startup_probe(&proxy.base).await?;
+    }
     let tap = tap::start(proxy.base.clone()).await.map_err(|e| format!("tap: {e}"))?;
     let trace_path = dir.join("strace.txt");
     let cmd = agent
@@ -242,6 +245,18 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
         ledger: ledger_figures,
     };
     Ok(checks::check(&evidence))
+}
+
+/// The request Claude Code sends first when nonessential traffic is on (here it is off: that mode
+/// also looks up api.anthropic.com). The proxy must answer it, not 404.
+async fn startup_probe(proxy: &str) -> Result<(), String> {
+    let url = format!("{proxy}/api/hello");
+    let status = reqwest::Client::new().head(&url).send().await.map_err(|e| format!("HEAD {url}: {e}"))?.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("Claude Code's start-up probe HEAD /api/hello got {status} from the proxy"))
+    }
 }
 
 fn proxy_config(mock: &str, agent: Agent) -> String {

@@ -44,7 +44,9 @@ pub fn ensure() -> Result<(), String> {
     let err = log.try_clone().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut child = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefer-offline", "--fetch-retries=1", "--fetch-timeout=120000"])
+        .args(["install", "--no-audit", "--no-fund", "--prefer-offline", "--fetch-retries=1", "--fetch-timeout=60000"])
+        // A registry that is down fails in seconds, not minutes of back-off.
+        .args(["--fetch-retry-mintimeout=2000", "--fetch-retry-maxtimeout=10000"])
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(log)
@@ -64,8 +66,9 @@ pub fn ensure() -> Result<(), String> {
     };
     if !status.success() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(format!("npm install failed ({status}): {}", tail.join(" | ")));
+        // npm's first error lines say what went wrong (code, then the failed request).
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("npm error")).take(4).collect();
+        return Err(format!("npm install failed ({status}): {} (log: {})", errors.join(" | "), log_path.display()));
     }
     std::fs::write(&stamp, &lock).map_err(|e| e.to_string())?;
     println!("agents: installed in {:.0} s", started.elapsed().as_secs_f64());
@@ -82,7 +85,7 @@ pub fn client(bin: &str, package: &str) -> Result<PathBuf, String> {
     let want = pinned(package).ok_or_else(|| format!("{package} is not pinned in tests/agents/npm/package.json"))?;
     let out = Command::new(&path)
         .arg("--version")
-        .env("HOME", std::env::temp_dir())
+        .env("HOME", prefix().join("version-home"))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("{} does not run: {e}", path.display()))?;

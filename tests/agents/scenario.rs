@@ -84,10 +84,20 @@ fn config_py() -> String {
     s
 }
 
+/// Exits 0: Claude Code keeps only the head and tail of a *failing* command's long output (about
+/// 10K characters), which would cut the error line before the proxy ever saw it.
 fn check_sh() -> String {
-    format!(
-        "#!/usr/bin/env bash\n# Checks every widget and prints one line each.\nfor i in $(seq 1 {CHECK_LINES}); do\n  if [ \"$i\" -eq 217 ]; then\n    echo '{ERROR_LINE}'\n  else\n    printf 'widget-%03d ok  checksum 0x%02x  latency %d ms\\n' \"$i\" $(( i * 37 % 256 )) $(( i % 17 + 3 ))\n  fi\ndone\nexit 0\n"
-    )
+    let script = r#"#!/usr/bin/env bash
+# Checks every widget and prints one line each.
+for i in $(seq 1 {lines}); do
+  if [ "$i" -eq 217 ]; then
+    echo '{error_line}'
+  else
+    printf 'widget-%03d ok  checksum 0x%02x  latency %d ms\n' "$i" $(( i * 37 % 256 )) $(( i % 17 + 3 ))
+  fi
+done
+"#;
+    script.replace("{lines}", &CHECK_LINES.to_string()).replace("{error_line}", ERROR_LINE)
 }
 
 /// The tools an agent offers, told apart by their names.

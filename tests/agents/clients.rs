@@ -124,12 +124,11 @@ impl Agent {
                 std::fs::write(dir.join("package-lock.json"), lock.to_string())?;
                 cmd.env("OPENCODE_CONFIG", &config)
                     .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+                    // Without these two it looks up models.dev and the npm registry at start.
                     .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-                    .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
                     .env("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
+                    .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
                     .env("OPENCODE_DISABLE_SHARE", "1")
-                    // Without it OpenCode installs its plugin package from the npm registry at start.
-                    .env("OPENCODE_PURE", "1")
                     .args(["run", "--format", "json", "-m", &format!("tokenfold/{}", self.model()), PROMPT]);
             }
         }

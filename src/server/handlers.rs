@@ -21,7 +21,10 @@ use crate::ledger::{client_family, MechanismSaving, Record, RequestOutcome};
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     let dialect = error_dialect(&path, req.headers());
-    if req.method() == Method::GET && path == "/healthz" {
+    // Claude Code probes `HEAD /api/hello` on its base URL at start (unless nonessential traffic
+    // is off): a liveness check like /healthz, not an API call.
+    let probe = req.method() == Method::GET || req.method() == Method::HEAD;
+    if probe && (path == "/healthz" || path == "/api/hello") {
         return json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"));
     }
     let proxy_key_header = match authenticate(&state, req.headers(), dashboard_key(&path, req.uri().query())) {

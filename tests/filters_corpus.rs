@@ -104,7 +104,9 @@ fn corpus_command_outputs_by_tool() {
                 let removed: usize = c
                     .cuts
                     .iter()
-                    .map(|(_, k)| text.split('\n').skip(k.lines.start).take(k.lines.len()).map(|l| l.len() + 1).sum::<usize>())
+                    .map(|(_, k)| {
+                        text.split('\n').skip(k.lines.start).take(k.lines.len()).map(|l| l.len() + 1).sum::<usize>()
+                    })
                     .sum();
                 (c.filter.name().to_string(), text.len() + cut - removed)
             }

@@ -79,7 +79,11 @@ fn failing_tests_keep_names_panics_and_counts() {
     assert!(!out.contains("test tests::port_8080 ... ok"), "passing lines fold");
     let fx = fixture("pytest_failing");
     let (out, _) = fold_output(&f, Some(&fx.command), &fx.output);
-    for needle in ["E       AssertionError: assert 8 == 9", "FAILED test_inventory.py::test_restock_handles_none", "2 failed, 41 passed"] {
+    for needle in [
+        "E       AssertionError: assert 8 == 9",
+        "FAILED test_inventory.py::test_restock_handles_none",
+        "2 failed, 41 passed",
+    ] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -146,7 +150,12 @@ fn diffs_keep_every_changed_line_and_hunk_header() {
         let kept: std::collections::HashSet<&str> = out.split('\n').collect();
         for l in fx.output.lines() {
             let changed = (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---");
-            if changed || l.starts_with("@@ ") || l.starts_with("diff --git ") || l.starts_with("+++ ") || l.starts_with("--- ") {
+            if changed
+                || l.starts_with("@@ ")
+                || l.starts_with("diff --git ")
+                || l.starts_with("+++ ")
+                || l.starts_with("--- ")
+            {
                 assert!(kept.contains(l), "{name}: diff line lost: {l:?}");
             }
             if l.starts_with("index ") {

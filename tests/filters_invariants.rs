@@ -13,7 +13,11 @@ use tokenfold::fold::{json as fjson, locate, Folded, Folder, Level, Mechanism};
 
 /// A code-like file (deterministic), shown the way Claude Code's Read shows it.
 fn read_output(n: usize, from: usize) -> String {
-    (from..n).map(|i| format!("{:>6}→    let value_{i} = table.get(\"key_{}\").copied().unwrap_or({});\n", i + 1, i * 7, i % 13)).collect()
+    (from..n)
+        .map(|i| {
+            format!("{:>6}→    let value_{i} = table.get(\"key_{}\").copied().unwrap_or({});\n", i + 1, i * 7, i % 13)
+        })
+        .collect()
 }
 
 struct Session {
@@ -23,13 +27,19 @@ struct Session {
 
 impl Session {
     fn new() -> Session {
-        Session { messages: vec![json!({"role": "user", "content": "Fix the failing tests, then tidy up."})], turn_ends: Vec::new() }
+        Session {
+            messages: vec![json!({"role": "user", "content": "Fix the failing tests, then tidy up."})],
+            turn_ends: Vec::new(),
+        }
     }
 
     fn call(&mut self, id: &str, name: &str, input: Value, output: &str) {
         self.turn_ends.push(self.messages.len());
-        self.messages.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": name, "input": input}]}));
-        self.messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": output}]}));
+        self.messages.push(
+            json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": name, "input": input}]}),
+        );
+        self.messages
+            .push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": output}]}));
     }
 
     fn bodies(&self) -> Vec<Bytes> {
@@ -51,7 +61,9 @@ impl Session {
 fn session() -> Session {
     let mut s = Session::new();
     s.call("toolu_r1", "Read", json!({"file_path": "/p/src/lib.rs"}), &read_output(120, 0));
-    for (k, name) in ["cargo_test_failing", "git_status", "npm_install", "app_log", "rg_repo", "git_log"].iter().enumerate() {
+    for (k, name) in
+        ["cargo_test_failing", "git_status", "npm_install", "app_log", "rg_repo", "git_log"].iter().enumerate()
+    {
         let fx = fixture(name);
         s.call(&format!("toolu_b{k}"), "Bash", json!({"command": fx.command}), &fx.output);
     }

@@ -28,7 +28,16 @@ fn lookalikes() -> Vec<(&'static str, String)> {
     out.push((
         "log like grep",
         (0..90)
-            .map(|i| format!("12:{:02}:{:02}: session {} opened by {} from {}", i / 60, i % 60, i * 37 % 1000, word(i), word(i + 3)))
+            .map(|i| {
+                format!(
+                    "12:{:02}:{:02}: session {} opened by {} from {}",
+                    i / 60,
+                    i % 60,
+                    i * 37 % 1000,
+                    word(i),
+                    word(i + 3)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
     ));
@@ -55,7 +64,10 @@ fn lookalikes() -> Vec<(&'static str, String)> {
         format!(
             "On branch {} we met.\n\nChanges to be committed:\n{}",
             word(1),
-            (0..60).map(|i| format!("\t{} and {} by the {}", word(i), word(i + 2), word(i + 4))).collect::<Vec<_>>().join("\n")
+            (0..60)
+                .map(|i| format!("\t{} and {} by the {}", word(i), word(i + 2), word(i + 4)))
+                .collect::<Vec<_>>()
+                .join("\n")
         ),
     ));
     // Numbered lines: a numbered list and a file shown with `N:` numbers.
@@ -65,7 +77,10 @@ fn lookalikes() -> Vec<(&'static str, String)> {
     ));
     out.push((
         "numbered file",
-        (1..=90).map(|i| format!("{i}:    let {} = {}({});", word(i), word(i + 2), i * 13)).collect::<Vec<_>>().join("\n"),
+        (1..=90)
+            .map(|i| format!("{i}:    let {} = {}({});", word(i), word(i + 2), i * 13))
+            .collect::<Vec<_>>()
+            .join("\n"),
     ));
     // Tables of numbers: CSV and TSV rows differ only in their numbers, like log repeats would.
     out.push((
@@ -83,7 +98,17 @@ fn lookalikes() -> Vec<(&'static str, String)> {
     out.push((
         "distinct log",
         (0..80)
-            .map(|i| format!("2024-05-0{} 10:{:02}:{:02} INFO {} {} {}", 1 + i % 9, i / 60, i % 60, word(i), word(i + 7), word(i + 11)))
+            .map(|i| {
+                format!(
+                    "2024-05-0{} 10:{:02}:{:02} INFO {} {} {}",
+                    1 + i % 9,
+                    i / 60,
+                    i % 60,
+                    word(i),
+                    word(i + 7),
+                    word(i + 11)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
     ));
@@ -91,7 +116,10 @@ fn lookalikes() -> Vec<(&'static str, String)> {
     out.push(("broken json", format!("[{{\"a\": 1}}, {{\"b\": 2}},\n{}", "x".repeat(800))));
     out.push((
         "slashes in prose",
-        (0..60).map(|i| format!("{} and/or {} either/or {}", word(i), word(i + 1), word(i + 2))).collect::<Vec<_>>().join("\n"),
+        (0..60)
+            .map(|i| format!("{} and/or {} either/or {}", word(i), word(i + 1), word(i + 2)))
+            .collect::<Vec<_>>()
+            .join("\n"),
     ));
     out
 }

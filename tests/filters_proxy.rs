@@ -58,7 +58,11 @@ fn wait_for(path: &Path) -> Vec<u8> {
 async fn command_output_is_filtered_and_its_original_served() {
     let mock = mock::start(|_| Reply::ok_json(mock::anthropic_message("ok"))).await;
     let dir = store_dir("local");
-    let cfg = format!("{}\n[fold]\noriginals_dir = \"{}\"\n", config_for(&mock.base(), "", "auth = \"client\""), dir.display());
+    let cfg = format!(
+        "{}\n[fold]\noriginals_dir = \"{}\"\n",
+        config_for(&mock.base(), "", "auth = \"client\""),
+        dir.display()
+    );
     let proxy = spawn_proxy(&["--config", temp_file("filters.toml", &cfg).to_str().unwrap()], &[]);
     let (cmd, out) = fixture("npm_install");
     let body = bash_request(&cmd, &out);
@@ -126,7 +130,8 @@ async fn a_shared_proxy_gives_url_markers_and_serves_originals_to_key_holders_on
         config_for(&mock.base(), "api_keys = [\"${TEAM_KEY}\"]", "auth = \"client\""),
         dir.display()
     );
-    let proxy = spawn_proxy(&["--config", temp_file("shared.toml", &cfg).to_str().unwrap()], &[("TEAM_KEY", "s3cret-team")]);
+    let proxy =
+        spawn_proxy(&["--config", temp_file("shared.toml", &cfg).to_str().unwrap()], &[("TEAM_KEY", "s3cret-team")]);
     let (cmd, out) = fixture("git_status");
     let c = reqwest::Client::new();
     let r = c
@@ -140,7 +145,8 @@ async fn a_shared_proxy_gives_url_markers_and_serves_originals_to_key_holders_on
     r.bytes().await.unwrap();
     let sent = forwarded_output(&mock.last().json());
     let k = sent.rfind("full output: ").unwrap();
-    let id: String = sent[k..].trim_end_matches(|c| c == ']' || c == '\n').chars().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+    let id: String =
+        sent[k..].trim_end_matches([']', '\n']).chars().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
     let expect = format!("curl -s -H \"x-tokenfold-key: $TOKENFOLD_API_KEY\" http://proxy.team.example:8411/o/{id}]");
     assert!(sent.contains(&expect), "{sent}");
     wait_for(&dir.join(format!("{id}.txt")));

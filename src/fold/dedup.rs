@@ -219,8 +219,9 @@ pub fn process_text(
     // Lines touched by an edit are no longer verbatim and can never be pointed at.
     for l in lines.iter_mut() {
         let (s, e) = (l.start as usize, l.end as usize);
-        l.verbatim =
-            !edits.iter().any(|ed| !ed.range.is_empty() && ed.range.start <= e && s < ed.range.end.max(ed.range.start + 1));
+        l.verbatim = !edits
+            .iter()
+            .any(|ed| !ed.range.is_empty() && ed.range.start <= e && s < ed.range.end.max(ed.range.start + 1));
     }
     let kept_reminders: Vec<Range<usize>> = reminder_ranges
         .into_iter()
@@ -272,7 +273,10 @@ fn filter_edits(
 ) -> Vec<Range<usize>> {
     let Some(a) = filters::plan(o, text) else { return Vec::new() };
     let clash = |r: &Range<usize>| reminders.iter().any(|m| r.start < m.end && m.start < r.end.max(r.start + 1));
-    if a.edits.iter().any(|p| clash(&p.range) || edits.iter().any(|e| p.range.start < e.range.end && e.range.start < p.range.end)) {
+    if a.edits
+        .iter()
+        .any(|p| clash(&p.range) || edits.iter().any(|e| p.range.start < e.range.end && e.range.start < p.range.end))
+    {
         return Vec::new();
     }
     o.store.put(&a.id, text);
@@ -293,7 +297,8 @@ fn span_edits(st: &State, text: &str, lines: &[Line], reserved: &[Range<usize>],
     let taken = |i: usize| {
         let l = &lines[i];
         let (s, e) = (l.start as usize, l.end as usize);
-        edits.iter().any(|x| x.range.start <= e && s < x.range.end) || reserved.iter().any(|r| r.start <= e && s < r.end)
+        edits.iter().any(|x| x.range.start <= e && s < x.range.end)
+            || reserved.iter().any(|r| r.start <= e && s < r.end)
     };
     let mut found: Vec<Edit> = Vec::new();
     let mut i = 0;

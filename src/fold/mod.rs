@@ -50,7 +50,8 @@ impl Folded {
     pub fn savings_by_mechanism(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<(&'static str, i64)> = Vec::new();
         for e in &self.edits {
-            let saved = crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
+            let saved =
+                crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
             match out.iter_mut().find(|(m, _)| *m == e.mechanism.name()) {
                 Some((_, n)) => *n += saved,
                 None => out.push((e.mechanism.name(), saved)),
@@ -105,7 +106,11 @@ impl FoldOptions {
                     };
                     tracing::warn!("command output filters are off ({why}); folding is lossless only");
                 }
-                FoldOptions { level: Level::Lossless, originals: Arc::new(Originals::unstored()), filters_allowed: false }
+                FoldOptions {
+                    level: Level::Lossless,
+                    originals: Arc::new(Originals::unstored()),
+                    filters_allowed: false,
+                }
             }
         }
     }
@@ -295,7 +300,13 @@ fn note_recalls(st: &mut State, ord: usize, text: &[u8]) {
 }
 
 /// `Some(command line if known)` when the block is command output that filters may compress.
-fn command_output(st: &State, blk: &Block, tool: Option<&ToolInfo>, level: Level, text: &str) -> Option<Option<String>> {
+fn command_output(
+    st: &State,
+    blk: &Block,
+    tool: Option<&ToolInfo>,
+    level: Level,
+    text: &str,
+) -> Option<Option<String>> {
     if level == Level::Lossless || blk.kind != Kind::ToolOutput {
         return None;
     }
@@ -325,8 +336,13 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
                 let runs_command = filters::command::is_command_tool(&name, &args);
                 let command = if runs_command { filters::command::call_command(&args) } else { None };
                 note_recalls(st, ord, raw);
-                let info =
-                    Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args), command, runs_command });
+                let info = Arc::new(ToolInfo {
+                    id: id.clone(),
+                    name,
+                    subject: shapes::call_subject(&args),
+                    command,
+                    runs_command,
+                });
                 st.tools.insert(id, Arc::clone(&info));
                 // What a call writes is verbatim in the request: a later read may point at it.
                 if let Some((field, text)) = shapes::call_content(&args) {
@@ -368,7 +384,10 @@ fn turn_start(blocks: &[Block]) -> usize {
 }
 
 /// This turn's elisions (filtered outputs) and recalls, per filter.
-fn turn_figures(blocks: &[Block], st: &State) -> (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>) {
+/// Counts per mechanism name.
+type Counts = Vec<(&'static str, u64)>;
+
+fn turn_figures(blocks: &[Block], st: &State) -> (Counts, Counts) {
     let from = turn_start(blocks);
     let mut elisions: Vec<(&'static str, u64)> = Vec::new();
     let bump = |v: &mut Vec<(&'static str, u64)>, m: Mechanism| match v.iter_mut().find(|(n, _)| *n == m.name()) {

@@ -248,7 +248,8 @@ mod tests {
     #[test]
     fn writes_once_and_reads_back() {
         let dir = temp_dir("once");
-        let cfg = StoreConfig { dir: dir.clone(), max_bytes: 1 << 20, max_age: Duration::from_secs(3600), remote: None };
+        let cfg =
+            StoreConfig { dir: dir.clone(), max_bytes: 1 << 20, max_age: Duration::from_secs(3600), remote: None };
         let s = Originals::open(cfg).unwrap();
         let id = id_of("hello\nworld\n");
         s.put(&id, "hello\nworld\n");
@@ -283,7 +284,8 @@ mod tests {
         std::fs::write(dir.join("unrelated.txt"), b"keep me").unwrap();
         prune(&dir, 5000, Duration::from_secs(3600));
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
-        let sizes: u64 = left.iter().filter(|e| e.file_name() != "unrelated.txt").map(|e| e.metadata().unwrap().len()).sum();
+        let sizes: u64 =
+            left.iter().filter(|e| e.file_name() != "unrelated.txt").map(|e| e.metadata().unwrap().len()).sum();
         assert!(sizes <= 4500, "{sizes}");
         assert!(dir.join("unrelated.txt").exists(), "only originals are pruned");
         let old = SystemTime::now() - Duration::from_secs(7200);
@@ -304,7 +306,9 @@ mod tests {
             remote: Some(Remote { base_url: "http://10.0.0.5:8411".into(), key_required: true }),
             ..Originals::unstored()
         };
-        assert!(r.recall("3fa9c2e1aabb").starts_with("curl -s -H \"x-tokenfold-key: $TOKENFOLD_API_KEY\" http://10.0.0.5:8411/o/"));
+        assert!(r
+            .recall("3fa9c2e1aabb")
+            .starts_with("curl -s -H \"x-tokenfold-key: $TOKENFOLD_API_KEY\" http://10.0.0.5:8411/o/"));
         assert_ne!(s.fingerprint(), r.fingerprint());
     }
 }

@@ -79,7 +79,9 @@ impl Retention {
             for l in tin.split('\n').filter(|l| is_error_line(l)) {
                 st.error_lines_checked += 1;
                 let s = strip(l);
-                if here.contains(s) || everything.get_or_insert_with(|| all_lines(out, bout)).contains(&xxh3_64(s.as_bytes())) {
+                if here.contains(s)
+                    || everything.get_or_insert_with(|| all_lines(out, bout)).contains(&xxh3_64(s.as_bytes()))
+                {
                     st.error_lines_kept += 1;
                 } else if st.error_lines_lost.len() < 5 {
                     st.error_lines_lost.push(crate::fold::shapes::clip(l, 160));

@@ -254,7 +254,8 @@ fn original_response(state: &AppState, id: &str) -> Response<Body> {
             r
         }
         None => {
-            let mut r = Response::new(full(Bytes::from(format!("no stored original `{id}` (pruned, or never stored here)\n"))));
+            let mut r =
+                Response::new(full(Bytes::from(format!("no stored original `{id}` (pruned, or never stored here)\n"))));
             *r.status_mut() = StatusCode::NOT_FOUND;
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
             r
@@ -316,7 +317,6 @@ fn usable_models(state: &AppState) -> Vec<(String, String)> {
         add(m, owner.unwrap_or("upstream"));
     }
     ids
-
 }
 
 fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response<Body> {

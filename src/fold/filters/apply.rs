@@ -38,8 +38,8 @@ pub struct Applied {
 pub fn plan(origin: &Origin, text: &str) -> Option<Applied> {
     let c = compress(origin.command, text, origin.level)?;
     let id = originals::id_of(text);
-    let edits = edits(&c, text, &origin.store.recall(&id))?;
     let starts = line_starts(text);
+    let edits = edits(&c, text, &starts, &origin.store.recall(&id))?;
     let reserved = c
         .reserved
         .iter()
@@ -49,17 +49,10 @@ pub fn plan(origin: &Origin, text: &str) -> Option<Applied> {
 }
 
 fn line_starts(text: &str) -> Vec<usize> {
-    let mut starts = Vec::new();
-    let mut at = 0;
-    for l in text.split('\n') {
-        starts.push(at);
-        at += l.len() + 1;
-    }
-    starts
+    std::iter::once(0).chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|k| k + 1)).collect()
 }
 
-fn edits(c: &Compressed, text: &str, recall: &str) -> Option<Vec<Planned>> {
-    let starts = line_starts(text);
+fn edits(c: &Compressed, text: &str, starts: &[usize], recall: &str) -> Option<Vec<Planned>> {
     let n = starts.len();
     let line_end = |i: usize| starts.get(i + 1).map(|s| s - 1).unwrap_or(text.len());
     let mut out = Vec::with_capacity(c.cuts.len() + 1);
@@ -83,8 +76,10 @@ fn edits(c: &Compressed, text: &str, recall: &str) -> Option<Vec<Planned>> {
         saved_total += saved;
         out.push(Planned { range, marker: cut.with.clone(), est_saved: saved, by: *by });
     }
-    let footer_text =
-        format!("[tokenfold: {} of {} lines folded ({}); full output: {recall}]", c.lines_folded, c.lines_total, c.what);
+    let footer_text = format!(
+        "[tokenfold: {} of {} lines folded ({}); full output: {recall}]",
+        c.lines_folded, c.lines_total, c.what
+    );
     let footer = if text.ends_with('\n') { format!("{footer_text}\n") } else { format!("\n{footer_text}") };
     let cost = tokens::estimate_marker(&footer);
     if saved_total < cost + MIN_SAVED_TOKENS {

@@ -32,9 +32,10 @@ pub fn progress(l: &str) -> Option<&'static str> {
     let indent = l.len() - t.len();
     // `   Compiling foo v1.2.3 (/path)`: cargo pads status words to 12 columns.
     if let Some((word, rest)) = t.split_once(' ') {
-        let versioned = rest.split(' ').nth(1).is_some_and(|v| {
-            v.strip_prefix('v').is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
-        });
+        let versioned = rest
+            .split(' ')
+            .nth(1)
+            .is_some_and(|v| v.strip_prefix('v').is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())));
         if CARGO_PROGRESS.contains(&word) && (indent > 0 || versioned) && !rest.is_empty() {
             return Some(cargo_label(word));
         }
@@ -87,7 +88,8 @@ pub fn progress(l: &str) -> Option<&'static str> {
         return Some("progress bar");
     }
     // make, kbuild, ninja, cmake.
-    if (t.starts_with("make[") || t.starts_with("make:")) && (t.contains("Entering directory") || t.contains("Leaving directory"))
+    if (t.starts_with("make[") || t.starts_with("make:"))
+        && (t.contains("Entering directory") || t.contains("Leaving directory"))
     {
         return Some("make directory");
     }
@@ -95,7 +97,10 @@ pub fn progress(l: &str) -> Option<&'static str> {
         return Some("build step");
     }
     // webpack module listings.
-    if (t.starts_with("./") || t.starts_with("modules by ") || t.starts_with("cacheable modules") || t.starts_with("orphan modules"))
+    if (t.starts_with("./")
+        || t.starts_with("modules by ")
+        || t.starts_with("cacheable modules")
+        || t.starts_with("orphan modules"))
         && (t.contains("[built]") || t.contains("[code generated]") || t.contains(" KiB") || t.contains(" bytes"))
     {
         return Some("webpack modules");
@@ -124,7 +129,13 @@ fn cargo_label(word: &str) -> &'static str {
 /// A progress bar: mostly bar glyphs, optional sizes and rates.
 fn is_bar(t: &str) -> bool {
     let bar = t.chars().filter(|c| matches!(c, '━' | '█' | '░' | '▓' | '▒' | '■' | '╸' | '╺' | '#' | '=')).count();
-    bar >= 10 && (t.contains('%') || t.contains("eta") || t.contains("/s") || t.contains(" kB") || t.contains(" MB") || bar * 2 > t.chars().count())
+    bar >= 10
+        && (t.contains('%')
+            || t.contains("eta")
+            || t.contains("/s")
+            || t.contains(" kB")
+            || t.contains(" MB")
+            || bar * 2 > t.chars().count())
 }
 
 /// `[12/340] Building CXX object ...` (ninja, cmake).
@@ -136,6 +147,34 @@ fn ninja_step(t: &str) -> bool {
 
 /// Whether the whole output reads like a build or install log.
 pub fn detect(inp: &Input) -> bool {
+    const SIGNS: &[&str] = &[
+        "Compiling ",
+        "Checking ",
+        "Download",
+        "Collecting ",
+        "Requirement already",
+        "npm ",
+        "Progress: resolved",
+        "━",
+        "█",
+        "[#",
+        "make[",
+        "make:",
+        "] Building",
+        "] Linking",
+        "[built]",
+        "modules by",
+        "==> ",
+        "* Getting",
+        "Generated ",
+        "go: ",
+        "Using cached",
+        "Installing",
+        "YN0000",
+    ];
+    if !super::mentions(inp, SIGNS) {
+        return false;
+    }
     let lines = inp.len();
     let prog = (0..lines).filter(|&i| progress(inp.line(i)).is_some()).count();
     prog >= 5 && prog * 3 >= lines.min(300)
@@ -177,7 +216,10 @@ mod tests {
         assert_eq!(progress("  Downloaded serde v1.0.200"), Some("Downloaded"));
         assert_eq!(progress("npm http fetch GET 200 https://registry.npmjs.org/qs 42ms"), Some("npm http"));
         assert_eq!(progress("Collecting idna<4,>=2.5 (from requests==2.31.0)"), Some("pip collect"));
-        assert_eq!(progress("     ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 62.6/62.6 kB 240.4 MB/s eta 0:00:00"), Some("progress bar"));
+        assert_eq!(
+            progress("     ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 62.6/62.6 kB 240.4 MB/s eta 0:00:00"),
+            Some("progress bar")
+        );
         assert_eq!(progress("    Finished `test` profile [unoptimized] target(s) in 3.80s"), None);
         assert_eq!(progress("Successfully installed requests-2.31.0"), None);
         assert_eq!(progress("Compiling is slow today"), None);

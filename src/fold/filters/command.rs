@@ -296,7 +296,7 @@ fn simple(w: &[&str]) -> Tool {
     let Some(&first) = w.first() else { return Tool::Other };
     let prog = first.rsplit('/').next().unwrap_or(first);
     let sub = w.get(1).copied().unwrap_or("");
-    let has = |s: &str| w.iter().any(|x| *x == s);
+    let has = |s: &str| w.contains(&s);
     let flags = || w.iter().filter(|x| x.starts_with('-') && !x.starts_with("--")).flat_map(|x| x.chars().skip(1));
     match prog {
         "cargo" => match sub {
@@ -329,8 +329,19 @@ fn simple(w: &[&str]) -> Tool {
                 Tool::Tests
             } else if matches!(
                 script,
-                "install" | "i" | "ci" | "add" | "update" | "upgrade" | "remove" | "uninstall" | "build" | "lint"
-                    | "typecheck" | "compile" | ""
+                "install"
+                    | "i"
+                    | "ci"
+                    | "add"
+                    | "update"
+                    | "upgrade"
+                    | "remove"
+                    | "uninstall"
+                    | "build"
+                    | "lint"
+                    | "typecheck"
+                    | "compile"
+                    | ""
             ) {
                 Tool::Build
             } else {
@@ -338,9 +349,9 @@ fn simple(w: &[&str]) -> Tool {
             }
         }
         "pip" | "pip3" | "make" | "gmake" | "cmake" | "ninja" | "tsc" | "webpack" | "vite" | "esbuild" | "rollup"
-        | "mvn" | "gradle" | "gradlew" | "./gradlew" | "gcc" | "g++" | "clang" | "cc" | "rustc" | "eslint"
-        | "mypy" | "ruff" | "flake8" | "pylint" | "apt-get" | "apt" | "apk" | "brew" | "gem" | "composer"
-        | "conda" | "dotnet" | "swift" | "zig" | "bazel" => match (prog, sub) {
+        | "mvn" | "gradle" | "gradlew" | "./gradlew" | "gcc" | "g++" | "clang" | "cc" | "rustc" | "eslint" | "mypy"
+        | "ruff" | "flake8" | "pylint" | "apt-get" | "apt" | "apk" | "brew" | "gem" | "composer" | "conda"
+        | "dotnet" | "swift" | "zig" | "bazel" => match (prog, sub) {
             ("dotnet" | "swift" | "zig" | "bazel" | "mvn" | "gradle", "test") => Tool::Tests,
             _ => Tool::Build,
         },
@@ -484,7 +495,10 @@ mod tests {
 
     #[test]
     fn fenced_commands() {
-        assert_eq!(fenced_command("Let's run it.\n\n```\npython reproduce.py\n```\n").as_deref(), Some("python reproduce.py"));
+        assert_eq!(
+            fenced_command("Let's run it.\n\n```\npython reproduce.py\n```\n").as_deref(),
+            Some("python reproduce.py")
+        );
         assert_eq!(fenced_command("THOUGHT\n```bash\nls -la\n```").as_deref(), Some("ls -la"));
         assert_eq!(fenced_command("<execute_bash>\npytest -q\n</execute_bash>").as_deref(), Some("pytest -q"));
         assert_eq!(fenced_command("no command here"), None);

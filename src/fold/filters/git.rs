@@ -33,7 +33,9 @@ fn shape(inp: &Input) -> Option<Shape> {
         return Some(Shape::Diff);
     }
     let commits = (0..inp.len())
-        .filter(|&i| is_commit_line(inp.line(i)) && (1..4).any(|k| i + k < inp.len() && inp.line(i + k).starts_with("Author: ")))
+        .filter(|&i| {
+            is_commit_line(inp.line(i)) && (1..4).any(|k| i + k < inp.len() && inp.line(i + k).starts_with("Author: "))
+        })
         .count();
     (commits >= 2).then_some(Shape::Log)
 }
@@ -46,7 +48,8 @@ fn is_commit_line(l: &str) -> bool {
 }
 
 pub fn detect(inp: &Input) -> bool {
-    shape(inp).is_some()
+    super::mentions(inp, &["On branch ", "HEAD detached ", "Not currently on", "diff --git ", "commit "])
+        && shape(inp).is_some()
 }
 
 pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
@@ -59,10 +62,10 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
 
 /// ` src/a.rs | 12 +++--` -> ` src/a.rs | 12`; `None` when the line is not a stat line.
 fn stat_line(l: &str) -> Option<String> {
-    let (path, rest) = l.split_once(" | ")?;
-    if !l.starts_with(' ') {
+    if !l.starts_with(' ') || memchr::memchr(b'|', l.as_bytes()).is_none() {
         return None;
     }
+    let (path, rest) = l.split_once(" | ")?;
     let rest = rest.trim();
     let (num, bar) = rest.split_once(' ').unwrap_or((rest, ""));
     let is_bin = rest.starts_with("Bin ");
@@ -116,9 +119,9 @@ fn diff(inp: &Input) -> Option<(Vec<Cut>, String)> {
             cuts.push(Cut { lines: a..b, with: format!("[tokenfold: {} unchanged lines]", b - a) });
         }
     };
-    for i in 0..inp.len() {
+    for (i, in_this_hunk) in hunk_lines.iter_mut().enumerate() {
         let l = inp.line(i);
-        hunk_lines[i] = in_hunk;
+        *in_this_hunk = in_hunk;
         let is_context = in_hunk && (l.starts_with(' ') || l.is_empty()) && !inp.protect.any(i);
         if is_context {
             if run.is_none() {
@@ -143,7 +146,7 @@ fn diff(inp: &Input) -> Option<(Vec<Cut>, String)> {
         } else if in_hunk {
             // Anything else inside a hunk (a stat line of `git show`, a commit header) ends it.
             in_hunk = false;
-            hunk_lines[i] = false;
+            *in_this_hunk = false;
         }
     }
     if let Some((s, before)) = run {

@@ -106,7 +106,8 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
             }
         }
     }
-    let regular = rows.iter().filter(|r| r.0.len() == cols.len() && r.0.iter().zip(&cols).all(|((k, _), c)| k == c)).count();
+    let regular =
+        rows.iter().filter(|r| r.0.len() == cols.len() && r.0.iter().zip(&cols).all(|((k, _), c)| k == c)).count();
     if regular * 10 < rows.len() * 8 || cols.is_empty() {
         return None;
     }
@@ -117,7 +118,9 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
             format!("[{}]", vals.join(","))
         } else {
             let kv: Vec<String> =
-                r.0.iter().map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap_or_default(), compact(v.get()))).collect();
+                r.0.iter()
+                    .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap_or_default(), compact(v.get())))
+                    .collect();
             format!("{{{}}}", kv.join(","))
         }
     };

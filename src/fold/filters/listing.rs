@@ -33,7 +33,9 @@ fn shape(inp: &Input) -> Option<Shape> {
     if share(&|l| ls_entry(l).is_some() || l.starts_with("total ") || (l.ends_with(':') && !l.contains(' '))) {
         return Some(Shape::Long);
     }
-    if share(&|l| tree_entry(l).is_some() || is_tree_footer(l)) && (0..inp.len()).any(|i| tree_entry(inp.line(i)).is_some_and(|(d, _)| d > 0)) {
+    if share(&|l| tree_entry(l).is_some() || is_tree_footer(l))
+        && (0..inp.len()).any(|i| tree_entry(inp.line(i)).is_some_and(|(d, _)| d > 0))
+    {
         return Some(Shape::Tree);
     }
     let pathish = |l: &str| search::is_path(l) && l.contains('/') && !l.ends_with(':');
@@ -69,15 +71,27 @@ pub fn looks_like_file_view(text: &str) -> bool {
     if crate::fold::shapes::viewed_file(text).is_some() || text.starts_with("Here's the result of running `cat -n`") {
         return true;
     }
-    let mut lines = 0;
-    let mut numbered = 0;
-    for l in text.lines().take(400) {
-        if l.trim().is_empty() {
+    // Over the whole text, stopping as soon as the answer is known: at least 60% of the
+    // non-empty lines carry a number prefix.
+    let total = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
+    let (mut lines, mut numbered, mut other) = (0usize, 0usize, 0usize);
+    let b = text.as_bytes();
+    let mut from = 0;
+    for end in memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len())) {
+        let l = &text[from..end];
+        from = end + 1;
+        let t = l.trim_start_matches(' ');
+        if t.is_empty() || t == "\r" {
             continue;
         }
         lines += 1;
-        if crate::fold::shapes::number_prefix(l).is_some() {
+        if t.as_bytes()[0].is_ascii_digit() && crate::fold::shapes::number_prefix(l).is_some() {
             numbered += 1;
+        } else {
+            other += 1;
+            if other * 10 > total * 4 {
+                return false;
+            }
         }
     }
     lines >= 3 && numbered * 10 >= lines * 6
@@ -142,8 +156,10 @@ fn tree_entry(l: &str) -> Option<(usize, &str)> {
         if let Some(r) = rest.strip_prefix("├── ").or_else(|| rest.strip_prefix("└── ")) {
             return (!r.is_empty()).then_some((depth + 1, r));
         }
-        if let Some(r) =
-            rest.strip_prefix("│   ").or_else(|| rest.strip_prefix("    ")).or_else(|| rest.strip_prefix("│\u{a0}\u{a0} "))
+        if let Some(r) = rest
+            .strip_prefix("│   ")
+            .or_else(|| rest.strip_prefix("    "))
+            .or_else(|| rest.strip_prefix("│\u{a0}\u{a0} "))
         {
             rest = r;
             depth += 1;
@@ -162,7 +178,7 @@ fn tree_paths(inp: &Input) -> Vec<Option<String>> {
     let mut stack: Vec<String> = Vec::new();
     let mut root: Option<String> = None;
     let mut out: Vec<Option<String>> = vec![None; inp.len()];
-    for i in 0..inp.len() {
+    for (i, slot) in out.iter_mut().enumerate() {
         let l = inp.line(i);
         match tree_entry(l) {
             Some((depth, name)) => {
@@ -172,7 +188,7 @@ fn tree_paths(inp: &Input) -> Vec<Option<String>> {
                 let base = root.as_deref().map(|r| format!("{}/", r.trim_end_matches('/'))).unwrap_or_default();
                 // A directory is an entry whose next line is deeper.
                 let is_dir = inp.lines.get(i + 1).and_then(|n| tree_entry(n)).is_some_and(|(d, _)| d > depth);
-                out[i] = Some(format!("{base}{}{}", stack.join("/"), if is_dir { "/" } else { "" }));
+                *slot = Some(format!("{base}{}{}", stack.join("/"), if is_dir { "/" } else { "" }));
             }
             None if !l.trim().is_empty() && root.is_none() && !is_tree_footer(l) => root = Some(l.trim().to_string()),
             None => {}
@@ -216,11 +232,8 @@ fn ls_entry(l: &str) -> Option<LsEntry<'_>> {
         }
     }
     // perms links owner group size month day time|year name...; long-iso: ... size date time name.
-    let (size_ix, date_len) = if fields.get(5).is_some_and(|(_, f)| f.len() == 10 && f.as_bytes()[4] == b'-') {
-        (4, 2)
-    } else {
-        (4, 3)
-    };
+    let (size_ix, date_len) =
+        if fields.get(5).is_some_and(|(_, f)| f.len() == 10 && f.as_bytes()[4] == b'-') { (4, 2) } else { (4, 3) };
     let size = fields.get(size_ix)?.1;
     if !size.bytes().all(|c| c.is_ascii_digit() || c == b',' || c == b'.') && !size.ends_with(['K', 'M', 'G']) {
         return None;
@@ -231,7 +244,14 @@ fn ls_entry(l: &str) -> Option<LsEntry<'_>> {
     let date_end = fields.get(size_ix + date_len)?;
     let date = l[date_start..date_end.0 + date_end.1.len()].to_string();
     let owner = format!("{}:{}", fields.get(2)?.1, fields.get(3)?.1);
-    Some(LsEntry { kind, exec: b[3] == b'x' || b[6] == b'x' || b[9] == b'x', size, owner, date, name: &l[name_field.0..] })
+    Some(LsEntry {
+        kind,
+        exec: b[3] == b'x' || b[6] == b'x' || b[9] == b'x',
+        size,
+        owner,
+        date,
+        name: &l[name_field.0..],
+    })
 }
 
 fn long_listing(inp: &Input) -> Option<(Vec<Cut>, String)> {

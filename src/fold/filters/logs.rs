@@ -18,8 +18,11 @@ fn digits(b: &[u8], at: usize, n: usize) -> bool {
 
 /// Length of a time `HH:MM:SS` at `at` (with `.fff` / `,fff`), or 0.
 fn time_len(b: &[u8], at: usize) -> usize {
-    if !(digits(b, at, 2) && b.get(at + 2) == Some(&b':') && digits(b, at + 3, 2) && b.get(at + 5) == Some(&b':'))
-        || !digits(b, at + 6, 2)
+    if !(digits(b, at, 2)
+        && b.get(at + 2) == Some(&b':')
+        && digits(b, at + 3, 2)
+        && b.get(at + 5) == Some(&b':')
+        && digits(b, at + 6, 2))
     {
         return 0;
     }
@@ -39,16 +42,17 @@ pub fn log_prefix(l: &str) -> Option<(usize, Option<&str>)> {
     let open = usize::from(b.first() == Some(&b'['));
     let at = open;
     // 2024-12-01[T ]09:00:00...
-    if digits(b, at, 4) && b.get(at + 4) == Some(&b'-') && digits(b, at + 5, 2) && b.get(at + 7) == Some(&b'-') {
-        if digits(b, at + 8, 2) && matches!(b.get(at + 10), Some(b'T' | b' ')) {
-            let t = time_len(b, at + 11);
-            if t > 0 {
-                let mut end = at + 11 + t;
-                while end < b.len() && (b[end] == b'Z' || b[end] == b'+' || b[end] == b'-' || b[end] == b':' || b[end].is_ascii_digit()) {
-                    end += 1;
-                }
-                return Some((end, l.get(at + 11..at + 11 + t)));
+    let date = digits(b, at, 4) && b.get(at + 4) == Some(&b'-') && digits(b, at + 5, 2) && b.get(at + 7) == Some(&b'-');
+    if date && digits(b, at + 8, 2) && matches!(b.get(at + 10), Some(b'T' | b' ')) {
+        let t = time_len(b, at + 11);
+        if t > 0 {
+            let mut end = at + 11 + t;
+            while end < b.len()
+                && (b[end] == b'Z' || b[end] == b'+' || b[end] == b'-' || b[end] == b':' || b[end].is_ascii_digit())
+            {
+                end += 1;
             }
+            return Some((end, l.get(at + 11..at + 11 + t)));
         }
     }
     // 09:00:00.123
@@ -76,8 +80,8 @@ pub fn log_prefix(l: &str) -> Option<(usize, Option<&str>)> {
         }
     }
     // INFO ..., [INFO] ..., level=info
-    let word: String = l[open..].chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    if LEVELS.contains(&word.as_str()) {
+    let word_len = b[open..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    if let Some(word) = l.get(open..open + word_len).filter(|w| LEVELS.contains(w)) {
         return Some((open + word.len(), None));
     }
     if l.starts_with("level=") || l.starts_with("time=") || l.starts_with("ts=") {
@@ -88,8 +92,14 @@ pub fn log_prefix(l: &str) -> Option<(usize, Option<&str>)> {
 
 /// The shape of a line: every run of characters holding a digit (numbers, times, hex ids)
 /// becomes `#`.
+#[cfg(test)]
 fn shape(l: &str) -> u64 {
-    let mut out = Vec::with_capacity(l.len());
+    shape_in(l, &mut Vec::new())
+}
+
+/// `shape` with a reusable buffer.
+fn shape_in(l: &str, out: &mut Vec<u8>) -> u64 {
+    out.clear();
     let b = l.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -109,7 +119,7 @@ fn shape(l: &str) -> u64 {
             i += 1;
         }
     }
-    xxh3_64(&out)
+    xxh3_64(out)
 }
 
 pub fn detect(inp: &Input) -> bool {
@@ -133,12 +143,13 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
     let n = inp.len();
     let mut shapes: Vec<Option<u64>> = vec![None; n];
     let mut counts: HashMap<u64, usize> = HashMap::new();
+    let mut buf = Vec::with_capacity(256);
     for (i, s) in shapes.iter_mut().enumerate() {
         let l = inp.line(i);
         if inp.protect.any(i) || log_prefix(l).is_none() {
             continue;
         }
-        let h = shape(l);
+        let h = shape_in(l, &mut buf);
         *counts.entry(h).or_default() += 1;
         *s = Some(h);
     }
@@ -176,7 +187,11 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
             (Some(a), Some(b)) => format!(", {}-{}", trim_frac(a), trim_frac(b)),
             _ => String::new(),
         };
-        let like = if kinds.len() == 1 { "more like above".to_string() } else { format!("more of {} shapes above", kinds.len()) };
+        let like = if kinds.len() == 1 {
+            "more like above".to_string()
+        } else {
+            format!("more of {} shapes above", kinds.len())
+        };
         cuts.push(Cut { lines: s..i, with: format!("[tokenfold: x{} {like}{span}]", i - s) });
     }
     Some((cuts, "repeated log lines".to_string()))

@@ -8,6 +8,25 @@
 //! (error/fail/panic/exception/traceback/fatal/warn lines, `file:line` locations, exit codes and
 //! summary counts) are forwarded verbatim; a filter that tries to cut one is refused outright.
 //! `dedup.rs` turns the cuts into edits and adds the footer that says where the original is.
+//!
+//! Only command output comes here (shell/exec tool results, agents' command observations), and
+//! not even all of it: a command line that shows a file (`cat`, `head`, `sed -n`, SWE-agent
+//! `open`) and any output shaped like a numbered file view get no filter, only part-1 dedup.
+//!
+//! How this combines with part 1 (dedup), per block:
+//! 1. A whole output identical to an earlier verbatim block keeps the part-1 pointer; no filter.
+//! 2. Otherwise the filter runs first, on the original text. What it cuts is no longer verbatim,
+//!    so no later marker can point at it; the block is never a whole-output source either (a
+//!    later identical output is filtered the same way, deterministically).
+//! 3. Span dedup then runs on the lines the filter kept verbatim (they may still become pointers
+//!    to earlier blocks, and later blocks may point at them), except the lines a repeat marker
+//!    of this block names, which stay verbatim.
+//!
+//! The invariants: the filtered form is a pure function of (command line, text, level, how the
+//! store is named), and the level and the store's fingerprint are in the fold cache key, so the
+//! block folds the same on every turn and in every process; filter markers name the store, never
+//! another block, and repeat markers name verbatim lines above them; every cut shrinks and the
+//! block must save more than its footer costs; any rule broken means no filter (fail open).
 
 pub mod apply;
 mod build;
@@ -130,15 +149,21 @@ const MIN_BYTES: usize = 600;
 pub struct Input<'a> {
     pub text: &'a str,
     pub lines: Vec<&'a str>,
-    pub protect: Protect,
+    pub protect: Protect<'a>,
     pub level: Level,
     pub tool: Tool,
 }
 
 impl<'a> Input<'a> {
     pub fn new(text: &'a str, level: Level, tool: Tool) -> Input<'a> {
-        let lines: Vec<&str> = text.split('\n').collect();
-        let protect = Protect::scan(text, &lines);
+        let mut lines: Vec<&str> = Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
+        let mut from = 0;
+        for k in memchr::memchr_iter(b'\n', text.as_bytes()) {
+            lines.push(&text[from..k]);
+            from = k + 1;
+        }
+        lines.push(&text[from..]);
+        let protect = Protect::scan(&lines);
         Input { text, lines, protect, level, tool }
     }
 
@@ -204,6 +229,12 @@ pub fn fold_runs(
         i = end.max(i + 1);
     }
     cuts
+}
+
+/// Whether any of `needles` occurs anywhere in the output (a whole-content SIMD prefilter
+/// that lets a detector skip its line-by-line pass).
+pub fn mentions(inp: &Input, needles: &[&str]) -> bool {
+    needles.iter().any(|n| memchr::memmem::find(inp.text.as_bytes(), n.as_bytes()).is_some())
 }
 
 /// "Compiling 36, Downloaded 2" for a run marker.

@@ -5,12 +5,12 @@
 //! exact text stays in the output (in the earlier copy). The earlier copies are reserved: no
 //! other edit may touch them.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Cut, Input};
+use crate::fold::state::IdMap;
 
 const MIN_LINES: usize = 3;
 const MIN_BYTES: usize = 120;
@@ -35,13 +35,19 @@ fn quote(l: &str) -> String {
     }
 }
 
-/// Finds repeats among lines no other cut covers (`taken`); left to right, longest match first.
+/// Finds repeats among lines no other cut covers (`taken`), left to right, each against the first
+/// earlier copy of its first three lines.
 pub fn find(inp: &Input, taken: &[bool]) -> Vec<Repeat> {
     let n = inp.len();
-    let hashes: Vec<u64> = (0..n).map(|i| xxh3_64(inp.line(i).as_bytes())).collect();
+    if taken.iter().filter(|t| !**t).count() < 2 * MIN_LINES {
+        return Vec::new();
+    }
+    // Lines another cut owns can neither repeat nor be repeated: no need to hash them.
+    let hashes: Vec<u64> = (0..n).map(|i| if taken[i] { 0 } else { xxh3_64(inp.line(i).as_bytes()) }).collect();
     let blank = |i: usize| inp.line(i).trim().is_empty();
     let mut cut = vec![false; n];
-    let mut windows: HashMap<u64, Vec<usize>> = HashMap::new();
+    // Keep-earliest: the first verbatim occurrence of each 3-line window.
+    let mut windows: IdMap<usize> = IdMap::default();
     let key = |i: usize| hashes[i] ^ hashes[i + 1].rotate_left(21) ^ hashes[i + 2].rotate_left(42);
     let free = |i: usize, cut: &[bool]| !taken[i] && !cut[i];
     let mut out: Vec<Repeat> = Vec::new();
@@ -52,29 +58,25 @@ pub fn find(inp: &Input, taken: &[bool]) -> Vec<Repeat> {
         while registered + MIN_LINES <= i {
             let r = registered;
             if (r..r + MIN_LINES).all(|k| free(k, &cut)) && !(r..r + MIN_LINES).all(blank) {
-                let e = windows.entry(key(r)).or_default();
-                if e.len() < 8 {
-                    e.push(r);
-                }
+                windows.entry(key(r)).or_insert(r);
             }
             registered += 1;
         }
         let mut best: Option<(usize, usize)> = None; // (len, source start)
-        if (i..i + MIN_LINES).all(|k| free(k, &cut)) {
-            for &j in windows.get(&key(i)).map(Vec::as_slice).unwrap_or_default() {
-                let mut len = 0;
-                while i + len < n
-                    && j + len < i
-                    && hashes[i + len] == hashes[j + len]
-                    && free(i + len, &cut)
-                    && free(j + len, &cut)
-                    && inp.line(i + len) == inp.line(j + len)
-                {
-                    len += 1;
-                }
-                if len >= MIN_LINES && best.is_none_or(|(b, _)| len > b) {
-                    best = Some((len, j));
-                }
+        let source = windows.get(&key(i)).copied().filter(|_| (i..i + MIN_LINES).all(|k| free(k, &cut)));
+        if let Some(j) = source {
+            let mut len = 0;
+            while i + len < n
+                && j + len < i
+                && hashes[i + len] == hashes[j + len]
+                && free(i + len, &cut)
+                && free(j + len, &cut)
+                && inp.line(i + len) == inp.line(j + len)
+            {
+                len += 1;
+            }
+            if len >= MIN_LINES {
+                best = Some((len, j));
             }
         }
         match best {

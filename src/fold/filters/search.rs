@@ -85,32 +85,40 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
         }
         // A run of this file's lines (matches, context, `--`), none error-like.
         let s = i;
-        let mut rows = vec![format!("{path}:")];
+        let mut with = String::with_capacity(inp.bytes_of(&(s..(s + 64).min(n))));
+        with.push_str(path);
+        with.push(':');
+        // Length of `with` before the last row, to drop a trailing `--` (it belongs to the next group).
+        let mut before_last = with.len();
+        let mut last_sep = false;
         while i < n && !inp.protect.beyond_location(i) {
             let l = inp.line(i);
-            if l == "--" {
-                rows.push("--".to_string());
-                i += 1;
-                continue;
-            }
-            match split_line(l, Some(path)) {
-                Some((p, rest)) if p == path => {
-                    let rest = &rest[1..];
-                    rows.push(if clip { clip_line(rest) } else { rest.to_string() });
-                    i += 1;
+            let rest = if l == "--" {
+                "--"
+            } else {
+                match split_line(l, Some(path)) {
+                    Some((p, rest)) if p == path => &rest[1..],
+                    _ => break,
                 }
-                _ => break,
+            };
+            before_last = with.len();
+            last_sep = l == "--";
+            with.push('\n');
+            if clip && !last_sep {
+                with.push_str(&clip_line(rest));
+            } else {
+                with.push_str(rest);
             }
+            i += 1;
         }
-        // A trailing `--` belongs to the next group.
         let mut e = i;
-        if rows.last().is_some_and(|r| r == "--") && e > s + 1 {
-            rows.pop();
+        if last_sep && e > s + 1 {
+            with.truncate(before_last);
             e -= 1;
             i = e;
         }
         if e - s >= 2 {
-            cuts.push(Cut { lines: s..e, with: rows.join("\n") });
+            cuts.push(Cut { lines: s..e, with });
         }
         i = i.max(s + 1);
     }

@@ -23,7 +23,10 @@ fn passing(l: &str) -> bool {
     // pytest -v: `path::test_x[p] PASSED  [ 12%]`.
     if t.contains("::") {
         let core = t.split(" [").next().unwrap_or(t).trim_end();
-        if core.ends_with(" PASSED") || core.ends_with(" SKIPPED") || core.contains(" SKIPPED (") || core.ends_with(" XFAIL")
+        if core.ends_with(" PASSED")
+            || core.ends_with(" SKIPPED")
+            || core.contains(" SKIPPED (")
+            || core.ends_with(" XFAIL")
         {
             return true;
         }
@@ -66,6 +69,28 @@ fn progress_marks(s: &str) -> bool {
 
 /// Whether the whole output reads like a test run (for outputs without a known command).
 pub fn detect(inp: &Input) -> bool {
+    // Every runner prints at least one of these somewhere.
+    const SIGNS: &[&str] = &[
+        "test result: ",
+        "test session starts",
+        "Tests:",
+        "Test Files ",
+        "Finished in ",
+        "--- FAIL: ",
+        "FAIL\t",
+        " passing",
+        " ... ok",
+        " PASSED",
+        "✓ ",
+        "✔ ",
+        "=== RUN",
+        "--- PASS: ",
+        "PASS [",
+        "Passed ",
+    ];
+    if !super::mentions(inp, SIGNS) {
+        return false;
+    }
     let mut passes = 0;
     for i in 0..inp.len() {
         let l = inp.line(i);

@@ -247,3 +247,40 @@ fn the_level_is_part_of_the_cache_key() {
     assert!(Mechanism::ALL.iter().filter(|m| m.is_filter()).count() >= 7);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// SWE-agent style: observations come back as user messages; the command is the fenced block of
+/// the assistant message before. A test run is filtered, a file view is not, and a message
+/// without a command leaves the next observation to content detection.
+#[test]
+fn observations_take_the_command_of_the_message_before() {
+    let pytest = fixture("pytest_failing").output;
+    let obs = |out: &str| format!("{out}\n(Open file: /repo/src/app.py)\n(Current directory: /repo)\nbash-$");
+    let view: String = (1..=80).map(|i| format!("{i}:    total += item_{i} * {i}  # passed along\n")).collect();
+    let view = format!("[File: /repo/src/app.py (80 lines total)]\n{view}");
+    let listing = fixture("ls_la").output;
+    let body = json!({"model": "gpt-4o", "messages": [
+        {"role": "system", "content": "SETTING: you are an autonomous programmer."},
+        {"role": "user", "content": "We're solving this issue: the tests fail."},
+        {"role": "assistant", "content": "Run the tests.\n```\npython -m pytest -v test_inventory.py\n```"},
+        {"role": "user", "content": obs(&pytest)},
+        {"role": "assistant", "content": "Open the file.\n```\nopen src/app.py\n```"},
+        {"role": "user", "content": obs(&view)},
+        {"role": "assistant", "content": "Hmm, let me think about the listing."},
+        {"role": "user", "content": obs(&listing)}]});
+    let body = Bytes::from(body.to_string());
+    let (f, dir) = folder(Level::Balanced, "observations");
+    let folded = f.fold(Dialect::OpenaiChat, &body).unwrap();
+    let t = texts(Dialect::OpenaiChat, &folded.body);
+    let text_of = |m: u32| {
+        t.iter().find(|(b, _)| b.loc == tokenfold::fold::locate::Loc::Message(m)).and_then(|(_, t)| t.clone()).unwrap()
+    };
+    assert!(text_of(3).contains("[tokenfold: 41 passing tests]"), "{}", text_of(3));
+    assert!(text_of(3).ends_with("bash-$"), "the prompt line stays");
+    assert_eq!(text_of(5), obs(&view), "a file view is never filtered");
+    // No command: content detection still recognises `ls -l` output.
+    assert!(text_of(7).contains("full output: cat"), "{}", text_of(7));
+    let by_block: Vec<_> = folded.edits.iter().map(|e| (e.block, e.mechanism.name())).collect();
+    assert!(by_block.iter().any(|(_, m)| *m == "filter:test-runner"));
+    assert!(by_block.iter().any(|(_, m)| *m == "filter:listing"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -84,6 +84,6 @@ fn replay_run_reports_and_succeeds() {
     let traj =
         serde_json::json!({"history": [{"role": "user", "content": "t"}, {"role": "assistant", "content": "a"}]});
     std::fs::write(d.join("x.traj"), traj.to_string()).unwrap();
-    let code = tokenfold::replay::run(tokenfold::replay::Options { paths: vec![d], json: true, system_tokens: 0 });
+    let code = tokenfold::replay::run(tokenfold::replay::Options { paths: vec![d], json: true, system_tokens: 0, levels: vec![tokenfold::fold::Level::Balanced] });
     assert_eq!(code, 0);
 }

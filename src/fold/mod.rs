@@ -364,10 +364,12 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
     let tool = decode_opt(b, &blk.tool_id).and_then(|id| st.tools.get(&id).cloned());
     if blk.kind == Kind::AssistantText {
         // Agents without tool calls (SWE-agent, mini-swe-agent) run the command they fence.
-        if let Some(c) = filters::command::fenced_command(&text) {
+        // A message without one leaves no command behind (the next observation is not its output).
+        let fenced = filters::command::fenced_command(&text);
+        if let Some(c) = &fenced {
             note_recalls(st, ord, c.as_bytes());
-            st.last_command = Some(c);
         }
+        st.last_command = fenced;
     }
     let command = command_output(st, blk, tool.as_deref(), ctx.level, &text);
     let origin = command.as_ref().map(|c| Origin { command: c.as_deref(), level: ctx.level, store: ctx.store });

@@ -80,7 +80,12 @@ fn edits(c: &Compressed, text: &str, starts: &[usize], recall: &str) -> Option<V
         "[tokenfold: {} of {} lines folded ({}); full output: {recall}]",
         c.lines_folded, c.lines_total, c.what
     );
-    let footer = if text.ends_with('\n') { format!("{footer_text}\n") } else { format!("\n{footer_text}") };
+    let at = footer_at(text);
+    let footer = if at == 0 || text.as_bytes()[at - 1] == b'\n' {
+        format!("{footer_text}\n")
+    } else {
+        format!("\n{footer_text}")
+    };
     let cost = tokens::estimate_marker(&footer);
     if saved_total < cost + MIN_SAVED_TOKENS {
         return None;
@@ -92,7 +97,11 @@ fn edits(c: &Compressed, text: &str, starts: &[usize], recall: &str) -> Option<V
         e.est_saved -= take;
         due -= take;
     }
-    out.push(Planned { range: text.len()..text.len(), marker: footer, est_saved: 0, by: c.filter });
+    // Cuts end before the trailer (it is never cut: it is not command output), so order holds.
+    if out.iter().any(|p| p.range.end > at) {
+        return None;
+    }
+    out.push(Planned { range: at..at, marker: footer, est_saved: 0, by: c.filter });
     Some(out)
 }
 
@@ -103,4 +112,20 @@ fn estimate(with: &str) -> u64 {
         .map(|l| if l.contains("[tokenfold:") { tokens::estimate_marker(l) } else { tokens::estimate_text(l) } + 1)
         .sum::<u64>()
         .saturating_sub(1)
+}
+
+/// Where the footer goes: the end of the output, but before an agent's own trailer, so that
+/// SWE-agent's state lines and `bash-$` prompt, or mini-swe-agent's `</output>`, stay last.
+fn footer_at(text: &str) -> usize {
+    if text.trim_end().ends_with("bash-$") {
+        if let Some(k) = text.rfind("\n(Open file:").or_else(|| text.rfind("\n(Current directory:")) {
+            return k + 1;
+        }
+    }
+    if text.trim_end().ends_with("</output>") {
+        if let Some(k) = text.rfind("</output>") {
+            return k;
+        }
+    }
+    text.len()
 }

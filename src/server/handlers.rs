@@ -44,6 +44,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
             Err(e) => Err(ProxyError::Internal(format!("dashboard data: {e}"))),
         },
+        (&Method::GET, "/pool") if !dashboard::allowed(&state, peer) => Err(ProxyError::Forbidden(
+            "the pool status is served to loopback only unless server.api_keys is set".into(),
+        )),
+        (&Method::GET, "/pool") => match serde_json::to_vec(&state.pool().pool_status()) {
+            Ok(body) => Ok(json_response(StatusCode::OK, Bytes::from(body))),
+            Err(e) => Err(ProxyError::Internal(format!("pool status: {e}"))),
+        },
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers())),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
             proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
@@ -195,7 +202,8 @@ async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) ->
 
 fn models_response(state: &AppState, hdrs: &HeaderMap) -> Response<Body> {
     let mut ids: Vec<(String, String)> = Vec::new();
-    for p in &state.cfg.providers {
+    let pool = state.pool();
+    for p in pool.providers() {
         for m in &p.models {
             if !ids.iter().any(|(id, _)| id == m) {
                 ids.push((m.clone(), p.name.clone()));

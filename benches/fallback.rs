@@ -15,6 +15,8 @@
 //! total over the second target's own latency (route minus straight to the mock); target
 //! ≤ 1 ms. Figures are also written to `target/bench-fallback.json`.
 
+// The proxy bench uses the rest of it.
+#[allow(dead_code)]
 mod support;
 
 use std::convert::Infallible;

@@ -22,11 +22,11 @@ const COMPLETION: u64 = 200;
 
 /// Quotas per target: (name, rpm, tpm, concurrent).
 const LIMITS: [(&str, u64, u64, usize); 4] = [
-    // Rate-limits itself on every 7th request (429, Retry-After: 1); TPM and concurrency bind.
-    ("limited", 1000, 30_000, 2),
+    // Rate-limits itself on every 50th request (429, Retry-After: 1); TPM and concurrency bind.
+    ("limited", 1000, 15_000, 2),
     // 503, reset before the first byte, a stall past first_byte_ms, in turn with answers; RPM and
     // concurrency bind.
-    ("flaky", 40, 1_000_000, 1),
+    ("flaky", 20, 1_000_000, 1),
     // Answers 200 with an error body, or a 200 stream that breaks before its first event: the
     // breaker keeps it out of the way.
     ("broken", 1000, 1_000_000, 4),
@@ -40,7 +40,13 @@ fn billed(req: &Seen) -> (u64, u64) {
     (req.body.len() as u64 / 8, COMPLETION)
 }
 
+/// A provider's answer, after a little latency (so requests overlap as at a real provider, and
+/// the run lasts long enough for quotas to bind).
 fn answer(req: &Seen) -> Fault {
+    Fault::Delay(Duration::from_millis(20), Box::new(answer_now(req)))
+}
+
+fn answer_now(req: &Seen) -> Fault {
     let (prompt, completion) = billed(req);
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
     if req.json()["stream"] == json!(true) {
@@ -62,7 +68,7 @@ fn answer(req: &Seen) -> Fault {
 
 async fn start_mocks() -> Vec<FaultMock> {
     let limited = faults::start(|req, n| {
-        if n % 7 == 6 {
+        if n % 50 == 49 {
             Fault::json(429, br#"{"error":{"message":"Rate limit reached, try again in 1s"}}"#.to_vec())
                 .with_header("retry-after", "1")
         } else {
@@ -93,7 +99,7 @@ fn config(mocks: &[FaultMock]) -> String {
     let mut s = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nconnect_ms = 1000\nfirst_byte_ms = 300\nidle_ms = 2000\n\
          [fold]\nenabled = false\n\
-         [pool]\nstore = \"memory\"\nshort_cooldown_ms = 50\nbreaker_failures = 3\nbreaker_open_ms = 2000\n",
+         [pool]\nstore = \"memory\"\nshort_cooldown_ms = 20\nbreaker_failures = 3\nbreaker_open_ms = 2000\n",
     );
     for ((name, rpm, tpm, concurrent), mock) in LIMITS.iter().zip(mocks) {
         s.push_str(&format!(
@@ -127,7 +133,7 @@ fn busiest_minute(seen: &[Seen], bills: impl Fn(usize) -> bool) -> (usize, u64) 
 /// Whether a target bills the n-th request it gets (it answered it, see `start_mocks`).
 fn bills(name: &str, n: usize) -> bool {
     match name {
-        "limited" => n % 7 != 6,
+        "limited" => n % 50 != 49,
         "flaky" => n % 2 == 1,
         "broken" => false,
         _ => true,
@@ -198,8 +204,8 @@ async fn a_thousand_requests_through_four_targets_three_failing_are_all_answered
     // The quotas bound: they are what held the traffic back, not luck.
     let [limited, flaky, ..] = &mocks[..] else { unreachable!() };
     let (_, limited_tokens) = busiest_minute(&limited.seen(), |n| bills("limited", n));
-    assert!(limited_tokens > 30_000 * 8 / 10, "limited's TPM never bound: {limited_tokens} tokens");
+    assert!(limited_tokens > 15_000 * 8 / 10, "limited's TPM never bound: {limited_tokens} tokens");
     assert_eq!(limited.max_in_flight(), 2, "limited's concurrency never bound");
-    assert_eq!(flaky.count(), 40, "flaky's RPM never bound");
+    assert_eq!(flaky.count(), 20, "flaky's RPM never bound");
     assert!(flaky.max_in_flight() == 1 && served[3] < REQUESTS, "{served:?}");
 }

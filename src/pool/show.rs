@@ -144,7 +144,7 @@ pub fn render_table(s: &PoolStatus) -> String {
         let off = p.off.as_ref().map(|o| format!(" - off: {o}")).unwrap_or_default();
         headers.push((
             rows.len(),
-            format!("{} ({}, {}, day resets in {}){off}", p.name, p.dialect, p.base_url, p.day_reset_tz),
+            format!("{} ({}, {}, days start at midnight {}){off}", p.name, p.dialect, p.base_url, p.day_reset_tz),
         ));
         for a in &p.accounts {
             let ago = a.last_error_ago_s.map(|s| format!(" ({} ago)", duration(s))).unwrap_or_default();
@@ -203,7 +203,8 @@ fn row(
     last_error: Option<String>,
 ) -> [String; 10] {
     let minute = [&w.rpm, &w.tpm].into_iter().filter(|x| x.used > 0).filter_map(|x| x.resets_in_s).max();
-    let day = [&w.rpd, &w.tpd].into_iter().filter_map(|x| x.resets_in_s).max();
+    let day =
+        [&w.rpd, &w.tpd].into_iter().filter(|x| x.limit.is_some() || x.used > 0).filter_map(|x| x.resets_in_s).max();
     let resets = match (minute, day) {
         (Some(m), Some(d)) => format!("minute {}, day {}", duration(m), duration(d)),
         (None, Some(d)) => format!("day {}", duration(d)),

@@ -10,10 +10,11 @@
 //! `direct` (the mock alone), `via-refused` (a port nothing listens on, then the mock) and
 //! `via-503` (a provider answering 503, then the mock). The pool is set to try the failing
 //! target first on every request (1 ms demotion, breaker never opening), requests are 1 ms
-//! apart for that, and the load client sends, in turn, each request straight to the mock and
-//! through the three routes. Reported: p50/p99 of each, the hop (route minus `direct`) and the
-//! total over the second target's own latency (route minus straight to the mock); target
-//! ≤ 1 ms. Figures are also written to `target/bench-fallback.json`.
+//! apart for that, and the load client sends, in turn, each request straight to the mock, through
+//! the three routes, and straight to the 503 provider. Reported: p50/p99 of each, the hop (route
+//! minus `direct`; for the 503 also less the 503 provider's own answer time, which a real
+//! provider adds anyway) and the total over the second target's own latency (route minus
+//! straight to the mock); target ≤ 1 ms. Figures are also written to `target/bench-fallback.json`.
 
 // The proxy bench uses the rest of it.
 #[allow(dead_code)]
@@ -106,86 +107,121 @@ targets = ["down/claude-sonnet-4-5", "mock/claude-sonnet-4-5"]
     let bodies: Vec<Prepared> = ROUTES.iter().map(|r| route_body(r)).collect();
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("load runtime");
+    // Series: 0 the mock straight, 1..=3 the routes through the proxy, 4 the 503 provider straight.
+    const SERIES: usize = ROUTES.len() + 2;
     let samples = rt
         .block_on(async {
             let mut direct = Conn::open(mock).await?;
             let mut via = Conn::open(addr).await?;
-            let mut out: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); ROUTES.len() + 1];
+            let mut failing = RawConn::open(down).await?;
+            let mut out: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); SERIES];
             for i in 0..warmup + n {
                 // Each round in another order, so drift hits every series alike.
-                for k in 0..=ROUTES.len() {
-                    let which = (k + i) % (ROUTES.len() + 1);
+                for k in 0..SERIES {
+                    let which = (k + i) % SERIES;
                     // The failing target's 1 ms demotion must be over.
                     tokio::time::sleep(Duration::from_micros(1100)).await;
-                    let t = if which == 0 { direct.send(&base).await? } else { via.send(&bodies[which - 1]).await? };
+                    let t = match which {
+                        0 => direct.send(&base).await?.total,
+                        4 => failing.send(&base.body).await?,
+                        _ => via.send(&bodies[which - 1]).await?.total,
+                    };
                     if i >= warmup {
-                        out[which].push(t.total);
+                        out[which].push(t);
                     }
                 }
             }
             Ok::<_, String>(out)
         })
         .unwrap_or_else(|e| panic!("bench failed: {e}"));
-    // Every request of `via-503` tried the failing target first.
-    let hops_503 = down_hits.load(Ordering::Relaxed);
+    // Every request of `via-503` tried the failing target first (the others went to it straight).
+    let hops_503 = down_hits.load(Ordering::Relaxed).saturating_sub(warmup + n);
     let refused_hops = rt.block_on(consecutive_failures(addr, "refused"));
     drop(proxy);
 
-    let pct = |v: &[Duration], q: f64| {
+    let p = |v: &[Duration], q: f64| {
         let mut v = v.to_vec();
         v.sort();
-        v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+        v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1e6
     };
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let signed = |a: Duration, b: Duration| us(a) - us(b);
-    let own = &samples[0];
-    let via_direct = &samples[1];
-    println!("\n| fallback hop, 1 KB Anthropic request, concurrency 1 | p50 | p99 |");
-    println!("|---|---|---|");
-    println!(
-        "| mock alone (the second target's own latency) | {:.1} µs | {:.1} µs |",
-        us(pct(own, 0.5)),
-        us(pct(own, 0.99))
-    );
-    println!(
-        "| through the proxy, no hop (`direct`) | {:.1} µs | {:.1} µs |",
-        us(pct(via_direct, 0.5)),
-        us(pct(via_direct, 0.99))
-    );
+    let both = |v: &[Duration]| (p(v, 0.5), p(v, 0.99));
+    let (own, no_hop, failing_alone) = (both(&samples[0]), both(&samples[1]), both(&samples[4]));
+    let row = |label: &str, (a, b): (f64, f64), note: &str| println!("| {label} | {a:.1} µs | {b:.1} µs | {note} |");
+    let delta =
+        |label: &str, (a, b): (f64, f64), note: &str| println!("| {label} | {a:+.1} µs | {b:+.1} µs | {note} |");
+    println!("\n| fallback hop, 1 KB Anthropic request, concurrency 1, {n} per series | p50 | p99 | |");
+    println!("|---|---|---|---|");
+    row("mock alone (the second target's own latency)", own, "");
+    row("the 503 provider alone (its own answer time)", failing_alone, "");
+    row("through the proxy, no hop (`direct`)", no_hop, "");
     let mut figures = Vec::new();
-    for (i, (name, first)) in [("via-refused", "connection refused"), ("via-503", "503")].iter().enumerate() {
-        let s = &samples[i + 2];
-        let (p50, p99) = (pct(s, 0.5), pct(s, 0.99));
-        let hop = (signed(p50, pct(via_direct, 0.5)), signed(p99, pct(via_direct, 0.99)));
-        let over = (signed(p50, pct(own, 0.5)), signed(p99, pct(own, 0.99)));
-        println!("| through the proxy, first target {first} (`{name}`) | {:.1} µs | {:.1} µs |", us(p50), us(p99));
-        println!("| — the hop itself ({name} minus direct) | {:+.1} µs | {:+.1} µs |", hop.0, hop.1);
-        let verdict = if over.1 <= 1000.0 { "ok" } else { "MISSED" };
-        println!(
-            "| — over the second target's own latency (target ≤ 1 ms) | {:+.1} µs | {:+.1} µs {verdict} |",
-            over.0, over.1
-        );
+    for (k, (name, first)) in [("via-refused", "connection refused"), ("via-503", "503")].into_iter().enumerate() {
+        let route = both(&samples[k + 2]);
+        let hop = (route.0 - no_hop.0, route.1 - no_hop.1);
+        let over = (route.0 - own.0, route.1 - own.1);
+        row(&format!("through the proxy, first target {first} (`{name}`)"), route, "");
+        delta(&format!("— the hop ({name} minus `direct`)"), hop, "");
+        let proxy_part = if name == "via-503" {
+            let part = (hop.0 - failing_alone.0, hop.1 - failing_alone.1);
+            delta("— the hop less the 503 provider's own answer time", part, "the proxy's share");
+            part
+        } else {
+            hop
+        };
+        let verdict = if over.1 <= 1000.0 { "target ≤ 1 ms: ok" } else { "target ≤ 1 ms: MISSED" };
+        delta("— over the second target's own latency", over, verdict);
         figures.push(json!({
             "route": name, "first_target": first,
-            "p50_us": us(p50), "p99_us": us(p99),
+            "p50_us": route.0, "p99_us": route.1,
             "hop_p50_us": hop.0, "hop_p99_us": hop.1,
+            "hop_proxy_share_p50_us": proxy_part.0, "hop_proxy_share_p99_us": proxy_part.1,
             "over_second_target_p50_us": over.0, "over_second_target_p99_us": over.1,
         }));
     }
     println!(
-        "\nhops made: {hops_503} requests reached the 503 provider, {refused_hops} connections were refused \
-         ({} measured + {warmup} warm-up per route)",
-        n
+        "\nhops made: {hops_503} requests tried the 503 provider first, {refused_hops} the refused port \
+         ({n} measured + {warmup} warm-up per route)"
     );
     let report = json!({
         "quick": quick, "requests_per_series": n,
-        "mock_p50_us": us(pct(own, 0.5)), "mock_p99_us": us(pct(own, 0.99)),
-        "direct_p50_us": us(pct(via_direct, 0.5)), "direct_p99_us": us(pct(via_direct, 0.99)),
+        "mock_p50_us": own.0, "mock_p99_us": own.1,
+        "failing_503_alone_p50_us": failing_alone.0, "failing_503_alone_p99_us": failing_alone.1,
+        "direct_p50_us": no_hop.0, "direct_p99_us": no_hop.1,
         "routes": figures, "hops_503": hops_503, "hops_refused": refused_hops,
     });
     let out = target_dir.join("bench-fallback.json");
     std::fs::write(&out, serde_json::to_string_pretty(&report).expect("serialize") + "\n").expect("write the figures");
     eprintln!("bench: figures written to {}", out.display());
+}
+
+/// A keep-alive connection timing one request to the 503 provider, whatever the status.
+struct RawConn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl RawConn {
+    async fn open(addr: SocketAddr) -> Result<RawConn, String> {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok(RawConn { sender })
+    }
+
+    async fn send(&mut self, body: &Bytes) -> Result<Duration, String> {
+        use http_body_util::BodyExt;
+        self.sender.ready().await.map_err(|e| format!("connection closed: {e}"))?;
+        let req = Request::post("/v1/messages")
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(body.clone()))
+            .map_err(|e| format!("build request: {e}"))?;
+        let start = Instant::now();
+        let resp = self.sender.send_request(req).await.map_err(|e| format!("request failed: {e}"))?;
+        resp.into_body().collect().await.map_err(|e| format!("reading the answer: {e}"))?;
+        Ok(start.elapsed())
+    }
 }
 
 /// A provider that answers every request with 503 (keep-alive), counting them.

@@ -114,7 +114,7 @@ targets = ["down/claude-sonnet-4-5", "mock/claude-sonnet-4-5"]
             let mut direct = Conn::open(mock).await?;
             let mut via = Conn::open(addr).await?;
             let mut failing = RawConn::open(down).await?;
-            let mut out: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); SERIES];
+            let mut out: Vec<Vec<Duration>> = (0..SERIES).map(|_| Vec::with_capacity(n)).collect();
             for i in 0..warmup + n {
                 // Each round in another order, so drift hits every series alike.
                 for k in 0..SERIES {

@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy.
+    /// Run the proxy. The config file is reloaded on SIGHUP and when it changes (providers,
+    /// accounts, limits, routes); requests in flight are not disturbed.
     Serve {
         /// Config file. Default: $TOKENFOLD_CONFIG, ./config/tokenfold.toml,
         /// ~/.config/tokenfold/tokenfold.toml, else the built-in copy of the shipped config.

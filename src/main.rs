@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy.
+    /// Run the proxy. The config file is reloaded on SIGHUP and when it changes (providers,
+    /// accounts, limits, routes); requests in flight are not disturbed.
     Serve {
         /// Config file. Default: $TOKENFOLD_CONFIG, ./config/tokenfold.toml,
         /// ~/.config/tokenfold/tokenfold.toml, else the built-in copy of the shipped config.
@@ -35,9 +36,10 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
         /// Send every request to this base URL (same path under it) with the client's own
-        /// credentials; no config file is read.
+        /// credentials; no config file is read. Repeat it for a fallback route: the first URL,
+        /// then the next ones in order when it is rate limited, down or refuses the key.
         #[arg(long, value_name = "URL")]
-        upstream: Option<String>,
+        upstream: Vec<String>,
         /// With --upstream: the dialect the upstream speaks (openai-chat, anthropic or
         /// openai-responses); requests in another dialect are translated. E.g. Claude Code on a
         /// local vLLM/Ollama/llama.cpp server: --upstream http://127.0.0.1:8000 --upstream-dialect openai-chat
@@ -84,6 +86,20 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         system_tokens: u64,
     },
+    /// Show the provider pool: per provider, account and model, quota used and left per window,
+    /// when windows reset, cooldowns and why, health and the last error. Asks the running proxy
+    /// (GET /pool); when none answers, shows the state saved in the pool store.
+    Pool {
+        /// Config file (as for `serve`): says where the proxy listens and where the store is.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Ask the proxy at this address instead of the config's server.listen, e.g. http://127.0.0.1:8411.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration.
     Config {
         #[command(subcommand)]
@@ -111,6 +127,9 @@ fn main() -> ExitCode {
         }
         Command::Replay { paths, json, system_tokens } => {
             ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens }))
+        }
+        Command::Pool { config, url, json } => {
+            ExitCode::from(tokenfold::pool::show::run(tokenfold::pool::show::Options { config, url, json }))
         }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {
@@ -177,7 +196,7 @@ fn report(since: &str, by: &str, session: Option<&str>, json: bool, csv: bool, l
 fn serve(
     config: Option<PathBuf>,
     listen: Option<String>,
-    upstream: Option<String>,
+    upstream: Vec<String>,
     upstream_dialect: Option<String>,
     upstream_model: Option<String>,
     debug: bool,
@@ -191,9 +210,11 @@ fn serve(
             return ExitCode::from(2);
         }
     };
-    let loaded = match &upstream {
-        Some(url) => Config::single_upstream(url, speaks),
-        None => Config::load(config.as_deref()),
+    let loaded = if upstream.is_empty() {
+        Config::load(config.as_deref())
+    } else {
+        let bases: Vec<&str> = upstream.iter().map(String::as_str).collect();
+        Config::upstreams(&bases, speaks)
     };
     let mut cfg = match loaded {
         Ok(c) => c,
@@ -235,6 +256,7 @@ fn serve(
             eprintln!("note: {n}");
         }
         let source = cfg.source.clone();
+        let config_file = cfg.file_path();
         let state = match AppState::with_model_override(cfg, upstream_model) {
             Ok(s) => s,
             Err(e) => {
@@ -242,6 +264,15 @@ fn serve(
                 return ExitCode::FAILURE;
             }
         };
+        // From here SIGHUP reloads the config instead of ending the process.
+        let reload_source = match config_file {
+            Some(path) => server::reload::Source::File(path),
+            None => server::reload::Source::Fixed(source.clone()),
+        };
+        if let Err(e) = server::reload::start(state.clone(), reload_source) {
+            eprintln!("error: cannot watch for SIGHUP: {e}");
+            return ExitCode::FAILURE;
+        }
         // Tests and scripts read this line to learn the port when listening on :0.
         eprintln!("tokenfold listening on http://{addr} (config: {source})");
         eprintln!("  Claude Code: ANTHROPIC_BASE_URL=http://{addr} claude");

@@ -400,6 +400,12 @@ impl Config {
         s
     }
 
+    /// The file this config was read from, when there is one to reload (not the built-in copy,
+    /// not `--upstream`).
+    pub fn file_path(&self) -> Option<PathBuf> {
+        (self.source != SHIPPED_NAME && !self.source.starts_with("--upstream")).then(|| PathBuf::from(&self.source))
+    }
+
     /// The provider a request of `dialect` goes to when nothing more specific claims it.
     pub fn upstream_for(&self, dialect: Dialect) -> Option<&Provider> {
         self.default_upstream.get(&dialect).map(|&i| &self.providers[i])

@@ -53,9 +53,11 @@ pub async fn send_with_fallback(
     req: UpstreamRequest<'_>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    let facts = request_facts(&req.body);
+    let facts = request_facts(&req.body, req.envelope);
     let model = req.envelope.model.as_deref();
-    let mut plan = state.pool.plan(req.ingress, model, &facts).map_err(ProxyError::Pool)?;
+    // The pool this request started with, even if a reload replaces it meanwhile.
+    let pool = state.pool();
+    let mut plan = pool.plan(req.ingress, model, &facts).map_err(ProxyError::Pool)?;
     record.route = plan.label().to_string();
     let mut held: Option<HeldAnswer> = None;
     let mut last_error: Option<ProxyError> = None;
@@ -134,7 +136,7 @@ pub async fn send_with_fallback(
                 break;
             }
         };
-        if let Some(failure) = classify(status.as_u16(), &resp_headers, &peeked, state.pool.clock().now_ms()) {
+        if let Some(failure) = classify(status.as_u16(), &resp_headers, &peeked, pool.clock().now_ms()) {
             tracing::warn!(provider = %target.provider.name, "{failure}");
             record.fallbacks.push(format!("{}: {}", attempt.provider(), failure.kind()));
             let retry = attempt.report(Outcome::Failed(failure)) == Verdict::TryNext;
@@ -223,11 +225,13 @@ fn transport_failed(attempt: Attempt, record: &mut Record, e: &ProxyError) -> bo
     attempt.report(Outcome::Failed(Failure::from_proxy_error(e))) == Verdict::TryNext
 }
 
-/// What admission needs to know, read cheaply from the raw bytes (the estimate is bytes / 4).
-fn request_facts(body: &[u8]) -> RequestFacts {
+/// What admission needs to know, read cheaply from the raw bytes (input is bytes / 4) and the
+/// envelope (the output the request allows).
+fn request_facts(body: &[u8], envelope: &RequestEnvelope) -> RequestFacts {
     let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
     RequestFacts {
         est_tokens: body.len() as u64 / 4,
+        max_output: envelope.max_output(),
         has_tools: has(b"\"tools\":[{") || has(b"\"tools\": [{") || has(b"\"tools\" : [{"),
         has_images: has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\""),
     }
@@ -274,8 +278,14 @@ async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> R
             Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
             Ok(None) => return Ok(Bytes::from(seen)),
             Ok(Some(Err(e))) if seen.is_empty() => return Err(format!("connection reset before the first byte ({e})")),
-            // Bytes already read are judged; the relay reports the break when it reads on.
-            Ok(Some(Err(_))) => return Ok(Bytes::from(seen)),
+            // Nothing has reached the client yet: a break before a whole first event is one to
+            // fall back from, however many bytes came.
+            Ok(Some(Err(e))) => {
+                return Err(format!(
+                    "connection reset after {} bytes, before the first complete event ({e})",
+                    seen.len()
+                ))
+            }
             Ok(Some(Ok(chunk))) => {
                 seen.extend_from_slice(&chunk);
                 splitter.push(&chunk);

@@ -47,6 +47,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
             Err(e) => Err(ProxyError::Internal(format!("dashboard data: {e}"))),
         },
+        (&Method::GET, "/pool") if !dashboard::allowed(&state, peer) => Err(ProxyError::Forbidden(
+            "the pool status is served to loopback only unless server.api_keys is set".into(),
+        )),
+        (&Method::GET, "/pool") => match serde_json::to_vec(&state.pool().pool_status()) {
+            Ok(body) => Ok(json_response(StatusCode::OK, Bytes::from(body))),
+            Err(e) => Err(ProxyError::Internal(format!("pool status: {e}"))),
+        },
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers(), proxy_key_header.as_ref()).await),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
             proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
@@ -241,7 +248,7 @@ async fn upstream_models(
     anthropic: bool,
 ) -> Vec<(String, String)> {
     let dialect = if anthropic { Dialect::Anthropic } else { Dialect::OpenaiChat };
-    let Some(target) = state.pool.targets(dialect, None).ok().and_then(|t| t.into_iter().next()) else {
+    let Some(target) = state.pool().targets(dialect, None).ok().and_then(|t| t.into_iter().next()) else {
         return Vec::new();
     };
     let owner = target.provider.name.clone();
@@ -263,20 +270,20 @@ async fn upstream_models(
 }
 
 /// `(model name, owner)` for every name a request may carry that some usable target serves.
+/// Follows the pool, so a reloaded config shows at once.
 fn usable_models(state: &AppState) -> Vec<(String, String)> {
     let cfg = &state.cfg;
+    let pool = state.pool();
     let mut ids: Vec<(String, String)> = Vec::new();
     let mut add = |id: &str, owner: &str| {
         if !ids.iter().any(|(known, _)| known == id) {
             ids.push((id.to_string(), owner.to_string()));
         }
     };
-    for r in &cfg.routes {
-        if r.targets.iter().any(|t| cfg.providers[t.provider].is_usable()) {
-            add(&r.name, "tokenfold");
-        }
+    for name in pool.usable_route_names() {
+        add(name, "tokenfold");
     }
-    for p in cfg.providers.iter().filter(|p| p.is_usable()) {
+    for p in pool.providers().iter().filter(|p| p.is_usable()) {
         for m in &p.models {
             add(m, &p.name);
         }

@@ -7,6 +7,7 @@ mod forward;
 mod handlers;
 pub mod metrics;
 mod relay;
+pub mod reload;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,8 +34,11 @@ pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Everything a request needs, shared by all connections.
 pub struct AppState {
+    /// The config the server started with. A reload replaces the pool (providers, accounts,
+    /// routes, limits); `server.*`, `timeouts` and `fold` stay as they were until a restart.
     pub cfg: Arc<Config>,
-    pub pool: Pool,
+    /// Replaced whole by a reload; a request works with the pool it started with.
+    pool: std::sync::RwLock<Pool>,
     pub upstream: UpstreamClient,
     pub folder: Folder,
     pub metrics: Metrics,
@@ -57,12 +61,29 @@ impl AppState {
         Ok(Arc::new(AppState {
             ledger,
             model_override,
-            pool: Pool::new(&cfg),
+            pool: std::sync::RwLock::new(Pool::new(&cfg)),
             folder: Folder::new(cfg.fold_enabled),
             upstream,
             metrics: Metrics::default(),
             cfg: Arc::new(cfg),
         }))
+    }
+}
+
+impl AppState {
+    /// The pool requests are admitted by now.
+    pub fn pool(&self) -> Pool {
+        self.pool.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes a reloaded config: a new pool carrying over counters and cooldowns, used by every
+    /// request from now on. Says what changed, and what only a restart applies.
+    pub fn apply_config(&self, new: &Config) -> String {
+        let mut slot = self.pool.write().unwrap_or_else(|e| e.into_inner());
+        let old = slot.clone();
+        *slot = old.reload(new);
+        drop(slot);
+        reload::describe_change(&self.cfg, &old, new)
     }
 }
 

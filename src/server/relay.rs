@@ -17,7 +17,7 @@ use crate::dialect::translate::{self, StreamTranslator};
 use crate::dialect::usage::UsageSniffer;
 use crate::dialect::Dialect;
 use crate::ledger::{Record, RequestOutcome as Outcome};
-use crate::pool::{Attempt, Cause, Failure, Outcome as PoolOutcome, Usage as PoolUsage};
+use crate::pool::{Attempt, Cause, Failure, Outcome as PoolOutcome, StreamWatch, Usage as PoolUsage};
 
 pub struct RelayContext {
     pub state: Arc<AppState>,
@@ -43,11 +43,17 @@ struct Finish {
     outcome: Option<Outcome>,
     bytes: u64,
     usage: UsageSniffer,
+    /// An error event the provider sent inside a stream (passed through to the client).
+    watch: Option<StreamWatch>,
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
+        let mut outcome = self.outcome.unwrap_or(Outcome::Cancelled);
+        let in_band = self.watch.as_ref().and_then(|w| w.failure().cloned());
+        if in_band.is_some() && outcome == Outcome::Completed {
+            outcome = Outcome::UpstreamFailed;
+        }
         let state = self.ctx.state.clone();
         let m = &state.metrics;
         m.bytes_out.fetch_add(self.bytes, Relaxed);
@@ -82,10 +88,13 @@ impl Drop for Finish {
             });
             // A provider that broke off after the first byte counts against its health; a client
             // that went away still used the provider's quota.
-            let report = if outcome == Outcome::UpstreamFailed {
-                PoolOutcome::Failed(Failure::Unavailable { cause: Cause::Reset, detail: "stream broke off".into() })
-            } else {
-                PoolOutcome::Success(pool_usage)
+            let report = match in_band {
+                // The stream was relayed as it came; for the pool it is the failure it reported.
+                Some(f) => PoolOutcome::Failed(f),
+                None if outcome == Outcome::UpstreamFailed => {
+                    PoolOutcome::Failed(Failure::Unavailable { cause: Cause::Reset, detail: "stream broke off".into() })
+                }
+                None => PoolOutcome::Success(pool_usage),
             };
             attempt.report(report);
         }
@@ -168,6 +177,7 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
         outcome: Some(Outcome::Completed),
         bytes: out.len() as u64,
         usage,
+        watch: None,
     };
     // Recording happens here, as the answer is handed to the client.
     drop(finish);
@@ -178,7 +188,8 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
 pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform: Transform) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
-    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage };
+    let watch = ctx.is_sse.then(|| StreamWatch::new(ctx.state.pool().clock().now_ms()));
+    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, watch };
     let upstream: ByteStream = if prefix.is_empty() {
         rest
     } else {
@@ -191,6 +202,9 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
             return match tokio::time::timeout(idle, st.upstream.next()).await {
                 Ok(Some(Ok(chunk))) => {
                     st.finish.usage.push(&chunk);
+                    if let Some(w) = &mut st.finish.watch {
+                        w.push(&chunk);
+                    }
                     let out = st.transform.push(chunk);
                     if out.is_empty() {
                         // A translator may need more input before it can say anything.

@@ -24,6 +24,11 @@ impl Proxy {
         format!("{}{}", self.base, path)
     }
 
+    /// The proxy's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the proxy has written to stderr so far.
     pub fn logs(&self) -> String {
         self.stderr.lock().unwrap().clone()

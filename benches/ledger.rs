@@ -218,7 +218,9 @@ fn main() {
     let compact_size = file_size(&path);
 
     let row = |s: &Side, q: f64| us(percentile(&s.latencies, q));
-    println!("| request path at 1,000 req/s (1 KB Anthropic JSON, mock provider) | ledger on | ledger off | difference |");
+    println!(
+        "| request path at 1,000 req/s (1 KB Anthropic JSON, mock provider) | ledger on | ledger off | difference |"
+    );
     println!("|---|---|---|---|");
     for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
         let (a, b) = (row(&with, q), row(&without, q));

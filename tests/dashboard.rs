@@ -72,14 +72,21 @@ fn seed_history(db: &Path) {
             r.ts_ms = now - day * 86_400_000;
             r.client = "Claude Code";
             r.dialect = "anthropic";
-            r.route = "claude-sonnet-4-5".into();
-            r.provider = "anthropic".into();
-            r.account = "client".into();
-            r.model = "claude-sonnet-4-5".into();
             r.status = 200;
             r.outcome = RequestOutcome::Completed;
             r.overhead_us = 40 + i;
-            r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+            if i % 3 == 1 {
+                // A free tier, reached after a rate-limited one.
+                (r.route, r.provider, r.account, r.model) =
+                    ("free-coder".into(), "gemini".into(), "default".into(), "gemini-2.5-flash".into());
+                r.fallbacks.push("groq/default: rate_limited".into());
+                r.free_tier = true;
+                r.prices = Prices { input: 0.3, output: 2.5, cached_input: 0.03, cache_write: 0.3 };
+            } else {
+                (r.route, r.provider, r.account, r.model) =
+                    ("claude-sonnet-4-5".into(), "anthropic".into(), "client".into(), "claude-sonnet-4-5".into());
+                r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+            }
             r.add_saving("whole-output", |s| (s.tokens, s.turn_tokens, s.elisions) = (3_000 * day as u64, 800, 1));
             r.add_saving("span", |s| (s.tokens, s.elisions, s.recalls) = (1_000 + 300 * i, 2, u64::from(i == 0)));
             r.settle(Usage { input: 2_000, output: 500, cache_read: 40_000, cache_write: 3_000 });
@@ -144,7 +151,10 @@ async fn dashboard_renders_the_seeded_ledger_and_quotas() {
     assert_eq!(data["recent"].as_array().unwrap().len(), 3 + seeded as usize);
     assert_eq!(data["by_day"]["rows"].as_array().unwrap().len(), 7, "six seeded days and today");
     let today = data["by_day"]["rows"].as_array().unwrap().last().unwrap().clone();
-    assert!(today["tokens_before"].as_u64().unwrap() > today["tokens_after"].as_u64().unwrap(), "folded today: {today}");
+    assert!(
+        today["tokens_before"].as_u64().unwrap() > today["tokens_after"].as_u64().unwrap(),
+        "folded today: {today}"
+    );
     let mechanisms: Vec<&str> =
         data["summary"]["mechanisms"].as_array().unwrap().iter().map(|m| m["key"].as_str().unwrap()).collect();
     assert!(mechanisms.contains(&"span") && mechanisms.contains(&"whole-output"), "{mechanisms:?}");
@@ -157,6 +167,9 @@ async fn dashboard_renders_the_seeded_ledger_and_quotas() {
     assert!(rpm["reset_in_s"].as_u64().is_some_and(|s| s <= 60), "{rpm}");
     assert_eq!(bar("rpd").unwrap()["limit"], 200);
     assert_eq!(bar("gpt-test rpd").unwrap()["limit"], 50, "{team}");
+    assert!(bar("gpt-test rpm").is_none(), "no per-model bar where only the account is limited: {team}");
+    let total = &data["summary"]["total"];
+    assert_eq!((total["free_requests"].as_u64(), total["fallbacks"].as_u64()), (Some(11), Some(11)), "{total}");
     let off = quotas.iter().find(|q| q["provider"] == "gemini-like").unwrap();
     assert!(off["off"].as_str().unwrap().contains("TF_UNSET_KEY"), "{off}");
 
@@ -213,7 +226,8 @@ async fn dashboard_renders_the_seeded_ledger_and_quotas() {
     let status = dom_text.split("id=\"updated\">").nth(1).and_then(|t| t.split('<').next()).unwrap_or("");
     assert!(status.starts_with("updated "), "the data did not load: `{status}`\n{console}");
     for chart in ["tokens-days", "cost-days"] {
-        let svg = dom_text.split(&format!("id=\"{chart}\"")).nth(1).and_then(|t| t.split("</svg>").next()).unwrap_or("");
+        let svg =
+            dom_text.split(&format!("id=\"{chart}\"")).nth(1).and_then(|t| t.split("</svg>").next()).unwrap_or("");
         assert_eq!(svg.matches("<rect").count(), 7, "{chart}: one bar per day:\n{svg}");
     }
     assert!(dom_text.contains("mock-openai / team — "), "the quota panel names the account");

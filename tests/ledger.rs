@@ -168,7 +168,10 @@ fn reread(case: &str, model: &str, stream: bool, lines: usize) -> String {
 
 fn case_of(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    text.split("case-").nth(1).map(|r| r.chars().take_while(|c| c.is_ascii_alphanumeric()).collect()).unwrap_or_default()
+    text.split("case-")
+        .nth(1)
+        .map(|r| r.chars().take_while(|c| c.is_ascii_alphanumeric()).collect())
+        .unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -182,6 +185,7 @@ struct Rec {
     outcome: String,
     fallbacks: i64,
     reasons: String,
+    error: String,
     latency_ms: i64,
     ttfb_us: i64,
     upstream_us: i64,
@@ -201,7 +205,7 @@ fn records(db: &std::path::Path) -> Vec<Rec> {
     let Ok(mut stmt) = conn.prepare(
         "SELECT id, route, provider, account, model, status, outcome, fallbacks, fallback_reasons, latency_ms,
                 ttfb_us, upstream_us, overhead_us, tokens_before, tokens_after, usage_input, usage_output,
-                cache_read, cache_write, cost_usd, baseline_cost_usd, list_cost_usd, free_tier, session
+                cache_read, cache_write, cost_usd, baseline_cost_usd, list_cost_usd, free_tier, session, error
          FROM requests ORDER BY id",
     ) else {
         return vec![];
@@ -229,6 +233,7 @@ fn records(db: &std::path::Path) -> Vec<Rec> {
             list_cost: r.get(21)?,
             free: r.get(22)?,
             session: r.get(23)?,
+            error: r.get(24)?,
         })
     })
     .unwrap()
@@ -287,7 +292,11 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
         }
         let text = String::from_utf8_lossy(body);
         if text.contains("case-ratelimited") {
-            return Reply::Json { status: 429, body: br#"{"error":{"message":"slow down"}}"#.to_vec(), headers: vec![] };
+            return Reply::Json {
+                status: 429,
+                body: br#"{"error":{"message":"slow down"}}"#.to_vec(),
+                headers: vec![],
+            };
         }
         if rec.path.starts_with("/steady/") {
             return slow_json(200, anthropic_json(u), Duration::from_millis(200));
@@ -321,7 +330,9 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
             r
         }
     };
-    let chat = |case: &str, model: &str| format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"case-{case}"}}]}}"#);
+    let chat = |case: &str, model: &str| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"case-{case}"}}]}}"#)
+    };
 
     // completed: folded (JSON and SSE), unfolded, a fallback (folded too), and a free tier
     post("/v1/messages", "folded", reread("case-folded", "claude-test", false, 60)).await.bytes().await.unwrap();
@@ -377,18 +388,15 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
             assert_eq!(*told, 0);
         }
         let (pi, po, pr, pw) = if r.free { (FREE_IN, FREE_OUT, FREE_READ, FREE_IN) } else { (IN, OUT, READ, WRITE) };
-        let list = (r.usage.0 as f64 * pi + r.usage.1 as f64 * po + r.usage.2 as f64 * pr + r.usage.3 as f64 * pw) / 1e6;
+        let list =
+            (r.usage.0 as f64 * pi + r.usage.1 as f64 * po + r.usage.2 as f64 * pr + r.usage.3 as f64 * pw) / 1e6;
         assert!(close(r.list_cost, list), "{case}: list cost {} vs {list}", r.list_cost);
         assert!(close(r.cost, if r.free { 0.0 } else { list }), "{case}: billed {}", r.cost);
         assert!(r.baseline >= r.cost, "{case}");
         assert!(!r.session.is_empty(), "{case}: a session id");
     }
     let ok = |case: &str| by_case[case].outcome.as_str();
-    assert_eq!(
-        ["folded", "streamed", "unfolded", "fallback", "free"].map(ok),
-        ["completed"; 5],
-        "{by_case:#?}"
-    );
+    assert_eq!(["folded", "streamed", "unfolded", "fallback", "free"].map(ok), ["completed"; 5], "{by_case:#?}");
     assert_eq!(ok("cancelled"), "cancelled");
     for case in ["badjson", "ratelimited", "doomed"] {
         assert_eq!(ok(case), "error", "{case}");
@@ -397,7 +405,10 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
     // Free tier: billed nothing, recorded at the free account with its list-price value.
     let free = by_case["free"];
     assert!(free.free && free.cost == 0.0 && free.baseline == 0.0 && free.list_cost > 0.0, "{free:?}");
-    assert_eq!((free.provider.as_str(), free.account.as_str(), free.route.as_str()), ("freebie", "free-acct", "free-route"));
+    assert_eq!(
+        (free.provider.as_str(), free.account.as_str(), free.route.as_str()),
+        ("freebie", "free-acct", "free-route")
+    );
     assert_eq!(free.model, "free-model");
 
     // Fallback: the failed hop and why, the answer from the second target; its 300 ms wait is
@@ -410,13 +421,23 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
     assert!(fb.ttfb_us >= 500_000 && fb.ttfb_us <= fb.latency_ms * 1000 + 1000, "{fb:?}");
 
     // Failed requests name what failed and the route.
+    // Failed requests name what failed and why, and the route; a lone failed target is no hop.
     let rl = by_case["ratelimited"];
     assert_eq!((rl.status, rl.provider.as_str(), rl.account.as_str()), (429, "mock-openai", "client"), "{rl:?}");
-    assert!(!rl.route.is_empty());
+    assert_eq!(
+        (rl.route.as_str(), rl.error.as_str(), rl.fallbacks),
+        ("gpt-test", "mock-openai/client: rate_limited", 0)
+    );
     let doomed = by_case["doomed"];
-    assert_eq!((doomed.status, doomed.provider.as_str(), doomed.route.as_str()), (500, "broken", "doomed"), "{doomed:?}");
-    assert_eq!(doomed.account, "client");
-    assert_eq!(by_case["badjson"].status, 400);
+    assert_eq!(
+        (doomed.status, doomed.provider.as_str(), doomed.route.as_str()),
+        (500, "broken", "doomed"),
+        "{doomed:?}"
+    );
+    assert_eq!((doomed.account.as_str(), doomed.fallbacks), ("client", 0));
+    assert!(doomed.error.starts_with("broken/client: "), "{doomed:?}");
+    assert_eq!((by_case["badjson"].status, by_case["badjson"].error.as_str()), (400, "malformed_json"));
+    assert_eq!(fb.error, "", "the fallback succeeded");
     for r in &recs {
         // overhead + upstream = total (latency is stored in whole ms).
         assert!((r.overhead_us + r.upstream_us - r.latency_ms * 1000).abs() < 1000, "{r:?}");
@@ -431,6 +452,7 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
         let t = &rep["total"];
         assert_eq!(t["requests"], 9, "{by}: {rep}");
         assert_eq!(t["errors"], 4, "{by}: 3 errors + 1 cancelled");
+        assert_eq!(t["fallbacks"], 1, "{by}: one hop, flaky to steady");
         assert_eq!(t["fallbacks"].as_i64().unwrap(), sum_i(&|r| r.fallbacks), "{by}");
         assert_eq!(t["tokens_before"].as_i64().unwrap(), sum_i(&|r| r.before), "{by}");
         assert_eq!(t["tokens_after"].as_i64().unwrap(), sum_i(&|r| r.after), "{by}");
@@ -445,13 +467,17 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
             let cost: f64 = rows.iter().map(|r| r["cost_usd"].as_f64().unwrap()).sum();
             assert!(close(cost, sum_f(&|r| r.cost)), "{by}");
         }
-        let saved: i64 = rep["mechanisms"].as_array().unwrap().iter().map(|m| m["tokens_saved"].as_i64().unwrap()).sum();
+        let saved: i64 =
+            rep["mechanisms"].as_array().unwrap().iter().map(|m| m["tokens_saved"].as_i64().unwrap()).sum();
         assert_eq!(saved, sum_i(&|r| r.before - r.after), "{by}: mechanisms sum to the tokens saved");
     }
     // The free request's list price is its value, not a saving.
     let by_provider = report_json(&db, &["--by", "provider"]);
     let freebie = by_provider["rows"].as_array().unwrap().iter().find(|r| r["key"] == "freebie").unwrap().clone();
-    assert!(close(freebie["baseline_cost_usd"].as_f64().unwrap() - freebie["cost_usd"].as_f64().unwrap(), 0.0), "{freebie}");
+    assert!(
+        close(freebie["baseline_cost_usd"].as_f64().unwrap() - freebie["cost_usd"].as_f64().unwrap(), 0.0),
+        "{freebie}"
+    );
 
     let table = String::from_utf8_lossy(&report(&db, &["--by", "client"]).stdout).to_string();
     assert!(table.contains("Claude Code") && table.contains("total"), "{table}");
@@ -460,7 +486,6 @@ async fn mixed_requests_match_the_provider_and_the_forwarded_bytes() {
     let csv = String::from_utf8_lossy(&report(&db, &["--by", "account", "--csv"]).stdout).to_string();
     assert!(csv.contains("\"freebie/free-acct\",1,"), "{csv}");
 }
-
 
 /// `body` with an assistant answer and a new user message appended: the next turn.
 fn next_turn(body: &str, answer: &str, user: &str) -> String {
@@ -492,7 +517,8 @@ fn folding_tells_this_turns_savings_from_earlier_turns() {
     assert_eq!(total(&f2.turn_savings), 0, "nothing new was folded in this turn");
     assert!(f2.turn_elisions.is_empty() && f2.turn_recalls.is_empty());
     // A fresh process folds the same way (the split depends on the request, not on caching).
-    let f2_cold = Folder::new(true).fold(Dialect::Anthropic, &Bytes::from(next_turn(&turn1, "lib.rs is unchanged", "thanks")));
+    let f2_cold =
+        Folder::new(true).fold(Dialect::Anthropic, &Bytes::from(next_turn(&turn1, "lib.rs is unchanged", "thanks")));
     assert_eq!(total(&f2_cold.unwrap().turn_savings), 0);
 }
 

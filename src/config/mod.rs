@@ -295,7 +295,11 @@ impl Config {
         let pool = pool::validate_pool_section(&file.pool, &at)?;
         let retention = &file.ledger.retention_days;
         if *retention.get_ref() == 0 || *retention.get_ref() > 36_500 {
-            return Err(invalid(retention.span(), "ledger.retention_days", "give a number of days from 1 to 36500".into()));
+            return Err(invalid(
+                retention.span(),
+                "ledger.retention_days",
+                "give a number of days from 1 to 36500".into(),
+            ));
         }
 
         let t = &file.timeouts;

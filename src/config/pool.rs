@@ -241,22 +241,18 @@ pub(super) fn validate_provider_pool(
                 "give `accounts` alone: not with `api_key` or `auth = \"client\"`".into(),
             ))
         }
-        (AuthMode::Client, None, None) => {
-            accounts.push(Account {
-                label: "client".into(),
-                auth: ProviderAuth::Client,
-                limits: provider_limits,
-                free_tier: p.free_tier,
-            })
-        }
-        (AuthMode::Key, Some(k), None) => {
-            accounts.push(Account {
-                label: "default".into(),
-                auth: resolve(k, "api_key")?,
-                limits: provider_limits,
-                free_tier: p.free_tier,
-            })
-        }
+        (AuthMode::Client, None, None) => accounts.push(Account {
+            label: "client".into(),
+            auth: ProviderAuth::Client,
+            limits: provider_limits,
+            free_tier: p.free_tier,
+        }),
+        (AuthMode::Key, Some(k), None) => accounts.push(Account {
+            label: "default".into(),
+            auth: resolve(k, "api_key")?,
+            limits: provider_limits,
+            free_tier: p.free_tier,
+        }),
         (AuthMode::Key, None, None) => {
             return Err(invalid(
                 p.name.span(),

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS requests (
     ts_ms INTEGER NOT NULL,
     client TEXT NOT NULL, dialect TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL,
     account TEXT NOT NULL, model TEXT NOT NULL, status INTEGER NOT NULL, outcome TEXT NOT NULL,
-    fallbacks INTEGER NOT NULL, fallback_reasons TEXT NOT NULL,
+    fallbacks INTEGER NOT NULL, fallback_reasons TEXT NOT NULL, error TEXT NOT NULL,
     latency_ms INTEGER NOT NULL, ttfb_us INTEGER NOT NULL, upstream_us INTEGER NOT NULL, overhead_us INTEGER NOT NULL,
     tokens_before INTEGER NOT NULL, tokens_after INTEGER NOT NULL,
     usage_input INTEGER NOT NULL, usage_output INTEGER NOT NULL,
@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS daily_savings (
 pub enum DbError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the ledger has schema version {0}, newer than this tokenfold knows ({SCHEMA_VERSION}); upgrade tokenfold")]
+    #[error(
+        "the ledger has schema version {0}, newer than this tokenfold knows ({SCHEMA_VERSION}); upgrade tokenfold"
+    )]
     TooNew(i64),
 }
 
@@ -77,11 +79,11 @@ pub fn insert(conn: &mut Connection, records: &[Record]) -> rusqlite::Result<()>
     {
         let mut req = tx.prepare_cached(
             "INSERT INTO requests (ts_ms, client, dialect, route, provider, account, model, status, outcome,
-                fallbacks, fallback_reasons, latency_ms, ttfb_us, upstream_us, overhead_us, tokens_before, tokens_after,
-                usage_input, usage_output, cache_read, cache_write, cost_usd, baseline_cost_usd,
+                fallbacks, fallback_reasons, error, latency_ms, ttfb_us, upstream_us, overhead_us, tokens_before,
+                tokens_after, usage_input, usage_output, cache_read, cache_write, cost_usd, baseline_cost_usd,
                 list_cost_usd, list_baseline_usd, free_tier, session)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
         )?;
         let mut sav = tx.prepare_cached(
             "INSERT INTO savings (request_id, mechanism, tokens, turn_tokens, elisions, recalls)
@@ -100,6 +102,7 @@ pub fn insert(conn: &mut Connection, records: &[Record]) -> rusqlite::Result<()>
                 r.outcome.as_str(),
                 r.fallbacks.len() as i64,
                 r.fallbacks.join("; "),
+                r.error,
                 r.latency_ms as i64,
                 r.ttfb_us as i64,
                 r.upstream_us as i64,

@@ -15,11 +15,10 @@ pub fn to_current(conn: &mut Connection) -> Result<(), DbError> {
         conn.execute_batch(SCHEMA)?;
         return Ok(());
     }
-    let has_requests: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'requests'",
-        [],
-        |r| r.get(0),
-    )?;
+    let has_requests: bool =
+        conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'requests'", [], |r| {
+            r.get(0)
+        })?;
     let tx = conn.transaction()?;
     if has_requests {
         from_v0(&tx)?;
@@ -47,11 +46,11 @@ fn from_v0(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(
         "INSERT INTO requests (id, ts_ms, client, dialect, route, provider, account, model, status, outcome,
-            fallbacks, fallback_reasons, latency_ms, ttfb_us, upstream_us, overhead_us, tokens_before, tokens_after,
-            usage_input, usage_output, cache_read, cache_write, cost_usd, baseline_cost_usd,
+            fallbacks, fallback_reasons, error, latency_ms, ttfb_us, upstream_us, overhead_us, tokens_before,
+            tokens_after, usage_input, usage_output, cache_read, cache_write, cost_usd, baseline_cost_usd,
             list_cost_usd, list_baseline_usd, free_tier, session)
          SELECT id, ts_ms, client, dialect, route, provider, account, model, status, outcome,
-            fallbacks, fallback_reasons, latency_ms, ttfb_ms * 1000, MAX(latency_ms * 1000 - overhead_us, 0),
+            fallbacks, fallback_reasons, '', latency_ms, ttfb_ms * 1000, MAX(latency_ms * 1000 - overhead_us, 0),
             overhead_us, tokens_before, tokens_after, usage_input, usage_output, cache_read, cache_write,
             CASE WHEN free_tier THEN 0 ELSE cost_usd END, CASE WHEN free_tier THEN 0 ELSE baseline_cost_usd END,
             cost_usd, baseline_cost_usd, free_tier, session
@@ -72,9 +71,7 @@ fn from_v0(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
              INSERT INTO daily_savings SELECT day, mechanism, 0, tokens, 0, 0, 0 FROM daily_savings_v0;",
         )?;
     }
-    tx.execute_batch(
-        "DROP TABLE savings_v0; DROP TABLE requests_v0; DROP TABLE daily_v0; DROP TABLE daily_savings_v0;",
-    )
+    tx.execute_batch("DROP TABLE savings_v0; DROP TABLE requests_v0; DROP TABLE daily_v0; DROP TABLE daily_savings_v0;")
 }
 
 #[cfg(test)]

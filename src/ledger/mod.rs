@@ -194,7 +194,8 @@ mod tests {
             report::GroupBy::Day,
             report::GroupBy::Mechanism,
         ];
-        let before: Vec<report::Report> = groups.iter().map(|g| report::build(&path, since, *g, None).unwrap()).collect();
+        let before: Vec<report::Report> =
+            groups.iter().map(|g| report::build(&path, since, *g, None).unwrap()).collect();
         assert_eq!(db::compact_before(&mut conn, now - 30 * 86_400_000).unwrap(), 7);
         let remaining: i64 = conn.query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0)).unwrap();
         assert_eq!(remaining, 5);
@@ -202,16 +203,22 @@ mod tests {
             let a = report::build(&path, since, *g, None).unwrap();
             assert_eq!(a.total.requests, 12, "{g:?}");
             let strip = |rows: &[report::Row]| -> Vec<report::Row> {
-                rows.iter()
-                    .map(|r| report::Row { overhead_p50_us: None, overhead_p95_us: None, ..r.clone() })
-                    .collect()
+                rows.iter().map(|r| report::Row { overhead_p50_us: None, overhead_p95_us: None, ..r.clone() }).collect()
             };
             // Every row equal (money to a billionth of a cent), overhead percentiles aside.
             assert_eq!(a.rows.len(), b.rows.len(), "{g:?}");
             for (x, y) in strip(&a.rows).iter().zip(strip(&b.rows).iter()) {
-                assert_eq!((&x.key, x.requests, x.errors, x.tokens_before, x.tokens_after), (&y.key, y.requests, y.errors, y.tokens_before, y.tokens_after), "{g:?}");
+                assert_eq!(
+                    (&x.key, x.requests, x.errors, x.tokens_before, x.tokens_after),
+                    (&y.key, y.requests, y.errors, y.tokens_before, y.tokens_after),
+                    "{g:?}"
+                );
                 assert_eq!(x.free_requests, y.free_requests, "{g:?}");
-                for (u, v) in [(x.cost_usd, y.cost_usd), (x.baseline_cost_usd, y.baseline_cost_usd), (x.free_value_usd, y.free_value_usd)] {
+                for (u, v) in [
+                    (x.cost_usd, y.cost_usd),
+                    (x.baseline_cost_usd, y.baseline_cost_usd),
+                    (x.free_value_usd, y.free_value_usd),
+                ] {
                     assert!((u - v).abs() < 1e-9, "{g:?} {x:?} {y:?}");
                 }
             }

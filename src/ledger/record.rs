@@ -66,8 +66,11 @@ pub struct Record {
     pub model: String,
     pub status: u16,
     pub outcome: RequestOutcome,
-    /// Targets tried before the one that answered, each as `provider/account: reason`.
+    /// Fallback hops: each target that failed before another was tried, as `provider/account: why`.
     pub fallbacks: Vec<String>,
+    /// Why a request that did not complete failed: the last target's failure, the proxy's own
+    /// error, or a stream that broke off. Empty otherwise.
+    pub error: String,
     pub latency_ms: u64,
     /// Until the first byte went to the client.
     pub ttfb_us: u64,
@@ -117,6 +120,7 @@ impl Record {
             status: 0,
             outcome: RequestOutcome::Completed,
             fallbacks: Vec::new(),
+            error: String::new(),
             latency_ms: 0,
             ttfb_us: 0,
             upstream_us: 0,

@@ -284,6 +284,7 @@ pub struct Recent {
     pub status: u16,
     pub outcome: String,
     pub fallbacks: String,
+    pub error: String,
     pub latency_ms: u64,
     pub overhead_us: u64,
     pub saved_tokens: u64,
@@ -295,8 +296,8 @@ pub fn recent(path: &Path, n: usize) -> rusqlite::Result<Vec<Recent>> {
     let conn = open_read_only(path)?;
     let mut stmt = conn.prepare(
         "SELECT ts_ms, client, route, provider, account, model, status, outcome, fallback_reasons, latency_ms,
-                overhead_us, tokens_before - tokens_after, free_tier
-         FROM requests ORDER BY id DESC LIMIT ?1",
+                overhead_us, tokens_before - tokens_after, free_tier, error
+         FROM requests ORDER BY ts_ms DESC, id DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map(params![n as i64], |r| {
         Ok(Recent {
@@ -313,6 +314,7 @@ pub fn recent(path: &Path, n: usize) -> rusqlite::Result<Vec<Recent>> {
             overhead_us: r.get::<_, i64>(10)?.max(0) as u64,
             saved_tokens: r.get::<_, i64>(11)?.max(0) as u64,
             free_tier: r.get(12)?,
+            error: r.get(13)?,
         })
     })?;
     rows.collect()

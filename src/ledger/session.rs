@@ -99,11 +99,13 @@ mod tests {
 
     #[test]
     fn claude_code_user_id_both_forms() {
-        let legacy = r#"{"model":"m","messages":[],"metadata":{"user_id":"user_abc123_account_6f1e_session_9b2c-44aa"}}"#;
+        let legacy =
+            r#"{"model":"m","messages":[],"metadata":{"user_id":"user_abc123_account_6f1e_session_9b2c-44aa"}}"#;
         assert_eq!(id(Dialect::Anthropic, &[], legacy), "9b2c-44aa");
         let empty_account = r#"{"metadata":{"user_id":"user_abc_account__session_77e0"},"messages":[]}"#;
         assert_eq!(id(Dialect::Anthropic, &[], empty_account), "77e0");
-        let json_form = r#"{"metadata":{"user_id":"{\"device_id\":\"d1\",\"account_uuid\":\"\",\"session_id\":\"s-42\"}"}}"#;
+        let json_form =
+            r#"{"metadata":{"user_id":"{\"device_id\":\"d1\",\"account_uuid\":\"\",\"session_id\":\"s-42\"}"}}"#;
         assert_eq!(id(Dialect::Anthropic, &[], json_form), "s-42");
     }
 

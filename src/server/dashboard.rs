@@ -69,7 +69,8 @@ pub fn quota_accounts(status: &PoolStatus) -> Vec<QuotaAccount> {
         for a in &p.accounts {
             let mut bars = bars_of("", &a.windows);
             for m in &a.models {
-                bars.extend(bars_of(&m.name, &m.windows));
+                // Per-model windows only where the provider limits per model.
+                bars.extend(bars_of(&m.name, &m.windows).into_iter().filter(|b| b.limit.is_some()));
             }
             out.push(QuotaAccount {
                 provider: p.name.clone(),

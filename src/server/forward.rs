@@ -46,9 +46,10 @@ struct HeldAnswer {
     headers: HeaderMap,
     body: Bytes,
     upstream: Dialect,
-    /// Who gave it, for the ledger record.
+    /// Who gave it and why it failed, for the ledger record.
     provider: String,
     account: String,
+    reason: String,
 }
 
 pub async fn send_with_fallback(
@@ -141,8 +142,9 @@ pub async fn send_with_fallback(
         };
         if let Some(failure) = classify(status.as_u16(), &resp_headers, &peeked, state.pool.clock().now_ms()) {
             tracing::warn!(provider = %target.provider.name, "{failure}");
-            record.fallbacks.push(format!("{}/{}: {}", attempt.provider(), attempt.account(), failure.kind()));
             let (provider, account) = (attempt.provider().to_string(), attempt.account().to_string());
+            let reason = format!("{provider}/{account}: {}", failure.kind());
+            record.fallbacks.push(reason.clone());
             let retry = attempt.report(Outcome::Failed(failure)) == Verdict::TryNext;
             held = Some(HeldAnswer {
                 status,
@@ -151,6 +153,7 @@ pub async fn send_with_fallback(
                 upstream: target.dialect,
                 provider,
                 account,
+                reason,
             });
             if retry {
                 continue;
@@ -206,10 +209,12 @@ pub async fn send_with_fallback(
         return Ok(response);
     }
     // No target took the request: the provider's own answer if one came back, else our error.
+    // The last failure led to no further attempt, so it is the request's error, not a hop.
+    let last_failure = record.fallbacks.pop().unwrap_or_default();
     if let Some(h) = held {
         state.metrics.request(req.ingress, h.status.as_u16());
         record.status = h.status.as_u16();
-        (record.provider, record.account) = (h.provider, h.account);
+        (record.provider, record.account, record.error) = (h.provider, h.account, h.reason);
         let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope);
         let body = match transform {
             Transform::Whole { upstream, client, .. } => {
@@ -223,6 +228,7 @@ pub async fn send_with_fallback(
         }
         return Err(ProxyError::Upstream { status: h.status, headers, body });
     }
+    record.error = last_failure;
     Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
 }
 

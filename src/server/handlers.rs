@@ -120,6 +120,9 @@ async fn proxy(
     if let Err(e) = &result {
         record.status = e.status().as_u16();
         record.outcome = RequestOutcome::Error;
+        if record.error.is_empty() {
+            record.error = e.kind().to_string();
+        }
         let total = started.elapsed();
         record.latency_ms = total.as_millis() as u64;
         record.ttfb_us = total.as_micros() as u64;

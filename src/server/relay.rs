@@ -253,6 +253,7 @@ fn end_with_error(
 ) -> Option<(Result<Frame<Bytes>, std::io::Error>, Option<State>)> {
     tracing::warn!("{msg}");
     st.finish.ctx.state.metrics.error(kind);
+    st.finish.ctx.record.error = kind.to_string();
     st.finish.outcome = Some(Outcome::UpstreamFailed);
     if let Transform::Stream(t) = &mut st.transform {
         // The translator closes what it opened and ends with an error event of the client's dialect.

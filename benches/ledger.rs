@@ -3,7 +3,9 @@
 //! 1. The request path at a paced 1,000 requests/s through the real proxy (release binary, mock
 //!    provider): the same load against a proxy with the ledger on and one with
 //!    `TOKENFOLD_LEDGER=off`, rounds interleaved so machine noise hits both alike; p50/p99 side
-//!    by side. Latency is measured from each request's scheduled time (no coordinated omission).
+//!    by side. Requests start on schedule on a free keep-alive connection (a new one when all are
+//!    busy, so a slow response never delays the next request); latency is from send to the end
+//!    of the response.
 //! 2. What `Ledger::record` costs a request (the hand-over only).
 //! 3. The file size after 100k requests, raw and compacted into daily aggregates.
 //!
@@ -90,8 +92,9 @@ async fn paced(addr: SocketAddr, req: &Prepared, n: u64) -> Result<Vec<Duration>
                     Conn::open(addr).await?
                 }
             };
+            let sent = Instant::now();
             conn.send(&req).await?;
-            let latency = due.elapsed();
+            let latency = sent.elapsed();
             pool.lock().map_err(|_| "pool lock")?.push(conn);
             Ok::<_, String>(latency)
         }));

@@ -77,7 +77,8 @@ pub struct Record {
     /// Time spent waiting on upstreams, every attempt included.
     pub upstream_us: u64,
     /// Time spent in the proxy itself: total minus `upstream_us`. Translation and relaying count;
-    /// failed hops do not (their wait is upstream time).
+    /// failed hops do not (their wait is upstream time). A client that reads a stream slowly
+    /// shows up here too: the proxy is then waiting on it, not on the upstream.
     pub overhead_us: u64,
     pub tokens_before: u64,
     pub tokens_after: u64,

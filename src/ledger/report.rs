@@ -142,6 +142,15 @@ impl Report {
     }
 }
 
+/// Requests the proxy refused before choosing a target have no provider, route or model.
+fn shown_key(key: String) -> String {
+    if key.is_empty() || key == "/" {
+        "(none)".into()
+    } else {
+        key
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
@@ -169,7 +178,7 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
     let mut stmt = conn.prepare(&sql)?;
     let mut q = stmt.query(params![since_ms, session_filter])?;
     while let Some(r) = q.next()? {
-        let key: String = r.get(0)?;
+        let key = shown_key(r.get(0)?);
         let row = rows.entry(key.clone()).or_insert_with(|| Row { key: key.clone(), ..Row::default() });
         row.requests += 1;
         row.errors += r.get::<_, i64>(1)? as u64;
@@ -194,7 +203,7 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
         let mut stmt = conn.prepare(&sql)?;
         let mut q = stmt.query(params![since_ms])?;
         while let Some(r) = q.next()? {
-            let key: String = r.get(0)?;
+            let key = shown_key(r.get(0)?);
             let row = rows.entry(key.clone()).or_insert_with(|| Row { key, ..Row::default() });
             row.requests += r.get::<_, i64>(1)? as u64;
             row.errors += r.get::<_, i64>(2)? as u64;

@@ -5,7 +5,10 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{fixture, golden, json};
-use tokenfold::dialect::translate::{translate_request, translate_request_with, RequestOptions, TranslateError};
+use tokenfold::dialect::translate::{
+    translate_request, translate_request_for_reply, translate_request_with, ReplyContext, RequestOptions,
+    TranslateError,
+};
 use tokenfold::dialect::Dialect::{Anthropic, OpenaiChat, OpenaiResponses};
 
 fn roles(v: &Value) -> Vec<&str> {
@@ -16,7 +19,7 @@ fn roles(v: &Value) -> Vec<&str> {
 fn anthropic_to_chat() {
     let body = fixture("anthropic_request.json");
     let out = translate_request(Anthropic, OpenaiChat, &body, None).unwrap();
-    golden("anthropic_to_chat.json", &out);
+    golden("request_anthropic_to_chat.json", &out);
     let v = json(&out);
     assert_eq!(v["model"], "claude-sonnet-4-5");
     assert_eq!(roles(&v), ["system", "user", "assistant", "tool", "tool", "user", "system", "assistant", "user"]);
@@ -68,7 +71,7 @@ fn anthropic_thinking_maps_only_when_target_reasons() {
 fn chat_to_anthropic() {
     let body = fixture("chat_request.json");
     let out = translate_request(OpenaiChat, Anthropic, &body, Some("claude-haiku-4-5")).unwrap();
-    golden("chat_to_anthropic.json", &out);
+    golden("request_chat_to_anthropic.json", &out);
     let v = json(&out);
     assert_eq!(v["model"], "claude-haiku-4-5");
     assert_eq!(v["system"], "You are a coding assistant.\n\nAnswer in English.");
@@ -111,7 +114,7 @@ fn chat_reasoning_to_thinking() {
 fn responses_to_chat() {
     let body = fixture("responses_request.json");
     let out = translate_request(OpenaiResponses, OpenaiChat, &body, None).unwrap();
-    golden("responses_to_chat.json", &out);
+    golden("request_responses_to_chat.json", &out);
     let v = json(&out);
     assert_eq!(
         roles(&v),
@@ -131,9 +134,20 @@ fn responses_to_chat() {
         json!({"input": "*** Begin Patch\n*** End Patch"}).to_string()
     );
     assert!(m[9]["content"].as_str().unwrap().contains("call_orphan"));
-    // Only the function tool survives; the rest are dropped without error.
-    assert_eq!(v["tools"].as_array().unwrap().len(), 1);
-    assert_eq!(v["tools"][0]["function"]["name"], "shell");
+    // The function tool, and the freeform apply_patch as a function taking its raw text as the
+    // one string `input` (the shape its replayed call above has); web_search and the namespace
+    // have no Chat form and are dropped without error.
+    let tools = v["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 2);
+    assert_eq!(tools[0]["function"]["name"], "shell");
+    let patch = &tools[1]["function"];
+    assert_eq!(patch["name"], "apply_patch");
+    assert_eq!(patch["description"], "Apply a patch");
+    assert_eq!(patch["parameters"]["required"], json!(["input"]));
+    assert_eq!(patch["parameters"]["additionalProperties"], false);
+    assert_eq!(patch["parameters"]["properties"]["input"]["type"], "string");
+    let about = patch["parameters"]["properties"]["input"]["description"].as_str().unwrap();
+    assert!(about.contains("lark grammar") && about.contains("start: /.+/"), "{about}");
     assert_eq!(v["tool_choice"], "auto");
     assert_eq!(v["parallel_tool_calls"], true);
     assert_eq!(v["stream_options"]["include_usage"], true);
@@ -141,9 +155,33 @@ fn responses_to_chat() {
 }
 
 #[test]
+fn custom_tools_are_noted_for_the_answer() {
+    let body = fixture("responses_request.json");
+    for to in [OpenaiChat, Anthropic] {
+        let t = translate_request_for_reply(OpenaiResponses, to, &body, &RequestOptions::default()).unwrap();
+        assert_eq!(t.reply, ReplyContext { custom_tools: vec!["apply_patch".to_string()] }, "{to}");
+        assert_eq!(t.body, translate_request(OpenaiResponses, to, &body, None).unwrap());
+    }
+    let t = translate_request_for_reply(
+        Anthropic,
+        OpenaiChat,
+        &fixture("anthropic_request.json"),
+        &RequestOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(t.reply, ReplyContext::default());
+    // The Anthropic target gets apply_patch as a tool with the same one-string schema.
+    let v = json(&translate_request(OpenaiResponses, Anthropic, &body, None).unwrap());
+    assert_eq!(v["tools"][1]["name"], "apply_patch");
+    assert_eq!(v["tools"][1]["input_schema"]["required"], json!(["input"]));
+}
+
+#[test]
 fn responses_to_anthropic_by_composition() {
     let body = fixture("responses_request.json");
-    let v = json(&translate_request(OpenaiResponses, Anthropic, &body, Some("claude")).unwrap());
+    let out = translate_request(OpenaiResponses, Anthropic, &body, Some("claude")).unwrap();
+    golden("request_responses_to_anthropic.json", &out);
+    let v = json(&out);
     assert_eq!(v["system"], "You are Codex, a coding agent.\n\n<permissions>workspace-write</permissions>");
     assert_eq!(v["messages"][0]["role"], "user");
     assert_eq!(v["messages"][1]["content"][1]["type"], "tool_use");
@@ -158,6 +196,8 @@ fn deterministic_bytes() {
         (OpenaiChat, Anthropic, "chat_request.json"),
         (OpenaiResponses, OpenaiChat, "responses_request.json"),
         (OpenaiResponses, Anthropic, "responses_request.json"),
+        (OpenaiChat, OpenaiResponses, "chat_request.json"),
+        (Anthropic, OpenaiResponses, "anthropic_request.json"),
     ] {
         let body = fixture(name);
         let a = translate_request(from, to, &body, None).unwrap();
@@ -192,6 +232,10 @@ fn errors_say_what_is_wrong() {
     let e = translate_request(OpenaiResponses, OpenaiChat, body, None).unwrap_err();
     assert!(e.to_string().contains("previous_response_id"), "{e}");
     let e = translate_request(OpenaiChat, OpenaiResponses, br#"{"model":"m"}"#, None).unwrap_err();
-    assert!(!e.is_client_error());
+    assert_eq!(e.to_string(), "invalid `messages`: must be an array");
+    let body = br#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{}}]}]}"#;
+    let e = translate_request(OpenaiChat, OpenaiResponses, body, None).unwrap_err();
+    assert_eq!(e.to_string(), "invalid `messages`: tool call without id or name");
+    assert!(e.is_client_error());
     assert!(matches!(translate_request(Anthropic, OpenaiChat, b"[]", None), Err(TranslateError::NotAnObject)));
 }

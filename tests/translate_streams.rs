@@ -5,7 +5,11 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{anthropic_sse, anthropic_stream, chat_sse, chat_stream, chunk, events, normalized, run, Ev};
+use support::{
+    anthropic_parallel_stream, anthropic_sse, anthropic_stream, anthropic_text_stream, assert_anthropic_sequence,
+    assert_responses_sequence, chat_interleaved_calls, chat_sse, chat_stream, chat_totals, chunk, events, normalized,
+    run, Ev,
+};
 use tokenfold::dialect::translate::{StreamTranslator, Usage};
 use tokenfold::dialect::Dialect::{self, Anthropic, OpenaiChat, OpenaiResponses};
 
@@ -280,17 +284,107 @@ fn passthrough_reads_usage_and_keeps_bytes() {
 }
 
 #[test]
-fn unsupported_direction_reports_once() {
-    let mut t = StreamTranslator::new(OpenaiResponses, Anthropic, "m");
-    let out = t.push(b"event: response.created\ndata: {}\n\n");
-    assert_eq!(events(&out)[0].ty(), "error");
-    assert!(t.push(b"more").is_empty());
-    assert!(t.finish().is_empty());
-}
-
-#[test]
 fn deterministic_stream_output() {
     let a = run(StreamTranslator::new(OpenaiChat, Anthropic, "m"), &[&chat_stream()]).0;
     let b = run(StreamTranslator::new(OpenaiChat, Anthropic, "m"), &[&chat_stream()]).0;
     assert_eq!(a, b);
+}
+
+#[test]
+fn interleaved_tool_arguments_stay_inside_their_block_for_anthropic() {
+    let out = assert_split_invariant(OpenaiChat, Anthropic, &chat_interleaved_calls());
+    let evs = events(&out);
+    assert_anthropic_sequence(&evs);
+    let tools: Vec<(u64, String)> = evs
+        .iter()
+        .filter(|e| e.ty() == "content_block_start" && e.data["content_block"]["type"] == "tool_use")
+        .map(|e| (e.data["index"].as_u64().unwrap(), e.data["content_block"]["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(tools, [(1, "call_X".to_string()), (2, "call_Y".to_string())]);
+    for (index, want) in [(1, "{\"path\":\"x.rs\"}"), (2, "{\"path\":\"y.rs\"}")] {
+        let args: String = evs
+            .iter()
+            .filter(|e| e.ty() == "content_block_delta" && e.data["index"] == index)
+            .map(|e| e.data["delta"]["partial_json"].as_str().unwrap())
+            .collect();
+        assert_eq!(args, want, "block {index}");
+    }
+    let md = evs.iter().find(|e| e.ty() == "message_delta").unwrap();
+    assert_eq!(md.data["delta"]["stop_reason"], "tool_use");
+}
+
+#[test]
+fn interleaved_tool_arguments_stay_inside_their_item_for_responses() {
+    let out = assert_split_invariant(OpenaiChat, OpenaiResponses, &chat_interleaved_calls());
+    let evs = events(&out);
+    assert_responses_sequence(&evs);
+    let resp = &evs.last().unwrap().data["response"];
+    let calls: Vec<(&str, &str)> = resp["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "function_call")
+        .map(|i| (i["call_id"].as_str().unwrap(), i["arguments"].as_str().unwrap()))
+        .collect();
+    assert_eq!(calls, [("call_X", "{\"path\":\"x.rs\"}"), ("call_Y", "{\"path\":\"y.rs\"}")]);
+    for e in evs.iter().filter(|e| e.ty() == "response.function_call_arguments.done") {
+        let item = &resp["output"][e.data["output_index"].as_u64().unwrap() as usize];
+        assert_eq!(e.data["arguments"], item["arguments"]);
+    }
+}
+
+#[test]
+fn calls_one_after_the_other_stream_without_waiting() {
+    // The first call's block closes as soon as the second starts: nothing is held back.
+    let input = chat_sse(
+        &[
+            chunk(support::call(0, Some("call_1"), Some("Read"), "{}"), None),
+            chunk(support::call(1, Some("call_2"), Some("Read"), "{\"a\""), None),
+        ],
+        false,
+    );
+    let mut t = StreamTranslator::new(OpenaiChat, Anthropic, "m");
+    let evs = events(&t.push(&input));
+    let tys = types(&evs);
+    assert_eq!(
+        tys,
+        [
+            "message_start",
+            "content_block_start:0",
+            "content_block_delta:0",
+            "content_block_stop:0",
+            "content_block_start:1",
+            "content_block_delta:1"
+        ]
+    );
+}
+
+#[test]
+fn anthropic_to_chat_parallel_calls_with_text_between() {
+    let out = assert_split_invariant(Anthropic, OpenaiChat, &anthropic_parallel_stream("tool_use", None));
+    let evs = events(&out);
+    let support::ChatTotals { text, calls, finish, .. } = chat_totals(&evs);
+    assert_eq!(text, "Reading a.rs and b.rs");
+    assert_eq!(
+        calls,
+        [
+            ("toolu_a".to_string(), "Read".to_string(), "{\"path\":\"a.rs\"}".to_string()),
+            ("toolu_b".to_string(), "Read".to_string(), "{\"path\":\"b.rs\"}".to_string()),
+        ]
+    );
+    assert_eq!(finish, ["tool_calls"]);
+}
+
+#[test]
+fn anthropic_to_chat_stop_sequence_and_max_tokens() {
+    for (stop, seq, want) in
+        [("stop_sequence", Some("</end>"), "stop"), ("max_tokens", None, "length"), ("end_turn", None, "stop")]
+    {
+        let (out, t) =
+            run(StreamTranslator::new(Anthropic, OpenaiChat, "m"), &[&anthropic_text_stream("hi", stop, seq)]);
+        let support::ChatTotals { text, finish, .. } = chat_totals(&events(&out));
+        assert_eq!(text, "hi");
+        assert_eq!(finish, [want], "{stop}");
+        assert_eq!(t.usage().output_tokens, 4);
+    }
 }

@@ -212,6 +212,8 @@ pub struct ModelSection {
     pub context: Option<u64>,
     pub tools: Option<bool>,
     pub images: Option<bool>,
+    /// Accepts reasoning settings (translated `thinking` / `reasoning_effort`); default false.
+    pub reasoning: Option<bool>,
     pub price: Option<PriceSection>,
     /// Limits per account for this model (providers that count per model).
     pub limits: Option<LimitsSection>,

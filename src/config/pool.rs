@@ -67,6 +67,9 @@ pub struct ModelSpec {
     pub context: Option<u64>,
     pub tools: bool,
     pub images: bool,
+    /// Takes reasoning settings: translation maps `thinking` / `reasoning_effort` for it and
+    /// drops them for models without (many providers reject the unknown field).
+    pub reasoning: bool,
     pub price: Price,
     /// Per account, for this model.
     pub limits: Limits,
@@ -284,6 +287,7 @@ pub(super) fn validate_provider_pool(
                 context: None,
                 tools: true,
                 images: true,
+                reasoning: false,
                 price: Price::default(),
                 limits: Limits::default(),
             },
@@ -293,6 +297,7 @@ pub(super) fn validate_provider_pool(
                 context: s.context,
                 tools: s.tools.unwrap_or(true),
                 images: s.images.unwrap_or(true),
+                reasoning: s.reasoning.unwrap_or(false),
                 price: s.price.map(|pr| Price::from_section(pr, p.kind)).unwrap_or_default(),
                 limits: s.limits.map(Limits::from).unwrap_or_default(),
             },

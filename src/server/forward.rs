@@ -75,12 +75,15 @@ pub async fn send_with_fallback(
         }
         // Translation happens after folding, only when the target speaks another dialect.
         let model_override = attempt.send_model().or(state.model_override.as_deref()).map(str::to_string);
+        let mut reply = translate::ReplyContext::default();
         let (send_body, path) = if translating || model_override.is_some() {
-            let opts = RequestOptions { model: model_override.as_deref(), target_reasoning: false };
-            let translated = translate::translate_request_with(req.ingress, target.dialect, &req.body, &opts)
+            let target_reasoning = target.provider.model_spec(attempt.model()).is_some_and(|s| s.reasoning);
+            let opts = RequestOptions { model: model_override.as_deref(), target_reasoning };
+            let translated = translate::translate_request_for_reply(req.ingress, target.dialect, &req.body, &opts)
                 .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
+            reply = translated.reply;
             let path = if translating { target.dialect.endpoint_path().trim_start_matches("/v1") } else { req.route };
-            (Bytes::from(translated), path)
+            (Bytes::from(translated.body), path)
         } else {
             (req.body.clone(), req.route)
         };
@@ -180,7 +183,7 @@ pub async fn send_with_fallback(
             req.parts.method,
             req.parts.uri.path()
         );
-        let transform = transform_for(req.ingress, target.dialect, status, is_sse, req.envelope);
+        let transform = transform_for(req.ingress, target.dialect, status, is_sse, req.envelope, reply);
         record.status = status.as_u16();
         if let Some(p) = attempt.price() {
             let (input, output, cached_input, cache_write) = (p.input, p.output, p.cached_input, p.cache_write);
@@ -215,7 +218,7 @@ pub async fn send_with_fallback(
         state.metrics.request(req.ingress, h.status.as_u16());
         record.status = h.status.as_u16();
         (record.provider, record.account, record.error) = (h.provider, h.account, h.reason);
-        let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope);
+        let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope, Default::default());
         let body = match transform {
             Transform::Whole { upstream, client, .. } => {
                 Bytes::from(translate::translate_error(upstream, client, h.status.as_u16(), &h.body))
@@ -271,16 +274,18 @@ fn transform_for(
     status: StatusCode,
     is_sse: bool,
     env: &RequestEnvelope,
+    reply: translate::ReplyContext,
 ) -> Transform {
     if ingress == upstream {
         Transform::None
     } else if is_sse && status.is_success() {
-        let mut translator = StreamTranslator::new(upstream, ingress, env.model.as_deref().unwrap_or(""));
+        let model = env.model.as_deref().unwrap_or("");
+        let mut translator = StreamTranslator::with_reply(upstream, ingress, model, &reply);
         translator.set_include_usage(env.stream_options.as_ref().is_some_and(|o| o.include_usage));
         Transform::Stream(Box::new(translator))
     } else {
         let error_status = (!status.is_success()).then_some(status.as_u16());
-        Transform::Whole { upstream, client: ingress, error_status, buf: Vec::new() }
+        Transform::Whole { upstream, client: ingress, error_status, buf: Vec::new(), reply }
     }
 }
 

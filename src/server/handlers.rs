@@ -21,7 +21,10 @@ use crate::ledger::{client_family, Record, RequestOutcome};
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     let dialect = error_dialect(&path, req.headers());
-    if req.method() == Method::GET && path == "/healthz" {
+    // Claude Code probes `HEAD /api/hello` on its base URL at start (unless nonessential traffic
+    // is off): a liveness check like /healthz, not an API call.
+    let probe = req.method() == Method::GET || req.method() == Method::HEAD;
+    if probe && (path == "/healthz" || path == "/api/hello") {
         return json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"));
     }
     let proxy_key_header = match authenticate(&state, req.headers(), dashboard_key(&path, req.uri().query())) {
@@ -44,7 +47,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
             Err(e) => Err(ProxyError::Internal(format!("dashboard data: {e}"))),
         },
-        (&Method::GET, "/models") => Ok(models_response(&state, req.headers())),
+        (&Method::GET, "/models") => Ok(models_response(&state, req.headers(), proxy_key_header.as_ref()).await),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
             proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
         }
@@ -216,16 +219,18 @@ async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) ->
     }
 }
 
-fn models_response(state: &AppState, hdrs: &HeaderMap) -> Response<Body> {
-    let mut ids: Vec<(String, String)> = Vec::new();
-    for p in &state.cfg.providers {
-        for m in &p.models {
-            if !ids.iter().any(|(id, _)| id == m) {
-                ids.push((m.clone(), p.name.clone()));
-            }
-        }
+/// `GET /v1/models`: what a client can ask for here. Route names first, then the models of
+/// providers that are on (a provider waiting for its key is left out, as is a route with no
+/// target left), then `--upstream-model`. When the config names none (`serve --upstream URL`
+/// alone), the upstream's own list is asked for. OpenAI list shape, or Anthropic's when the
+/// caller sends `anthropic-version`.
+async fn models_response(state: &AppState, hdrs: &HeaderMap, proxy_key: Option<&HeaderName>) -> Response<Body> {
+    let anthropic = hdrs.contains_key(headers::ANTHROPIC_VERSION);
+    let mut ids = usable_models(state);
+    if ids.is_empty() {
+        ids = upstream_models(state, hdrs, proxy_key, anthropic).await;
     }
-    let body = if hdrs.contains_key(headers::ANTHROPIC_VERSION) {
+    let body = if anthropic {
         let data: Vec<serde_json::Value> = ids
             .iter()
             .map(|(id, _)| {
@@ -248,6 +253,62 @@ fn models_response(state: &AppState, hdrs: &HeaderMap) -> Response<Body> {
         serde_json::json!({"object": "list", "data": data})
     };
     json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// The model ids the caller's default upstream lists at its own `/models` (either list shape has
+/// `data[].id`). Best effort: an upstream that cannot say gives an empty list, logged at debug.
+async fn upstream_models(
+    state: &AppState,
+    hdrs: &HeaderMap,
+    proxy_key: Option<&HeaderName>,
+    anthropic: bool,
+) -> Vec<(String, String)> {
+    let dialect = if anthropic { Dialect::Anthropic } else { Dialect::OpenaiChat };
+    let Some(target) = state.pool.targets(dialect, None).ok().and_then(|t| t.into_iter().next()) else {
+        return Vec::new();
+    };
+    let owner = target.provider.name.clone();
+    let sent = state.upstream.send(&target, Method::GET, "/models", None, hdrs, proxy_key, Bytes::new()).await;
+    let body = match sent {
+        Ok(r) if r.status().is_success() => r.bytes().await.ok(),
+        Ok(r) => {
+            tracing::debug!(provider = %owner, status = r.status().as_u16(), "upstream has no model list");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(provider = %owner, "model list: {e}");
+            None
+        }
+    };
+    let listed: serde_json::Value = body.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let data = listed.get("data").and_then(|d| d.as_array()).map(Vec::as_slice).unwrap_or(&[]);
+    data.iter().filter_map(|m| m.get("id")?.as_str()).map(|id| (id.to_string(), owner.clone())).collect()
+}
+
+/// `(model name, owner)` for every name a request may carry that some usable target serves.
+fn usable_models(state: &AppState) -> Vec<(String, String)> {
+    let cfg = &state.cfg;
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut add = |id: &str, owner: &str| {
+        if !ids.iter().any(|(known, _)| known == id) {
+            ids.push((id.to_string(), owner.to_string()));
+        }
+    };
+    for r in &cfg.routes {
+        if r.targets.iter().any(|t| cfg.providers[t.provider].is_usable()) {
+            add(&r.name, "tokenfold");
+        }
+    }
+    for p in cfg.providers.iter().filter(|p| p.is_usable()) {
+        for m in &p.models {
+            add(m, &p.name);
+        }
+    }
+    if let Some(m) = &state.model_override {
+        let owner = Dialect::ALL.iter().find_map(|&d| cfg.upstream_for(d)).map(|p| p.name.as_str());
+        add(m, owner.unwrap_or("upstream"));
+    }
+    ids
 }
 
 fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response<Body> {

@@ -118,6 +118,8 @@ pub enum Transform {
         client: Dialect,
         error_status: Option<u16>,
         buf: Vec<u8>,
+        /// What the request's translation noted for its answer.
+        reply: translate::ReplyContext,
     },
 }
 
@@ -137,10 +139,10 @@ impl Transform {
         match self {
             Transform::None => Bytes::new(),
             Transform::Stream(t) => Bytes::from(t.finish()),
-            Transform::Whole { upstream, client, error_status, buf } => {
+            Transform::Whole { upstream, client, error_status, buf, reply } => {
                 let out = match error_status {
                     Some(status) => translate::translate_error(*upstream, *client, *status, buf),
-                    None => translate::translate_response(*upstream, *client, buf).unwrap_or_else(|e| {
+                    None => translate::translate_response_with(*upstream, *client, buf, reply).unwrap_or_else(|e| {
                         let msg = format!("could not translate the provider's {upstream} response: {e}");
                         error_body(*client, ErrorClass::Api, &msg)
                     }),

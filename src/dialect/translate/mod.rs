@@ -1,6 +1,6 @@
 //! Translation between the three dialects, for an agent whose route ends at a provider that speaks
-//! another one. Requests: Anthropic ⇄ Chat and Responses → Chat (→ Anthropic by composition).
-//! Responses, streamed or not, go the opposite ways.
+//! another one. Requests: Anthropic ⇄ Chat and Chat ⇄ Responses directly; Responses → Anthropic
+//! and Anthropic → Responses through Chat. Answers, streamed or not, go the opposite ways.
 //!
 //! Requests are parsed into `serde_json::Value` (sorted keys) and written anew, so the same input
 //! always gives the same bytes: prefix caching upstream survives translation.
@@ -72,6 +72,27 @@ pub struct RequestOptions<'a> {
     pub target_reasoning: bool,
 }
 
+/// What translating the answer needs to know about the request it answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyContext {
+    /// The client's freeform (`custom`) Responses tools. The target got each as a function tool
+    /// with one string parameter; its calls to them go back as `custom_tool_call` items.
+    pub custom_tools: Vec<String>,
+}
+
+impl ReplyContext {
+    pub(crate) fn is_custom_tool(&self, name: &str) -> bool {
+        self.custom_tools.iter().any(|t| t == name)
+    }
+}
+
+/// A translated request body and what its answer's translation needs.
+#[derive(Debug, Clone)]
+pub struct TranslatedRequest {
+    pub body: Vec<u8>,
+    pub reply: ReplyContext,
+}
+
 /// Request body of dialect `from` -> body of dialect `to`. Deterministic (same input, same bytes).
 /// `model` replaces the model name when Some.
 pub fn translate_request(
@@ -90,37 +111,67 @@ pub fn translate_request_with(
     body: &[u8],
     opts: &RequestOptions<'_>,
 ) -> Result<Vec<u8>, TranslateError> {
+    translate_request_for_reply(from, to, body, opts).map(|t| t.body)
+}
+
+/// `translate_request_with`, also returning what the answer's translation needs
+/// (`StreamTranslator::with_reply`, `translate_response_with`).
+pub fn translate_request_for_reply(
+    from: Dialect,
+    to: Dialect,
+    body: &[u8],
+    opts: &RequestOptions<'_>,
+) -> Result<TranslatedRequest, TranslateError> {
     use Dialect::*;
+    let mut reply = ReplyContext::default();
     if from == to && opts.model.is_none() {
-        return Ok(body.to_vec());
+        return Ok(TranslatedRequest { body: body.to_vec(), reply });
     }
     let req = parse_object(body)?;
     let out = match (from, to) {
+        _ if from == to => request::with_model(req, opts.model),
         (Anthropic, OpenaiChat) => request::from_anthropic::to_chat(&req, opts)?,
         (OpenaiChat, Anthropic) => request::from_chat::to_anthropic(&req, opts)?,
-        (OpenaiResponses, OpenaiChat) => request::from_responses::to_chat(&req, opts)?,
+        (OpenaiResponses, OpenaiChat) => request::from_responses::to_chat(&req, opts, &mut reply)?,
+        (OpenaiChat, OpenaiResponses) => request::to_responses::from_chat(&req, opts)?,
         (OpenaiResponses, Anthropic) => {
-            let chat = request::from_responses::to_chat(&req, opts)?;
+            let chat = request::from_responses::to_chat(&req, opts, &mut reply)?;
             request::from_chat::to_anthropic(&chat, opts)?
         }
-        _ if from == to => request::with_model(req, opts.model),
+        (Anthropic, OpenaiResponses) => {
+            let chat = request::from_anthropic::to_chat(&req, opts)?;
+            request::to_responses::from_chat(&chat, opts)?
+        }
         _ => return Err(TranslateError::Unsupported { from, to }),
     };
-    Ok(serde_json::to_vec(&out)?)
+    Ok(TranslatedRequest { body: serde_json::to_vec(&out)?, reply })
 }
 
 /// Non-streaming response body of upstream dialect -> client dialect.
 pub fn translate_response(upstream: Dialect, client: Dialect, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    translate_response_with(upstream, client, body, &ReplyContext::default())
+}
+
+/// `translate_response` for a request translated with `translate_request_for_reply`.
+pub fn translate_response_with(
+    upstream: Dialect,
+    client: Dialect,
+    body: &[u8],
+    reply: &ReplyContext,
+) -> Result<Vec<u8>, TranslateError> {
+    use response::{to_anthropic, to_chat, to_responses};
     use Dialect::*;
     if upstream == client {
         return Ok(body.to_vec());
     }
     let resp = parse_object(body)?;
     let out = match (upstream, client) {
-        (OpenaiChat, Anthropic) => response::to_anthropic::from_chat(&resp),
-        (Anthropic, OpenaiChat) => response::to_chat::from_anthropic(&resp),
-        (OpenaiChat, OpenaiResponses) => response::to_responses::from_chat(&resp),
-        (Anthropic, OpenaiResponses) => response::to_responses::from_chat(&response::to_chat::from_anthropic(&resp)),
+        (OpenaiChat, Anthropic) => to_anthropic::from_chat(&resp),
+        (Anthropic, OpenaiChat) => to_chat::from_anthropic(&resp),
+        (OpenaiChat, OpenaiResponses) => to_responses::from_chat(&resp, reply),
+        (Anthropic, OpenaiResponses) => to_responses::from_chat(&to_chat::from_anthropic(&resp), reply),
+        (OpenaiResponses, OpenaiChat) => to_chat::from_responses(&resp),
+        (OpenaiResponses, Anthropic) => to_anthropic::from_chat(&to_chat::from_responses(&resp)),
         _ => return Err(TranslateError::Unsupported { from: upstream, to: client }),
     };
     Ok(serde_json::to_vec(&out)?)
@@ -130,14 +181,13 @@ pub fn translate_response(upstream: Dialect, client: Dialect, body: &[u8]) -> Re
 /// dialect `client` through a target of dialect `target`.
 pub fn supports(client: Dialect, target: Dialect) -> bool {
     use Dialect::*;
-    client == target
-        || matches!(
-            (client, target),
-            (Anthropic, OpenaiChat)
-                | (OpenaiChat, Anthropic)
-                | (OpenaiResponses, OpenaiChat)
-                | (OpenaiResponses, Anthropic)
-        )
+    match (client, target) {
+        _ if client == target => true,
+        (Anthropic, OpenaiChat) | (Anthropic, OpenaiResponses) => true,
+        (OpenaiChat, Anthropic) | (OpenaiChat, OpenaiResponses) => true,
+        (OpenaiResponses, OpenaiChat) | (OpenaiResponses, Anthropic) => true,
+        _ => false,
+    }
 }
 
 fn parse_object(body: &[u8]) -> Result<Value, TranslateError> {

@@ -6,9 +6,14 @@ use serde_json::{json, Map, Value};
 
 use super::model;
 use crate::dialect::translate::json::{copy, join, text_of, to_string, tool_def, Get};
-use crate::dialect::{translate::RequestOptions, translate::TranslateError, Dialect};
+use crate::dialect::translate::{ReplyContext, RequestOptions, TranslateError};
+use crate::dialect::Dialect;
 
-pub(crate) fn to_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, TranslateError> {
+pub(crate) fn to_chat(
+    req: &Value,
+    opts: &RequestOptions<'_>,
+    reply: &mut ReplyContext,
+) -> Result<Value, TranslateError> {
     if req.some("previous_response_id").is_some() {
         return Err(TranslateError::Untranslatable {
             field: "previous_response_id",
@@ -35,7 +40,7 @@ pub(crate) fn to_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value, T
     b.flush();
     out.insert("messages".into(), Value::Array(b.messages));
 
-    let tools: Vec<Value> = req.arr_of("tools").iter().filter_map(function_tool).collect();
+    let tools: Vec<Value> = req.arr_of("tools").iter().filter_map(|t| chat_tool(t, reply)).collect();
     if !tools.is_empty() {
         if let Some(choice) = req.some("tool_choice").and_then(tool_choice) {
             out.insert("tool_choice".into(), choice);
@@ -203,14 +208,51 @@ fn user_content(content: Option<&Value>) -> Value {
     Value::Array(out)
 }
 
-/// Function tools only: built-in tools (web search, local shell, custom grammars, namespaces)
+/// A tool as a Chat function tool. Freeform (`custom`) tools such as Codex's `apply_patch`
+/// become a function taking the raw text as its one string parameter `input` (the same shape
+/// their replayed calls take above), and are noted so the answer can turn calls to them back
+/// into `custom_tool_call` items. Built-in tools (web search, local shell, namespaces, ...)
 /// have no Chat equivalent and are dropped.
-fn function_tool(t: &Value) -> Option<Value> {
-    if t.str_of("type") != Some("function") {
-        return None;
+fn chat_tool(t: &Value, reply: &mut ReplyContext) -> Option<Value> {
+    match t.str_of("type") {
+        Some("function") => {
+            let f = tool_def(t, "parameters", "parameters")?;
+            Some(json!({ "type": "function", "function": f }))
+        }
+        Some("custom") => {
+            let name = t.str_of("name")?;
+            reply.custom_tools.push(name.to_string());
+            let mut f = Map::new();
+            f.insert("name".into(), json!(name));
+            copy(t, "description", &mut f, "description");
+            let input = json!({ "type": "string", "description": custom_input_description(t.get("format")) });
+            let schema = json!({
+                "type": "object",
+                "properties": { "input": input },
+                "required": ["input"],
+                "additionalProperties": false,
+            });
+            f.insert("parameters".into(), schema);
+            Some(json!({ "type": "function", "function": f }))
+        }
+        other => {
+            tracing::debug!(tool = other.unwrap_or("(none)"), "tool type has no Chat equivalent; dropped");
+            None
+        }
     }
-    let f = tool_def(t, "parameters", "parameters")?;
-    Some(json!({ "type": "function", "function": f }))
+}
+
+/// What the model must write into a freeform tool's `input`: the raw text, and the grammar
+/// it follows when the tool has one.
+fn custom_input_description(format: Option<&Value>) -> String {
+    let mut text = "The tool's whole input as raw text (not JSON-encoded).".to_string();
+    if let Some(f) = format.filter(|f| f.str_of("type") == Some("grammar")) {
+        let syntax = f.str_of("syntax").unwrap_or("grammar");
+        if let Some(definition) = f.str_of("definition") {
+            text.push_str(&format!(" It must match this {syntax} grammar:\n{definition}"));
+        }
+    }
+    text
 }
 
 fn tool_choice(choice: &Value) -> Option<Value> {

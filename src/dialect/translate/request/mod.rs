@@ -3,6 +3,7 @@
 pub(crate) mod from_anthropic;
 pub(crate) mod from_chat;
 pub(crate) mod from_responses;
+pub(crate) mod to_responses;
 
 use serde_json::Value;
 

@@ -1,11 +1,11 @@
-//! Anthropic Messages response -> OpenAI Chat Completions response.
+//! Anthropic Messages or OpenAI Responses response -> OpenAI Chat Completions response.
 
 use serde_json::{json, Value};
 
 use crate::dialect::translate::common::{
-    chat_finish, chat_tool_call, chat_usage_json, merge_anthropic_usage, now_secs,
+    chat_finish, chat_tool_call, chat_usage_json, merge_anthropic_usage, now_secs, usage_from_responses,
 };
-use crate::dialect::translate::json::Get;
+use crate::dialect::translate::json::{join, Get};
 use crate::dialect::translate::Usage;
 
 pub(crate) fn from_anthropic(resp: &Value) -> Value {
@@ -33,17 +33,92 @@ pub(crate) fn from_anthropic(resp: &Value) -> Value {
     if let Some(u) = resp.get("usage") {
         merge_anthropic_usage(&mut usage, u);
     }
+    let created = now_secs();
+    completion(
+        resp.str_of("id").unwrap_or("chatcmpl-tokenfold"),
+        resp,
+        created,
+        message,
+        chat_finish(resp.str_of("stop_reason")),
+        &usage,
+    )
+}
+
+pub(crate) fn from_responses(resp: &Value) -> Value {
+    let mut text = String::new();
+    let mut refusal = String::new();
+    let mut reasoning = Vec::new();
+    let mut calls = Vec::new();
+    for item in resp.arr_of("output") {
+        match item.str_of("type") {
+            Some("message") => {
+                for part in item.arr_of("content") {
+                    match part.str_of("type") {
+                        Some("output_text") => text.push_str(part.str_of("text").unwrap_or("")),
+                        Some("refusal") => refusal.push_str(part.str_of("refusal").unwrap_or("")),
+                        _ => {}
+                    }
+                }
+            }
+            Some("reasoning") => reasoning.push(responses_reasoning(item)),
+            Some("function_call") => calls.push(json!({
+                "id": item.str_of("call_id").unwrap_or(""),
+                "type": "function",
+                "function": {
+                    "name": item.str_of("name").unwrap_or(""),
+                    "arguments": item.str_of("arguments").unwrap_or(""),
+                },
+            })),
+            _ => {}
+        }
+    }
+    let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
+    let refusal = if refusal.is_empty() { Value::Null } else { Value::String(refusal) };
+    let mut message = json!({ "role": "assistant", "content": content, "refusal": refusal });
+    let finish = responses_finish(resp, !calls.is_empty());
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let reasoning = join(reasoning.iter().map(String::as_str).filter(|r| !r.is_empty()));
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(reasoning);
+    }
+    let usage = resp.get("usage").map(usage_from_responses).unwrap_or_default();
+    let created = resp.u64_of("created_at").unwrap_or_else(now_secs);
+    completion(resp.str_of("id").unwrap_or("chatcmpl-tokenfold"), resp, created, message, finish, &usage)
+}
+
+/// The text of a reasoning item: its summary, else its raw reasoning text (open-weight servers).
+pub(crate) fn responses_reasoning(item: &Value) -> String {
+    let summary = join(item.arr_of("summary").iter().filter_map(|s| s.str_of("text")));
+    if !summary.is_empty() {
+        return summary;
+    }
+    join(item.arr_of("content").iter().filter_map(|c| c.str_of("text")))
+}
+
+/// Chat `finish_reason` for a Responses object: why it is incomplete, else whether it called tools.
+pub(crate) fn responses_finish(resp: &Value, has_calls: bool) -> &'static str {
+    match resp.get("incomplete_details").and_then(|d| d.str_of("reason")) {
+        Some("max_output_tokens") => "length",
+        Some("content_filter") => "content_filter",
+        _ if has_calls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+fn completion(id: &str, resp: &Value, created: u64, message: Value, finish: &str, usage: &Usage) -> Value {
     json!({
-        "id": resp.str_of("id").unwrap_or("chatcmpl-tokenfold"),
+        "id": id,
         "object": "chat.completion",
-        "created": now_secs(),
+        "created": created,
         "model": resp.str_of("model").unwrap_or(""),
         "choices": [{
             "index": 0,
             "message": message,
             "logprobs": null,
-            "finish_reason": chat_finish(resp.str_of("stop_reason")),
+            "finish_reason": finish,
         }],
-        "usage": chat_usage_json(&usage),
+        "usage": chat_usage_json(usage),
     })
 }

@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 use super::to_anthropic::reasoning_text;
 use crate::dialect::translate::common::{now_secs, responses_usage_json, usage_from_chat};
 use crate::dialect::translate::json::Get;
-use crate::dialect::translate::Usage;
+use crate::dialect::translate::{ReplyContext, Usage};
 
-pub(crate) fn from_chat(resp: &Value) -> Value {
+pub(crate) fn from_chat(resp: &Value, reply: &ReplyContext) -> Value {
     let id = response_id(resp.str_of("id"));
     let choice = resp.arr_of("choices").first().unwrap_or(&Value::Null);
     let msg = choice.get("message").unwrap_or(&Value::Null);
@@ -22,13 +22,13 @@ pub(crate) fn from_chat(resp: &Value) -> Value {
     }
     for call in msg.arr_of("tool_calls") {
         let f = call.get("function").unwrap_or(&Value::Null);
-        let item = call_item(
-            &item_id("fc", &id, output.len()),
-            call.str_of("id").unwrap_or(""),
-            f.str_of("name").unwrap_or(""),
-            f.str_of("arguments").unwrap_or(""),
-            "completed",
-        );
+        let (call_id, name) = (call.str_of("id").unwrap_or(""), f.str_of("name").unwrap_or(""));
+        let args = f.str_of("arguments").unwrap_or("");
+        let item = if reply.is_custom_tool(name) {
+            custom_call_item(&item_id("ctc", &id, output.len()), call_id, name, &custom_input(args))
+        } else {
+            call_item(&item_id("fc", &id, output.len()), call_id, name, args, "completed")
+        };
         output.push(item);
     }
     let usage = resp.get("usage").map(usage_from_chat).unwrap_or_default();
@@ -127,6 +127,24 @@ pub(crate) fn call_item(id: &str, call_id: &str, name: &str, arguments: &str, st
         "call_id": call_id,
         "name": name,
     })
+}
+
+/// A call to a freeform tool: its raw text `input` instead of JSON arguments.
+pub(crate) fn custom_call_item(id: &str, call_id: &str, name: &str, input: &str) -> Value {
+    json!({ "id": id, "type": "custom_tool_call", "call_id": call_id, "name": name, "input": input })
+}
+
+/// The raw text of a freeform tool call from the arguments of its function stand-in
+/// (`{"input": "..."}`). A model that wrote something else gets its arguments passed as they are.
+pub(crate) fn custom_input(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(m)) => match m.get("input") {
+            Some(Value::String(s)) => s.clone(),
+            _ => arguments.to_string(),
+        },
+        Ok(Value::String(s)) => s,
+        _ => arguments.to_string(),
+    }
 }
 
 pub(crate) fn summary_text(text: &str) -> Value {

@@ -18,7 +18,7 @@ pub(super) struct AnthropicToChat {
     tools: Vec<(u64, usize)>,
     finish: Option<&'static str>,
     usage: Usage,
-    pub include_usage: bool,
+    include_usage: bool,
     done: bool,
 }
 
@@ -144,6 +144,10 @@ impl Translate for AnthropicToChat {
 
     fn progress(&self) -> Progress {
         Progress::of(self.done, self.finish.is_some())
+    }
+
+    fn set_include_usage(&mut self, include: bool) {
+        self.include_usage = include;
     }
 
     /// The usage chunk (when asked for) and `[DONE]`.

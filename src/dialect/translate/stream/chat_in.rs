@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::order::Orderer;
 use crate::dialect::errors::ErrorClass;
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::usage_from_chat;
@@ -102,12 +103,20 @@ pub(super) struct ChatIn {
     calls: Vec<(usize, usize)>,
     saw_tool_calls: bool,
     started: bool,
+    order: Orderer,
 }
 
 impl ChatIn {
-    /// Calls `f` with each piece of one upstream event. Events that are not Chat chunks
-    /// (comments, keep-alives, unparsable data) give nothing.
+    /// Calls `f` with each piece of one upstream event, in an order where each tool call's
+    /// arguments sit between its start and the next block (see `order`). Events that are not
+    /// Chat chunks (comments, keep-alives, unparsable data) give nothing.
     pub fn read(&mut self, ev: &SseEvent, mut f: impl FnMut(Piece<'_>)) {
+        let mut order = std::mem::take(&mut self.order);
+        self.read_in_arrival_order(ev, |p| order.push(p, &mut f));
+        self.order = order;
+    }
+
+    fn read_in_arrival_order(&mut self, ev: &SseEvent, mut f: impl FnMut(Piece<'_>)) {
         let data = ev.data.trim();
         if data == "[DONE]" {
             return f(Piece::Done);

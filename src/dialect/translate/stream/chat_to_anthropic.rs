@@ -24,8 +24,6 @@ pub(super) struct ChatToAnthropic {
     started: bool,
     /// The block being written and its index. One at a time, as Anthropic streams them.
     open: Option<(Open, usize)>,
-    /// Block index of each tool-call slot.
-    tool_blocks: Vec<usize>,
     next_block: usize,
     stop: Option<(&'static str, Option<String>)>,
     usage: Usage,
@@ -40,7 +38,6 @@ impl ChatToAnthropic {
             model: model.to_string(),
             started: false,
             open: None,
-            tool_blocks: Vec::new(),
             next_block: 0,
             stop: None,
             usage: Usage::default(),
@@ -66,17 +63,14 @@ impl ChatToAnthropic {
                 self.close_block(out);
                 let index = self.next_block;
                 self.next_block += 1;
-                self.tool_blocks.push(index);
                 self.open = Some((Open::Tool(slot), index));
                 let block = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
                 self.block_start(index, block, out);
             }
             Piece::ToolArgs { slot, args } => {
-                // Deltas for an earlier call (rare) still go to its own index.
-                if let Some(&index) = self.tool_blocks.get(slot) {
-                    let delta = json!({ "type": "input_json_delta", "partial_json": args });
-                    let ev = json!({ "type": "content_block_delta", "index": index, "delta": delta });
-                    emit(out, Some("content_block_delta"), &ev);
+                // `ChatIn` sends a call's arguments only while its block is the open one.
+                if self.open.is_some_and(|(kind, _)| kind == Open::Tool(slot)) {
+                    self.delta(json!({ "type": "input_json_delta", "partial_json": args }), out);
                 }
             }
             Piece::Start { id } => {

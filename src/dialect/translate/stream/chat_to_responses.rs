@@ -8,15 +8,25 @@ use crate::dialect::errors::ErrorClass;
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::now_secs;
 use crate::dialect::translate::response::to_responses::{
-    call_item, item_id, message_item, output_text, reasoning_item, response_id, response_object, set_finish,
-    summary_text,
+    call_item, custom_call_item, custom_input, item_id, message_item, output_text, reasoning_item, response_id,
+    response_object, set_finish, summary_text,
 };
-use crate::dialect::translate::Usage;
+use crate::dialect::translate::{ReplyContext, Usage};
 
 enum Body {
     Message(String),
     Reasoning(String),
-    Call { call_id: String, name: String, args: String },
+    Call {
+        call_id: String,
+        name: String,
+        args: String,
+    },
+    /// A call to a freeform tool: its arguments (`{"input": ...}`) are read whole at the end.
+    Custom {
+        call_id: String,
+        name: String,
+        args: String,
+    },
 }
 
 struct Item {
@@ -31,12 +41,14 @@ impl Item {
             Body::Message(text) => message_item(&self.id, text, "completed"),
             Body::Reasoning(text) => reasoning_item(&self.id, text),
             Body::Call { call_id, name, args } => call_item(&self.id, call_id, name, args, "completed"),
+            Body::Custom { call_id, name, args } => custom_call_item(&self.id, call_id, name, &custom_input(args)),
         }
     }
 }
 
 pub(super) struct ChatToResponses {
     input: ChatIn,
+    reply: ReplyContext,
     id: String,
     model: String,
     created_at: u64,
@@ -53,9 +65,10 @@ pub(super) struct ChatToResponses {
 }
 
 impl ChatToResponses {
-    pub fn new(model: &str) -> Self {
+    pub fn new(model: &str, reply: ReplyContext) -> Self {
         ChatToResponses {
             input: ChatIn::default(),
+            reply,
             id: response_id(None),
             model: model.to_string(),
             created_at: now_secs(),
@@ -106,19 +119,29 @@ impl ChatToResponses {
                 self.start(out);
                 self.close_item(out);
                 let i = self.items.len();
-                let id = item_id("fc", &self.id, i);
-                let item = call_item(&id, &call_id, name, "", "in_progress");
-                let body = Body::Call { call_id, name: name.to_string(), args: String::new() };
+                let (id, item, body) = if self.reply.is_custom_tool(name) {
+                    let id = item_id("ctc", &self.id, i);
+                    let item = custom_call_item(&id, &call_id, name, "");
+                    (id, item, Body::Custom { call_id, name: name.to_string(), args: String::new() })
+                } else {
+                    let id = item_id("fc", &self.id, i);
+                    let item = call_item(&id, &call_id, name, "", "in_progress");
+                    (id, item, Body::Call { call_id, name: name.to_string(), args: String::new() })
+                };
                 self.items.push(Item { id, body });
                 self.call_items.push(i);
                 self.open = Some(i);
                 self.send(out, "response.output_item.added", json!({ "output_index": i, "item": item }));
             }
             Piece::ToolArgs { slot, args } => {
-                if let Some(&i) = self.call_items.get(slot) {
+                // `ChatIn` sends a call's arguments only while its item is the open one.
+                if let Some(&i) = self.call_items.get(slot).filter(|&&i| self.open == Some(i)) {
                     self.append(i, args);
-                    let ev = json!({ "item_id": self.items[i].id, "output_index": i, "delta": args });
-                    self.send(out, "response.function_call_arguments.delta", ev);
+                    // A freeform call's raw input is known only once its JSON arguments are whole.
+                    if matches!(self.items[i].body, Body::Call { .. }) {
+                        let ev = json!({ "item_id": self.items[i].id, "output_index": i, "delta": args });
+                        self.send(out, "response.function_call_arguments.delta", ev);
+                    }
                 }
             }
             Piece::Finish { reason, .. } => {
@@ -175,7 +198,9 @@ impl ChatToResponses {
 
     fn append(&mut self, i: usize, piece: &str) {
         match &mut self.items[i].body {
-            Body::Message(s) | Body::Reasoning(s) | Body::Call { args: s, .. } => s.push_str(piece),
+            Body::Message(s) | Body::Reasoning(s) | Body::Call { args: s, .. } | Body::Custom { args: s, .. } => {
+                s.push_str(piece)
+            }
         }
     }
 
@@ -201,6 +226,15 @@ impl ChatToResponses {
             Body::Call { name, args, .. } => {
                 let ev = json!({ "item_id": id, "output_index": i, "name": name, "arguments": args });
                 self.send(out, "response.function_call_arguments.done", ev);
+            }
+            Body::Custom { args, .. } => {
+                let input = custom_input(args);
+                if !input.is_empty() {
+                    let ev = json!({ "item_id": id, "output_index": i, "delta": input });
+                    self.send(out, "response.custom_tool_call_input.delta", ev);
+                }
+                let ev = json!({ "item_id": id, "output_index": i, "input": input });
+                self.send(out, "response.custom_tool_call_input.done", ev);
             }
         }
         let item = self.items[i].finished();

@@ -5,12 +5,14 @@ mod anthropic_to_chat;
 mod chat_in;
 mod chat_to_anthropic;
 mod chat_to_responses;
+mod order;
+mod responses_to_chat;
 mod tap;
 
 use serde_json::Value;
 
 use super::json::to_string;
-use super::Usage;
+use super::{ReplyContext, Usage};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::{write_event, SseEvent, SseSplitter};
 use crate::dialect::Dialect;
@@ -18,6 +20,7 @@ use crate::dialect::Dialect;
 use anthropic_to_chat::AnthropicToChat;
 use chat_to_anthropic::ChatToAnthropic;
 use chat_to_responses::ChatToResponses;
+use responses_to_chat::ResponsesToChat;
 use tap::Tap;
 
 /// What the upstream said when it ended without its terminal event.
@@ -53,6 +56,8 @@ trait Translate {
     fn complete(&mut self, out: &mut Vec<u8>);
     /// Writes the client's terminal error event.
     fn fail(&mut self, class: ErrorClass, msg: &str, out: &mut Vec<u8>);
+    /// Chat clients only: whether the final usage chunk (`choices: []`) is written.
+    fn set_include_usage(&mut self, _include: bool) {}
 
     /// The upstream ended. A stream cut after its finish reason lost only usage or the end
     /// marker, so it completes; one cut earlier is an error for the client.
@@ -66,14 +71,14 @@ trait Translate {
 }
 
 /// A translator behind an SSE splitter, so chunks may cut events (and UTF-8) anywhere.
-struct Framed<T> {
+struct Framed {
     splitter: SseSplitter,
-    inner: T,
+    inner: Box<dyn Translate + Send>,
     ended: bool,
 }
 
-impl<T: Translate> Framed<T> {
-    fn new(inner: T) -> Self {
+impl Framed {
+    fn new(inner: Box<dyn Translate + Send>) -> Self {
         Framed { splitter: SseSplitter::new(), inner, ended: false }
     }
 
@@ -103,13 +108,15 @@ impl<T: Translate> Framed<T> {
     }
 }
 
+fn stage(t: impl Translate + Send + 'static) -> Framed {
+    Framed::new(Box::new(t))
+}
+
 enum Kind {
-    Pass(Framed<Tap>),
-    ToAnthropic(Framed<ChatToAnthropic>),
-    ToChat(Framed<AnthropicToChat>),
-    ToResponses(Framed<ChatToResponses>),
-    /// Anthropic upstream, Responses client: through Chat.
-    ViaChat(Box<(Framed<AnthropicToChat>, Framed<ChatToResponses>)>),
+    /// One translator (or the pass-through tap) between upstream and client.
+    One(Framed),
+    /// Two translators through Chat: Anthropic ⇄ Responses.
+    ViaChat(Box<(Framed, Framed)>),
     Unsupported {
         upstream: Dialect,
         client: Dialect,
@@ -122,44 +129,52 @@ enum Kind {
 pub struct StreamTranslator {
     kind: Kind,
     client: Dialect,
+    passthrough: bool,
 }
 
 impl StreamTranslator {
     /// `model` is the name the client asked for; translated events carry it.
     pub fn new(upstream: Dialect, client: Dialect, model: &str) -> Self {
+        StreamTranslator::with_reply(upstream, client, model, &ReplyContext::default())
+    }
+
+    /// For a request translated with `translate_request_for_reply`.
+    pub fn with_reply(upstream: Dialect, client: Dialect, model: &str, reply: &ReplyContext) -> Self {
         use Dialect::*;
+        let to_responses = || stage(ChatToResponses::new(model, reply.clone()));
         let kind = match (upstream, client) {
-            _ if upstream == client => Kind::Pass(Framed::new(Tap::new(upstream))),
-            (OpenaiChat, Anthropic) => Kind::ToAnthropic(Framed::new(ChatToAnthropic::new(model))),
-            (Anthropic, OpenaiChat) => Kind::ToChat(Framed::new(AnthropicToChat::new(model))),
-            (OpenaiChat, OpenaiResponses) => Kind::ToResponses(Framed::new(ChatToResponses::new(model))),
-            (Anthropic, OpenaiResponses) => Kind::ViaChat(Box::new((
-                Framed::new(AnthropicToChat::new(model)),
-                Framed::new(ChatToResponses::new(model)),
-            ))),
+            _ if upstream == client => Kind::One(stage(Tap::new(upstream))),
+            (OpenaiChat, Anthropic) => Kind::One(stage(ChatToAnthropic::new(model))),
+            (Anthropic, OpenaiChat) => Kind::One(stage(AnthropicToChat::new(model))),
+            (OpenaiChat, OpenaiResponses) => Kind::One(to_responses()),
+            (OpenaiResponses, OpenaiChat) => Kind::One(stage(ResponsesToChat::new(model))),
+            (Anthropic, OpenaiResponses) => {
+                Kind::ViaChat(Box::new((stage(AnthropicToChat::new(model)), to_responses())))
+            }
+            (OpenaiResponses, Anthropic) => {
+                Kind::ViaChat(Box::new((stage(ResponsesToChat::new(model)), stage(ChatToAnthropic::new(model)))))
+            }
             _ => Kind::Unsupported { upstream, client, reported: false },
         };
-        StreamTranslator { kind, client }
+        StreamTranslator { kind, client, passthrough: upstream == client }
     }
 
     /// Whether a Chat client gets the final usage chunk (`choices: []`). On by default; turn it
     /// off when the client did not ask for `stream_options.include_usage`.
     pub fn set_include_usage(&mut self, include: bool) {
-        if let Kind::ToChat(f) = &mut self.kind {
-            f.inner.include_usage = include;
+        if let Kind::One(f) = &mut self.kind {
+            f.inner.set_include_usage(include);
         }
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         match &mut self.kind {
-            Kind::Pass(f) => {
+            Kind::One(f) if self.passthrough => {
                 f.push(chunk, &mut Vec::new());
                 out.extend_from_slice(chunk);
             }
-            Kind::ToAnthropic(f) => f.push(chunk, &mut out),
-            Kind::ToChat(f) => f.push(chunk, &mut out),
-            Kind::ToResponses(f) => f.push(chunk, &mut out),
+            Kind::One(f) => f.push(chunk, &mut out),
             Kind::ViaChat(pair) => {
                 let mut chat = Vec::new();
                 pair.0.push(chunk, &mut chat);
@@ -175,10 +190,7 @@ impl StreamTranslator {
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         match &mut self.kind {
-            Kind::Pass(f) => f.finish(&mut out),
-            Kind::ToAnthropic(f) => f.finish(&mut out),
-            Kind::ToChat(f) => f.finish(&mut out),
-            Kind::ToResponses(f) => f.finish(&mut out),
+            Kind::One(f) => f.finish(&mut out),
             Kind::ViaChat(pair) => {
                 let mut chat = Vec::new();
                 pair.0.finish(&mut chat);
@@ -193,10 +205,7 @@ impl StreamTranslator {
     /// Usage seen so far (input, output, cache read, cache write tokens) for accounting.
     pub fn usage(&self) -> Usage {
         match &self.kind {
-            Kind::Pass(f) => f.inner.usage(),
-            Kind::ToAnthropic(f) => f.inner.usage(),
-            Kind::ToChat(f) => f.inner.usage(),
-            Kind::ToResponses(f) => f.inner.usage(),
+            Kind::One(f) => f.inner.usage(),
             Kind::ViaChat(pair) => pair.0.inner.usage(),
             Kind::Unsupported { .. } => Usage::default(),
         }

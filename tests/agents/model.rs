@@ -1,0 +1,129 @@
+//! The scripted model: decides each turn from what the agent sent (the tools it offers, the tool
+//! results so far), logs every request it receives, and stops the script with a `MOCK-ABORT`
+//! answer when a tool result is not what the step needs (e.g. folding hid the edited line).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::common::mock::{Recorded, Reply};
+use super::provider::{self, Answer, Dialect, Turn};
+use super::scenario::{self, Kit, Step};
+
+/// Header the tap adds to each request so the mock's copy can be matched with the agent's.
+pub const SEQ_HEADER: &str = "x-agents-tap-seq";
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub seq: Option<u64>,
+    pub dialect: Option<Dialect>,
+    pub body: Vec<u8>,
+    pub turn: Option<Turn>,
+    /// The agent's task (it offers a known tool kit), as opposed to title generation and the like.
+    pub main: bool,
+    /// The step answered, for the task's requests.
+    pub step: Option<Step>,
+    pub abort: Option<String>,
+}
+
+pub struct Script {
+    pub repo: PathBuf,
+    log_path: PathBuf,
+    pub seen: Mutex<Vec<Seen>>,
+}
+
+impl Script {
+    pub fn new(repo: PathBuf, log_path: PathBuf) -> Script {
+        Script { repo, log_path, seen: Mutex::new(Vec::new()) }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn handle(&self, rec: &Recorded) -> Reply {
+        self.log(rec);
+        let seq = rec.header(SEQ_HEADER).and_then(|s| s.parse().ok());
+        let mut seen = Seen {
+            seq,
+            dialect: Dialect::from_path(&rec.path),
+            body: rec.body.clone(),
+            turn: None,
+            main: false,
+            step: None,
+            abort: None,
+        };
+        let reply = self.answer(rec, &mut seen);
+        if let Ok(mut s) = self.seen.lock() {
+            s.push(seen);
+        }
+        reply
+    }
+
+    fn answer(&self, rec: &Recorded, seen: &mut Seen) -> Reply {
+        let tokens = (rec.body.len() as u64).div_ceil(4);
+        if rec.path.ends_with("/count_tokens") {
+            return Reply::ok_json(format!("{{\"input_tokens\":{tokens}}}"));
+        }
+        let Some(dialect) = seen.dialect else { return provider::not_found(&rec.path) };
+        let turn = match provider::parse(dialect, &rec.body) {
+            Ok(t) => t,
+            Err(e) => {
+                seen.abort = Some(e.clone());
+                return Reply::Json {
+                    status: 400,
+                    body: format!("{{\"error\":{{\"message\":{e:?}}}}}").into(),
+                    headers: vec![],
+                };
+            }
+        };
+        let model = serde_json::from_slice::<serde_json::Value>(&rec.body)
+            .ok()
+            .and_then(|v| v["model"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "scripted".into());
+        let answer = match Kit::detect(&turn.tools) {
+            None => Answer::Text(scenario::SIDE_ANSWER.into()),
+            Some(kit) => {
+                seen.main = true;
+                let done = turn.results.len();
+                let step = Step::at(done);
+                seen.step = Some(step);
+                seen.abort = check_previous(&turn);
+                match (&seen.abort, scenario::tool_call(kit, &turn.tools, step, &self.repo)) {
+                    (Some(why), _) => Answer::Text(format!("MOCK-ABORT: {why}")),
+                    (None, Some(call)) => Answer::Call(call),
+                    (None, None) => Answer::Text(scenario::FINAL_ANSWER.into()),
+                }
+            }
+        };
+        let n = self.seen.lock().map(|s| s.len()).unwrap_or(0);
+        let reply = provider::reply(dialect, turn.stream, &answer, &model, n, tokens);
+        seen.turn = Some(turn);
+        reply
+    }
+
+    /// Appends the request to the mock's log (one JSON line per request).
+    fn log(&self, rec: &Recorded) {
+        let line = serde_json::json!({
+            "method": rec.method, "path": rec.path, "query": rec.query,
+            "headers": rec.headers, "body": String::from_utf8_lossy(&rec.body),
+        });
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Whether the latest tool result shows what its step needed.
+fn check_previous(turn: &Turn) -> Option<String> {
+    let done = turn.results.len();
+    let last = turn.results.last()?;
+    let step = Step::at(done - 1);
+    let expected = step.expect_in_result()?;
+    if last.contains(expected) {
+        return None;
+    }
+    let head: String = last.chars().take(400).collect();
+    Some(format!("the result of step {step:?} does not contain `{expected}`; it starts: {head}"))
+}

@@ -1,0 +1,217 @@
+//! The coding task every agent plays: a scratch git repository, the five tool steps the scripted
+//! model asks for, and what each step's tool result must show for the script to go on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+pub const FILE: &str = "src/config.py";
+pub const OLD_LINE: &str = "TIMEOUT = 30";
+pub const NEW_LINE: &str = "TIMEOUT = 45";
+pub const ERROR_LINE: &str = "ERROR widget-217: checksum mismatch (expected 0x9f, got 0x3c) at src/config.py:122";
+pub const FINAL_ANSWER: &str =
+    "FINAL: raised TIMEOUT to 45 in src/config.py; check.sh reported one error (widget-217 checksum mismatch).";
+/// Answer to requests outside the task (title generation and the like).
+pub const SIDE_ANSWER: &str = "Raise the widget timeout";
+pub const PROMPT: &str = "Raise TIMEOUT in src/config.py from 30 to 45, then run check.sh and tell me what failed.";
+/// Lines `check.sh` prints.
+pub const CHECK_LINES: usize = 400;
+
+/// One step of the script, in order. The index is the number of tool results already in the
+/// conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Read,
+    Edit,
+    ReRead,
+    Grep,
+    Run,
+    Final,
+}
+
+pub const STEPS: [Step; 6] = [Step::Read, Step::Edit, Step::ReRead, Step::Grep, Step::Run, Step::Final];
+
+impl Step {
+    pub fn at(results: usize) -> Step {
+        STEPS.get(results).copied().unwrap_or(Step::Final)
+    }
+
+    /// What the tool result of this step must contain, as the model sees it (after folding), for
+    /// the script to continue. `None`: anything goes.
+    pub fn expect_in_result(self) -> Option<&'static str> {
+        match self {
+            Step::Read => Some(OLD_LINE),
+            Step::Edit | Step::Final => None,
+            Step::ReRead | Step::Grep => Some(NEW_LINE),
+            Step::Run => Some(ERROR_LINE),
+        }
+    }
+}
+
+/// Writes the repository: a 240-line Python file (long enough for its re-read to fold), a check
+/// script printing `CHECK_LINES` lines with one error line, one commit.
+pub fn create_repo(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(dir.join(FILE), config_py())?;
+    std::fs::write(dir.join("check.sh"), check_sh())?;
+    std::fs::write(dir.join("README.md"), "# widgets\n\nA small service used by the tokenfold agent tests.\n")?;
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &["-c", "user.name=tokenfold", "-c", "user.email=tests@tokenfold.invalid", "commit", "-q", "-m", "widgets"],
+    ] {
+        let out = Command::new("git").args(args).current_dir(dir).output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+    }
+    Ok(())
+}
+
+fn config_py() -> String {
+    let mut s = String::from("\"\"\"Settings and limits of the widget service.\"\"\"\n\nimport os\n\n");
+    for ch in 1..=58 {
+        if ch == 30 {
+            s.push_str("# How long a widget may take to answer, in seconds.\n");
+            s.push_str(OLD_LINE);
+            s.push('\n');
+        }
+        s.push_str(&format!("def limit_{ch:03}(value):\n"));
+        s.push_str(&format!("    \"\"\"Clamp `value` to the range allowed on channel {ch}.\"\"\"\n"));
+        s.push_str(&format!("    return max({}, min(value, {}))\n\n", ch * 3, ch * 1700 + 11));
+    }
+    s
+}
+
+/// Exits 0: Claude Code keeps only the head and tail of a *failing* command's long output (about
+/// 10K characters), which would cut the error line before the proxy ever saw it.
+fn check_sh() -> String {
+    let script = r#"#!/usr/bin/env bash
+# Checks every widget and prints one line each.
+for i in $(seq 1 {lines}); do
+  if [ "$i" -eq 217 ]; then
+    echo '{error_line}'
+  else
+    printf 'widget-%03d ok  checksum 0x%02x  latency %d ms\n' "$i" $(( i * 37 % 256 )) $(( i % 17 + 3 ))
+  fi
+done
+"#;
+    script.replace("{lines}", &CHECK_LINES.to_string()).replace("{error_line}", ERROR_LINE)
+}
+
+/// The tools an agent offers, told apart by their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kit {
+    /// Read, Edit, Bash (Grep when offered).
+    ClaudeCode,
+    /// exec_command and apply_patch.
+    Codex,
+    /// read, edit or apply_patch, grep, bash.
+    OpenCode,
+}
+
+impl Kit {
+    pub fn detect(tools: &[OfferedTool]) -> Option<Kit> {
+        let has = |n: &str| tools.iter().any(|t| t.name == n);
+        if has("Read") && has("Edit") && has("Bash") {
+            Some(Kit::ClaudeCode)
+        } else if has("exec_command") || has("shell") {
+            Some(Kit::Codex)
+        } else if has("read") && has("bash") {
+            Some(Kit::OpenCode)
+        } else {
+            None
+        }
+    }
+}
+
+/// A tool in the request's tool list: its name and whether it is a freeform (custom) tool.
+#[derive(Debug, Clone)]
+pub struct OfferedTool {
+    pub name: String,
+    pub custom: bool,
+}
+
+/// A call the scripted model makes: `input` is the JSON arguments, or the raw text of a custom tool.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    pub name: String,
+    pub input: String,
+    pub custom: bool,
+}
+
+fn call(name: &str, args: Value) -> ToolCall {
+    ToolCall { name: name.to_string(), input: args.to_string(), custom: false }
+}
+
+fn patch() -> String {
+    format!("*** Begin Patch\n*** Update File: {FILE}\n@@\n-{OLD_LINE}\n+{NEW_LINE}\n*** End Patch\n")
+}
+
+/// The call for `step` in the agent's own tool schema.
+pub fn tool_call(kit: Kit, tools: &[OfferedTool], step: Step, repo: &Path) -> Option<ToolCall> {
+    let abs = |p: &str| repo.join(p).display().to_string();
+    let find = |n: &str| tools.iter().find(|t| t.name == n);
+    let c = match (kit, step) {
+        (_, Step::Final) => return None,
+        (Kit::ClaudeCode, Step::Read | Step::ReRead) => call("Read", json!({"file_path": abs(FILE)})),
+        (Kit::ClaudeCode, Step::Edit) => call(
+            "Edit",
+            json!({"file_path": abs(FILE), "old_string": OLD_LINE, "new_string": NEW_LINE, "replace_all": false}),
+        ),
+        (Kit::ClaudeCode, Step::Grep) if find("Grep").is_some() => {
+            call("Grep", json!({"pattern": "TIMEOUT", "path": abs("src"), "output_mode": "content", "-n": true}))
+        }
+        (Kit::ClaudeCode, Step::Grep) => {
+            call("Bash", json!({"command": "grep -rn TIMEOUT src", "description": "Find TIMEOUT"}))
+        }
+        (Kit::ClaudeCode, Step::Run) => {
+            call("Bash", json!({"command": "bash check.sh", "description": "Run the widget checks"}))
+        }
+        (Kit::Codex, s) => {
+            let exec = if find("exec_command").is_some() { "exec_command" } else { "shell" };
+            let run = |cmd: &str| {
+                if exec == "exec_command" {
+                    call(exec, json!({"cmd": cmd}))
+                } else {
+                    call(exec, json!({"command": ["bash", "-lc", cmd]}))
+                }
+            };
+            match s {
+                Step::Read | Step::ReRead => run(&format!("cat {FILE}")),
+                Step::Edit => match find("apply_patch") {
+                    Some(t) if t.custom => ToolCall { name: t.name.clone(), input: patch(), custom: true },
+                    Some(t) => call(&t.name, json!({"input": patch()})),
+                    None => run(&format!("sed -i 's/^{OLD_LINE}$/{NEW_LINE}/' {FILE}")),
+                },
+                Step::Grep => run("grep -rn TIMEOUT src"),
+                Step::Run | Step::Final => run("bash check.sh"),
+            }
+        }
+        (Kit::OpenCode, Step::Read | Step::ReRead) => call("read", json!({"filePath": abs(FILE)})),
+        (Kit::OpenCode, Step::Edit) if find("edit").is_some() => {
+            call("edit", json!({"filePath": abs(FILE), "oldString": OLD_LINE, "newString": NEW_LINE}))
+        }
+        (Kit::OpenCode, Step::Edit) => call("apply_patch", json!({"patchText": patch()})),
+        (Kit::OpenCode, Step::Grep) if find("grep").is_some() => {
+            call("grep", json!({"pattern": "TIMEOUT", "path": abs("src")}))
+        }
+        (Kit::OpenCode, Step::Grep) => {
+            call("bash", json!({"command": "grep -rn TIMEOUT src", "description": "Find TIMEOUT"}))
+        }
+        (Kit::OpenCode, Step::Run) => {
+            call("bash", json!({"command": "bash check.sh", "description": "Run the widget checks"}))
+        }
+    };
+    Some(c)
+}
+
+/// The file's lines after the scripted edit.
+pub fn edited_file(repo: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(repo.join(FILE))
+}
+
+pub fn repo_dir(case_dir: &Path) -> PathBuf {
+    case_dir.join("repo")
+}

@@ -57,12 +57,14 @@ enum Command {
         /// Period: 24h, 7d, 30d, 90m or a date (YYYY-MM-DD, UTC).
         #[arg(long, default_value = "7d")]
         since: String,
-        /// Group rows by: day, route, provider, model, mechanism or client.
+        /// Group rows by: day, route, provider, account, model, status, mechanism (tokens saved,
+        /// elisions, recalls and recall % per fold mechanism) or client.
         #[arg(long, default_value = "day")]
         by: String,
-        /// Only this conversation (the `session` column of the ledger).
-        #[arg(long)]
-        session: Option<String>,
+        /// One conversation: its id or a unique prefix of it. Without an id, or with a prefix that
+        /// several share, lists recent conversations.
+        #[arg(long, value_name = "ID", num_args = 0..=1)]
+        session: Option<Option<String>>,
         /// Print JSON instead of a table.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -123,7 +125,7 @@ fn main() -> ExitCode {
             serve(config, listen, upstream, upstream_dialect, upstream_model, debug)
         }
         Command::Report { since, by, session, json, csv, ledger } => {
-            report(&since, &by, session.as_deref(), json, csv, ledger)
+            tokenfold::ledger::cli::report(tokenfold::ledger::cli::ReportArgs { since, by, session, json, csv, ledger })
         }
         Command::Replay { paths, json, system_tokens } => {
             ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens }))
@@ -145,51 +147,6 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-    }
-}
-
-fn report(since: &str, by: &str, session: Option<&str>, json: bool, csv: bool, ledger: Option<PathBuf>) -> ExitCode {
-    use tokenfold::ledger::report;
-    let Some(since_ms) = report::parse_since(since, tokenfold::ledger::now_ms()) else {
-        eprintln!("error: --since `{since}` is not like 24h, 7d, 30d or 2026-11-01");
-        return ExitCode::from(2);
-    };
-    let Some(group) = report::GroupBy::parse(by) else {
-        eprintln!("error: --by `{by}` is not one of day, route, provider, model, mechanism, client");
-        return ExitCode::from(2);
-    };
-    let Some(path) = ledger.or_else(server::ledger_path) else {
-        eprintln!("error: the ledger is off (TOKENFOLD_LEDGER=off); pass --ledger PATH");
-        return ExitCode::from(2);
-    };
-    if !path.exists() {
-        eprintln!("no ledger yet at {}: run `tokenfold serve` and send some requests first", path.display());
-        return ExitCode::from(1);
-    }
-    match report::build(&path, since_ms, group, session) {
-        Ok(rep) if json => match serde_json::to_string_pretty(&rep) {
-            Ok(s) => {
-                println!("{s}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Ok(rep) if csv => {
-            print!("{}", report::render_csv(&rep));
-            ExitCode::SUCCESS
-        }
-        Ok(rep) => {
-            print!("{}", report::render_table(&rep));
-            println!("(tokens: provider-reported input plus tokenfold's estimate of what folding removed)");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: cannot read the ledger at {}: {e}", path.display());
-            ExitCode::FAILURE
-        }
     }
 }
 

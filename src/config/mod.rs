@@ -103,7 +103,12 @@ impl Provider {
             base_url,
             auth: ProviderAuth::Client,
             models: Vec::new(),
-            accounts: vec![Account { label: "client".into(), auth: ProviderAuth::Client, limits: Limits::default() }],
+            accounts: vec![Account {
+                label: "client".into(),
+                auth: ProviderAuth::Client,
+                limits: Limits::default(),
+                free_tier: false,
+            }],
             model_specs: Vec::new(),
             day_zone: crate::pool::zone::DayZone::UTC,
             rate_scope: RateScope::Account,
@@ -139,6 +144,8 @@ pub struct Config {
     /// `[routes.NAME]`, by name.
     pub routes: Vec<Route>,
     pub pool: PoolSettings,
+    /// `[ledger] retention_days`: older records are compacted into daily aggregates.
+    pub ledger_retention: Duration,
 }
 
 impl Config {
@@ -286,6 +293,14 @@ impl Config {
             }
         }
         let pool = pool::validate_pool_section(&file.pool, &at)?;
+        let retention = &file.ledger.retention_days;
+        if *retention.get_ref() == 0 || *retention.get_ref() > 36_500 {
+            return Err(invalid(
+                retention.span(),
+                "ledger.retention_days",
+                "give a number of days from 1 to 36500".into(),
+            ));
+        }
 
         let t = &file.timeouts;
         Ok(Config {
@@ -304,6 +319,7 @@ impl Config {
             default_fallbacks: HashMap::new(),
             routes,
             pool,
+            ledger_retention: Duration::from_secs(*retention.get_ref() * 86_400),
         })
     }
 
@@ -372,6 +388,9 @@ impl Config {
                     s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
                 }
             }
+            if p.accounts.iter().all(|a| a.free_tier) {
+                s.push_str("free_tier = true\n");
+            }
             if p.accounts.len() > 1 {
                 let labels: Vec<String> = p.accounts.iter().map(|a| format!("\"{}\"", a.label)).collect();
                 s.push_str(&format!("# accounts: [{}]\n", labels.join(", ")));
@@ -391,6 +410,7 @@ impl Config {
                 targets.join(", ")
             ));
         }
+        s.push_str(&format!("\n[ledger]\nretention_days = {}\n", self.ledger_retention.as_secs() / 86_400));
         s.push_str("\n[default_upstream]\n");
         for d in Dialect::ALL {
             if let Some(&i) = self.default_upstream.get(&d) {

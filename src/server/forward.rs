@@ -46,6 +46,10 @@ struct HeldAnswer {
     headers: HeaderMap,
     body: Bytes,
     upstream: Dialect,
+    /// Who gave it and why it failed, for the ledger record.
+    provider: String,
+    account: String,
+    reason: String,
 }
 
 pub async fn send_with_fallback(
@@ -63,6 +67,8 @@ pub async fn send_with_fallback(
     let mut last_error: Option<ProxyError> = None;
     while let Some(mut attempt) = plan.next_attempt() {
         let target = attempt.target().clone();
+        // A failed request's record names the last target tried.
+        note_target(record, &attempt);
         let translating = target.dialect != req.ingress;
         if req.route == "/messages/count_tokens" && target.dialect != Dialect::Anthropic {
             // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
@@ -100,6 +106,7 @@ pub async fn send_with_fallback(
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
+                add_upstream_wait(record, sent_at);
                 let retry = transport_failed(attempt, record, &e);
                 last_error = Some(e);
                 if retry {
@@ -124,6 +131,8 @@ pub async fn send_with_fallback(
         } else {
             read_whole(&mut body_stream, state.upstream.timeouts().idle).await
         };
+        // Waiting on this upstream (connect, headers, the part read to judge it) is not overhead.
+        add_upstream_wait(record, sent_at);
         let peeked = match peeked {
             Ok(p) => p,
             Err(e) => {
@@ -138,9 +147,19 @@ pub async fn send_with_fallback(
         };
         if let Some(failure) = classify(status.as_u16(), &resp_headers, &peeked, pool.clock().now_ms()) {
             tracing::warn!(provider = %target.provider.name, "{failure}");
-            record.fallbacks.push(format!("{}: {}", attempt.provider(), failure.kind()));
+            let (provider, account) = (attempt.provider().to_string(), attempt.account().to_string());
+            let reason = format!("{provider}/{account}: {}", failure.kind());
+            record.fallbacks.push(reason.clone());
             let retry = attempt.report(Outcome::Failed(failure)) == Verdict::TryNext;
-            held = Some(HeldAnswer { status, headers: resp_headers, body: peeked, upstream: target.dialect });
+            held = Some(HeldAnswer {
+                status,
+                headers: resp_headers,
+                body: peeked,
+                upstream: target.dialect,
+                provider,
+                account,
+                reason,
+            });
             if retry {
                 continue;
             }
@@ -167,12 +186,10 @@ pub async fn send_with_fallback(
             req.parts.uri.path()
         );
         let transform = transform_for(req.ingress, target.dialect, status, is_sse, req.envelope, reply);
-        record.provider = attempt.provider().to_string();
-        record.account = attempt.account().to_string();
-        record.model = attempt.model().to_string();
         record.status = status.as_u16();
         if let Some(p) = attempt.price() {
-            record.prices = Prices { input: p.input, output: p.output, cached_input: p.cached_input, cache_write: 0.0 };
+            let (input, output, cached_input, cache_write) = (p.input, p.output, p.cached_input, p.cache_write);
+            record.prices = Prices { input, output, cached_input, cache_write };
         }
         let context = RelayContext {
             state: state.clone(),
@@ -181,7 +198,6 @@ pub async fn send_with_fallback(
             provider: target.provider.name.clone(),
             is_sse,
             started: req.started,
-            sent_at,
             record: std::mem::replace(record, Record::empty()),
             attempt: Some(attempt),
         };
@@ -198,9 +214,12 @@ pub async fn send_with_fallback(
         return Ok(response);
     }
     // No target took the request: the provider's own answer if one came back, else our error.
+    // The last failure led to no further attempt, so it is the request's error, not a hop.
+    let last_failure = record.fallbacks.pop().unwrap_or_default();
     if let Some(h) = held {
         state.metrics.request(req.ingress, h.status.as_u16());
         record.status = h.status.as_u16();
+        (record.provider, record.account, record.error) = (h.provider, h.account, h.reason);
         let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope, Default::default());
         let body = match transform {
             Transform::Whole { upstream, client, .. } => {
@@ -214,6 +233,7 @@ pub async fn send_with_fallback(
         }
         return Err(ProxyError::Upstream { status: h.status, headers, body });
     }
+    record.error = last_failure;
     Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
 }
 
@@ -221,8 +241,23 @@ pub async fn send_with_fallback(
 /// the ledger record. True when the next target may be tried.
 fn transport_failed(attempt: Attempt, record: &mut Record, e: &ProxyError) -> bool {
     tracing::warn!(provider = attempt.provider(), "{e}");
-    record.fallbacks.push(format!("{}: {}", attempt.provider(), e.kind()));
+    record.fallbacks.push(format!("{}/{}: {}", attempt.provider(), attempt.account(), e.kind()));
     attempt.report(Outcome::Failed(Failure::from_proxy_error(e))) == Verdict::TryNext
+}
+
+/// Names the attempt's target in the record: provider, account, model, and whether its account is
+/// a free tier.
+fn note_target(record: &mut Record, attempt: &Attempt) {
+    record.provider = attempt.provider().to_string();
+    record.account = attempt.account().to_string();
+    record.model = attempt.model().to_string();
+    let accounts = &attempt.target().provider.accounts;
+    record.free_tier = accounts.iter().find(|a| a.label == attempt.account()).is_some_and(|a| a.free_tier);
+}
+
+/// Adds the time since `since`, spent waiting on an upstream, to the record's `upstream_us`.
+fn add_upstream_wait(record: &mut Record, since: Instant) {
+    record.upstream_us += since.elapsed().as_micros() as u64;
 }
 
 /// What admission needs to know, read cheaply from the raw bytes (input is bytes / 4) and the

@@ -16,7 +16,7 @@ use super::error::ProxyError;
 use super::forward::UpstreamRequest;
 use super::{AppState, Body};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
-use crate::ledger::{client_family, MechanismSaving, Record, RequestOutcome};
+use crate::ledger::{client_family, Record, RequestOutcome};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -130,9 +130,13 @@ async fn proxy(
     if let Err(e) = &result {
         record.status = e.status().as_u16();
         record.outcome = RequestOutcome::Error;
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        record.ttfb_ms = record.latency_ms;
-        record.overhead_us = started.elapsed().as_micros() as u64;
+        if record.error.is_empty() {
+            record.error = e.kind().to_string();
+        }
+        let total = started.elapsed();
+        record.latency_ms = total.as_millis() as u64;
+        record.ttfb_us = total.as_micros() as u64;
+        record.overhead_us = (total.as_micros() as u64).saturating_sub(record.upstream_us);
         state.ledger.record(record);
     }
     result
@@ -156,6 +160,11 @@ async fn forward(
         serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
     record.model = envelope.model.clone().unwrap_or_default();
     record.route = record.model.clone();
+    // A session id in a header is read now; one in the body is read by the ledger writer.
+    match crate::ledger::session::from_headers(&parts.headers) {
+        Some(id) => record.session = id,
+        None => record.session_body = Some((dialect, body.clone())),
+    }
 
     // Fold on the ingress dialect, before any translation. Fail open: a panic forwards the original.
     let fold_off = parts.headers.get(headers::TOKENFOLD).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
@@ -166,9 +175,7 @@ async fn forward(
         match folded {
             Ok(Some(f)) => {
                 saved_tokens = f.saved_tokens;
-                for (mechanism, tokens) in f.savings_by_mechanism() {
-                    record.savings.push(MechanismSaving { mechanism: mechanism.into(), tokens });
-                }
+                note_fold(record, &f);
                 forward = f.body;
             }
             Ok(None) => {}
@@ -188,6 +195,22 @@ async fn forward(
         started,
     };
     super::forward::send_with_fallback(state, request, record).await
+}
+
+/// Copies what folding did into the record, per mechanism.
+fn note_fold(record: &mut Record, f: &crate::fold::Folded) {
+    for (mechanism, tokens) in f.savings_by_mechanism() {
+        record.add_saving(mechanism, |s| s.tokens += tokens);
+    }
+    for (mechanism, tokens) in &f.turn_savings {
+        record.add_saving(mechanism, |s| s.turn_tokens += tokens);
+    }
+    for (mechanism, n) in &f.turn_elisions {
+        record.add_saving(mechanism, |s| s.elisions += n);
+    }
+    for (mechanism, n) in &f.turn_recalls {
+        record.add_saving(mechanism, |s| s.recalls += n);
+    }
 }
 
 async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> Result<Bytes, ProxyError> {

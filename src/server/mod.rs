@@ -55,7 +55,7 @@ impl AppState {
     pub fn with_model_override(cfg: Config, model_override: Option<String>) -> Result<Arc<AppState>, ProxyError> {
         let upstream = UpstreamClient::new(cfg.timeouts.clone())?;
         let ledger = match ledger_path() {
-            Some(path) => Ledger::open(&path, std::time::Duration::from_secs(30 * 86_400)),
+            Some(path) => Ledger::open(&path, cfg.ledger_retention),
             None => Ledger::disabled(),
         };
         Ok(Arc::new(AppState {
@@ -89,11 +89,7 @@ impl AppState {
 
 /// The ledger file: `$TOKENFOLD_LEDGER` (`off` disables it), else the default under the data dir.
 pub fn ledger_path() -> Option<std::path::PathBuf> {
-    match std::env::var("TOKENFOLD_LEDGER") {
-        Ok(v) if v == "off" => None,
-        Ok(v) if !v.is_empty() => Some(v.into()),
-        _ => Some(crate::ledger::default_path()),
-    }
+    crate::ledger::path_from_env()
 }
 
 /// Refuses configurations that would expose the proxy without authentication.

@@ -27,9 +27,8 @@ pub struct RelayContext {
     pub upstream_dialect: Dialect,
     pub provider: String,
     pub is_sse: bool,
-    /// When the request arrived, and when it was sent upstream.
+    /// When the request arrived.
     pub started: Instant,
-    pub sent_at: Instant,
     /// The ledger record, completed when the body ends.
     pub record: Record,
     /// The pool's attempt, told how the request went when the body ends.
@@ -45,6 +44,19 @@ struct Finish {
     usage: UsageSniffer,
     /// An error event the provider sent inside a stream (passed through to the client).
     watch: Option<StreamWatch>,
+    /// Set while waiting for the upstream's next chunk (a drop mid-wait still counts it).
+    waiting_since: Option<Instant>,
+}
+
+impl Finish {
+    fn wait_begins(&mut self) {
+        self.waiting_since = Some(Instant::now());
+    }
+    fn wait_ends(&mut self) {
+        if let Some(t) = self.waiting_since.take() {
+            self.ctx.record.upstream_us += t.elapsed().as_micros() as u64;
+        }
+    }
 }
 
 impl Drop for Finish {
@@ -69,14 +81,16 @@ impl Drop for Finish {
                 "client went away: upstream request cancelled"
             );
         }
+        self.wait_ends();
         let ctx = &mut self.ctx;
         let now = Instant::now();
         let mut r = std::mem::replace(&mut ctx.record, Record::empty());
         r.outcome = if outcome == Outcome::Completed && r.status >= 400 { Outcome::Error } else { outcome };
-        r.latency_ms = now.duration_since(ctx.started).as_millis() as u64;
-        r.ttfb_ms = self.first_byte.map(|t| t.duration_since(ctx.started).as_millis() as u64).unwrap_or(r.latency_ms);
-        // Total minus the upstream's own time (from sending until its body ended).
-        r.overhead_us = ctx.sent_at.duration_since(ctx.started).as_micros() as u64;
+        let total = now.duration_since(ctx.started);
+        r.latency_ms = total.as_millis() as u64;
+        r.ttfb_us = self.first_byte.unwrap_or(now).duration_since(ctx.started).as_micros() as u64;
+        // Total minus every wait on an upstream (failed attempts included): what the proxy added.
+        r.overhead_us = (total.as_micros() as u64).saturating_sub(r.upstream_us);
         if let Some(u) = usage {
             r.settle(u);
         }
@@ -178,6 +192,7 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
         bytes: out.len() as u64,
         usage,
         watch: None,
+        waiting_since: None,
     };
     // Recording happens here, as the answer is handed to the client.
     drop(finish);
@@ -189,7 +204,7 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
     let watch = ctx.is_sse.then(|| StreamWatch::new(ctx.state.pool().clock().now_ms()));
-    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, watch };
+    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, watch, waiting_since: None };
     let upstream: ByteStream = if prefix.is_empty() {
         rest
     } else {
@@ -199,7 +214,10 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         loop {
-            return match tokio::time::timeout(idle, st.upstream.next()).await {
+            st.finish.wait_begins();
+            let next = tokio::time::timeout(idle, st.upstream.next()).await;
+            st.finish.wait_ends();
+            return match next {
                 Ok(Some(Ok(chunk))) => {
                     st.finish.usage.push(&chunk);
                     if let Some(w) = &mut st.finish.watch {
@@ -251,6 +269,7 @@ fn end_with_error(
 ) -> Option<(Result<Frame<Bytes>, std::io::Error>, Option<State>)> {
     tracing::warn!("{msg}");
     st.finish.ctx.state.metrics.error(kind);
+    st.finish.ctx.record.error = kind.to_string();
     st.finish.outcome = Some(Outcome::UpstreamFailed);
     if let Transform::Stream(t) = &mut st.transform {
         // The translator closes what it opened and ends with an error event of the client's dialect.

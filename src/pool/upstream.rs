@@ -12,20 +12,39 @@ use crate::server::error::ProxyError;
 use super::Target;
 
 /// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those the client library
-/// sets itself from the body it sends.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
+/// sets itself from the body it sends. Headers a message's own `Connection` header names are
+/// hop-by-hop too (`connection_options`).
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// The header names listed in `Connection:` (`Connection: keep-alive, x-custom-hop` makes
+/// `x-custom-hop` hop-by-hop). Empty, without allocating, in the usual case.
+fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        // `from_bytes` lower-cases, as `HeaderMap` stores names.
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect()
+}
 
 pub struct UpstreamClient {
     http: reqwest::Client,
@@ -115,9 +134,11 @@ impl UpstreamClient {
 pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: Option<&HeaderName>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(client.len() + 1);
     let own_key = matches!(target.provider.auth, ProviderAuth::Key { .. });
+    let options = connection_options(client);
     for (name, value) in client {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
+        if is_hop_by_hop(n)
+            || options.contains(name)
             || n.starts_with(headers::TOKENFOLD_PREFIX)
             // Bodies are relayed (and parsed) as sent: ask for them uncompressed.
             || n == "accept-encoding"
@@ -144,8 +165,9 @@ pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: O
 /// Response headers relayed to the client: the provider's, minus hop-by-hop ones.
 pub fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len() + 1);
+    let options = connection_options(upstream);
     for (name, value) in upstream {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
+        if !is_hop_by_hop(name.as_str()) && !options.contains(name) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -179,5 +201,47 @@ impl WithoutUrl for reqwest::Error {
             s = s.replace(url.as_str(), "");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Provider;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_hop_by_hop_both_ways() {
+        let target = Target {
+            provider: std::sync::Arc::new(Provider::client_passthrough(
+                "p".into(),
+                Dialect::Anthropic,
+                "http://x/v1".into(),
+            )),
+            dialect: Dialect::Anthropic,
+        };
+        let client = headers(&[
+            ("connection", "keep-alive, X-Custom-Hop"),
+            ("connection", "x-second-hop"),
+            ("x-custom-hop", "1"),
+            ("x-second-hop", "2"),
+            ("keep-alive", "timeout=5"),
+            ("x-end-to-end", "3"),
+            ("anthropic-version", "2023-06-01"),
+        ]);
+        let sent = upstream_headers(&client, &target, None);
+        let names: Vec<&str> = sent.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-end-to-end", "anthropic-version"]);
+
+        let answer = headers(&[("connection", "x-resp-hop"), ("x-resp-hop", "1"), ("request-id", "r1")]);
+        let relayed = client_response_headers(&answer);
+        assert_eq!(relayed.keys().map(|n| n.as_str()).collect::<Vec<_>>(), ["request-id"]);
     }
 }

@@ -24,6 +24,10 @@ use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
 
 /// Error bodies and non-streamed answers are read whole before deciding; beyond this they are cut.
 const WHOLE_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// A stream's first event is held back to judge it only up to this size (a Responses
+/// `response.created` echoes the request's instructions and tools); a longer first event is
+/// committed and streamed on as it arrives.
+const PEEK_LIMIT: usize = 256 * 1024;
 
 /// Everything about the client's request the attempts need.
 pub struct UpstreamRequest<'a> {
@@ -79,6 +83,8 @@ pub async fn send_with_fallback(
             (req.body.clone(), req.route)
         };
         let sent_at = Instant::now();
+        // The proxy's own time if the request ends before the relay takes over (error, cancel).
+        record.overhead_us = sent_at.duration_since(req.started).as_micros() as u64;
         let upstream_bytes = send_body.len() as u64;
         let sent = state
             .upstream
@@ -194,7 +200,6 @@ pub async fn send_with_fallback(
     }
     // No target took the request: the provider's own answer if one came back, else our error.
     if let Some(h) = held {
-        state.metrics.request(req.ingress, h.status.as_u16());
         record.status = h.status.as_u16();
         let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope);
         let body = match transform {
@@ -260,7 +265,7 @@ fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform
     headers
 }
 
-/// Reads a stream until its first complete SSE event (or its end).
+/// Reads a stream until its first complete SSE event (or its end, or `PEEK_LIMIT` bytes).
 async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
     let mut seen = Vec::new();
     let mut splitter = SseSplitter::new();
@@ -274,7 +279,7 @@ async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> R
             Ok(Some(Ok(chunk))) => {
                 seen.extend_from_slice(&chunk);
                 splitter.push(&chunk);
-                if splitter.next_event().is_some() {
+                if splitter.next_event().is_some() || seen.len() >= PEEK_LIMIT {
                     return Ok(Bytes::from(seen));
                 }
             }

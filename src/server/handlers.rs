@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 use super::dashboard;
 use super::error::ProxyError;
 use super::forward::UpstreamRequest;
+use super::pending::{InFlight, Pending};
 use super::{AppState, Body};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
-use crate::ledger::{client_family, MechanismSaving, Record, RequestOutcome};
+use crate::ledger::{client_family, MechanismSaving, Record};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -59,12 +60,18 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     result.unwrap_or_else(|e| error_response(&state, dialect, e))
 }
 
-/// The dialect an error is rendered in before the body is read: by path, then by header.
+/// The dialect an error is rendered in before the body is read. The three dialect paths decide
+/// by themselves; only elsewhere (unknown routes, `/metrics`) does `anthropic-version` pick Anthropic.
 fn error_dialect(path: &str, headers: &HeaderMap) -> Dialect {
-    if path.contains("/messages") || headers.contains_key(headers::ANTHROPIC_VERSION) {
+    let route = path.strip_prefix("/v1").unwrap_or(path);
+    if route.starts_with("/messages") {
         Dialect::Anthropic
-    } else if path.contains("/responses") {
+    } else if route.starts_with("/chat/completions") {
+        Dialect::OpenaiChat
+    } else if route.starts_with("/responses") {
         Dialect::OpenaiResponses
+    } else if headers.contains_key(headers::ANTHROPIC_VERSION) {
+        Dialect::Anthropic
     } else {
         Dialect::OpenaiChat
     }
@@ -112,20 +119,16 @@ async fn proxy(
     peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
     let started = Instant::now();
-    let mut record = Record::empty();
+    let in_flight = InFlight::enter(state);
+    let mut pending = Pending::new(state, started);
+    let record = &mut pending.record;
     record.ts_ms = crate::ledger::now_ms();
     record.dialect = dialect.name();
     record.client = client_family(req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""));
-    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, &mut record).await;
-    if let Err(e) = &result {
-        record.status = e.status().as_u16();
-        record.outcome = RequestOutcome::Error;
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        record.ttfb_ms = record.latency_ms;
-        record.overhead_us = started.elapsed().as_micros() as u64;
-        state.ledger.record(record);
-    }
-    result
+    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, record).await;
+    pending.settle(&result);
+    // Until the body is done (or the client drops it), the request counts as in flight.
+    result.map(|response| response.map(|body| in_flight.track(body)))
 }
 
 #[allow(clippy::too_many_arguments)]

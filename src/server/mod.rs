@@ -5,6 +5,7 @@ mod dashboard;
 pub mod error;
 mod forward;
 mod handlers;
+mod pending;
 pub mod metrics;
 mod relay;
 

@@ -2,13 +2,10 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::mock::{self, Chunk, Reply};
+use common::mock::{self, Reply};
 use common::{config_for, spawn_proxy, temp_file, try_spawn_proxy};
-use futures_util::StreamExt;
 
 const CLIENT_AUTH: &str = "auth = \"client\"";
 
@@ -125,8 +122,7 @@ async fn client_errors_come_back_in_the_callers_dialect() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_dialect_shape("/v1/responses", &v);
     assert_eq!(
-        v["error"]["message"],
-        "request body is over the limit of 1000 bytes (server.max_body_bytes)",
+        v["error"]["message"], "request body is over the limit of 1000 bytes (server.max_body_bytes)",
         "one space between the words"
     );
 
@@ -210,8 +206,9 @@ async fn a_connect_that_hangs_is_504_naming_connect_ms() {
 #[tokio::test]
 async fn provider_error_bodies_pass_through_and_count_once() {
     let body = br#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#;
-    let mock = mock::start(|_| Reply::Json { status: 429, body: body.to_vec(), headers: vec![("retry-after", "7".into())] })
-        .await;
+    let mock =
+        mock::start(|_| Reply::Json { status: 429, body: body.to_vec(), headers: vec![("retry-after", "7".into())] })
+            .await;
     let proxy = proxy_for(&mock, "").await;
     let r = reqwest::Client::new().post(proxy.url("/v1/chat/completions")).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 429);

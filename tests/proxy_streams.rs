@@ -37,7 +37,9 @@ async fn ledger_rows(db: &Path, n: usize) -> Vec<(String, i64)> {
     let read = || -> Vec<(String, i64)> {
         let Ok(conn) = rusqlite::Connection::open(db) else { return Vec::new() };
         let Ok(mut stmt) = conn.prepare("SELECT outcome, status FROM requests ORDER BY id") else { return Vec::new() };
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map(|rows| rows.map_while(Result::ok).collect()).unwrap_or_default()
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map(|rows| rows.map_while(Result::ok).collect())
+            .unwrap_or_default()
     };
     wait_until(&format!("the ledger has {n} rows"), || read().len() >= n).await;
     read()
@@ -183,10 +185,8 @@ async fn an_endless_first_event_is_streamed_after_the_peek_limit() {
 
 /// Sends a streaming request and drops it once `ready` holds (before any answer reached us).
 async fn send_and_go_away(proxy: &common::Proxy, ready: impl FnMut() -> bool) {
-    let send = reqwest::Client::new()
-        .post(proxy.url("/v1/messages"))
-        .body(r#"{"model":"claude-test","stream":true}"#)
-        .send();
+    let send =
+        reqwest::Client::new().post(proxy.url("/v1/messages")).body(r#"{"model":"claude-test","stream":true}"#).send();
     let mut send = Box::pin(send);
     let mut ready = ready;
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -498,7 +498,9 @@ fn key_path_at(text: &str, offset: usize) -> Option<String> {
             best.push_str(path);
         }
         match v {
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, e)| value(e, &format!("{path}[{i}]"), contains, best)),
+            Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, e)| value(e, &format!("{path}[{i}]"), contains, best))
+            }
             Value::InlineTable(t) => {
                 for (k, e) in t.iter() {
                     let child = format!("{path}.{k}");

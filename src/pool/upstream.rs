@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ProviderAuth, Timeouts};
 use crate::dialect::{headers, Dialect};
@@ -90,23 +90,22 @@ impl UpstreamClient {
         &self.timeouts
     }
 
-    /// Sends `body` to `target` and waits for the response headers (first-byte timeout).
+    /// Sends `body` to `target` at `path_after_v1` with the method, query and headers of the
+    /// client's request `client`, and waits for the response headers (first-byte timeout).
     pub async fn send(
         &self,
         target: &Target,
-        method: Method,
+        client: &http::request::Parts,
         path_after_v1: &str,
-        query: Option<&str>,
-        client_headers: &HeaderMap,
         proxy_key_header: Option<&HeaderName>,
         body: Bytes,
     ) -> Result<reqwest::Response, ProxyError> {
         let provider = &target.provider;
         let url = self
-            .url(&provider.base_url, path_after_v1, query)
+            .url(&provider.base_url, path_after_v1, client.uri.query())
             .map_err(|detail| ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail })?;
-        let headers = upstream_headers(client_headers, target, proxy_key_header);
-        let request = self.http.request(method, url).headers(headers).body(body);
+        let headers = upstream_headers(&client.headers, target, proxy_key_header);
+        let request = self.http.request(client.method.clone(), url).headers(headers).body(body);
         match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 provider: provider.name.clone(),

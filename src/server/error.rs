@@ -42,7 +42,7 @@ pub enum ProxyError {
     Pool(crate::pool::PoolError),
     /// The provider's own error answer, passed to the client as it came (translated if needed).
     #[error("provider answered HTTP {status}")]
-    Upstream { status: StatusCode, headers: http::HeaderMap, body: Bytes },
+    Upstream { status: StatusCode, headers: Box<http::HeaderMap>, body: Bytes },
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -86,18 +86,7 @@ pub async fn send_with_fallback(
         // The proxy's own time if the request ends before the relay takes over (error, cancel).
         record.overhead_us = sent_at.duration_since(req.started).as_micros() as u64;
         let upstream_bytes = send_body.len() as u64;
-        let sent = state
-            .upstream
-            .send(
-                &target,
-                req.parts.method.clone(),
-                path,
-                req.parts.uri.query(),
-                &req.parts.headers,
-                req.proxy_key_header.as_ref(),
-                send_body,
-            )
-            .await;
+        let sent = state.upstream.send(&target, req.parts, path, req.proxy_key_header.as_ref(), send_body).await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -212,7 +201,7 @@ pub async fn send_with_fallback(
         if h.upstream != req.ingress {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        return Err(ProxyError::Upstream { status: h.status, headers, body });
+        return Err(ProxyError::Upstream { status: h.status, headers: Box::new(headers), body });
     }
     Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
 }

@@ -238,7 +238,7 @@ fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response
         ProxyError::Upstream { status, headers, body } => {
             let mut r = Response::new(full(body));
             *r.status_mut() = status;
-            *r.headers_mut() = headers;
+            *r.headers_mut() = *headers;
             r
         }
         e => {

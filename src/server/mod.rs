@@ -5,8 +5,8 @@ mod dashboard;
 pub mod error;
 mod forward;
 mod handlers;
-mod pending;
 pub mod metrics;
+mod pending;
 mod relay;
 
 use std::convert::Infallible;

@@ -138,6 +138,7 @@ impl Transform {
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type FrameResult = Result<Frame<Bytes>, std::io::Error>;
 
 struct State {
     upstream: ByteStream,
@@ -232,7 +233,7 @@ fn end_with_error(
     class: ErrorClass,
     msg: String,
     kind: &'static str,
-) -> Option<(Result<Frame<Bytes>, std::io::Error>, Option<State>)> {
+) -> Option<(FrameResult, Option<State>)> {
     tracing::warn!("{msg}");
     st.finish.ctx.state.metrics.error(kind);
     st.finish.outcome = Some(Outcome::UpstreamFailed);

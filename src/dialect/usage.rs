@@ -80,6 +80,11 @@ impl UsageSniffer {
         UsageSniffer { dialect, sse: is_sse.then(SseSplitter::new), whole: Vec::new(), usage: None }
     }
 
+    /// A sniffer for a body already read (see `of_whole_body`): it reports `usage`.
+    pub fn settled(dialect: Dialect, usage: Option<Usage>) -> UsageSniffer {
+        UsageSniffer { dialect, sse: None, whole: Vec::new(), usage }
+    }
+
     pub fn push(&mut self, chunk: &[u8]) {
         match &mut self.sse {
             Some(splitter) => {
@@ -87,9 +92,7 @@ impl UsageSniffer {
                 while let Some(event) = splitter.next_event() {
                     if memchr::memmem::find(&event, b"\"usage\"").is_some() {
                         let parsed = super::sse::SseEvent::parse(&event);
-                        if let Ok(v) = serde_json::from_str::<Value>(&parsed.data) {
-                            observe(self.dialect, &mut self.usage, &v);
-                        }
+                        observe(self.dialect, &mut self.usage, parsed.data.as_bytes());
                     }
                 }
             }
@@ -104,21 +107,77 @@ impl UsageSniffer {
     /// The usage reported, once the body has ended.
     pub fn finish(&mut self) -> Option<Usage> {
         if self.sse.is_none() && !self.whole.is_empty() {
-            if let Ok(v) = serde_json::from_slice::<Value>(&self.whole) {
-                observe(self.dialect, &mut self.usage, &v);
-            }
+            observe(self.dialect, &mut self.usage, &self.whole);
             self.whole = Vec::new();
         }
         self.usage
     }
+
+    /// The usage in a body that is already whole (a non-streamed answer), without copying it.
+    pub fn of_whole_body(dialect: Dialect, body: &[u8]) -> Option<Usage> {
+        let mut usage = None;
+        observe(dialect, &mut usage, body);
+        usage
+    }
 }
 
-fn observe(dialect: Dialect, usage: &mut Option<Usage>, doc: &Value) {
-    // Where each dialect puts usage: top level (JSON bodies, chat chunks, message_delta),
-    // inside `message` (message_start) or inside `response` (Responses events).
-    let found = [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
-        .into_iter()
-        .find_map(|u| Usage::from_json(dialect, u));
+/// The places a response document may hold `usage`, as unparsed JSON. Reading these few fields
+/// skips over the rest (content, tool arguments) instead of building a tree of it.
+#[derive(serde::Deserialize)]
+struct UsagePlaces<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    response: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct Nested<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The first `usage` object found, where each dialect puts it: top level (JSON bodies, chat
+/// chunks, message_delta), inside `message` (message_start) or inside `response` (Responses
+/// events). `None` when the document is not an object of that shape; the caller then reads
+/// it as a whole tree.
+fn find_usage(dialect: Dialect, doc: &[u8]) -> Option<Option<Usage>> {
+    // serde would also read these structs from arrays; only objects are meant.
+    let is_object = |s: &[u8]| s.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !is_object(doc) {
+        return None;
+    }
+    let places: UsagePlaces = serde_json::from_slice(doc).ok()?;
+    let read = |raw: Option<&serde_json::value::RawValue>| {
+        let v: Value = serde_json::from_str(raw?.get()).ok()?;
+        Usage::from_json(dialect, &v)
+    };
+    let nested = |raw: Option<&serde_json::value::RawValue>| {
+        // `message` may be a string in some answers; only an object can hold usage.
+        let raw = raw?.get();
+        if !is_object(raw.as_bytes()) {
+            return None;
+        }
+        let inner: Nested = serde_json::from_str(raw).ok()?;
+        read(inner.usage)
+    };
+    Some(read(places.usage).or_else(|| nested(places.message)).or_else(|| nested(places.response)))
+}
+
+fn observe(dialect: Dialect, usage: &mut Option<Usage>, doc: &[u8]) {
+    let found = match find_usage(dialect, doc) {
+        Some(found) => found,
+        None => {
+            // Not a plain object (an array, duplicate keys): the whole tree, as before.
+            let Ok(doc) = serde_json::from_slice::<Value>(doc) else { return };
+            let found = [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
+                .into_iter()
+                .find_map(|u| Usage::from_json(dialect, u));
+            found
+        }
+    };
     if let Some(u) = found {
         match usage {
             Some(seen) => seen.merge(u),
@@ -161,6 +220,22 @@ mod tests {
         let mut s = UsageSniffer::new(Dialect::OpenaiResponses, true);
         s.push(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":8,\"input_tokens_details\":{\"cached_tokens\":0}}}}\n\n");
         assert_eq!(s.finish(), Some(Usage { input: 20, output: 8, cache_read: 0, cache_write: 0 }));
+    }
+
+    #[test]
+    fn usage_is_found_past_odd_fields_and_shapes() {
+        let read = |body: &str| UsageSniffer::of_whole_body(Dialect::Anthropic, body.as_bytes());
+        let want = Some(Usage { input: 3, output: 4, cache_read: 0, cache_write: 0 });
+        assert_eq!(read(r#"{"message":"text, not an object","usage":{"input_tokens":3,"output_tokens":4}}"#), want);
+        assert_eq!(read(r#"{"message":"text","response":{"usage":{"input_tokens":3,"output_tokens":4}}}"#), want);
+        assert_eq!(read(r#"{"usage":null,"message":{"usage":{"input_tokens":3,"output_tokens":4}}}"#), want);
+        // Duplicate keys: the tree reading keeps the last one.
+        assert_eq!(read(r#"{"usage":{"input_tokens":9},"usage":{"input_tokens":3,"output_tokens":4}}"#), want);
+        assert_eq!(read(r#"[{"usage":{"input_tokens":3}}]"#), None);
+        assert_eq!(
+            read(r#"{"usage":{"input_tokens":3.5,"output_tokens":4}}"#),
+            Some(Usage { input: 0, ..want.unwrap() })
+        );
     }
 
     #[test]

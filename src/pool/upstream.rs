@@ -1,5 +1,8 @@
 //! The HTTP client that talks to providers: URL and header rewriting, timeouts, streaming bodies.
 
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,42 +50,54 @@ fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 pub struct UpstreamClient {
-    http: reqwest::Client,
+    /// For requests served outside the proxy's worker threads.
+    shared: reqwest::Client,
+    /// One client (and so one connection pool) per worker thread, made on first use: a pooled
+    /// connection's I/O task runs on the runtime that opened it, so sharing one pool across
+    /// workers would wake another thread twice per request.
+    per_worker: Vec<OnceLock<reqwest::Client>>,
     timeouts: Timeouts,
-    bases: std::sync::RwLock<std::collections::HashMap<String, reqwest::Url>>,
+    /// Parsed URLs by base URL, then by path: a handful (providers × the four routes).
+    urls: std::sync::RwLock<HashMap<String, HashMap<String, reqwest::Url>>>,
 }
 
 impl UpstreamClient {
-    pub fn new(timeouts: Timeouts) -> Result<UpstreamClient, ProxyError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            // We relay bodies as the provider sent them; decoding is left to the client.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ProxyError::Internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(UpstreamClient { http, timeouts, bases: Default::default() })
+    /// A client for `workers` worker threads (see `serve_on_worker`).
+    pub fn new(timeouts: Timeouts, workers: usize) -> Result<UpstreamClient, ProxyError> {
+        let shared =
+            build_client(&timeouts).map_err(|e| ProxyError::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let per_worker = (0..workers).map(|_| OnceLock::new()).collect();
+        Ok(UpstreamClient { shared, per_worker, timeouts, urls: Default::default() })
     }
 
-    /// `base` + `path` (+ `?query`). Base URLs are parsed once: parsing (with IDNA host checks)
-    /// on every request showed up in profiles.
+    /// The client of the worker thread this runs on.
+    fn http(&self) -> &reqwest::Client {
+        let slot = WORKER.with(Cell::get).and_then(|i| self.per_worker.get(i));
+        match slot {
+            Some(slot) => slot.get_or_init(|| build_client(&self.timeouts).unwrap_or_else(|_| self.shared.clone())),
+            None => &self.shared,
+        }
+    }
+
+    /// `base` + `path` (+ `?query`). Each base and path is parsed once: parsing (with IDNA host
+    /// checks, and again to set the path) on every request showed up in profiles.
     fn url(&self, base: &str, path: &str, query: Option<&str>) -> Result<reqwest::Url, String> {
-        let cached = self.bases.read().ok().and_then(|m| m.get(base).cloned());
+        let cached = self.urls.read().ok().and_then(|m| m.get(base)?.get(path).cloned());
         let mut url = match cached {
             Some(u) => u,
             None => {
-                let parsed = reqwest::Url::parse(base).map_err(|e| format!("bad base URL `{base}`: {e}"))?;
-                if let Ok(mut m) = self.bases.write() {
-                    m.insert(base.to_string(), parsed.clone());
+                let mut parsed = reqwest::Url::parse(base).map_err(|e| format!("bad base URL `{base}`: {e}"))?;
+                let full_path = format!("{}{}", parsed.path().trim_end_matches('/'), path);
+                parsed.set_path(&full_path);
+                if let Ok(mut m) = self.urls.write() {
+                    m.entry(base.to_string()).or_default().insert(path.to_string(), parsed.clone());
                 }
                 parsed
             }
         };
-        let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
-        url.set_path(&full_path);
-        url.set_query(query);
+        if query.is_some() {
+            url.set_query(query);
+        }
         Ok(url)
     }
 
@@ -104,9 +119,11 @@ impl UpstreamClient {
         let url = self
             .url(&provider.base_url, path_after_v1, client.uri.query())
             .map_err(|detail| ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail })?;
-        let headers = upstream_headers(&client.headers, target, proxy_key_header);
-        let request = self.http.request(client.method.clone(), url).headers(headers).body(body);
-        match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {
+        // Built directly: the builder's `.headers()` merges into an empty map header by header.
+        let mut request = reqwest::Request::new(client.method.clone(), url);
+        *request.headers_mut() = upstream_headers(&client.headers, target, proxy_key_header);
+        *request.body_mut() = Some(body.into());
+        match tokio::time::timeout(self.timeouts.first_byte, self.http().execute(request)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 provider: provider.name.clone(),
                 phase: "send response headers",
@@ -126,6 +143,28 @@ impl UpstreamClient {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+thread_local! {
+    /// The worker thread's index, set once when the thread starts.
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Marks the calling thread as worker `index`: its upstream requests use that worker's own
+/// connection pool.
+pub fn serve_on_worker(index: usize) {
+    WORKER.with(|w| w.set(Some(index)));
+}
+
+fn build_client(timeouts: &Timeouts) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        // We relay bodies as the provider sent them; decoding is left to the client.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 /// The headers sent upstream: the client's, minus hop-by-hop, proxy-own and (for providers with

@@ -16,7 +16,7 @@ use super::count_tokens;
 use super::error::ProxyError;
 use super::relay::{relay_body, whole_body, ByteStream, RelayContext, Transform};
 use super::{AppState, Body};
-use crate::dialect::sse::SseSplitter;
+use crate::dialect::sse::find_event_end;
 use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
 use crate::ledger::{Prices, Record};
@@ -36,6 +36,9 @@ pub struct UpstreamRequest<'a> {
     pub route: &'a str,
     pub parts: &'a http::request::Parts,
     pub envelope: &'a RequestEnvelope,
+    /// From the envelope scan: what admission needs to know besides the size.
+    pub has_tools: bool,
+    pub has_images: bool,
     /// The folded body, in the ingress dialect.
     pub body: Bytes,
     pub proxy_key_header: Option<HeaderName>,
@@ -57,7 +60,9 @@ pub async fn send_with_fallback(
     req: UpstreamRequest<'_>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    let facts = request_facts(&req.body);
+    // The estimate is bytes / 4, of the folded body.
+    let facts =
+        RequestFacts { est_tokens: req.body.len() as u64 / 4, has_tools: req.has_tools, has_images: req.has_images };
     let model = req.envelope.model.as_deref();
     let mut plan = state.pool.plan(req.ingress, model, &facts).map_err(ProxyError::Pool)?;
     record.route = plan.label().to_string();
@@ -214,16 +219,6 @@ fn transport_failed(attempt: Attempt, record: &mut Record, e: &ProxyError) -> bo
     attempt.report(Outcome::Failed(Failure::from_proxy_error(e))) == Verdict::TryNext
 }
 
-/// What admission needs to know, read cheaply from the raw bytes (the estimate is bytes / 4).
-fn request_facts(body: &[u8]) -> RequestFacts {
-    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    RequestFacts {
-        est_tokens: body.len() as u64 / 4,
-        has_tools: has(b"\"tools\":[{") || has(b"\"tools\": [{") || has(b"\"tools\" : [{"),
-        has_images: has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\""),
-    }
-}
-
 fn transform_for(
     ingress: Dialect,
     upstream: Dialect,
@@ -245,9 +240,7 @@ fn transform_for(
 
 fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform) -> HeaderMap {
     let mut headers = crate::pool::upstream::client_response_headers(upstream);
-    if let Ok(v) = HeaderValue::from_str(&saved_tokens.to_string()) {
-        headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), v);
-    }
+    headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), HeaderValue::from(saved_tokens));
     if matches!(transform, Transform::Whole { .. }) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
@@ -256,40 +249,103 @@ fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform
 
 /// Reads a stream until its first complete SSE event (or its end, or `PEEK_LIMIT` bytes).
 async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
-    let mut seen = Vec::new();
-    let mut splitter = SseSplitter::new();
+    // Usually the first chunk holds the whole first event: then it is passed on as it is.
+    let mut seen: Option<Vec<u8>> = None;
+    let mut first: Option<Bytes> = None;
+    loop {
+        let chunk = match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) if first.is_none() => return Err(format!("connection reset before the first byte ({e})")),
+            // Bytes already read are judged; the relay reports the break when it reads on.
+            Ok(None) | Ok(Some(Err(_))) => return Ok(joined(first, seen)),
+        };
+        let Some(prefix) = &first else {
+            if find_event_end(&chunk).is_some() || chunk.len() >= PEEK_LIMIT {
+                return Ok(chunk);
+            }
+            first = Some(chunk);
+            continue;
+        };
+        let buf = seen.get_or_insert_with(|| prefix.to_vec());
+        // A blank line may straddle the chunk boundary: look again at the last three bytes.
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk);
+        if find_event_end(&buf[from..]).is_some() || buf.len() >= PEEK_LIMIT {
+            return Ok(joined(first, seen));
+        }
+    }
+}
+
+fn joined(first: Option<Bytes>, seen: Option<Vec<u8>>) -> Bytes {
+    match seen {
+        Some(all) => Bytes::from(all),
+        None => first.unwrap_or_default(),
+    }
+}
+
+/// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`. A body in one chunk (the usual
+/// case for JSON answers) is not copied.
+async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
+    let mut first: Option<Bytes> = None;
+    let mut all: Option<Vec<u8>> = None;
     loop {
         match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
-            Ok(None) => return Ok(Bytes::from(seen)),
-            Ok(Some(Err(e))) if seen.is_empty() => return Err(format!("connection reset before the first byte ({e})")),
-            // Bytes already read are judged; the relay reports the break when it reads on.
-            Ok(Some(Err(_))) => return Ok(Bytes::from(seen)),
+            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Ok(None) => return Ok(joined(first, all)),
+            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
             Ok(Some(Ok(chunk))) => {
-                seen.extend_from_slice(&chunk);
-                splitter.push(&chunk);
-                if splitter.next_event().is_some() || seen.len() >= PEEK_LIMIT {
-                    return Ok(Bytes::from(seen));
+                let Some(prefix) = &first else {
+                    first = Some(chunk);
+                    continue;
+                };
+                let buf = all.get_or_insert_with(|| prefix.to_vec());
+                buf.extend_from_slice(&chunk);
+                if buf.len() >= WHOLE_BODY_LIMIT {
+                    return Ok(joined(first, all));
                 }
             }
         }
     }
 }
 
-/// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`.
-async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
-    let mut all = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
-            Ok(None) => return Ok(Bytes::from(all)),
-            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
-            Ok(Some(Ok(chunk))) => {
-                all.extend_from_slice(&chunk);
-                if all.len() >= WHOLE_BODY_LIMIT {
-                    return Ok(Bytes::from(all));
-                }
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(chunks: &[&[u8]]) -> ByteStream {
+        let items: Vec<reqwest::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    async fn peek(chunks: &[&[u8]]) -> Bytes {
+        peek_first_event(&mut stream(chunks), std::time::Duration::from_secs(1)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_peek_stops_after_the_first_event_wherever_the_chunks_break() {
+        assert_eq!(peek(&[b"data: a\n\ndata: b\n\n"]).await.as_ref(), b"data: a\n\ndata: b\n\n");
+        assert_eq!(peek(&[b"data: a\n", b"\ndata: b", b"\n\n"]).await.as_ref(), b"data: a\n\ndata: b");
+        assert_eq!(peek(&[b"data: a\r\n\r", b"\n", b"more"]).await.as_ref(), b"data: a\r\n\r\n");
+        assert_eq!(peek(&[b"da", b"ta", b": a", b"\n\n", b"x"]).await.as_ref(), b"data: a\n\n");
+        // A stream that ends inside its first event gives what it sent.
+        assert_eq!(peek(&[b"data: a", b"b"]).await.as_ref(), b"data: ab");
+        assert_eq!(peek(&[]).await.as_ref(), b"");
+    }
+
+    #[tokio::test]
+    async fn the_peek_is_bounded() {
+        let piece = vec![b'x'; 100 * 1024];
+        let got = peek(&[b"data: ", &piece, &piece, &piece, &piece, b"\n\n"]).await;
+        assert!(got.len() >= PEEK_LIMIT && got.len() < PEEK_LIMIT + piece.len() + 6, "{}", got.len());
+        assert_eq!(peek(&[&vec![b'x'; PEEK_LIMIT], b"more"]).await.len(), PEEK_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn whole_bodies_are_joined() {
+        let idle = std::time::Duration::from_secs(1);
+        assert_eq!(read_whole(&mut stream(&[b"{\"a\":", b"1}"]), idle).await.unwrap().as_ref(), b"{\"a\":1}");
+        assert_eq!(read_whole(&mut stream(&[b"{}"]), idle).await.unwrap().as_ref(), b"{}");
+        assert_eq!(read_whole(&mut stream(&[]), idle).await.unwrap().as_ref(), b"");
     }
 }

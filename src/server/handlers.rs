@@ -16,7 +16,7 @@ use super::error::ProxyError;
 use super::forward::UpstreamRequest;
 use super::pending::{InFlight, Pending};
 use super::{AppState, Body};
-use crate::dialect::{headers, Dialect, RequestEnvelope};
+use crate::dialect::{envelope, headers, Dialect};
 use crate::ledger::{client_family, MechanismSaving, Record};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -145,8 +145,8 @@ async fn forward(
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let envelope: RequestEnvelope =
-        serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let envelope = &scanned.envelope;
     record.model = envelope.model.clone().unwrap_or_default();
     record.route = record.model.clone();
 
@@ -173,7 +173,9 @@ async fn forward(
         ingress: dialect,
         route,
         parts: &parts,
-        envelope: &envelope,
+        envelope,
+        has_tools: scanned.has_tools,
+        has_images: scanned.has_images,
         body: forward,
         proxy_key_header,
         saved_tokens,

@@ -149,8 +149,8 @@ struct State {
 /// A body that was read whole (a non-streamed answer): translated if needed and sent with its
 /// length, so the client gets it in one write instead of a chunked stream.
 pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Transform) -> Body {
-    let mut usage = UsageSniffer::new(ctx.upstream_dialect, false);
-    usage.push(&upstream_bytes);
+    let usage =
+        UsageSniffer::settled(ctx.upstream_dialect, UsageSniffer::of_whole_body(ctx.upstream_dialect, &upstream_bytes));
     let first = transform.push(upstream_bytes);
     let tail = transform.finish();
     let out = if tail.is_empty() {

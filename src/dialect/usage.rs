@@ -166,16 +166,19 @@ fn find_usage(dialect: Dialect, doc: &[u8]) -> Option<Option<Usage>> {
     Some(read(places.usage).or_else(|| nested(places.message)).or_else(|| nested(places.response)))
 }
 
+fn find_in_tree(dialect: Dialect, doc: &Value) -> Option<Usage> {
+    [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
+        .into_iter()
+        .find_map(|u| Usage::from_json(dialect, u))
+}
+
 fn observe(dialect: Dialect, usage: &mut Option<Usage>, doc: &[u8]) {
     let found = match find_usage(dialect, doc) {
         Some(found) => found,
         None => {
             // Not a plain object (an array, duplicate keys): the whole tree, as before.
-            let Ok(doc) = serde_json::from_slice::<Value>(doc) else { return };
-            let found = [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
-                .into_iter()
-                .find_map(|u| Usage::from_json(dialect, u));
-            found
+            let Ok(tree) = serde_json::from_slice::<Value>(doc) else { return };
+            find_in_tree(dialect, &tree)
         }
     };
     if let Some(u) = found {
@@ -234,7 +237,7 @@ mod tests {
         assert_eq!(read(r#"[{"usage":{"input_tokens":3}}]"#), None);
         assert_eq!(
             read(r#"{"usage":{"input_tokens":3.5,"output_tokens":4}}"#),
-            Some(Usage { input: 0, ..want.unwrap() })
+            Some(Usage { input: 0, output: 4, cache_read: 0, cache_write: 0 })
         );
     }
 

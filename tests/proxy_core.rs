@@ -427,3 +427,33 @@ mod reqwest {
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }
+
+/// Connections are spread over the worker threads; many at once, each with several requests on
+/// its keep-alive connection, all get their own answer.
+#[tokio::test]
+async fn concurrent_connections_are_all_served() {
+    let mock = mock::start(|rec| Reply::ok_json(rec.body.clone())).await;
+    let proxy = proxy_for(&mock, "").await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let url = proxy.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for j in 0..5 {
+                    let body = format!("{{\"model\":\"gpt-test\",\"n\":\"{i}-{j}\"}}");
+                    let r = client.post(&url).body(body.clone()).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    assert_eq!(r.text().await.unwrap(), body, "each answer goes to its own request");
+                }
+            })
+        })
+        .collect();
+    let all = futures_util::future::join_all(tasks);
+    for t in tokio::time::timeout(Duration::from_secs(20), all).await.expect("bounded in time") {
+        t.unwrap();
+    }
+    assert_eq!(mock.requests().len(), 200);
+    let m = proxy.metrics().await;
+    assert!(m.contains("tokenfold_requests_total{dialect=\"openai-chat\",status=\"2xx\"} 200\n"), "{m}");
+    assert!(m.contains("tokenfold_in_flight 0\n"), "{m}");
+}

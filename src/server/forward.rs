@@ -103,15 +103,16 @@ pub async fn send_with_fallback(
                 break;
             }
         };
-        attempt.observe_headers(resp.headers());
         state.metrics.upstream_latency(sent_at.elapsed());
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
+        // Taken apart rather than copying the headers out of it.
+        let (resp_parts, resp_body) = http::Response::from(resp).into_parts();
+        let (status, resp_headers) = (resp_parts.status, resp_parts.headers);
+        attempt.observe_headers(&resp_headers);
         let is_sse = resp_headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let mut body_stream: ByteStream = Box::pin(resp.bytes_stream());
+        let mut body_stream: ByteStream = Box::pin(http_body_util::BodyDataStream::new(resp_body));
         // Read enough to judge the answer: the whole body, or a stream's first event.
         let streamed = is_sse && status.is_success();
         let peeked = if streamed {

@@ -43,10 +43,21 @@ struct Finish {
     outcome: Option<Outcome>,
     bytes: u64,
     usage: UsageSniffer,
+    /// A chunk already relayed whose usage is read once it is on its way (see `relay_body`).
+    unsniffed: Option<Bytes>,
+}
+
+impl Finish {
+    fn sniff_pending(&mut self) {
+        if let Some(chunk) = self.unsniffed.take() {
+            self.usage.push(&chunk);
+        }
+    }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
+        self.sniff_pending();
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
         let state = self.ctx.state.clone();
         let m = &state.metrics;
@@ -149,9 +160,8 @@ struct State {
 /// A body that was read whole (a non-streamed answer): translated if needed and sent with its
 /// length, so the client gets it in one write instead of a chunked stream.
 pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Transform) -> Body {
-    let usage =
-        UsageSniffer::settled(ctx.upstream_dialect, UsageSniffer::of_whole_body(ctx.upstream_dialect, &upstream_bytes));
-    let first = transform.push(upstream_bytes);
+    let dialect = ctx.upstream_dialect;
+    let first = transform.push(upstream_bytes.clone());
     let tail = transform.finish();
     let out = if tail.is_empty() {
         first
@@ -161,15 +171,24 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
         joined.extend_from_slice(&tail);
         Bytes::from(joined)
     };
-    let finish = Finish {
+    let mut finish = Finish {
         ctx,
         first_byte: Some(Instant::now()),
         outcome: Some(Outcome::Completed),
         bytes: out.len() as u64,
-        usage,
+        usage: UsageSniffer::settled(dialect, None),
+        unsniffed: None,
     };
-    // Recording happens here, as the answer is handed to the client.
-    drop(finish);
+    // Reading the usage and recording run as their own task, after this one has handed the
+    // answer to the client (on the same worker thread).
+    let record = move || {
+        finish.usage = UsageSniffer::settled(dialect, UsageSniffer::of_whole_body(dialect, &upstream_bytes));
+        drop(finish);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move { record() })),
+        Err(_) => record(),
+    }
     BodyExt::boxed_unsync(http_body_util::Full::new(out).map_err(|never| match never {}))
 }
 
@@ -177,7 +196,7 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
 pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform: Transform) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
-    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage };
+    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, unsniffed: None };
     let upstream: ByteStream = if prefix.is_empty() {
         rest
     } else {
@@ -187,9 +206,21 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         loop {
+            if st.finish.unsniffed.is_some() {
+                // Let the relayed chunk go out to the client first (returning Pending once makes
+                // hyper flush), then read its usage.
+                tokio::task::yield_now().await;
+                st.finish.sniff_pending();
+            }
             return match tokio::time::timeout(idle, st.upstream.next()).await {
                 Ok(Some(Ok(chunk))) => {
-                    st.finish.usage.push(&chunk);
+                    // Parsing an event that reports usage (`message_start`, the last chunk) is
+                    // the one costly part of relaying; it waits until the bytes are sent.
+                    if memchr::memmem::find(&chunk, b"\"usage\"").is_some() {
+                        st.finish.unsniffed = Some(chunk.clone());
+                    } else {
+                        st.finish.usage.push(&chunk);
+                    }
                     let out = st.transform.push(chunk);
                     if out.is_empty() {
                         // A translator may need more input before it can say anything.

@@ -40,6 +40,40 @@ fn has_images_slow(body: &[u8]) -> bool {
     has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\"")
 }
 
+/// The members of a JSON object as raw key and value bytes (keys not unescaped), in order;
+/// `None` if `doc` is not one valid JSON object (or nests too deep to be sure). For reading a
+/// few fields out of a large document without building a tree of the rest.
+pub fn members(doc: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut s = Scanner::new(doc);
+    let mut out = Vec::with_capacity(16);
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    if s.eat(b'}').is_none() {
+        loop {
+            s.ws();
+            let key = s.string()?;
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            let start = s.i;
+            s.value(1)?;
+            out.push((key, &doc[start..s.i]));
+            s.ws();
+            match s.peek()? {
+                b',' => s.i += 1,
+                b'}' => {
+                    s.i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    (s.i == doc.len()).then_some(out)
+}
+
 /// Nesting beyond this is left to serde.
 const MAX_DEPTH: usize = 120;
 
@@ -417,6 +451,19 @@ mod tests {
                 agrees_with_serde(&b);
             }
         }
+    }
+
+    #[test]
+    fn members_are_the_raw_top_level_fields() {
+        let doc = br#" {"a":1, "b" : {"c":[true]},"a":"x\"y"} "#;
+        let got = members(doc).unwrap();
+        let as_text: Vec<(&str, &str)> =
+            got.iter().map(|(k, v)| (std::str::from_utf8(k).unwrap(), std::str::from_utf8(v).unwrap())).collect();
+        assert_eq!(as_text, [("a", "1"), ("b", r#"{"c":[true]}"#), ("a", r#""x\"y""#)]);
+        for bad in [&b"[1]"[..], b"{\"a\":}", b"{\"a\":1} 2", b"{\"a\":1,}"] {
+            assert!(members(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(members(b"{}").unwrap().len(), 0);
     }
 
     #[test]

@@ -121,49 +121,36 @@ impl UsageSniffer {
     }
 }
 
-/// The places a response document may hold `usage`, as unparsed JSON. Reading these few fields
-/// skips over the rest (content, tool arguments) instead of building a tree of it.
-#[derive(serde::Deserialize)]
-struct UsagePlaces<'a> {
-    #[serde(borrow, default)]
-    usage: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    message: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    response: Option<&'a serde_json::value::RawValue>,
-}
-
-#[derive(serde::Deserialize)]
-struct Nested<'a> {
-    #[serde(borrow, default)]
-    usage: Option<&'a serde_json::value::RawValue>,
-}
-
 /// The first `usage` object found, where each dialect puts it: top level (JSON bodies, chat
 /// chunks, message_delta), inside `message` (message_start) or inside `response` (Responses
-/// events). `None` when the document is not an object of that shape; the caller then reads
-/// it as a whole tree.
+/// events). Reads only those fields out of the raw document instead of building a tree of all of
+/// it (content, tool arguments). `None` when the document is not a JSON object; the caller then
+/// tries it as a whole tree.
 fn find_usage(dialect: Dialect, doc: &[u8]) -> Option<Option<Usage>> {
-    // serde would also read these structs from arrays; only objects are meant.
-    let is_object = |s: &[u8]| s.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if !is_object(doc) {
-        return None;
-    }
-    let places: UsagePlaces = serde_json::from_slice(doc).ok()?;
-    let read = |raw: Option<&serde_json::value::RawValue>| {
-        let v: Value = serde_json::from_str(raw?.get()).ok()?;
-        Usage::from_json(dialect, &v)
+    let escaped = |members: &[(&[u8], &[u8])]| members.iter().any(|(k, _)| k.contains(&b'\\'));
+    // Like a tree's `doc[key]`: the last of duplicate keys counts.
+    let field = |members: &[(&[u8], &[u8])], key: &[u8]| -> Option<Value> {
+        let (_, raw) = members.iter().rev().find(|(k, _)| *k == key)?;
+        serde_json::from_slice(raw).ok()
     };
-    let nested = |raw: Option<&serde_json::value::RawValue>| {
-        // `message` may be a string in some answers; only an object can hold usage.
-        let raw = raw?.get();
-        if !is_object(raw.as_bytes()) {
-            return None;
+    let nested = |members: &[(&[u8], &[u8])], key: &[u8]| -> Option<Usage> {
+        let (_, raw) = members.iter().rev().find(|(k, _)| *k == key)?;
+        let inner = super::envelope::members(raw)?;
+        if escaped(&inner) {
+            let tree: Value = serde_json::from_slice(raw).ok()?;
+            return Usage::from_json(dialect, &tree["usage"]);
         }
-        let inner: Nested = serde_json::from_str(raw).ok()?;
-        read(inner.usage)
+        Usage::from_json(dialect, &field(&inner, b"usage")?)
     };
-    Some(read(places.usage).or_else(|| nested(places.message)).or_else(|| nested(places.response)))
+    let top = super::envelope::members(doc)?;
+    if escaped(&top) {
+        return None; // keys that only match once unescaped: the tree reading handles them
+    }
+    let found = field(&top, b"usage")
+        .and_then(|u| Usage::from_json(dialect, &u))
+        .or_else(|| nested(&top, b"message"))
+        .or_else(|| nested(&top, b"response"));
+    Some(found)
 }
 
 fn find_in_tree(dialect: Dialect, doc: &Value) -> Option<Usage> {
@@ -235,6 +222,9 @@ mod tests {
         // Duplicate keys: the tree reading keeps the last one.
         assert_eq!(read(r#"{"usage":{"input_tokens":9},"usage":{"input_tokens":3,"output_tokens":4}}"#), want);
         assert_eq!(read(r#"[{"usage":{"input_tokens":3}}]"#), None);
+        assert_eq!(read(r#"{"us\u0061ge":{"input_tokens":3,"output_tokens":4}}"#), want);
+        assert_eq!(read(r#"{"message":{"us\u0061ge":{"input_tokens":3,"output_tokens":4}}}"#), want);
+        assert_eq!(read(r#"{"usage":{"input_tokens":3,"output_tokens":4}"#), None, "cut off");
         assert_eq!(
             read(r#"{"usage":{"input_tokens":3.5,"output_tokens":4}}"#),
             Some(Usage { input: 0, output: 4, cache_read: 0, cache_write: 0 })

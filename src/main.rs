@@ -264,5 +264,13 @@ fn init_logging(debug: bool) {
     let default = if debug { "tokenfold=debug,info" } else { "tokenfold=info,warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENFOLD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colour only for a person at a terminal: logs piped to a file or a supervisor stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour)
+        .init();
 }

@@ -210,8 +210,13 @@ impl Config {
     /// Parses and validates config text. `env` looks up `${VAR}` references.
     pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| location(text, source, s.start)).unwrap_or_else(|| source.to_string());
-            ConfigError::Invalid(format!("{at}: {}", e.message().trim()))
+            let message = e.message().trim();
+            let Some(span) = e.span() else { return ConfigError::Invalid(format!("{source}: {message}")) };
+            let at = location(text, source, span.start);
+            match key_path_at(text, span.start) {
+                Some(key) => ConfigError::Invalid(format!("{at}: `{key}`: {message}")),
+                None => ConfigError::Invalid(format!("{at}: {message}")),
+            }
         })?;
         let at = |span: std::ops::Range<usize>| location(text, source, span.start);
         let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
@@ -329,7 +334,7 @@ impl Config {
         for p in &self.providers {
             match &p.auth {
                 ProviderAuth::MissingKey { var, location } if !p.is_usable() => {
-                    out.push(format!("provider `{}` is off: set {var} to enable it ({location})", p.name))
+                    out.push(format!("provider `{}` is off: set {var} to enable it (`api_key` at {location})", p.name))
                 }
                 ProviderAuth::MissingKey { .. } => {}
                 ProviderAuth::Client => {
@@ -346,7 +351,7 @@ impl Config {
                 for a in &p.accounts {
                     if let ProviderAuth::MissingKey { var, location } = &a.auth {
                         out.push(format!(
-                            "account `{}` of provider `{}` is off: set {var} to enable it ({location})",
+                            "account `{}` of provider `{}` is off: set {var} to enable it (`accounts.api_key` at {location})",
                             a.label, p.name
                         ));
                     }
@@ -506,6 +511,65 @@ fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
         return Ok(format!("{url}/v1"));
     }
     Ok(url.to_string())
+}
+
+/// The dotted key path (`providers[1].models[0].name`) of the deepest key or value at byte
+/// `offset`, for errors serde reports with a position but without the key.
+fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    use toml_edit::{Item, Table, Value};
+    let contains = |span: Option<std::ops::Range<usize>>| span.is_some_and(|s| s.start <= offset && offset < s.end);
+    fn value(v: &Value, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
+        if contains(v.span()) {
+            best.clear();
+            best.push_str(path);
+        }
+        match v {
+            Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, e)| value(e, &format!("{path}[{i}]"), contains, best))
+            }
+            Value::InlineTable(t) => {
+                for (k, e) in t.iter() {
+                    let child = format!("{path}.{k}");
+                    if contains(t.key(k).and_then(|k| k.span())) {
+                        best.clone_from(&child);
+                    }
+                    value(e, &child, contains, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn table(t: &Table, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
+        for (k, item) in t.iter() {
+            let child = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+            if contains(t.key(k).and_then(|k| k.span())) {
+                best.clone_from(&child);
+            }
+            match item {
+                Item::Value(v) => value(v, &child, contains, best),
+                Item::Table(sub) => {
+                    if contains(sub.span()) {
+                        best.clone_from(&child);
+                    }
+                    table(sub, &child, contains, best);
+                }
+                Item::ArrayOfTables(tables) => {
+                    for (i, sub) in tables.iter().enumerate() {
+                        let indexed = format!("{child}[{i}]");
+                        if contains(sub.span()) {
+                            best.clone_from(&indexed);
+                        }
+                        table(sub, &indexed, contains, best);
+                    }
+                }
+                Item::None => {}
+            }
+        }
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut best = String::new();
+    table(doc.as_table(), "", &contains, &mut best);
+    (!best.is_empty()).then_some(best)
 }
 
 /// `source:line:column` for a byte offset.

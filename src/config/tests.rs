@@ -24,9 +24,29 @@ fn unknown_key_names_file_line_and_key() {
 }
 
 #[test]
-fn wrong_type_names_line() {
+fn wrong_type_names_file_line_and_key() {
     let err = Config::parse("[server]\nmax_body_bytes = \"big\"\n", "t.toml", &|_| None).unwrap_err().to_string();
-    assert!(err.starts_with("t.toml:2:"), "{err}");
+    assert!(err.starts_with("t.toml:2:18: `server.max_body_bytes`: invalid type: string"), "{err}");
+
+    // In the second of two array tables, and inside an inline table of an array.
+    let text = "[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nauth = \"client\"\n\
+                [[providers]]\nname = 7\n";
+    let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml:7:8: `providers[1].name`: invalid type: integer"), "{err}");
+    let text = "[timeouts]\nconnect_ms = 5\nidle_ms = [1]\n";
+    let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml:3:11: `timeouts.idle_ms`:"), "{err}");
+}
+
+#[test]
+fn key_path_reaches_into_arrays_and_inline_tables() {
+    let text = "[a]\nlist = [1, { inner = \"x\", deep = [true] }]\n";
+    let at = |needle: &str| key_path_at(text, text.find(needle).unwrap());
+    assert_eq!(at("\"x\"").as_deref(), Some("a.list[1].inner"));
+    assert_eq!(at("true").as_deref(), Some("a.list[1].deep[0]"));
+    assert_eq!(at("inner").as_deref(), Some("a.list[1].inner"));
+    assert_eq!(at("1,").as_deref(), Some("a.list[0]"));
+    assert_eq!(at("[a]").as_deref(), Some("a"));
 }
 
 #[test]
@@ -38,7 +58,7 @@ fn missing_env_var_names_file_line_and_key() {
     let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${G_KEY}\"\n";
     let cfg = Config::parse(text, "t.toml", &|_| None).unwrap();
     let notice = cfg.notices().join("\n");
-    assert!(notice.contains("G_KEY") && notice.contains("t.toml:5:"), "{notice}");
+    assert!(notice.contains("set G_KEY") && notice.contains("`api_key` at t.toml:5:11"), "{notice}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Wire dialects the proxy speaks. This folder is the only place wire field names are spelled.
 
+pub mod envelope;
 pub mod errors;
 pub mod sse;
 pub mod translate;

@@ -16,7 +16,7 @@ use super::count_tokens;
 use super::error::ProxyError;
 use super::relay::{relay_body, whole_body, ByteStream, RelayContext, Transform};
 use super::{AppState, Body};
-use crate::dialect::sse::SseSplitter;
+use crate::dialect::sse::find_event_end;
 use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
 use crate::ledger::{Prices, Record};
@@ -24,6 +24,10 @@ use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
 
 /// Error bodies and non-streamed answers are read whole before deciding; beyond this they are cut.
 const WHOLE_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// A stream's first event is held back to judge it only up to this size (a Responses
+/// `response.created` echoes the request's instructions and tools); a longer first event is
+/// committed and streamed on as it arrives.
+const PEEK_LIMIT: usize = 256 * 1024;
 
 /// Everything about the client's request the attempts need.
 pub struct UpstreamRequest<'a> {
@@ -32,6 +36,9 @@ pub struct UpstreamRequest<'a> {
     pub route: &'a str,
     pub parts: &'a http::request::Parts,
     pub envelope: &'a RequestEnvelope,
+    /// From the envelope scan: what admission needs to know besides the size.
+    pub has_tools: bool,
+    pub has_images: bool,
     /// The folded body, in the ingress dialect.
     pub body: Bytes,
     pub proxy_key_header: Option<HeaderName>,
@@ -57,7 +64,13 @@ pub async fn send_with_fallback(
     req: UpstreamRequest<'_>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    let facts = request_facts(&req.body, req.envelope);
+    // The estimate is bytes / 4 of the folded body, plus the output the request allows.
+    let facts = RequestFacts {
+        est_tokens: req.body.len() as u64 / 4,
+        max_output: req.envelope.max_output(),
+        has_tools: req.has_tools,
+        has_images: req.has_images,
+    };
     let model = req.envelope.model.as_deref();
     // The pool this request started with, even if a reload replaces it meanwhile.
     let pool = state.pool();
@@ -90,19 +103,10 @@ pub async fn send_with_fallback(
             (req.body.clone(), req.route)
         };
         let sent_at = Instant::now();
+        // The proxy's own time if the request ends before the relay takes over (error, cancel).
+        record.overhead_us = sent_at.duration_since(req.started).as_micros() as u64;
         let upstream_bytes = send_body.len() as u64;
-        let sent = state
-            .upstream
-            .send(
-                &target,
-                req.parts.method.clone(),
-                path,
-                req.parts.uri.query(),
-                &req.parts.headers,
-                req.proxy_key_header.as_ref(),
-                send_body,
-            )
-            .await;
+        let sent = state.upstream.send(&target, req.parts, path, req.proxy_key_header.as_ref(), send_body).await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -115,15 +119,16 @@ pub async fn send_with_fallback(
                 break;
             }
         };
-        attempt.observe_headers(resp.headers());
         state.metrics.upstream_latency(sent_at.elapsed());
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
+        // Taken apart rather than copying the headers out of it.
+        let (resp_parts, resp_body) = http::Response::from(resp).into_parts();
+        let (status, resp_headers) = (resp_parts.status, resp_parts.headers);
+        attempt.observe_headers(&resp_headers);
         let is_sse = resp_headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let mut body_stream: ByteStream = Box::pin(resp.bytes_stream());
+        let mut body_stream: ByteStream = Box::pin(http_body_util::BodyDataStream::new(resp_body));
         // Read enough to judge the answer: the whole body, or a stream's first event.
         let streamed = is_sse && status.is_success();
         let peeked = if streamed {
@@ -217,7 +222,6 @@ pub async fn send_with_fallback(
     // The last failure led to no further attempt, so it is the request's error, not a hop.
     let last_failure = record.fallbacks.pop().unwrap_or_default();
     if let Some(h) = held {
-        state.metrics.request(req.ingress, h.status.as_u16());
         record.status = h.status.as_u16();
         (record.provider, record.account, record.error) = (h.provider, h.account, h.reason);
         let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope, Default::default());
@@ -231,7 +235,7 @@ pub async fn send_with_fallback(
         if h.upstream != req.ingress {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        return Err(ProxyError::Upstream { status: h.status, headers, body });
+        return Err(ProxyError::Upstream { status: h.status, headers: Box::new(headers), body });
     }
     record.error = last_failure;
     Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
@@ -260,18 +264,6 @@ fn add_upstream_wait(record: &mut Record, since: Instant) {
     record.upstream_us += since.elapsed().as_micros() as u64;
 }
 
-/// What admission needs to know, read cheaply from the raw bytes (input is bytes / 4) and the
-/// envelope (the output the request allows).
-fn request_facts(body: &[u8], envelope: &RequestEnvelope) -> RequestFacts {
-    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    RequestFacts {
-        est_tokens: body.len() as u64 / 4,
-        max_output: envelope.max_output(),
-        has_tools: has(b"\"tools\":[{") || has(b"\"tools\": [{") || has(b"\"tools\" : [{"),
-        has_images: has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\""),
-    }
-}
-
 fn transform_for(
     ingress: Dialect,
     upstream: Dialect,
@@ -295,57 +287,117 @@ fn transform_for(
 
 fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform) -> HeaderMap {
     let mut headers = crate::pool::upstream::client_response_headers(upstream);
-    if let Ok(v) = HeaderValue::from_str(&saved_tokens.to_string()) {
-        headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), v);
-    }
+    headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), HeaderValue::from(saved_tokens));
     if matches!(transform, Transform::Whole { .. }) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     headers
 }
 
-/// Reads a stream until its first complete SSE event (or its end).
+/// Reads a stream until its first complete SSE event (or its end, or `PEEK_LIMIT` bytes).
 async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
-    let mut seen = Vec::new();
-    let mut splitter = SseSplitter::new();
+    // Usually the first chunk holds the whole first event: then it is passed on as it is.
+    let mut seen: Option<Vec<u8>> = None;
+    let mut first: Option<Bytes> = None;
     loop {
-        match tokio::time::timeout(idle, body.next()).await {
+        let chunk = match tokio::time::timeout(idle, body.next()).await {
             Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
-            Ok(None) => return Ok(Bytes::from(seen)),
-            Ok(Some(Err(e))) if seen.is_empty() => return Err(format!("connection reset before the first byte ({e})")),
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) if first.is_none() => return Err(format!("connection reset before the first byte ({e})")),
             // Nothing has reached the client yet: a break before a whole first event is one to
             // fall back from, however many bytes came.
             Ok(Some(Err(e))) => {
-                return Err(format!(
-                    "connection reset after {} bytes, before the first complete event ({e})",
-                    seen.len()
-                ))
+                let n = seen.as_ref().map_or_else(|| first.as_ref().map_or(0, |f| f.len()), |s| s.len());
+                return Err(format!("connection reset after {n} bytes, before the first complete event ({e})"));
             }
+            Ok(None) => return Ok(joined(first, seen)),
+        };
+        let Some(prefix) = &first else {
+            if find_event_end(&chunk).is_some() || chunk.len() >= PEEK_LIMIT {
+                return Ok(chunk);
+            }
+            first = Some(chunk);
+            continue;
+        };
+        let buf = seen.get_or_insert_with(|| prefix.to_vec());
+        // A blank line may straddle the chunk boundary: look again at the last three bytes.
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk);
+        if find_event_end(&buf[from..]).is_some() || buf.len() >= PEEK_LIMIT {
+            return Ok(joined(first, seen));
+        }
+    }
+}
+
+fn joined(first: Option<Bytes>, seen: Option<Vec<u8>>) -> Bytes {
+    match seen {
+        Some(all) => Bytes::from(all),
+        None => first.unwrap_or_default(),
+    }
+}
+
+/// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`. A body in one chunk (the usual
+/// case for JSON answers) is not copied.
+async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
+    let mut first: Option<Bytes> = None;
+    let mut all: Option<Vec<u8>> = None;
+    loop {
+        match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Ok(None) => return Ok(joined(first, all)),
+            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
             Ok(Some(Ok(chunk))) => {
-                seen.extend_from_slice(&chunk);
-                splitter.push(&chunk);
-                if splitter.next_event().is_some() {
-                    return Ok(Bytes::from(seen));
+                let Some(prefix) = &first else {
+                    first = Some(chunk);
+                    continue;
+                };
+                let buf = all.get_or_insert_with(|| prefix.to_vec());
+                buf.extend_from_slice(&chunk);
+                if buf.len() >= WHOLE_BODY_LIMIT {
+                    return Ok(joined(first, all));
                 }
             }
         }
     }
 }
 
-/// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`.
-async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
-    let mut all = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
-            Ok(None) => return Ok(Bytes::from(all)),
-            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
-            Ok(Some(Ok(chunk))) => {
-                all.extend_from_slice(&chunk);
-                if all.len() >= WHOLE_BODY_LIMIT {
-                    return Ok(Bytes::from(all));
-                }
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(chunks: &[&[u8]]) -> ByteStream {
+        let items: Vec<reqwest::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    async fn peek(chunks: &[&[u8]]) -> Bytes {
+        peek_first_event(&mut stream(chunks), std::time::Duration::from_secs(1)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_peek_stops_after_the_first_event_wherever_the_chunks_break() {
+        assert_eq!(peek(&[b"data: a\n\ndata: b\n\n"]).await.as_ref(), b"data: a\n\ndata: b\n\n");
+        assert_eq!(peek(&[b"data: a\n", b"\ndata: b", b"\n\n"]).await.as_ref(), b"data: a\n\ndata: b");
+        assert_eq!(peek(&[b"data: a\r\n\r", b"\n", b"more"]).await.as_ref(), b"data: a\r\n\r\n");
+        assert_eq!(peek(&[b"da", b"ta", b": a", b"\n\n", b"x"]).await.as_ref(), b"data: a\n\n");
+        // A stream that ends inside its first event gives what it sent.
+        assert_eq!(peek(&[b"data: a", b"b"]).await.as_ref(), b"data: ab");
+        assert_eq!(peek(&[]).await.as_ref(), b"");
+    }
+
+    #[tokio::test]
+    async fn the_peek_is_bounded() {
+        let piece = vec![b'x'; 100 * 1024];
+        let got = peek(&[b"data: ", &piece, &piece, &piece, &piece, b"\n\n"]).await;
+        assert!(got.len() >= PEEK_LIMIT && got.len() < PEEK_LIMIT + piece.len() + 6, "{}", got.len());
+        assert_eq!(peek(&[&vec![b'x'; PEEK_LIMIT], b"more"]).await.len(), PEEK_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn whole_bodies_are_joined() {
+        let idle = std::time::Duration::from_secs(1);
+        assert_eq!(read_whole(&mut stream(&[b"{\"a\":", b"1}"]), idle).await.unwrap().as_ref(), b"{\"a\":1}");
+        assert_eq!(read_whole(&mut stream(&[b"{}"]), idle).await.unwrap().as_ref(), b"{}");
+        assert_eq!(read_whole(&mut stream(&[]), idle).await.unwrap().as_ref(), b"");
     }
 }

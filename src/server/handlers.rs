@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 use super::dashboard;
 use super::error::ProxyError;
 use super::forward::UpstreamRequest;
+use super::pending::{InFlight, Pending};
 use super::{AppState, Body};
-use crate::dialect::{headers, Dialect, RequestEnvelope};
-use crate::ledger::{client_family, Record, RequestOutcome};
+use crate::dialect::{envelope, headers, Dialect};
+use crate::ledger::{client_family, Record};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -69,12 +70,18 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     result.unwrap_or_else(|e| error_response(&state, dialect, e))
 }
 
-/// The dialect an error is rendered in before the body is read: by path, then by header.
+/// The dialect an error is rendered in before the body is read. The three dialect paths decide
+/// by themselves; only elsewhere (unknown routes, `/metrics`) does `anthropic-version` pick Anthropic.
 fn error_dialect(path: &str, headers: &HeaderMap) -> Dialect {
-    if path.contains("/messages") || headers.contains_key(headers::ANTHROPIC_VERSION) {
+    let route = path.strip_prefix("/v1").unwrap_or(path);
+    if route.starts_with("/messages") {
         Dialect::Anthropic
-    } else if path.contains("/responses") {
+    } else if route.starts_with("/chat/completions") {
+        Dialect::OpenaiChat
+    } else if route.starts_with("/responses") {
         Dialect::OpenaiResponses
+    } else if headers.contains_key(headers::ANTHROPIC_VERSION) {
+        Dialect::Anthropic
     } else {
         Dialect::OpenaiChat
     }
@@ -122,24 +129,16 @@ async fn proxy(
     peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
     let started = Instant::now();
-    let mut record = Record::empty();
+    let in_flight = InFlight::enter(state);
+    let mut pending = Pending::new(state, started);
+    let record = &mut pending.record;
     record.ts_ms = crate::ledger::now_ms();
     record.dialect = dialect.name();
     record.client = client_family(req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""));
-    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, &mut record).await;
-    if let Err(e) = &result {
-        record.status = e.status().as_u16();
-        record.outcome = RequestOutcome::Error;
-        if record.error.is_empty() {
-            record.error = e.kind().to_string();
-        }
-        let total = started.elapsed();
-        record.latency_ms = total.as_millis() as u64;
-        record.ttfb_us = total.as_micros() as u64;
-        record.overhead_us = (total.as_micros() as u64).saturating_sub(record.upstream_us);
-        state.ledger.record(record);
-    }
-    result
+    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, record).await;
+    pending.settle(&result);
+    // Until the body is done (or the client drops it), the request counts as in flight.
+    result.map(|response| response.map(|body| in_flight.track(body)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -156,8 +155,8 @@ async fn forward(
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let envelope: RequestEnvelope =
-        serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let envelope = &scanned.envelope;
     record.model = envelope.model.clone().unwrap_or_default();
     record.route = record.model.clone();
     // A session id in a header is read now; one in the body is read by the ledger writer.
@@ -187,7 +186,9 @@ async fn forward(
         ingress: dialect,
         route,
         parts: &parts,
-        envelope: &envelope,
+        envelope,
+        has_tools: scanned.has_tools,
+        has_images: scanned.has_images,
         body: forward,
         proxy_key_header,
         saved_tokens,
@@ -275,7 +276,11 @@ async fn upstream_models(
         return Vec::new();
     };
     let owner = target.provider.name.clone();
-    let sent = state.upstream.send(&target, Method::GET, "/models", None, hdrs, proxy_key, Bytes::new()).await;
+    // The caller's headers (its credentials) on a GET without a query.
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = Method::GET;
+    parts.headers = hdrs.clone();
+    let sent = state.upstream.send(&target, &parts, "/models", proxy_key, Bytes::new()).await;
     let body = match sent {
         Ok(r) if r.status().is_success() => r.bytes().await.ok(),
         Ok(r) => {
@@ -326,7 +331,7 @@ fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response
         ProxyError::Upstream { status, headers, body } => {
             let mut r = Response::new(full(body));
             *r.status_mut() = status;
-            *r.headers_mut() = headers;
+            *r.headers_mut() = *headers;
             r
         }
         e => {

@@ -6,19 +6,17 @@ pub mod error;
 mod forward;
 mod handlers;
 pub mod metrics;
+mod pending;
 mod relay;
 pub mod reload;
+mod workers;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -53,7 +51,7 @@ impl AppState {
     }
 
     pub fn with_model_override(cfg: Config, model_override: Option<String>) -> Result<Arc<AppState>, ProxyError> {
-        let upstream = UpstreamClient::new(cfg.timeouts.clone())?;
+        let upstream = UpstreamClient::new(cfg.timeouts.clone(), workers::count())?;
         let ledger = match ledger_path() {
             Some(path) => Ledger::open(&path, cfg.ledger_retention),
             None => Ledger::disabled(),
@@ -106,6 +104,14 @@ pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
 /// Serves connections from `listener` until `shutdown` completes.
 pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    // Connections go to the worker threads; should they not start, this runtime serves them.
+    let mut workers = match workers::Workers::start(&state, workers::count()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("{e}; serving connections on the main runtime");
+            None
+        }
+    };
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
@@ -120,16 +126,13 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl F
             },
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handlers::handle(state, req, peer).await) }
-            });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
-            {
-                tracing::debug!("connection from {peer} ended: {e}");
-            }
-        });
+        let stream = match workers.as_mut() {
+            Some(w) => match w.hand_over(stream, peer) {
+                Ok(()) => continue,
+                Err(stream) => stream,
+            },
+            None => stream,
+        };
+        tokio::spawn(workers::serve_connection(state.clone(), stream, peer));
     }
 }

@@ -46,6 +46,8 @@ struct Finish {
     watch: Option<StreamWatch>,
     /// Set while waiting for the upstream's next chunk (a drop mid-wait still counts it).
     waiting_since: Option<Instant>,
+    /// A chunk already relayed whose usage is read once it is on its way (see `relay_body`).
+    unsniffed: Option<Bytes>,
 }
 
 impl Finish {
@@ -57,10 +59,16 @@ impl Finish {
             self.ctx.record.upstream_us += t.elapsed().as_micros() as u64;
         }
     }
+    fn sniff_pending(&mut self) {
+        if let Some(chunk) = self.unsniffed.take() {
+            self.usage.push(&chunk);
+        }
+    }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
+        self.sniff_pending();
         let mut outcome = self.outcome.unwrap_or(Outcome::Cancelled);
         let in_band = self.watch.as_ref().and_then(|w| w.failure().cloned());
         if in_band.is_some() && outcome == Outcome::Completed {
@@ -163,6 +171,7 @@ impl Transform {
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type FrameResult = Result<Frame<Bytes>, std::io::Error>;
 
 struct State {
     upstream: ByteStream,
@@ -173,9 +182,8 @@ struct State {
 /// A body that was read whole (a non-streamed answer): translated if needed and sent with its
 /// length, so the client gets it in one write instead of a chunked stream.
 pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Transform) -> Body {
-    let mut usage = UsageSniffer::new(ctx.upstream_dialect, false);
-    usage.push(&upstream_bytes);
-    let first = transform.push(upstream_bytes);
+    let dialect = ctx.upstream_dialect;
+    let first = transform.push(upstream_bytes.clone());
     let tail = transform.finish();
     let out = if tail.is_empty() {
         first
@@ -185,17 +193,26 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
         joined.extend_from_slice(&tail);
         Bytes::from(joined)
     };
-    let finish = Finish {
+    let mut finish = Finish {
         ctx,
         first_byte: Some(Instant::now()),
         outcome: Some(Outcome::Completed),
         bytes: out.len() as u64,
-        usage,
+        usage: UsageSniffer::settled(dialect, None),
         watch: None,
         waiting_since: None,
+        unsniffed: None,
     };
-    // Recording happens here, as the answer is handed to the client.
-    drop(finish);
+    // Reading the usage and recording run as their own task, after this one has handed the
+    // answer to the client (on the same worker thread).
+    let record = move || {
+        finish.usage = UsageSniffer::settled(dialect, UsageSniffer::of_whole_body(dialect, &upstream_bytes));
+        drop(finish);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move { record() })),
+        Err(_) => record(),
+    }
     BodyExt::boxed_unsync(http_body_util::Full::new(out).map_err(|never| match never {}))
 }
 
@@ -204,7 +221,8 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
     let watch = ctx.is_sse.then(|| StreamWatch::new(ctx.state.pool().clock().now_ms()));
-    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, watch, waiting_since: None };
+    let finish =
+        Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, watch, waiting_since: None, unsniffed: None };
     let upstream: ByteStream = if prefix.is_empty() {
         rest
     } else {
@@ -214,14 +232,26 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         loop {
+            if st.finish.unsniffed.is_some() {
+                // Let the relayed chunk go out to the client first (returning Pending once makes
+                // hyper flush), then read its usage.
+                tokio::task::yield_now().await;
+                st.finish.sniff_pending();
+            }
             st.finish.wait_begins();
             let next = tokio::time::timeout(idle, st.upstream.next()).await;
             st.finish.wait_ends();
             return match next {
                 Ok(Some(Ok(chunk))) => {
-                    st.finish.usage.push(&chunk);
                     if let Some(w) = &mut st.finish.watch {
                         w.push(&chunk);
+                    }
+                    // Parsing an event that reports usage (`message_start`, the last chunk) is
+                    // the one costly part of relaying; it waits until the bytes are sent.
+                    if memchr::memmem::find(&chunk, b"\"usage\"").is_some() {
+                        st.finish.unsniffed = Some(chunk.clone());
+                    } else {
+                        st.finish.usage.push(&chunk);
                     }
                     let out = st.transform.push(chunk);
                     if out.is_empty() {
@@ -266,7 +296,7 @@ fn end_with_error(
     class: ErrorClass,
     msg: String,
     kind: &'static str,
-) -> Option<(Result<Frame<Bytes>, std::io::Error>, Option<State>)> {
+) -> Option<(FrameResult, Option<State>)> {
     tracing::warn!("{msg}");
     st.finish.ctx.state.metrics.error(kind);
     st.finish.ctx.record.error = kind.to_string();

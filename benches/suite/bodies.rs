@@ -86,6 +86,9 @@ fn request(dialect: Dialect, model: &str, stream: bool, turns: usize, tools: boo
     let mut v = json!({"model": model, "max_tokens": 1024, "stream": stream, "messages": messages});
     if dialect == Dialect::Anthropic {
         v["system"] = json!(SYSTEM);
+    } else if stream {
+        // As OpenAI SDK clients ask for it: without this no usage comes back in a stream.
+        v["stream_options"] = json!({"include_usage": true});
     }
     if tools {
         v["tools"] = tool_specs(dialect);

@@ -26,6 +26,9 @@ pub struct Samples {
 
 pub type Cell<T> = Result<T, String>;
 
+/// Pause after each peer round (see `latency_row`).
+pub const PEER_SETTLE: Duration = Duration::from_millis(10);
+
 pub struct RowSpec {
     pub title: String,
     /// Time to the first body bytes instead of to the end of the answer.
@@ -73,8 +76,8 @@ pub fn check_answer(reply: &Reply, call: &Call) -> Result<(), String> {
 pub struct Conns(pub Vec<Cell<Conn>>);
 
 /// Runs one latency row: warm-up (checking every target's first answer), then rounds in which
-/// every fast target and, every `stride` rounds, each slow one sends the row's request, in an
-/// order that rotates each round.
+/// direct and the fast targets, or direct and the slow ones, send the row's request in an order
+/// that rotates each round.
 pub async fn latency_row(targets: &[Target], conns: &mut Conns, row: &RowSpec, counts: &Counts) -> Vec<Cell<Samples>> {
     let n = targets.len();
     let mut cells: Vec<Cell<Samples>> = (0..n)
@@ -101,29 +104,48 @@ pub async fn latency_row(targets: &[Target], conns: &mut Conns, row: &RowSpec, c
             }
         }
     }
+    // Fast rounds (direct and tokenfold) and peer rounds (direct and the peers) alternate, one
+    // peer round after every `stride` fast ones; a pause after each peer round keeps work a peer
+    // does after answering off the next fast round.
     let stride = (counts.fast / counts.slow.max(1)).max(1);
-    for round in 0..counts.fast {
-        let mut order: Vec<usize> =
-            (0..n).filter(|&i| cells[i].is_ok() && (targets[i].fast || round % stride == 0)).collect();
-        if order.is_empty() {
+    let (mut fast_done, mut slow_done) = (0usize, 0usize);
+    loop {
+        let slow_active = (1..n).any(|i| !targets[i].fast && cells[i].is_ok());
+        let peer_round = slow_active
+            && slow_done < counts.slow
+            && (fast_done >= counts.fast || fast_done >= (slow_done + 1) * stride);
+        if !peer_round && fast_done >= counts.fast {
             break;
         }
-        let shift = round % order.len();
+        let mut order: Vec<usize> =
+            (0..n).filter(|&i| cells[i].is_ok() && (i == 0 || targets[i].fast != peer_round)).collect();
+        let round = fast_done + slow_done;
+        let shift = round % order.len().max(1);
         order.rotate_left(shift);
         let mut taken: Vec<(usize, Duration)> = Vec::with_capacity(order.len());
         for i in order {
             let (Ok(call), Ok(conn)) = (&row.calls[i], &mut conns.0[i]) else { continue };
             match conn.send(call).await {
                 Ok(r) => taken.push((i, if row.first_byte { r.first_byte } else { r.total })),
-                Err(e) => cells[i] = Err(format!("after {} samples: {e}", round)),
+                Err(e) => cells[i] = Err(format!("after {round} rounds: {e}")),
             }
         }
         let direct = taken.iter().find(|(i, _)| *i == 0).map(|(_, d)| *d);
         for (i, d) in taken {
+            // Direct's own column keeps only the fast rounds, the ones tokenfold is compared with.
+            if i == 0 && peer_round {
+                continue;
+            }
             if let (Ok(s), Some(base)) = (&mut cells[i], direct) {
                 s.values.push(d);
                 s.baseline.push(base);
             }
+        }
+        if peer_round {
+            slow_done += 1;
+            tokio::time::sleep(PEER_SETTLE).await;
+        } else {
+            fast_done += 1;
         }
     }
     // The direct column's own baseline is itself; nothing else to do.

@@ -36,6 +36,8 @@ pub struct StartUp {
     pub runs: usize,
     pub min: Duration,
     pub max: Duration,
+    /// Median time until the process said it listens (tokenfold prints a line; others do not).
+    pub to_listening: Option<Duration>,
 }
 
 pub struct Running {
@@ -123,9 +125,11 @@ async fn settle_and_measure(process: &Spawned) -> GroupRss {
     procs::group_rss(process.pgid())
 }
 
-fn startup_stats(mut runs: Vec<Duration>) -> StartUp {
+fn startup_stats(mut runs: Vec<Duration>, mut listening: Vec<Duration>) -> StartUp {
     runs.sort();
+    listening.sort();
     StartUp {
+        to_listening: listening.get(listening.len() / 2).copied(),
         median: runs.get(runs.len() / 2).copied().unwrap_or_default(),
         runs: runs.len(),
         min: runs.first().copied().unwrap_or_default(),
@@ -206,11 +210,12 @@ pub async fn start_tokenfold(
     std::fs::write(&config, tokenfold_config(mock, refused)).map_err(|e| format!("write {}: {e}", config.display()))?;
     let ledger = dirs.run.join("tokenfold-ledger.db");
     let probe = probe("gpt-5", CLIENT_KEY)?;
-    let mut runs = Vec::new();
+    let (mut runs, mut listening) = (Vec::new(), Vec::new());
     let mut last = None;
+    // The first start creates the ledger; the others find it, as every later start of a user's does.
+    let _ = std::fs::remove_file(&ledger);
     for _ in 0..starts.max(1) {
         drop(last.take());
-        let _ = std::fs::remove_file(&ledger);
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--config"])
             .arg(&config)
@@ -219,7 +224,8 @@ pub async fn start_tokenfold(
             .env("TOKENFOLD_LEDGER", &ledger)
             .env("NO_COLOR", "1");
         let mut process = procs::spawn(cmd, &dirs.log("tokenfold"), "tokenfold listening on http://")?;
-        let addr = listening_addr(&mut process).await?;
+        let (addr, at) = listening_addr(&mut process).await?;
+        listening.push(at.duration_since(process.started));
         runs.push(first_200(&mut process, addr, &probe, Duration::from_secs(10), Duration::from_micros(200)).await?);
         last = Some((process, addr));
     }
@@ -237,7 +243,7 @@ pub async fn start_tokenfold(
             failover_503: Some("failover-503".into()),
             failover_refused: Some("failover-refused".into()),
         },
-        start: startup_stats(runs),
+        start: startup_stats(runs, listening),
         idle,
         sampler,
         setup: format!(
@@ -248,13 +254,14 @@ pub async fn start_tokenfold(
     })
 }
 
-async fn listening_addr(process: &mut Spawned) -> Result<SocketAddr, String> {
+async fn listening_addr(process: &mut Spawned) -> Result<(SocketAddr, std::time::Instant), String> {
     loop {
         match process.watched.try_recv() {
-            Ok((line, _)) => {
+            Ok((line, at)) => {
                 let rest = line.trim_start_matches("tokenfold listening on http://");
                 let addr = rest.split_whitespace().next().unwrap_or("");
-                return addr.parse().map_err(|_| format!("cannot parse the listening address in `{line}`"));
+                let addr = addr.parse().map_err(|_| format!("cannot parse the listening address in `{line}`"))?;
+                return Ok((addr, at));
             }
             Err(std::sync::mpsc::TryRecvError::Empty) => {}
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {
@@ -347,7 +354,7 @@ pub async fn start_litellm(mock: SocketAddr, refused: u16, dirs: &Dirs) -> Resul
             failover_503: Some("down-503".into()),
             failover_refused: Some("down-refused".into()),
         },
-        start: startup_stats(vec![started]),
+        start: startup_stats(vec![started], Vec::new()),
         idle,
         sampler,
     })
@@ -420,7 +427,7 @@ pub async fn start_ninerouter(mock: SocketAddr, refused: u16, dirs: &Dirs) -> Re
             failover_503: Some("failover-503".into()),
             failover_refused: Some("failover-refused".into()),
         },
-        start: startup_stats(vec![started]),
+        start: startup_stats(vec![started], Vec::new()),
         idle,
         sampler,
     })

@@ -394,7 +394,8 @@ impl Results {
                     "peak_rss_bytes": c.peak_rss,
                     "processes": c.processes,
                     "start_to_first_200_ms": c.start.as_ref().map(|s| json!({
-                        "median": us(s.median) / 1e3, "min": us(s.min) / 1e3, "max": us(s.max) / 1e3, "runs": s.runs})),
+                        "median": us(s.median) / 1e3, "min": us(s.min) / 1e3, "max": us(s.max) / 1e3, "runs": s.runs,
+                        "to_listening_line_median": s.to_listening.map(|d| us(d) / 1e3)})),
                 })
             })
             .collect();

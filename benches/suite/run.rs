@@ -353,15 +353,16 @@ fn notes(
     let mut n = Vec::new();
     n.push(format!(
         "Latency rows: each round sends the row's request to every column in turn (order rotating); \
-         direct and tokenfold take every round ({} samples each, {} for 200 KB, after {} warm-up), \
-         each peer every {}th round ({} samples, {} for 200 KB). \"Added\" is the column's percentile minus \
-         direct's over the same rounds. Streams: the mock sends its first event at once and the rest 1 ms later.",
+         direct and tokenfold take {} rounds ({} for 200 KB, after {} warm-up); \
+         after every {} of them one round goes to direct and the peers ({} samples, {} for 200 KB), then a {} ms pause. \
+         \"Added\" is the column's percentile minus direct's over the same rounds. Streams: the mock sends its first event at once and the rest 1 ms later.",
         plan.latency.fast,
         plan.latency_large.fast,
         plan.latency.warmup_fast,
         plan.latency.fast / plan.latency.slow.max(1),
         plan.latency.slow,
-        plan.latency_large.slow
+        plan.latency_large.slow,
+        measure::PEER_SETTLE.as_millis()
     ));
     if let Some(Ok(d)) = throughput.first() {
         let cpu = d
@@ -398,7 +399,7 @@ fn notes(
                     None => "a refused connection never reaches the mock".into(),
                 };
                 n.push(format!(
-                    "{} `{}`: {} samples; hop = failover request minus a request straight to the healthy target, same peer, interleaved; {crossed}.",
+                    "{} `{}`: {} sample(s); hop = failover request minus a request straight to the healthy target, same peer, interleaved; {crossed}.",
                     c.label,
                     row.key,
                     f.via_failover.len()
@@ -408,6 +409,16 @@ fn notes(
     }
     for p in running.iter().flatten() {
         n.push(format!("{}: {}.", label(p), p.setup));
+        if let Some(l) = p.start.to_listening {
+            n.push(format!(
+                "{}: start-up {:.1} ms to the listening line, {:.1} ms to the first proxied 200 (median; min {:.1}, max {:.1} ms).",
+                p.name,
+                l.as_secs_f64() * 1e3,
+                p.start.median.as_secs_f64() * 1e3,
+                p.start.min.as_secs_f64() * 1e3,
+                p.start.max.as_secs_f64() * 1e3
+            ));
+        }
     }
     if latency.iter().any(|r| r.cells.iter().skip(2).any(|c| c.is_ok())) {
         n.push("Peers run with their defaults apart from what the mock needs: no tuning either way.".into());

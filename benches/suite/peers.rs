@@ -208,7 +208,10 @@ pub async fn start_tokenfold(
 ) -> Result<Running, String> {
     let config = dirs.run.join("tokenfold.toml");
     std::fs::write(&config, tokenfold_config(mock, refused)).map_err(|e| format!("write {}: {e}", config.display()))?;
-    let ledger = dirs.run.join("tokenfold-ledger.db");
+    // Every request is recorded in a fresh ledger, as in real use; TOKENFOLD_LEDGER (e.g. `off`)
+    // in the suite's environment overrides that, to see what the ledger costs.
+    let ledger =
+        std::env::var_os("TOKENFOLD_LEDGER").map(PathBuf::from).unwrap_or_else(|| dirs.run.join("tokenfold-ledger.db"));
     let probe = probe("gpt-5", CLIENT_KEY)?;
     let (mut runs, mut listening) = (Vec::new(), Vec::new());
     let mut last = None;
@@ -247,8 +250,10 @@ pub async fn start_tokenfold(
         idle,
         sampler,
         setup: format!(
-            "tokenfold {} release binary, `serve --config` (fold on, ledger on, pool store in memory)",
-            env!("CARGO_PKG_VERSION")
+            "tokenfold {} release binary, `serve --config` (fold on, ledger {}, pool store in memory{})",
+            env!("CARGO_PKG_VERSION"),
+            if ledger.as_os_str() == "off" { "off" } else { "on" },
+            std::env::var("TOKENFOLD_LOG").map(|l| format!(", TOKENFOLD_LOG={l}")).unwrap_or_default()
         ),
         process,
     })

@@ -214,6 +214,30 @@ impl Results {
             })
             .collect();
         s.push_str(&self.row(&self.throughput_title, cells, ratios));
+        // CPU per request does not depend on how much of the shared machine a column got.
+        let cpu =
+            |i: usize| self.throughput.get(i).and_then(|c| c.as_ref().ok()).and_then(|t| t.cpu_per_request).map(us);
+        let cells = (0..n)
+            .map(|i| match (self.unavailable(i), &self.throughput[i], cpu(i)) {
+                (Some(u), _, _) => u,
+                (None, Err(e), _) => format!("error: {}", short(e)),
+                (None, Ok(_), Some(c)) if i == 0 => format!("{} (load client + mock)", human(c)),
+                (None, Ok(_), Some(c)) => human(c),
+                (None, Ok(_), None) => "?".into(),
+            })
+            .collect();
+        let ratios = peers
+            .iter()
+            .map(|&p| match (cpu(1), cpu(p), self.columns[p].unavailable.is_some()) {
+                (Some(ours), Some(theirs), false) => ratio(theirs, ours),
+                _ => "—".into(),
+            })
+            .collect();
+        s.push_str(&self.row(
+            &format!("CPU per request at c={} (all the column's processes)", self.concurrency),
+            cells,
+            ratios,
+        ));
         for row in &self.failover {
             let hop = |f: &Failover, q: f64| us(percentile(&f.via_failover, q)) - us(percentile(&f.straight, q));
             let cells = (0..n)

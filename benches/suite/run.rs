@@ -114,9 +114,11 @@ pub fn run(s: &Settings) -> Result<(), String> {
     let verdicts = results.verdict_lines();
     let notes: String = results.notes.iter().map(|n| format!("- {n}\n")).collect();
     let text = format!(
-        "Measured {} on {}; {} run.\n\n{table}\n{verdicts}\n{notes}",
+        "Measured {} on {}, load average {} before and {} after (the machine is shared); {} run.\n\n{table}\n{verdicts}\n{notes}",
         results.date,
         results.machine,
+        results.load_before,
+        results.load_after,
         if s.quick { "quick (smoke)" } else { "full" }
     );
     println!("{text}");

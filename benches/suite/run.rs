@@ -41,7 +41,7 @@ impl Plan {
         let fo = |warmup, samples, straight| FailoverPlan { warmup, samples, straight, spacing };
         if quick {
             return Plan {
-                starts: 2,
+                starts: 3,
                 latency: Counts { warmup_fast: 20, warmup_slow: 5, fast: 200, slow: 20 },
                 latency_large: Counts { warmup_fast: 5, warmup_slow: 2, fast: 50, slow: 10 },
                 concurrency: 32,

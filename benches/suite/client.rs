@@ -70,13 +70,19 @@ impl Conn {
             // The peer closed the keep-alive connection (some do after N requests): reconnect once.
             *self = Conn::open(self.addr).await?;
         }
-        let mut req = Request::builder().method(Method::POST).uri(call.path).header(http::header::HOST, "127.0.0.1");
-        if let Some(h) = req.headers_mut() {
-            h.extend(call.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        let req = req.body(Full::new(call.body.clone())).map_err(|e| format!("build request: {e}"))?;
-        let start = Instant::now();
-        let resp = self.sender.send_request(req).await.map_err(|e| format!("{}: {e}", call.path))?;
+        let req = request(call)?;
+        let mut start = Instant::now();
+        let resp = match self.sender.send_request(req).await {
+            Ok(r) => r,
+            // A keep-alive connection the peer closed while idle (Node closes them after 5 s):
+            // send again on a fresh one, timing only that exchange.
+            Err(e) if e.is_closed() || e.is_incomplete_message() || e.is_canceled() => {
+                *self = Conn::open(self.addr).await?;
+                start = Instant::now();
+                self.sender.send_request(request(call)?).await.map_err(|e| format!("{}: {e}", call.path))?
+            }
+            Err(e) => return Err(format!("{}: {e}", call.path)),
+        };
         let status = resp.status();
         let mut body = resp.into_body();
         let mut first_byte = None;
@@ -97,6 +103,14 @@ impl Conn {
         }
         Ok(Reply { first_byte: first_byte.unwrap_or(total), total, body: Bytes::from(received) })
     }
+}
+
+fn request(call: &Call) -> Result<Request<Full<Bytes>>, String> {
+    let mut req = Request::builder().method(Method::POST).uri(call.path).header(http::header::HOST, "127.0.0.1");
+    if let Some(h) = req.headers_mut() {
+        h.extend(call.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    req.body(Full::new(call.body.clone())).map_err(|e| format!("build request: {e}"))
 }
 
 /// What `concurrency` connections sending back to back for `duration` achieved.

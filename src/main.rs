@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy.
+    /// Run the proxy. The config file is reloaded on SIGHUP and when it changes (providers,
+    /// accounts, limits, routes); requests in flight are not disturbed.
     Serve {
         /// Config file. Default: $TOKENFOLD_CONFIG, ./config/tokenfold.toml,
         /// ~/.config/tokenfold/tokenfold.toml, else the built-in copy of the shipped config.
@@ -35,9 +36,10 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
         /// Send every request to this base URL (same path under it) with the client's own
-        /// credentials; no config file is read.
+        /// credentials; no config file is read. Repeat it for a fallback route: the first URL,
+        /// then the next ones in order when it is rate limited, down or refuses the key.
         #[arg(long, value_name = "URL")]
-        upstream: Option<String>,
+        upstream: Vec<String>,
         /// With --upstream: the dialect the upstream speaks (openai-chat, anthropic or
         /// openai-responses); requests in another dialect are translated. E.g. Claude Code on a
         /// local vLLM/Ollama/llama.cpp server: --upstream http://127.0.0.1:8000 --upstream-dialect openai-chat
@@ -55,12 +57,14 @@ enum Command {
         /// Period: 24h, 7d, 30d, 90m or a date (YYYY-MM-DD, UTC).
         #[arg(long, default_value = "7d")]
         since: String,
-        /// Group rows by: day, route, provider, model, mechanism or client.
+        /// Group rows by: day, route, provider, account, model, status, mechanism (tokens saved,
+        /// elisions, recalls and recall % per fold mechanism) or client.
         #[arg(long, default_value = "day")]
         by: String,
-        /// Only this conversation (the `session` column of the ledger).
-        #[arg(long)]
-        session: Option<String>,
+        /// One conversation: its id or a unique prefix of it. Without an id, or with a prefix that
+        /// several share, lists recent conversations.
+        #[arg(long, value_name = "ID", num_args = 0..=1)]
+        session: Option<Option<String>>,
         /// Print JSON instead of a table.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -87,6 +91,20 @@ enum Command {
         /// (the proxy's default), aggressive. Each is reported on its own.
         #[arg(long, default_value = "balanced", value_parser = parse_levels)]
         level: Levels,
+    },
+    /// Show the provider pool: per provider, account and model, quota used and left per window,
+    /// when windows reset, cooldowns and why, health and the last error. Asks the running proxy
+    /// (GET /pool); when none answers, shows the state saved in the pool store.
+    Pool {
+        /// Config file (as for `serve`): says where the proxy listens and where the store is.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Ask the proxy at this address instead of the config's server.listen, e.g. http://127.0.0.1:8411.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate the configuration.
     Config {
@@ -126,11 +144,14 @@ fn main() -> ExitCode {
             serve(config, listen, upstream, upstream_dialect, upstream_model, debug)
         }
         Command::Report { since, by, session, json, csv, ledger } => {
-            report(&since, &by, session.as_deref(), json, csv, ledger)
+            tokenfold::ledger::cli::report(tokenfold::ledger::cli::ReportArgs { since, by, session, json, csv, ledger })
         }
         Command::Replay { paths, json, system_tokens, level } => {
             let levels = level.0;
             ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens, levels }))
+        }
+        Command::Pool { config, url, json } => {
+            ExitCode::from(tokenfold::pool::show::run(tokenfold::pool::show::Options { config, url, json }))
         }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {
@@ -149,55 +170,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn report(since: &str, by: &str, session: Option<&str>, json: bool, csv: bool, ledger: Option<PathBuf>) -> ExitCode {
-    use tokenfold::ledger::report;
-    let Some(since_ms) = report::parse_since(since, tokenfold::ledger::now_ms()) else {
-        eprintln!("error: --since `{since}` is not like 24h, 7d, 30d or 2026-11-01");
-        return ExitCode::from(2);
-    };
-    let Some(group) = report::GroupBy::parse(by) else {
-        eprintln!("error: --by `{by}` is not one of day, route, provider, model, mechanism, client");
-        return ExitCode::from(2);
-    };
-    let Some(path) = ledger.or_else(server::ledger_path) else {
-        eprintln!("error: the ledger is off (TOKENFOLD_LEDGER=off); pass --ledger PATH");
-        return ExitCode::from(2);
-    };
-    if !path.exists() {
-        eprintln!("no ledger yet at {}: run `tokenfold serve` and send some requests first", path.display());
-        return ExitCode::from(1);
-    }
-    match report::build(&path, since_ms, group, session) {
-        Ok(rep) if json => match serde_json::to_string_pretty(&rep) {
-            Ok(s) => {
-                println!("{s}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Ok(rep) if csv => {
-            print!("{}", report::render_csv(&rep));
-            ExitCode::SUCCESS
-        }
-        Ok(rep) => {
-            print!("{}", report::render_table(&rep));
-            println!("(tokens: provider-reported input plus tokenfold's estimate of what folding removed)");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: cannot read the ledger at {}: {e}", path.display());
-            ExitCode::FAILURE
-        }
-    }
-}
-
 fn serve(
     config: Option<PathBuf>,
     listen: Option<String>,
-    upstream: Option<String>,
+    upstream: Vec<String>,
     upstream_dialect: Option<String>,
     upstream_model: Option<String>,
     debug: bool,
@@ -211,9 +187,11 @@ fn serve(
             return ExitCode::from(2);
         }
     };
-    let loaded = match &upstream {
-        Some(url) => Config::single_upstream(url, speaks),
-        None => Config::load(config.as_deref()),
+    let loaded = if upstream.is_empty() {
+        Config::load(config.as_deref())
+    } else {
+        let bases: Vec<&str> = upstream.iter().map(String::as_str).collect();
+        Config::upstreams(&bases, speaks)
     };
     let mut cfg = match loaded {
         Ok(c) => c,
@@ -255,6 +233,7 @@ fn serve(
             eprintln!("note: {n}");
         }
         let source = cfg.source.clone();
+        let config_file = cfg.file_path();
         let state = match AppState::with_model_override(cfg, upstream_model) {
             Ok(s) => s,
             Err(e) => {
@@ -262,6 +241,15 @@ fn serve(
                 return ExitCode::FAILURE;
             }
         };
+        // From here SIGHUP reloads the config instead of ending the process.
+        let reload_source = match config_file {
+            Some(path) => server::reload::Source::File(path),
+            None => server::reload::Source::Fixed(source.clone()),
+        };
+        if let Err(e) = server::reload::start(state.clone(), reload_source) {
+            eprintln!("error: cannot watch for SIGHUP: {e}");
+            return ExitCode::FAILURE;
+        }
         // Tests and scripts read this line to learn the port when listening on :0.
         eprintln!("tokenfold listening on http://{addr} (config: {source})");
         eprintln!("  Claude Code: ANTHROPIC_BASE_URL=http://{addr} claude");
@@ -296,5 +284,13 @@ fn init_logging(debug: bool) {
     let default = if debug { "tokenfold=debug,info" } else { "tokenfold=info,warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENFOLD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colour only for a person at a terminal: logs piped to a file or a supervisor stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour)
+        .init();
 }

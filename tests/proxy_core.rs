@@ -2,13 +2,10 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::mock::{self, Chunk, Reply};
+use common::mock::{self, Reply};
 use common::{config_for, spawn_proxy, temp_file, try_spawn_proxy};
-use futures_util::StreamExt;
 
 const CLIENT_AUTH: &str = "auth = \"client\"";
 
@@ -40,7 +37,9 @@ async fn passthrough_is_byte_exact_for_every_dialect() {
             .header("anthropic-version", "2023-06-01")
             .header("x-tokenfold", "on")
             .header("x-tokenfold-debug", "1")
-            .header("connection", "keep-alive")
+            .header("connection", "keep-alive, x-custom-hop")
+            .header("x-custom-hop", "this hop only")
+            .header("x-end-to-end", "kept")
             .body(TRICKY)
             .send()
             .await
@@ -55,48 +54,25 @@ async fn passthrough_is_byte_exact_for_every_dialect() {
         assert_eq!(got.header("x-api-key"), Some("client-own-key"), "client credentials forwarded");
         assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
         assert!(got.headers.iter().all(|(n, _)| !n.starts_with("x-tokenfold")), "{:?}", got.headers);
+        assert!(got.header("x-custom-hop").is_none(), "named in Connection: hop-by-hop: {:?}", got.headers);
+        assert_eq!(got.header("x-end-to-end"), Some("kept"));
     }
 }
 
-/// Each dialect's stream: the client must see the first event while the mock still holds the rest.
-#[tokio::test]
-async fn sse_events_are_relayed_as_they_arrive() {
-    for (path, events) in [
-        ("/v1/messages", mock::anthropic_stream("hello")),
-        ("/v1/chat/completions", mock::chat_stream("hello")),
-        ("/v1/responses", mock::chat_stream("hello")),
-    ] {
-        let gate = Arc::new(tokio::sync::Notify::new());
-        let (g, ev) = (gate.clone(), events.clone());
-        let mock = mock::start(move |_| {
-            let mut chunks = vec![Chunk::Bytes(ev[0].clone()), Chunk::Gate(g.clone())];
-            chunks.extend(ev[1..].iter().cloned().map(Chunk::Bytes));
-            Reply::sse(chunks)
-        })
-        .await;
-        let proxy = proxy_for(&mock, "").await;
-        let resp = reqwest::Client::new()
-            .post(proxy.url(path))
-            .body(r#"{"model":"m","stream":true,"messages":[]}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        let mut body = resp.bytes_stream();
-        let first = tokio::time::timeout(Duration::from_secs(5), body.next())
-            .await
-            .unwrap_or_else(|_| panic!("{path}: first event not relayed before the upstream finished"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.as_ref(), events[0].as_slice(), "{path}");
-        gate.notify_one();
-        let mut all = first.to_vec();
-        while let Some(chunk) = body.next().await {
-            all.extend_from_slice(&chunk.unwrap());
-        }
-        assert_eq!(all, events.concat(), "{path}: stream not relayed intact");
-    }
+/// The error shape of the dialect a path belongs to.
+fn assert_dialect_shape(path: &str, v: &serde_json::Value) {
+    let message = if path.contains("/messages") {
+        assert_eq!(v["type"], "error", "{path}: Anthropic shape: {v}");
+        &v["error"]["message"]
+    } else {
+        assert!(v.get("type").is_none(), "{path}: OpenAI shape has no top-level type: {v}");
+        assert!(v["error"]["type"].is_string() && v["error"].get("param").is_some(), "{path}: {v}");
+        &v["error"]["message"]
+    };
+    assert!(message.as_str().is_some_and(|m| !m.is_empty()), "{path}: {v}");
 }
+
+const DIALECT_PATHS: [&str; 3] = ["/v1/messages", "/v1/chat/completions", "/v1/responses"];
 
 #[tokio::test]
 async fn client_errors_come_back_in_the_callers_dialect() {
@@ -112,11 +88,26 @@ async fn client_errors_come_back_in_the_callers_dialect() {
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("not valid JSON") && msg.contains("line 2 column"), "{msg}");
 
-    let r = client.post(proxy.url("/v1/chat/completions")).body("not json").send().await.unwrap();
+    for path in ["/v1/chat/completions", "/v1/responses"] {
+        let r = client.post(proxy.url(path)).body("{\"model\": \"m\", \"input\": nope}").send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_dialect_shape(path, &v);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("not valid JSON") && msg.contains("line 1 column"), "{path}: {msg}");
+    }
+    // The path decides the dialect; `anthropic-version` (which some OpenAI-compatible clients
+    // send everywhere) does not turn a Chat error into an Anthropic one.
+    let r = client
+        .post(proxy.url("/v1/chat/completions"))
+        .header("anthropic-version", "2023-06-01")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert!(v.get("type").is_none(), "OpenAI shape has no top-level type: {v}");
+    assert_dialect_shape("/v1/chat/completions", &r.json().await.unwrap());
 
     let big = format!("{{\"model\":\"m\",\"pad\":\"{}\"}}", "x".repeat(2000));
     let r = client.post(proxy.url("/v1/messages")).body(big.clone()).send().await.unwrap();
@@ -129,7 +120,11 @@ async fn client_errors_come_back_in_the_callers_dialect() {
     let r = client.post(proxy.url("/v1/responses")).body(reqwest::Body::wrap_stream(stream)).send().await.unwrap();
     assert_eq!(r.status(), 413);
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("max_body_bytes"), "{v}");
+    assert_dialect_shape("/v1/responses", &v);
+    assert_eq!(
+        v["error"]["message"], "request body is over the limit of 1000 bytes (server.max_body_bytes)",
+        "one space between the words"
+    );
 
     let r = client.get(proxy.url("/v1/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
@@ -139,99 +134,90 @@ async fn client_errors_come_back_in_the_callers_dialect() {
     assert_eq!(r.status(), 404);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "not_found_error");
+    // Off the dialect paths, the header is what tells an Anthropic client.
+    let r = client.get(proxy.url("/v1/nope")).header("anthropic-version", "2023-06-01").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["type"], "error");
     assert!(mock.requests().is_empty(), "bad requests must not reach the provider");
 }
 
 #[tokio::test]
-async fn upstream_failures_map_to_502_504_and_error_bodies_pass_through() {
+async fn an_unreachable_upstream_is_502_in_every_dialect() {
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let cfg = temp_file("dead.toml", &config_for(&format!("http://{closed}"), "", CLIENT_AUTH));
     let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[]);
-    let r = reqwest::Client::new().post(proxy.url("/v1/messages")).body("{}").send().await.unwrap();
-    assert_eq!(r.status(), 502);
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["type"], "error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("unreachable"), "{v}");
+    for path in DIALECT_PATHS {
+        let r = reqwest::Client::new().post(proxy.url(path)).body("{}").send().await.unwrap();
+        assert_eq!(r.status(), 502, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_dialect_shape(path, &v);
+        assert!(v["error"]["message"].as_str().unwrap().contains("unreachable"), "{v}");
+    }
+}
 
-    let mock = mock::start(|rec| {
-        if rec.path.ends_with("/messages") {
-            Reply::Hang
-        } else {
-            Reply::Json {
-                status: 429,
-                body: br#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#.to_vec(),
-                headers: vec![("retry-after", "7".into())],
-            }
+#[tokio::test]
+async fn an_upstream_without_headers_is_504_in_every_dialect() {
+    let mock = mock::start(|_| Reply::Hang).await;
+    let text = config_for(&mock.base(), "", CLIENT_AUTH).replace("first_byte_ms = 1500", "first_byte_ms = 400");
+    let proxy = spawn_proxy(&["--config", temp_file("hang.toml", &text).to_str().unwrap()], &[]);
+    for path in DIALECT_PATHS {
+        let started = std::time::Instant::now();
+        let r = reqwest::Client::new().post(proxy.url(path)).body("{}").send().await.unwrap();
+        assert_eq!(r.status(), 504, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{path}: {:?}", started.elapsed());
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_dialect_shape(path, &v);
+        assert!(v["error"]["message"].as_str().unwrap().contains("first_byte_ms"), "{v}");
+    }
+}
+
+/// A socket that listens but never accepts, with its accept queue filled: the kernel drops
+/// further SYNs, so connecting hangs until `timeouts.connect_ms`.
+#[tokio::test]
+async fn a_connect_that_hangs_is_504_naming_connect_ms() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(conn)) => queued.push(conn),
+            _ => break,
         }
-    })
-    .await;
-    let proxy = proxy_for(&mock, "").await;
-    let started = std::time::Instant::now();
-    let r = reqwest::Client::new().post(proxy.url("/v1/messages")).body("{}").send().await.unwrap();
-    assert_eq!(r.status(), 504);
-    assert!(started.elapsed() < Duration::from_secs(10));
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("first_byte_ms"), "{v}");
+    }
+    assert!(queued.len() < 16, "the accept queue never filled up");
+    let text = config_for(&format!("http://{addr}"), "", CLIENT_AUTH).replace("connect_ms = 2000", "connect_ms = 300");
+    let proxy = spawn_proxy(&["--config", temp_file("connect.toml", &text).to_str().unwrap()], &[]);
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let started = std::time::Instant::now();
+        let r = reqwest::Client::new().post(proxy.url(path)).body("{}").send().await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(r.status(), 504, "{path}");
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{path}: {took:?}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_dialect_shape(path, &v);
+        assert!(v["error"]["message"].as_str().unwrap().contains("connect_ms"), "{v}");
+    }
+    drop((listener, queued));
+}
 
+#[tokio::test]
+async fn provider_error_bodies_pass_through_and_count_once() {
+    let body = br#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#;
+    let mock =
+        mock::start(|_| Reply::Json { status: 429, body: body.to_vec(), headers: vec![("retry-after", "7".into())] })
+            .await;
+    let proxy = proxy_for(&mock, "").await;
     let r = reqwest::Client::new().post(proxy.url("/v1/chat/completions")).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
-    assert_eq!(r.text().await.unwrap(), r#"{"error":{"message":"slow down","type":"rate_limit"}, "x": 1.0}"#);
-}
-
-#[tokio::test]
-async fn a_stalled_stream_ends_with_an_error_event_in_the_callers_dialect() {
-    for (path, first, check) in [
-        ("/v1/messages", mock::anthropic_stream("a")[0].clone(), "event: error\ndata: {"),
-        ("/v1/chat/completions", mock::chat_stream("a")[0].clone(), "data: {\"error\":"),
-    ] {
-        let f = first.clone();
-        let mock =
-            mock::start(move |_| Reply::sse(vec![Chunk::Bytes(f.clone()), Chunk::Sleep(Duration::from_secs(30))]))
-                .await;
-        let proxy = proxy_for(&mock, "").await;
-        let text = reqwest::Client::new()
-            .post(proxy.url(path))
-            .body(r#"{"stream":true}"#)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(text.starts_with(std::str::from_utf8(&first).unwrap()), "{text}");
-        let tail = &text[first.len()..];
-        assert!(tail.starts_with(check), "{path}: {tail}");
-        assert!(tail.contains("idle_ms") && tail.ends_with("\n\n"), "{tail}");
-    }
-}
-
-#[tokio::test]
-async fn client_disconnect_cancels_the_upstream_request() {
-    let ev = mock::anthropic_stream("a");
-    let mock = mock::start(move |_| {
-        let mut chunks = vec![Chunk::Bytes(ev[0].clone())];
-        for _ in 0..50 {
-            chunks.push(Chunk::Sleep(Duration::from_millis(100)));
-            chunks.push(Chunk::Bytes(b"event: ping\ndata: {\"type\":\"ping\"}\n\n".to_vec()));
-        }
-        Reply::sse(chunks)
-    })
-    .await;
-    let proxy = proxy_for(&mock, "").await;
-    let resp = reqwest::Client::new().post(proxy.url("/v1/messages")).body("{\"stream\":true}").send().await.unwrap();
-    let mut body = resp.bytes_stream();
-    body.next().await.unwrap().unwrap();
-    drop(body);
-    let deadline = std::time::Instant::now() + Duration::from_secs(4);
-    while mock.disconnects.load(Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "upstream stream was not cancelled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let metrics = proxy.metrics().await;
-    assert!(metrics.contains("tokenfold_requests_cancelled_total 1"), "{metrics}");
-    assert!(proxy.logs().contains("cancelled"));
+    assert_eq!(r.text().await.unwrap().as_bytes(), body);
+    let m = proxy.metrics().await;
+    assert!(m.contains("tokenfold_requests_total{dialect=\"openai-chat\",status=\"4xx\"} 1\n"), "{m}");
+    assert!(m.contains("tokenfold_errors_total{kind=\"upstream_error\"} 1\n"), "{m}");
+    assert!(m.contains("tokenfold_in_flight 0\n"), "{m}");
 }
 
 #[tokio::test]
@@ -400,6 +386,37 @@ fn config_check_names_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("env.toml:5:") && err.contains("api_key"), "{err}");
+
+    let check = |name: &str, text: &str| {
+        let path = temp_file(name, text);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
+            .args(["config", "check", "--config", path.to_str().unwrap()])
+            .env_remove("TF_TEST_UNSET_KEY")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = check("type.toml", "[server]\nmax_body_bytes = \"x\"\n");
+    assert!(err.contains("type.toml:2:18: `server.max_body_bytes`: invalid type: string \"x\""), "{err}");
+    let err = check("unset.toml", "[server]\nlisten = \"127.0.0.1:1\"\napi_keys = [\"${TF_TEST_UNSET_KEY}\"]\n");
+    assert!(
+        err.contains("unset.toml:3:13: `server.api_keys`") && err.contains("TF_TEST_UNSET_KEY is not set"),
+        "{err}"
+    );
+}
+
+/// Logs going to a pipe (a file, journald, a supervisor) carry no terminal colour codes.
+#[tokio::test]
+async fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
+    let mock = mock::start(|_| Reply::ok_json("{}")).await;
+    // An empty NO_COLOR means "not set"; only the terminal check can keep colour out.
+    let proxy = spawn_proxy(&["--upstream", &mock.base(), "--debug"], &[("NO_COLOR", "")]);
+    reqwest::Client::new().post(proxy.url("/v1/messages")).body("{bad").send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = proxy.logs();
+    assert!(logs.contains("not valid JSON"), "{logs}");
+    assert!(!logs.contains('\x1b'), "ANSI escape codes in piped logs:\n{logs:?}");
 }
 
 /// Tiny blocking GET without pulling reqwest's blocking feature.
@@ -409,4 +426,34 @@ mod reqwest {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
+}
+
+/// Connections are spread over the worker threads; many at once, each with several requests on
+/// its keep-alive connection, all get their own answer.
+#[tokio::test]
+async fn concurrent_connections_are_all_served() {
+    let mock = mock::start(|rec| Reply::ok_json(rec.body.clone())).await;
+    let proxy = proxy_for(&mock, "").await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let url = proxy.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for j in 0..5 {
+                    let body = format!("{{\"model\":\"gpt-test\",\"n\":\"{i}-{j}\"}}");
+                    let r = client.post(&url).body(body.clone()).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    assert_eq!(r.text().await.unwrap(), body, "each answer goes to its own request");
+                }
+            })
+        })
+        .collect();
+    let all = futures_util::future::join_all(tasks);
+    for t in tokio::time::timeout(Duration::from_secs(20), all).await.expect("bounded in time") {
+        t.unwrap();
+    }
+    assert_eq!(mock.requests().len(), 200);
+    let m = proxy.metrics().await;
+    assert!(m.contains("tokenfold_requests_total{dialect=\"openai-chat\",status=\"2xx\"} 200\n"), "{m}");
+    assert!(m.contains("tokenfold_in_flight 0\n"), "{m}");
 }

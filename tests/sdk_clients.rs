@@ -1,6 +1,6 @@
 //! The official Python SDKs (`anthropic`, `openai`) as real clients through the proxy, streaming
-//! and not, each with a tool-call round trip. `.ci/run` installs them; without them the test says
-//! so and skips.
+//! and not, each with a tool-call round trip. `.ci/run` installs them, so under CI (`CI=true`)
+//! a missing SDK fails the test; elsewhere the test says why and skips.
 
 mod common;
 
@@ -17,6 +17,11 @@ fn python_with_sdks() -> Option<String> {
     ok.then_some(python)
 }
 
+/// CI systems (GitHub Actions, GitLab, ...) set `CI=true`.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
 async fn run_case(case: &str) {
     run_case_via(case, None).await;
 }
@@ -24,7 +29,9 @@ async fn run_case(case: &str) {
 /// Runs `case` with the mock speaking `upstream_dialect` (through translation) when given.
 async fn run_case_via(case: &str, upstream_dialect: Option<&str>) {
     let Some(python) = python_with_sdks() else {
-        eprintln!("SKIPPED {case}: python3 with the `anthropic` and `openai` packages is not installed (pip install anthropic openai)");
+        let why = "python3 with the `anthropic` and `openai` packages is not installed (pip install anthropic openai)";
+        assert!(!under_ci(), "{case}: {why}; CI must run the SDK tests (.ci/run installs them)");
+        eprintln!("SKIPPED {case}: {why}");
         return;
     };
     let mock = mock::start(common::scripted::reply).await;

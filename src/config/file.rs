@@ -24,6 +24,27 @@ pub struct ConfigFile {
     pub routes: BTreeMap<String, RouteSection>,
     #[serde(default)]
     pub pool: PoolSection,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+}
+
+/// `[ledger]`: the savings ledger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// Requests older than this many days are compacted into daily aggregates.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: Spanned<u64>,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self { retention_days: default_retention_days() }
+    }
+}
+
+fn default_retention_days() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +188,9 @@ pub struct ProviderSection {
     /// Whether a 429 cools the whole account or only the model it was for.
     #[serde(default)]
     pub rate_limit_scope: Option<RateScopeName>,
+    /// Requests cost nothing here: the ledger records cost 0 and the list-price value.
+    #[serde(default)]
+    pub free_tier: bool,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +208,9 @@ pub struct AccountSection {
     /// Replaces the provider's `limits` for this account (e.g. a paid tier).
     #[serde(default)]
     pub limits: Option<LimitsSection>,
+    /// Replaces the provider's `free_tier` for this account.
+    #[serde(default)]
+    pub free_tier: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, Default)]
@@ -220,7 +247,7 @@ pub struct ModelSection {
     pub limits: Option<LimitsSection>,
 }
 
-/// USD per million tokens.
+/// USD per million tokens (list prices: on a free tier, what the same model costs on a paid plan).
 #[derive(Debug, Deserialize, Clone, Copy, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSection {
@@ -230,6 +257,10 @@ pub struct PriceSection {
     pub output: f64,
     #[serde(default)]
     pub cached_input: f64,
+    /// Writing the prompt cache. Unset: 1.25x `input` for `kind = "anthropic"` (its 5-minute
+    /// cache), `input` for the others, which cache automatically at no extra charge.
+    #[serde(default)]
+    pub cache_write: Option<f64>,
 }
 
 impl<'de> Deserialize<'de> for ModelEntry {

@@ -103,7 +103,12 @@ impl Provider {
             base_url,
             auth: ProviderAuth::Client,
             models: Vec::new(),
-            accounts: vec![Account { label: "client".into(), auth: ProviderAuth::Client, limits: Limits::default() }],
+            accounts: vec![Account {
+                label: "client".into(),
+                auth: ProviderAuth::Client,
+                limits: Limits::default(),
+                free_tier: false,
+            }],
             model_specs: Vec::new(),
             day_zone: crate::pool::zone::DayZone::UTC,
             rate_scope: RateScope::Account,
@@ -153,6 +158,8 @@ pub struct Config {
     /// `[routes.NAME]`, by name.
     pub routes: Vec<Route>,
     pub pool: PoolSettings,
+    /// `[ledger] retention_days`: older records are compacted into daily aggregates.
+    pub ledger_retention: Duration,
 }
 
 impl Config {
@@ -217,8 +224,13 @@ impl Config {
     /// Parses and validates config text. `env` looks up `${VAR}` references.
     pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| location(text, source, s.start)).unwrap_or_else(|| source.to_string());
-            ConfigError::Invalid(format!("{at}: {}", e.message().trim()))
+            let message = e.message().trim();
+            let Some(span) = e.span() else { return ConfigError::Invalid(format!("{source}: {message}")) };
+            let at = location(text, source, span.start);
+            match key_path_at(text, span.start) {
+                Some(key) => ConfigError::Invalid(format!("{at}: `{key}`: {message}")),
+                None => ConfigError::Invalid(format!("{at}: {message}")),
+            }
         })?;
         let at = |span: std::ops::Range<usize>| location(text, source, span.start);
         let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
@@ -300,6 +312,14 @@ impl Config {
             }
         }
         let pool = pool::validate_pool_section(&file.pool, &at)?;
+        let retention = &file.ledger.retention_days;
+        if *retention.get_ref() == 0 || *retention.get_ref() > 36_500 {
+            return Err(invalid(
+                retention.span(),
+                "ledger.retention_days",
+                "give a number of days from 1 to 36500".into(),
+            ));
+        }
         let (fold_level, originals) = validate_fold(&file.fold, &at)?;
 
         let t = &file.timeouts;
@@ -321,6 +341,7 @@ impl Config {
             default_fallbacks: HashMap::new(),
             routes,
             pool,
+            ledger_retention: Duration::from_secs(*retention.get_ref() * 86_400),
         })
     }
 
@@ -330,7 +351,7 @@ impl Config {
         for p in &self.providers {
             match &p.auth {
                 ProviderAuth::MissingKey { var, location } if !p.is_usable() => {
-                    out.push(format!("provider `{}` is off: set {var} to enable it ({location})", p.name))
+                    out.push(format!("provider `{}` is off: set {var} to enable it (`api_key` at {location})", p.name))
                 }
                 ProviderAuth::MissingKey { .. } => {}
                 ProviderAuth::Client => {
@@ -347,7 +368,7 @@ impl Config {
                 for a in &p.accounts {
                     if let ProviderAuth::MissingKey { var, location } = &a.auth {
                         out.push(format!(
-                            "account `{}` of provider `{}` is off: set {var} to enable it ({location})",
+                            "account `{}` of provider `{}` is off: set {var} to enable it (`accounts.api_key` at {location})",
                             a.label, p.name
                         ));
                     }
@@ -403,6 +424,9 @@ impl Config {
                     s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
                 }
             }
+            if p.accounts.iter().all(|a| a.free_tier) {
+                s.push_str("free_tier = true\n");
+            }
             if p.accounts.len() > 1 {
                 let labels: Vec<String> = p.accounts.iter().map(|a| format!("\"{}\"", a.label)).collect();
                 s.push_str(&format!("# accounts: [{}]\n", labels.join(", ")));
@@ -422,6 +446,7 @@ impl Config {
                 targets.join(", ")
             ));
         }
+        s.push_str(&format!("\n[ledger]\nretention_days = {}\n", self.ledger_retention.as_secs() / 86_400));
         s.push_str("\n[default_upstream]\n");
         for d in Dialect::ALL {
             if let Some(&i) = self.default_upstream.get(&d) {
@@ -429,6 +454,12 @@ impl Config {
             }
         }
         s
+    }
+
+    /// The file this config was read from, when there is one to reload (not the built-in copy,
+    /// not `--upstream`).
+    pub fn file_path(&self) -> Option<PathBuf> {
+        (self.source != SHIPPED_NAME && !self.source.starts_with("--upstream")).then(|| PathBuf::from(&self.source))
     }
 
     /// The provider a request of `dialect` goes to when nothing more specific claims it.
@@ -552,6 +583,65 @@ fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
         return Ok(format!("{url}/v1"));
     }
     Ok(url.to_string())
+}
+
+/// The dotted key path (`providers[1].models[0].name`) of the deepest key or value at byte
+/// `offset`, for errors serde reports with a position but without the key.
+fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    use toml_edit::{Item, Table, Value};
+    let contains = |span: Option<std::ops::Range<usize>>| span.is_some_and(|s| s.start <= offset && offset < s.end);
+    fn value(v: &Value, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
+        if contains(v.span()) {
+            best.clear();
+            best.push_str(path);
+        }
+        match v {
+            Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, e)| value(e, &format!("{path}[{i}]"), contains, best))
+            }
+            Value::InlineTable(t) => {
+                for (k, e) in t.iter() {
+                    let child = format!("{path}.{k}");
+                    if contains(t.key(k).and_then(|k| k.span())) {
+                        best.clone_from(&child);
+                    }
+                    value(e, &child, contains, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn table(t: &Table, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
+        for (k, item) in t.iter() {
+            let child = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+            if contains(t.key(k).and_then(|k| k.span())) {
+                best.clone_from(&child);
+            }
+            match item {
+                Item::Value(v) => value(v, &child, contains, best),
+                Item::Table(sub) => {
+                    if contains(sub.span()) {
+                        best.clone_from(&child);
+                    }
+                    table(sub, &child, contains, best);
+                }
+                Item::ArrayOfTables(tables) => {
+                    for (i, sub) in tables.iter().enumerate() {
+                        let indexed = format!("{child}[{i}]");
+                        if contains(sub.span()) {
+                            best.clone_from(&indexed);
+                        }
+                        table(sub, &indexed, contains, best);
+                    }
+                }
+                Item::None => {}
+            }
+        }
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut best = String::new();
+    table(doc.as_table(), "", &contains, &mut best);
+    (!best.is_empty()).then_some(best)
 }
 
 /// `source:line:column` for a byte offset.

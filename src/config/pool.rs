@@ -8,8 +8,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::{
-    AccountSection, LimitsSection, ModelEntry, PoolSection, PriceSection, ProviderSection, RateScopeName, RouteSection,
-    StrategyName,
+    AccountSection, LimitsSection, ModelEntry, PoolSection, PriceSection, ProviderKind, ProviderSection, RateScopeName,
+    RouteSection, StrategyName,
 };
 use super::{env_reference, AuthMode, ConfigError, Provider, ProviderAuth, Secret};
 use crate::pool::zone::DayZone;
@@ -36,6 +36,8 @@ pub struct Account {
     pub auth: ProviderAuth,
     /// Counted across all the account's models.
     pub limits: Limits,
+    /// A free tier: the ledger records cost 0 and what the request is worth at list price.
+    pub free_tier: bool,
 }
 
 /// USD per million tokens.
@@ -44,11 +46,16 @@ pub struct Price {
     pub input: f64,
     pub output: f64,
     pub cached_input: f64,
+    pub cache_write: f64,
 }
 
-impl From<PriceSection> for Price {
-    fn from(p: PriceSection) -> Self {
-        Price { input: p.input, output: p.output, cached_input: p.cached_input }
+impl Price {
+    /// Anthropic bills 5-minute cache writes at 1.25x input; OpenAI-style providers cache
+    /// automatically and bill the written tokens as ordinary input.
+    fn from_section(p: PriceSection, kind: ProviderKind) -> Price {
+        let write_factor = if kind == ProviderKind::Anthropic { 1.25 } else { 1.0 };
+        let cache_write = p.cache_write.unwrap_or(p.input * write_factor);
+        Price { input: p.input, output: p.output, cached_input: p.cached_input, cache_write }
     }
 }
 
@@ -237,12 +244,18 @@ pub(super) fn validate_provider_pool(
                 "give `accounts` alone: not with `api_key` or `auth = \"client\"`".into(),
             ))
         }
-        (AuthMode::Client, None, None) => {
-            accounts.push(Account { label: "client".into(), auth: ProviderAuth::Client, limits: provider_limits })
-        }
-        (AuthMode::Key, Some(k), None) => {
-            accounts.push(Account { label: "default".into(), auth: resolve(k, "api_key")?, limits: provider_limits })
-        }
+        (AuthMode::Client, None, None) => accounts.push(Account {
+            label: "client".into(),
+            auth: ProviderAuth::Client,
+            limits: provider_limits,
+            free_tier: p.free_tier,
+        }),
+        (AuthMode::Key, Some(k), None) => accounts.push(Account {
+            label: "default".into(),
+            auth: resolve(k, "api_key")?,
+            limits: provider_limits,
+            free_tier: p.free_tier,
+        }),
         (AuthMode::Key, None, None) => {
             return Err(invalid(
                 p.name.span(),
@@ -252,7 +265,9 @@ pub(super) fn validate_provider_pool(
         }
         (AuthMode::Key, None, Some(_)) => {
             for a in &p.accounts {
-                accounts.push(validate_account(a, &resolve, provider_limits, &invalid, &accounts)?);
+                let mut account = validate_account(a, &resolve, provider_limits, &invalid, &accounts)?;
+                account.free_tier = a.free_tier.unwrap_or(p.free_tier);
+                accounts.push(account);
             }
         }
     }
@@ -283,7 +298,7 @@ pub(super) fn validate_provider_pool(
                 tools: s.tools.unwrap_or(true),
                 images: s.images.unwrap_or(true),
                 reasoning: s.reasoning.unwrap_or(false),
-                price: s.price.map(Price::from).unwrap_or_default(),
+                price: s.price.map(|pr| Price::from_section(pr, p.kind)).unwrap_or_default(),
                 limits: s.limits.map(Limits::from).unwrap_or_default(),
             },
         };
@@ -336,6 +351,7 @@ fn validate_account(
         label,
         auth: resolve(&a.api_key, "accounts.api_key")?,
         limits: a.limits.map(Limits::from).unwrap_or(provider_limits),
+        free_tier: false,
     })
 }
 

@@ -91,4 +91,24 @@ mod shipped {
         let cfg = Config::parse(SHIPPED_CONFIG, "shipped", &|k| (k == "GROQ_API_KEY").then(|| "k".into())).unwrap();
         assert!(cfg.providers.iter().find(|p| p.name == "groq").unwrap().is_usable());
     }
+
+    #[test]
+    fn each_shipped_free_tier_cites_its_own_provider() {
+        // The comment block above each provider names at least one page of that provider's own.
+        let own = [
+            ("gemini", "https://ai.google.dev/"),
+            ("groq", "https://console.groq.com/"),
+            ("cerebras", "https://inference-docs.cerebras.ai/"),
+            ("openrouter", "https://openrouter.ai/docs/"),
+            ("mistral", "https://help.mistral.ai/"),
+            ("github-models", "https://docs.github.com/"),
+            ("nvidia", "https://docs.nvidia.com/"),
+        ];
+        for (name, site) in own {
+            let at = SHIPPED_CONFIG.find(&format!("[[providers]]\nname = \"{name}\"")).unwrap();
+            let block_start = SHIPPED_CONFIG[..at].rfind("\n\n").unwrap_or(0);
+            let comment = &SHIPPED_CONFIG[block_start..at];
+            assert!(comment.contains(site), "`{name}` cites no page of {site}:{comment}");
+        }
+    }
 }

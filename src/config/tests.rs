@@ -24,9 +24,29 @@ fn unknown_key_names_file_line_and_key() {
 }
 
 #[test]
-fn wrong_type_names_line() {
+fn wrong_type_names_file_line_and_key() {
     let err = Config::parse("[server]\nmax_body_bytes = \"big\"\n", "t.toml", &|_| None).unwrap_err().to_string();
-    assert!(err.starts_with("t.toml:2:"), "{err}");
+    assert!(err.starts_with("t.toml:2:18: `server.max_body_bytes`: invalid type: string"), "{err}");
+
+    // In the second of two array tables, and inside an inline table of an array.
+    let text = "[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nauth = \"client\"\n\
+                [[providers]]\nname = 7\n";
+    let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml:7:8: `providers[1].name`: invalid type: integer"), "{err}");
+    let text = "[timeouts]\nconnect_ms = 5\nidle_ms = [1]\n";
+    let err = Config::parse(text, "t.toml", &|_| None).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml:3:11: `timeouts.idle_ms`:"), "{err}");
+}
+
+#[test]
+fn key_path_reaches_into_arrays_and_inline_tables() {
+    let text = "[a]\nlist = [1, { inner = \"x\", deep = [true] }]\n";
+    let at = |needle: &str| key_path_at(text, text.find(needle).unwrap());
+    assert_eq!(at("\"x\"").as_deref(), Some("a.list[1].inner"));
+    assert_eq!(at("true").as_deref(), Some("a.list[1].deep[0]"));
+    assert_eq!(at("inner").as_deref(), Some("a.list[1].inner"));
+    assert_eq!(at("1,").as_deref(), Some("a.list[0]"));
+    assert_eq!(at("[a]").as_deref(), Some("a"));
 }
 
 #[test]
@@ -38,7 +58,7 @@ fn missing_env_var_names_file_line_and_key() {
     let text = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${G_KEY}\"\n";
     let cfg = Config::parse(text, "t.toml", &|_| None).unwrap();
     let notice = cfg.notices().join("\n");
-    assert!(notice.contains("G_KEY") && notice.contains("t.toml:5:"), "{notice}");
+    assert!(notice.contains("set G_KEY") && notice.contains("`api_key` at t.toml:5:11"), "{notice}");
 }
 
 #[test]
@@ -71,4 +91,59 @@ fn single_upstream_adds_v1_once() {
     assert_eq!(c.default_fallbacks[&Dialect::OpenaiResponses].len(), 1);
     assert_eq!(a.upstream_for(Dialect::Anthropic).unwrap().base_url, "http://127.0.0.1:9/v1");
     assert_eq!(b.upstream_for(Dialect::OpenaiChat).unwrap().base_url, "http://127.0.0.1:9/v1");
+}
+
+#[test]
+fn prices_free_tiers_and_ledger_retention() {
+    let text = r#"
+[ledger]
+retention_days = 7
+[[providers]]
+name = "a"
+kind = "anthropic"
+base_url = "http://a/v1"
+auth = "client"
+models = [{ name = "m", price = { input = 3.0, output = 15.0, cached_input = 0.3 } }]
+[[providers]]
+name = "o"
+kind = "openai"
+base_url = "http://o/v1"
+free_tier = true
+accounts = [{ label = "free", api_key = "${K}" }, { label = "paid", api_key = "${K}", free_tier = false }]
+models = [{ name = "n", price = { input = 2.0, output = 8.0 } }, { name = "w", price = { input = 2.0, cache_write = 2.5 } }]
+"#;
+    let cfg = Config::parse(text, "t.toml", &env_with(&[("K", "k")])).unwrap();
+    let (a, o) = (&cfg.providers[0], &cfg.providers[1]);
+    assert_eq!(a.model_spec("m").unwrap().price.cache_write, 3.75, "Anthropic writes cost 1.25x input by default");
+    assert_eq!(o.model_spec("n").unwrap().price.cache_write, 2.0, "automatic caching costs input");
+    assert_eq!(o.model_spec("w").unwrap().price.cache_write, 2.5, "a given price wins");
+    assert!(!a.accounts[0].free_tier);
+    let free: Vec<(&str, bool)> = o.accounts.iter().map(|x| (x.label.as_str(), x.free_tier)).collect();
+    assert_eq!(free, [("free", true), ("paid", false)]);
+    assert_eq!(cfg.ledger_retention, Duration::from_secs(7 * 86_400));
+    assert!(cfg.render_masked().contains("retention_days = 7"));
+
+    let err = Config::parse("[ledger]\nretention_days = 0\n", "t.toml", &|_| None).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml:2:") && err.contains("ledger.retention_days"), "{err}");
+    assert_eq!(Config::parse("", "t", &|_| None).unwrap().ledger_retention, Duration::from_secs(30 * 86_400));
+}
+
+#[test]
+fn shipped_free_providers_are_free_tiers_with_list_prices_where_published() {
+    let cfg = Config::parse(SHIPPED_CONFIG, "shipped", &|_| None).unwrap();
+    for p in &cfg.providers {
+        let paid_api = ["anthropic", "openai", "openai-responses"].contains(&p.name.as_str());
+        assert!(p.accounts.iter().all(|a| a.free_tier != paid_api), "{}: free_tier", p.name);
+        // Models without a published paid price (named in the config's comments).
+        let unpublished = ["gemini-3.7-flash"];
+        let priced = p
+            .model_specs
+            .iter()
+            .filter(|s| !unpublished.contains(&s.name.as_str()))
+            .all(|s| s.price.input > 0.0 && s.price.output > 0.0);
+        // OpenRouter's free routes and NVIDIA's trial have no single list price.
+        assert_eq!(priced, !["openrouter", "nvidia"].contains(&p.name.as_str()), "{}: prices", p.name);
+    }
+    let sonnet = cfg.providers[0].model_spec("claude-sonnet-4-5").unwrap().price;
+    assert_eq!((sonnet.input, sonnet.cached_input, sonnet.cache_write, sonnet.output), (3.0, 0.3, 3.75, 15.0));
 }

@@ -1,5 +1,6 @@
 //! Wire dialects the proxy speaks. This folder is the only place wire field names are spelled.
 
+pub mod envelope;
 pub mod errors;
 pub mod sse;
 pub mod translate;
@@ -67,6 +68,25 @@ pub struct RequestEnvelope {
     /// OpenAI Chat: whether a streaming client asked for the final usage chunk.
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    /// The output the request allows (Anthropic and Chat `max_tokens`, Chat
+    /// `max_completion_tokens`, Responses `max_output_tokens`). Kept loose: a value of another
+    /// type is the provider's to refuse, not a reason to reject the body here.
+    #[serde(default)]
+    pub max_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    pub max_output_tokens: Option<serde_json::Value>,
+}
+
+impl RequestEnvelope {
+    /// The most output tokens the request allows, if it says.
+    pub fn max_output(&self) -> Option<u64> {
+        [&self.max_completion_tokens, &self.max_output_tokens, &self.max_tokens]
+            .into_iter()
+            .flatten()
+            .find_map(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -43,7 +43,7 @@ impl SseSplitter {
 }
 
 /// Index just past the first blank line (`\n\n`, `\r\n\r\n` or `\r\r`).
-fn find_event_end(buf: &[u8]) -> Option<usize> {
+pub fn find_event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(pos) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
         let p = i + pos;

@@ -80,6 +80,11 @@ impl UsageSniffer {
         UsageSniffer { dialect, sse: is_sse.then(SseSplitter::new), whole: Vec::new(), usage: None }
     }
 
+    /// A sniffer for a body already read (see `of_whole_body`): it reports `usage`.
+    pub fn settled(dialect: Dialect, usage: Option<Usage>) -> UsageSniffer {
+        UsageSniffer { dialect, sse: None, whole: Vec::new(), usage }
+    }
+
     pub fn push(&mut self, chunk: &[u8]) {
         match &mut self.sse {
             Some(splitter) => {
@@ -87,9 +92,7 @@ impl UsageSniffer {
                 while let Some(event) = splitter.next_event() {
                     if memchr::memmem::find(&event, b"\"usage\"").is_some() {
                         let parsed = super::sse::SseEvent::parse(&event);
-                        if let Ok(v) = serde_json::from_str::<Value>(&parsed.data) {
-                            observe(self.dialect, &mut self.usage, &v);
-                        }
+                        observe(self.dialect, &mut self.usage, parsed.data.as_bytes());
                     }
                 }
             }
@@ -104,21 +107,67 @@ impl UsageSniffer {
     /// The usage reported, once the body has ended.
     pub fn finish(&mut self) -> Option<Usage> {
         if self.sse.is_none() && !self.whole.is_empty() {
-            if let Ok(v) = serde_json::from_slice::<Value>(&self.whole) {
-                observe(self.dialect, &mut self.usage, &v);
-            }
+            observe(self.dialect, &mut self.usage, &self.whole);
             self.whole = Vec::new();
         }
         self.usage
     }
+
+    /// The usage in a body that is already whole (a non-streamed answer), without copying it.
+    pub fn of_whole_body(dialect: Dialect, body: &[u8]) -> Option<Usage> {
+        let mut usage = None;
+        observe(dialect, &mut usage, body);
+        usage
+    }
 }
 
-fn observe(dialect: Dialect, usage: &mut Option<Usage>, doc: &Value) {
-    // Where each dialect puts usage: top level (JSON bodies, chat chunks, message_delta),
-    // inside `message` (message_start) or inside `response` (Responses events).
-    let found = [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
+/// The first `usage` object found, where each dialect puts it: top level (JSON bodies, chat
+/// chunks, message_delta), inside `message` (message_start) or inside `response` (Responses
+/// events). Reads only those fields out of the raw document instead of building a tree of all of
+/// it (content, tool arguments). `None` when the document is not a JSON object; the caller then
+/// tries it as a whole tree.
+fn find_usage(dialect: Dialect, doc: &[u8]) -> Option<Option<Usage>> {
+    let escaped = |members: &[(&[u8], &[u8])]| members.iter().any(|(k, _)| k.contains(&b'\\'));
+    // Like a tree's `doc[key]`: the last of duplicate keys counts.
+    let field = |members: &[(&[u8], &[u8])], key: &[u8]| -> Option<Value> {
+        let (_, raw) = members.iter().rev().find(|(k, _)| *k == key)?;
+        serde_json::from_slice(raw).ok()
+    };
+    let nested = |members: &[(&[u8], &[u8])], key: &[u8]| -> Option<Usage> {
+        let (_, raw) = members.iter().rev().find(|(k, _)| *k == key)?;
+        let inner = super::envelope::members(raw)?;
+        if escaped(&inner) {
+            let tree: Value = serde_json::from_slice(raw).ok()?;
+            return Usage::from_json(dialect, &tree["usage"]);
+        }
+        Usage::from_json(dialect, &field(&inner, b"usage")?)
+    };
+    let top = super::envelope::members(doc)?;
+    if escaped(&top) {
+        return None; // keys that only match once unescaped: the tree reading handles them
+    }
+    let found = field(&top, b"usage")
+        .and_then(|u| Usage::from_json(dialect, &u))
+        .or_else(|| nested(&top, b"message"))
+        .or_else(|| nested(&top, b"response"));
+    Some(found)
+}
+
+fn find_in_tree(dialect: Dialect, doc: &Value) -> Option<Usage> {
+    [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
         .into_iter()
-        .find_map(|u| Usage::from_json(dialect, u));
+        .find_map(|u| Usage::from_json(dialect, u))
+}
+
+fn observe(dialect: Dialect, usage: &mut Option<Usage>, doc: &[u8]) {
+    let found = match find_usage(dialect, doc) {
+        Some(found) => found,
+        None => {
+            // Not a plain object (an array, duplicate keys): the whole tree, as before.
+            let Ok(tree) = serde_json::from_slice::<Value>(doc) else { return };
+            find_in_tree(dialect, &tree)
+        }
+    };
     if let Some(u) = found {
         match usage {
             Some(seen) => seen.merge(u),
@@ -161,6 +210,25 @@ mod tests {
         let mut s = UsageSniffer::new(Dialect::OpenaiResponses, true);
         s.push(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":8,\"input_tokens_details\":{\"cached_tokens\":0}}}}\n\n");
         assert_eq!(s.finish(), Some(Usage { input: 20, output: 8, cache_read: 0, cache_write: 0 }));
+    }
+
+    #[test]
+    fn usage_is_found_past_odd_fields_and_shapes() {
+        let read = |body: &str| UsageSniffer::of_whole_body(Dialect::Anthropic, body.as_bytes());
+        let want = Some(Usage { input: 3, output: 4, cache_read: 0, cache_write: 0 });
+        assert_eq!(read(r#"{"message":"text, not an object","usage":{"input_tokens":3,"output_tokens":4}}"#), want);
+        assert_eq!(read(r#"{"message":"text","response":{"usage":{"input_tokens":3,"output_tokens":4}}}"#), want);
+        assert_eq!(read(r#"{"usage":null,"message":{"usage":{"input_tokens":3,"output_tokens":4}}}"#), want);
+        // Duplicate keys: the tree reading keeps the last one.
+        assert_eq!(read(r#"{"usage":{"input_tokens":9},"usage":{"input_tokens":3,"output_tokens":4}}"#), want);
+        assert_eq!(read(r#"[{"usage":{"input_tokens":3}}]"#), None);
+        assert_eq!(read(r#"{"us\u0061ge":{"input_tokens":3,"output_tokens":4}}"#), want);
+        assert_eq!(read(r#"{"message":{"us\u0061ge":{"input_tokens":3,"output_tokens":4}}}"#), want);
+        assert_eq!(read(r#"{"usage":{"input_tokens":3,"output_tokens":4}"#), None, "cut off");
+        assert_eq!(
+            read(r#"{"usage":{"input_tokens":3.5,"output_tokens":4}}"#),
+            Some(Usage { input: 0, output: 4, cache_read: 0, cache_write: 0 })
+        );
     }
 
     #[test]

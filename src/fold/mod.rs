@@ -38,9 +38,15 @@ pub struct Folded {
     pub saved_tokens: u64,
     /// Every replacement present in this request (earlier turns' included), in block order.
     pub edits: Vec<EditNote>,
-    /// This turn (blocks from the last assistant message on): outputs each filter shortened.
+    /// Estimated tokens saved per mechanism in this turn's blocks only: the blocks from the last
+    /// assistant message onward (all blocks when there is none). The rest of the saving sits in
+    /// blocks an earlier request already sent, i.e. in the provider-cached prefix; the ledger
+    /// prices the two parts differently. Depends only on the request, never on caching.
+    pub turn_savings: Vec<(&'static str, u64)>,
+    /// Outputs each filter shortened in this turn (originals stored behind a marker), per filter.
     pub turn_elisions: Vec<(&'static str, u64)>,
-    /// This turn's tool calls that read a stored original back, per filter that made it.
+    /// Reads of elided originals (`cat ~/.cache/tokenfold/o/<hash>.txt`, `GET /o/<hash>`) new in
+    /// this turn, per filter that made the elision read.
     pub turn_recalls: Vec<(&'static str, u64)>,
 }
 
@@ -48,16 +54,39 @@ impl Folded {
     /// Estimated tokens saved per mechanism (same estimate as `saved_tokens`). A filter's footer
     /// is an edit that removes nothing: its cost counts against its filter.
     pub fn savings_by_mechanism(&self) -> Vec<(&'static str, u64)> {
-        let mut out: Vec<(&'static str, i64)> = Vec::new();
-        for e in &self.edits {
-            let saved =
-                crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
-            match out.iter_mut().find(|(m, _)| *m == e.mechanism.name()) {
-                Some((_, n)) => *n += saved,
-                None => out.push((e.mechanism.name(), saved)),
-            }
+        sum_by_mechanism(&self.edits)
+    }
+}
+
+/// Estimated tokens each mechanism saved in `edits`; an edit that only adds (a filter's footer)
+/// counts against its mechanism.
+fn sum_by_mechanism<'a>(edits: impl IntoIterator<Item = &'a EditNote>) -> Vec<(&'static str, u64)> {
+    let mut out: Vec<(&'static str, i64)> = Vec::new();
+    for e in edits {
+        let saved =
+            crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
+        match out.iter_mut().find(|(m, _)| *m == e.mechanism.name()) {
+            Some((_, n)) => *n += saved,
+            None => out.push((e.mechanism.name(), saved)),
         }
-        out.into_iter().map(|(m, n)| (m, n.max(0) as u64)).collect()
+    }
+    out.into_iter().map(|(m, n)| (m, n.max(0) as u64)).collect()
+}
+
+/// Ordinal of the first block of this turn: the first block of the last message holding assistant
+/// output (text or a tool call), or 0 when no assistant message exists yet.
+fn turn_start(blocks: &[Block]) -> usize {
+    let last_assistant = blocks
+        .iter()
+        .filter(|b| matches!(b.kind, Kind::AssistantText | Kind::ToolCall))
+        .filter_map(|b| match b.loc {
+            Loc::Message(i) => Some(i),
+            Loc::System(_) => None,
+        })
+        .max();
+    match last_assistant {
+        Some(i) => blocks.iter().position(|b| b.loc == Loc::Message(i)).unwrap_or(0),
+        None => 0,
     }
 }
 
@@ -377,14 +406,6 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
     Ok(())
 }
 
-/// Index of the first block of the last assistant message ("this turn" starts there).
-fn turn_start(blocks: &[Block]) -> usize {
-    let Some(last) = blocks.iter().rev().find(|b| matches!(b.kind, Kind::AssistantText | Kind::ToolCall)) else {
-        return 0;
-    };
-    blocks.iter().position(|b| b.loc == last.loc).unwrap_or(0)
-}
-
 /// This turn's elisions (filtered outputs) and recalls, per filter.
 /// Counts per mechanism name.
 type Counts = Vec<(&'static str, u64)>;
@@ -438,5 +459,7 @@ fn splice(b: &[u8], blocks: &[Block], st: &State) -> Option<Folded> {
     }
     out.extend_from_slice(b.get(at..)?);
     edits.sort_by_key(|n| n.block);
-    Some(Folded { body: Bytes::from(out), saved_tokens: saved, edits, turn_elisions, turn_recalls })
+    let first = turn_start(blocks);
+    let turn_savings = sum_by_mechanism(edits.iter().filter(|e| e.block >= first));
+    Some(Folded { body: Bytes::from(out), saved_tokens: saved, edits, turn_savings, turn_elisions, turn_recalls })
 }

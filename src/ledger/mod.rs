@@ -2,16 +2,23 @@
 //! Writing never blocks or fails a request: when the queue is full or the store is unavailable
 //! the record is counted as lost (exposed in /metrics).
 
+pub mod cli;
+pub mod cost;
 mod db;
+mod migrate;
 pub mod record;
+mod render;
 pub mod report;
+pub mod session;
+pub mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-pub use record::{client_family, MechanismSaving, Prices, Record, RequestOutcome};
+pub use cost::{Prices, Saved};
+pub use record::{client_family, MechanismSaving, Record, RequestOutcome};
 
 /// Records waiting to be written; beyond this they are dropped and counted as lost.
 const QUEUE: usize = 16_384;
@@ -25,11 +32,13 @@ struct Shared {
     lost: AtomicU64,
 }
 
-/// Cheap to clone; shared by all requests. The writer thread ends (after a last write) when the
-/// last clone is dropped.
+/// Cheap to clone; shared by all requests. The writer thread ends, after writing what is still
+/// queued, when the last clone is dropped.
 #[derive(Clone)]
 pub struct Ledger {
     shared: Arc<Shared>,
+    /// Dropped with the last clone: tells the writer to finish.
+    alive: Arc<()>,
     enabled: bool,
 }
 
@@ -48,9 +57,10 @@ impl Ledger {
                 return ledger;
             }
         };
-        let weak = Arc::downgrade(&ledger.shared);
-        let spawned =
-            std::thread::Builder::new().name("tokenfold-ledger".into()).spawn(move || writer(conn, weak, retention));
+        let (shared, alive) = (ledger.shared.clone(), Arc::downgrade(&ledger.alive));
+        let spawned = std::thread::Builder::new()
+            .name("tokenfold-ledger".into())
+            .spawn(move || writer(conn, shared, alive, retention));
         match spawned {
             Ok(_) => ledger.enabled = true,
             Err(e) => tracing::warn!("cannot start the ledger writer ({e}); requests are not recorded"),
@@ -61,7 +71,7 @@ impl Ledger {
     /// A ledger that records nothing (every record counts as lost).
     pub fn disabled() -> Ledger {
         let shared = Arc::new(Shared { queue: Mutex::new(Vec::new()), lost: AtomicU64::new(0) });
-        Ledger { shared, enabled: false }
+        Ledger { shared, alive: Arc::new(()), enabled: false }
     }
 
     /// Queues a record without waiting.
@@ -90,15 +100,14 @@ impl Ledger {
     }
 }
 
-fn writer(mut conn: rusqlite::Connection, shared: Weak<Shared>, retention: Duration) {
+fn writer(mut conn: rusqlite::Connection, shared: Arc<Shared>, alive: Weak<()>, retention: Duration) {
     let mut last_compaction: Option<Instant> = None;
     loop {
         std::thread::sleep(WRITE_EVERY);
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let batch = std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let last_round = alive.strong_count() == 0;
+        let mut batch = std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
         if !batch.is_empty() {
+            batch.iter_mut().for_each(Record::resolve_session);
             if let Err(e) = db::insert(&mut conn, &batch) {
                 tracing::warn!("ledger write failed ({e}); {} records lost", batch.len());
                 shared.lost.fetch_add(batch.len() as u64, Relaxed);
@@ -111,11 +120,23 @@ fn writer(mut conn: rusqlite::Connection, shared: Weak<Shared>, retention: Durat
                 tracing::warn!("ledger compaction failed: {e}");
             }
         }
+        if last_round {
+            return;
+        }
     }
 }
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The ledger file: `$TOKENFOLD_LEDGER` (`off` disables it), else `default_path()`.
+pub fn path_from_env() -> Option<PathBuf> {
+    match std::env::var("TOKENFOLD_LEDGER") {
+        Ok(v) if v == "off" => None,
+        Ok(v) if !v.is_empty() => Some(v.into()),
+        _ => Some(default_path()),
+    }
 }
 
 /// Where the ledger lives by default: `$XDG_DATA_HOME/tokenfold/ledger.db`
@@ -133,16 +154,20 @@ mod tests {
     use super::*;
     use crate::dialect::usage::Usage;
 
-    fn rec(ts_ms: i64, provider: &str, saved: u64) -> Record {
+    fn rec(ts_ms: i64, provider: &str, account: &str, status: u16, saved: u64) -> Record {
         let mut r = Record::empty();
         r.ts_ms = ts_ms;
         r.provider = provider.into();
+        r.account = account.into();
         r.model = "m".into();
         r.route = "m".into();
-        r.status = 200;
+        r.status = status;
+        r.outcome = if status == 200 { RequestOutcome::Completed } else { RequestOutcome::Error };
+        r.free_tier = account == "free";
         r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
-        r.savings.push(MechanismSaving { mechanism: "dedup".into(), tokens: saved });
-        r.settle(Usage { input: 1000, output: 100, cache_read: 0, cache_write: 0 });
+        r.add_saving("dedup", |s| (s.tokens, s.turn_tokens, s.elisions, s.recalls) = (saved, saved / 4, 2, 1));
+        r.add_saving("logs", |s| (s.tokens, s.elisions) = (saved / 2, 4));
+        r.settle(Usage { input: 1000, output: 100, cache_read: 5_000, cache_write: 300 });
         r
     }
 
@@ -154,19 +179,60 @@ mod tests {
         let mut conn = db::open(&path).unwrap();
         let now = now_ms();
         let old = now - 40 * 86_400_000;
-        let records: Vec<Record> = (0..10).map(|i| rec(if i < 6 { old } else { now }, "p", 100)).collect();
+        let records: Vec<Record> = (0..12)
+            .map(|i| {
+                let account = ["paid", "free", "paid"][i % 3];
+                rec(if i < 7 { old } else { now }, ["p", "q"][i % 2], account, [200, 429][i / 10], 100 + i as u64)
+            })
+            .collect();
         db::insert(&mut conn, &records).unwrap();
-        let before = report::build(&path, old - 86_400_000, report::GroupBy::Provider, None).unwrap();
-        assert_eq!(db::compact_before(&mut conn, now - 30 * 86_400_000).unwrap(), 6);
-        let after = report::build(&path, old - 86_400_000, report::GroupBy::Provider, None).unwrap();
-        assert_eq!(before.total.requests, 10);
-        assert_eq!(after.total.requests, 10);
-        assert_eq!(after.total.tokens_before, before.total.tokens_before);
-        assert!((after.total.baseline_cost_usd - before.total.baseline_cost_usd).abs() < 1e-9);
-        let mech = report::build(&path, old - 86_400_000, report::GroupBy::Mechanism, None).unwrap();
-        assert_eq!(mech.rows[0].tokens_before, 1000);
+        let since = old - 86_400_000;
+        let groups = [
+            report::GroupBy::Provider,
+            report::GroupBy::Account,
+            report::GroupBy::Status,
+            report::GroupBy::Day,
+            report::GroupBy::Mechanism,
+        ];
+        let before: Vec<report::Report> =
+            groups.iter().map(|g| report::build(&path, since, *g, None).unwrap()).collect();
+        assert_eq!(db::compact_before(&mut conn, now - 30 * 86_400_000).unwrap(), 7);
         let remaining: i64 = conn.query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0)).unwrap();
-        assert_eq!(remaining, 4);
+        assert_eq!(remaining, 5);
+        for (g, b) in groups.iter().zip(&before) {
+            let a = report::build(&path, since, *g, None).unwrap();
+            assert_eq!(a.total.requests, 12, "{g:?}");
+            let strip = |rows: &[report::Row]| -> Vec<report::Row> {
+                rows.iter().map(|r| report::Row { overhead_p50_us: None, overhead_p95_us: None, ..r.clone() }).collect()
+            };
+            // Every row equal (money to a billionth of a cent), overhead percentiles aside.
+            assert_eq!(a.rows.len(), b.rows.len(), "{g:?}");
+            for (x, y) in strip(&a.rows).iter().zip(strip(&b.rows).iter()) {
+                assert_eq!(
+                    (&x.key, x.requests, x.errors, x.tokens_before, x.tokens_after),
+                    (&y.key, y.requests, y.errors, y.tokens_before, y.tokens_after),
+                    "{g:?}"
+                );
+                assert_eq!(x.free_requests, y.free_requests, "{g:?}");
+                for (u, v) in [
+                    (x.cost_usd, y.cost_usd),
+                    (x.baseline_cost_usd, y.baseline_cost_usd),
+                    (x.free_value_usd, y.free_value_usd),
+                ] {
+                    assert!((u - v).abs() < 1e-9, "{g:?} {x:?} {y:?}");
+                }
+            }
+            assert_eq!(a.mechanisms, b.mechanisms, "{g:?}: per-mechanism counts survive");
+        }
+        let by_account = report::build(&path, since, report::GroupBy::Account, None).unwrap();
+        let keys: Vec<&str> = by_account.rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["p/free", "p/paid", "q/free", "q/paid"]);
+        let by_status = report::build(&path, since, report::GroupBy::Status, None).unwrap();
+        let statuses: Vec<(&str, u64)> = by_status.rows.iter().map(|r| (r.key.as_str(), r.requests)).collect();
+        assert_eq!(statuses, [("200", 10), ("429", 2)]);
+        let dedup = &by_account.mechanisms[0];
+        assert_eq!((dedup.key.as_str(), dedup.requests, dedup.elisions, dedup.recalls), ("dedup", 12, 24, 12));
+        assert_eq!(dedup.recall_pct, Some(50.0));
     }
 
     #[test]

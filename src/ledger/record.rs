@@ -2,7 +2,11 @@
 
 use serde::Serialize;
 
+use bytes::Bytes;
+
+use super::cost::{Prices, Saved};
 use crate::dialect::usage::Usage;
+use crate::dialect::Dialect;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,11 +32,25 @@ impl RequestOutcome {
     }
 }
 
-/// Tokens one fold mechanism removed from a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What one fold mechanism did in a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MechanismSaving {
     pub mechanism: String,
+    /// Tokens it removed from the whole request (replacements made in earlier turns included:
+    /// they would have been sent again).
     pub tokens: u64,
+    /// Of those, the tokens removed from this turn's new blocks.
+    pub turn_tokens: u64,
+    /// Originals it elided behind a marker, new in this turn.
+    pub elisions: u64,
+    /// Reads of its elided originals by the agent, new in this turn.
+    pub recalls: u64,
+}
+
+impl MechanismSaving {
+    pub fn new(mechanism: &str) -> MechanismSaving {
+        MechanismSaving { mechanism: mechanism.to_string(), ..MechanismSaving::default() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,33 +60,51 @@ pub struct Record {
     pub client: &'static str,
     pub dialect: &'static str,
     pub route: String,
+    /// The provider and account (its label, never its key) that answered, or the last one tried.
     pub provider: String,
-    /// The account's label, never its key.
     pub account: String,
     pub model: String,
     pub status: u16,
     pub outcome: RequestOutcome,
-    /// Targets tried before the one that answered, each as `provider: reason`.
+    /// Fallback hops: each target that failed before another was tried, as `provider/account: why`.
     pub fallbacks: Vec<String>,
+    /// Why a request that did not complete failed: the last target's failure, the proxy's own
+    /// error, or a stream that broke off. Empty otherwise.
+    pub error: String,
     pub latency_ms: u64,
-    pub ttfb_ms: u64,
-    /// Time spent in the proxy itself: total minus the upstream's own time.
+    /// Until the first byte went to the client.
+    pub ttfb_us: u64,
+    /// Time spent waiting on upstreams, every attempt included.
+    pub upstream_us: u64,
+    /// Time spent in the proxy itself: total minus `upstream_us`. Translation and relaying count;
+    /// failed hops do not (their wait is upstream time). A client that reads a stream slowly
+    /// shows up here too: the proxy is then waiting on it, not on the upstream.
     pub overhead_us: u64,
     pub tokens_before: u64,
     pub tokens_after: u64,
     pub savings: Vec<MechanismSaving>,
     pub usage: Usage,
-    /// Cost at the configured prices of what was sent.
+    /// Billed cost of what was sent (0 on a free tier).
     pub cost_usd: f64,
-    /// Cost had the unfolded request been sent (same cache behaviour for the unchanged prefix).
+    /// Billed cost had the unfolded request been sent (see `cost::Prices::counterfactual`).
     pub baseline_cost_usd: f64,
-    /// Served by a free tier: `cost_usd` is then what it would have cost at list price.
+    /// `cost_usd` and `baseline_cost_usd` at list prices, whatever the tier: on a free tier the
+    /// value of what was served.
+    pub list_cost_usd: f64,
+    pub list_baseline_usd: f64,
     pub free_tier: bool,
-    /// A conversation id (hash of its first messages), for `report --session`.
+    /// The conversation: the client's own session id where it sends one, else a hash of the
+    /// conversation's first blocks (see `session`).
     pub session: String,
     /// The target's prices, used by `settle`; not stored.
     #[serde(skip)]
     pub prices: Prices,
+    /// Whether the provider's usage came back (`settle` ran).
+    #[serde(skip)]
+    pub settled: bool,
+    /// The request body, when `session` is still to be read from it (by the writer thread).
+    #[serde(skip)]
+    pub session_body: Option<(Dialect, Bytes)>,
 }
 
 impl Record {
@@ -85,8 +121,10 @@ impl Record {
             status: 0,
             outcome: RequestOutcome::Completed,
             fallbacks: Vec::new(),
+            error: String::new(),
             latency_ms: 0,
-            ttfb_ms: 0,
+            ttfb_us: 0,
+            upstream_us: 0,
             overhead_us: 0,
             tokens_before: 0,
             tokens_after: 0,
@@ -94,21 +132,67 @@ impl Record {
             usage: Usage::default(),
             cost_usd: 0.0,
             baseline_cost_usd: 0.0,
+            list_cost_usd: 0.0,
+            list_baseline_usd: 0.0,
             free_tier: false,
             session: String::new(),
             prices: Prices::default(),
+            settled: false,
+            session_body: None,
+        }
+    }
+
+    /// Reads the conversation id from the kept body, if one was kept (see `session`).
+    pub fn resolve_session(&mut self) {
+        if let Some((dialect, body)) = self.session_body.take() {
+            self.session = super::session::from_body(dialect, &body);
         }
     }
 
     /// Fills in the provider's reported usage and what it cost. The provider's input count is
     /// what was sent; the folded tokens come on top of it for the no-proxy baseline.
     pub fn settle(&mut self, usage: Usage) {
-        let saved: u64 = self.savings.iter().map(|s| s.tokens).sum();
+        let saved = self.saved();
         self.usage = usage;
+        self.settled = true;
         self.tokens_after = usage.total_input();
-        self.tokens_before = self.tokens_after + saved;
-        self.cost_usd = self.prices.cost(&usage);
-        self.baseline_cost_usd = self.prices.baseline_cost(&usage, saved);
+        self.tokens_before = self.tokens_after + saved.total();
+        self.list_cost_usd = self.prices.cost(&usage);
+        self.list_baseline_usd = self.prices.counterfactual(&usage, saved);
+        if self.free_tier {
+            (self.cost_usd, self.baseline_cost_usd) = (0.0, 0.0);
+        } else {
+            (self.cost_usd, self.baseline_cost_usd) = (self.list_cost_usd, self.list_baseline_usd);
+        }
+    }
+
+    /// The folded tokens split into this turn's and earlier turns'.
+    pub fn saved(&self) -> Saved {
+        let total: u64 = self.savings.iter().map(|s| s.tokens).sum();
+        let turn: u64 = self.savings.iter().map(|s| s.turn_tokens.min(s.tokens)).sum();
+        Saved { earlier: total - turn, turn }
+    }
+
+    /// The per-mechanism figures worth storing: a request the provider never billed saved nothing
+    /// (a retry folds the same blocks again), so only settled records keep theirs.
+    pub fn stored_savings(&self) -> &[MechanismSaving] {
+        if self.settled {
+            &self.savings
+        } else {
+            &[]
+        }
+    }
+
+    /// Adds one mechanism's figures, merging with an entry already there.
+    pub fn add_saving(&mut self, mechanism: &str, f: impl FnOnce(&mut MechanismSaving)) {
+        let i = match self.savings.iter().position(|s| s.mechanism == mechanism) {
+            Some(i) => i,
+            None => {
+                self.savings.push(MechanismSaving::new(mechanism));
+                self.savings.len() - 1
+            }
+        };
+        f(&mut self.savings[i]);
     }
 }
 
@@ -137,47 +221,43 @@ pub fn client_family(user_agent: &str) -> &'static str {
     }
 }
 
-/// Prices in USD per million tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Prices {
-    pub input: f64,
-    pub output: f64,
-    pub cached_input: f64,
-    /// Anthropic bills cache writes at 1.25x input; zero means "same as input".
-    pub cache_write: f64,
-}
-
-impl Prices {
-    pub fn cost(&self, u: &Usage) -> f64 {
-        let write = if self.cache_write > 0.0 { self.cache_write } else { self.input };
-        (u.input as f64 * self.input
-            + u.output as f64 * self.output
-            + u.cache_read as f64 * self.cached_input
-            + u.cache_write as f64 * write)
-            / 1e6
-    }
-
-    /// What the request would have cost without folding: the removed tokens sit after the
-    /// unchanged prefix (folding never touches earlier turns), so they would have been billed
-    /// like the uncached tail of the request: at the full input rate.
-    pub fn baseline_cost(&self, u: &Usage, saved_tokens: u64) -> f64 {
-        self.cost(u) + saved_tokens as f64 * self.input / 1e6
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn folded(free: bool) -> Record {
+        let mut r = Record::empty();
+        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+        r.free_tier = free;
+        r.add_saving("span", |s| (s.tokens, s.turn_tokens) = (4_000, 1_000));
+        r.add_saving("span", |s| s.elisions += 2);
+        r
+    }
+
     #[test]
-    fn cache_aware_cost_on_a_hand_computed_example() {
-        // Sonnet-like prices: $3 in, $15 out, $0.30 cache read, $3.75 cache write per million.
-        let p = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
-        let u = Usage { input: 2_000, output: 1_000, cache_read: 100_000, cache_write: 10_000 };
-        // 2000*3 + 1000*15 + 100000*0.3 + 10000*3.75 = 6000 + 15000 + 30000 + 37500 = 88500 µ$
-        assert!((p.cost(&u) - 0.0885).abs() < 1e-12);
-        // 5000 folded tokens would have been full-rate input: +0.015
-        assert!((p.baseline_cost(&u, 5_000) - 0.1035).abs() < 1e-12);
+    fn settle_prices_both_parts_and_keeps_list_value_for_free_tiers() {
+        let usage = Usage { input: 500, output: 200, cache_read: 50_000, cache_write: 3_000 };
+        let mut paid = folded(false);
+        paid.settle(usage);
+        assert_eq!(paid.savings.len(), 1, "entries of one mechanism merge");
+        assert_eq!(paid.savings[0].elisions, 2);
+        assert_eq!((paid.tokens_after, paid.tokens_before), (53_500, 57_500));
+        // sent: 500*3 + 200*15 + 50000*0.3 + 3000*3.75 = 1500 + 3000 + 15000 + 11250 = 30750 µ$
+        assert!((paid.cost_usd - 0.03075).abs() < 1e-12, "{}", paid.cost_usd);
+        // + 3000 earlier tokens as cache reads (900 µ$) + 1000 turn tokens as cache writes (3750 µ$)
+        assert!((paid.baseline_cost_usd - 0.0354).abs() < 1e-12, "{}", paid.baseline_cost_usd);
+        assert_eq!(paid.list_cost_usd, paid.cost_usd);
+
+        let mut free = folded(true);
+        free.settle(usage);
+        assert_eq!((free.cost_usd, free.baseline_cost_usd), (0.0, 0.0), "a free tier bills nothing");
+        assert_eq!((free.list_cost_usd, free.list_baseline_usd), (paid.cost_usd, paid.baseline_cost_usd));
+    }
+
+    #[test]
+    fn unsettled_records_store_no_savings() {
+        let r = folded(false);
+        assert!(r.stored_savings().is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `tokenfold report`: the ledger summed by a grouping key, as a table, JSON or CSV.
+//! `tokenfold report`: the ledger summed by a grouping key. Raw records and compacted daily
+//! aggregates are summed alike, so totals do not change when old records are compacted.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -6,37 +7,62 @@ use std::path::Path;
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
 
+pub use super::render::{render_csv, render_table};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
     Day,
     Route,
     Provider,
+    Account,
     Model,
+    Status,
     Mechanism,
     Client,
 }
 
 impl GroupBy {
+    pub const NAMES: &'static str = "day, route, provider, account, model, status, mechanism, client";
+
     pub fn parse(s: &str) -> Option<GroupBy> {
         Some(match s {
             "day" => GroupBy::Day,
             "route" => GroupBy::Route,
             "provider" => GroupBy::Provider,
+            "account" => GroupBy::Account,
             "model" => GroupBy::Model,
+            "status" => GroupBy::Status,
             "mechanism" => GroupBy::Mechanism,
             "client" => GroupBy::Client,
             _ => return None,
         })
     }
 
-    /// The SQL expression of the key over `requests` and over `daily`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Day => "day",
+            GroupBy::Route => "route",
+            GroupBy::Provider => "provider",
+            GroupBy::Account => "account",
+            GroupBy::Model => "model",
+            GroupBy::Status => "status",
+            GroupBy::Mechanism => "mechanism",
+            GroupBy::Client => "client",
+        }
+    }
+
+    /// The SQL expression of the key over `requests` and over `daily`. Mechanism rows have their
+    /// own query; the request rows of that view are summed as one total.
     fn columns(self) -> (&'static str, &'static str) {
         match self {
             GroupBy::Day => ("date(ts_ms / 1000, 'unixepoch')", "day"),
             GroupBy::Route => ("route", "route"),
             GroupBy::Provider => ("provider", "provider"),
+            GroupBy::Account => ("provider || '/' || account", "provider || '/' || account"),
             GroupBy::Model => ("model", "model"),
-            GroupBy::Client | GroupBy::Mechanism => ("client", "client"),
+            GroupBy::Status => ("CAST(status AS TEXT)", "CAST(status AS TEXT)"),
+            GroupBy::Client => ("client", "client"),
+            GroupBy::Mechanism => ("'total'", "'total'"),
         }
     }
 }
@@ -45,14 +71,17 @@ impl GroupBy {
 pub struct Row {
     pub key: String,
     pub requests: u64,
+    /// Requests that did not complete (errors, broken streams, cancelled).
     pub errors: u64,
     pub fallbacks: u64,
     pub tokens_before: u64,
     pub tokens_after: u64,
+    /// Billed cost (free tiers bill 0).
     pub cost_usd: f64,
+    /// Billed cost had nothing been folded (cache aware).
     pub baseline_cost_usd: f64,
     pub free_requests: u64,
-    /// List-price value of the requests served by free tiers.
+    /// List-price value of the requests served by free tiers (not part of `saved_cost`).
     pub free_value_usd: f64,
     pub overhead_p50_us: Option<u64>,
     pub overhead_p95_us: Option<u64>,
@@ -65,21 +94,60 @@ impl Row {
     pub fn saved_cost(&self) -> f64 {
         self.baseline_cost_usd - self.cost_usd
     }
+
+    fn add(&mut self, o: &Row) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.fallbacks += o.fallbacks;
+        self.tokens_before += o.tokens_before;
+        self.tokens_after += o.tokens_after;
+        self.cost_usd += o.cost_usd;
+        self.baseline_cost_usd += o.baseline_cost_usd;
+        self.free_requests += o.free_requests;
+        self.free_value_usd += o.free_value_usd;
+    }
+}
+
+/// What one fold mechanism did: requests it acted in, tokens it saved, elisions and recalls.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct MechanismRow {
+    pub key: String,
+    pub requests: u64,
+    pub tokens_saved: u64,
+    /// Of `tokens_saved`, removed from the turn's new blocks (the rest sat in the cached prefix).
+    pub turn_tokens: u64,
+    pub elisions: u64,
+    pub recalls: u64,
+    /// recalls / elisions in percent; `None` without elisions.
+    pub recall_pct: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub since_ms: i64,
     pub by: String,
+    /// The conversation the report is limited to, if any.
+    pub session: Option<String>,
+    /// Empty for `--by mechanism` (see `mechanisms`).
     pub rows: Vec<Row>,
     pub total: Row,
+    /// Per mechanism, always filled.
+    pub mechanisms: Vec<MechanismRow>,
 }
 
-fn pct(part: f64, whole: f64) -> f64 {
-    if whole > 0.0 {
-        100.0 * part / whole
+impl Report {
+    pub fn empty(since_ms: i64, by: GroupBy) -> Report {
+        let total = Row { key: "total".into(), ..Row::default() };
+        Report { since_ms, by: by.name().into(), session: None, rows: vec![], total, mechanisms: vec![] }
+    }
+}
+
+/// Requests the proxy refused before choosing a target have no provider, route or model.
+fn shown_key(key: String) -> String {
+    if key.is_empty() || key == "/" {
+        "(none)".into()
     } else {
-        0.0
+        key
     }
 }
 
@@ -91,64 +159,61 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     sorted.get(idx).copied()
 }
 
+pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+}
+
 /// Sums the ledger at `path` since `since_ms`, optionally for one conversation.
 pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> rusqlite::Result<Report> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = open_read_only(path)?;
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut overheads: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let session_filter = session.unwrap_or("");
-    if by == GroupBy::Mechanism {
-        mechanism_rows(&conn, since_ms, session_filter, &mut rows)?;
-    } else {
-        let (raw_key, daily_key) = by.columns();
+    let (raw_key, daily_key) = by.columns();
+    let sql = format!(
+        "SELECT {raw_key}, outcome != 'completed', fallbacks, tokens_before, tokens_after, cost_usd,
+                baseline_cost_usd, free_tier, list_cost_usd, overhead_us
+         FROM requests WHERE ts_ms >= ?1 AND (?2 = '' OR session = ?2)"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut q = stmt.query(params![since_ms, session_filter])?;
+    while let Some(r) = q.next()? {
+        let key = shown_key(r.get(0)?);
+        let row = rows.entry(key.clone()).or_insert_with(|| Row { key: key.clone(), ..Row::default() });
+        row.requests += 1;
+        row.errors += r.get::<_, i64>(1)? as u64;
+        row.fallbacks += r.get::<_, i64>(2)? as u64;
+        row.tokens_before += r.get::<_, i64>(3)? as u64;
+        row.tokens_after += r.get::<_, i64>(4)? as u64;
+        row.cost_usd += r.get::<_, f64>(5)?;
+        row.baseline_cost_usd += r.get::<_, f64>(6)?;
+        if r.get::<_, bool>(7)? {
+            row.free_requests += 1;
+            row.free_value_usd += r.get::<_, f64>(8)?;
+        }
+        overheads.entry(key).or_default().push(r.get::<_, i64>(9)?.max(0) as u64);
+    }
+    // Compacted days have no per-conversation detail, so a session view reads raw rows only.
+    if session.is_none() {
         let sql = format!(
-            "SELECT {raw_key}, outcome != 'completed', fallbacks, tokens_before, tokens_after, cost_usd,
-                    baseline_cost_usd, free_tier, overhead_us
-             FROM requests WHERE ts_ms >= ?1 AND (?2 = '' OR session = ?2)"
+            "SELECT {daily_key}, SUM(requests), SUM(errors), SUM(fallbacks), SUM(tokens_before), SUM(tokens_after),
+                    SUM(cost_usd), SUM(baseline_cost_usd), SUM(free_requests), SUM(free_value_usd)
+             FROM daily WHERE day >= date(?1 / 1000, 'unixepoch') GROUP BY 1"
         );
         let mut stmt = conn.prepare(&sql)?;
-        let mut q = stmt.query(params![since_ms, session_filter])?;
+        let mut q = stmt.query(params![since_ms])?;
         while let Some(r) = q.next()? {
-            let key: String = r.get(0)?;
-            let row = rows.entry(key.clone()).or_insert_with(|| Row { key: key.clone(), ..Row::default() });
-            row.requests += 1;
-            row.errors += r.get::<_, i64>(1)? as u64;
-            row.fallbacks += r.get::<_, i64>(2)? as u64;
-            row.tokens_before += r.get::<_, i64>(3)? as u64;
-            row.tokens_after += r.get::<_, i64>(4)? as u64;
-            let cost: f64 = r.get(5)?;
-            row.baseline_cost_usd += r.get::<_, f64>(6)?;
-            if r.get::<_, bool>(7)? {
-                row.free_requests += 1;
-                row.free_value_usd += cost;
-            } else {
-                row.cost_usd += cost;
-            }
-            overheads.entry(key).or_default().push(r.get::<_, i64>(8)? as u64);
-        }
-        // Compacted days have no per-conversation detail, so a session view reads raw rows only.
-        if session.is_none() {
-            let sql = format!(
-                "SELECT {daily_key}, SUM(requests), SUM(errors), SUM(fallbacks), SUM(tokens_before), SUM(tokens_after),
-                        SUM(cost_usd), SUM(baseline_cost_usd), SUM(free_requests), SUM(free_cost_usd)
-                 FROM daily WHERE day >= date(?1 / 1000, 'unixepoch') GROUP BY {daily_key}"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let mut q = stmt.query(params![since_ms])?;
-            while let Some(r) = q.next()? {
-                let key: String = r.get(0)?;
-                let row = rows.entry(key.clone()).or_insert_with(|| Row { key, ..Row::default() });
-                row.requests += r.get::<_, i64>(1)? as u64;
-                row.errors += r.get::<_, i64>(2)? as u64;
-                row.fallbacks += r.get::<_, i64>(3)? as u64;
-                row.tokens_before += r.get::<_, i64>(4)? as u64;
-                row.tokens_after += r.get::<_, i64>(5)? as u64;
-                let free_cost: f64 = r.get(9)?;
-                row.cost_usd += r.get::<_, f64>(6)? - free_cost;
-                row.baseline_cost_usd += r.get::<_, f64>(7)?;
-                row.free_requests += r.get::<_, i64>(8)? as u64;
-                row.free_value_usd += free_cost;
-            }
+            let key = shown_key(r.get(0)?);
+            let row = rows.entry(key.clone()).or_insert_with(|| Row { key, ..Row::default() });
+            row.requests += r.get::<_, i64>(1)? as u64;
+            row.errors += r.get::<_, i64>(2)? as u64;
+            row.fallbacks += r.get::<_, i64>(3)? as u64;
+            row.tokens_before += r.get::<_, i64>(4)? as u64;
+            row.tokens_after += r.get::<_, i64>(5)? as u64;
+            row.cost_usd += r.get::<_, f64>(6)?;
+            row.baseline_cost_usd += r.get::<_, f64>(7)?;
+            row.free_requests += r.get::<_, i64>(8)? as u64;
+            row.free_value_usd += r.get::<_, f64>(9)?;
         }
     }
     let mut all_overheads = Vec::new();
@@ -161,140 +226,107 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
         all_overheads.extend(o);
     }
     all_overheads.sort_unstable();
-    let rows: Vec<Row> = rows.into_values().collect();
-    let mut total = Row { key: "total".into(), ..Row::default() };
-    for r in &rows {
-        total.requests += r.requests;
-        total.errors += r.errors;
-        total.fallbacks += r.fallbacks;
-        total.tokens_before += r.tokens_before;
-        total.tokens_after += r.tokens_after;
-        total.cost_usd += r.cost_usd;
-        total.baseline_cost_usd += r.baseline_cost_usd;
-        total.free_requests += r.free_requests;
-        total.free_value_usd += r.free_value_usd;
+    let mut rep = Report::empty(since_ms, by);
+    rep.session = session.map(str::to_string);
+    for r in rows.values() {
+        rep.total.add(r);
     }
+    rep.total.overhead_p50_us = percentile(&all_overheads, 0.5);
+    rep.total.overhead_p95_us = percentile(&all_overheads, 0.95);
     if by != GroupBy::Mechanism {
-        total.overhead_p50_us = percentile(&all_overheads, 0.5);
-        total.overhead_p95_us = percentile(&all_overheads, 0.95);
+        rep.rows = rows.into_values().collect();
     }
-    let by = format!("{by:?}").to_lowercase();
-    Ok(Report { since_ms, by, rows, total })
+    rep.mechanisms = mechanism_rows(&conn, since_ms, session)?;
+    Ok(rep)
 }
 
-/// Tokens saved per mechanism (a request counts once per mechanism that saved something in it).
-fn mechanism_rows(
-    conn: &Connection,
-    since_ms: i64,
-    session: &str,
-    rows: &mut BTreeMap<String, Row>,
-) -> rusqlite::Result<()> {
+/// Per mechanism: requests it acted in, tokens saved, elisions and recalls.
+fn mechanism_rows(conn: &Connection, since_ms: i64, session: Option<&str>) -> rusqlite::Result<Vec<MechanismRow>> {
+    let mut rows: BTreeMap<String, MechanismRow> = BTreeMap::new();
+    let mut add = |r: &rusqlite::Row| -> rusqlite::Result<()> {
+        let key: String = r.get(0)?;
+        let row = rows.entry(key.clone()).or_insert_with(|| MechanismRow { key, ..MechanismRow::default() });
+        row.requests += r.get::<_, i64>(1)? as u64;
+        row.tokens_saved += r.get::<_, i64>(2)? as u64;
+        row.turn_tokens += r.get::<_, i64>(3)? as u64;
+        row.elisions += r.get::<_, i64>(4)? as u64;
+        row.recalls += r.get::<_, i64>(5)? as u64;
+        Ok(())
+    };
     let mut stmt = conn.prepare(
-        "SELECT s.mechanism, COUNT(*), SUM(s.tokens) FROM savings s JOIN requests r ON r.id = s.request_id
+        "SELECT s.mechanism, COUNT(*), SUM(s.tokens), SUM(s.turn_tokens), SUM(s.elisions), SUM(s.recalls)
+         FROM savings s JOIN requests r ON r.id = s.request_id
          WHERE r.ts_ms >= ?1 AND (?2 = '' OR r.session = ?2) GROUP BY s.mechanism",
     )?;
-    let mut q = stmt.query(params![since_ms, session])?;
+    let mut q = stmt.query(params![since_ms, session.unwrap_or("")])?;
     while let Some(r) = q.next()? {
-        let key: String = r.get(0)?;
-        let tokens = r.get::<_, i64>(2)? as u64;
-        rows.insert(
-            key.clone(),
-            Row { key, requests: r.get::<_, i64>(1)? as u64, tokens_before: tokens, ..Row::default() },
-        );
+        add(r)?;
     }
-    if session.is_empty() {
+    if session.is_none() {
         let mut stmt = conn.prepare(
-            "SELECT mechanism, SUM(tokens) FROM daily_savings WHERE day >= date(?1 / 1000, 'unixepoch') GROUP BY mechanism",
+            "SELECT mechanism, SUM(requests), SUM(tokens), SUM(turn_tokens), SUM(elisions), SUM(recalls)
+             FROM daily_savings WHERE day >= date(?1 / 1000, 'unixepoch') GROUP BY mechanism",
         )?;
         let mut q = stmt.query(params![since_ms])?;
         while let Some(r) = q.next()? {
-            let key: String = r.get(0)?;
-            let row = rows.entry(key.clone()).or_insert_with(|| Row { key, ..Row::default() });
-            row.tokens_before += r.get::<_, i64>(1)? as u64;
+            add(r)?;
         }
     }
-    Ok(())
+    Ok(rows
+        .into_values()
+        .map(|mut m| {
+            m.recall_pct = (m.elisions > 0).then(|| 100.0 * m.recalls as f64 / m.elisions as f64);
+            m
+        })
+        .collect())
 }
 
-/// The report as a terminal table.
-pub fn render_table(rep: &Report) -> String {
-    let mut out = String::new();
-    if rep.by == "mechanism" {
-        out.push_str(&format!("{:<28} {:>9} {:>14}\n", "mechanism", "requests", "tokens saved"));
-        for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
-            out.push_str(&format!("{:<28} {:>9} {:>14}\n", r.key, r.requests, r.tokens_before));
-        }
-        return out;
-    }
-    out.push_str(&format!(
-        "{:<24} {:>8} {:>12} {:>7} {:>10} {:>10} {:>7} {:>6} {:>10} {:>5} {:>5} {:>8} {:>8}\n",
-        rep.by,
-        "requests",
-        "tok saved",
-        "tok %",
-        "cost $",
-        "saved $",
-        "$ %",
-        "free",
-        "free val $",
-        "fallb",
-        "errs",
-        "p50 µs",
-        "p95 µs"
-    ));
-    for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
-        let us = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-        out.push_str(&format!(
-            "{:<24} {:>8} {:>12} {:>6.1}% {:>10.4} {:>10.4} {:>6.1}% {:>6} {:>10.4} {:>5} {:>5} {:>8} {:>8}\n",
-            truncate(&r.key, 24),
-            r.requests,
-            r.saved_tokens(),
-            pct(r.saved_tokens() as f64, r.tokens_before as f64),
-            r.cost_usd,
-            r.saved_cost(),
-            pct(r.saved_cost(), r.baseline_cost_usd),
-            r.free_requests,
-            r.free_value_usd,
-            r.fallbacks,
-            r.errors,
-            us(r.overhead_p50_us),
-            us(r.overhead_p95_us),
-        ));
-    }
-    out
+/// One row of the recent-requests list.
+#[derive(Debug, Serialize)]
+pub struct Recent {
+    pub ts_ms: i64,
+    pub client: String,
+    pub route: String,
+    pub provider: String,
+    pub account: String,
+    pub model: String,
+    pub status: u16,
+    pub outcome: String,
+    pub fallbacks: String,
+    pub error: String,
+    pub latency_ms: u64,
+    pub overhead_us: u64,
+    pub saved_tokens: u64,
+    pub free_tier: bool,
 }
 
-pub fn render_csv(rep: &Report) -> String {
-    let mut out = String::from(
-        "key,requests,errors,fallbacks,tokens_before,tokens_after,cost_usd,baseline_cost_usd,free_requests,free_value_usd,overhead_p50_us,overhead_p95_us\n",
-    );
-    for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
-        let us = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-        out.push_str(&format!(
-            "\"{}\",{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.key.replace('"', "\"\""),
-            r.requests,
-            r.errors,
-            r.fallbacks,
-            r.tokens_before,
-            r.tokens_after,
-            r.cost_usd,
-            r.baseline_cost_usd,
-            r.free_requests,
-            r.free_value_usd,
-            us(r.overhead_p50_us),
-            us(r.overhead_p95_us)
-        ));
-    }
-    out
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
-    }
+/// The newest `n` requests.
+pub fn recent(path: &Path, n: usize) -> rusqlite::Result<Vec<Recent>> {
+    let conn = open_read_only(path)?;
+    let mut stmt = conn.prepare(
+        "SELECT ts_ms, client, route, provider, account, model, status, outcome, fallback_reasons, latency_ms,
+                overhead_us, tokens_before - tokens_after, free_tier, error
+         FROM requests ORDER BY ts_ms DESC, id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![n as i64], |r| {
+        Ok(Recent {
+            ts_ms: r.get(0)?,
+            client: r.get(1)?,
+            route: r.get(2)?,
+            provider: r.get(3)?,
+            account: r.get(4)?,
+            model: r.get(5)?,
+            status: r.get::<_, i64>(6)? as u16,
+            outcome: r.get(7)?,
+            fallbacks: r.get(8)?,
+            latency_ms: r.get::<_, i64>(9)?.max(0) as u64,
+            overhead_us: r.get::<_, i64>(10)?.max(0) as u64,
+            saved_tokens: r.get::<_, i64>(11)?.max(0) as u64,
+            free_tier: r.get(12)?,
+            error: r.get(13)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// Parses `--since`: `24h`, `7d`, `30m`, or a date `YYYY-MM-DD` (UTC). Returns unix ms.
@@ -343,41 +375,4 @@ mod tests {
         assert_eq!(parse_since("1970-01-02", 0), Some(86_400_000));
         assert_eq!(parse_since("soon", 0), None);
     }
-}
-
-/// One row of the recent-requests list.
-#[derive(Debug, Serialize)]
-pub struct Recent {
-    pub ts_ms: i64,
-    pub client: String,
-    pub provider: String,
-    pub model: String,
-    pub status: u16,
-    pub outcome: String,
-    pub fallbacks: String,
-    pub latency_ms: u64,
-    pub saved_tokens: u64,
-}
-
-/// The newest `n` requests.
-pub fn recent(path: &Path, n: usize) -> rusqlite::Result<Vec<Recent>> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt = conn.prepare(
-        "SELECT ts_ms, client, provider, model, status, outcome, fallback_reasons, latency_ms, tokens_before - tokens_after
-         FROM requests ORDER BY id DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map(params![n as i64], |r| {
-        Ok(Recent {
-            ts_ms: r.get(0)?,
-            client: r.get(1)?,
-            provider: r.get(2)?,
-            model: r.get(3)?,
-            status: r.get::<_, i64>(4)? as u16,
-            outcome: r.get(5)?,
-            fallbacks: r.get(6)?,
-            latency_ms: r.get::<_, i64>(7)? as u64,
-            saved_tokens: r.get::<_, i64>(8)?.max(0) as u64,
-        })
-    })?;
-    rows.collect()
 }

@@ -15,15 +15,32 @@ use crate::dialect::Dialect;
 use super::failure::Failure;
 use super::headers::quota_headers;
 use super::state::{CooldownKind, Health, KeyState};
-use super::window::{Block, Mark};
+use super::window::{Block, Est, Mark};
 use super::{model_key, Inner, Pool, PoolError, Resolved, State, Target};
 
 /// What admission needs to know about a request (after folding).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts {
+    /// Estimated input tokens.
     pub est_tokens: u64,
+    /// The output the request allows (`max_tokens` and its equivalents), if it says.
+    pub max_output: Option<u64>,
     pub has_tools: bool,
     pub has_images: bool,
+}
+
+/// Output tokens reserved for a request that does not say how many it allows; the real usage
+/// replaces the reservation when the answer ends.
+pub const DEFAULT_OUTPUT_ALLOWANCE: u64 = 1024;
+
+impl RequestFacts {
+    /// What the request counts against token windows, with `input` tokens.
+    fn est_with(&self, input: u64) -> Est {
+        Est {
+            hard: input + self.max_output.unwrap_or(0),
+            reserve: input + self.max_output.unwrap_or(DEFAULT_OUTPUT_ALLOWANCE),
+        }
+    }
 }
 
 /// Token usage from the provider's response. `input_tokens` includes cached input.
@@ -84,8 +101,12 @@ pub struct Attempt {
     model: String,
     send_model: Option<String>,
     context: Option<u64>,
+    /// Input tokens the request was admitted with, and the tokens reserved for it.
     est: u64,
+    reserved: u64,
     marks: Option<(Mark, Mark)>,
+    /// Reserved before a reload took this pool's state over: reports go to the successor.
+    carried: bool,
     probe: bool,
     started: tokio::time::Instant,
     first_byte: Option<Duration>,
@@ -147,7 +168,7 @@ impl Pool {
         let mut ranked = Vec::with_capacity(cands.len());
         let mut earliest: Option<i64> = None;
         for c in cands {
-            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_tokens, now) {
+            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(facts.est_tokens), now) {
                 Ok((demoted, _)) => (u8::from(demoted), inner.metric(&mut st, &c, routing.strategy, now)),
                 Err(b) => {
                     reasons.push(format!("{}: {}", inner.describe(&c), b.reason));
@@ -202,7 +223,7 @@ impl Inner {
     }
 
     /// Whether the candidate can take `est` tokens now: `(demoted, probe)` or why not.
-    fn admit(&self, st: &mut State, c: &Candidate, est: u64, now: i64) -> Result<(bool, bool), Block> {
+    fn admit(&self, st: &mut State, c: &Candidate, est: Est, now: i64) -> Result<(bool, bool), Block> {
         let a = &self.accounts[c.acct];
         let zone = self.providers[a.provider].day_zone;
         let (day, next_day) = (zone.day_index(now), zone.next_reset_ms(now));
@@ -250,9 +271,10 @@ impl Plan {
                 continue;
             }
             let est = self.facts.est_tokens.max(need);
+            let tokens = self.facts.est_with(est);
             let now = inner.clock.now_ms();
             let mut st = inner.lock();
-            let probe = match inner.admit(&mut st, &c, est, now) {
+            let probe = match inner.admit(&mut st, &c, tokens, now) {
                 Ok((_, probe)) => probe,
                 Err(b) => {
                     self.skipped.push(format!("{}: {}", inner.describe(&c), b.reason));
@@ -264,11 +286,13 @@ impl Plan {
             let day = inner.providers[a.provider].day_zone.day_index(now);
             let acct = &mut st.accounts[c.acct];
             acct.probing |= probe;
-            let am = acct.counters.reserve(est, now, day);
+            let am = acct.counters.reserve(tokens.reserve, now, day);
             inner.persist(&a.key, acct);
             let m = st.model(c.acct, &a.key, &c.target.model);
-            let mm = m.counters.reserve(est, now, day);
+            let mm = m.counters.reserve(tokens.reserve, now, day);
             inner.persist(&model_key(&a.key, &c.target.model), m);
+            // Under the lock, like a reload's snapshot: either it saw this reservation or not.
+            let carried = !inner.retired.load(Ordering::Relaxed);
             drop(st);
             return Some(Attempt {
                 target: Target { dialect: a.view.dialect, provider: a.view.clone() },
@@ -278,7 +302,9 @@ impl Plan {
                 send_model: c.target.send_model.clone(),
                 context: c.context,
                 est,
+                reserved: tokens.reserve,
                 marks: Some((am, mm)),
+                carried,
                 probe,
                 started: tokio::time::Instant::now(),
                 first_byte: None,
@@ -364,35 +390,96 @@ impl Attempt {
         self.first_byte.get_or_insert(self.started.elapsed());
     }
 
-    /// Corrects quota state from the provider's rate-limit headers (any response, any status).
+    /// Corrects quota state from the provider's rate-limit headers (any response, any status):
+    /// the model's counters, and the account's too when the provider counts per account
+    /// (`rate_limit_scope = "account"`: OpenRouter's key limits, Anthropic's organization
+    /// limits). A limit the headers give replaces the configured one of that window.
     pub fn observe_headers(&self, headers: &HeaderMap) {
         let now = self.inner.clock.now_ms();
         let windows = quota_headers(headers, now);
         if windows.is_empty() {
             return;
         }
-        let a = &self.inner.accounts[self.acct];
-        let mut st = self.inner.lock();
-        let m = st.model(self.acct, &a.key, &self.model);
-        m.counters.observe(&windows, now);
-        self.inner.persist(&model_key(&a.key, &self.model), m);
+        let inner = self.home();
+        let (inner, acct) = (&inner.0, inner.1);
+        let a = &inner.accounts[acct];
+        let p = &inner.providers[a.provider];
+        let account_limits = p.accounts[a.account].limits;
+        let model_limits = p.model_spec(&self.model).map(|s| s.limits).unwrap_or_default();
+        let mut st = inner.lock();
+        if p.rate_scope == RateScope::Account {
+            let k = &mut st.accounts[acct];
+            k.counters.observe(&windows, &account_limits, now);
+            inner.persist(&a.key, k);
+        }
+        let m = st.model(acct, &a.key, &self.model);
+        m.counters.observe(&windows, &model_limits, now);
+        inner.persist(&model_key(&a.key, &self.model), m);
+    }
+
+    /// The pool and account this attempt's state lives in now: after a reload, the successor
+    /// that took over the reservation (the same provider, base URL and account label).
+    fn home(&self) -> (Arc<Inner>, usize) {
+        let mut inner = self.inner.clone();
+        let mut acct = self.acct;
+        if !self.carried {
+            return (inner, acct);
+        }
+        while let Some(next) = inner.successor() {
+            let key = &inner.accounts[acct].key;
+            match next.accounts.iter().position(|a| &a.key == key) {
+                Some(i) => {
+                    acct = i;
+                    inner = next;
+                }
+                None => break,
+            }
+        }
+        (inner, acct)
+    }
+
+    /// Whether a reload has taken this attempt's reservation over from the pool it points at.
+    fn moved_on(&self) -> bool {
+        let key = &self.inner.accounts[self.acct].key;
+        self.carried && self.inner.successor().is_some_and(|n| n.accounts.iter().any(|a| &a.key == key))
+    }
+
+    /// Moves the attempt to where its reservation lives now (see `home`).
+    fn rehome(&mut self) {
+        let (inner, acct) = self.home();
+        if !Arc::ptr_eq(&inner, &self.inner) {
+            self.inner = inner;
+            self.acct = acct;
+            // The successor started with no probe in flight; this one is not its probe.
+            self.probe = false;
+        }
     }
 
     /// Settles the reservation and updates health from how the attempt went.
     pub fn report(mut self, outcome: Outcome) -> Verdict {
+        if self.marks.is_none() {
+            return Verdict::Done;
+        }
+        self.rehome();
+        let inner = self.inner.clone();
+        let mut st = inner.lock();
+        // A reload sets the successor under this lock: seeing none while holding it means no
+        // reload takes the state over before this report is written.
+        if self.moved_on() {
+            drop(st);
+            return self.report(outcome);
+        }
         let Some((am, mm)) = self.marks.take() else {
             return Verdict::Done;
         };
-        let inner = self.inner.clone();
         let now = inner.clock.now_ms();
         let a = &inner.accounts[self.acct];
         let p = &inner.providers[a.provider];
         let label = &p.accounts[a.account].label;
         let mkey = model_key(&a.key, &self.model);
         let latency = self.first_byte.unwrap_or_else(|| self.started.elapsed());
-        let mut st = inner.lock();
         let (tokens, failure) = match outcome {
-            Outcome::Success(usage) => (usage.map(|u| u.counted()).unwrap_or(self.est), None),
+            Outcome::Success(usage) => (usage.map(|u| u.counted()).unwrap_or(self.reserved), None),
             // The provider saw the request; it billed no tokens.
             Outcome::Failed(f) => (0, Some(f)),
         };
@@ -474,20 +561,30 @@ impl Attempt {
 impl Drop for Attempt {
     /// Never reported (cancelled, never sent): the reservation is released as if not made.
     fn drop(&mut self) {
-        let Some((am, mm)) = self.marks.take() else {
+        if self.marks.is_none() {
             return;
-        };
-        let inner = self.inner.clone();
-        let a = &inner.accounts[self.acct];
-        let mut st = inner.lock();
-        let acct = &mut st.accounts[self.acct];
-        acct.counters.settle(am, 0, false);
-        if self.probe {
-            acct.probing = false;
         }
-        inner.persist(&a.key, acct);
-        let m = st.model(self.acct, &a.key, &self.model);
-        m.counters.settle(mm, 0, false);
-        inner.persist(&model_key(&a.key, &self.model), m);
+        loop {
+            self.rehome();
+            let inner = self.inner.clone();
+            let mut st = inner.lock();
+            if self.moved_on() {
+                continue;
+            }
+            let Some((am, mm)) = self.marks.take() else {
+                return;
+            };
+            let a = &inner.accounts[self.acct];
+            let acct = &mut st.accounts[self.acct];
+            acct.counters.settle(am, 0, false);
+            if self.probe {
+                acct.probing = false;
+            }
+            inner.persist(&a.key, acct);
+            let m = st.model(self.acct, &a.key, &self.model);
+            m.counters.settle(mm, 0, false);
+            inner.persist(&model_key(&a.key, &self.model), m);
+            return;
+        }
     }
 }

@@ -135,6 +135,43 @@ pub fn classify(status: u16, headers: &HeaderMap, body_prefix: &[u8], now_unix_m
     }
 }
 
+/// Follows a stream already committed to the client for an error the provider sends in-band
+/// after its first event (a 200 stream that fails later): the bytes still go to the client as
+/// they are, and the pool is told the attempt failed, as it did.
+pub struct StreamWatch {
+    splitter: crate::dialect::sse::SseSplitter,
+    failure: Option<Failure>,
+    now_unix_ms: i64,
+}
+
+impl StreamWatch {
+    pub fn new(now_unix_ms: i64) -> StreamWatch {
+        StreamWatch { splitter: crate::dialect::sse::SseSplitter::new(), failure: None, now_unix_ms }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.splitter.push(chunk);
+        while let Some(event) = self.splitter.next_event() {
+            // Most events never mention an error; only those that do are classified.
+            if memchr::memmem::find(&event, b"error").is_none() {
+                continue;
+            }
+            if let Some(f) = classify(200, &HeaderMap::new(), &event, self.now_unix_ms) {
+                self.failure = Some(f);
+                return;
+            }
+        }
+    }
+
+    /// The first in-band error seen, if any.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+}
+
 /// A JSON body `{"error": ...}` (also Gemini's `[{"error": ...}]`), `{"type":"error"}`, or an SSE
 /// stream whose first event is an error.
 fn looks_like_error(lower: &str) -> bool {
@@ -260,5 +297,23 @@ mod tests {
         let chat = "data: {\"error\":{\"message\":\"context_length_exceeded\",\"code\":400}}\n\n";
         assert!(matches!(c(chat), Some(Failure::ContextTooLong { .. })));
         assert_eq!(c("data: {\"id\":\"1\",\"choices\":[{\"delta\":{\"content\":\"error\"}}]}\n\n"), None);
+    }
+
+    #[test]
+    fn an_error_event_later_in_a_stream_is_seen_however_it_is_cut() {
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\"}\n\n\
+                      event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"an error occurred\"}}\n\n\
+                      event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        for cut in [1, 7, 64, stream.len()] {
+            let mut w = StreamWatch::new(NOW);
+            for piece in stream.as_bytes().chunks(cut) {
+                w.push(piece);
+            }
+            assert!(matches!(w.failure(), Some(Failure::Unavailable { cause: Cause::ErrorBody, .. })), "cut {cut}");
+        }
+        // Text that merely says "error" is no error.
+        let mut w = StreamWatch::new(NOW);
+        w.push(stream.rsplit_once("event: error").unwrap().0.as_bytes());
+        assert!(w.failure().is_none());
     }
 }

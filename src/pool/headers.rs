@@ -84,6 +84,31 @@ pub struct HeaderWindow {
     pub limit: Option<u64>,
     pub remaining: Option<u64>,
     pub reset_in: Option<Duration>,
+    /// Which window the header names, when it says.
+    pub span: Span,
+}
+
+/// The window a rate-limit header is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    Minute,
+    Day,
+    /// Not named (`x-ratelimit-limit-requests`): the reset tells.
+    Unknown,
+    /// A window the pool does not track (a month, five minutes) or a partial count
+    /// (Anthropic's input/output tokens).
+    Other,
+}
+
+/// `-requests-day` -> Day, `-tokens-minute` -> Minute, `-requests` -> Unknown, `-tokens-month` -> Other.
+fn span_of(suffix: &str) -> Span {
+    let rest = ["-requests", "-tokens", "-req", "-tok"].iter().find_map(|p| suffix.strip_prefix(p)).unwrap_or(suffix);
+    match rest {
+        "" => Span::Unknown,
+        "-minute" => Span::Minute,
+        "-day" => Span::Day,
+        _ => Span::Other,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,17 +134,21 @@ pub fn quota_headers(headers: &HeaderMap, now_unix_ms: i64) -> Vec<HeaderWindow>
                 limit: int(&format!("x-ratelimit-limit{suffix}")),
                 remaining: int(n),
                 reset_in: reset,
+                span: span_of(suffix),
             });
         } else if let Some(mid) = n.strip_prefix("anthropic-ratelimit-").and_then(|r| r.strip_suffix("-remaining")) {
             let kind = if mid.contains("token") { WindowKind::Tokens } else { WindowKind::Requests };
             let reset = get(&format!("anthropic-ratelimit-{mid}-reset"))
                 .and_then(parse_rfc3339_ms)
                 .map(|at| Duration::from_millis((at - now_unix_ms).max(0) as u64));
+            // Anthropic's windows are per minute; input/output tokens are each a part of one.
+            let span = if mid == "requests" || mid == "tokens" { Span::Minute } else { Span::Other };
             out.push(HeaderWindow {
                 kind,
                 limit: int(&format!("anthropic-ratelimit-{mid}-limit")),
                 remaining: int(n),
                 reset_in: reset,
+                span,
             });
         }
     }
@@ -212,10 +241,12 @@ mod tests {
                 kind: WindowKind::Requests,
                 limit: Some(30),
                 remaining: Some(29),
-                reset_in: Some(Duration::from_secs(2))
+                reset_in: Some(Duration::from_secs(2)),
+                span: Span::Unknown,
             }
         );
         assert_eq!(w[1].kind, WindowKind::Tokens);
+        assert_eq!(w[1].span, Span::Minute);
         assert_eq!(w[1].reset_in, Some(Duration::from_millis(30_500)));
     }
 }

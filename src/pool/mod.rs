@@ -5,7 +5,7 @@
 //!
 //! The request path:
 //! ```text
-//! let mut plan = pool.plan(ingress, model, &RequestFacts { est_tokens, has_tools, has_images })?;
+//! let mut plan = pool.plan(ingress, model, &RequestFacts { est_tokens, max_output, has_tools, has_images })?;
 //! while let Some(mut attempt) = plan.next_attempt() {
 //!     // send to attempt.target() (model in the body: attempt.send_model(), if Some)
 //!     match send().await {
@@ -29,6 +29,7 @@
 mod admission;
 pub mod failure;
 pub mod headers;
+pub mod show;
 mod state;
 pub mod status;
 pub mod store;
@@ -38,11 +39,11 @@ pub mod zone;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-pub use admission::{Attempt, Outcome, Plan, RequestFacts, Usage, Verdict};
-pub use failure::{classify, Cause, Failure};
+pub use admission::{Attempt, Outcome, Plan, RequestFacts, Usage, Verdict, DEFAULT_OUTPUT_ALLOWANCE};
+pub use failure::{classify, Cause, Failure, StreamWatch};
 pub use state::Clock;
 pub use status::PoolStatus;
 
@@ -158,9 +159,13 @@ pub(crate) struct Inner {
     store: Option<Arc<Store>>,
     /// Replaced by a reload: late reports of its in-flight attempts no longer reach the store.
     retired: AtomicBool,
+    /// The pool a reload built from this one; set under `state`'s lock. Attempts reserved here
+    /// before the reload settle there, where their reservations were carried.
+    successor: OnceLock<Arc<Inner>>,
 }
 
-/// The provider pool. Cheap to share: clone the `Arc` it lives in.
+/// The provider pool. Cheap to clone: clones share one state.
+#[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
 }
@@ -194,28 +199,29 @@ impl Pool {
     /// The pool for a reloaded config (SIGHUP, file change): counters, cooldowns and latencies
     /// carry over for every account and model that still exists (same provider name, base URL
     /// and account label); accounts disabled by a refused key get another chance. In-flight
-    /// attempts of `self` finish against the old pool. The store stays the one opened first.
+    /// attempts of `self` keep their connection; their reservations (concurrency included) are
+    /// carried, and they settle in the new pool. The store stays the one opened first.
     pub fn reload(&self, cfg: &Config) -> Pool {
         let old = &self.inner;
-        let mut carried = {
-            let st = old.lock();
-            let mut carried = st.saved.clone();
-            for (a, k) in old.accounts.iter().zip(&st.accounts) {
-                carried.insert(a.key.clone(), k.clone());
-            }
-            for ((ai, model), k) in &st.models {
-                carried.insert(model_key(&old.accounts[*ai].key, model), k.clone());
-            }
-            carried
-        };
+        // Held until the successor is in place: a report either lands here before the snapshot
+        // (and is carried) or finds the successor and lands there.
+        let st = old.lock();
+        let mut carried = st.saved.clone();
+        for (a, k) in old.accounts.iter().zip(&st.accounts) {
+            carried.insert(a.key.clone(), k.clone());
+        }
+        for ((ai, model), k) in &st.models {
+            carried.insert(model_key(&old.accounts[*ai].key, model), k.clone());
+        }
         for k in carried.values_mut() {
             k.disabled = None;
             k.probing = false;
-            // The old pool's in-flight attempts settle there, not here.
-            k.counters.concurrent = 0;
         }
+        let new = Pool::build(cfg, old.clock, old.store.clone(), carried);
         old.retired.store(true, Ordering::Relaxed);
-        Pool::build(cfg, old.clock, old.store.clone(), carried)
+        let _ = old.successor.set(new.inner.clone());
+        drop(st);
+        new
     }
 
     fn build(cfg: &Config, clock: Clock, store: Option<Arc<Store>>, mut saved: HashMap<String, KeyState>) -> Pool {
@@ -257,6 +263,7 @@ impl Pool {
                 state: Mutex::new(state),
                 store,
                 retired: AtomicBool::new(false),
+                successor: OnceLock::new(),
             }),
         }
     }
@@ -282,6 +289,26 @@ impl Pool {
             (true, None) => Err(ProxyError::NoUpstream(ingress)),
             _ => Ok(out),
         }
+    }
+
+    /// The names of the configured routes.
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.routes.iter().map(|r| r.name.as_str())
+    }
+
+    /// The routes with at least one target whose provider has a usable account (for `/v1/models`).
+    pub fn usable_route_names(&self) -> impl Iterator<Item = &str> {
+        let providers = &self.inner.providers;
+        self.inner
+            .routes
+            .iter()
+            .filter(|r| r.targets.iter().any(|t| providers.get(t.provider).is_some_and(|p| p.is_usable())))
+            .map(|r| r.name.as_str())
+    }
+
+    /// The providers this pool routes to (for `/v1/models`).
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.inner.providers
     }
 
     /// The pool's clock: `now_ms()` is what `classify` needs to turn reset dates into durations.
@@ -384,6 +411,11 @@ impl Inner {
         Ok(Routing { label: format!("default {}", ingress.name()), strategy: Strategy::Fallback, targets })
     }
 
+    /// The pool a reload replaced this one with, if any.
+    fn successor(&self) -> Option<Arc<Inner>> {
+        self.successor.get().cloned()
+    }
+
     /// Saves a key's state off the hot path.
     fn persist(&self, key: &str, state: &KeyState) {
         if let Some(s) = self.store.as_ref().filter(|_| !self.retired.load(Ordering::Relaxed)) {
@@ -408,5 +440,7 @@ fn model_key(account_key: &str, model: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quota;
 #[cfg(test)]
 mod tests_routing;

@@ -1,7 +1,7 @@
 //! A serializable snapshot of the pool for `tokenfold pool [--json]` and the dashboard: per
 //! provider, account and model, used/left per window, resets, cooldowns and health.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Limits, ProviderAuth};
 
@@ -9,26 +9,30 @@ use super::state::KeyState;
 use super::window::WindowUse;
 use super::Pool;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PoolStatus {
     pub now_ms: i64,
+    /// What this snapshot was read from: the running proxy, or the saved store (set by the
+    /// reader; `tokenfold pool` says it).
+    #[serde(default)]
+    pub source: String,
     pub store: Option<String>,
     pub providers: Vec<ProviderStatus>,
     pub routes: Vec<RouteStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProviderStatus {
     pub name: String,
     pub dialect: String,
     pub base_url: String,
-    pub day_reset_tz: &'static str,
+    pub day_reset_tz: String,
     /// Why the provider is off (a key not set), if it is.
     pub off: Option<String>,
     pub accounts: Vec<AccountStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountStatus {
     pub label: String,
     /// ok, degraded, rate-limited, quota-exhausted, breaker-open, half-open, disabled, off.
@@ -36,18 +40,21 @@ pub struct AccountStatus {
     pub cooldown: Option<CooldownStatus>,
     pub windows: Windows,
     pub in_flight: u32,
+    pub concurrent_limit: Option<u32>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
     pub last_error_ago_s: Option<u64>,
     pub models: Vec<ModelStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelStatus {
     pub name: String,
     pub health: String,
     pub cooldown: Option<CooldownStatus>,
     pub windows: Windows,
+    pub in_flight: u32,
+    pub concurrent_limit: Option<u32>,
     /// What the provider's headers last said: (remaining, limit, resets in s).
     pub provider_requests_left: Option<u64>,
     pub provider_tokens_left: Option<u64>,
@@ -55,7 +62,7 @@ pub struct ModelStatus {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CooldownStatus {
     pub kind: String,
     pub reason: String,
@@ -63,7 +70,7 @@ pub struct CooldownStatus {
     pub remaining_s: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Windows {
     pub rpm: WindowStatus,
     pub tpm: WindowStatus,
@@ -71,7 +78,7 @@ pub struct Windows {
     pub tpd: WindowStatus,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WindowStatus {
     pub used: u64,
     pub limit: Option<u64>,
@@ -79,10 +86,10 @@ pub struct WindowStatus {
     pub resets_in_s: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RouteStatus {
     pub name: String,
-    pub strategy: &'static str,
+    pub strategy: String,
     pub targets: Vec<String>,
 }
 
@@ -134,6 +141,7 @@ impl Pool {
                         cooldown: None,
                         windows: windows(&KeyState::default(), &acct.limits, now, day, next_day),
                         in_flight: 0,
+                        concurrent_limit: acct.limits.concurrent,
                         consecutive_failures: 0,
                         last_error: Some(off),
                         last_error_ago_s: None,
@@ -163,6 +171,8 @@ impl Pool {
                             health: m.state_word(now).into(),
                             cooldown: cooldown(m, now),
                             windows: windows(m, &limits, now, day, next_day),
+                            in_flight: m.counters.concurrent,
+                            concurrent_limit: limits.concurrent,
                             provider_requests_left: live(m.counters.provider_requests),
                             provider_tokens_left: live(m.counters.provider_tokens),
                             latency_ms: m.ewma_ms,
@@ -176,6 +186,7 @@ impl Pool {
                     cooldown: cooldown(k, now),
                     windows: windows(k, &acct.limits, now, day, next_day),
                     in_flight: k.counters.concurrent,
+                    concurrent_limit: acct.limits.concurrent,
                     consecutive_failures: k.consecutive_failures,
                     last_error: k.last_error.clone(),
                     last_error_ago_s: k.last_error_at_ms.map(|t| ((now - t).max(0) / 1000) as u64),
@@ -190,7 +201,7 @@ impl Pool {
                 name: p.name.clone(),
                 dialect: p.dialect.name().into(),
                 base_url: p.base_url.clone(),
-                day_reset_tz: p.day_zone.name(),
+                day_reset_tz: p.day_zone.name().to_string(),
                 off,
                 accounts,
             });
@@ -200,7 +211,7 @@ impl Pool {
             .iter()
             .map(|r| RouteStatus {
                 name: r.name.clone(),
-                strategy: r.strategy.name(),
+                strategy: r.strategy.name().to_string(),
                 targets: r
                     .targets
                     .iter()
@@ -208,8 +219,13 @@ impl Pool {
                     .collect(),
             })
             .collect();
+        let source = match &inner.store {
+            Some(_) => "pool state in this process".to_string(),
+            None => "pool state in this process (memory only)".to_string(),
+        };
         PoolStatus {
             now_ms: now,
+            source,
             store: inner.store.as_ref().map(|s| s.path().display().to_string()),
             providers,
             routes,

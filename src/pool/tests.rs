@@ -36,8 +36,9 @@ pub(super) fn three(strategy: &str, a_extra: &str) -> Pool {
     pool_from(&text)
 }
 
+/// A request of `est` tokens that allows no output beyond them (so token windows count `est`).
 pub(super) fn facts(est: u64) -> RequestFacts {
-    RequestFacts { est_tokens: est, ..RequestFacts::default() }
+    RequestFacts { est_tokens: est, max_output: Some(0), ..RequestFacts::default() }
 }
 
 /// The provider the next request would go to first.
@@ -154,6 +155,9 @@ async fn rpm_and_tpm_skip_a_target_until_the_minute_rolls() {
     assert!(plan.skipped().iter().any(|s| s.contains("TPM 90+20/100")), "{:?}", plan.skipped());
     tokio::time::advance(Duration::from_secs(60)).await;
     let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(20)).unwrap();
+    assert_eq!(plan.next_attempt().unwrap().provider(), "b", "counted until its whole second has left the minute");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(20)).unwrap();
     assert_eq!(plan.next_attempt().unwrap().provider(), "a");
 }
 
@@ -254,7 +258,7 @@ async fn tools_and_images_pick_capable_targets() {
     text.push_str("[routes.r]\ntargets = [\"a/m\", \"b/m\", \"c/m\"]\n");
     let pool = pool_from(&text);
     let pick = |has_tools, has_images| {
-        let f = RequestFacts { est_tokens: 1, has_tools, has_images };
+        let f = RequestFacts { est_tokens: 1, max_output: None, has_tools, has_images };
         let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &f).unwrap();
         plan.next_attempt().unwrap().provider().to_string()
     };

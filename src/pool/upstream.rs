@@ -1,9 +1,12 @@
 //! The HTTP client that talks to providers: URL and header rewriting, timeouts, streaming bodies.
 
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ProviderAuth, Timeouts};
 use crate::dialect::{headers, Dialect};
@@ -12,58 +15,89 @@ use crate::server::error::ProxyError;
 use super::Target;
 
 /// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those the client library
-/// sets itself from the body it sends.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
+/// sets itself from the body it sends. Headers a message's own `Connection` header names are
+/// hop-by-hop too (`connection_options`).
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// The header names listed in `Connection:` (`Connection: keep-alive, x-custom-hop` makes
+/// `x-custom-hop` hop-by-hop). Empty, without allocating, in the usual case.
+fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        // `from_bytes` lower-cases, as `HeaderMap` stores names.
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect()
+}
 
 pub struct UpstreamClient {
-    http: reqwest::Client,
+    /// For requests served outside the proxy's worker threads.
+    shared: reqwest::Client,
+    /// One client (and so one connection pool) per worker thread, made on first use: a pooled
+    /// connection's I/O task runs on the runtime that opened it, so sharing one pool across
+    /// workers would wake another thread twice per request.
+    per_worker: Vec<OnceLock<reqwest::Client>>,
     timeouts: Timeouts,
-    bases: std::sync::RwLock<std::collections::HashMap<String, reqwest::Url>>,
+    /// Parsed URLs by base URL, then by path: a handful (providers × the four routes).
+    urls: std::sync::RwLock<HashMap<String, HashMap<String, reqwest::Url>>>,
 }
 
 impl UpstreamClient {
-    pub fn new(timeouts: Timeouts) -> Result<UpstreamClient, ProxyError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            // We relay bodies as the provider sent them; decoding is left to the client.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ProxyError::Internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(UpstreamClient { http, timeouts, bases: Default::default() })
+    /// A client for `workers` worker threads (see `serve_on_worker`).
+    pub fn new(timeouts: Timeouts, workers: usize) -> Result<UpstreamClient, ProxyError> {
+        let shared =
+            build_client(&timeouts).map_err(|e| ProxyError::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let per_worker = (0..workers).map(|_| OnceLock::new()).collect();
+        Ok(UpstreamClient { shared, per_worker, timeouts, urls: Default::default() })
     }
 
-    /// `base` + `path` (+ `?query`). Base URLs are parsed once: parsing (with IDNA host checks)
-    /// on every request showed up in profiles.
+    /// The client of the worker thread this runs on.
+    fn http(&self) -> &reqwest::Client {
+        let slot = WORKER.with(Cell::get).and_then(|i| self.per_worker.get(i));
+        match slot {
+            Some(slot) => slot.get_or_init(|| build_client(&self.timeouts).unwrap_or_else(|_| self.shared.clone())),
+            None => &self.shared,
+        }
+    }
+
+    /// `base` + `path` (+ `?query`). Each base and path is parsed once: parsing (with IDNA host
+    /// checks, and again to set the path) on every request showed up in profiles.
     fn url(&self, base: &str, path: &str, query: Option<&str>) -> Result<reqwest::Url, String> {
-        let cached = self.bases.read().ok().and_then(|m| m.get(base).cloned());
+        let cached = self.urls.read().ok().and_then(|m| m.get(base)?.get(path).cloned());
         let mut url = match cached {
             Some(u) => u,
             None => {
-                let parsed = reqwest::Url::parse(base).map_err(|e| format!("bad base URL `{base}`: {e}"))?;
-                if let Ok(mut m) = self.bases.write() {
-                    m.insert(base.to_string(), parsed.clone());
+                let mut parsed = reqwest::Url::parse(base).map_err(|e| format!("bad base URL `{base}`: {e}"))?;
+                let full_path = format!("{}{}", parsed.path().trim_end_matches('/'), path);
+                parsed.set_path(&full_path);
+                if let Ok(mut m) = self.urls.write() {
+                    m.entry(base.to_string()).or_default().insert(path.to_string(), parsed.clone());
                 }
                 parsed
             }
         };
-        let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
-        url.set_path(&full_path);
-        url.set_query(query);
+        if query.is_some() {
+            url.set_query(query);
+        }
         Ok(url)
     }
 
@@ -71,24 +105,25 @@ impl UpstreamClient {
         &self.timeouts
     }
 
-    /// Sends `body` to `target` and waits for the response headers (first-byte timeout).
+    /// Sends `body` to `target` at `path_after_v1` with the method, query and headers of the
+    /// client's request `client`, and waits for the response headers (first-byte timeout).
     pub async fn send(
         &self,
         target: &Target,
-        method: Method,
+        client: &http::request::Parts,
         path_after_v1: &str,
-        query: Option<&str>,
-        client_headers: &HeaderMap,
         proxy_key_header: Option<&HeaderName>,
         body: Bytes,
     ) -> Result<reqwest::Response, ProxyError> {
         let provider = &target.provider;
         let url = self
-            .url(&provider.base_url, path_after_v1, query)
+            .url(&provider.base_url, path_after_v1, client.uri.query())
             .map_err(|detail| ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail })?;
-        let headers = upstream_headers(client_headers, target, proxy_key_header);
-        let request = self.http.request(method, url).headers(headers).body(body);
-        match tokio::time::timeout(self.timeouts.first_byte, request.send()).await {
+        // Built directly: the builder's `.headers()` merges into an empty map header by header.
+        let mut request = reqwest::Request::new(client.method.clone(), url);
+        *request.headers_mut() = upstream_headers(&client.headers, target, proxy_key_header);
+        *request.body_mut() = Some(body.into());
+        match tokio::time::timeout(self.timeouts.first_byte, self.http().execute(request)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 provider: provider.name.clone(),
                 phase: "send response headers",
@@ -110,14 +145,38 @@ impl UpstreamClient {
     }
 }
 
+thread_local! {
+    /// The worker thread's index, set once when the thread starts.
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Marks the calling thread as worker `index`: its upstream requests use that worker's own
+/// connection pool.
+pub fn serve_on_worker(index: usize) {
+    WORKER.with(|w| w.set(Some(index)));
+}
+
+fn build_client(timeouts: &Timeouts) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        // We relay bodies as the provider sent them; decoding is left to the client.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
 /// The headers sent upstream: the client's, minus hop-by-hop, proxy-own and (for providers with
 /// their own key) the client's credentials.
 pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: Option<&HeaderName>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(client.len() + 1);
     let own_key = matches!(target.provider.auth, ProviderAuth::Key { .. });
+    let options = connection_options(client);
     for (name, value) in client {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
+        if is_hop_by_hop(n)
+            || options.contains(name)
             || n.starts_with(headers::TOKENFOLD_PREFIX)
             // Bodies are relayed (and parsed) as sent: ask for them uncompressed.
             || n == "accept-encoding"
@@ -144,8 +203,9 @@ pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: O
 /// Response headers relayed to the client: the provider's, minus hop-by-hop ones.
 pub fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len() + 1);
+    let options = connection_options(upstream);
     for (name, value) in upstream {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
+        if !is_hop_by_hop(name.as_str()) && !options.contains(name) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -179,5 +239,47 @@ impl WithoutUrl for reqwest::Error {
             s = s.replace(url.as_str(), "");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Provider;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_hop_by_hop_both_ways() {
+        let target = Target {
+            provider: std::sync::Arc::new(Provider::client_passthrough(
+                "p".into(),
+                Dialect::Anthropic,
+                "http://x/v1".into(),
+            )),
+            dialect: Dialect::Anthropic,
+        };
+        let client = headers(&[
+            ("connection", "keep-alive, X-Custom-Hop"),
+            ("connection", "x-second-hop"),
+            ("x-custom-hop", "1"),
+            ("x-second-hop", "2"),
+            ("keep-alive", "timeout=5"),
+            ("x-end-to-end", "3"),
+            ("anthropic-version", "2023-06-01"),
+        ]);
+        let sent = upstream_headers(&client, &target, None);
+        let names: Vec<&str> = sent.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-end-to-end", "anthropic-version"]);
+
+        let answer = headers(&[("connection", "x-resp-hop"), ("x-resp-hop", "1"), ("request-id", "r1")]);
+        let relayed = client_response_headers(&answer);
+        assert_eq!(relayed.keys().map(|n| n.as_str()).collect::<Vec<_>>(), ["request-id"]);
     }
 }

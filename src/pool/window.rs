@@ -1,14 +1,18 @@
 //! Quota windows of one key (an account, or an account's model): a rolling minute in one-second
 //! buckets, a calendar day in the provider's zone, concurrency, and what the provider's own
-//! headers last said. All times are unix milliseconds from the pool's clock.
+//! headers last said (remaining, reset, and the limit itself). All times are unix milliseconds
+//! from the pool's clock.
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
 
-use super::headers::{HeaderWindow, WindowKind};
+use super::headers::{HeaderWindow, Span, WindowKind};
 
-const SLOTS: usize = 60;
+/// One-second buckets kept for the rolling minute. A request counts until its whole second has
+/// left the minute: 61 buckets, so it is counted for at least 60 s after it was sent whatever
+/// the fraction of the second it was sent at (a provider's rolling minute never sees more).
+const SLOTS: usize = 61;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Bucket {
@@ -27,7 +31,7 @@ pub struct ProviderWindow {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counters {
-    /// Ring indexed by `sec % 60`; a slot whose `sec` is older than a minute is stale.
+    /// Ring indexed by `sec % SLOTS`; a slot whose `sec` has left the window is stale.
     minute: Vec<Bucket>,
     pub day: i64,
     pub day_requests: u64,
@@ -37,6 +41,35 @@ pub struct Counters {
     pub concurrent: u32,
     pub provider_requests: Option<ProviderWindow>,
     pub provider_tokens: Option<ProviderWindow>,
+    /// Limits the provider's headers reported; each replaces the configured one of its window.
+    #[serde(default)]
+    pub learned: Learned,
+}
+
+/// Limits read from a provider's rate-limit headers (`x-ratelimit-limit-*`,
+/// `anthropic-ratelimit-*-limit`), per window.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Learned {
+    pub rpm: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+}
+
+/// The tokens one request is admitted with: `reserve` is counted against the windows until the
+/// real usage settles it (input estimate plus the output the request allows, or a default);
+/// `hard` is what the provider itself counts when judging the request alone (input plus an
+/// explicit `max_tokens`), so a request is refused outright only when that cannot fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Est {
+    pub hard: u64,
+    pub reserve: u64,
+}
+
+impl Est {
+    pub fn flat(tokens: u64) -> Est {
+        Est { hard: tokens, reserve: tokens }
+    }
 }
 
 /// What one reservation added, so settling can correct exactly that.
@@ -65,7 +98,11 @@ pub struct WindowUse {
 impl Counters {
     fn slot(&mut self, sec: i64) -> &mut Bucket {
         if self.minute.len() != SLOTS {
-            self.minute = vec![Bucket::default(); SLOTS];
+            // Fresh, or saved by a version with another ring size: re-seat the buckets.
+            let old = std::mem::replace(&mut self.minute, vec![Bucket::default(); SLOTS]);
+            for b in old.into_iter().filter(|b| b.requests > 0 || b.tokens > 0) {
+                self.minute[b.sec.rem_euclid(SLOTS as i64) as usize] = b;
+            }
         }
         let b = &mut self.minute[sec.rem_euclid(SLOTS as i64) as usize];
         if b.sec != sec {
@@ -98,10 +135,31 @@ impl Counters {
         }
     }
 
-    /// Whether one more request of `est` tokens fits every window. `next_day_ms` is when the
-    /// current daily window ends.
-    pub fn check(&mut self, limits: &Limits, est: u64, now_ms: i64, day: i64, next_day_ms: i64) -> Result<(), Block> {
+    /// The limits in force: each configured window, replaced by what the provider's headers
+    /// reported for it. A window the config does not limit stays unlimited.
+    pub fn effective(&self, configured: &Limits) -> Limits {
+        let l = &self.learned;
+        Limits {
+            rpm: configured.rpm.map(|c| l.rpm.unwrap_or(c)),
+            rpd: configured.rpd.map(|c| l.rpd.unwrap_or(c)),
+            tpm: configured.tpm.map(|c| l.tpm.unwrap_or(c)),
+            tpd: configured.tpd.map(|c| l.tpd.unwrap_or(c)),
+            concurrent: configured.concurrent,
+        }
+    }
+
+    /// Whether one more request fits every window (`configured` corrected by what the provider
+    /// reported). `next_day_ms` is when the current daily window ends.
+    pub fn check(
+        &mut self,
+        configured: &Limits,
+        est: Est,
+        now_ms: i64,
+        day: i64,
+        next_day_ms: i64,
+    ) -> Result<(), Block> {
         self.roll(day);
+        let limits = self.effective(configured);
         let block = |reason: String, free_at_ms: Option<i64>| Err(Block { reason, free_at_ms });
         if let Some(c) = limits.concurrent.filter(|&c| self.concurrent >= c) {
             return block(format!("{c} concurrent requests in flight"), None);
@@ -110,30 +168,33 @@ impl Counters {
         if let Some(rpm) = limits.rpm.filter(|&l| m_req + 1 > l) {
             return block(format!("RPM {m_req}/{rpm}"), self.minute_frees_at(now_ms, |b| b.requests > 0));
         }
+        // A reservation larger than a whole window still fits an empty one: it is only an upper
+        // bound, settled down to the real usage.
+        let (hard, reserve) = (est.hard, est.reserve);
         if let Some(tpm) = limits.tpm {
-            if est > tpm {
-                return block(format!("request of ~{est} tokens exceeds TPM {tpm}"), None);
+            if hard > tpm {
+                return block(format!("request of ~{hard} tokens exceeds TPM {tpm}"), None);
             }
-            if m_tok + est > tpm {
-                return block(format!("TPM {m_tok}+{est}/{tpm}"), self.minute_frees_at(now_ms, |b| b.tokens > 0));
+            if m_tok + reserve.min(tpm) > tpm {
+                return block(format!("TPM {m_tok}+{reserve}/{tpm}"), self.minute_frees_at(now_ms, |b| b.tokens > 0));
             }
         }
         if let Some(rpd) = limits.rpd.filter(|&l| self.day_requests + 1 > l) {
             return block(format!("RPD {}/{rpd}", self.day_requests), Some(next_day_ms));
         }
         if let Some(tpd) = limits.tpd {
-            if est > tpd {
-                return block(format!("request of ~{est} tokens exceeds TPD {tpd}"), None);
+            if hard > tpd {
+                return block(format!("request of ~{hard} tokens exceeds TPD {tpd}"), None);
             }
-            if self.day_tokens + est > tpd {
-                return block(format!("TPD {}+{est}/{tpd}", self.day_tokens), Some(next_day_ms));
+            if self.day_tokens + reserve.min(tpd) > tpd {
+                return block(format!("TPD {}+{reserve}/{tpd}", self.day_tokens), Some(next_day_ms));
             }
         }
         self.expire_provider_windows(now_ms);
         if let Some(w) = self.provider_requests.filter(|w| w.remaining == 0) {
             return block("provider reports 0 requests left".into(), Some(w.reset_at_ms));
         }
-        if let Some(w) = self.provider_tokens.filter(|w| w.remaining < est) {
+        if let Some(w) = self.provider_tokens.filter(|w| w.remaining < hard) {
             return block(format!("provider reports {} tokens left", w.remaining), Some(w.reset_at_ms));
         }
         Ok(())
@@ -181,8 +242,11 @@ impl Counters {
         }
     }
 
-    /// Takes what the provider's headers say as the truth about its windows.
-    pub fn observe(&mut self, windows: &[HeaderWindow], now_ms: i64) {
+    /// Takes what the provider's headers say as the truth about its windows: what is left
+    /// until when, and each window's limit, which replaces the configured limit of that window
+    /// (only windows the config limits; a window is told by the header's `-minute`/`-day`
+    /// suffix, else by its reset: within a minute is the minute window).
+    pub fn observe(&mut self, windows: &[HeaderWindow], configured: &Limits, now_ms: i64) {
         for kind in [WindowKind::Requests, WindowKind::Tokens] {
             // Several windows of one kind (per minute, per day): the tightest one binds.
             let tightest = windows
@@ -200,10 +264,32 @@ impl Counters {
                 WindowKind::Tokens => self.provider_tokens = pw,
             }
         }
+        for w in windows {
+            let Some(limit) = w.limit else { continue };
+            let span = match w.span {
+                Span::Minute | Span::Day => w.span,
+                Span::Unknown => match w.reset_in {
+                    Some(d) if d.as_secs() <= 60 => Span::Minute,
+                    Some(_) => Span::Day,
+                    None => continue,
+                },
+                Span::Other => continue,
+            };
+            let (slot, configured) = match (w.kind, span) {
+                (WindowKind::Requests, Span::Minute) => (&mut self.learned.rpm, configured.rpm),
+                (WindowKind::Requests, _) => (&mut self.learned.rpd, configured.rpd),
+                (WindowKind::Tokens, Span::Minute) => (&mut self.learned.tpm, configured.tpm),
+                (WindowKind::Tokens, _) => (&mut self.learned.tpd, configured.tpd),
+            };
+            if configured.is_some() {
+                *slot = Some(limit);
+            }
+        }
     }
 
     /// Marks the daily window spent (the provider said so) until it resets.
-    pub fn exhaust_day(&mut self, limits: &Limits) {
+    pub fn exhaust_day(&mut self, configured: &Limits) {
+        let limits = self.effective(configured);
         if let Some(rpd) = limits.rpd {
             self.day_requests = self.day_requests.max(rpd);
         }
@@ -213,7 +299,8 @@ impl Counters {
     }
 
     /// The smallest fraction left over the limited windows (1.0 when nothing is limited).
-    pub fn fraction_left(&self, limits: &Limits, now_ms: i64, day: i64) -> f64 {
+    pub fn fraction_left(&self, configured: &Limits, now_ms: i64, day: i64) -> f64 {
+        let limits = self.effective(configured);
         let (m_req, m_tok) = self.minute_use(now_ms);
         let (d_req, d_tok) = if self.day == day { (self.day_requests, self.day_tokens) } else { (0, 0) };
         let mut pairs = vec![(m_req, limits.rpm), (m_tok, limits.tpm), (d_req, limits.rpd), (d_tok, limits.tpd)];
@@ -231,7 +318,8 @@ impl Counters {
     }
 
     /// Use per window for the status table: rpm, tpm, rpd, tpd.
-    pub fn usage(&self, limits: &Limits, now_ms: i64, day: i64, next_day_ms: i64) -> [WindowUse; 4] {
+    pub fn usage(&self, configured: &Limits, now_ms: i64, day: i64, next_day_ms: i64) -> [WindowUse; 4] {
+        let limits = self.effective(configured);
         let (m_req, m_tok) = self.minute_use(now_ms);
         let (d_req, d_tok) = if self.day == day { (self.day_requests, self.day_tokens) } else { (0, 0) };
         let minute_reset = self.minute_frees_at(now_ms, |b| b.requests > 0 || b.tokens > 0);
@@ -258,14 +346,16 @@ mod tests {
         let l = limits(2, 1000, 100);
         let mut c = Counters::default();
         let t0 = 1_000_000;
-        c.check(&l, 10, t0, 0, i64::MAX).unwrap();
+        c.check(&l, Est::flat(10), t0, 0, i64::MAX).unwrap();
         let m1 = c.reserve(10, t0, 0);
         c.settle(m1, 10, true);
         c.reserve(10, t0 + 30_000, 0);
-        let b = c.check(&l, 10, t0 + 31_000, 0, i64::MAX).unwrap_err();
+        let b = c.check(&l, Est::flat(10), t0 + 31_000, 0, i64::MAX).unwrap_err();
         assert!(b.reason.contains("RPM 2/2"), "{b:?}");
-        assert_eq!(b.free_at_ms, Some(t0 + 60_000));
-        assert!(c.check(&l, 10, t0 + 60_000, 0, i64::MAX).is_ok());
+        // Counted until its whole second has left the minute.
+        assert_eq!(b.free_at_ms, Some(t0 + 61_000));
+        assert!(c.check(&l, Est::flat(10), t0 + 60_999, 0, i64::MAX).is_err());
+        assert!(c.check(&l, Est::flat(10), t0 + 61_000, 0, i64::MAX).is_ok());
     }
 
     #[test]
@@ -273,9 +363,9 @@ mod tests {
         let l = limits(100, 1000, 100);
         let mut c = Counters::default();
         let m = c.reserve(900, 5_000, 0);
-        assert!(c.check(&l, 200, 5_000, 0, i64::MAX).is_err());
+        assert!(c.check(&l, Est::flat(200), 5_000, 0, i64::MAX).is_err());
         c.settle(m, 100, true);
-        assert!(c.check(&l, 200, 5_000, 0, i64::MAX).is_ok());
+        assert!(c.check(&l, Est::flat(200), 5_000, 0, i64::MAX).is_ok());
         assert_eq!((c.day_requests, c.day_tokens, c.concurrent), (1, 100, 0));
         let m = c.reserve(50, 6_000, 0);
         c.settle(m, 0, false);
@@ -287,10 +377,10 @@ mod tests {
         let l = Limits { rpd: Some(1), concurrent: Some(1), ..Limits::default() };
         let mut c = Counters::default();
         c.reserve(1, 0, 7);
-        assert!(c.check(&l, 1, 0, 7, 99).unwrap_err().reason.contains("concurrent"));
+        assert!(c.check(&l, Est::flat(1), 0, 7, 99).unwrap_err().reason.contains("concurrent"));
         c.concurrent = 0;
-        assert_eq!(c.check(&l, 1, 0, 7, 99).unwrap_err().free_at_ms, Some(99));
-        assert!(c.check(&l, 1, 0, 8, 99).is_ok());
+        assert_eq!(c.check(&l, Est::flat(1), 0, 7, 99).unwrap_err().free_at_ms, Some(99));
+        assert!(c.check(&l, Est::flat(1), 0, 8, 99).is_ok());
     }
 
     #[test]
@@ -301,12 +391,66 @@ mod tests {
             limit: Some(30),
             remaining: Some(1),
             reset_in: Some(Duration::from_secs(5)),
+            span: Span::Unknown,
         };
-        c.observe(&[w], 0);
+        c.observe(&[w], &Limits::default(), 0);
         let none = Limits::default();
-        assert!(c.check(&none, 1, 0, 0, i64::MAX).is_ok());
+        assert!(c.check(&none, Est::flat(1), 0, 0, i64::MAX).is_ok());
         c.reserve(1, 0, 0);
-        assert_eq!(c.check(&none, 1, 1000, 0, i64::MAX).unwrap_err().free_at_ms, Some(5000));
-        assert!(c.check(&none, 1, 5000, 0, i64::MAX).is_ok());
+        assert_eq!(c.check(&none, Est::flat(1), 1000, 0, i64::MAX).unwrap_err().free_at_ms, Some(5000));
+        assert!(c.check(&none, Est::flat(1), 5000, 0, i64::MAX).is_ok());
+    }
+
+    fn header(kind: WindowKind, limit: u64, remaining: u64, reset_s: u64, span: Span) -> HeaderWindow {
+        HeaderWindow {
+            kind,
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset_in: Some(Duration::from_secs(reset_s)),
+            span,
+        }
+    }
+
+    #[test]
+    fn a_limit_from_headers_replaces_the_configured_one_of_its_window() {
+        let configured = Limits { rpm: Some(30), rpd: Some(1000), tpm: Some(10_000), ..Limits::default() };
+        let mut c = Counters::default();
+        // Groq-style: requests are the day window (reset in minutes), tokens the minute window.
+        let hs = [
+            header(WindowKind::Requests, 500, 499, 170, Span::Unknown),
+            header(WindowKind::Tokens, 6000, 5900, 7, Span::Unknown),
+        ];
+        c.observe(&hs, &configured, 0);
+        let e = c.effective(&configured);
+        assert_eq!((e.rpm, e.rpd, e.tpm, e.tpd), (Some(30), Some(500), Some(6000), None));
+        // Tighter than configured: a request the config would admit is refused.
+        c.reserve(5000, 0, 0);
+        let b = c.check(&configured, Est::flat(1500), 1000, 0, i64::MAX).unwrap_err();
+        assert!(b.reason.contains("TPM 5000+1500/6000"), "{b:?}");
+        // Cerebras-style suffixes name the window; an unconfigured window is not invented.
+        let mut c = Counters::default();
+        let only_rpd = Limits { rpd: Some(100), ..Limits::default() };
+        c.observe(&[header(WindowKind::Requests, 14_400, 14_000, 30, Span::Day)], &only_rpd, 0);
+        c.observe(&[header(WindowKind::Tokens, 60_000, 1, 30, Span::Minute)], &only_rpd, 0);
+        assert_eq!(c.effective(&only_rpd), Limits { rpd: Some(14_400), ..Limits::default() });
+        // A window we do not track (a month) teaches nothing.
+        c.observe(&[header(WindowKind::Tokens, 9, 9, 30, Span::Other)], &configured, 0);
+        assert_eq!(c.learned.tpm, None);
+    }
+
+    #[test]
+    fn an_output_allowance_is_reserved_but_only_an_explicit_one_refuses_outright() {
+        let l = Limits { tpm: Some(1000), ..Limits::default() };
+        let mut c = Counters::default();
+        // Input 300 plus an allowance of 1024: larger than the window, yet an empty one takes it.
+        assert!(c.check(&l, Est { hard: 300, reserve: 1324 }, 0, 0, i64::MAX).is_ok());
+        let m = c.reserve(1324, 0, 0);
+        // Until it settles, nothing else fits in this minute.
+        assert!(c.check(&l, Est::flat(10), 0, 0, i64::MAX).is_err());
+        c.settle(m, 400, true);
+        assert!(c.check(&l, Est { hard: 100, reserve: 600 }, 0, 0, i64::MAX).is_ok());
+        // Input plus an explicit max_tokens above the window is refused whatever the window holds.
+        let b = Counters::default().check(&l, Est { hard: 1200, reserve: 1200 }, 0, 0, i64::MAX).unwrap_err();
+        assert!(b.reason.contains("exceeds TPM 1000") && b.free_at_ms.is_none(), "{b:?}");
     }
 }

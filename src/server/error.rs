@@ -20,7 +20,7 @@ pub enum ProxyError {
     MalformedJson(String),
     #[error("bad request header {0}")]
     BadHeader(String),
-    #[error("request body is {} over the limit of {limit} bytes (server.max_body_bytes)", size.map(|s| format!("{s} bytes,")).unwrap_or_default())]
+    #[error("request body is {}over the limit of {limit} bytes (server.max_body_bytes)", size.map(|s| format!("{s} bytes, ")).unwrap_or_default())]
     BodyTooLarge { size: Option<u64>, limit: u64 },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
@@ -44,7 +44,7 @@ pub enum ProxyError {
     Pool(crate::pool::PoolError),
     /// The provider's own error answer, passed to the client as it came (translated if needed).
     #[error("provider answered HTTP {status}")]
-    Upstream { status: StatusCode, headers: http::HeaderMap, body: Bytes },
+    Upstream { status: StatusCode, headers: Box<http::HeaderMap>, body: Bytes },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -141,5 +141,18 @@ impl ProxyError {
     /// The JSON body in the caller's dialect.
     pub fn body(&self, dialect: Dialect) -> Bytes {
         Bytes::from(error_body(dialect, self.class(), &self.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_too_large_reads_well_with_and_without_a_declared_size() {
+        let declared = ProxyError::BodyTooLarge { size: Some(2000), limit: 1000 }.to_string();
+        assert_eq!(declared, "request body is 2000 bytes, over the limit of 1000 bytes (server.max_body_bytes)");
+        let chunked = ProxyError::BodyTooLarge { size: None, limit: 1000 }.to_string();
+        assert_eq!(chunked, "request body is over the limit of 1000 bytes (server.max_body_bytes)");
     }
 }

@@ -16,7 +16,7 @@ use super::count_tokens;
 use super::error::ProxyError;
 use super::relay::{relay_body, whole_body, ByteStream, RelayContext, Transform};
 use super::{AppState, Body};
-use crate::dialect::sse::SseSplitter;
+use crate::dialect::sse::find_event_end;
 use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
 use crate::ledger::{Prices, Record};
@@ -24,6 +24,10 @@ use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
 
 /// Error bodies and non-streamed answers are read whole before deciding; beyond this they are cut.
 const WHOLE_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// A stream's first event is held back to judge it only up to this size (a Responses
+/// `response.created` echoes the request's instructions and tools); a longer first event is
+/// committed and streamed on as it arrives.
+const PEEK_LIMIT: usize = 256 * 1024;
 
 /// Everything about the client's request the attempts need.
 pub struct UpstreamRequest<'a> {
@@ -32,6 +36,9 @@ pub struct UpstreamRequest<'a> {
     pub route: &'a str,
     pub parts: &'a http::request::Parts,
     pub envelope: &'a RequestEnvelope,
+    /// From the envelope scan: what admission needs to know besides the size.
+    pub has_tools: bool,
+    pub has_images: bool,
     /// The folded body, in the ingress dialect.
     pub body: Bytes,
     pub proxy_key_header: Option<HeaderName>,
@@ -46,6 +53,10 @@ struct HeldAnswer {
     headers: HeaderMap,
     body: Bytes,
     upstream: Dialect,
+    /// Who gave it and why it failed, for the ledger record.
+    provider: String,
+    account: String,
+    reason: String,
 }
 
 pub async fn send_with_fallback(
@@ -53,14 +64,24 @@ pub async fn send_with_fallback(
     req: UpstreamRequest<'_>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    let facts = request_facts(&req.body);
+    // The estimate is bytes / 4 of the folded body, plus the output the request allows.
+    let facts = RequestFacts {
+        est_tokens: req.body.len() as u64 / 4,
+        max_output: req.envelope.max_output(),
+        has_tools: req.has_tools,
+        has_images: req.has_images,
+    };
     let model = req.envelope.model.as_deref();
-    let mut plan = state.pool.plan(req.ingress, model, &facts).map_err(ProxyError::Pool)?;
+    // The pool this request started with, even if a reload replaces it meanwhile.
+    let pool = state.pool();
+    let mut plan = pool.plan(req.ingress, model, &facts).map_err(ProxyError::Pool)?;
     record.route = plan.label().to_string();
     let mut held: Option<HeldAnswer> = None;
     let mut last_error: Option<ProxyError> = None;
     while let Some(mut attempt) = plan.next_attempt() {
         let target = attempt.target().clone();
+        // A failed request's record names the last target tried.
+        note_target(record, &attempt);
         let translating = target.dialect != req.ingress;
         if req.route == "/messages/count_tokens" && target.dialect != Dialect::Anthropic {
             // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
@@ -82,22 +103,14 @@ pub async fn send_with_fallback(
             (req.body.clone(), req.route)
         };
         let sent_at = Instant::now();
+        // The proxy's own time if the request ends before the relay takes over (error, cancel).
+        record.overhead_us = sent_at.duration_since(req.started).as_micros() as u64;
         let upstream_bytes = send_body.len() as u64;
-        let sent = state
-            .upstream
-            .send(
-                &target,
-                req.parts.method.clone(),
-                path,
-                req.parts.uri.query(),
-                &req.parts.headers,
-                req.proxy_key_header.as_ref(),
-                send_body,
-            )
-            .await;
+        let sent = state.upstream.send(&target, req.parts, path, req.proxy_key_header.as_ref(), send_body).await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
+                add_upstream_wait(record, sent_at);
                 let retry = transport_failed(attempt, record, &e);
                 last_error = Some(e);
                 if retry {
@@ -106,15 +119,16 @@ pub async fn send_with_fallback(
                 break;
             }
         };
-        attempt.observe_headers(resp.headers());
         state.metrics.upstream_latency(sent_at.elapsed());
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
+        // Taken apart rather than copying the headers out of it.
+        let (resp_parts, resp_body) = http::Response::from(resp).into_parts();
+        let (status, resp_headers) = (resp_parts.status, resp_parts.headers);
+        attempt.observe_headers(&resp_headers);
         let is_sse = resp_headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let mut body_stream: ByteStream = Box::pin(resp.bytes_stream());
+        let mut body_stream: ByteStream = Box::pin(http_body_util::BodyDataStream::new(resp_body));
         // Read enough to judge the answer: the whole body, or a stream's first event.
         let streamed = is_sse && status.is_success();
         let peeked = if streamed {
@@ -122,6 +136,8 @@ pub async fn send_with_fallback(
         } else {
             read_whole(&mut body_stream, state.upstream.timeouts().idle).await
         };
+        // Waiting on this upstream (connect, headers, the part read to judge it) is not overhead.
+        add_upstream_wait(record, sent_at);
         let peeked = match peeked {
             Ok(p) => p,
             Err(e) => {
@@ -134,11 +150,21 @@ pub async fn send_with_fallback(
                 break;
             }
         };
-        if let Some(failure) = classify(status.as_u16(), &resp_headers, &peeked, state.pool.clock().now_ms()) {
+        if let Some(failure) = classify(status.as_u16(), &resp_headers, &peeked, pool.clock().now_ms()) {
             tracing::warn!(provider = %target.provider.name, "{failure}");
-            record.fallbacks.push(format!("{}: {}", attempt.provider(), failure.kind()));
+            let (provider, account) = (attempt.provider().to_string(), attempt.account().to_string());
+            let reason = format!("{provider}/{account}: {}", failure.kind());
+            record.fallbacks.push(reason.clone());
             let retry = attempt.report(Outcome::Failed(failure)) == Verdict::TryNext;
-            held = Some(HeldAnswer { status, headers: resp_headers, body: peeked, upstream: target.dialect });
+            held = Some(HeldAnswer {
+                status,
+                headers: resp_headers,
+                body: peeked,
+                upstream: target.dialect,
+                provider,
+                account,
+                reason,
+            });
             if retry {
                 continue;
             }
@@ -165,12 +191,10 @@ pub async fn send_with_fallback(
             req.parts.uri.path()
         );
         let transform = transform_for(req.ingress, target.dialect, status, is_sse, req.envelope, reply);
-        record.provider = attempt.provider().to_string();
-        record.account = attempt.account().to_string();
-        record.model = attempt.model().to_string();
         record.status = status.as_u16();
         if let Some(p) = attempt.price() {
-            record.prices = Prices { input: p.input, output: p.output, cached_input: p.cached_input, cache_write: 0.0 };
+            let (input, output, cached_input, cache_write) = (p.input, p.output, p.cached_input, p.cache_write);
+            record.prices = Prices { input, output, cached_input, cache_write };
         }
         let context = RelayContext {
             state: state.clone(),
@@ -179,7 +203,6 @@ pub async fn send_with_fallback(
             provider: target.provider.name.clone(),
             is_sse,
             started: req.started,
-            sent_at,
             record: std::mem::replace(record, Record::empty()),
             attempt: Some(attempt),
         };
@@ -196,9 +219,11 @@ pub async fn send_with_fallback(
         return Ok(response);
     }
     // No target took the request: the provider's own answer if one came back, else our error.
+    // The last failure led to no further attempt, so it is the request's error, not a hop.
+    let last_failure = record.fallbacks.pop().unwrap_or_default();
     if let Some(h) = held {
-        state.metrics.request(req.ingress, h.status.as_u16());
         record.status = h.status.as_u16();
+        (record.provider, record.account, record.error) = (h.provider, h.account, h.reason);
         let transform = transform_for(req.ingress, h.upstream, h.status, false, req.envelope, Default::default());
         let body = match transform {
             Transform::Whole { upstream, client, .. } => {
@@ -210,8 +235,9 @@ pub async fn send_with_fallback(
         if h.upstream != req.ingress {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        return Err(ProxyError::Upstream { status: h.status, headers, body });
+        return Err(ProxyError::Upstream { status: h.status, headers: Box::new(headers), body });
     }
+    record.error = last_failure;
     Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
 }
 
@@ -219,18 +245,23 @@ pub async fn send_with_fallback(
 /// the ledger record. True when the next target may be tried.
 fn transport_failed(attempt: Attempt, record: &mut Record, e: &ProxyError) -> bool {
     tracing::warn!(provider = attempt.provider(), "{e}");
-    record.fallbacks.push(format!("{}: {}", attempt.provider(), e.kind()));
+    record.fallbacks.push(format!("{}/{}: {}", attempt.provider(), attempt.account(), e.kind()));
     attempt.report(Outcome::Failed(Failure::from_proxy_error(e))) == Verdict::TryNext
 }
 
-/// What admission needs to know, read cheaply from the raw bytes (the estimate is bytes / 4).
-fn request_facts(body: &[u8]) -> RequestFacts {
-    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    RequestFacts {
-        est_tokens: body.len() as u64 / 4,
-        has_tools: has(b"\"tools\":[{") || has(b"\"tools\": [{") || has(b"\"tools\" : [{"),
-        has_images: has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\""),
-    }
+/// Names the attempt's target in the record: provider, account, model, and whether its account is
+/// a free tier.
+fn note_target(record: &mut Record, attempt: &Attempt) {
+    record.provider = attempt.provider().to_string();
+    record.account = attempt.account().to_string();
+    record.model = attempt.model().to_string();
+    let accounts = &attempt.target().provider.accounts;
+    record.free_tier = accounts.iter().find(|a| a.label == attempt.account()).is_some_and(|a| a.free_tier);
+}
+
+/// Adds the time since `since`, spent waiting on an upstream, to the record's `upstream_us`.
+fn add_upstream_wait(record: &mut Record, since: Instant) {
+    record.upstream_us += since.elapsed().as_micros() as u64;
 }
 
 fn transform_for(
@@ -256,51 +287,117 @@ fn transform_for(
 
 fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform) -> HeaderMap {
     let mut headers = crate::pool::upstream::client_response_headers(upstream);
-    if let Ok(v) = HeaderValue::from_str(&saved_tokens.to_string()) {
-        headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), v);
-    }
+    headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), HeaderValue::from(saved_tokens));
     if matches!(transform, Transform::Whole { .. }) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     headers
 }
 
-/// Reads a stream until its first complete SSE event (or its end).
+/// Reads a stream until its first complete SSE event (or its end, or `PEEK_LIMIT` bytes).
 async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
-    let mut seen = Vec::new();
-    let mut splitter = SseSplitter::new();
+    // Usually the first chunk holds the whole first event: then it is passed on as it is.
+    let mut seen: Option<Vec<u8>> = None;
+    let mut first: Option<Bytes> = None;
+    loop {
+        let chunk = match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) if first.is_none() => return Err(format!("connection reset before the first byte ({e})")),
+            // Nothing has reached the client yet: a break before a whole first event is one to
+            // fall back from, however many bytes came.
+            Ok(Some(Err(e))) => {
+                let n = seen.as_ref().map_or_else(|| first.as_ref().map_or(0, |f| f.len()), |s| s.len());
+                return Err(format!("connection reset after {n} bytes, before the first complete event ({e})"));
+            }
+            Ok(None) => return Ok(joined(first, seen)),
+        };
+        let Some(prefix) = &first else {
+            if find_event_end(&chunk).is_some() || chunk.len() >= PEEK_LIMIT {
+                return Ok(chunk);
+            }
+            first = Some(chunk);
+            continue;
+        };
+        let buf = seen.get_or_insert_with(|| prefix.to_vec());
+        // A blank line may straddle the chunk boundary: look again at the last three bytes.
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk);
+        if find_event_end(&buf[from..]).is_some() || buf.len() >= PEEK_LIMIT {
+            return Ok(joined(first, seen));
+        }
+    }
+}
+
+fn joined(first: Option<Bytes>, seen: Option<Vec<u8>>) -> Bytes {
+    match seen {
+        Some(all) => Bytes::from(all),
+        None => first.unwrap_or_default(),
+    }
+}
+
+/// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`. A body in one chunk (the usual
+/// case for JSON answers) is not copied.
+async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
+    let mut first: Option<Bytes> = None;
+    let mut all: Option<Vec<u8>> = None;
     loop {
         match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
-            Ok(None) => return Ok(Bytes::from(seen)),
-            Ok(Some(Err(e))) if seen.is_empty() => return Err(format!("connection reset before the first byte ({e})")),
-            // Bytes already read are judged; the relay reports the break when it reads on.
-            Ok(Some(Err(_))) => return Ok(Bytes::from(seen)),
+            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Ok(None) => return Ok(joined(first, all)),
+            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
             Ok(Some(Ok(chunk))) => {
-                seen.extend_from_slice(&chunk);
-                splitter.push(&chunk);
-                if splitter.next_event().is_some() {
-                    return Ok(Bytes::from(seen));
+                let Some(prefix) = &first else {
+                    first = Some(chunk);
+                    continue;
+                };
+                let buf = all.get_or_insert_with(|| prefix.to_vec());
+                buf.extend_from_slice(&chunk);
+                if buf.len() >= WHOLE_BODY_LIMIT {
+                    return Ok(joined(first, all));
                 }
             }
         }
     }
 }
 
-/// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`.
-async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
-    let mut all = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
-            Ok(None) => return Ok(Bytes::from(all)),
-            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
-            Ok(Some(Ok(chunk))) => {
-                all.extend_from_slice(&chunk);
-                if all.len() >= WHOLE_BODY_LIMIT {
-                    return Ok(Bytes::from(all));
-                }
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(chunks: &[&[u8]]) -> ByteStream {
+        let items: Vec<reqwest::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    async fn peek(chunks: &[&[u8]]) -> Bytes {
+        peek_first_event(&mut stream(chunks), std::time::Duration::from_secs(1)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_peek_stops_after_the_first_event_wherever_the_chunks_break() {
+        assert_eq!(peek(&[b"data: a\n\ndata: b\n\n"]).await.as_ref(), b"data: a\n\ndata: b\n\n");
+        assert_eq!(peek(&[b"data: a\n", b"\ndata: b", b"\n\n"]).await.as_ref(), b"data: a\n\ndata: b");
+        assert_eq!(peek(&[b"data: a\r\n\r", b"\n", b"more"]).await.as_ref(), b"data: a\r\n\r\n");
+        assert_eq!(peek(&[b"da", b"ta", b": a", b"\n\n", b"x"]).await.as_ref(), b"data: a\n\n");
+        // A stream that ends inside its first event gives what it sent.
+        assert_eq!(peek(&[b"data: a", b"b"]).await.as_ref(), b"data: ab");
+        assert_eq!(peek(&[]).await.as_ref(), b"");
+    }
+
+    #[tokio::test]
+    async fn the_peek_is_bounded() {
+        let piece = vec![b'x'; 100 * 1024];
+        let got = peek(&[b"data: ", &piece, &piece, &piece, &piece, b"\n\n"]).await;
+        assert!(got.len() >= PEEK_LIMIT && got.len() < PEEK_LIMIT + piece.len() + 6, "{}", got.len());
+        assert_eq!(peek(&[&vec![b'x'; PEEK_LIMIT], b"more"]).await.len(), PEEK_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn whole_bodies_are_joined() {
+        let idle = std::time::Duration::from_secs(1);
+        assert_eq!(read_whole(&mut stream(&[b"{\"a\":", b"1}"]), idle).await.unwrap().as_ref(), b"{\"a\":1}");
+        assert_eq!(read_whole(&mut stream(&[b"{}"]), idle).await.unwrap().as_ref(), b"{}");
+        assert_eq!(read_whole(&mut stream(&[]), idle).await.unwrap().as_ref(), b"");
     }
 }

@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 use super::dashboard;
 use super::error::ProxyError;
 use super::forward::UpstreamRequest;
+use super::pending::{InFlight, Pending};
 use super::{AppState, Body};
-use crate::dialect::{headers, Dialect, RequestEnvelope};
-use crate::ledger::{client_family, MechanismSaving, Record, RequestOutcome};
+use crate::dialect::{envelope, headers, Dialect};
+use crate::ledger::{client_family, Record};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -47,6 +48,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
             Err(e) => Err(ProxyError::Internal(format!("dashboard data: {e}"))),
         },
+        (&Method::GET, "/pool") if !dashboard::allowed(&state, peer) => Err(ProxyError::Forbidden(
+            "the pool status is served to loopback only unless server.api_keys is set".into(),
+        )),
+        (&Method::GET, "/pool") => match serde_json::to_vec(&state.pool().pool_status()) {
+            Ok(body) => Ok(json_response(StatusCode::OK, Bytes::from(body))),
+            Err(e) => Err(ProxyError::Internal(format!("pool status: {e}"))),
+        },
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers(), proxy_key_header.as_ref()).await),
         (&Method::GET, r) if r.starts_with("/o/") => Ok(original_response(&state, &r["/o/".len()..])),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
@@ -63,12 +71,18 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     result.unwrap_or_else(|e| error_response(&state, dialect, e))
 }
 
-/// The dialect an error is rendered in before the body is read: by path, then by header.
+/// The dialect an error is rendered in before the body is read. The three dialect paths decide
+/// by themselves; only elsewhere (unknown routes, `/metrics`) does `anthropic-version` pick Anthropic.
 fn error_dialect(path: &str, headers: &HeaderMap) -> Dialect {
-    if path.contains("/messages") || headers.contains_key(headers::ANTHROPIC_VERSION) {
+    let route = path.strip_prefix("/v1").unwrap_or(path);
+    if route.starts_with("/messages") {
         Dialect::Anthropic
-    } else if path.contains("/responses") {
+    } else if route.starts_with("/chat/completions") {
+        Dialect::OpenaiChat
+    } else if route.starts_with("/responses") {
         Dialect::OpenaiResponses
+    } else if headers.contains_key(headers::ANTHROPIC_VERSION) {
+        Dialect::Anthropic
     } else {
         Dialect::OpenaiChat
     }
@@ -116,20 +130,16 @@ async fn proxy(
     peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
     let started = Instant::now();
-    let mut record = Record::empty();
+    let in_flight = InFlight::enter(state);
+    let mut pending = Pending::new(state, started);
+    let record = &mut pending.record;
     record.ts_ms = crate::ledger::now_ms();
     record.dialect = dialect.name();
     record.client = client_family(req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""));
-    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, &mut record).await;
-    if let Err(e) = &result {
-        record.status = e.status().as_u16();
-        record.outcome = RequestOutcome::Error;
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        record.ttfb_ms = record.latency_ms;
-        record.overhead_us = started.elapsed().as_micros() as u64;
-        state.ledger.record(record);
-    }
-    result
+    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, record).await;
+    pending.settle(&result);
+    // Until the body is done (or the client drops it), the request counts as in flight.
+    result.map(|response| response.map(|body| in_flight.track(body)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -146,10 +156,15 @@ async fn forward(
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let envelope: RequestEnvelope =
-        serde_json::from_slice(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let envelope = &scanned.envelope;
     record.model = envelope.model.clone().unwrap_or_default();
     record.route = record.model.clone();
+    // A session id in a header is read now; one in the body is read by the ledger writer.
+    match crate::ledger::session::from_headers(&parts.headers) {
+        Some(id) => record.session = id,
+        None => record.session_body = Some((dialect, body.clone())),
+    }
 
     // Fold on the ingress dialect, before any translation. Fail open: a panic forwards the original.
     let fold_off = parts.headers.get(headers::TOKENFOLD).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
@@ -171,9 +186,7 @@ async fn forward(
         match folded {
             Ok(Some(f)) => {
                 saved_tokens = f.saved_tokens;
-                for (mechanism, tokens) in f.savings_by_mechanism() {
-                    record.savings.push(MechanismSaving { mechanism: mechanism.into(), tokens });
-                }
+                note_fold(record, &f);
                 forward = f.body;
             }
             Ok(None) => {}
@@ -185,7 +198,9 @@ async fn forward(
         ingress: dialect,
         route,
         parts: &parts,
-        envelope: &envelope,
+        envelope,
+        has_tools: scanned.has_tools,
+        has_images: scanned.has_images,
         body: forward,
         proxy_key_header,
         saved_tokens,
@@ -193,6 +208,22 @@ async fn forward(
         started,
     };
     super::forward::send_with_fallback(state, request, record).await
+}
+
+/// Copies what folding did into the record, per mechanism.
+fn note_fold(record: &mut Record, f: &crate::fold::Folded) {
+    for (mechanism, tokens) in f.savings_by_mechanism() {
+        record.add_saving(mechanism, |s| s.tokens += tokens);
+    }
+    for (mechanism, tokens) in &f.turn_savings {
+        record.add_saving(mechanism, |s| s.turn_tokens += tokens);
+    }
+    for (mechanism, n) in &f.turn_elisions {
+        record.add_saving(mechanism, |s| s.elisions += n);
+    }
+    for (mechanism, n) in &f.turn_recalls {
+        record.add_saving(mechanism, |s| s.recalls += n);
+    }
 }
 
 async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> Result<Bytes, ProxyError> {
@@ -272,11 +303,15 @@ async fn upstream_models(
     anthropic: bool,
 ) -> Vec<(String, String)> {
     let dialect = if anthropic { Dialect::Anthropic } else { Dialect::OpenaiChat };
-    let Some(target) = state.pool.targets(dialect, None).ok().and_then(|t| t.into_iter().next()) else {
+    let Some(target) = state.pool().targets(dialect, None).ok().and_then(|t| t.into_iter().next()) else {
         return Vec::new();
     };
     let owner = target.provider.name.clone();
-    let sent = state.upstream.send(&target, Method::GET, "/models", None, hdrs, proxy_key, Bytes::new()).await;
+    // The caller's headers (its credentials) on a GET without a query.
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = Method::GET;
+    parts.headers = hdrs.clone();
+    let sent = state.upstream.send(&target, &parts, "/models", proxy_key, Bytes::new()).await;
     let body = match sent {
         Ok(r) if r.status().is_success() => r.bytes().await.ok(),
         Ok(r) => {
@@ -294,20 +329,20 @@ async fn upstream_models(
 }
 
 /// `(model name, owner)` for every name a request may carry that some usable target serves.
+/// Follows the pool, so a reloaded config shows at once.
 fn usable_models(state: &AppState) -> Vec<(String, String)> {
     let cfg = &state.cfg;
+    let pool = state.pool();
     let mut ids: Vec<(String, String)> = Vec::new();
     let mut add = |id: &str, owner: &str| {
         if !ids.iter().any(|(known, _)| known == id) {
             ids.push((id.to_string(), owner.to_string()));
         }
     };
-    for r in &cfg.routes {
-        if r.targets.iter().any(|t| cfg.providers[t.provider].is_usable()) {
-            add(&r.name, "tokenfold");
-        }
+    for name in pool.usable_route_names() {
+        add(name, "tokenfold");
     }
-    for p in cfg.providers.iter().filter(|p| p.is_usable()) {
+    for p in pool.providers().iter().filter(|p| p.is_usable()) {
         for m in &p.models {
             add(m, &p.name);
         }
@@ -327,7 +362,7 @@ fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response
         ProxyError::Upstream { status, headers, body } => {
             let mut r = Response::new(full(body));
             *r.status_mut() = status;
-            *r.headers_mut() = headers;
+            *r.headers_mut() = *headers;
             r
         }
         e => {

@@ -6,18 +6,17 @@ pub mod error;
 mod forward;
 mod handlers;
 pub mod metrics;
+mod pending;
 mod relay;
+pub mod reload;
+mod workers;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -33,8 +32,11 @@ pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Everything a request needs, shared by all connections.
 pub struct AppState {
+    /// The config the server started with. A reload replaces the pool (providers, accounts,
+    /// routes, limits); `server.*`, `timeouts` and `fold` stay as they were until a restart.
     pub cfg: Arc<Config>,
-    pub pool: Pool,
+    /// Replaced whole by a reload; a request works with the pool it started with.
+    pool: std::sync::RwLock<Pool>,
     pub upstream: UpstreamClient,
     pub folder: Folder,
     pub metrics: Metrics,
@@ -49,15 +51,15 @@ impl AppState {
     }
 
     pub fn with_model_override(cfg: Config, model_override: Option<String>) -> Result<Arc<AppState>, ProxyError> {
-        let upstream = UpstreamClient::new(cfg.timeouts.clone())?;
+        let upstream = UpstreamClient::new(cfg.timeouts.clone(), workers::count())?;
         let ledger = match ledger_path() {
-            Some(path) => Ledger::open(&path, std::time::Duration::from_secs(30 * 86_400)),
+            Some(path) => Ledger::open(&path, cfg.ledger_retention),
             None => Ledger::disabled(),
         };
         Ok(Arc::new(AppState {
             ledger,
             model_override,
-            pool: Pool::new(&cfg),
+            pool: std::sync::RwLock::new(Pool::new(&cfg)),
             folder: Folder::with_options(cfg.fold_enabled, crate::fold::FoldOptions::from_config(&cfg)),
             upstream,
             metrics: Metrics::default(),
@@ -66,13 +68,26 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The pool requests are admitted by now.
+    pub fn pool(&self) -> Pool {
+        self.pool.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes a reloaded config: a new pool carrying over counters and cooldowns, used by every
+    /// request from now on. Says what changed, and what only a restart applies.
+    pub fn apply_config(&self, new: &Config) -> String {
+        let mut slot = self.pool.write().unwrap_or_else(|e| e.into_inner());
+        let old = slot.clone();
+        *slot = old.reload(new);
+        drop(slot);
+        reload::describe_change(&self.cfg, &old, new)
+    }
+}
+
 /// The ledger file: `$TOKENFOLD_LEDGER` (`off` disables it), else the default under the data dir.
 pub fn ledger_path() -> Option<std::path::PathBuf> {
-    match std::env::var("TOKENFOLD_LEDGER") {
-        Ok(v) if v == "off" => None,
-        Ok(v) if !v.is_empty() => Some(v.into()),
-        _ => Some(crate::ledger::default_path()),
-    }
+    crate::ledger::path_from_env()
 }
 
 /// Refuses configurations that would expose the proxy without authentication.
@@ -89,6 +104,14 @@ pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
 /// Serves connections from `listener` until `shutdown` completes.
 pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    // Connections go to the worker threads; should they not start, this runtime serves them.
+    let mut workers = match workers::Workers::start(&state, workers::count()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("{e}; serving connections on the main runtime");
+            None
+        }
+    };
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
@@ -103,16 +126,13 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl F
             },
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handlers::handle(state, req, peer).await) }
-            });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
-            {
-                tracing::debug!("connection from {peer} ended: {e}");
-            }
-        });
+        let stream = match workers.as_mut() {
+            Some(w) => match w.hand_over(stream, peer) {
+                Ok(()) => continue,
+                Err(stream) => stream,
+            },
+            None => stream,
+        };
+        tokio::spawn(workers::serve_connection(state.clone(), stream, peer));
     }
 }

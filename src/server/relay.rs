@@ -17,7 +17,7 @@ use crate::dialect::translate::{self, StreamTranslator};
 use crate::dialect::usage::UsageSniffer;
 use crate::dialect::Dialect;
 use crate::ledger::{Record, RequestOutcome as Outcome};
-use crate::pool::{Attempt, Cause, Failure, Outcome as PoolOutcome, Usage as PoolUsage};
+use crate::pool::{Attempt, Cause, Failure, Outcome as PoolOutcome, StreamWatch, Usage as PoolUsage};
 
 pub struct RelayContext {
     pub state: Arc<AppState>,
@@ -27,9 +27,8 @@ pub struct RelayContext {
     pub upstream_dialect: Dialect,
     pub provider: String,
     pub is_sse: bool,
-    /// When the request arrived, and when it was sent upstream.
+    /// When the request arrived.
     pub started: Instant,
-    pub sent_at: Instant,
     /// The ledger record, completed when the body ends.
     pub record: Record,
     /// The pool's attempt, told how the request went when the body ends.
@@ -43,11 +42,38 @@ struct Finish {
     outcome: Option<Outcome>,
     bytes: u64,
     usage: UsageSniffer,
+    /// An error event the provider sent inside a stream (passed through to the client).
+    watch: Option<StreamWatch>,
+    /// Set while waiting for the upstream's next chunk (a drop mid-wait still counts it).
+    waiting_since: Option<Instant>,
+    /// A chunk already relayed whose usage is read once it is on its way (see `relay_body`).
+    unsniffed: Option<Bytes>,
+}
+
+impl Finish {
+    fn wait_begins(&mut self) {
+        self.waiting_since = Some(Instant::now());
+    }
+    fn wait_ends(&mut self) {
+        if let Some(t) = self.waiting_since.take() {
+            self.ctx.record.upstream_us += t.elapsed().as_micros() as u64;
+        }
+    }
+    fn sniff_pending(&mut self) {
+        if let Some(chunk) = self.unsniffed.take() {
+            self.usage.push(&chunk);
+        }
+    }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
+        self.sniff_pending();
+        let mut outcome = self.outcome.unwrap_or(Outcome::Cancelled);
+        let in_band = self.watch.as_ref().and_then(|w| w.failure().cloned());
+        if in_band.is_some() && outcome == Outcome::Completed {
+            outcome = Outcome::UpstreamFailed;
+        }
         let state = self.ctx.state.clone();
         let m = &state.metrics;
         m.bytes_out.fetch_add(self.bytes, Relaxed);
@@ -63,14 +89,16 @@ impl Drop for Finish {
                 "client went away: upstream request cancelled"
             );
         }
+        self.wait_ends();
         let ctx = &mut self.ctx;
         let now = Instant::now();
         let mut r = std::mem::replace(&mut ctx.record, Record::empty());
         r.outcome = if outcome == Outcome::Completed && r.status >= 400 { Outcome::Error } else { outcome };
-        r.latency_ms = now.duration_since(ctx.started).as_millis() as u64;
-        r.ttfb_ms = self.first_byte.map(|t| t.duration_since(ctx.started).as_millis() as u64).unwrap_or(r.latency_ms);
-        // Total minus the upstream's own time (from sending until its body ended).
-        r.overhead_us = ctx.sent_at.duration_since(ctx.started).as_micros() as u64;
+        let total = now.duration_since(ctx.started);
+        r.latency_ms = total.as_millis() as u64;
+        r.ttfb_us = self.first_byte.unwrap_or(now).duration_since(ctx.started).as_micros() as u64;
+        // Total minus every wait on an upstream (failed attempts included): what the proxy added.
+        r.overhead_us = (total.as_micros() as u64).saturating_sub(r.upstream_us);
         if let Some(u) = usage {
             r.settle(u);
         }
@@ -82,10 +110,13 @@ impl Drop for Finish {
             });
             // A provider that broke off after the first byte counts against its health; a client
             // that went away still used the provider's quota.
-            let report = if outcome == Outcome::UpstreamFailed {
-                PoolOutcome::Failed(Failure::Unavailable { cause: Cause::Reset, detail: "stream broke off".into() })
-            } else {
-                PoolOutcome::Success(pool_usage)
+            let report = match in_band {
+                // The stream was relayed as it came; for the pool it is the failure it reported.
+                Some(f) => PoolOutcome::Failed(f),
+                None if outcome == Outcome::UpstreamFailed => {
+                    PoolOutcome::Failed(Failure::Unavailable { cause: Cause::Reset, detail: "stream broke off".into() })
+                }
+                None => PoolOutcome::Success(pool_usage),
             };
             attempt.report(report);
         }
@@ -140,6 +171,7 @@ impl Transform {
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type FrameResult = Result<Frame<Bytes>, std::io::Error>;
 
 struct State {
     upstream: ByteStream,
@@ -150,9 +182,8 @@ struct State {
 /// A body that was read whole (a non-streamed answer): translated if needed and sent with its
 /// length, so the client gets it in one write instead of a chunked stream.
 pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Transform) -> Body {
-    let mut usage = UsageSniffer::new(ctx.upstream_dialect, false);
-    usage.push(&upstream_bytes);
-    let first = transform.push(upstream_bytes);
+    let dialect = ctx.upstream_dialect;
+    let first = transform.push(upstream_bytes.clone());
     let tail = transform.finish();
     let out = if tail.is_empty() {
         first
@@ -162,15 +193,26 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
         joined.extend_from_slice(&tail);
         Bytes::from(joined)
     };
-    let finish = Finish {
+    let mut finish = Finish {
         ctx,
         first_byte: Some(Instant::now()),
         outcome: Some(Outcome::Completed),
         bytes: out.len() as u64,
-        usage,
+        usage: UsageSniffer::settled(dialect, None),
+        watch: None,
+        waiting_since: None,
+        unsniffed: None,
     };
-    // Recording happens here, as the answer is handed to the client.
-    drop(finish);
+    // Reading the usage and recording run as their own task, after this one has handed the
+    // answer to the client (on the same worker thread).
+    let record = move || {
+        finish.usage = UsageSniffer::settled(dialect, UsageSniffer::of_whole_body(dialect, &upstream_bytes));
+        drop(finish);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move { record() })),
+        Err(_) => record(),
+    }
     BodyExt::boxed_unsync(http_body_util::Full::new(out).map_err(|never| match never {}))
 }
 
@@ -178,7 +220,9 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
 pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform: Transform) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
-    let finish = Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage };
+    let watch = ctx.is_sse.then(|| StreamWatch::new(ctx.state.pool().clock().now_ms()));
+    let finish =
+        Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, watch, waiting_since: None, unsniffed: None };
     let upstream: ByteStream = if prefix.is_empty() {
         rest
     } else {
@@ -188,9 +232,27 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
         loop {
-            return match tokio::time::timeout(idle, st.upstream.next()).await {
+            if st.finish.unsniffed.is_some() {
+                // Let the relayed chunk go out to the client first (returning Pending once makes
+                // hyper flush), then read its usage.
+                tokio::task::yield_now().await;
+                st.finish.sniff_pending();
+            }
+            st.finish.wait_begins();
+            let next = tokio::time::timeout(idle, st.upstream.next()).await;
+            st.finish.wait_ends();
+            return match next {
                 Ok(Some(Ok(chunk))) => {
-                    st.finish.usage.push(&chunk);
+                    if let Some(w) = &mut st.finish.watch {
+                        w.push(&chunk);
+                    }
+                    // Parsing an event that reports usage (`message_start`, the last chunk) is
+                    // the one costly part of relaying; it waits until the bytes are sent.
+                    if memchr::memmem::find(&chunk, b"\"usage\"").is_some() {
+                        st.finish.unsniffed = Some(chunk.clone());
+                    } else {
+                        st.finish.usage.push(&chunk);
+                    }
                     let out = st.transform.push(chunk);
                     if out.is_empty() {
                         // A translator may need more input before it can say anything.
@@ -234,9 +296,10 @@ fn end_with_error(
     class: ErrorClass,
     msg: String,
     kind: &'static str,
-) -> Option<(Result<Frame<Bytes>, std::io::Error>, Option<State>)> {
+) -> Option<(FrameResult, Option<State>)> {
     tracing::warn!("{msg}");
     st.finish.ctx.state.metrics.error(kind);
+    st.finish.ctx.record.error = kind.to_string();
     st.finish.outcome = Some(Outcome::UpstreamFailed);
     if let Transform::Stream(t) = &mut st.transform {
         // The translator closes what it opened and ends with an error event of the client's dialect.

@@ -141,6 +141,15 @@ pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static)
 
 type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
+/// Adds one to the counter when dropped.
+struct CountOnDrop(Arc<AtomicUsize>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 async fn respond(reply: Reply, disconnects: Arc<AtomicUsize>) -> Response<MockBody> {
     match reply {
         Reply::Json { status, body, headers } => {
@@ -151,7 +160,10 @@ async fn respond(reply: Reply, disconnects: Arc<AtomicUsize>) -> Response<MockBo
             b.body(Full::new(Bytes::from(body)).boxed_unsync()).unwrap()
         }
         Reply::Hang => {
+            // hyper drops this future when the proxy closes the connection: that counts as a disconnect.
+            let _noticed = CountOnDrop(disconnects);
             tokio::time::sleep(Duration::from_secs(3600)).await;
+            std::mem::forget(_noticed);
             Response::new(Full::new(Bytes::new()).boxed_unsync())
         }
         Reply::Stream { status, content_type, chunks } => {
@@ -225,6 +237,39 @@ pub fn chat_stream(text: &str) -> Vec<Vec<u8>> {
     .into_iter()
     .map(String::into_bytes)
     .collect()
+}
+
+/// A short OpenAI Responses SSE stream saying `text`, with `event:` lines as the API sends them.
+pub fn responses_stream(text: &str) -> Vec<Vec<u8>> {
+    let t = serde_json::to_string(text).unwrap();
+    let response = |status: &str, output: &str, usage: &str| {
+        format!(
+            r#"{{"id":"resp_mock","object":"response","created_at":1,"status":"{status}","model":"gpt-test","output":[{output}],"usage":{usage}}}"#
+        )
+    };
+    let item = format!(
+        r#"{{"type":"message","id":"msg_mock","status":"completed","role":"assistant","content":[{{"type":"output_text","text":{t},"annotations":[]}}]}}"#
+    );
+    let events = [
+        ("response.created", format!(r#""response":{}"#, response("in_progress", "", "null"))),
+        (
+            "response.output_item.added",
+            r#""output_index":0,"item":{"type":"message","id":"msg_mock","status":"in_progress","role":"assistant","content":[]}"#.to_string(),
+        ),
+        (
+            "response.output_text.delta",
+            format!(r#""item_id":"msg_mock","output_index":0,"content_index":0,"delta":{t}"#),
+        ),
+        ("response.output_item.done", format!(r#""output_index":0,"item":{item}"#)),
+        ("response.completed", format!(r#""response":{}"#, response("completed", &item, r#"{"input_tokens":12,"output_tokens":5,"total_tokens":17}"#))),
+    ];
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, (name, fields))| {
+            format!("event: {name}\ndata: {{\"type\":\"{name}\",\"sequence_number\":{i},{fields}}}\n\n").into_bytes()
+        })
+        .collect()
 }
 
 pub fn anthropic_message(text: &str) -> Vec<u8> {

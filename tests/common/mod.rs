@@ -24,6 +24,11 @@ impl Proxy {
         format!("{}{}", self.base, path)
     }
 
+    /// The proxy's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the proxy has written to stderr so far.
     pub fn logs(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -53,13 +58,13 @@ pub fn try_spawn_proxy(args: &[&str], env: &[(&str, &str)]) -> Result<Proxy, (Op
     if !args.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
     }
-    cmd.envs(env.iter().copied())
-        .env_remove("TOKENFOLD_CONFIG")
+    // The caller's `env` comes last so it can override these (a test may clear NO_COLOR).
+    cmd.env_remove("TOKENFOLD_CONFIG")
         .env("NO_COLOR", "1")
-        .env("RUST_LOG_STYLE", "never")
         .env("XDG_DATA_HOME", std::env::temp_dir().join(format!("tokenfold-tests-{}", std::process::id())))
         // Originals of filtered command output go to the cache dir: keep tests out of the real one.
         .env("XDG_CACHE_HOME", std::env::temp_dir().join(format!("tokenfold-tests-{}", std::process::id())))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn tokenfold");

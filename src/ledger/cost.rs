@@ -1,0 +1,94 @@
+//! What a request cost, and what it would have cost without folding, with cache reads and writes
+//! priced as the provider bills them.
+
+use serde::Serialize;
+
+use crate::dialect::usage::Usage;
+
+/// Prices in USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Prices {
+    pub input: f64,
+    pub output: f64,
+    /// Cache reads (Anthropic 0.1x input; OpenAI-style providers' cached input).
+    pub cached_input: f64,
+    /// Cache writes (Anthropic 1.25x input; the input price where caching costs nothing extra).
+    /// Resolved from the config, never guessed here.
+    pub cache_write: f64,
+}
+
+/// Tokens folding removed from a request, split by where they sat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// In blocks an earlier request of the conversation already sent: the provider-cached prefix.
+    pub earlier: u64,
+    /// In this turn's new blocks (from the last assistant message on).
+    pub turn: u64,
+}
+
+impl Saved {
+    pub fn total(&self) -> u64 {
+        self.earlier + self.turn
+    }
+}
+
+impl Prices {
+    pub fn cost(&self, u: &Usage) -> f64 {
+        (u.input as f64 * self.input
+            + u.output as f64 * self.output
+            + u.cache_read as f64 * self.cached_input
+            + u.cache_write as f64 * self.cache_write)
+            / 1e6
+    }
+
+    /// The cost had the unfolded request been sent: what was billed, plus the removed tokens at
+    /// the rate they would have been billed at. Folding keeps every earlier block byte-identical
+    /// across turns, so the unfolded request would have had the same cache behaviour for the
+    /// unchanged prefix:
+    ///
+    /// - tokens removed from **earlier blocks** sit in that prefix: cache reads when the provider
+    ///   reported cache reads for this request; otherwise billed like the rest of the prompt
+    ///   (cache writes when it reported writes, else full input);
+    /// - tokens removed from **this turn's blocks** are new content: cache writes when the
+    ///   provider reported cache writes for this request, else full input.
+    ///
+    /// Output is unchanged: folding removes input only.
+    pub fn counterfactual(&self, u: &Usage, saved: Saved) -> f64 {
+        let new_rate = if u.cache_write > 0 { self.cache_write } else { self.input };
+        let prefix_rate = if u.cache_read > 0 { self.cached_input } else { new_rate };
+        self.cost(u) + (saved.earlier as f64 * prefix_rate + saved.turn as f64 * new_rate) / 1e6
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Sonnet-like prices: $3 in, $15 out, $0.30 cache read, $3.75 cache write per million.
+    const P: Prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+
+    #[test]
+    fn cache_aware_cost_on_a_hand_computed_example() {
+        let u = Usage { input: 2_000, output: 1_000, cache_read: 100_000, cache_write: 10_000 };
+        // 2000*3 + 1000*15 + 100000*0.3 + 10000*3.75 = 6000 + 15000 + 30000 + 37500 = 88500 µ$
+        assert!((P.cost(&u) - 0.0885).abs() < 1e-12);
+        // 4000 earlier tokens as cache reads (1200 µ$) + 1000 turn tokens as cache writes (3750 µ$)
+        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
+        assert!((c - 0.09345).abs() < 1e-12, "{c}");
+    }
+
+    #[test]
+    fn without_caching_every_removed_token_is_full_input() {
+        let u = Usage { input: 2_000, output: 0, cache_read: 0, cache_write: 0 };
+        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
+        assert!((c - (0.006 + 0.015)).abs() < 1e-12, "{c}");
+    }
+
+    #[test]
+    fn a_cold_cache_writes_the_prefix_too() {
+        let u = Usage { input: 10, output: 0, cache_read: 0, cache_write: 20_000 };
+        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
+        let expected = P.cost(&u) + 5_000.0 * 3.75 / 1e6;
+        assert!((c - expected).abs() < 1e-12, "{c}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The report as a terminal table or CSV.
+
+use super::report::{MechanismRow, Report, Row};
+use super::sessions::SessionRow;
+
+fn pct(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        100.0 * part / whole
+    } else {
+        0.0
+    }
+}
+
+fn opt_pct(p: Option<f64>) -> String {
+    p.map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub fn render_table(rep: &Report) -> String {
+    if rep.by == "mechanism" {
+        return mechanism_table(&rep.mechanisms, &rep.total);
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<24} {:>8} {:>12} {:>7} {:>10} {:>10} {:>7} {:>6} {:>10} {:>5} {:>5} {:>8} {:>8}\n",
+        rep.by,
+        "requests",
+        "tok saved",
+        "tok %",
+        "cost $",
+        "saved $",
+        "$ %",
+        "free",
+        "free val $",
+        "fallb",
+        "errs",
+        "p50 µs",
+        "p95 µs"
+    ));
+    for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
+        let us = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<24} {:>8} {:>12} {:>6.1}% {:>10.4} {:>10.4} {:>6.1}% {:>6} {:>10.4} {:>5} {:>5} {:>8} {:>8}\n",
+            truncate(&r.key, 24),
+            r.requests,
+            r.saved_tokens(),
+            pct(r.saved_tokens() as f64, r.tokens_before as f64),
+            r.cost_usd,
+            r.saved_cost(),
+            pct(r.saved_cost(), r.baseline_cost_usd),
+            r.free_requests,
+            r.free_value_usd,
+            r.fallbacks,
+            r.errors,
+            us(r.overhead_p50_us),
+            us(r.overhead_p95_us),
+        ));
+    }
+    out
+}
+
+fn mechanism_table(rows: &[MechanismRow], total: &Row) -> String {
+    let mut out = format!(
+        "{:<28} {:>9} {:>13} {:>7} {:>9} {:>8} {:>8}\n",
+        "mechanism", "requests", "tokens saved", "tok %", "elisions", "recalls", "recall %"
+    );
+    let mut sum = MechanismRow { key: "total".into(), ..MechanismRow::default() };
+    for r in rows {
+        sum.tokens_saved += r.tokens_saved;
+        sum.elisions += r.elisions;
+        sum.recalls += r.recalls;
+    }
+    // A request counts once in the total however many mechanisms acted in it.
+    sum.requests = total.requests;
+    sum.recall_pct = (sum.elisions > 0).then(|| 100.0 * sum.recalls as f64 / sum.elisions as f64);
+    for r in rows.iter().chain(std::iter::once(&sum)) {
+        out.push_str(&format!(
+            "{:<28} {:>9} {:>13} {:>6.1}% {:>9} {:>8} {:>8}\n",
+            truncate(&r.key, 28),
+            r.requests,
+            r.tokens_saved,
+            pct(r.tokens_saved as f64, total.tokens_before as f64),
+            r.elisions,
+            r.recalls,
+            opt_pct(r.recall_pct),
+        ));
+    }
+    out
+}
+
+pub fn render_csv(rep: &Report) -> String {
+    if rep.by == "mechanism" {
+        let mut out = String::from("mechanism,requests,tokens_saved,turn_tokens,elisions,recalls,recall_pct\n");
+        for r in &rep.mechanisms {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                csv_field(&r.key),
+                r.requests,
+                r.tokens_saved,
+                r.turn_tokens,
+                r.elisions,
+                r.recalls,
+                r.recall_pct.map(|p| format!("{p:.2}")).unwrap_or_default()
+            ));
+        }
+        return out;
+    }
+    let mut out = String::from(
+        "key,requests,errors,fallbacks,tokens_before,tokens_after,cost_usd,baseline_cost_usd,free_requests,free_value_usd,overhead_p50_us,overhead_p95_us\n",
+    );
+    for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
+        let us = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            csv_field(&r.key),
+            r.requests,
+            r.errors,
+            r.fallbacks,
+            r.tokens_before,
+            r.tokens_after,
+            r.cost_usd,
+            r.baseline_cost_usd,
+            r.free_requests,
+            r.free_value_usd,
+            us(r.overhead_p50_us),
+            us(r.overhead_p95_us)
+        ));
+    }
+    out
+}
+
+/// Conversations, newest first.
+pub fn sessions_table(rows: &[SessionRow]) -> String {
+    let mut out = format!(
+        "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9}\n",
+        "session", "first", "last", "client", "requests", "tok saved", "saved $"
+    );
+    for s in rows {
+        out.push_str(&format!(
+            "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9.4}\n",
+            truncate(&s.session, 38),
+            utc_minute(s.first_ms),
+            utc_minute(s.last_ms),
+            truncate(&s.client, 12),
+            s.requests,
+            s.saved_tokens,
+            s.saved_usd
+        ));
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of unix ms.
+fn utc_minute(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_minutes() {
+        assert_eq!(super::utc_minute(0), "1970-01-01 00:00");
+        assert_eq!(super::utc_minute(20_780 * 86_400_000 + 3_660_000), "2026-11-23 01:01");
+    }
+}

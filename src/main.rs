@@ -77,12 +77,26 @@ enum Command {
         /// .traj.json, OpenHands events, .aider.llm.history, request bodies. Default: ~/.claude/projects
         /// and ~/.codex/sessions.
         paths: Vec<PathBuf>,
+        /// Print JSON (with a digest of every conversation's forwarded bodies) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Add a stand-in of this many tokens per request for a system prompt + tool schemas that
-        /// the transcripts do not record.
-        #[arg(long, default_value_t = 0)]
+        /// Size of the stand-in system prompt + tool schemas per request for Claude Code and Codex
+        /// files, which do not record them: reported as the "+sys" figure next to the saving over
+        /// what the files record. 0 leaves it out.
+        #[arg(long, default_value_t = tokenfold::replay::DEFAULT_SYSTEM_TOKENS)]
         system_tokens: u64,
+        /// Switch a fold lever off: same-block, templates, grep-prefixes, short-markers, calibrated-gate.
+        #[arg(long, value_name = "LEVER")]
+        without: Vec<String>,
+        /// Also replay once per lever with it off and report what each lever saves.
+        #[arg(long)]
+        levers: bool,
+        /// Also measure the lossless ceiling: what any pointer dedup could remove at most.
+        #[arg(long)]
+        ceiling: bool,
+        /// Count tokens with a byte estimate instead of o200k (fast; digests are unchanged).
+        #[arg(long)]
+        estimate: bool,
     },
     /// Validate the configuration.
     Config {
@@ -109,8 +123,9 @@ fn main() -> ExitCode {
         Command::Report { since, by, session, json, csv, ledger } => {
             report(&since, &by, session.as_deref(), json, csv, ledger)
         }
-        Command::Replay { paths, json, system_tokens } => {
-            ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens }))
+        Command::Replay { paths, json, system_tokens, without, levers, ceiling, estimate } => {
+            let opts = tokenfold::replay::Options { paths, json, system_tokens, without, levers, ceiling, estimate };
+            ExitCode::from(tokenfold::replay::run(opts))
         }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {
             Ok(cfg) => {

@@ -27,6 +27,11 @@ pub fn estimate_text(text: &str) -> u64 {
 /// Estimated tokens of a marker: ids, hex and numbers tokenize poorly (measured 2.0-2.6 bytes
 /// per o200k token), so count one token per 2 bytes.
 pub fn estimate_marker(marker: &str) -> u64 {
+    estimate_marker_flat(marker)
+}
+
+/// The part-1 marker estimate: one token per 2 bytes.
+pub fn estimate_marker_flat(marker: &str) -> u64 {
     (marker.len() as u64).div_ceil(2)
 }
 

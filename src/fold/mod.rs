@@ -7,8 +7,10 @@
 
 pub mod dedup;
 pub mod json;
+pub mod levers;
 pub mod locate;
 pub mod lru;
+pub mod markers;
 pub mod shapes;
 pub mod state;
 
@@ -19,12 +21,13 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::dialect::Dialect;
 use json::{Malformed, Res};
+pub use levers::Levers;
 use locate::{Block, Kind, Loc};
-pub use state::{EditNote, Mechanism};
-use state::{State, ToolInfo};
+use state::State;
+pub use state::{EditNote, Mechanism, ToolInfo};
 
 /// Bump when folding output changes for the same input: it is part of every cache key.
-pub const FOLD_VERSION: u64 = 1;
+pub const FOLD_VERSION: u64 = 2;
 
 /// A request body after folding.
 pub struct Folded {
@@ -53,13 +56,19 @@ impl Folded {
 
 pub struct Folder {
     enabled: bool,
+    levers: Levers,
     cache: Mutex<lru::Lru>,
 }
 
 impl Folder {
     pub fn new(enabled: bool) -> Folder {
+        Folder::with_levers(enabled, Levers::default())
+    }
+
+    /// A folder with some optional rules switched off (to measure what each one saves).
+    pub fn with_levers(enabled: bool, levers: Levers) -> Folder {
         // A local proxy keeps its memory modest: 512 conversations, 128 MiB of index state at most.
-        Folder { enabled, cache: Mutex::new(lru::Lru::new(512, 128 << 20)) }
+        Folder { enabled, levers, cache: Mutex::new(lru::Lru::new(512, 128 << 20)) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -88,7 +97,7 @@ impl Folder {
         if blocks.is_empty() {
             return Ok(None);
         }
-        let seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION);
+        let seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION ^ self.levers.bits() << 32);
         let mut chains = Vec::with_capacity(blocks.len());
         let mut chain = seed;
         for blk in &blocks {
@@ -112,7 +121,7 @@ impl Folder {
                 let from = if found.is_some() { start } else { 0 };
                 let mut st = match found {
                     Some(a) => Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()),
-                    None => State::new(seed),
+                    None => State::new(seed, self.levers),
                 };
                 for j in from..n {
                     process(&mut st, b, &blocks[j], j)?;
@@ -125,6 +134,18 @@ impl Folder {
         };
         Ok(splice(b, &blocks, &state))
     }
+}
+
+/// The producing call of every located block of `body`, as the engine (and command-output
+/// filters) see it: `Some` for tool output and calls. Tool output an agent sends as a user
+/// message gets the command of the assistant message before it (`ToolInfo::command`).
+pub fn producers(dialect: Dialect, body: &[u8]) -> Option<Vec<Option<Arc<ToolInfo>>>> {
+    let blocks = locate::locate(dialect, body).ok()?;
+    let mut st = State::new(0, Levers::default());
+    for (j, blk) in blocks.iter().enumerate() {
+        process(&mut st, body, blk, j).ok()?;
+    }
+    Some(st.srcs.into_iter().map(|s| s.tool).collect())
 }
 
 /// Identity of a block for the prefix chain: its raw bytes and what it is, not where it sits in
@@ -151,23 +172,35 @@ fn decode_opt(b: &[u8], r: &Option<std::ops::Range<usize>>) -> Option<String> {
 
 /// Runs one new block through the engine, appending its result to `st`.
 fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
+    if let Loc::Message(i) = blk.loc {
+        let assistant = matches!(blk.kind, Kind::AssistantText | Kind::ToolCall);
+        if assistant && st.last_assistant != Some(i) {
+            // A new assistant message: the command of the one before no longer applies.
+            st.last_assistant = Some(i);
+            st.pending_command = None;
+        }
+    }
     if !blk.is_text() {
         let mut src = state::Src { kind: blk.kind, loc: blk.loc, tool: None, view: None, lines: Vec::new() };
         let mut content = None;
         if blk.kind == Kind::ToolCall {
+            let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
+            let args: serde_json::Value = if json::is_string(b, &blk.range) {
+                serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
+            } else {
+                serde_json::from_slice(raw).unwrap_or_default()
+            };
+            let command = shapes::call_command(&args);
+            if command.is_some() {
+                st.pending_command = command.clone();
+            }
             if let Some(id) = decode_opt(b, &blk.tool_id) {
-                let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
-                let args: serde_json::Value = if json::is_string(b, &blk.range) {
-                    serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
-                } else {
-                    serde_json::from_slice(raw).unwrap_or_default()
-                };
                 let name = decode_opt(b, &blk.tool_name).unwrap_or_else(|| "tool".to_string());
-                let info = Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args) });
+                let info = Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args), command });
                 st.tools.insert(id, Arc::clone(&info));
                 // What a call writes is verbatim in the request: a later read may point at it.
                 if let Some((field, text)) = shapes::call_content(&args) {
-                    src.lines = dedup::lines_of(text);
+                    src.lines = dedup::lines_of(text, st.levers.grep_prefixes);
                     src.view = Some(field.to_string());
                     content = Some(text.to_string());
                 }
@@ -182,8 +215,26 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
         return Ok(());
     }
     let text = json::decode(b, blk.range.clone())?;
-    let tool = decode_opt(b, &blk.tool_id).and_then(|id| st.tools.get(&id).cloned());
-    dedup::process_text(st, ord, blk.kind, blk.loc, tool, &text);
+    let mut kind = blk.kind;
+    if kind == Kind::Template && !st.levers.templates {
+        kind = Kind::UserText;
+    }
+    let tool = match decode_opt(b, &blk.tool_id) {
+        Some(id) => st.tools.get(&id).cloned(),
+        None if blk.user_shaped && kind == Kind::ToolOutput => {
+            // Tool output sent as a user message: produced by the command the assistant asked for.
+            let command = shapes::aider_run_command(&text).or_else(|| st.pending_command.clone());
+            let subject = command.as_deref().map(|c| shapes::clip(c, 48));
+            Some(Arc::new(ToolInfo { command, subject, ..ToolInfo::default() }))
+        }
+        None => None,
+    };
+    if kind == Kind::AssistantText {
+        if let Some(c) = shapes::assistant_command(&text) {
+            st.pending_command = Some(c);
+        }
+    }
+    dedup::process_text(st, ord, kind, blk.loc, tool, &text);
     Ok(())
 }
 

@@ -88,6 +88,9 @@ enum Command {
         /// Switch a fold lever off: same-block, templates, grep-prefixes, short-markers, calibrated-gate.
         #[arg(long, value_name = "LEVER")]
         without: Vec<String>,
+        /// Switch an opt-in lever on, to measure it: view-spans (can cut Edit anchors).
+        #[arg(long, value_name = "LEVER")]
+        with: Vec<String>,
         /// Also replay once per lever with it off and report what each lever saves.
         #[arg(long)]
         levers: bool,
@@ -123,8 +126,9 @@ fn main() -> ExitCode {
         Command::Report { since, by, session, json, csv, ledger } => {
             report(&since, &by, session.as_deref(), json, csv, ledger)
         }
-        Command::Replay { paths, json, system_tokens, without, levers, ceiling, estimate } => {
-            let opts = tokenfold::replay::Options { paths, json, system_tokens, without, levers, ceiling, estimate };
+        Command::Replay { paths, json, system_tokens, without, with, levers, ceiling, estimate } => {
+            let opts =
+                tokenfold::replay::Options { paths, json, system_tokens, without, with, levers, ceiling, estimate };
             ExitCode::from(tokenfold::replay::run(opts))
         }
         Command::Config { action: ConfigAction::Check { config } } => match Config::load(config.as_deref()) {

@@ -98,12 +98,9 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
             let s = src as usize;
             if let Some(srcb) = st.srcs.get(s) {
                 let what = if kind == Kind::System { "system text" } else { "output" };
-                let marker = markers::whole(
-                    what,
-                    &markers::label(srcb, lv.short_markers),
-                    &markers::content_id(text),
-                    lv.short_markers,
-                );
+                let label = markers::label(srcb, lv.short_markers, &markers::Ids(&st.tools));
+                let marker =
+                    markers::whole(what, &label, &markers::content_id(text, lv.short_markers), lv.short_markers);
                 if let Some(saved) = gate(text, &marker, lv.calibrated_gate) {
                     let mechanism = if kind == Kind::System { Mechanism::Reminder } else { Mechanism::WholeOutput };
                     edits.push(Edit {
@@ -128,7 +125,8 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
             let Some(srcb) = st.srcs.get(src as usize) else {
                 continue;
             };
-            let marker = markers::reminder(&markers::label(srcb, lv.short_markers), &markers::content_id(seg));
+            let label = markers::label(srcb, lv.short_markers, &markers::Ids(&st.tools));
+            let marker = markers::reminder(&label, &markers::content_id(seg, lv.short_markers));
             if let Some(saved) = gate(seg, &marker, lv.calibrated_gate) {
                 edits.push(Edit {
                     range: r.clone(),
@@ -150,7 +148,7 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
         _ => None,
     };
     if let (Some(region), true) = (region, edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput)) {
-        span_edits(st, ord, text, &lines, region, &mut edits);
+        span_edits(st, ord, kind, text, &lines, region, &mut edits);
     }
     edits.sort_by_key(|e| e.range.start);
 
@@ -273,8 +271,22 @@ struct Candidate {
 
 /// Greedy left-to-right: at each line take the longest run matching verbatim earlier lines, of an
 /// earlier block or (if `same_block`) of this block above it.
-fn span_edits(st: &State, ord: usize, text: &str, lines: &[Line], region: Range<usize>, edits: &mut Vec<Edit>) {
+fn span_edits(
+    st: &State,
+    ord: usize,
+    kind: Kind,
+    text: &str,
+    lines: &[Line],
+    region: Range<usize>,
+    edits: &mut Vec<Edit>,
+) {
     let lv = st.levers;
+    // The numbered lines of a tool output: a file view (Read, `cat -n`, an editor window).
+    let view = match (lines.iter().position(|l| l.num.is_some()), lines.iter().rposition(|l| l.num.is_some())) {
+        (Some(a), Some(b)) => a..b + 1,
+        _ => 0..0,
+    };
+    let view_whole = kind == Kind::ToolOutput && !view.is_empty() && !lv.view_spans;
     let mut replaced: Vec<bool> = lines.iter().map(|l| edits.iter().any(|e| touches(e, l))).collect();
     let first = lines.partition_point(|l| (l.start as usize) < region.start);
     let end = lines.partition_point(|l| (l.end as usize) <= region.end);
@@ -324,8 +336,16 @@ fn span_edits(st: &State, ord: usize, text: &str, lines: &[Line], region: Range<
             i += 1;
             continue;
         };
-        let len = c.len;
-        let range = lines[i].start as usize..lines[i + len - 1].end as usize;
+        // A file view folds only as a whole (all its numbered lines, one source): an Edit anchor
+        // the model copies from it is then whole here or whole in the one block the marker names.
+        // A span boundary inside a view could cut an anchor that exists nowhere else in one piece.
+        let run = c.len;
+        if view_whole && (i != view.start || i + run != view.end) {
+            i += 1;
+            continue;
+        }
+        let (at, sl, len) = (i, c.line, run);
+        let range = lines[at].start as usize..lines[at + len - 1].end as usize;
         let removed = &text[range.clone()];
         if removed.len() < MIN_SPAN_BYTES {
             i += 1;
@@ -334,21 +354,25 @@ fn span_edits(st: &State, ord: usize, text: &str, lines: &[Line], region: Range<
         let (src_lines, src_label, src_pos) = match c.block {
             Some(sb) => {
                 let s = &st.srcs[sb];
-                (
-                    &s.lines[..],
-                    Some(markers::label(s, lv.short_markers)),
-                    (s.lines[c.line].pos, s.lines[c.line + len - 1].pos),
-                )
+                let label = markers::label(s, lv.short_markers, &markers::Ids(&st.tools));
+                (&s.lines[..], Some(label), (s.lines[sl].pos, s.lines[sl + len - 1].pos))
             }
             None => {
                 let all: Vec<&Edit> = edits.iter().chain(&found).collect();
                 let pos = |j| forwarded_pos_refs(text, lines, j, &all);
-                (lines, None, (pos(c.line), pos(c.line + len - 1)))
+                (lines, None, (pos(sl), pos(sl + len - 1)))
             }
         };
         let nums = |l: &[Line], j: usize| l[j].num.map(|a| (i64::from(a), i64::from(a) + len as i64 - 1));
-        let span = SpanLines { here_nums: nums(lines, i), len, src_nums: nums(src_lines, c.line), src_pos };
-        let marker = markers::span(&span, src_label.as_deref(), &markers::content_id(removed), lv.short_markers);
+        // An unnumbered source still at its own positions (a call's content, an unedited output)
+        // shows line k at position k: those are its numbers too.
+        let src_nums = nums(src_lines, sl).or_else(|| {
+            let at_own = src_pos.0 as usize == sl + 1 && src_pos.1 as usize == sl + len;
+            (lines[at].num.is_some() && at_own).then(|| (i64::from(src_pos.0), i64::from(src_pos.1)))
+        });
+        let span = SpanLines { here_nums: nums(lines, at), len, src_nums, src_pos };
+        let id = markers::content_id(removed, lv.short_markers);
+        let marker = markers::span(&span, src_label.as_deref(), &id, lv.short_markers);
         match gate(removed, &marker, lv.calibrated_gate) {
             Some(saved) => {
                 found.push(Edit {
@@ -356,11 +380,11 @@ fn span_edits(st: &State, ord: usize, text: &str, lines: &[Line], region: Range<
                     marker,
                     mechanism: Mechanism::Span,
                     source: c.block.unwrap_or(ord),
-                    source_lines: Some(c.line..c.line + len),
+                    source_lines: Some(sl..sl + len),
                     est_saved: saved,
                 });
-                replaced[i..i + len].iter_mut().for_each(|r| *r = true);
-                i += len;
+                replaced[at..at + len].iter_mut().for_each(|r| *r = true);
+                i += run;
             }
             None => i += 1,
         }

@@ -17,16 +17,27 @@ pub struct Levers {
     /// The net-positive gate prices markers with the estimate calibrated on o200k; off: 2 bytes
     /// per token.
     pub calibrated_gate: bool,
+    /// Spans inside file views (numbered tool output). Off by default, so views fold only as a
+    /// whole: a span boundary inside a view can cut an Edit anchor that then exists nowhere in one
+    /// piece (the corpus has such anchors). On only to measure what that would save.
+    pub view_spans: bool,
 }
 
 impl Default for Levers {
     fn default() -> Levers {
-        Levers { same_block: true, templates: true, grep_prefixes: true, short_markers: true, calibrated_gate: true }
+        Levers {
+            same_block: true,
+            templates: true,
+            grep_prefixes: true,
+            short_markers: true,
+            calibrated_gate: true,
+            view_spans: false,
+        }
     }
 }
 
 impl Levers {
-    /// Names accepted by `replay --without`, with what each switches off.
+    /// Names accepted by `replay --without` (on by default), with what each switches off.
     pub const NAMES: [(&'static str, &'static str); 5] = [
         ("same-block", "repeats inside one block"),
         ("templates", "SWE-agent demonstration and instance instructions as template text"),
@@ -35,7 +46,20 @@ impl Levers {
         ("calibrated-gate", "the o200k-calibrated marker estimate in the gate"),
     ];
 
-    /// The default levers with `name` switched off; `None` for an unknown name.
+    /// Levers off by default that `replay --with` switches on (they break a guarantee).
+    pub const OPT_IN: [(&'static str, &'static str); 1] =
+        [("view-spans", "spans inside file views (can cut Edit anchors; measurement only)")];
+
+    /// These levers with opt-in lever `name` switched on; `None` for an unknown name.
+    pub fn with(mut self, name: &str) -> Option<Levers> {
+        match name {
+            "view-spans" => self.view_spans = true,
+            _ => return None,
+        }
+        Some(self)
+    }
+
+    /// These levers with `name` switched off; `None` for an unknown name.
     pub fn without(mut self, name: &str) -> Option<Levers> {
         match name {
             "same-block" => self.same_block = false,
@@ -50,7 +74,7 @@ impl Levers {
 
     /// A small number that identifies the setting in cache keys.
     pub fn bits(self) -> u64 {
-        [self.same_block, self.templates, self.grep_prefixes, self.short_markers, self.calibrated_gate]
+        [self.same_block, self.templates, self.grep_prefixes, self.short_markers, self.calibrated_gate, self.view_spans]
             .iter()
             .enumerate()
             .map(|(i, &on)| u64::from(on) << i)

@@ -3,32 +3,30 @@
 //! block and the lines, so the model can follow them.
 
 use super::locate::{Kind, Loc};
-use super::shapes;
-use super::state::Src;
+use super::state::{Src, ToolInfo};
 
 pub fn is_read_tool(name: &str) -> bool {
     matches!(name, "Read" | "read_file" | "view" | "read" | "open" | "cat" | "View" | "str_replace_based_edit_tool")
 }
 
-/// How a marker names an earlier block. `short` drops filler words (the part-1 wording had
-/// "read in", "output in").
-pub fn label(src: &Src, short: bool) -> String {
+/// How a marker names an earlier block. `short` is the compact wording (ids cut to a prefix that
+/// is unique among the calls seen so far, fewer filler words); off, the part-1 wording.
+pub fn label(src: &Src, short: bool, ids: &Ids) -> String {
     let msg = match src.loc {
         Loc::Message(i) => format!("message {i}"),
         Loc::System(_) => "the system prompt".to_string(),
     };
-    let sep = if short { " " } else { " in " };
+    let (sep, call) = if short { (" ", " ") } else { (" in ", " call ") };
+    let id = |t: &ToolInfo| if short { ids.short(&t.id) } else { t.id.clone() };
     match src.kind {
         Kind::ToolOutput => match (&src.tool, &src.view) {
             (Some(t), _) if !t.id.is_empty() => match (&t.subject, is_read_tool(&t.name)) {
-                (Some(s), true) => format!("{s} read{sep}{}", t.id),
-                _ => format!("{} output{sep}{}", t.name, t.id),
+                // The id names the read; the file name is enough to say what it was.
+                (Some(s), true) if short => format!("{} read {}", s.rsplit('/').next().unwrap_or(s), id(t)),
+                (Some(s), true) => format!("{s} read{sep}{}", id(t)),
+                _ => format!("{} output{sep}{}", t.name, id(t)),
             },
             (_, Some(v)) => format!("{v} view in {msg}"),
-            (Some(t), None) if short => match &t.command {
-                Some(c) => format!("output of `{}` in {msg}", shapes::clip(c, 40)),
-                None => format!("tool output in {msg}"),
-            },
             _ => format!("tool output in {msg}"),
         },
         Kind::Template => format!("the demonstration in {msg}"),
@@ -37,10 +35,33 @@ pub fn label(src: &Src, short: bool) -> String {
         Kind::UserText => format!("user text in {msg}"),
         Kind::AssistantText => format!("assistant text in {msg}"),
         Kind::ToolCall => match (&src.tool, &src.view) {
-            (Some(t), Some(field)) => format!("{field} of {} call {}", t.name, t.id),
+            (Some(t), Some(field)) => format!("{field} of {}{call}{}", t.name, id(t)),
             _ => msg,
         },
         Kind::Other => msg,
+    }
+}
+
+/// The call ids seen so far, to cut an id to its shortest unique prefix.
+pub struct Ids<'a>(pub &'a std::collections::HashMap<String, std::sync::Arc<ToolInfo>>);
+
+impl Ids<'_> {
+    /// `toolu_013N7awXXv51SY4TWyUvUHYd` -> `toolu_013N7a…`: at least 6 characters after the type
+    /// prefix, more while another call seen so far shares the prefix. Short ids stay whole.
+    pub fn short(&self, id: &str) -> String {
+        let head = id.rfind('_').map_or(0, |k| k + 1);
+        let mut end = head + 6;
+        while end < id.len() && id.is_char_boundary(end) {
+            let prefix = &id[..end];
+            if !self.0.keys().any(|k| k != id && k.starts_with(prefix)) {
+                break;
+            }
+            end += 1;
+        }
+        if end + 2 >= id.len() || !id.is_char_boundary(end) {
+            return id.to_string();
+        }
+        format!("{}…", &id[..end])
     }
 }
 
@@ -89,8 +110,9 @@ pub fn reminder(src: &str, id: &str) -> String {
     format!("[tokenfold: system-reminder same as in {src} #{id}]")
 }
 
-/// Short content id of removed text (blake3), so that a marker can be checked and expanded.
-pub fn content_id(s: &str) -> String {
+/// Short content id of removed text (blake3 hex), so that a marker can be checked and expanded:
+/// 4 hex digits in the compact wording (hex costs about a token per character), else 6.
+pub fn content_id(s: &str, short: bool) -> String {
     let h = blake3::hash(s.as_bytes());
-    h.to_hex().as_str().get(..6).unwrap_or("").to_string()
+    h.to_hex().as_str().get(..if short { 4 } else { 6 }).unwrap_or("").to_string()
 }

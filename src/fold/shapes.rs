@@ -307,12 +307,13 @@ pub fn clip(s: &str, max: usize) -> String {
     format!("{}…", &one_line[..end])
 }
 
-/// The file a SWE-agent style view shows: `[File: /path (N lines total)]`.
+/// The file name a SWE-agent style view shows: `[File: /path/name (N lines total)]`.
 pub fn viewed_file(text: &str) -> Option<String> {
     let s = text.find("[File: ")? + 7;
     let rest = &text[s..];
     let e = rest.find(" (")?;
-    Some(short_path(&rest[..e]))
+    let path = &rest[..e];
+    Some(path.rsplit('/').next().unwrap_or(path).to_string())
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@
 //! - `same_block`: also windows seen earlier in the same block.
 //! - `any_source`: also assistant text and tool-call arguments as sources, and agent template
 //!   text (SWE-agent demonstration, instance instructions) as targets.
+//! - `gated`: `any_source` under the engine's span rules: maximal covered runs of 3+ lines and
+//!   120+ bytes, each paying a 15-token marker (less than any real marker costs), kept when that
+//!   saves 24+ tokens. Still an upper bound: one run may need several markers.
 //! - `all_tool_output`: every token of tool output. Not lossless; the room there is at all.
 
 use std::collections::HashSet;
@@ -27,14 +30,19 @@ pub struct Ceiling {
     pub cross_block: u64,
     pub same_block: u64,
     pub any_source: u64,
+    pub gated: u64,
     pub all_tool_output: u64,
 }
+
+/// The cheapest marker the gated bound charges per run.
+pub const MIN_MARKER_TOKENS: u64 = 15;
 
 impl Ceiling {
     pub fn add(&mut self, o: &Ceiling) {
         self.cross_block += o.cross_block;
         self.same_block += o.same_block;
         self.any_source += o.any_source;
+        self.gated += o.gated;
         self.all_tool_output += o.all_tool_output;
     }
 }
@@ -131,6 +139,24 @@ impl Meter {
             out.cross_block = count(&cover[0], counter);
             out.same_block = count(&cover[1], counter);
             out.any_source = count(&cover[2], counter);
+            // Maximal runs of covered lines under the span rules.
+            let mut j = 0;
+            while j < lines.len() {
+                if !cover[2][j] {
+                    j += 1;
+                    continue;
+                }
+                let k = (j..lines.len()).find(|&k| !cover[2][k]).unwrap_or(lines.len());
+                let bytes = lines[k - 1].end as usize - lines[j].start as usize;
+                if k - j >= dedup::MIN_SPAN_LINES && bytes >= dedup::MIN_SPAN_BYTES {
+                    let run = &text[lines[j].start as usize..lines[k - 1].end as usize];
+                    let saved = counter.text(run).saturating_sub(MIN_MARKER_TOKENS);
+                    if saved >= dedup::MIN_SAVED_TOKENS {
+                        out.gated += saved;
+                    }
+                }
+                j = k;
+            }
         }
         let assistant = matches!(blk.kind, Kind::AssistantText | Kind::ToolCall);
         for w in windows {

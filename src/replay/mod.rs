@@ -31,6 +31,8 @@ pub struct Options {
     pub system_tokens: u64,
     /// Levers switched off for the whole run (names from `Levers::NAMES`).
     pub without: Vec<String>,
+    /// Opt-in levers switched on for the whole run (names from `Levers::OPT_IN`).
+    pub with: Vec<String>,
     /// Also replay once per lever with that lever off and report what each one saves.
     pub levers: bool,
     /// Also measure the lossless ceiling (see `ceiling`).
@@ -46,6 +48,7 @@ impl Default for Options {
             json: false,
             system_tokens: DEFAULT_SYSTEM_TOKENS,
             without: Vec::new(),
+            with: Vec::new(),
             levers: false,
             ceiling: false,
             estimate: false,
@@ -90,8 +93,10 @@ pub struct Stats {
     pub marker_tokens: u64,
     pub marker_estimate: u64,
     pub markers_underestimated: u64,
-    /// With `--levers`: tokens after folding with each lever off, summed over turns.
+    /// With `--levers`: tokens after folding with each lever off (opt-in ones: on), summed over
+    /// turns.
     pub after_without: BTreeMap<String, u64>,
+    pub after_with: BTreeMap<String, u64>,
     /// With `--ceiling`: the lossless upper bounds (tokens summed over turns).
     pub ceiling: Option<Ceiling>,
 }
@@ -134,6 +139,9 @@ impl Stats {
         self.markers_underestimated += o.markers_underestimated;
         for (k, v) in &o.after_without {
             *self.after_without.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.after_with {
+            *self.after_with.entry(k.clone()).or_default() += v;
         }
         if let Some(c) = &o.ceiling {
             self.ceiling.get_or_insert_with(Ceiling::default).add(c);
@@ -315,12 +323,24 @@ pub fn run(opts: Options) -> u8 {
         return 2;
     }
     let mut levers = Levers::default();
+    let lever_names = || {
+        let all: Vec<&str> = Levers::NAMES.iter().chain(&Levers::OPT_IN).map(|(n, _)| *n).collect();
+        all.join(", ")
+    };
     for name in &opts.without {
         match levers.without(name) {
             Some(l) => levers = l,
             None => {
-                let known: Vec<&str> = Levers::NAMES.iter().map(|(n, _)| *n).collect();
-                eprintln!("replay: unknown lever {name:?} for --without; known: {}", known.join(", "));
+                eprintln!("replay: unknown lever {name:?} for --without; known: {}", lever_names());
+                return 2;
+            }
+        }
+    }
+    for name in &opts.with {
+        match levers.with(name) {
+            Some(l) => levers = l,
+            None => {
+                eprintln!("replay: unknown lever {name:?} for --with; opt-in levers: {}", lever_names());
                 return 2;
             }
         }
@@ -335,7 +355,7 @@ pub fn run(opts: Options) -> u8 {
         loaded.push((p.display().to_string(), sources::load(p)));
     }
     let turns: u64 = loaded.iter().flat_map(|(_, l)| l).map(|c| c.turns.len() as u64).sum();
-    let passes = if opts.levers { 1 + Levers::NAMES.len() as u64 } else { 1 };
+    let passes = if opts.levers { 1 + (Levers::NAMES.len() + Levers::OPT_IN.len()) as u64 } else { 1 };
     let mut progress = Progress::new(turns * passes, std::io::stderr().is_terminal());
     let mut counter = Counter { estimate_only: opts.estimate, ..Counter::default() };
     let mut sources: Vec<(String, Vec<Stats>)> = Vec::new();
@@ -351,6 +371,12 @@ pub fn run(opts: Options) -> u8 {
                     let mut setup = Setup { levers: off, ceiling: false, progress: Some(&mut progress) };
                     let t = measure(c, &mut counter, &mut setup);
                     s.after_without.insert(name.to_string(), t.tokens_after);
+                }
+                for (name, _) in Levers::OPT_IN {
+                    let Some(on) = levers.with(name) else { continue };
+                    let mut setup = Setup { levers: on, ceiling: false, progress: Some(&mut progress) };
+                    let t = measure(c, &mut counter, &mut setup);
+                    s.after_with.insert(name.to_string(), t.tokens_after);
                 }
             }
             per.push(s);

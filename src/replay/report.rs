@@ -130,23 +130,32 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
     out
 }
 
-/// With `--levers`: what switching each lever off costs, per source.
+/// With `--levers`: what each lever saves (default-on ones: lost when off; opt-in ones: gained
+/// when on), per source.
 fn levers_table(out: &mut String, all: &[Stats]) {
     if all.iter().all(|t| t.after_without.is_empty()) {
         return;
     }
-    out.push_str("lever gains (percentage points of before lost when the lever is off):\n");
+    out.push_str("lever gains (percentage points of before): default levers, what switching it off loses;\n");
+    out.push_str("opt-in levers (+): what switching it on would add.\n");
     let _ = write!(out, "{:<46}", "source");
     for (name, _) in Levers::NAMES {
         let _ = write!(out, " {name:>15}");
     }
+    for (name, _) in Levers::OPT_IN {
+        let _ = write!(out, " {:>15}", format!("+{name}"));
+    }
     out.push('\n');
     for t in all {
         let _ = write!(out, "{:<46}", clip_name(&t.name));
+        let p = |a: u64, b: u64| (a as f64 - b as f64) / t.tokens_before.max(1) as f64 * 100.0;
         for (name, _) in Levers::NAMES {
             let off = t.after_without.get(name).copied().unwrap_or(t.tokens_after);
-            let gain = (off as f64 - t.tokens_after as f64) / t.tokens_before.max(1) as f64 * 100.0;
-            let _ = write!(out, " {gain:>14.2}p");
+            let _ = write!(out, " {:>14.2}p", p(off, t.tokens_after));
+        }
+        for (name, _) in Levers::OPT_IN {
+            let on = t.after_with.get(name).copied().unwrap_or(t.tokens_after);
+            let _ = write!(out, " {:>14.2}p", p(t.tokens_after, on));
         }
         out.push('\n');
     }
@@ -165,23 +174,27 @@ fn ceiling_table(out: &mut String, all: &[Stats]) {
         "stripped, no gate, no marker cost): cross = earlier non-assistant blocks; +same = also earlier in the\n",
     );
     out.push_str("same block; +any = also assistant text and call arguments as sources, agent templates as targets;\n");
+    out.push_str(
+        "gated = +any under the span rules (runs of 3+ lines, 120+ bytes, a 15-token marker each, 24+ saved);\n",
+    );
     out.push_str("all tool output = every tool-output token (not lossless).\n");
     let _ = writeln!(
         out,
-        "{:<46} {:>7} {:>7} {:>7} {:>7} {:>16}",
-        "source", "saved", "cross", "+same", "+any", "all tool output"
+        "{:<46} {:>7} {:>7} {:>7} {:>7} {:>7} {:>16}",
+        "source", "saved", "cross", "+same", "+any", "gated", "all tool output"
     );
     for t in all {
         let Some(c) = &t.ceiling else { continue };
         let p = |x: u64| pct(x, t.tokens_before);
         let _ = writeln!(
             out,
-            "{:<46} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>15.1}%",
+            "{:<46} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>15.1}%",
             clip_name(&t.name),
             t.saved_pct(),
             p(c.cross_block),
             p(c.same_block),
             p(c.any_source),
+            p(c.gated),
             p(c.all_tool_output)
         );
     }

@@ -207,3 +207,44 @@ fn swe_agent_templates_fold_but_the_issue_text_does_not() {
     let off = tokenfold::fold::Levers::default().without("templates").unwrap();
     assert!(Folder::with_levers(true, off).fold(Dialect::OpenaiChat, &body).is_none());
 }
+
+/// A Claude Code conversation reading `/repo/lib.rs` twice, with the given Read outputs.
+fn two_reads(first: &str, second: &str) -> Bytes {
+    let call = |id: &str| json!({"role": "assistant", "content": [
+        {"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": "/repo/src/lib.rs"}}]});
+    let result = |id: &str, out: &str| json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": id, "content": out}]});
+    Bytes::from(
+        json!({"model": "claude", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "look at lib.rs"},
+            call("toolu_01AAAAAAAAAAAAAAAAAAAAAAAA"), result("toolu_01AAAAAAAAAAAAAAAAAAAAAAAA", first),
+            call("toolu_01BBBBBBBBBBBBBBBBBBBBBBBB"), result("toolu_01BBBBBBBBBBBBBBBBBBBBBBBB", second)]})
+        .to_string(),
+    )
+}
+
+#[test]
+fn file_views_fold_only_as_a_whole() {
+    let code: Vec<String> = (0..80).map(|i| format!("    let value_{i} = compute(\"argument {i}\", {i} * 3);")).collect();
+    let view = |lines: &[String], from: usize, shift: usize| -> String {
+        lines.iter().enumerate().skip(from).map(|(i, l)| format!("{:>6}→{l}\n", i + 1 + shift)).collect()
+    };
+    // A re-read with one changed line: folding around it would leave a marker boundary next to
+    // the change, where an Edit anchor could be cut. It stays verbatim.
+    let mut edited = code.clone();
+    edited[40] = "    let changed = 1;".to_string();
+    let body = two_reads(&view(&code, 0, 0), &view(&edited, 0, 0));
+    assert!(Folder::new(true).fold(Dialect::Anthropic, &body).is_none(), "a changed view stays whole");
+    let spans = tokenfold::fold::Levers::default().with("view-spans").unwrap();
+    let f = Folder::with_levers(true, spans).fold(Dialect::Anthropic, &body).expect("view-spans folds around it");
+    assert_eq!(f.edits.len(), 2);
+    // A partial re-read, renumbered (two lines were inserted above), folds as one span.
+    let mut shifted = code.clone();
+    shifted.insert(0, "// header".to_string());
+    shifted.insert(0, "// license".to_string());
+    let f = Folder::new(true).fold(Dialect::Anthropic, &two_reads(&view(&code, 0, 0), &view(&shifted, 12, 0))).unwrap();
+    assert_eq!(f.edits.len(), 1);
+    let e = &f.edits[0];
+    assert!(e.marker.contains("lines 13-82 same as lines 11-80 of lib.rs read toolu_01AAAA"), "{}", e.marker);
+    assert!(e.marker.contains('…'), "the id is cut to a unique prefix: {}", e.marker);
+}

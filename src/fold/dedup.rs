@@ -281,8 +281,10 @@ fn span_edits(
     edits: &mut Vec<Edit>,
 ) {
     let lv = st.levers;
-    // The numbered lines of a tool output: a file view (Read, `cat -n`, an editor window).
-    let view = match (lines.iter().position(|l| l.num.is_some()), lines.iter().rposition(|l| l.num.is_some())) {
+    // The numbered lines of a tool output: a file view (Read, `cat -n`, an editor window). Grep
+    // hits are search results, not a view the model copies anchors from.
+    let in_view = |l: &Line| l.num.is_some() && l.style != Some(Style::Grep);
+    let view = match (lines.iter().position(in_view), lines.iter().rposition(in_view)) {
         (Some(a), Some(b)) => a..b + 1,
         _ => 0..0,
     };

@@ -210,10 +210,14 @@ fn swe_agent_templates_fold_but_the_issue_text_does_not() {
 
 /// A Claude Code conversation reading `/repo/lib.rs` twice, with the given Read outputs.
 fn two_reads(first: &str, second: &str) -> Bytes {
-    let call = |id: &str| json!({"role": "assistant", "content": [
-        {"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": "/repo/src/lib.rs"}}]});
-    let result = |id: &str, out: &str| json!({"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": id, "content": out}]});
+    let call = |id: &str| {
+        json!({"role": "assistant", "content": [
+        {"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": "/repo/src/lib.rs"}}]})
+    };
+    let result = |id: &str, out: &str| {
+        json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": id, "content": out}]})
+    };
     Bytes::from(
         json!({"model": "claude", "max_tokens": 100, "messages": [
             {"role": "user", "content": "look at lib.rs"},
@@ -225,7 +229,8 @@ fn two_reads(first: &str, second: &str) -> Bytes {
 
 #[test]
 fn file_views_fold_only_as_a_whole() {
-    let code: Vec<String> = (0..80).map(|i| format!("    let value_{i} = compute(\"argument {i}\", {i} * 3);")).collect();
+    let code: Vec<String> =
+        (0..80).map(|i| format!("    let value_{i} = compute(\"argument {i}\", {i} * 3);")).collect();
     let view = |lines: &[String], from: usize, shift: usize| -> String {
         lines.iter().enumerate().skip(from).map(|(i, l)| format!("{:>6}→{l}\n", i + 1 + shift)).collect()
     };

@@ -63,6 +63,10 @@ impl Block {
 
 /// Locates the blocks of `body` in request order (system first, then messages).
 pub fn locate(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
+    json::with_index(b, || locate_indexed(dialect, b))
+}
+
+fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
     let top = Obj::parse(b, json::root(b)?)?;
     let mut out = Vec::new();
     match dialect {

@@ -316,4 +316,19 @@ mod tests {
             let _ = root(b).and_then(|r| members(b, r));
         }
     }
+
+    /// The one-pass index gives the same value ends as scanning, and refuses malformed bodies.
+    #[test]
+    fn indexed_ends_equal_scanned_ends() {
+        let long = "x\\\"y ".repeat(40);
+        let body = format!(r#"{{"a":[{{"t":"{long}"}},"{long}",[1,[2,{{"u":"\\"}}]]],"b":{{"c":"{long}"}}}}"#);
+        let b = body.as_bytes();
+        let starts: Vec<usize> = (0..b.len()).filter(|&i| matches!(b[i], b'{' | b'[')).collect();
+        let scanned: Vec<usize> = starts.iter().map(|&i| value_end(b, i).unwrap()).collect();
+        let indexed = with_index(b, || starts.iter().map(|&i| value_end(b, i)).collect::<Res<Vec<usize>>>()).unwrap();
+        assert_eq!(scanned, indexed);
+        assert!(indexed_end(b, 0).is_none(), "the index is gone afterwards");
+        assert!(with_index(b"{\"a\":1}}", || Ok(())).is_err());
+        assert!(with_index(b"{\"a\":\"open", || Ok(())).is_err());
+    }
 }

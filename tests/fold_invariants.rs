@@ -189,11 +189,7 @@ fn blocks_never_grow_and_protected_text_is_untouched() {
                 assert!(tokenfold::tokens::count(&to) <= tokenfold::tokens::count(ti));
                 match bi.kind {
                     Kind::AssistantText => assert_eq!(ti, &to),
-                    Kind::UserText => {
-                        if !ti.contains("<system-reminder>") {
-                            assert_eq!(ti, &to, "typed text untouched");
-                        }
-                    }
+                    Kind::UserText if !ti.contains("<system-reminder>") => assert_eq!(ti, &to, "typed text untouched"),
                     _ => {}
                 }
                 if matches!(bi.loc, tokenfold::fold::locate::Loc::System(_)) {

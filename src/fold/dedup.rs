@@ -215,16 +215,15 @@ fn shown(lines: &[Line], j: usize, numbered: bool) -> Option<i64> {
 /// numbers on both sides (so "lines 14-90" never stands for a re-run grep's 14, 42, 90).
 /// `src_ok` says whether a source line is still forwarded verbatim; `src_end` bounds the source
 /// (a span of the same block must end before the current one starts).
-fn run_len(
-    cur: &[Line],
-    i: usize,
-    cur_end: usize,
-    replaced: &[bool],
-    src: &[Line],
-    sl: usize,
-    src_end: usize,
-    src_ok: impl Fn(usize) -> bool,
-) -> usize {
+/// The block being folded: its lines, where the replaceable region ends, what is already replaced.
+struct Here<'a> {
+    lines: &'a [Line],
+    end: usize,
+    replaced: &'a [bool],
+}
+
+fn run_len(here: &Here, i: usize, src: &[Line], sl: usize, src_end: usize, src_ok: impl Fn(usize) -> bool) -> usize {
+    let (cur, cur_end, replaced) = (here.lines, here.end, here.replaced);
     let src_end = src_end.min(src.len());
     if sl >= src_end {
         return 0;
@@ -319,14 +318,16 @@ fn span_edits(
                 continue;
             };
             let sl = sl as usize;
-            let len = run_len(lines, i, end, &replaced, &src.lines, sl, usize::MAX, |j| src.lines[j].verbatim);
+            let here = Here { lines, end, replaced: &replaced };
+            let len = run_len(&here, i, &src.lines, sl, usize::MAX, |j| src.lines[j].verbatim);
             if len >= MIN_SPAN_LINES && best.as_ref().is_none_or(|b| len > b.len) {
                 best = Some(Candidate { block: Some(sb as usize), line: sl, len });
             }
         }
         for &sl in local.get(&key).into_iter().flatten() {
             let sl = sl as usize;
-            let len = run_len(lines, i, end, &replaced, lines, sl, i, |j| !replaced[j]);
+            let here = Here { lines, end, replaced: &replaced };
+            let len = run_len(&here, i, lines, sl, i, |j| !replaced[j]);
             if len >= MIN_SPAN_LINES
                 && best.as_ref().is_none_or(|b| len > b.len)
                 && !ambiguous_above(lines, sl, len, i, &replaced)

@@ -13,6 +13,9 @@
 //! - `gated`: `any_source` under the engine's span rules: maximal covered runs of 3+ lines and
 //!   120+ bytes, each paying a 15-token marker (less than any real marker costs), kept when that
 //!   saves 24+ tokens. Still an upper bound: one run may need several markers.
+//! - `anchor_safe`: `gated` where a file view (numbered tool output) counts only when one run
+//!   covers all of it, as the engine folds views (a span boundary inside a view can cut an Edit
+//!   anchor). The bound under every invariant.
 //! - `all_tool_output`: every token of tool output. Not lossless; the room there is at all.
 
 use std::collections::HashSet;
@@ -31,6 +34,7 @@ pub struct Ceiling {
     pub same_block: u64,
     pub any_source: u64,
     pub gated: u64,
+    pub anchor_safe: u64,
     pub all_tool_output: u64,
 }
 
@@ -43,6 +47,7 @@ impl Ceiling {
         self.same_block += o.same_block;
         self.any_source += o.any_source;
         self.gated += o.gated;
+        self.anchor_safe += o.anchor_safe;
         self.all_tool_output += o.all_tool_output;
     }
 }
@@ -140,6 +145,11 @@ impl Meter {
             out.same_block = count(&cover[1], counter);
             out.any_source = count(&cover[2], counter);
             // Maximal runs of covered lines under the span rules.
+            let in_view = |l: &crate::fold::state::Line| l.num.is_some() && l.style != Some(shapes::Style::Grep);
+            let view = match (lines.iter().position(in_view), lines.iter().rposition(in_view)) {
+                (Some(a), Some(b)) if tool_output => Some((a, b + 1)),
+                _ => None,
+            };
             let mut j = 0;
             while j < lines.len() {
                 if !cover[2][j] {
@@ -153,6 +163,14 @@ impl Meter {
                     let saved = counter.text(run).saturating_sub(MIN_MARKER_TOKENS);
                     if saved >= dedup::MIN_SAVED_TOKENS {
                         out.gated += saved;
+                        match view {
+                            None => out.anchor_safe += saved,
+                            Some((a, b)) if j <= a && b <= k => {
+                                let whole = &text[lines[a].start as usize..lines[b - 1].end as usize];
+                                out.anchor_safe += counter.text(whole).saturating_sub(MIN_MARKER_TOKENS);
+                            }
+                            Some(_) => {}
+                        }
                     }
                 }
                 j = k;

@@ -177,24 +177,26 @@ fn ceiling_table(out: &mut String, all: &[Stats]) {
     out.push_str(
         "gated = +any under the span rules (runs of 3+ lines, 120+ bytes, a 15-token marker each, 24+ saved);\n",
     );
-    out.push_str("all tool output = every tool-output token (not lossless).\n");
+    out.push_str("safe = gated where a file view counts only when one run covers it all (the bound under every\n");
+    out.push_str("invariant: the engine folds views only as a whole); all tool output = every tool-output token.\n");
     let _ = writeln!(
         out,
-        "{:<46} {:>7} {:>7} {:>7} {:>7} {:>7} {:>16}",
-        "source", "saved", "cross", "+same", "+any", "gated", "all tool output"
+        "{:<46} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>16}",
+        "source", "saved", "cross", "+same", "+any", "gated", "safe", "all tool output"
     );
     for t in all {
         let Some(c) = &t.ceiling else { continue };
         let p = |x: u64| pct(x, t.tokens_before);
         let _ = writeln!(
             out,
-            "{:<46} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>15.1}%",
+            "{:<46} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>15.1}%",
             clip_name(&t.name),
             t.saved_pct(),
             p(c.cross_block),
             p(c.same_block),
             p(c.any_source),
             p(c.gated),
+            p(c.anchor_safe),
             p(c.all_tool_output)
         );
     }

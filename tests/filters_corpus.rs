@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use tokenfold::fold::filters::{self, command, Level};
-use tokenfold::replay::{measure_at, sources, Counter};
+use tokenfold::replay::{measure, sources, Counter, Setup};
 
 fn corpus() -> Option<PathBuf> {
     let root = std::env::var_os("TOKENFOLD_CORPUS")
@@ -28,7 +28,7 @@ fn corpus_replay_is_stable_and_keeps_every_error_line_at_every_level() {
         let mut counter = Counter::estimating();
         for dir in ["claude-code_spotter", "swe-agent", "aider_friendly-names", "codex-format-sample"] {
             for c in sources::load(&root.join(dir)) {
-                let s = measure_at(&c.name, c.format, c.dialect, &c.turns, &mut counter, 0, level);
+                let s = measure(&c, &mut counter, &mut Setup { level, ..Setup::default() });
                 let at = format!("{}/{dir}/{}", level.name(), c.name);
                 assert_eq!(s.prefix_blocks_changed, 0, "{at}: a re-sent block changed");
                 assert_eq!(s.scratch_mismatches, 0, "{at}: incremental != cold");
@@ -74,7 +74,7 @@ fn command_outputs(root: &std::path::Path) -> Vec<(String, String, String)> {
                             }
                         }
                     }
-                    Value::String(s) if m["role"] == "assistant" => fenced = command::fenced_command(s),
+                    Value::String(s) if m["role"] == "assistant" => fenced = tokenfold::fold::shapes::assistant_command(s),
                     Value::String(s) if m["role"] == "user" || m["role"] == "tool" => {
                         if let Some(cmd) = fenced.take() {
                             out.push((dir.to_string(), cmd, s.clone()));

@@ -8,8 +8,10 @@
 pub mod dedup;
 pub mod filters;
 pub mod json;
+pub mod levers;
 pub mod locate;
 pub mod lru;
+pub mod markers;
 pub mod originals;
 pub mod shapes;
 pub mod state;
@@ -23,10 +25,11 @@ use crate::dialect::Dialect;
 pub use filters::Level;
 use filters::Origin;
 use json::{Malformed, Res};
+pub use levers::Levers;
 use locate::{Block, Kind, Loc};
 use originals::Originals;
-pub use state::{EditNote, Mechanism};
-use state::{State, ToolInfo};
+use state::State;
+pub use state::{EditNote, Mechanism, ToolInfo};
 
 /// Bump when folding output changes for the same input: it is part of every cache key.
 pub const FOLD_VERSION: u64 = 2;
@@ -96,12 +99,19 @@ pub struct FoldOptions {
     pub originals: Arc<Originals>,
     /// Without a store no elision could be undone: then every request folds losslessly.
     pub filters_allowed: bool,
+    /// Optional dedup rules (all default ones on); replay switches them to measure each.
+    pub levers: Levers,
 }
 
 impl Default for FoldOptions {
     /// Part 1 only, nothing stored: what `Folder::new` does.
     fn default() -> Self {
-        FoldOptions { level: Level::Lossless, originals: Arc::new(Originals::unstored()), filters_allowed: true }
+        FoldOptions {
+            level: Level::Lossless,
+            originals: Arc::new(Originals::unstored()),
+            filters_allowed: true,
+            levers: Levers::default(),
+        }
     }
 }
 
@@ -126,7 +136,7 @@ impl FoldOptions {
             .map_err(|e| format!("cannot use {}: {e}", dir.display()))
         });
         match store {
-            Some(Ok(s)) => FoldOptions { level: cfg.fold_level, originals: Arc::new(s), filters_allowed: true },
+            Some(Ok(s)) => FoldOptions { level: cfg.fold_level, originals: Arc::new(s), ..FoldOptions::default() },
             other => {
                 if cfg.fold_level != Level::Lossless {
                     let why = match other {
@@ -135,11 +145,7 @@ impl FoldOptions {
                     };
                     tracing::warn!("command output filters are off ({why}); folding is lossless only");
                 }
-                FoldOptions {
-                    level: Level::Lossless,
-                    originals: Arc::new(Originals::unstored()),
-                    filters_allowed: false,
-                }
+                FoldOptions { filters_allowed: false, ..FoldOptions::default() }
             }
         }
     }
@@ -166,6 +172,7 @@ fn default_public_url(listen: std::net::SocketAddr) -> String {
 
 pub struct Folder {
     enabled: bool,
+    levers: Levers,
     cache: Mutex<lru::Lru>,
     level: Level,
     originals: Arc<Originals>,
@@ -178,10 +185,16 @@ impl Folder {
         Folder::with_options(enabled, FoldOptions::default())
     }
 
+    /// A lossless folder with some optional rules switched off (to measure what each one saves).
+    pub fn with_levers(enabled: bool, levers: Levers) -> Folder {
+        Folder::with_options(enabled, FoldOptions { levers, ..FoldOptions::default() })
+    }
+
     pub fn with_options(enabled: bool, opts: FoldOptions) -> Folder {
         // A local proxy keeps its memory modest: 512 conversations, 128 MiB of index state at most.
         Folder {
             enabled,
+            levers: opts.levers,
             cache: Mutex::new(lru::Lru::new(512, 128 << 20)),
             level: opts.level,
             originals: opts.originals,
@@ -230,8 +243,8 @@ impl Folder {
         if blocks.is_empty() {
             return Ok(None);
         }
-        // Level and the store's marker form change the output: both are in the cache key.
-        let mut seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION);
+        // Levers, level and the store's marker form change the output: all are in the cache key.
+        let mut seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION ^ self.levers.bits() << 32);
         if level != Level::Lossless {
             seed = xxh3_64_with_seed(&self.originals.fingerprint().to_le_bytes(), seed ^ level as u64);
         }
@@ -259,7 +272,7 @@ impl Folder {
                 let from = if found.is_some() { start } else { 0 };
                 let mut st = match found {
                     Some(a) => Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()),
-                    None => State::new(seed),
+                    None => State::new(seed, self.levers),
                 };
                 for j in from..n {
                     process(&mut st, b, &blocks[j], j, &ctx)?;
@@ -272,6 +285,20 @@ impl Folder {
         };
         Ok(splice(b, &blocks, &state))
     }
+}
+
+/// The producing call of every located block of `body`, as the engine (and command-output
+/// filters) see it: `Some` for tool output and calls. Tool output an agent sends as a user
+/// message gets the command of the assistant message before it (`ToolInfo::command`).
+pub fn producers(dialect: Dialect, body: &[u8]) -> Option<Vec<Option<Arc<ToolInfo>>>> {
+    let blocks = locate::locate(dialect, body).ok()?;
+    let mut st = State::new(0, Levers::default());
+    let store = Originals::unstored();
+    let ctx = Ctx { level: Level::Lossless, store: &store };
+    for (j, blk) in blocks.iter().enumerate() {
+        process(&mut st, body, blk, j, &ctx).ok()?;
+    }
+    Some(st.srcs.into_iter().map(|s| s.tool).collect())
 }
 
 /// Identity of a block for the prefix chain: its raw bytes and what it is, not where it sits in
@@ -329,53 +356,48 @@ fn note_recalls(st: &mut State, ord: usize, text: &[u8]) {
 }
 
 /// `Some(command line if known)` when the block is command output that filters may compress.
-fn command_output(
-    st: &State,
-    blk: &Block,
-    tool: Option<&ToolInfo>,
-    level: Level,
-    text: &str,
-) -> Option<Option<String>> {
-    if level == Level::Lossless || blk.kind != Kind::ToolOutput {
+fn command_output(kind: Kind, tool: Option<&ToolInfo>, level: Level) -> Option<Option<String>> {
+    if level == Level::Lossless || kind != Kind::ToolOutput {
         return None;
     }
-    match tool {
-        Some(t) if t.runs_command => Some(t.command.clone()),
-        Some(_) => None,
-        // Observations sent as user messages: the command is the agent's last fenced block.
-        None if blk.user_shaped && filters::command::observation_is_command(text) => Some(st.last_command.clone()),
-        None => None,
-    }
+    tool.filter(|t| t.runs_command).map(|t| t.command.clone())
 }
 
 /// Runs one new block through the engine, appending its result to `st`.
 fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<()> {
+    if let Loc::Message(i) = blk.loc {
+        let assistant = matches!(blk.kind, Kind::AssistantText | Kind::ToolCall);
+        if assistant && st.last_assistant != Some(i) {
+            // A new assistant message: the command of the one before no longer applies.
+            st.last_assistant = Some(i);
+            st.pending_command = None;
+        }
+    }
     if !blk.is_text() {
         let mut src = state::Src { kind: blk.kind, loc: blk.loc, tool: None, view: None, lines: Vec::new() };
         let mut content = None;
         if blk.kind == Kind::ToolCall {
+            let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
+            let args: serde_json::Value = if json::is_string(b, &blk.range) {
+                serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
+            } else {
+                serde_json::from_slice(raw).unwrap_or_default()
+            };
+            // A call naming a stored original reads it back: a recall for the filter that made it.
+            note_recalls(st, ord, raw);
+            let command = shapes::call_command(&args);
+            if command.is_some() {
+                st.pending_command = command.clone();
+            }
             if let Some(id) = decode_opt(b, &blk.tool_id) {
-                let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
-                let args: serde_json::Value = if json::is_string(b, &blk.range) {
-                    serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
-                } else {
-                    serde_json::from_slice(raw).unwrap_or_default()
-                };
                 let name = decode_opt(b, &blk.tool_name).unwrap_or_else(|| "tool".to_string());
                 let runs_command = filters::command::is_command_tool(&name, &args);
-                let command = if runs_command { filters::command::call_command(&args) } else { None };
-                note_recalls(st, ord, raw);
-                let info = Arc::new(ToolInfo {
-                    id: id.clone(),
-                    name,
-                    subject: shapes::call_subject(&args),
-                    command,
-                    runs_command,
-                });
+                let info =
+                    Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args), command, runs_command });
                 st.tools.insert(id, Arc::clone(&info));
                 // What a call writes is verbatim in the request: a later read may point at it.
                 if let Some((field, text)) = shapes::call_content(&args) {
-                    src.lines = dedup::lines_of(text);
+                    src.lines = dedup::lines_of(text, st.levers.grep_prefixes);
                     src.view = Some(field.to_string());
                     content = Some(text.to_string());
                 }
@@ -390,19 +412,32 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
         return Ok(());
     }
     let text = json::decode(b, blk.range.clone())?;
-    let tool = decode_opt(b, &blk.tool_id).and_then(|id| st.tools.get(&id).cloned());
-    if blk.kind == Kind::AssistantText {
-        // Agents without tool calls (SWE-agent, mini-swe-agent) run the command they fence.
-        // A message without one leaves no command behind (the next observation is not its output).
-        let fenced = filters::command::fenced_command(&text);
-        if let Some(c) = &fenced {
-            note_recalls(st, ord, c.as_bytes());
-        }
-        st.last_command = fenced;
+    let mut kind = blk.kind;
+    if kind == Kind::Template && !st.levers.templates {
+        kind = Kind::UserText;
     }
-    let command = command_output(st, blk, tool.as_deref(), ctx.level, &text);
+    let tool = match decode_opt(b, &blk.tool_id) {
+        Some(id) => st.tools.get(&id).cloned(),
+        None if blk.user_shaped && kind == Kind::ToolOutput => {
+            // Tool output sent as a user message: produced by the command the assistant asked for
+            // (none known leaves the choice of filter to the content).
+            let command = shapes::aider_run_command(&text).or_else(|| st.pending_command.clone());
+            let subject = command.as_deref().map(|c| shapes::clip(c, 48));
+            let runs_command = filters::command::observation_is_command(&text);
+            Some(Arc::new(ToolInfo { command, subject, runs_command, ..ToolInfo::default() }))
+        }
+        None => None,
+    };
+    if kind == Kind::AssistantText {
+        if let Some(c) = shapes::assistant_command(&text) {
+            // Agents without tool calls can read an original back with the command they ask for.
+            note_recalls(st, ord, c.as_bytes());
+            st.pending_command = Some(c);
+        }
+    }
+    let command = command_output(kind, tool.as_deref(), ctx.level);
     let origin = command.as_ref().map(|c| Origin { command: c.as_deref(), level: ctx.level, store: ctx.store });
-    dedup::process_text(st, ord, blk.kind, blk.loc, tool, &text, origin.as_ref());
+    dedup::process_text(st, ord, kind, blk.loc, tool, &text, origin.as_ref());
     Ok(())
 }
 

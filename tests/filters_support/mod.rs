@@ -47,7 +47,7 @@ pub fn folder_in(level: Level, dir: &Path) -> Folder {
         remote: None,
     })
     .expect("store opens");
-    Folder::with_options(true, FoldOptions { level, originals: Arc::new(store), filters_allowed: true })
+    Folder::with_options(true, FoldOptions { level, originals: Arc::new(store), ..FoldOptions::default() })
 }
 
 /// A Claude Code request: the task, then `command` run through Bash with `output` as its result.

@@ -41,46 +41,6 @@ impl Tool {
     }
 }
 
-/// The command line a tool call ran, from its arguments (`command` string or argv array, Codex
-/// `cmd`, a Responses `local_shell_call` action).
-pub fn call_command(args: &serde_json::Value) -> Option<String> {
-    let o = args.as_object()?;
-    for k in ["command", "cmd"] {
-        match o.get(k) {
-            Some(serde_json::Value::String(s)) => return Some(s.clone()),
-            Some(serde_json::Value::Array(a)) => {
-                let words: Vec<&str> = a.iter().filter_map(|x| x.as_str()).collect();
-                // `["bash", "-lc", "cargo test"]`: the script is the command line.
-                if words.len() == 3 && is_shell(words[0]) && words[1].starts_with('-') && words[1].contains('c') {
-                    return Some(words[2].to_string());
-                }
-                return Some(words.join(" "));
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The command an agent without tool calls asks to run: its message's last fenced block
-/// (SWE-agent, mini-swe-agent) or `<execute_bash>` (OpenHands without function calling).
-pub fn fenced_command(text: &str) -> Option<String> {
-    if let Some(s) = text.rfind("<execute_bash>") {
-        let body = &text[s + "<execute_bash>".len()..];
-        let body = body.split("</execute_bash>").next().unwrap_or(body);
-        return Some(body.trim().to_string()).filter(|c| !c.is_empty());
-    }
-    let end = text.rfind("```")?;
-    let start = text[..end].rfind("```")?;
-    let inner = &text[start + 3..end];
-    // A language tag on the fence line (```bash) is not part of the command.
-    let inner = match inner.split_once('\n') {
-        Some((tag, rest)) if !tag.contains(' ') && tag.len() < 16 => rest,
-        _ => inner,
-    };
-    Some(inner.trim().to_string()).filter(|c| !c.is_empty())
-}
-
 /// Whether an observation an agent sent as a user message shows command output (rather than
 /// files: Aider's added files and repo map, an editor's `cat -n` view).
 pub fn observation_is_command(text: &str) -> bool {
@@ -92,10 +52,6 @@ pub fn observation_is_command(text: &str) -> bool {
     ]
     .iter()
     .any(|p| text.starts_with(p))
-}
-
-fn is_shell(w: &str) -> bool {
-    matches!(w.rsplit('/').next().unwrap_or(w), "bash" | "sh" | "zsh" | "dash")
 }
 
 /// Tool names whose outputs are command output (everything else is left to part 1).
@@ -414,6 +370,12 @@ fn git_tool(w: &[&str]) -> Tool {
     }
 }
 
+/// Whether a command line shows a file's contents: its output is a file view (an Edit anchor
+/// source), which span dedup folds only as a whole and no filter touches.
+pub fn shows_file(line: &str) -> bool {
+    classify(line) == Tool::FileRead
+}
+
 /// Classifies a whole command line. Any file read makes it a file read (its text must stay
 /// an edit anchor); test runners win over build steps (`cargo build && cargo test`); several
 /// different tools leave the choice to the content.
@@ -494,18 +456,8 @@ mod tests {
     }
 
     #[test]
-    fn fenced_commands() {
-        assert_eq!(
-            fenced_command("Let's run it.\n\n```\npython reproduce.py\n```\n").as_deref(),
-            Some("python reproduce.py")
-        );
-        assert_eq!(fenced_command("THOUGHT\n```bash\nls -la\n```").as_deref(), Some("ls -la"));
-        assert_eq!(fenced_command("<execute_bash>\npytest -q\n</execute_bash>").as_deref(), Some("pytest -q"));
-        assert_eq!(fenced_command("no command here"), None);
-    }
-
-    #[test]
     fn commands_from_call_arguments() {
+        use crate::fold::shapes::call_command;
         let v = serde_json::json!({"command": ["bash", "-lc", "cargo test"]});
         assert_eq!(call_command(&v).as_deref(), Some("cargo test"));
         let v = serde_json::json!({"cmd": "ls -la"});

@@ -16,7 +16,7 @@ struct Limits {
 fn limits(level: Level) -> Limits {
     match level {
         Level::Aggressive => Limits { min_lines: 150, min_bytes: 10_000, keep_lines: 40, keep_bytes: 3_000 },
-        _ => Limits { min_lines: 400, min_bytes: 24_000, keep_lines: 100, keep_bytes: 8_000 },
+        _ => Limits { min_lines: 250, min_bytes: 16_000, keep_lines: 100, keep_bytes: 8_000 },
     }
 }
 

@@ -1,9 +1,12 @@
-//! Fold throughput: a ~200 KB Claude Code shaped request folded cold (fresh state), and the
-//! incremental cost of turn N+1 when turn N is cached. Plain std timing; prints a table.
+//! Fold throughput (Criterion): a ~200 KB Claude Code shaped request folded cold (fresh state),
+//! and the incremental cost of turn N+1 when turn N is cached. Targets: cold <= 2 ms, incremental
+//! <= 0.3 ms. `cargo bench --bench fold` (full) or `-- --quick` (a smoke run of a few seconds).
 
-use std::time::{Duration, Instant};
+use std::hint::black_box;
+use std::time::Duration;
 
 use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
 use tokenfold::dialect::Dialect;
 use tokenfold::fold::Folder;
@@ -50,69 +53,45 @@ fn body(msgs: &[Value]) -> Bytes {
     )
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn main() {
+fn bench(c: &mut Criterion) {
     let msgs = session(200_000);
     let full = body(&msgs);
     let prev = body(&msgs[..msgs.len() - 2]);
     let small = body(&msgs[..3]);
-    let iters = 30;
-
-    let cold = median(
-        (0..iters)
-            .map(|_| {
-                let f = Folder::new(true);
-                let t = Instant::now();
-                std::hint::black_box(f.fold(Dialect::Anthropic, &full));
-                t.elapsed()
-            })
-            .collect(),
-    );
-    let incremental = median(
-        (0..iters)
-            .map(|_| {
+    let mut g = c.benchmark_group("fold");
+    g.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    g.throughput(Throughput::Bytes(full.len() as u64));
+    g.bench_function(format!("cold {} KB request, empty cache", full.len() / 1000), |b| {
+        b.iter_batched(|| Folder::new(true), |f| black_box(f.fold(Dialect::Anthropic, &full)), BatchSize::PerIteration)
+    });
+    g.bench_function("incremental: turn N+1 with turn N cached", |b| {
+        b.iter_batched(
+            || {
                 let f = Folder::new(true);
                 f.fold(Dialect::Anthropic, &prev);
-                let t = Instant::now();
-                std::hint::black_box(f.fold(Dialect::Anthropic, &full));
-                t.elapsed()
-            })
-            .collect(),
+                f
+            },
+            |f| black_box(f.fold(Dialect::Anthropic, &full)),
+            BatchSize::PerIteration,
+        )
+    });
+    let warm = Folder::new(true);
+    warm.fold(Dialect::Anthropic, &full);
+    g.bench_function("repeat: the same request again (count_tokens)", |b| {
+        b.iter(|| black_box(warm.fold(Dialect::Anthropic, &full)))
+    });
+    g.throughput(Throughput::Bytes(small.len() as u64));
+    g.bench_function("small request (3 messages), cold", |b| {
+        b.iter_batched(|| Folder::new(true), |f| black_box(f.fold(Dialect::Anthropic, &small)), BatchSize::PerIteration)
+    });
+    g.finish();
+    let folded = Folder::new(true).fold(Dialect::Anthropic, &full).map(|f| f.edits.len()).unwrap_or(0);
+    println!(
+        "fold bench: {} messages, {} bytes, {folded} replacements; targets: cold <= 2 ms, incremental <= 0.3 ms",
+        msgs.len(),
+        full.len()
     );
-    let f = Folder::new(true);
-    f.fold(Dialect::Anthropic, &full);
-    let repeat = median(
-        (0..iters)
-            .map(|_| {
-                let t = Instant::now();
-                std::hint::black_box(f.fold(Dialect::Anthropic, &full));
-                t.elapsed()
-            })
-            .collect(),
-    );
-    let tiny = median(
-        (0..iters)
-            .map(|_| {
-                let f = Folder::new(true);
-                let t = Instant::now();
-                std::hint::black_box(f.fold(Dialect::Anthropic, &small));
-                t.elapsed()
-            })
-            .collect(),
-    );
-    let mb = full.len() as f64 / 1e6;
-    println!("fold bench ({} messages, request {:.0} KB; median of {iters})", msgs.len(), full.len() as f64 / 1e3);
-    println!("{:<44} {:>10} {:>10}", "case", "ms", "MB/s");
-    let row = |name: &str, d: Duration, bytes: f64| {
-        println!("{name:<44} {:>10.3} {:>10.0}", d.as_secs_f64() * 1e3, bytes / d.as_secs_f64());
-    };
-    row("cold: 200 KB request, empty cache", cold, mb);
-    row("incremental: turn N+1 with turn N cached", incremental, mb);
-    row("repeat: same request again (count_tokens)", repeat, mb);
-    row("small request (3 messages), cold", tiny, small.len() as f64 / 1e6);
-    println!("targets: cold <= 2 ms, incremental <= 0.3 ms");
 }
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -81,12 +81,34 @@ enum Command {
         /// .traj.json, OpenHands events, .aider.llm.history, request bodies. Default: ~/.claude/projects
         /// and ~/.codex/sessions.
         paths: Vec<PathBuf>,
+        /// Print JSON (with a digest of every conversation's forwarded bodies) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Add a stand-in of this many tokens per request for a system prompt + tool schemas that
-        /// the transcripts do not record.
-        #[arg(long, default_value_t = 0)]
+        /// Size of the stand-in system prompt + tool schemas per request for Claude Code and Codex
+        /// files, which do not record them: reported as the "+sys" figure next to the saving over
+        /// what the files record. 0 leaves it out.
+        #[arg(long, default_value_t = tokenfold::replay::DEFAULT_SYSTEM_TOKENS)]
         system_tokens: u64,
+        /// Fold level(s) to replay, comma-separated, or `all`: lossless (dedup only), balanced
+        /// (the proxy's default), aggressive. Each is reported on its own (with --json and several
+        /// levels: a JSON array of reports).
+        #[arg(long, default_value = "balanced", value_parser = parse_levels)]
+        level: Levels,
+        /// Switch a fold lever off: same-block, templates, grep-prefixes, short-markers, calibrated-gate.
+        #[arg(long, value_name = "LEVER")]
+        without: Vec<String>,
+        /// Switch an opt-in lever on, to measure it: view-spans (can cut Edit anchors).
+        #[arg(long, value_name = "LEVER")]
+        with: Vec<String>,
+        /// Also replay once per lever with it off and report what each lever saves.
+        #[arg(long)]
+        levers: bool,
+        /// Also measure the lossless ceiling: what any pointer dedup could remove at most.
+        #[arg(long)]
+        ceiling: bool,
+        /// Count tokens with a byte estimate instead of o200k (fast; digests are unchanged).
+        #[arg(long)]
+        estimate: bool,
     },
     /// Show the provider pool: per provider, account and model, quota used and left per window,
     /// when windows reset, cooldowns and why, health and the last error. Asks the running proxy
@@ -118,6 +140,21 @@ enum ConfigAction {
     },
 }
 
+#[derive(Clone)]
+struct Levels(Vec<tokenfold::fold::Level>);
+
+/// `balanced`, `lossless,aggressive` or `all`.
+fn parse_levels(s: &str) -> Result<Levels, String> {
+    use tokenfold::fold::Level;
+    if s.trim() == "all" {
+        return Ok(Levels(Level::ALL.to_vec()));
+    }
+    s.split(',')
+        .map(|p| Level::parse(p).ok_or_else(|| format!("`{p}` is not one of lossless, balanced, aggressive, all")))
+        .collect::<Result<_, _>>()
+        .map(Levels)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -127,8 +164,20 @@ fn main() -> ExitCode {
         Command::Report { since, by, session, json, csv, ledger } => {
             tokenfold::ledger::cli::report(tokenfold::ledger::cli::ReportArgs { since, by, session, json, csv, ledger })
         }
-        Command::Replay { paths, json, system_tokens } => {
-            ExitCode::from(tokenfold::replay::run(tokenfold::replay::Options { paths, json, system_tokens }))
+        Command::Replay { paths, json, system_tokens, level, without, with, levers, ceiling, estimate } => {
+            let levels = level.0;
+            let opts = tokenfold::replay::Options {
+                paths,
+                json,
+                system_tokens,
+                without,
+                with,
+                levers,
+                ceiling,
+                estimate,
+                levels,
+            };
+            ExitCode::from(tokenfold::replay::run(opts))
         }
         Command::Pool { config, url, json } => {
             ExitCode::from(tokenfold::pool::show::run(tokenfold::pool::show::Options { config, url, json }))

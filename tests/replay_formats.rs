@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+mod fold_support;
+
 use tokenfold::dialect::Dialect;
 use tokenfold::replay::sources;
 
@@ -38,6 +40,49 @@ fn claude_code_jsonl_merges_split_events_and_skips_noise() {
     assert!(!String::from_utf8_lossy(&c[0].turns[1]).contains("DUPLICATE"), "toolUseResult is not sent");
     let t3: serde_json::Value = serde_json::from_slice(&c[0].turns[2]).unwrap();
     assert_eq!(t3["messages"].as_array().unwrap().len(), 1, "compaction starts a fresh context");
+}
+
+/// Claude Code runs tools while a response still streams: the blocks of one assistant message
+/// (one `message.id`) arrive interleaved with the results of its earlier calls. It sends them as
+/// one assistant message and one user message of results, so that is one model turn.
+#[test]
+fn claude_code_parallel_calls_are_one_message() {
+    let d = tmp("cc-parallel");
+    let lines = [
+        r#"{"type":"user","message":{"role":"user","content":"look at both"}}"#,
+        r#"{"type":"assistant","message":{"id":"m1","role":"assistant","content":[{"type":"text","text":"reading"}]}}"#,
+        r#"{"type":"assistant","message":{"id":"m1","role":"assistant","content":[{"type":"tool_use","id":"t1","name":"Read","input":{"file_path":"/a"}}]}}"#,
+        r#"{"type":"progress","data":{}}"#,
+        r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"A"}]}}"#,
+        r#"{"type":"assistant","message":{"id":"m1","role":"assistant","content":[{"type":"tool_use","id":"t2","name":"Read","input":{"file_path":"/b"}}]}}"#,
+        r#"{"type":"assistant","message":{"id":"m1","role":"assistant","content":[{"type":"tool_use","id":"t3","name":"Read","input":{"file_path":"/c"}}]}}"#,
+        r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t3","content":"C"}]}}"#,
+        r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t2","content":"B"}]}}"#,
+        r#"{"type":"assistant","message":{"id":"m2","role":"assistant","content":[{"type":"text","text":"both read"}]}}"#,
+        r#"{"type":"user","message":{"role":"user","content":"thanks"}}"#,
+        r#"{"type":"assistant","message":{"id":"m3","role":"assistant","content":[{"type":"text","text":"ok"}]}}"#,
+        // The same id after typed text is a new message (not a continuation).
+        r#"{"type":"user","message":{"role":"user","content":"and?"}}"#,
+        r#"{"type":"assistant","message":{"id":"m3","role":"assistant","content":[{"type":"text","text":"more"}]}}"#,
+    ];
+    std::fs::write(d.join("s.jsonl"), lines.join("\n")).unwrap();
+    let c = sources::load(&d);
+    assert_eq!(c[0].turns.len(), 4, "one request per model response");
+    let t: serde_json::Value = serde_json::from_slice(&c[0].turns[1]).unwrap();
+    let m = t["messages"].as_array().unwrap();
+    assert_eq!(m.len(), 3, "user, one assistant message, one user message of results");
+    let kinds: Vec<&str> = m[1]["content"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["text", "tool_use", "tool_use", "tool_use"]);
+    let ids: Vec<&str> =
+        m[2]["content"].as_array().unwrap().iter().map(|p| p["tool_use_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["t1", "t3", "t2"], "results in the order they were logged");
+    let last: serde_json::Value = serde_json::from_slice(&c[0].turns[3]).unwrap();
+    assert_eq!(last["messages"].as_array().unwrap().len(), 7);
+    // The corpus: one request per distinct assistant message id (899 in claude-code_spotter).
+    if let Some(root) = fold_support::corpus_root() {
+        let n: usize = sources::load(&root.join("claude-code_spotter")).iter().map(|c| c.turns.len()).sum();
+        assert_eq!(n, 899);
+    }
 }
 
 #[test]
@@ -84,6 +129,11 @@ fn replay_run_reports_and_succeeds() {
     let traj =
         serde_json::json!({"history": [{"role": "user", "content": "t"}, {"role": "assistant", "content": "a"}]});
     std::fs::write(d.join("x.traj"), traj.to_string()).unwrap();
-    let code = tokenfold::replay::run(tokenfold::replay::Options { paths: vec![d], json: true, system_tokens: 0 });
-    assert_eq!(code, 0);
+    let opts = tokenfold::replay::Options { paths: vec![d.clone()], json: true, ..Default::default() };
+    assert_eq!(tokenfold::replay::run(opts), 0);
+    let opts = tokenfold::replay::Options { paths: vec![d.clone()], levers: true, ceiling: true, ..Default::default() };
+    assert_eq!(tokenfold::replay::run(opts), 0);
+    let opts =
+        tokenfold::replay::Options { paths: vec![d], without: vec!["no-such-lever".into()], ..Default::default() };
+    assert_eq!(tokenfold::replay::run(opts), 2, "an unknown lever is a usage error");
 }

@@ -104,12 +104,40 @@ fn default_idle_ms() -> u64 {
 pub struct FoldSection {
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// `lossless`, `balanced` (default) or `aggressive`.
+    #[serde(default)]
+    pub level: Option<Spanned<String>>,
+    /// Where originals of filtered command output are kept: a path, `default` or `off`.
+    #[serde(default)]
+    pub originals_dir: Option<Spanned<String>>,
+    #[serde(default = "default_originals_mb")]
+    pub originals_max_mb: u64,
+    #[serde(default = "default_originals_days")]
+    pub originals_max_age_days: u64,
+    /// The URL agents on other machines reach this proxy at (markers then say `curl URL/o/ID`).
+    #[serde(default)]
+    pub public_url: Option<Spanned<String>>,
 }
 
 impl Default for FoldSection {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            level: None,
+            originals_dir: None,
+            originals_max_mb: default_originals_mb(),
+            originals_max_age_days: default_originals_days(),
+            public_url: None,
+        }
     }
+}
+
+fn default_originals_mb() -> u64 {
+    256
+}
+
+fn default_originals_days() -> u64 {
+    14
 }
 
 fn yes() -> bool {

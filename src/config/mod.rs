@@ -120,6 +120,16 @@ impl Provider {
     }
 }
 
+/// Where filtered outputs' originals are kept.
+#[derive(Debug, Clone)]
+pub struct OriginalsSettings {
+    /// `None`: `originals_dir = "off"` (or no home directory): filters are off, only dedup runs.
+    pub dir: Option<PathBuf>,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub public_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Timeouts {
     pub connect: Duration,
@@ -136,6 +146,10 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub timeouts: Timeouts,
     pub fold_enabled: bool,
+    /// `[fold] level`: how hard command output is compressed when a request does not say.
+    pub fold_level: crate::fold::Level,
+    /// `[fold] originals_*`, `public_url`: the store that makes every elision recoverable.
+    pub originals: OriginalsSettings,
     pub providers: Vec<Provider>,
     /// Index into `providers` for each ingress dialect.
     pub default_upstream: HashMap<Dialect, usize>,
@@ -306,6 +320,7 @@ impl Config {
                 "give a number of days from 1 to 36500".into(),
             ));
         }
+        let (fold_level, originals) = validate_fold(&file.fold, &at)?;
 
         let t = &file.timeouts;
         Ok(Config {
@@ -319,6 +334,8 @@ impl Config {
                 idle: Duration::from_millis(t.idle_ms.max(1)),
             },
             fold_enabled: file.fold.enabled,
+            fold_level,
+            originals,
             providers,
             default_upstream,
             default_fallbacks: HashMap::new(),
@@ -375,12 +392,26 @@ impl Config {
         s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
         s.push_str(&format!("max_body_bytes = {}\n\n[timeouts]\n", self.max_body_bytes));
         s.push_str(&format!(
-            "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\n",
+            "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\nlevel = \"{}\"\n",
             self.timeouts.connect.as_millis(),
             self.timeouts.first_byte.as_millis(),
             self.timeouts.idle.as_millis(),
-            self.fold_enabled
+            self.fold_enabled,
+            self.fold_level.name()
         ));
+        let o = &self.originals;
+        match &o.dir {
+            Some(d) => s.push_str(&format!("originals_dir = \"{}\"\n", d.display())),
+            None => s.push_str("originals_dir = \"off\"  # filters off: dedup only\n"),
+        }
+        s.push_str(&format!(
+            "originals_max_mb = {}\noriginals_max_age_days = {}\n",
+            o.max_bytes >> 20,
+            o.max_age.as_secs() / 86_400
+        ));
+        if let Some(u) = &o.public_url {
+            s.push_str(&format!("public_url = \"{u}\"\n"));
+        }
         for p in &self.providers {
             s.push_str(&format!(
                 "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
@@ -435,6 +466,47 @@ impl Config {
     pub fn upstream_for(&self, dialect: Dialect) -> Option<&Provider> {
         self.default_upstream.get(&dialect).map(|&i| &self.providers[i])
     }
+}
+
+/// `[fold]`: the level and the store of originals.
+fn validate_fold(
+    f: &file::FoldSection,
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+) -> Result<(crate::fold::Level, OriginalsSettings), ConfigError> {
+    let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
+        ConfigError::Invalid(format!("{}: `fold.{key}`: {msg}", at(span)))
+    };
+    let level = match &f.level {
+        None => crate::fold::Level::default(),
+        Some(l) => crate::fold::Level::parse(l.get_ref()).ok_or_else(|| {
+            invalid(l.span(), "level", format!("`{}` is not one of lossless, balanced, aggressive", l.get_ref()))
+        })?,
+    };
+    let dir = match f.originals_dir.as_ref().map(|d| (d.get_ref().trim(), d.span())) {
+        None | Some(("default", _)) => crate::fold::originals::default_dir(),
+        Some(("off", _)) => None,
+        Some(("", span)) => return Err(invalid(span, "originals_dir", "give a path, \"default\" or \"off\"".into())),
+        Some((p, _)) => Some(match p.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
+            None => PathBuf::from(p),
+        }),
+    };
+    if f.originals_max_mb == 0 {
+        return Err(ConfigError::Invalid("`fold.originals_max_mb` must be above 0".into()));
+    }
+    let public_url = match &f.public_url {
+        None => None,
+        Some(u) => Some(normalize_base(u.get_ref(), false).map_err(|m| invalid(u.span(), "public_url", m))?),
+    };
+    Ok((
+        level,
+        OriginalsSettings {
+            dir,
+            max_bytes: f.originals_max_mb << 20,
+            max_age: Duration::from_secs(f.originals_max_age_days.max(1) * 86_400),
+            public_url,
+        },
+    ))
 }
 
 fn find_config_file(explicit: Option<&Path>) -> Option<PathBuf> {

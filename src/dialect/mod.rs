@@ -104,6 +104,8 @@ pub mod headers {
     pub const TOKENFOLD_PREFIX: &str = "x-tokenfold";
     /// `x-tokenfold: off` disables folding for one request.
     pub const TOKENFOLD: &str = "x-tokenfold";
+    /// `x-tokenfold-level: lossless|balanced|aggressive` sets one request's fold level.
+    pub const TOKENFOLD_LEVEL: &str = "x-tokenfold-level";
     /// The proxy's own key when `server.api_keys` is set.
     pub const TOKENFOLD_KEY: &str = "x-tokenfold-key";
     pub const SAVED_TOKENS: &str = "x-tokenfold-saved-tokens";

@@ -1,13 +1,18 @@
-//! Keep-earliest, lossless dedup of one block against the verbatim text forwarded before it.
+//! Keep-earliest, lossless dedup of one block against the verbatim text forwarded before it and
+//! against its own earlier lines.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::filters::{self, Origin};
 use super::locate::{Kind, Loc};
-use super::shapes;
-use super::state::{window_key, BlockResult, EditNote, Line, Mechanism, Src, State, ToolInfo};
+use super::markers::{self, SpanLines};
+use super::shapes::{self, Style};
+use super::state::{
+    window_key, BlockResult, EditNote, IdMap, Line, Mechanism, Src, State, ToolInfo, WINDOW_CANDIDATES,
+};
 use crate::tokens;
 
 /// Span rule: at least this many lines and bytes.
@@ -26,73 +31,40 @@ struct Edit {
     est_saved: u64,
 }
 
-/// Splits text into lines with their number prefixes parsed.
-pub fn lines_of(text: &str) -> Vec<Line> {
+/// Splits text into lines with their number prefixes parsed (grep `path:N:` ones too if `grep`).
+pub fn lines_of(text: &str, grep: bool) -> Vec<Line> {
     let mut out = Vec::new();
     let mut start = 0usize;
     for (i, piece) in text.split('\n').enumerate() {
         let end = start + piece.len();
-        let (h, num, style) = match shapes::number_prefix(piece) {
-            Some((st, n, plen)) => (xxh3_64(&piece.as_bytes()[plen..]), Some(n), Some(st)),
-            None => (xxh3_64(piece.as_bytes()), None, None),
+        let (h, num, style, group) = match shapes::number_prefix(piece) {
+            Some((st, n, plen)) => (xxh3_64(&piece.as_bytes()[plen..]), Some(n), Some(st), 0),
+            None => match grep.then(|| shapes::grep_prefix(piece)).flatten() {
+                Some((path, n, plen)) => (xxh3_64(&piece.as_bytes()[plen..]), Some(n), Some(Style::Grep), path),
+                None => (xxh3_64(piece.as_bytes()), None, None, 0),
+            },
         };
-        out.push(Line { h, num, style, start: start as u32, end: end as u32, verbatim: true, pos: i as u32 + 1 });
+        out.push(Line {
+            h,
+            num,
+            style,
+            group,
+            start: start as u32,
+            end: end as u32,
+            verbatim: true,
+            pos: i as u32 + 1,
+        });
         start = end + 1;
     }
     out
 }
 
-fn gate(removed: &str, marker: &str) -> Option<u64> {
+fn gate(removed: &str, marker: &str, calibrated: bool) -> Option<u64> {
     let before = tokens::estimate_text(removed);
-    let after = tokens::estimate_marker(marker);
+    let after = if calibrated { tokens::estimate_marker(marker) } else { tokens::estimate_marker_flat(marker) };
     let saved = before.checked_sub(after)?;
     (saved >= MIN_SAVED_TOKENS && saved as f64 >= MIN_SAVED_SHARE * before as f64 && marker.len() < removed.len())
         .then_some(saved)
-}
-
-fn content_id(s: &str) -> String {
-    let h = blake3::hash(s.as_bytes());
-    h.to_hex().as_str().get(..6).unwrap_or("").to_string()
-}
-
-fn is_read_tool(name: &str) -> bool {
-    matches!(name, "Read" | "read_file" | "view" | "read" | "open" | "cat" | "View" | "str_replace_based_edit_tool")
-}
-
-/// How a marker names an earlier block.
-fn label(src: &Src) -> String {
-    let msg = match src.loc {
-        Loc::Message(i) => format!("message {i}"),
-        Loc::System(_) => "the system prompt".to_string(),
-    };
-    match src.kind {
-        Kind::ToolOutput => match (&src.tool, &src.view) {
-            (Some(t), _) => match (&t.subject, is_read_tool(&t.name)) {
-                (Some(s), true) => format!("{s} read in {}", t.id),
-                _ => format!("{} output in {}", t.name, t.id),
-            },
-            (None, Some(v)) => format!("{v} view in {msg}"),
-            (None, None) => format!("tool output in {msg}"),
-        },
-        Kind::System if matches!(src.loc, Loc::System(_)) => msg,
-        Kind::System => format!("system text in {msg}"),
-        Kind::UserText => format!("user text in {msg}"),
-        Kind::AssistantText => format!("assistant text in {msg}"),
-        Kind::ToolCall => match (&src.tool, &src.view) {
-            (Some(t), Some(field)) => format!("{field} of {} call {}", t.name, t.id),
-            _ => msg,
-        },
-        Kind::Other => msg,
-    }
-}
-
-/// Numbers shown on the lines, else their positions in the forwarded text.
-fn line_range(lines: &[Line], r: &Range<usize>) -> String {
-    let (Some(a), Some(b)) = (lines.get(r.start), lines.get(r.end - 1)) else { return String::new() };
-    match (a.num, b.num) {
-        (Some(x), Some(y)) => format!("{x}-{y}"),
-        _ => format!("{}-{}", a.pos, b.pos),
-    }
 }
 
 /// Where each verbatim line sits once the edits (sorted, disjoint) are applied.
@@ -110,54 +82,36 @@ fn forwarded_positions(lines: &mut [Line], edits: &[Edit], new_text: &str) {
     }
 }
 
-/// The number a line shows, or its 1-based position when the other side is numbered and this one
-/// is not (a Read of a file after the Write that created it).
-fn shown_num(l: &Line, pos: usize, other_numbered: bool) -> Option<i64> {
-    match (l.num, other_numbered) {
-        (Some(n), _) => Some(i64::from(n)),
-        (None, true) => Some(pos as i64 + 1),
-        (None, false) => None,
-    }
-}
-
-/// Whether current line `ci` continues a run against source line `si` at a constant offset
-/// between the numbers shown, so that the marker's two line ranges map one to one.
-fn compatible(lines: &[Line], ci: usize, src: &[Line], si: usize, offset: Option<i64>) -> bool {
-    let (c, s) = (&lines[ci], &src[si]);
-    if c.h != s.h || !s.verbatim || (c.style.is_some() && s.style.is_some() && c.style != s.style) {
-        return false;
-    }
-    let numbered = c.num.is_some() || s.num.is_some();
-    match (shown_num(c, ci, numbered), shown_num(s, si, numbered), offset) {
-        (None, None, _) => true,
-        (Some(a), Some(b), Some(off)) => a - b == off,
-        _ => false,
-    }
-}
-
-fn run_offset(lines: &[Line], ci: usize, src: &[Line], si: usize) -> Option<i64> {
-    let numbered = lines[ci].num.is_some() || src[si].num.is_some();
-    Some(shown_num(&lines[ci], ci, numbered)? - shown_num(&src[si], si, numbered)?)
-}
-
 /// Folds one text block: decides its edits, records them in `st` and indexes what stays verbatim.
-pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Option<Arc<ToolInfo>>, text: &str) {
-    let view = if kind == Kind::ToolOutput && tool.is_none() { shapes::viewed_file(text) } else { None };
-    let mut lines = lines_of(text);
-    let may_reminder =
-        matches!(kind, Kind::ToolOutput | Kind::UserText) || (kind == Kind::System && matches!(loc, Loc::Message(_)));
+/// `origin` is set for command output, which may also go through its filter (part 2).
+pub fn process_text(
+    st: &mut State,
+    ord: usize,
+    kind: Kind,
+    loc: Loc,
+    tool: Option<Arc<ToolInfo>>,
+    text: &str,
+    origin: Option<&Origin>,
+) {
+    let lv = st.levers;
+    let user_message_output = tool.as_ref().is_none_or(|t| t.id.is_empty());
+    let view = if kind == Kind::ToolOutput && user_message_output { shapes::viewed_file(text) } else { None };
+    let mut lines = lines_of(text, lv.grep_prefixes);
+    let may_reminder = matches!(kind, Kind::ToolOutput | Kind::UserText | Kind::Template)
+        || (kind == Kind::System && matches!(loc, Loc::Message(_)));
     let reminder_ranges = if may_reminder || kind == Kind::System { shapes::reminders(text) } else { Vec::new() };
     let mut edits: Vec<Edit> = Vec::new();
 
     // A whole block identical to an earlier verbatim one: tool output, or a repeated system prompt.
-    if matches!(kind, Kind::ToolOutput | Kind::System) && text.len() >= MIN_SPAN_BYTES {
+    if matches!(kind, Kind::ToolOutput | Kind::System | Kind::Template) && text.len() >= MIN_SPAN_BYTES {
         if let Some(&src) = st.whole.get(&xxh3_64(text.as_bytes())) {
             let s = src as usize;
             if let Some(srcb) = st.srcs.get(s) {
                 let what = if kind == Kind::System { "system text" } else { "output" };
-                let id = content_id(text);
-                let marker = format!("[tokenfold: {what} same as {} #{id}]", label(srcb));
-                if let Some(saved) = gate(text, &marker) {
+                let label = markers::label(srcb, lv.short_markers, &markers::Ids(&st.tools));
+                let marker =
+                    markers::whole(what, &label, &markers::content_id(text, lv.short_markers), lv.short_markers);
+                if let Some(saved) = gate(text, &marker, lv.calibrated_gate) {
                     let mechanism = if kind == Kind::System { Mechanism::Reminder } else { Mechanism::WholeOutput };
                     edits.push(Edit {
                         range: 0..text.len(),
@@ -181,8 +135,9 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
             let Some(srcb) = st.srcs.get(src as usize) else {
                 continue;
             };
-            let marker = format!("[tokenfold: system-reminder same as in {} #{}]", label(srcb), content_id(seg));
-            if let Some(saved) = gate(seg, &marker) {
+            let label = markers::label(srcb, lv.short_markers, &markers::Ids(&st.tools));
+            let marker = markers::reminder(&label, &markers::content_id(seg, lv.short_markers));
+            if let Some(saved) = gate(seg, &marker, lv.calibrated_gate) {
                 edits.push(Edit {
                     range: r.clone(),
                     marker,
@@ -195,15 +150,33 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
         }
     }
 
-    if edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput) && kind == Kind::ToolOutput {
-        span_edits(st, text, &lines, &mut edits);
+    // Part 2: a command output that is not a whole repeat goes through its filter first; span
+    // dedup then looks only at the lines the filter kept verbatim.
+    let mut reserved = Vec::new();
+    if let Some(o) = origin.filter(|_| edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput)) {
+        reserved = filter_edits(st, ord, text, o, &reminder_ranges, &mut edits);
+    }
+    // Where spans may be replaced: tool output and template text, or the template part of a
+    // SWE-agent instance message (never the issue text a person wrote above it).
+    let region = match kind {
+        Kind::ToolOutput | Kind::Template => Some(0..text.len()),
+        Kind::UserText if lv.templates => shapes::instance_template_start(text).map(|s| s..text.len()),
+        _ => None,
+    };
+    // A shell command that shows a file (`cat`, `sed -n`, `head`, SWE-agent `open`) is a file view
+    // even without line numbers.
+    let file_read = kind == Kind::ToolOutput
+        && tool.as_ref().and_then(|t| t.command.as_deref()).is_some_and(filters::command::shows_file);
+    if let (Some(region), true) = (region, edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput)) {
+        let target = Target { kind, text, lines: &lines, region: &region, reserved: &reserved, file_read };
+        span_edits(st, ord, &target, &mut edits);
     }
     edits.sort_by_key(|e| e.range.start);
 
     // Lines touched by an edit are no longer verbatim and can never be pointed at.
     for l in lines.iter_mut() {
-        let (s, e) = (l.start as usize, l.end as usize);
-        l.verbatim = !edits.iter().any(|ed| ed.range.start <= e && s < ed.range.end.max(ed.range.start + 1));
+        // A filter's footer is an insertion: it leaves the line it sits next to verbatim.
+        l.verbatim = !edits.iter().any(|ed| !ed.range.is_empty() && touches(ed, l));
     }
     let kept_reminders: Vec<Range<usize>> = reminder_ranges
         .into_iter()
@@ -243,77 +216,261 @@ pub fn process_text(st: &mut State, ord: usize, kind: Kind, loc: Loc, tool: Opti
     st.results.push(Some(Arc::new(BlockResult { escaped, notes, est_saved })));
 }
 
-/// Greedy left-to-right: at each line take the longest run matching verbatim earlier lines.
-fn span_edits(st: &State, text: &str, lines: &[Line], edits: &mut Vec<Edit>) {
-    let taken = |i: usize| {
-        let l = &lines[i];
-        edits.iter().any(|e| e.range.start <= l.end as usize && (l.start as usize) < e.range.end)
+/// The filter's edits for a command output, unless one would touch a `<system-reminder>`.
+/// Returns the byte ranges its markers point at (span dedup must leave them verbatim).
+fn filter_edits(
+    st: &mut State,
+    ord: usize,
+    text: &str,
+    o: &Origin,
+    reminders: &[Range<usize>],
+    edits: &mut Vec<Edit>,
+) -> Vec<Range<usize>> {
+    let Some(a) = filters::plan(o, text) else { return Vec::new() };
+    let clash = |r: &Range<usize>| reminders.iter().any(|m| r.start < m.end && m.start < r.end.max(r.start + 1));
+    if a.edits
+        .iter()
+        .any(|p| clash(&p.range) || edits.iter().any(|e| p.range.start < e.range.end && e.range.start < p.range.end))
+    {
+        return Vec::new();
+    }
+    o.store.put(&a.id, text);
+    st.stored.insert(a.id, Mechanism::Filter(a.filter));
+    edits.extend(a.edits.into_iter().map(|p| Edit {
+        range: p.range,
+        marker: p.marker,
+        mechanism: Mechanism::Filter(p.by),
+        source: ord,
+        source_lines: None,
+        est_saved: p.est_saved,
+    }));
+    a.reserved
+}
+
+/// Whether edit `e` touches line `l` (an empty line at an edit's end counts as touched).
+fn touches(e: &Edit, l: &Line) -> bool {
+    let (s, end) = (l.start as usize, l.end as usize);
+    e.range.start <= end && s < e.range.end.max(e.range.start + 1)
+}
+
+/// The number a line shows, or its 1-based position when the run is numbered and this line is
+/// not (a Read of a file after the Write that created it).
+fn shown(lines: &[Line], j: usize, numbered: bool) -> Option<i64> {
+    match (lines[j].num, numbered) {
+        (Some(n), _) => Some(i64::from(n)),
+        (None, true) => Some(j as i64 + 1),
+        (None, false) => None,
+    }
+}
+
+/// How many lines from current line `i` match source lines from `sl` one to one: same text
+/// (prefixes aside), same numbering style along each side, and, when numbered, consecutive
+/// numbers on both sides (so "lines 14-90" never stands for a re-run grep's 14, 42, 90).
+/// `src_ok` says whether a source line is still forwarded verbatim; `src_end` bounds the source
+/// (a span of the same block must end before the current one starts).
+/// The block being folded: its lines, where the replaceable region ends, what is already replaced.
+struct Here<'a> {
+    lines: &'a [Line],
+    end: usize,
+    replaced: &'a [bool],
+}
+
+fn run_len(here: &Here, i: usize, src: &[Line], sl: usize, src_end: usize, src_ok: impl Fn(usize) -> bool) -> usize {
+    let (cur, cur_end, replaced) = (here.lines, here.end, here.replaced);
+    let src_end = src_end.min(src.len());
+    if sl >= src_end {
+        return 0;
+    }
+    let max = (cur_end - i).min(src_end - sl);
+    let numbered = cur[i].num.is_some() || src[sl].num.is_some();
+    let (c0, s0) = (shown(cur, i, numbered), shown(src, sl, numbered));
+    let (cs, ss) = ((cur[i].style, cur[i].group), (src[sl].style, src[sl].group));
+    let mut k = 0;
+    while k < max && !replaced[i + k] && src_ok(sl + k) {
+        let (c, s) = (&cur[i + k], &src[sl + k]);
+        if c.h != s.h || (c.style, c.group) != cs || (s.style, s.group) != ss {
+            break;
+        }
+        let step = k as i64;
+        if numbered
+            && (shown(cur, i + k, true) != c0.map(|x| x + step) || shown(src, sl + k, true) != s0.map(|x| x + step))
+        {
+            break;
+        }
+        k += 1;
+    }
+    k
+}
+
+/// "lines a-b above" is ambiguous when another verbatim line of the block outside the source
+/// span shows one of those numbers in the same style (an earlier view of the same lines).
+fn ambiguous_above(lines: &[Line], sl: usize, len: usize, upto: usize, replaced: &[bool]) -> bool {
+    let s = &lines[sl];
+    let Some(first) = s.num else { return false };
+    let last = first + (len as u32 - 1);
+    (0..upto).filter(|j| !(sl..sl + len).contains(j)).any(|j| {
+        let l = &lines[j];
+        !replaced[j] && l.style == s.style && l.group == s.group && l.num.is_some_and(|n| (first..=last).contains(&n))
+    })
+}
+
+struct Candidate {
+    /// The earlier block, or `None` for this block.
+    block: Option<usize>,
+    line: usize,
+    len: usize,
+}
+
+/// The block span dedup works on.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    kind: Kind,
+    text: &'a str,
+    lines: &'a [Line],
+    /// Where spans may be replaced.
+    region: &'a Range<usize>,
+    /// Byte ranges a filter's markers point at: never replaced.
+    reserved: &'a [Range<usize>],
+    /// The output of a shell command that shows a file: it folds only as a whole.
+    file_read: bool,
+}
+
+/// Greedy left-to-right: at each line take the longest run matching verbatim earlier lines, of an
+/// earlier block or (if `same_block`) of this block above it.
+fn span_edits(st: &State, ord: usize, target: &Target, edits: &mut Vec<Edit>) {
+    let Target { kind, text, lines, region, reserved, file_read } = *target;
+    let lv = st.levers;
+    // The numbered lines of a tool output: a file view (Read, `cat -n`, an editor window). Grep
+    // hits are search results, not a view the model copies anchors from. A shell file read is a
+    // view as a whole, numbered or not.
+    let in_view = |l: &Line| l.num.is_some() && l.style != Some(Style::Grep);
+    let view = match (lines.iter().position(in_view), lines.iter().rposition(in_view)) {
+        (Some(a), Some(b)) => a..b + 1,
+        _ if file_read => 0..lines.len(),
+        _ => 0..0,
     };
+    let view_whole = kind == Kind::ToolOutput && !view.is_empty() && !lv.view_spans;
+    let mut replaced: Vec<bool> = lines.iter().map(|l| edits.iter().any(|e| touches(e, l))).collect();
+    // Lines a filter marker points at stay verbatim here, though they may still be pointed at.
+    let mut blocked = replaced.clone();
+    for (b, l) in blocked.iter_mut().zip(lines) {
+        *b |= reserved.iter().any(|r| r.start <= l.end as usize && (l.start as usize) < r.end);
+    }
+    let first = lines.partition_point(|l| (l.start as usize) < region.start);
+    let end = lines.partition_point(|l| (l.end as usize) <= region.end);
+    let mut local: IdMap<Vec<u32>> = IdMap::default();
+    let mut indexed = 0usize;
     let mut found: Vec<Edit> = Vec::new();
-    let mut i = 0;
-    while i + MIN_SPAN_LINES <= lines.len() {
-        let key = window_key(lines[i].h, lines[i + 1].h, lines[i + 2].h);
-        let Some(cands) = st.windows.get(&key) else {
+    let mut i = first;
+    while i + MIN_SPAN_LINES <= end {
+        // Windows that end above line `i` are final: index them for repeats inside this block.
+        while lv.same_block && indexed + MIN_SPAN_LINES <= i {
+            if !replaced[indexed..indexed + MIN_SPAN_LINES].contains(&true) {
+                let w = &lines[indexed..indexed + MIN_SPAN_LINES];
+                let e = local.entry(window_key(w[0].h, w[1].h, w[2].h)).or_default();
+                if e.len() < WINDOW_CANDIDATES {
+                    e.push(indexed as u32);
+                }
+            }
+            indexed += 1;
+        }
+        if blocked[i] {
             i += 1;
             continue;
-        };
-        let mut best: Option<(usize, usize, usize)> = None; // (len, src block, src line)
-        for &(sb, sl) in cands {
+        }
+        let key = window_key(lines[i].h, lines[i + 1].h, lines[i + 2].h);
+        let mut best: Option<Candidate> = None;
+        for &(sb, sl) in st.windows.get(&key).into_iter().flatten() {
             let Some(src) = st.srcs.get(sb as usize) else {
                 continue;
             };
-            let (sb, sl) = (sb as usize, sl as usize);
-            if sl >= src.lines.len() {
-                continue;
-            }
-            let offset = run_offset(lines, i, &src.lines, sl);
-            let mut k = 0;
-            while i + k < lines.len()
-                && sl + k < src.lines.len()
-                && !taken(i + k)
-                && compatible(lines, i + k, &src.lines, sl + k, offset)
-            {
-                k += 1;
-            }
-            if k >= MIN_SPAN_LINES && best.is_none_or(|(bl, _, _)| k > bl) {
-                best = Some((k, sb, sl));
+            let sl = sl as usize;
+            let here = Here { lines, end, replaced: &blocked };
+            let len = run_len(&here, i, &src.lines, sl, usize::MAX, |j| src.lines[j].verbatim);
+            if len >= MIN_SPAN_LINES && best.as_ref().is_none_or(|b| len > b.len) {
+                best = Some(Candidate { block: Some(sb as usize), line: sl, len });
             }
         }
-        let Some((len, sb, sl)) = best else {
+        for &sl in local.get(&key).into_iter().flatten() {
+            let sl = sl as usize;
+            let here = Here { lines, end, replaced: &blocked };
+            let len = run_len(&here, i, lines, sl, i, |j| !replaced[j]);
+            if len >= MIN_SPAN_LINES
+                && best.as_ref().is_none_or(|b| len > b.len)
+                && !ambiguous_above(lines, sl, len, i, &replaced)
+            {
+                best = Some(Candidate { block: None, line: sl, len });
+            }
+        }
+        let Some(c) = best else {
             i += 1;
             continue;
         };
-        let range = lines[i].start as usize..lines[i + len - 1].end as usize;
+        // A file view folds only as a whole (all its numbered lines, one source): an Edit anchor
+        // the model copies from it is then whole here or whole in the one block the marker names.
+        // A span boundary inside a view could cut an anchor that exists nowhere else in one piece.
+        let run = c.len;
+        if view_whole && (i != view.start || i + run != view.end) {
+            i += 1;
+            continue;
+        }
+        let (at, sl, len) = (i, c.line, run);
+        let range = lines[at].start as usize..lines[at + len - 1].end as usize;
         let removed = &text[range.clone()];
         if removed.len() < MIN_SPAN_BYTES {
             i += 1;
             continue;
         }
-        let src = &st.srcs[sb];
-        let here = match (lines[i].num, lines[i + len - 1].num) {
-            (Some(a), Some(b)) => format!("lines {a}-{b}"),
-            _ => format!("{len} lines"),
+        let (src_lines, src_label, src_pos) = match c.block {
+            Some(sb) => {
+                let s = &st.srcs[sb];
+                let label = markers::label(s, lv.short_markers, &markers::Ids(&st.tools));
+                (&s.lines[..], Some(label), (s.lines[sl].pos, s.lines[sl + len - 1].pos))
+            }
+            None => {
+                let all: Vec<&Edit> = edits.iter().chain(&found).collect();
+                let pos = |j| forwarded_pos_refs(text, lines, j, &all);
+                (lines, None, (pos(sl), pos(sl + len - 1)))
+            }
         };
-        let marker = format!(
-            "[tokenfold: {here} same as {} (lines {}) #{}]",
-            label(src),
-            line_range(&src.lines, &(sl..sl + len)),
-            content_id(removed)
-        );
-        match gate(removed, &marker) {
+        let nums = |l: &[Line], j: usize| l[j].num.map(|a| (i64::from(a), i64::from(a) + len as i64 - 1));
+        // An unnumbered source still at its own positions (a call's content, an unedited output)
+        // shows line k at position k: those are its numbers too.
+        let src_nums = nums(src_lines, sl).or_else(|| {
+            let at_own = src_pos.0 as usize == sl + 1 && src_pos.1 as usize == sl + len;
+            (lines[at].num.is_some() && at_own).then(|| (i64::from(src_pos.0), i64::from(src_pos.1)))
+        });
+        let span = SpanLines { here_nums: nums(lines, at), len, src_nums, src_pos };
+        let id = markers::content_id(removed, lv.short_markers);
+        let marker = markers::span(&span, src_label.as_deref(), &id, lv.short_markers);
+        match gate(removed, &marker, lv.calibrated_gate) {
             Some(saved) => {
                 found.push(Edit {
                     range,
                     marker,
                     mechanism: Mechanism::Span,
-                    source: sb,
+                    source: c.block.unwrap_or(ord),
                     source_lines: Some(sl..sl + len),
                     est_saved: saved,
                 });
-                i += len;
+                replaced[at..at + len].iter_mut().for_each(|r| *r = true);
+                blocked[at..at + len].iter_mut().for_each(|r| *r = true);
+                i += run;
             }
             None => i += 1,
         }
     }
     edits.extend(found);
+}
+
+/// 1-based position of line `j` in the forwarded block once `edits` (each before or after it,
+/// never across it) are applied: every removed newline moves it up one line.
+fn forwarded_pos_refs(text: &str, lines: &[Line], j: usize, edits: &[&Edit]) -> u32 {
+    let start = lines[j].start as usize;
+    let removed: usize = edits
+        .iter()
+        .filter(|e| e.range.end <= start)
+        .map(|e| memchr::memchr_iter(b'\n', text[e.range.clone()].as_bytes()).count())
+        .sum();
+    (j + 1 - removed) as u32
 }

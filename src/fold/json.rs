@@ -2,6 +2,8 @@
 //! rewritten string contents are spliced and everything else stays byte-identical.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ops::Range;
 
 /// The body is not the JSON shape this scanner can walk; folding gives up (fail open).
@@ -44,8 +46,68 @@ pub fn string_end(b: &[u8], i: usize) -> Res<usize> {
     }
 }
 
+/// Ends of the containers and long strings of one buffer, found in a single pass, so that the
+/// nested walk of `locate` (each level asks where its children end) does not rescan them.
+struct EndIndex {
+    /// Address and length of the indexed buffer: the index answers for that buffer only.
+    buffer: (usize, usize),
+    ends: HashMap<usize, usize>,
+}
+
+thread_local! {
+    static INDEX: RefCell<Option<EndIndex>> = const { RefCell::new(None) };
+}
+
+/// Strings shorter than this are cheaper to rescan than to index.
+const INDEXED_STRING: usize = 64;
+
+fn build_index(b: &[u8]) -> Res<EndIndex> {
+    let mut ends = HashMap::new();
+    let mut stack = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let e = string_end(b, i)?;
+                if e - i >= INDEXED_STRING {
+                    ends.insert(i, e);
+                }
+                i = e;
+                continue;
+            }
+            b'{' | b'[' => stack.push(i),
+            b'}' | b']' => {
+                ends.insert(stack.pop().ok_or(Malformed)?, i + 1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(EndIndex { buffer: (b.as_ptr() as usize, b.len()), ends })
+}
+
+/// Runs `f` with the value ends of `b` indexed (one scan instead of one per nesting level).
+pub fn with_index<R>(b: &[u8], f: impl FnOnce() -> Res<R>) -> Res<R> {
+    let index = build_index(b)?;
+    INDEX.with(|x| *x.borrow_mut() = Some(index));
+    let out = f();
+    INDEX.with(|x| *x.borrow_mut() = None);
+    out
+}
+
+fn indexed_end(b: &[u8], i: usize) -> Option<usize> {
+    INDEX.with(|x| {
+        let x = x.borrow();
+        let idx = x.as_ref()?;
+        (idx.buffer == (b.as_ptr() as usize, b.len())).then(|| idx.ends.get(&i).copied()).flatten()
+    })
+}
+
 /// `i` is at the first byte of a value; returns the index just past it.
 pub fn value_end(b: &[u8], i: usize) -> Res<usize> {
+    if let Some(e) = indexed_end(b, i) {
+        return Ok(e);
+    }
     match at(b, i)? {
         b'"' => string_end(b, i),
         b'{' | b'[' => {
@@ -253,5 +315,20 @@ mod tests {
         for b in [&b"{\"a\":"[..], b"[1,", b"\"abc", b"{\"a\" 1}", b"}", b""] {
             let _ = root(b).and_then(|r| members(b, r));
         }
+    }
+
+    /// The one-pass index gives the same value ends as scanning, and refuses malformed bodies.
+    #[test]
+    fn indexed_ends_equal_scanned_ends() {
+        let long = "x\\\"y ".repeat(40);
+        let body = format!(r#"{{"a":[{{"t":"{long}"}},"{long}",[1,[2,{{"u":"\\"}}]]],"b":{{"c":"{long}"}}}}"#);
+        let b = body.as_bytes();
+        let starts: Vec<usize> = (0..b.len()).filter(|&i| matches!(b[i], b'{' | b'[')).collect();
+        let scanned: Vec<usize> = starts.iter().map(|&i| value_end(b, i).unwrap()).collect();
+        let indexed = with_index(b, || starts.iter().map(|&i| value_end(b, i)).collect::<Res<Vec<usize>>>()).unwrap();
+        assert_eq!(scanned, indexed);
+        assert!(indexed_end(b, 0).is_none(), "the index is gone afterwards");
+        assert!(with_index(b"{\"a\":1}}", || Ok(())).is_err());
+        assert!(with_index(b"{\"a\":\"open", || Ok(())).is_err());
     }
 }

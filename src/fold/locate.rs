@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use super::json::{self, is_array, is_object, is_string, Obj, Res};
+use super::shapes::UserShape;
 use crate::dialect::Dialect;
 
 /// What a block is, which decides whether folding may touch it.
@@ -19,6 +20,9 @@ pub enum Kind {
     ToolCall,
     /// Output of a tool, including tool output that an agent sends as a user message.
     ToolOutput,
+    /// Text an agent generated from a template and sends as a user message (SWE-agent's
+    /// demonstration): not typed by a person, not command output.
+    Template,
     /// Images, thinking, unknown shapes: hashed for the prefix chain, never touched.
     Other,
 }
@@ -59,6 +63,10 @@ impl Block {
 
 /// Locates the blocks of `body` in request order (system first, then messages).
 pub fn locate(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
+    json::with_index(b, || locate_indexed(dialect, b))
+}
+
+fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
     let top = Obj::parse(b, json::root(b)?)?;
     let mut out = Vec::new();
     match dialect {
@@ -67,8 +75,9 @@ pub fn locate(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
                 system_value(b, r, &mut out)?;
             }
             if let Some(r) = top.get("messages") {
+                let mut seen_assistant = false;
                 for (i, m) in json::items(b, r)?.into_iter().enumerate() {
-                    anthropic_message(b, m, Loc::Message(i as u32), &mut out)?;
+                    anthropic_message(b, m, Loc::Message(i as u32), &mut seen_assistant, &mut out)?;
                 }
             }
         }
@@ -139,13 +148,17 @@ fn role_kind(role: Option<&str>) -> Kind {
     }
 }
 
-fn anthropic_message(b: &[u8], m: Range<usize>, loc: Loc, out: &mut Vec<Block>) -> Res<()> {
+fn anthropic_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, out: &mut Vec<Block>) -> Res<()> {
     if !is_object(b, &m) {
         out.push(Block::new(Kind::Other, loc, m));
         return Ok(());
     }
     let o = Obj::parse(b, m.clone())?;
     let kind = role_kind(o.str("role").as_deref());
+    let seen = *seen_assistant;
+    if kind == Kind::AssistantText {
+        *seen_assistant = true;
+    }
     let Some(c) = o.get("content") else {
         return Ok(());
     };
@@ -154,7 +167,9 @@ fn anthropic_message(b: &[u8], m: Range<usize>, loc: Loc, out: &mut Vec<Block>) 
         return Ok(());
     }
     if is_string(b, &c) {
-        out.push(Block::new(kind, loc, c));
+        let mut blk = Block::new(kind, loc, c);
+        classify_user(b, &mut blk, seen);
+        out.push(blk);
         return Ok(());
     }
     if !is_array(b, &c) {
@@ -168,7 +183,13 @@ fn anthropic_message(b: &[u8], m: Range<usize>, loc: Loc, out: &mut Vec<Block>) 
         }
         let po = Obj::parse(b, p.clone())?;
         match po.str("type").as_deref() {
-            Some("text") => text_part(b, p, kind, loc, out)?,
+            Some("text") => {
+                let before = out.len();
+                text_part(b, p, kind, loc, out)?;
+                for blk in &mut out[before..] {
+                    classify_user(b, blk, seen);
+                }
+            }
             Some("tool_use" | "server_tool_use") => {
                 let mut blk = Block::new(Kind::ToolCall, loc, po.get("input").unwrap_or(p));
                 blk.tool_id = po.get("id").filter(|r| is_string(b, r));
@@ -241,12 +262,7 @@ fn chat_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, 
                 let before = out.len();
                 content(b, c, Kind::UserText, loc, out)?;
                 for blk in &mut out[before..] {
-                    if blk.kind == Kind::UserText
-                        && super::shapes::user_tool_output(&b[blk.range.clone()], *seen_assistant)
-                    {
-                        blk.kind = Kind::ToolOutput;
-                        blk.user_shaped = true;
-                    }
+                    classify_user(b, blk, *seen_assistant);
                 }
             }
         }
@@ -268,6 +284,20 @@ fn chat_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, 
         }
     }
     Ok(())
+}
+
+/// Recognises tool output and template text that an agent sends as a user message.
+fn classify_user(b: &[u8], blk: &mut Block, seen_assistant: bool) {
+    if blk.kind != Kind::UserText {
+        return;
+    }
+    let kind = match super::shapes::user_shape(&b[blk.range.clone()], seen_assistant) {
+        UserShape::Typed => return,
+        UserShape::ToolOutput => Kind::ToolOutput,
+        UserShape::Template => Kind::Template,
+    };
+    blk.kind = kind;
+    blk.user_shaped = true;
 }
 
 fn chat_tool_call(b: &[u8], call: Range<usize>, loc: Loc) -> Res<Block> {
@@ -306,12 +336,7 @@ fn responses_item(b: &[u8], it: Range<usize>, loc: Loc, seen_assistant: &mut boo
                     let before = out.len();
                     content(b, c, kind, loc, out)?;
                     for blk in &mut out[before..] {
-                        if blk.kind == Kind::UserText
-                            && super::shapes::user_tool_output(&b[blk.range.clone()], *seen_assistant)
-                        {
-                            blk.kind = Kind::ToolOutput;
-                            blk.user_shaped = true;
-                        }
+                        classify_user(b, blk, *seen_assistant);
                     }
                 }
             }

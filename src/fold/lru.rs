@@ -73,10 +73,10 @@ mod tests {
     #[test]
     fn evicts_least_recently_used() {
         let mut l = Lru::new(2, usize::MAX);
-        l.insert(1, Arc::new(State::new(1)));
-        l.insert(2, Arc::new(State::new(2)));
+        l.insert(1, Arc::new(State::new(1, Default::default())));
+        l.insert(2, Arc::new(State::new(2, Default::default())));
         assert!(l.get(1).is_some());
-        l.insert(3, Arc::new(State::new(3)));
+        l.insert(3, Arc::new(State::new(3, Default::default())));
         assert!(l.contains(1) && l.contains(3) && !l.contains(2));
         assert!(l.take(1).is_some());
         assert_eq!(l.len(), 1);

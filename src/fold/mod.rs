@@ -6,9 +6,13 @@
 //! original buffer. A block's result depends only on the blocks before it (prefix stability).
 
 pub mod dedup;
+pub mod filters;
 pub mod json;
+pub mod levers;
 pub mod locate;
 pub mod lru;
+pub mod markers;
+pub mod originals;
 pub mod shapes;
 pub mod state;
 
@@ -18,13 +22,17 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::dialect::Dialect;
+pub use filters::Level;
+use filters::Origin;
 use json::{Malformed, Res};
+pub use levers::Levers;
 use locate::{Block, Kind, Loc};
-pub use state::{EditNote, Mechanism};
-use state::{State, ToolInfo};
+use originals::Originals;
+use state::State;
+pub use state::{EditNote, Mechanism, ToolInfo};
 
 /// Bump when folding output changes for the same input: it is part of every cache key.
-pub const FOLD_VERSION: u64 = 1;
+pub const FOLD_VERSION: u64 = 2;
 
 /// A request body after folding.
 pub struct Folded {
@@ -38,31 +46,34 @@ pub struct Folded {
     /// blocks an earlier request already sent, i.e. in the provider-cached prefix; the ledger
     /// prices the two parts differently. Depends only on the request, never on caching.
     pub turn_savings: Vec<(&'static str, u64)>,
-    /// Elisions (originals stored behind a marker) made new in this turn, per mechanism.
+    /// Outputs each filter shortened in this turn (originals stored behind a marker), per filter.
     pub turn_elisions: Vec<(&'static str, u64)>,
     /// Reads of elided originals (`cat ~/.cache/tokenfold/o/<hash>.txt`, `GET /o/<hash>`) new in
-    /// this turn, per mechanism of the elision read.
+    /// this turn, per filter that made the elision read.
     pub turn_recalls: Vec<(&'static str, u64)>,
 }
 
 impl Folded {
-    /// Estimated tokens saved per mechanism (same estimate as `saved_tokens`).
+    /// Estimated tokens saved per mechanism (same estimate as `saved_tokens`). A filter's footer
+    /// is an edit that removes nothing: its cost counts against its filter.
     pub fn savings_by_mechanism(&self) -> Vec<(&'static str, u64)> {
         sum_by_mechanism(&self.edits)
     }
 }
 
-/// Estimated tokens each mechanism saved in `edits`.
+/// Estimated tokens each mechanism saved in `edits`; an edit that only adds (a filter's footer)
+/// counts against its mechanism.
 fn sum_by_mechanism<'a>(edits: impl IntoIterator<Item = &'a EditNote>) -> Vec<(&'static str, u64)> {
-    let mut out: Vec<(&'static str, u64)> = Vec::new();
+    let mut out: Vec<(&'static str, i64)> = Vec::new();
     for e in edits {
-        let saved = crate::tokens::estimate_text(&e.removed).saturating_sub(crate::tokens::estimate_marker(&e.marker));
+        let saved =
+            crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
         match out.iter_mut().find(|(m, _)| *m == e.mechanism.name()) {
             Some((_, n)) => *n += saved,
             None => out.push((e.mechanism.name(), saved)),
         }
     }
-    out
+    out.into_iter().map(|(m, n)| (m, n.max(0) as u64)).collect()
 }
 
 /// Ordinal of the first block of this turn: the first block of the last message holding assistant
@@ -82,25 +93,138 @@ fn turn_start(blocks: &[Block]) -> usize {
     }
 }
 
+/// How a `Folder` folds: the default level and where filtered outputs' originals go.
+pub struct FoldOptions {
+    pub level: Level,
+    pub originals: Arc<Originals>,
+    /// Without a store no elision could be undone: then every request folds losslessly.
+    pub filters_allowed: bool,
+    /// Optional dedup rules (all default ones on); replay switches them to measure each.
+    pub levers: Levers,
+}
+
+impl Default for FoldOptions {
+    /// Part 1 only, nothing stored: what `Folder::new` does.
+    fn default() -> Self {
+        FoldOptions {
+            level: Level::Lossless,
+            originals: Arc::new(Originals::unstored()),
+            filters_allowed: true,
+            levers: Levers::default(),
+        }
+    }
+}
+
+impl FoldOptions {
+    /// From the config: opens the store (its writer prunes it), or turns filters off with a
+    /// warning when it is off or cannot be created. Agents on other machines (the proxy listens
+    /// beyond loopback, or `fold.public_url` is set) get `curl` markers for the proxy's
+    /// `GET /o/<id>` instead of a path.
+    pub fn from_config(cfg: &crate::config::Config) -> FoldOptions {
+        let o = &cfg.originals;
+        let remote = (o.public_url.is_some() || !cfg.listen.ip().is_loopback()).then(|| originals::Remote {
+            base_url: o.public_url.clone().unwrap_or_else(|| default_public_url(cfg.listen)),
+            key_required: !cfg.api_keys.is_empty(),
+        });
+        let store = o.dir.clone().map(|dir| {
+            originals::Originals::open(originals::StoreConfig {
+                dir: dir.clone(),
+                max_bytes: o.max_bytes,
+                max_age: o.max_age,
+                remote,
+            })
+            .map_err(|e| format!("cannot use {}: {e}", dir.display()))
+        });
+        match store {
+            Some(Ok(s)) => FoldOptions { level: cfg.fold_level, originals: Arc::new(s), ..FoldOptions::default() },
+            other => {
+                if cfg.fold_level != Level::Lossless {
+                    let why = match other {
+                        Some(Err(e)) => e,
+                        _ => "fold.originals_dir is off".to_string(),
+                    };
+                    tracing::warn!("command output filters are off ({why}); folding is lossless only");
+                }
+                FoldOptions { filters_allowed: false, ..FoldOptions::default() }
+            }
+        }
+    }
+}
+
+/// `http://HOST:PORT` for a proxy bound to `listen`: the address itself, or this machine's name
+/// when bound to every interface.
+fn default_public_url(listen: std::net::SocketAddr) -> String {
+    let host = if listen.ip().is_unspecified() {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| listen.ip().to_string())
+    } else {
+        match listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    format!("http://{host}:{}", listen.port())
+}
+
 pub struct Folder {
     enabled: bool,
+    levers: Levers,
     cache: Mutex<lru::Lru>,
+    level: Level,
+    originals: Arc<Originals>,
+    filters_allowed: bool,
 }
 
 impl Folder {
+    /// A folder that dedups only (part 1, `Level::Lossless`); see `with_options` for filters.
     pub fn new(enabled: bool) -> Folder {
+        Folder::with_options(enabled, FoldOptions::default())
+    }
+
+    /// A lossless folder with some optional rules switched off (to measure what each one saves).
+    pub fn with_levers(enabled: bool, levers: Levers) -> Folder {
+        Folder::with_options(enabled, FoldOptions { levers, ..FoldOptions::default() })
+    }
+
+    pub fn with_options(enabled: bool, opts: FoldOptions) -> Folder {
         // A local proxy keeps its memory modest: 512 conversations, 128 MiB of index state at most.
-        Folder { enabled, cache: Mutex::new(lru::Lru::new(512, 128 << 20)) }
+        Folder {
+            enabled,
+            levers: opts.levers,
+            cache: Mutex::new(lru::Lru::new(512, 128 << 20)),
+            level: opts.level,
+            originals: opts.originals,
+            filters_allowed: opts.filters_allowed,
+        }
     }
 
     pub fn enabled(&self) -> bool {
         self.enabled
     }
 
-    /// Folds `body` (a request of `dialect`). `None` means nothing was folded: forward the
-    /// original bytes. Any internal problem also yields `None` (fail open).
+    /// The level used when a request does not ask for one.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    pub fn originals(&self) -> &Originals {
+        &self.originals
+    }
+
+    /// Folds `body` (a request of `dialect`) at the default level. `None` means nothing was
+    /// folded: forward the original bytes. Any internal problem also yields `None` (fail open).
     pub fn fold(&self, dialect: Dialect, body: &Bytes) -> Option<Folded> {
-        self.try_fold(dialect, body).ok().flatten()
+        self.fold_at(dialect, body, self.level)
+    }
+
+    /// Folds at `level` (a request's `x-tokenfold-level`); the level is part of the cache key.
+    pub fn fold_at(&self, dialect: Dialect, body: &Bytes, level: Level) -> Option<Folded> {
+        let level = if self.filters_allowed { level } else { Level::Lossless };
+        self.try_fold(dialect, body, level).ok().flatten()
     }
 
     /// Conversation states currently cached.
@@ -113,13 +237,18 @@ impl Folder {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn try_fold(&self, dialect: Dialect, body: &Bytes) -> Res<Option<Folded>> {
+    fn try_fold(&self, dialect: Dialect, body: &Bytes, level: Level) -> Res<Option<Folded>> {
         let b: &[u8] = body;
         let blocks = locate::locate(dialect, b)?;
         if blocks.is_empty() {
             return Ok(None);
         }
-        let seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION);
+        // Levers, level and the store's marker form change the output: all are in the cache key.
+        let mut seed = xxh3_64_with_seed(dialect.name().as_bytes(), FOLD_VERSION ^ self.levers.bits() << 32);
+        if level != Level::Lossless {
+            seed = xxh3_64_with_seed(&self.originals.fingerprint().to_le_bytes(), seed ^ level as u64);
+        }
+        let ctx = Ctx { level, store: &self.originals };
         let mut chains = Vec::with_capacity(blocks.len());
         let mut chain = seed;
         for blk in &blocks {
@@ -143,10 +272,10 @@ impl Folder {
                 let from = if found.is_some() { start } else { 0 };
                 let mut st = match found {
                     Some(a) => Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()),
-                    None => State::new(seed),
+                    None => State::new(seed, self.levers),
                 };
                 for j in from..n {
-                    process(&mut st, b, &blocks[j], j)?;
+                    process(&mut st, b, &blocks[j], j, &ctx)?;
                     st.chain = chains[j];
                 }
                 let st = Arc::new(st);
@@ -156,6 +285,20 @@ impl Folder {
         };
         Ok(splice(b, &blocks, &state))
     }
+}
+
+/// The producing call of every located block of `body`, as the engine (and command-output
+/// filters) see it: `Some` for tool output and calls. Tool output an agent sends as a user
+/// message gets the command of the assistant message before it (`ToolInfo::command`).
+pub fn producers(dialect: Dialect, body: &[u8]) -> Option<Vec<Option<Arc<ToolInfo>>>> {
+    let blocks = locate::locate(dialect, body).ok()?;
+    let mut st = State::new(0, Levers::default());
+    let store = Originals::unstored();
+    let ctx = Ctx { level: Level::Lossless, store: &store };
+    for (j, blk) in blocks.iter().enumerate() {
+        process(&mut st, body, blk, j, &ctx).ok()?;
+    }
+    Some(st.srcs.into_iter().map(|s| s.tool).collect())
 }
 
 /// Identity of a block for the prefix chain: its raw bytes and what it is, not where it sits in
@@ -180,25 +323,81 @@ fn decode_opt(b: &[u8], r: &Option<std::ops::Range<usize>>) -> Option<String> {
     r.as_ref().and_then(|r| json::decode(b, r.clone()).ok()).map(|c| c.into_owned())
 }
 
+/// What processing a block needs beyond the state: this request's level and the store.
+struct Ctx<'a> {
+    level: Level,
+    store: &'a Originals,
+}
+
+/// Tool calls (and agents' fenced commands) that name a stored original (its id in a path or a
+/// `/o/<id>` URL) read it back: a recall for the filter that made it.
+fn note_recalls(st: &mut State, ord: usize, text: &[u8]) {
+    if st.stored.is_empty() {
+        return;
+    }
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    let mut i = 0;
+    while i < text.len() {
+        if !hex(text[i]) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < text.len() && hex(text[i]) {
+            i += 1;
+        }
+        let bounded = s > 0 && !text[s - 1].is_ascii_alphanumeric();
+        if i - s == originals::ID_LEN && bounded {
+            if let Some(&m) = std::str::from_utf8(&text[s..i]).ok().and_then(|id| st.stored.get(id)) {
+                st.recalls.push((ord, m));
+            }
+        }
+    }
+}
+
+/// `Some(command line if known)` when the block is command output that filters may compress.
+fn command_output(kind: Kind, tool: Option<&ToolInfo>, level: Level) -> Option<Option<String>> {
+    if level == Level::Lossless || kind != Kind::ToolOutput {
+        return None;
+    }
+    tool.filter(|t| t.runs_command).map(|t| t.command.clone())
+}
+
 /// Runs one new block through the engine, appending its result to `st`.
-fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
+fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<()> {
+    if let Loc::Message(i) = blk.loc {
+        let assistant = matches!(blk.kind, Kind::AssistantText | Kind::ToolCall);
+        if assistant && st.last_assistant != Some(i) {
+            // A new assistant message: the command of the one before no longer applies.
+            st.last_assistant = Some(i);
+            st.pending_command = None;
+        }
+    }
     if !blk.is_text() {
         let mut src = state::Src { kind: blk.kind, loc: blk.loc, tool: None, view: None, lines: Vec::new() };
         let mut content = None;
         if blk.kind == Kind::ToolCall {
+            let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
+            let args: serde_json::Value = if json::is_string(b, &blk.range) {
+                serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
+            } else {
+                serde_json::from_slice(raw).unwrap_or_default()
+            };
+            // A call naming a stored original reads it back: a recall for the filter that made it.
+            note_recalls(st, ord, raw);
+            let command = shapes::call_command(&args);
+            if command.is_some() {
+                st.pending_command = command.clone();
+            }
             if let Some(id) = decode_opt(b, &blk.tool_id) {
-                let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
-                let args: serde_json::Value = if json::is_string(b, &blk.range) {
-                    serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
-                } else {
-                    serde_json::from_slice(raw).unwrap_or_default()
-                };
                 let name = decode_opt(b, &blk.tool_name).unwrap_or_else(|| "tool".to_string());
-                let info = Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args) });
+                let runs_command = filters::command::is_command_tool(&name, &args);
+                let info =
+                    Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args), command, runs_command });
                 st.tools.insert(id, Arc::clone(&info));
                 // What a call writes is verbatim in the request: a later read may point at it.
                 if let Some((field, text)) = shapes::call_content(&args) {
-                    src.lines = dedup::lines_of(text);
+                    src.lines = dedup::lines_of(text, st.levers.grep_prefixes);
                     src.view = Some(field.to_string());
                     content = Some(text.to_string());
                 }
@@ -213,9 +412,59 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize) -> Res<()> {
         return Ok(());
     }
     let text = json::decode(b, blk.range.clone())?;
-    let tool = decode_opt(b, &blk.tool_id).and_then(|id| st.tools.get(&id).cloned());
-    dedup::process_text(st, ord, blk.kind, blk.loc, tool, &text);
+    let mut kind = blk.kind;
+    if kind == Kind::Template && !st.levers.templates {
+        kind = Kind::UserText;
+    }
+    let tool = match decode_opt(b, &blk.tool_id) {
+        Some(id) => st.tools.get(&id).cloned(),
+        None if blk.user_shaped && kind == Kind::ToolOutput => {
+            // Tool output sent as a user message: produced by the command the assistant asked for
+            // (none known leaves the choice of filter to the content).
+            let command = shapes::aider_run_command(&text).or_else(|| st.pending_command.clone());
+            let subject = command.as_deref().map(|c| shapes::clip(c, 48));
+            let runs_command = filters::command::observation_is_command(&text);
+            Some(Arc::new(ToolInfo { command, subject, runs_command, ..ToolInfo::default() }))
+        }
+        None => None,
+    };
+    if kind == Kind::AssistantText {
+        if let Some(c) = shapes::assistant_command(&text) {
+            // Agents without tool calls can read an original back with the command they ask for.
+            note_recalls(st, ord, c.as_bytes());
+            st.pending_command = Some(c);
+        }
+    }
+    let command = command_output(kind, tool.as_deref(), ctx.level);
+    let origin = command.as_ref().map(|c| Origin { command: c.as_deref(), level: ctx.level, store: ctx.store });
+    dedup::process_text(st, ord, kind, blk.loc, tool, &text, origin.as_ref());
     Ok(())
+}
+
+/// This turn's elisions (filtered outputs) and recalls, per filter.
+/// Counts per mechanism name.
+type Counts = Vec<(&'static str, u64)>;
+
+fn turn_figures(blocks: &[Block], st: &State) -> (Counts, Counts) {
+    let from = turn_start(blocks);
+    let mut elisions: Vec<(&'static str, u64)> = Vec::new();
+    let bump = |v: &mut Vec<(&'static str, u64)>, m: Mechanism| match v.iter_mut().find(|(n, _)| *n == m.name()) {
+        Some((_, c)) => *c += 1,
+        None => v.push((m.name(), 1)),
+    };
+    for r in st.results.iter().skip(from).flatten() {
+        // The footer (the block's last filter edit) carries the filter the block counts for.
+        if let Some(n) = r.notes.iter().rev().find(|n| n.mechanism.is_filter()) {
+            bump(&mut elisions, n.mechanism);
+        }
+    }
+    let mut recalls = Vec::new();
+    for &(ord, m) in &st.recalls {
+        if ord >= from {
+            bump(&mut recalls, m);
+        }
+    }
+    (elisions, recalls)
 }
 
 /// Writes the frozen results into the original buffer; `None` when nothing changed.
@@ -225,6 +474,7 @@ fn splice(b: &[u8], blocks: &[Block], st: &State) -> Option<Folded> {
     if changed.is_empty() {
         return None;
     }
+    let (turn_elisions, turn_recalls) = turn_figures(blocks, st);
     changed.sort_by_key(|(blk, _)| blk.range.start);
     let mut out = Vec::with_capacity(b.len());
     let mut at = 0;
@@ -246,12 +496,5 @@ fn splice(b: &[u8], blocks: &[Block], st: &State) -> Option<Folded> {
     edits.sort_by_key(|n| n.block);
     let first = turn_start(blocks);
     let turn_savings = sum_by_mechanism(edits.iter().filter(|e| e.block >= first));
-    Some(Folded {
-        body: Bytes::from(out),
-        saved_tokens: saved,
-        edits,
-        turn_savings,
-        turn_elisions: Vec::new(),
-        turn_recalls: Vec::new(),
-    })
+    Some(Folded { body: Bytes::from(out), saved_tokens: saved, edits, turn_savings, turn_elisions, turn_recalls })
 }

@@ -1,49 +1,188 @@
-//! Recognisers for the text shapes agents produce: tool output sent as user messages, line-number
-//! prefixes of file views, `<system-reminder>` segments.
+//! Recognisers for the text shapes agents produce: tool output and template text sent as user
+//! messages, the command a tool output came from, line-number prefixes of file views,
+//! `<system-reminder>` segments.
 
 use memchr::memmem;
 
-/// Whether a user message (raw JSON string bytes) is tool output an agent wrapped as a user turn.
-/// Conservative: anything not matching a known agent template is text a person typed.
-pub fn user_tool_output(raw: &[u8], seen_assistant: bool) -> bool {
-    let has = |needle: &[u8]| memmem::find(raw, needle).is_some();
+/// What a user message (raw JSON string bytes) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserShape {
+    /// Text a person typed (the default for anything not matching a known agent template).
+    Typed,
+    /// Tool output an agent wrapped as a user turn.
+    ToolOutput,
+    /// Text an agent generated from a template (SWE-agent's in-prompt demonstration).
+    Template,
+}
+
+/// Classifies a user message by the agents' real templates. Conservative: a template must match
+/// where the agent puts it (the start, or SWE-agent's closing state lines), so pasted terminal
+/// text that merely contains a prompt or an exit-code line stays typed text.
+pub fn user_shape(raw: &[u8], seen_assistant: bool) -> UserShape {
     let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or(raw);
+    let has = |needle: &[u8]| memmem::find(inner, needle).is_some();
     // Aider's file and repo-map messages are generated, not typed, wherever they appear.
     for p in [
         &b"I have *added these files to the chat*"[..],
-        b"Here are summaries of some files present in my git repo.",
-        b"I added these files to the chat",
+        b"Here are summaries of some files present in my git repo",
+        b"I added these files to the chat: ",
     ] {
         if inner.starts_with(p) {
-            return true;
+            return UserShape::ToolOutput;
         }
+    }
+    // SWE-agent's demonstration: a recorded trajectory between fixed delimiters.
+    if inner.starts_with(b"Here is a demonstration of how to correctly accomplish this task.")
+        && has(b"--- DEMONSTRATION ---")
+        && has(b"--- END OF DEMONSTRATION ---")
+    {
+        return UserShape::Template;
     }
     if !seen_assistant {
-        return false;
+        return UserShape::Typed;
     }
-    // SWE-agent observations end with the state line and prompt.
-    if has(b"(Open file:") && has(b"(Current directory:") {
-        return true;
+    // SWE-agent observations close with its state lines and prompt.
+    if inner.ends_with(b"bash-$") && swe_agent_state_tail(inner) {
+        return UserShape::ToolOutput;
     }
-    if inner.ends_with(b"bash-$") {
-        return true;
-    }
-    // mini-swe-agent observations.
-    if inner.starts_with(b"<returncode>") || (has(b"<returncode>") && has(b"</output>")) {
-        return true;
-    }
-    // OpenHands observations in non-function-calling mode, Aider command output.
-    for p in [
-        &b"OBSERVATION:"[..],
-        b"EXECUTION RESULT of [",
-        b"I ran this command:",
-        b"Here's the result of running `cat -n`",
-    ] {
-        if inner.starts_with(p) {
-            return true;
+    // mini-swe-agent: `<returncode>N</returncode>` then the output.
+    if let Some(rest) = inner.strip_prefix(b"<returncode>") {
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit() || **c == b'-').count();
+        if digits > 0 && rest[digits..].starts_with(b"</returncode>") {
+            return UserShape::ToolOutput;
         }
     }
-    has(b"[Command finished with exit code") || has(b"[The command completed with exit code")
+    // OpenHands observations in non-function-calling mode.
+    if inner.starts_with(b"OBSERVATION:") || (inner.starts_with(b"EXECUTION RESULT of [") && has(b"]:")) {
+        return UserShape::ToolOutput;
+    }
+    // Aider's `/run` output and an editor's file view.
+    if inner.starts_with(b"I ran this command:\\n\\n") && has(b"\\n\\nAnd got this output:") {
+        return UserShape::ToolOutput;
+    }
+    if inner.starts_with(b"Here's the result of running `cat -n` on ") {
+        return UserShape::ToolOutput;
+    }
+    UserShape::Typed
+}
+
+/// Whether raw JSON string contents end with SWE-agent's state lines: `(Open file: ...)`,
+/// `(Current directory: ...)`, an optional `(Interactive session: ...)`, then `bash-$`.
+fn swe_agent_state_tail(inner: &[u8]) -> bool {
+    // Lines are separated by the two-byte escape `\n` in the raw JSON.
+    let is_line = |l: &[u8], p: &[u8]| l.starts_with(p) && l.ends_with(b")");
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
+    let mut end = inner.len();
+    for _ in 0..4 {
+        let Some(k) = memmem::rfind(&inner[..end], b"\\n") else { break };
+        parts.push(&inner[k + 2..end]);
+        end = k;
+    }
+    let (open, cwd, session) = (&b"(Open file: "[..], &b"(Current directory: "[..], &b"(Interactive session: "[..]);
+    match parts.as_slice() {
+        [last, a, b, rest @ ..] if *last == b"bash-$" => {
+            (is_line(a, cwd) && is_line(b, open))
+                || (is_line(a, session) && is_line(b, cwd) && rest.first().is_some_and(|c| is_line(c, open)))
+        }
+        _ => false,
+    }
+}
+
+/// Byte offset where the template part of SWE-agent's instance message starts (its
+/// `INSTRUCTIONS:` section, after the issue text a person wrote), if `text` is one.
+pub fn instance_template_start(text: &str) -> Option<usize> {
+    if !text.starts_with("We're currently solving the following ") {
+        return None;
+    }
+    let k = text.rfind("\nINSTRUCTIONS:\nNow, you're going to solve this ")?;
+    Some(k + 1)
+}
+
+/// The command a tool call ran, from its arguments: a `command`/`cmd` string, or an argv array
+/// (`["bash", "-lc", script]` gives the script).
+pub fn call_command(v: &serde_json::Value) -> Option<String> {
+    let o = v.as_object()?;
+    for k in ["command", "cmd"] {
+        match o.get(k) {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => return Some(s.trim().to_string()),
+            Some(serde_json::Value::Array(a)) => {
+                let argv: Vec<&str> = a.iter().filter_map(|x| x.as_str()).collect();
+                return match argv.as_slice() {
+                    [sh, flag, script] if sh.ends_with("sh") && flag.starts_with('-') && flag.contains('c') => {
+                        Some(script.trim().to_string())
+                    }
+                    [] => None,
+                    _ => Some(argv.join(" ")),
+                };
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The command an assistant message asks the agent to run, in the shapes agents parse from
+/// text: OpenHands `<function=execute_bash><parameter=command>` and `<execute_bash>`, SWE-agent
+/// `<command>`, else the last ``` fenced block (SWE-agent, mini-swe-agent).
+pub fn assistant_command(text: &str) -> Option<String> {
+    let between = |open: &str, close: &str| -> Option<String> {
+        let s = text.rfind(open)? + open.len();
+        let e = text[s..].find(close)? + s;
+        let c = text[s..e].trim();
+        (!c.is_empty()).then(|| c.to_string())
+    };
+    if let Some(f) = text.rfind("<function=") {
+        let name: String = text[f + 10..].chars().take_while(|c| *c != '>').collect();
+        let param = |p: &str| {
+            let open = format!("<parameter={p}>");
+            let s = text[f..].find(&open)? + f + open.len();
+            let e = text[s..].find("</parameter>")? + s;
+            Some(text[s..e].trim().to_string())
+        };
+        return match (name.as_str(), param("command")) {
+            ("execute_bash" | "bash", Some(c)) if !c.is_empty() => Some(c),
+            (_, c) => {
+                let words: Vec<String> = [Some(name.clone()), c, param("path")].into_iter().flatten().collect();
+                Some(words.join(" ")).filter(|w| !w.is_empty())
+            }
+        };
+    }
+    if let Some(c) = between("<execute_bash>", "</execute_bash>") {
+        return Some(c);
+    }
+    if let Some(c) = between("<command>", "</command>") {
+        return Some(c);
+    }
+    last_fenced_block(text)
+}
+
+/// Contents of the last complete ``` fenced block (its info string, e.g. `bash`, dropped).
+fn last_fenced_block(text: &str) -> Option<String> {
+    let mut open: Option<usize> = None;
+    let mut last = None;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_end();
+        if let Some(info) = t.strip_prefix("```") {
+            match open {
+                None if !info.contains('`') => open = Some(at + line.len()),
+                Some(s) if info.is_empty() => {
+                    last = Some(text[s..at].trim_end().to_string());
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        at += line.len();
+    }
+    last.filter(|c| !c.trim().is_empty())
+}
+
+/// The command of Aider's `/run` output message (`I ran this command:\n\nCMD\n\nAnd got ...`).
+pub fn aider_run_command(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("I ran this command:\n\n")?;
+    let e = rest.find("\n\nAnd got this output:")?;
+    Some(rest[..e].trim().to_string()).filter(|c| !c.is_empty())
 }
 
 /// Numbering style of a line-number prefix.
@@ -55,6 +194,8 @@ pub enum Style {
     Tab,
     /// SWE-agent views and `grep -n` on one file: `12:text`.
     Colon,
+    /// `grep -n` over several files: `path:12:text` (the path is kept in `Line::group`).
+    Grep,
 }
 
 /// Splits a line-number prefix off `line`: (style, number, prefix length in bytes).
@@ -78,10 +219,28 @@ pub fn number_prefix(line: &str) -> Option<(Style, u32, usize)> {
     }
     match rest.first() {
         Some(b'\t') => Some((Style::Tab, n, i + 1)),
-        // `12:` without leading padding only: padded colon lines are usually timestamps or tables.
-        Some(b':') if ds == 0 => Some((Style::Colon, n, i + 1)),
+        // `12:` without leading padding only (padded colon lines are usually tables), and not
+        // `21:41` (a time).
+        Some(b':') if ds == 0 && !rest.get(1).is_some_and(u8::is_ascii_digit) => Some((Style::Colon, n, i + 1)),
         _ => None,
     }
+}
+
+/// Splits a grep `path:N:` prefix off `line`: (hash of the path, number, prefix length). The
+/// path has no spaces and looks like one (a `/` or `.` in it).
+pub fn grep_prefix(line: &str) -> Option<(u32, u32, usize)> {
+    let b = line.as_bytes();
+    let colon = memchr::memchr(b':', b.get(..b.len().min(256))?)?;
+    let path = &b[..colon];
+    if path.len() < 2 || path.iter().any(|c| c.is_ascii_whitespace()) || !path.iter().any(|&c| c == b'/' || c == b'.') {
+        return None;
+    }
+    let digits = b[colon + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 || b.get(colon + 1 + digits) != Some(&b':') {
+        return None;
+    }
+    let n: u32 = line.get(colon + 1..colon + 1 + digits)?.parse().ok()?;
+    Some((xxhash_rust::xxh3::xxh3_64(path) as u32 | 1, n, colon + digits + 2))
 }
 
 /// Byte ranges of complete `<system-reminder>...</system-reminder>` segments.
@@ -148,12 +307,13 @@ pub fn clip(s: &str, max: usize) -> String {
     format!("{}…", &one_line[..end])
 }
 
-/// The file a SWE-agent style view shows: `[File: /path (N lines total)]`.
+/// The file name a SWE-agent style view shows: `[File: /path/name (N lines total)]`.
 pub fn viewed_file(text: &str) -> Option<String> {
     let s = text.find("[File: ")? + 7;
     let rest = &text[s..];
     let e = rest.find(" (")?;
-    Some(short_path(&rest[..e]))
+    let path = &rest[..e];
+    Some(path.rsplit('/').next().unwrap_or(path).to_string())
 }
 
 #[cfg(test)]
@@ -171,10 +331,45 @@ mod tests {
 
     #[test]
     fn user_shapes() {
-        assert!(user_tool_output(b"\"ls\\n(Open file: n/a)\\n(Current directory: /r)\\nbash-$\"", true));
-        assert!(!user_tool_output(b"\"ls\\n(Open file: n/a)\\n(Current directory: /r)\\nbash-$\"", false));
-        assert!(user_tool_output(b"\"<returncode>0</returncode>\\n<output>\\nx</output>\"", true));
-        assert!(!user_tool_output(b"\"please fix the bug in main.rs\"", true));
+        use UserShape::*;
+        let swe = b"\"ls\\n(Open file: n/a)\\n(Current directory: /r)\\nbash-$\"";
+        assert_eq!(user_shape(swe, true), ToolOutput);
+        assert_eq!(user_shape(swe, false), Typed, "before any assistant turn it is the task");
+        assert_eq!(user_shape(b"\"<returncode>0</returncode>\\n<output>\\nx</output>\"", true), ToolOutput);
+        assert_eq!(user_shape(b"\"please fix the bug in main.rs\"", true), Typed);
+        assert_eq!(user_shape(b"\"see:\\n[Command finished with exit code 1]\\nhelp\"", true), Typed);
+        assert_eq!(user_shape(b"\"my prompt is bash-$\"", true), Typed);
+        let demo = b"\"Here is a demonstration of how to correctly accomplish this task.\\n--- DEMONSTRATION ---\\nx\\n--- END OF DEMONSTRATION ---\\n\"";
+        assert_eq!(user_shape(demo, false), Template);
+    }
+
+    #[test]
+    fn commands_in_assistant_text() {
+        assert_eq!(assistant_command("ok\n```\ngoto 12\n```\n").as_deref(), Some("goto 12"));
+        assert_eq!(assistant_command("a\n```bash\nls\n```\nthen\n```sh\nmake test\n```").as_deref(), Some("make test"));
+        assert_eq!(assistant_command("<execute_bash>\npwd\n</execute_bash>").as_deref(), Some("pwd"));
+        assert_eq!(assistant_command("I am done, no command.").as_deref(), None);
+        assert_eq!(assistant_command("```\nunclosed").as_deref(), None);
+        let edit = "```\nedit 1:1\nimport os\nend_of_edit\n```";
+        assert_eq!(assistant_command(edit).as_deref(), Some("edit 1:1\nimport os\nend_of_edit"));
+        let v = serde_json::json!({"command": ["bash", "-lc", "cargo test"]});
+        assert_eq!(call_command(&v).as_deref(), Some("cargo test"));
+        assert_eq!(
+            aider_run_command("I ran this command:\n\nmake\n\nAnd got this output:\n\nok").as_deref(),
+            Some("make")
+        );
+    }
+
+    #[test]
+    fn grep_and_time_prefixes() {
+        assert_eq!(grep_prefix("src/a.rs:12:    let x = 1;").map(|(_, n, l)| (n, l)), Some((12, 12)));
+        assert_eq!(grep_prefix("note: 12: not a path"), None);
+        assert_eq!(grep_prefix("plain:12:x"), None, "a path has a / or a .");
+        assert_eq!(number_prefix("21:41:05.928 [info] ready"), None, "a time is not a line number");
+        assert_eq!(
+            instance_template_start("We're currently solving the following issue.\nISSUE:\nx\nINSTRUCTIONS:\nNow, you're going to solve this issue"),
+            Some(54)
+        );
     }
 
     #[test]

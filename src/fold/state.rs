@@ -6,6 +6,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::filters::Filter;
+use super::levers::Levers;
 use super::locate::{Kind, Loc};
 use super::shapes::Style;
 
@@ -38,21 +40,41 @@ pub enum Mechanism {
     Span,
     /// A repeated system prompt or `<system-reminder>` segment.
     Reminder,
+    /// Typed compression of command output (part 2); the original is in the store.
+    Filter(Filter),
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 3] = [Mechanism::WholeOutput, Mechanism::Span, Mechanism::Reminder];
+    pub const ALL: [Mechanism; 11] = [
+        Mechanism::WholeOutput,
+        Mechanism::Span,
+        Mechanism::Reminder,
+        Mechanism::Filter(Filter::TestRunner),
+        Mechanism::Filter(Filter::Build),
+        Mechanism::Filter(Filter::Log),
+        Mechanism::Filter(Filter::Git),
+        Mechanism::Filter(Filter::Listing),
+        Mechanism::Filter(Filter::Json),
+        Mechanism::Filter(Filter::HeadTail),
+        Mechanism::Filter(Filter::Repeat),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::WholeOutput => "whole-output",
             Mechanism::Span => "span",
             Mechanism::Reminder => "system-reminder",
+            Mechanism::Filter(f) => f.name(),
         }
+    }
+
+    pub fn is_filter(self) -> bool {
+        matches!(self, Mechanism::Filter(_))
     }
 }
 
-/// One replacement made in a block.
+/// One replacement made in a block. Filter edits point at their own block (`source == block`,
+/// no lines): what they removed is in the store of originals, named by the block's footer.
 #[derive(Debug, Clone)]
 pub struct EditNote {
     pub mechanism: Mechanism,
@@ -75,11 +97,25 @@ pub struct BlockResult {
     pub est_saved: u64,
 }
 
-#[derive(Debug, Clone)]
+/// What is known about the call that produced a tool output.
+#[derive(Debug, Clone, Default)]
 pub struct ToolInfo {
+    /// The call id (`toolu_...`, `call_...`); empty for tool output an agent sends as a user
+    /// message (SWE-agent, mini-swe-agent, OpenHands, Aider), which has none.
     pub id: String,
+    /// The tool name; empty for user-message tool output.
     pub name: String,
+    /// A short human subject: the file path or the command, clipped.
     pub subject: Option<String>,
+    /// The command line of the producing call, unclipped, when it ran a command: a call's
+    /// `command`/`cmd` argument (argv arrays joined; `bash -lc SCRIPT` gives SCRIPT), the command
+    /// in the assistant message before a user-message tool output (its last ``` fenced block,
+    /// `<command>`, OpenHands `<execute_bash>` / `<function=...>`), or Aider's `/run` command.
+    /// May span lines (heredocs, SWE-agent `edit` blocks); filters usually look at the first.
+    pub command: Option<String>,
+    /// The call runs commands (a shell/exec tool, or a user-message observation of a command):
+    /// its output may be filtered.
+    pub runs_command: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +124,8 @@ pub struct Line {
     pub h: u64,
     pub num: Option<u32>,
     pub style: Option<Style>,
+    /// Which file a grep line names (hash of its path); 0 for other lines.
+    pub group: u32,
     /// Byte range of the whole line (prefix included, newline excluded) in the block text.
     pub start: u32,
     pub end: u32,
@@ -112,6 +150,11 @@ pub struct Src {
 pub struct State {
     /// Rolling hash of the blocks processed so far.
     pub chain: u64,
+    pub levers: Levers,
+    /// The message of the latest assistant block, and the command it asked to run: the producer
+    /// of a tool output that follows as a user message.
+    pub last_assistant: Option<u32>,
+    pub pending_command: Option<String>,
     pub srcs: Vec<Src>,
     pub results: Vec<Option<Arc<BlockResult>>>,
     /// 3-line window hash -> earliest (block, first line) occurrences forwarded verbatim.
@@ -121,6 +164,10 @@ pub struct State {
     /// `<system-reminder>` segment hash -> earliest block holding it verbatim.
     pub reminders: IdMap<u32>,
     pub tools: HashMap<String, Arc<ToolInfo>>,
+    /// Originals stored for filtered blocks: id -> the filter that shortened it.
+    pub stored: HashMap<String, Mechanism>,
+    /// Tool calls that read a stored original back: (call block, the filter it undoes).
+    pub recalls: Vec<(usize, Mechanism)>,
     /// Rough heap size, for the cache's memory bound.
     pub approx_bytes: usize,
 }
@@ -134,8 +181,8 @@ pub fn window_key(a: u64, b: u64, c: u64) -> u64 {
 }
 
 impl State {
-    pub fn new(seed: u64) -> State {
-        State { chain: seed, ..State::default() }
+    pub fn new(seed: u64, levers: Levers) -> State {
+        State { chain: seed, levers, ..State::default() }
     }
 
     /// Records block `ord`'s verbatim lines, whole text and reminders as pointable.

@@ -1,10 +1,13 @@
 //! `tokenfold replay`: folds recorded sessions turn by turn exactly as the proxy would (through
 //! `Folder::fold`) and reports what it would have saved and whether every prefix stayed stable.
 
+pub mod ceiling;
+pub mod progress;
 pub mod report;
+mod retention;
 pub mod sources;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,17 +16,58 @@ use bytes::Bytes;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::dialect::Dialect;
 use crate::fold::locate::{self, Kind};
-use crate::fold::{json, Folder, Mechanism};
+use crate::fold::originals::Originals;
+use crate::fold::{json, FoldOptions, Folder, Level, Levers, Mechanism};
 use crate::tokens;
+use ceiling::Ceiling;
+use progress::Progress;
+use sources::Conversation;
 
 pub struct Options {
     pub paths: Vec<PathBuf>,
     pub json: bool,
-    /// Tokens of a stand-in system prompt + tool schemas added to every request (before and after
-    /// alike) for transcripts that do not record them. 0 leaves them out.
+    /// Tokens of a stand-in system prompt + tool schemas per request, for sources whose files do
+    /// not record them (Claude Code, Codex): reported as a second "with system + tools" figure.
+    /// 0 leaves that figure out.
     pub system_tokens: u64,
+    /// Levers switched off for the whole run (names from `Levers::NAMES`).
+    pub without: Vec<String>,
+    /// Opt-in levers switched on for the whole run (names from `Levers::OPT_IN`).
+    pub with: Vec<String>,
+    /// Also replay once per lever with that lever off and report what each one saves.
+    pub levers: bool,
+    /// Also measure the lossless ceiling (see `ceiling`).
+    pub ceiling: bool,
+    /// Count tokens with the byte estimate instead of o200k (fast; the digests do not change).
+    pub estimate: bool,
+    /// Each level is replayed and reported on its own (the proxy's default is `balanced`).
+    pub levels: Vec<Level>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            paths: Vec::new(),
+            json: false,
+            system_tokens: DEFAULT_SYSTEM_TOKENS,
+            without: Vec::new(),
+            with: Vec::new(),
+            levers: false,
+            ceiling: false,
+            estimate: false,
+            levels: vec![Level::default()],
+        }
+    }
+}
+
+/// Stand-in size of Claude Code's system prompt + tool schemas (10-20k tokens, identical in every
+/// request), which its session files do not record.
+pub const DEFAULT_SYSTEM_TOKENS: u64 = 15_000;
+
+/// Formats whose files leave out the system prompt and tool schemas.
+pub fn lacks_system(format: &str) -> bool {
+    matches!(format, "claude-code" | "codex")
 }
 
 /// What one conversation (or a sum of them) measured.
@@ -33,7 +77,7 @@ pub struct Stats {
     pub format: String,
     pub conversations: u64,
     pub turns: u64,
-    /// o200k tokens of message text (system, messages, tool-call arguments) summed over turns.
+    /// Tokens of message text (system, messages, tool-call arguments) summed over turns.
     pub tokens_before: u64,
     pub tokens_after: u64,
     /// Tokens saved per mechanism, summed over turns.
@@ -45,6 +89,27 @@ pub struct Stats {
     pub scratch_mismatches: u64,
     pub fold_ms: f64,
     pub measure_ms: f64,
+    /// blake3 of every forwarded body in order (length-prefixed): equal across processes.
+    pub digest: String,
+    /// Distinct markers: how many, their bytes, their tokens, the gate's estimate of them, and
+    /// how many the estimate priced below their real count.
+    pub markers: u64,
+    pub marker_bytes: u64,
+    pub marker_tokens: u64,
+    pub marker_estimate: u64,
+    pub markers_underestimated: u64,
+    /// With `--levers`: tokens after folding with each lever off (opt-in ones: on), summed over
+    /// turns.
+    pub after_without: BTreeMap<String, u64>,
+    pub after_with: BTreeMap<String, u64>,
+    /// With `--ceiling`: the lossless upper bounds (tokens summed over turns).
+    pub ceiling: Option<Ceiling>,
+    /// Error-like lines of changed blocks, and how many are still in the forwarded request
+    /// (verbatim, or in the earlier block a pointer names). Must be all of them.
+    pub error_lines_checked: u64,
+    pub error_lines_kept: u64,
+    /// A few error-like lines that went missing (for the report; empty when retention is 100%).
+    pub error_lines_lost: Vec<String>,
 }
 
 impl Stats {
@@ -52,11 +117,34 @@ impl Stats {
         pct(self.tokens_before.saturating_sub(self.tokens_after), self.tokens_before)
     }
 
+    /// Saved share with a stand-in of `system` tokens added to every request on both sides.
+    pub fn saved_pct_with_system(&self, system: u64) -> f64 {
+        let extra = system * self.turns;
+        pct(self.tokens_before.saturating_sub(self.tokens_after), self.tokens_before + extra)
+    }
+
     pub fn stability_pct(&self) -> f64 {
         if self.prefix_blocks_checked == 0 {
             return 100.0;
         }
         100.0 * (self.prefix_blocks_checked - self.prefix_blocks_changed) as f64 / self.prefix_blocks_checked as f64
+    }
+
+    pub fn retention_pct(&self) -> f64 {
+        if self.error_lines_checked == 0 {
+            return 100.0;
+        }
+        100.0 * self.error_lines_kept as f64 / self.error_lines_checked as f64
+    }
+
+    /// Tokens saved by all filters together.
+    pub fn filters_saved(&self) -> u64 {
+        self.saved_by.iter().filter(|(k, _)| k.starts_with("filter:")).map(|(_, v)| *v).sum()
+    }
+
+    /// Stable prefixes, incremental equal to cold, and every error-like line kept.
+    pub fn sound(&self) -> bool {
+        self.prefix_blocks_changed == 0 && self.scratch_mismatches == 0 && self.error_lines_kept == self.error_lines_checked
     }
 
     pub fn add(&mut self, o: &Stats) {
@@ -72,6 +160,27 @@ impl Stats {
         self.scratch_mismatches += o.scratch_mismatches;
         self.fold_ms += o.fold_ms;
         self.measure_ms += o.measure_ms;
+        self.markers += o.markers;
+        self.marker_bytes += o.marker_bytes;
+        self.marker_tokens += o.marker_tokens;
+        self.marker_estimate += o.marker_estimate;
+        self.markers_underestimated += o.markers_underestimated;
+        for (k, v) in &o.after_without {
+            *self.after_without.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.after_with {
+            *self.after_with.entry(k.clone()).or_default() += v;
+        }
+        if let Some(c) = &o.ceiling {
+            self.ceiling.get_or_insert_with(Ceiling::default).add(c);
+        }
+        self.error_lines_checked += o.error_lines_checked;
+        self.error_lines_kept += o.error_lines_kept;
+        for l in &o.error_lines_lost {
+            if self.error_lines_lost.len() < 5 {
+                self.error_lines_lost.push(l.clone());
+            }
+        }
     }
 }
 
@@ -87,7 +196,7 @@ pub fn pct(part: u64, whole: u64) -> f64 {
 #[derive(Default)]
 pub struct Counter {
     memo: HashMap<u64, u64>,
-    /// Byte estimates instead of o200k (for fast stability checks in tests).
+    /// Byte estimates instead of o200k (for fast checks).
     pub estimate_only: bool,
 }
 
@@ -116,7 +225,7 @@ impl Counter {
     }
 
     /// Tokens of a located block, keyed by its raw bytes so that repeats skip decoding.
-    fn block(&mut self, b: &[u8], blk: &locate::Block) -> u64 {
+    pub fn block(&mut self, b: &[u8], blk: &locate::Block) -> u64 {
         let Some(raw) = b.get(blk.range.clone()) else {
             return 0;
         };
@@ -134,37 +243,79 @@ impl Counter {
     }
 }
 
+/// How one conversation is replayed.
+#[derive(Default)]
+pub struct Setup<'a> {
+    pub levers: Levers,
+    /// The fold level (`balanced` by default, as the proxy folds).
+    pub level: Level,
+    pub ceiling: bool,
+    pub progress: Option<&'a mut Progress>,
+}
+
+impl Setup<'_> {
+    /// A folder that folds as the proxy would, storing nothing (markers name the default store;
+    /// replay only measures).
+    fn folder(&self) -> Folder {
+        let originals = std::sync::Arc::new(Originals::unstored());
+        Folder::with_options(true, FoldOptions { level: self.level, originals, filters_allowed: true, levers: self.levers })
+    }
+}
+
+/// Identity of an input block for the stability check: its bytes, kind and place.
+pub fn block_id(body: &[u8], b: &locate::Block) -> u64 {
+    let loc = match b.loc {
+        locate::Loc::System(k) => u64::from(k).wrapping_mul(31),
+        locate::Loc::Message(i) => (u64::from(i) + 1).wrapping_mul(0x9E37_79B9),
+    };
+    xxh3_64(body.get(b.range.clone()).unwrap_or_default()) ^ (b.kind as u64) ^ loc
+}
+
 /// Replays one conversation through its own `Folder` (conversations are never pooled).
-pub fn measure(
-    name: &str,
-    format: &str,
-    dialect: Dialect,
-    turns: &[Bytes],
-    counter: &mut Counter,
-    system_tokens: u64,
-) -> Stats {
-    let mut st = Stats { name: name.to_string(), format: format.to_string(), conversations: 1, ..Stats::default() };
-    let folder = Folder::new(true);
+pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> Stats {
+    let mut st = Stats { name: c.name.clone(), format: c.format.to_string(), conversations: 1, ..Stats::default() };
+    let folder = setup.folder();
+    let mut retention = retention::Retention::default();
     let mut prev: Vec<(u64, u64)> = Vec::new(); // per block: (input identity, output bytes hash)
     let mut last_out: Option<Bytes> = None;
-    for body in turns {
+    let mut digest = blake3::Hasher::new();
+    let mut seen_markers: HashSet<u64> = HashSet::new();
+    let mut meter = setup.ceiling.then(ceiling::Meter::default);
+    let mut bounds = Ceiling::default();
+    for body in &c.turns {
         let t0 = Instant::now();
-        let folded = folder.fold(dialect, body);
+        let folded = folder.fold(c.dialect, body);
         st.fold_ms += t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         st.turns += 1;
         let out = folded.as_ref().map(|f| f.body.clone()).unwrap_or_else(|| body.clone());
-        let (Ok(bin), Ok(bout)) = (locate::locate(dialect, body), locate::locate(dialect, &out)) else {
+        digest.update(&(out.len() as u64).to_le_bytes());
+        digest.update(&out);
+        let (Ok(bin), Ok(bout)) = (locate::locate(c.dialect, body), locate::locate(c.dialect, &out)) else {
             st.prefix_blocks_changed += 1;
             continue;
         };
-        st.tokens_before += system_tokens + bin.iter().map(|b| counter.block(body, b)).sum::<u64>();
-        st.tokens_after += system_tokens + bout.iter().map(|b| counter.block(&out, b)).sum::<u64>();
+        st.tokens_before += bin.iter().map(|b| counter.block(body, b)).sum::<u64>();
+        st.tokens_after += bout.iter().map(|b| counter.block(&out, b)).sum::<u64>();
         if let Some(f) = &folded {
+            // Signed per mechanism: a filter's footer removes nothing and costs its tokens.
+            let mut by: BTreeMap<&'static str, i64> = BTreeMap::new();
             for e in &f.edits {
-                let saved = counter.text(&e.removed).saturating_sub(counter.text(&e.marker));
-                *st.saved_by.entry(e.mechanism.name().to_string()).or_default() += saved;
+                let marker_tokens = counter.text(&e.marker);
+                *by.entry(e.mechanism.name()).or_default() += counter.text(&e.removed) as i64 - marker_tokens as i64;
+                if seen_markers.insert(xxh3_64(e.marker.as_bytes())) {
+                    let est = tokens::estimate_marker(&e.marker);
+                    st.markers += 1;
+                    st.marker_bytes += e.marker.len() as u64;
+                    st.marker_tokens += marker_tokens;
+                    st.marker_estimate += est;
+                    st.markers_underestimated += u64::from(est < marker_tokens);
+                }
             }
+            for (m, n) in by {
+                *st.saved_by.entry(m.to_string()).or_default() += n.max(0) as u64;
+            }
+            retention.check(c.dialect, body, &bin, &out, &bout, &mut st);
         }
         // Prefix stability: every block that the previous turn also sent, unchanged, in the same
         // place, must be forwarded with exactly the bytes forwarded then.
@@ -172,14 +323,9 @@ pub fn measure(
             // The folded body must keep the request's shape; count it as a broken prefix.
             st.prefix_blocks_changed += 1;
         }
-        let cur: Vec<(u64, u64)> = bin
-            .iter()
-            .zip(&bout)
-            .map(|(i, o)| {
-                let id = xxh3_64(&body[i.range.clone()]) ^ (i.kind as u64) ^ loc_id(i);
-                (id, xxh3_64(out.get(o.range.clone()).unwrap_or_default()))
-            })
-            .collect();
+        let ids: Vec<u64> = bin.iter().map(|i| block_id(body, i)).collect();
+        let cur: Vec<(u64, u64)> =
+            ids.iter().zip(&bout).map(|(&id, o)| (id, xxh3_64(out.get(o.range.clone()).unwrap_or_default()))).collect();
         for (p, c) in prev.iter().zip(&cur) {
             if p.0 != c.0 {
                 break;
@@ -189,28 +335,29 @@ pub fn measure(
                 st.prefix_blocks_changed += 1;
             }
         }
+        if let Some(m) = &mut meter {
+            m.turn(body, &bin, &ids, counter, &mut bounds);
+        }
         prev = cur;
         last_out = Some(out);
         st.measure_ms += t1.elapsed().as_secs_f64() * 1e3;
+        if let Some(p) = setup.progress.as_deref_mut() {
+            p.turn();
+        }
     }
     // The incremental path must give what a cold start gives (determinism across processes).
-    if let (Some(body), Some(out)) = (turns.last(), last_out) {
-        let fresh = Folder::new(true).fold(dialect, body).map(|f| f.body).unwrap_or_else(|| body.clone());
-        if fresh != out {
+    if let (Some(body), Some(out)) = (c.turns.last(), last_out) {
+        let fresh = setup.folder().fold(c.dialect, body).map(|f| f.body);
+        if fresh.unwrap_or_else(|| body.clone()) != out {
             st.scratch_mismatches += 1;
         }
     }
     for m in Mechanism::ALL {
         st.saved_by.entry(m.name().to_string()).or_default();
     }
+    st.digest = digest.finalize().to_hex().to_string();
+    st.ceiling = meter.map(|_| bounds);
     st
-}
-
-fn loc_id(b: &locate::Block) -> u64 {
-    match b.loc {
-        locate::Loc::System(k) => u64::from(k).wrapping_mul(31),
-        locate::Loc::Message(i) => (u64::from(i) + 1).wrapping_mul(0x9E37_79B9),
-    }
 }
 
 /// Default places agents keep sessions.
@@ -227,42 +374,106 @@ pub fn run(opts: Options) -> u8 {
         eprintln!("replay: no path given and neither ~/.claude/projects nor ~/.codex/sessions exists");
         return 2;
     }
+    let mut levers = Levers::default();
+    let lever_names = || {
+        let all: Vec<&str> = Levers::NAMES.iter().chain(&Levers::OPT_IN).map(|(n, _)| *n).collect();
+        all.join(", ")
+    };
+    for name in &opts.without {
+        match levers.without(name) {
+            Some(l) => levers = l,
+            None => {
+                eprintln!("replay: unknown lever {name:?} for --without; known: {}", lever_names());
+                return 2;
+            }
+        }
+    }
+    for name in &opts.with {
+        match levers.with(name) {
+            Some(l) => levers = l,
+            None => {
+                eprintln!("replay: unknown lever {name:?} for --with; opt-in levers: {}", lever_names());
+                return 2;
+            }
+        }
+    }
     let started = Instant::now();
-    let mut counter = Counter::default();
-    let mut sources: Vec<(String, Vec<Stats>)> = Vec::new();
-    let tty = std::io::stderr().is_terminal();
+    let mut loaded: Vec<(String, Vec<Conversation>)> = Vec::new();
     for p in &paths {
         if !p.exists() {
             eprintln!("replay: {} does not exist", p.display());
             return 2;
         }
-        let convs = sources::load(p);
-        let total = convs.len();
-        let mut per = Vec::new();
-        for (i, c) in convs.iter().enumerate() {
-            if tty {
-                eprint!("\r\x1b[Kreplay {}: {}/{} {} ({} turns)", p.display(), i + 1, total, c.name, c.turns.len());
-            } else if c.turns.len() > 100 || (i + 1) % 10 == 0 {
-                eprintln!("replay {}: {}/{} {} ({} turns)", p.display(), i + 1, total, c.name, c.turns.len());
-            }
-            per.push(measure(&c.name, c.format, c.dialect, &c.turns, &mut counter, opts.system_tokens));
-        }
-        if tty {
-            eprint!("\r\x1b[K");
-        }
-        sources.push((p.display().to_string(), per));
+        loaded.push((p.display().to_string(), sources::load(p)));
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let out = if opts.json {
-        report::json(&sources, opts.system_tokens, elapsed)
-    } else {
-        report::text(&sources, opts.system_tokens, elapsed)
-    };
-    println!("{out}");
-    let stable = sources.iter().flat_map(|(_, v)| v).all(|s| s.prefix_blocks_changed == 0 && s.scratch_mismatches == 0);
-    if stable {
+    let loaded_s = started.elapsed().as_secs_f64();
+    let levels = if opts.levels.is_empty() { vec![Level::default()] } else { opts.levels.clone() };
+    let turns: u64 = loaded.iter().flat_map(|(_, l)| l).map(|c| c.turns.len() as u64).sum();
+    let passes = if opts.levers { 1 + (Levers::NAMES.len() + Levers::OPT_IN.len()) as u64 } else { 1 };
+    let mut progress = Progress::new(turns * passes * levels.len() as u64, std::io::stderr().is_terminal());
+    let mut counter = Counter { estimate_only: opts.estimate, ..Counter::default() };
+    let mut outs = Vec::new();
+    let mut sound = true;
+    for &level in &levels {
+        let started = Instant::now();
+        let sources = replay_level(&opts, &loaded, levers, level, &mut counter, &mut progress);
+        sound &= sources.iter().flat_map(|(_, v)| v).all(Stats::sound);
+        let elapsed = loaded_s + started.elapsed().as_secs_f64();
+        let view = report::View {
+            system_tokens: opts.system_tokens,
+            elapsed_s: elapsed,
+            estimate: opts.estimate,
+            levers,
+            level,
+        };
+        outs.push(if opts.json { report::json(&sources, &view) } else { report::text(&sources, &view) });
+    }
+    progress.finish();
+    // One level prints one report (one JSON object); several print one after another (a JSON array).
+    match (opts.json, outs.len()) {
+        (true, n) if n > 1 => println!("[{}]", outs.join(",")),
+        _ => println!("{}", outs.join("\n")),
+    }
+    if sound {
         0
     } else {
         1
     }
+}
+
+/// Replays every loaded conversation at one level (and, with `--levers`, once per lever).
+fn replay_level(
+    opts: &Options,
+    loaded: &[(String, Vec<Conversation>)],
+    levers: Levers,
+    level: Level,
+    counter: &mut Counter,
+    progress: &mut Progress,
+) -> Vec<(String, Vec<Stats>)> {
+    let mut sources: Vec<(String, Vec<Stats>)> = Vec::new();
+    for (src, convs) in loaded {
+        let mut per = Vec::new();
+        for c in convs {
+            progress.start(&c.name);
+            let mut setup = Setup { levers, level, ceiling: opts.ceiling, progress: Some(&mut *progress) };
+            let mut s = measure(c, counter, &mut setup);
+            if opts.levers {
+                for (name, _) in Levers::NAMES {
+                    let Some(off) = levers.without(name) else { continue };
+                    let mut setup = Setup { levers: off, level, ceiling: false, progress: Some(&mut *progress) };
+                    let t = measure(c, counter, &mut setup);
+                    s.after_without.insert(name.to_string(), t.tokens_after);
+                }
+                for (name, _) in Levers::OPT_IN {
+                    let Some(on) = levers.with(name) else { continue };
+                    let mut setup = Setup { levers: on, level, ceiling: false, progress: Some(&mut *progress) };
+                    let t = measure(c, counter, &mut setup);
+                    s.after_with.insert(name.to_string(), t.tokens_after);
+                }
+            }
+            per.push(s);
+        }
+        sources.push((src.clone(), per));
+    }
+    sources
 }

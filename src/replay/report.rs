@@ -2,13 +2,26 @@
 
 use std::fmt::Write;
 
-use super::{pct, Stats};
-use crate::fold::Mechanism;
+use super::{lacks_system, pct, Stats};
+use crate::fold::{Level, Levers, Mechanism};
+
+/// What the report needs besides the numbers.
+pub struct View {
+    /// Stand-in system prompt + tools tokens for sources that do not record them (0: none).
+    pub system_tokens: u64,
+    pub elapsed_s: f64,
+    /// Token counts are byte estimates, not o200k.
+    pub estimate: bool,
+    /// The levers the main figures were measured with.
+    pub levers: Levers,
+    pub level: Level,
+}
 
 fn totals(name: &str, list: &[Stats]) -> Stats {
     let mut t = Stats { name: name.to_string(), format: "total".to_string(), ..Stats::default() };
     for s in list {
         t.add(s);
+        t.format = s.format.clone();
     }
     for m in Mechanism::ALL {
         t.saved_by.entry(m.name().to_string()).or_default();
@@ -16,16 +29,26 @@ fn totals(name: &str, list: &[Stats]) -> Stats {
     t
 }
 
-fn row(out: &mut String, s: &Stats, indent: &str) {
-    let mut name = format!("{indent}{}", s.name);
+fn clip_name(name: &str) -> String {
     if name.chars().count() > 46 {
         let tail: String = name.chars().rev().take(45).collect::<Vec<_>>().into_iter().rev().collect();
-        name = format!("…{tail}");
+        format!("…{tail}")
+    } else {
+        name.to_string()
     }
+}
+
+fn row(out: &mut String, s: &Stats, indent: &str, system: u64) {
+    let name = clip_name(&format!("{indent}{}", s.name));
     let mech = |m: Mechanism| pct(s.saved_by.get(m.name()).copied().unwrap_or(0), s.tokens_before);
+    let with_sys = if system > 0 && lacks_system(&s.format) {
+        format!("{:>7.1}%", s.saved_pct_with_system(system))
+    } else {
+        format!("{:>8}", "-")
+    };
     let _ = writeln!(
         out,
-        "{name:<46} {:>5} {:>12} {:>12} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>7.2}% {:>9.1}",
+        "{name:<46} {:>5} {:>11} {:>11} {:>6.1}% {with_sys} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>7.2}% {:>7.2}% {:>8.1}",
         s.turns,
         s.tokens_before,
         s.tokens_after,
@@ -33,74 +56,220 @@ fn row(out: &mut String, s: &Stats, indent: &str) {
         mech(Mechanism::WholeOutput),
         mech(Mechanism::Span),
         mech(Mechanism::Reminder),
+        pct(s.filters_saved(), s.tokens_before),
         s.stability_pct(),
+        s.retention_pct(),
         s.fold_ms,
     );
 }
 
-pub fn text(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64) -> String {
-    let mut out = String::new();
-    out.push_str("tokenfold replay: tokens are o200k_base counts (an estimate for non-OpenAI models) of message\n");
-    out.push_str("text (system, messages, tool-call arguments; images and thinking excluded), summed over every\n");
-    out.push_str("turn's request. Per-mechanism columns are shares of `before`.\n");
-    if system_tokens == 0 {
-        out.push_str(
-            "Transcripts without a system prompt and tool schemas (Claude Code) are replayed without them.\n\n",
-        );
-    } else {
-        let _ = writeln!(out, "A stand-in of {system_tokens} tokens per request (system prompt + tool schemas) is added to before and after.\n");
-    }
+/// `filters: test-runner 1.2%, build 0.3%, ...` (shares of `before`), then any lost error line.
+fn filter_breakdown(out: &mut String, s: &Stats) {
+    let parts: Vec<String> = Mechanism::ALL
+        .iter()
+        .filter(|m| m.is_filter())
+        .map(|m| {
+            let n = s.saved_by.get(m.name()).copied().unwrap_or(0);
+            format!("{} {:.2}%", m.name().trim_start_matches("filter:"), pct(n, s.tokens_before))
+        })
+        .collect();
+    let _ = writeln!(out, "  filters: {}", parts.join(", "));
     let _ = writeln!(
         out,
-        "{:<46} {:>5} {:>12} {:>12} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}",
-        "conversation", "turns", "before", "after", "saved", "whole", "span", "remind", "stable", "fold ms"
+        "  error-like lines of changed blocks kept: {} of {} ({:.2}%)",
+        s.error_lines_kept,
+        s.error_lines_checked,
+        s.retention_pct()
+    );
+    for l in &s.error_lines_lost {
+        let _ = writeln!(out, "  LOST: {l}");
+    }
+}
+
+pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "level: {} (x-tokenfold-level / [fold] level; --level to change)", v.level.name());
+    let counted = if v.estimate {
+        "byte estimates (--estimate)"
+    } else {
+        "o200k_base counts (an estimate for non-OpenAI models)"
+    };
+    let _ = writeln!(out, "tokenfold replay: tokens are {counted} of message text (system, messages, tool-call");
+    out.push_str("arguments; images and thinking excluded), summed over every turn's request.\n");
+    out.push_str("saved: share of the tokens the files record. whole/span/remind/filters: what each mechanism saved, as shares of before.\n");
+    out.push_str("errkept: error-like lines of changed blocks still forwarded (verbatim, or where a pointer names).\n");
+    if v.system_tokens > 0 {
+        let _ = writeln!(
+            out,
+            "+sys: the same saving over requests that also carry the system prompt + tool schemas, which Claude Code\nand Codex files do not record: a stand-in of {} tokens per request, never folded (--system-tokens N).\n- : the files record the system prompt already (saved is the whole figure).",
+            v.system_tokens
+        );
+    }
+    if v.levers != Levers::default() {
+        let _ = writeln!(out, "levers: {:?}", v.levers);
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{:<46} {:>5} {:>11} {:>11} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
+        "conversation",
+        "turns",
+        "before",
+        "after",
+        "saved",
+        "+sys",
+        "whole",
+        "span",
+        "remind",
+        "filters",
+        "stable",
+        "errkept",
+        "fold ms"
     );
     let mut all = Vec::new();
     for (src, list) in sources {
         let _ = writeln!(out, "{src}");
         for s in list {
-            row(&mut out, s, "  ");
+            row(&mut out, s, "  ", v.system_tokens);
         }
         let t = totals(&format!("= {src} ({} conversations)", list.len()), list);
-        row(&mut out, &t, "");
+        row(&mut out, &t, "", v.system_tokens);
+        filter_breakdown(&mut out, &t);
         out.push('\n');
         all.push(t);
     }
     if sources.len() > 1 {
-        row(&mut out, &totals("= all sources", &all), "");
+        let mut t = totals("= all sources", &all);
+        t.format = "mixed".to_string();
+        row(&mut out, &t, "", 0);
+        filter_breakdown(&mut out, &t);
+        out.push('\n');
     }
+    levers_table(&mut out, &all);
+    ceiling_table(&mut out, &all);
     let t = totals("", &all);
+    if t.markers > 0 {
+        let _ = writeln!(
+            out,
+            "markers: {} distinct, {:.2} bytes per o200k token; the gate's estimate is {:.2}x their real count, below it for {} ({:.1}%)",
+            t.markers,
+            t.marker_bytes as f64 / t.marker_tokens.max(1) as f64,
+            t.marker_estimate as f64 / t.marker_tokens.max(1) as f64,
+            t.markers_underestimated,
+            pct(t.markers_underestimated, t.markers)
+        );
+    }
     let _ = write!(
         out,
-        "prefix stability: {:.2}% of {} re-sent blocks byte-identical; incremental == cold fold: {}; fold time {:.1} ms total ({:.3} ms/turn); wall {:.1} s",
+        "prefix stability: {:.2}% of {} re-sent blocks byte-identical; error-like lines kept: {:.2}%; incremental == cold fold: {}; fold time {:.1} ms total ({:.3} ms/turn); wall {:.1} s",
         t.stability_pct(),
         t.prefix_blocks_checked,
+        t.retention_pct(),
         if t.scratch_mismatches == 0 { "yes".to_string() } else { format!("NO ({} conversations differ)", t.scratch_mismatches) },
         t.fold_ms,
         if t.turns > 0 { t.fold_ms / t.turns as f64 } else { 0.0 },
-        elapsed_s
+        v.elapsed_s
     );
     out
 }
 
-pub fn json(sources: &[(String, Vec<Stats>)], system_tokens: u64, elapsed_s: f64) -> String {
+/// With `--levers`: what each lever saves (default-on ones: lost when off; opt-in ones: gained
+/// when on), per source.
+fn levers_table(out: &mut String, all: &[Stats]) {
+    if all.iter().all(|t| t.after_without.is_empty()) {
+        return;
+    }
+    out.push_str("lever gains (percentage points of before): default levers, what switching it off loses;\n");
+    out.push_str("opt-in levers (+): what switching it on would add.\n");
+    let _ = write!(out, "{:<46}", "source");
+    for (name, _) in Levers::NAMES {
+        let _ = write!(out, " {name:>15}");
+    }
+    for (name, _) in Levers::OPT_IN {
+        let _ = write!(out, " {:>15}", format!("+{name}"));
+    }
+    out.push('\n');
+    for t in all {
+        let _ = write!(out, "{:<46}", clip_name(&t.name));
+        let p = |a: u64, b: u64| (a as f64 - b as f64) / t.tokens_before.max(1) as f64 * 100.0;
+        for (name, _) in Levers::NAMES {
+            let off = t.after_without.get(name).copied().unwrap_or(t.tokens_after);
+            let _ = write!(out, " {:>14.2}p", p(off, t.tokens_after));
+        }
+        for (name, _) in Levers::OPT_IN {
+            let on = t.after_with.get(name).copied().unwrap_or(t.tokens_after);
+            let _ = write!(out, " {:>14.2}p", p(t.tokens_after, on));
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// With `--ceiling`: the lossless upper bounds next to what folding saved.
+fn ceiling_table(out: &mut String, all: &[Stats]) {
+    if all.iter().all(|t| t.ceiling.is_none()) {
+        return;
+    }
+    out.push_str(
+        "lossless ceiling (shares of before; tool-output lines inside a 3-line window seen earlier, numbers\n",
+    );
+    out.push_str(
+        "stripped, no gate, no marker cost): cross = earlier non-assistant blocks; +same = also earlier in the\n",
+    );
+    out.push_str("same block; +any = also assistant text and call arguments as sources, agent templates as targets;\n");
+    out.push_str(
+        "gated = +any under the span rules (runs of 3+ lines, 120+ bytes, a 15-token marker each, 24+ saved);\n",
+    );
+    out.push_str("safe = gated where a file view counts only when one run covers it all (the bound under every\n");
+    out.push_str("invariant: the engine folds views only as a whole); all tool output = every tool-output token.\n");
+    let _ = writeln!(
+        out,
+        "{:<46} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>16}",
+        "source", "saved", "cross", "+same", "+any", "gated", "safe", "all tool output"
+    );
+    for t in all {
+        let Some(c) = &t.ceiling else { continue };
+        let p = |x: u64| pct(x, t.tokens_before);
+        let _ = writeln!(
+            out,
+            "{:<46} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>15.1}%",
+            clip_name(&t.name),
+            t.saved_pct(),
+            p(c.cross_block),
+            p(c.same_block),
+            p(c.any_source),
+            p(c.gated),
+            p(c.anchor_safe),
+            p(c.all_tool_output)
+        );
+    }
+    out.push('\n');
+}
+
+pub fn json(sources: &[(String, Vec<Stats>)], v: &View) -> String {
     let list: Vec<serde_json::Value> = sources
         .iter()
         .map(|(src, l)| {
             let t = totals(src, l);
+            let with_system =
+                (v.system_tokens > 0 && lacks_system(&t.format)).then(|| t.saved_pct_with_system(v.system_tokens));
             serde_json::json!({
                 "source": src,
                 "total": t,
                 "saved_pct": t.saved_pct(),
+                "saved_pct_with_system_stand_in": with_system,
+                "filters_saved_pct": pct(t.filters_saved(), t.tokens_before),
                 "prefix_stability_pct": t.stability_pct(),
+                "error_line_retention_pct": t.retention_pct(),
                 "conversations": l,
             })
         })
         .collect();
     serde_json::json!({
-        "tokenizer": "o200k_base (estimate for non-OpenAI models)",
-        "system_stand_in_tokens": system_tokens,
-        "elapsed_s": elapsed_s,
+        "level": v.level.name(),
+        "tokenizer": if v.estimate { "byte estimate" } else { "o200k_base (estimate for non-OpenAI models)" },
+        "system_stand_in_tokens": v.system_tokens,
+        "elapsed_s": v.elapsed_s,
         "sources": list,
     })
     .to_string()

@@ -127,11 +127,32 @@ fn jsonl(text: &str) -> Parsed {
     claude_code(&events)
 }
 
+/// One message being assembled from Claude Code events.
+struct CcMessage {
+    role: String,
+    /// `message.id` of an assistant message (one model response).
+    id: Option<String>,
+    parts: Vec<Value>,
+}
+
+impl CcMessage {
+    fn only_tool_results(&self) -> bool {
+        self.role == "user" && self.parts.iter().all(|p| p.get("type").and_then(Value::as_str) == Some("tool_result"))
+    }
+}
+
 /// Claude Code session JSONL: only `message.content` of user/assistant events reaches the model.
-/// Consecutive same-role events merge into one message, as Claude Code sends them.
+///
+/// Claude Code logs one event per content block of a response and runs tools while the response
+/// still streams, so the blocks of one assistant message (one `message.id`) can be interleaved
+/// with the results of its earlier tool calls. It sends them as one assistant message (blocks in
+/// logged order) followed by one user message holding every tool result (in logged order) and any
+/// text after them. So an assistant event joins the last assistant message when it has the same
+/// `message.id` and only tool results came in between; a new `message.id` is a new model turn,
+/// whose request is every message before it. Consecutive user events form one message.
 fn claude_code(events: &[Value]) -> Parsed {
-    let mut msgs: Vec<(String, Vec<Value>)> = Vec::new(); // (role, content parts)
-    let mut ser: Vec<String> = Vec::new(); // serialized complete messages of this segment
+    let mut msgs: Vec<CcMessage> = Vec::new();
+    let mut ser: Vec<String> = Vec::new(); // serialized messages that can no longer change
     let mut model = "claude".to_string();
     let mut turns = Vec::new();
     for e in events {
@@ -155,20 +176,29 @@ fn claude_code(events: &[Value]) -> Parsed {
             Some(Value::Array(a)) => a.clone(),
             _ => continue,
         };
-        match msgs.last_mut() {
-            // Assistant events of one message (and parallel tool results) arrive one per line.
-            Some((r, c)) if *r == role => c.extend(parts),
-            _ => {
-                if role == "assistant" && !msgs.is_empty() {
-                    // Every earlier message is complete now: this is the request of a model turn.
-                    for (r, c) in &msgs[ser.len()..] {
-                        ser.push(json!({"role": r, "content": c}).to_string());
-                    }
-                    let head = format!("\"model\":{},\"max_tokens\":32000", Value::String(model.clone()));
-                    turns.extend(bodies(&head, "messages", &ser, &[ser.len()]));
-                }
-                msgs.push((role, parts));
+        if role == "assistant" {
+            let id = m.get("id").and_then(Value::as_str).map(str::to_string);
+            let open = msgs.iter().rposition(|x| x.role == "assistant").filter(|&k| {
+                id.is_some() && msgs[k].id == id && msgs[k + 1..].iter().all(CcMessage::only_tool_results)
+            });
+            if let Some(k) = open {
+                msgs[k].parts.extend(parts);
+                continue;
             }
+            if !msgs.is_empty() {
+                // Every earlier message is complete now: this is the request of a model turn.
+                for c in &msgs[ser.len()..] {
+                    ser.push(json!({"role": c.role, "content": c.parts}).to_string());
+                }
+                let head = format!("\"model\":{},\"max_tokens\":32000", Value::String(model.clone()));
+                turns.extend(bodies(&head, "messages", &ser, &[ser.len()]));
+            }
+            msgs.push(CcMessage { role, id, parts });
+            continue;
+        }
+        match msgs.last_mut() {
+            Some(last) if last.role == role => last.parts.extend(parts),
+            _ => msgs.push(CcMessage { role, id: None, parts }),
         }
     }
     Some(("claude-code", Dialect::Anthropic, turns))
@@ -246,12 +276,16 @@ fn openhands(events: &[Value]) -> Vec<Value> {
             }
         } else if e.get("action").is_some() {
             let args = e.get("args");
-            let text = args
-                .and_then(|a| a.get("content").or_else(|| a.get("command")).or_else(|| a.get("code")))
-                .and_then(Value::as_str)
-                .or(message)
-                .unwrap_or_default();
+            let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
             let role = if source == "user" { "user" } else { "assistant" };
+            // Commands go in CodeAct's `<execute_bash>` tags, as its non-function-calling prompt has them.
+            let text = match (role, arg("command")) {
+                ("assistant", Some(cmd)) => {
+                    let thought = arg("thought").or(message).unwrap_or_default();
+                    format!("{thought}\n<execute_bash>\n{cmd}\n</execute_bash>").trim_start().to_string()
+                }
+                _ => arg("content").or_else(|| arg("code")).or(message).unwrap_or_default().to_string(),
+            };
             out.push(json!({"role": role, "content": text}));
         }
     }

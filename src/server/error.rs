@@ -18,6 +18,8 @@ pub enum Origin {
 pub enum ProxyError {
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("bad request header {0}")]
+    BadHeader(String),
     #[error("request body is {}over the limit of {limit} bytes (server.max_body_bytes)", size.map(|s| format!("{s} bytes, ")).unwrap_or_default())]
     BodyTooLarge { size: Option<u64>, limit: u64 },
     #[error("could not read the request body: {0}")]
@@ -50,9 +52,10 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) | ProxyError::Untranslatable(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::MalformedJson(_)
+            | ProxyError::BadHeader(_)
+            | ProxyError::BodyRead(_)
+            | ProxyError::Untranslatable(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => StatusCode::NOT_FOUND,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -68,9 +71,10 @@ impl ProxyError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            ProxyError::MalformedJson(_) | ProxyError::BodyRead(_) | ProxyError::Untranslatable(_) => {
-                ErrorClass::InvalidRequest
-            }
+            ProxyError::MalformedJson(_)
+            | ProxyError::BadHeader(_)
+            | ProxyError::BodyRead(_)
+            | ProxyError::Untranslatable(_) => ErrorClass::InvalidRequest,
             ProxyError::BodyTooLarge { .. } => ErrorClass::TooLarge,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => ErrorClass::NotFound,
             ProxyError::Unauthorized => ErrorClass::Authentication,
@@ -91,6 +95,7 @@ impl ProxyError {
     pub fn origin(&self) -> Origin {
         match self {
             ProxyError::MalformedJson(_)
+            | ProxyError::BadHeader(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BodyRead(_)
             | ProxyError::Untranslatable(_)
@@ -116,6 +121,7 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::MalformedJson(_) => "malformed_json",
+            ProxyError::BadHeader(_) => "bad_header",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BodyRead(_) => "body_read",
             ProxyError::Untranslatable(_) => "untranslatable",

@@ -56,6 +56,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
             Err(e) => Err(ProxyError::Internal(format!("pool status: {e}"))),
         },
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers(), proxy_key_header.as_ref()).await),
+        (&Method::GET, r) if r.starts_with("/o/") => Ok(original_response(&state, &r["/o/".len()..])),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
             proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
         }
@@ -167,10 +168,21 @@ async fn forward(
 
     // Fold on the ingress dialect, before any translation. Fail open: a panic forwards the original.
     let fold_off = parts.headers.get(headers::TOKENFOLD).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
+    let level = match parts.headers.get(headers::TOKENFOLD_LEVEL) {
+        None => state.folder.level(),
+        Some(v) => v.to_str().ok().and_then(crate::fold::Level::parse).ok_or_else(|| {
+            ProxyError::BadHeader(format!(
+                "{}: `{}` is not one of lossless, balanced, aggressive",
+                headers::TOKENFOLD_LEVEL,
+                String::from_utf8_lossy(v.as_bytes())
+            ))
+        })?,
+    };
     let mut saved_tokens = 0;
     let mut forward = body.clone();
     if state.folder.enabled() && !fold_off {
-        let folded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.fold(dialect, &body)));
+        let folded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.fold_at(dialect, &body, level)));
         match folded {
             Ok(Some(f)) => {
                 saved_tokens = f.saved_tokens;
@@ -261,6 +273,25 @@ async fn models_response(state: &AppState, hdrs: &HeaderMap, proxy_key: Option<&
         serde_json::json!({"object": "list", "data": data})
     };
     json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// `GET /o/<id>`: a stored original, for agents that reach the proxy over the network (the key
+/// check has already run: with `server.api_keys` set only key holders get here).
+fn original_response(state: &AppState, id: &str) -> Response<Body> {
+    match state.folder.originals().get(id) {
+        Some(text) => {
+            let mut r = Response::new(full(Bytes::from(text)));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            r
+        }
+        None => {
+            let mut r =
+                Response::new(full(Bytes::from(format!("no stored original `{id}` (pruned, or never stored here)\n"))));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            r
+        }
+    }
 }
 
 /// The model ids the caller's default upstream lists at its own `/models` (either list shape has

@@ -60,7 +60,7 @@ impl AppState {
             ledger,
             model_override,
             pool: std::sync::RwLock::new(Pool::new(&cfg)),
-            folder: Folder::new(cfg.fold_enabled),
+            folder: Folder::with_options(cfg.fold_enabled, crate::fold::FoldOptions::from_config(&cfg)),
             upstream,
             metrics: Metrics::default(),
             cfg: Arc::new(cfg),

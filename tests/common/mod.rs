@@ -62,6 +62,8 @@ pub fn try_spawn_proxy(args: &[&str], env: &[(&str, &str)]) -> Result<Proxy, (Op
     cmd.env_remove("TOKENFOLD_CONFIG")
         .env("NO_COLOR", "1")
         .env("XDG_DATA_HOME", std::env::temp_dir().join(format!("tokenfold-tests-{}", std::process::id())))
+        // Originals of filtered command output go to the cache dir: keep tests out of the real one.
+        .env("XDG_CACHE_HOME", std::env::temp_dir().join(format!("tokenfold-tests-{}", std::process::id())))
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -229,3 +229,16 @@ pub fn strip_numbers(t: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The shared corpus of real transcripts: `$TOKENFOLD_CORPUS`, else `../shared/corpus` next to
+/// the project (a checkout beside `shared/`), else `../../shared/corpus` (a worktree one level
+/// deeper). `None` when absent: corpus tests then skip with a note.
+pub fn corpus_root() -> Option<std::path::PathBuf> {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        std::env::var_os("TOKENFOLD_CORPUS").map(std::path::PathBuf::from),
+        Some(here.join("../shared/corpus")),
+        Some(here.join("../../shared/corpus")),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_dir())
+}

@@ -158,3 +158,68 @@ async fn a_shared_proxy_gives_url_markers_and_serves_originals_to_key_holders_on
     assert_eq!(got.bytes().await.unwrap(), out.as_bytes());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The agent runs the marker's own `cat` command on a later turn: the ledger records the elision
+/// on the first turn and the recall on the second, and `tokenfold report --by mechanism` shows
+/// the filter's recall rate.
+#[tokio::test]
+async fn reading_an_original_back_is_a_recall_in_the_report() {
+    let mock = mock::start(|_| Reply::ok_json(mock::anthropic_message("ok"))).await;
+    let dir = store_dir("recall");
+    let ledger = dir.with_extension("ledger.db");
+    let _ = std::fs::remove_file(&ledger);
+    let cfg = format!(
+        "{}\n[fold]\noriginals_dir = \"{}\"\n",
+        config_for(&mock.base(), "", "auth = \"client\""),
+        dir.display()
+    );
+    let cfg = temp_file("recall.toml", &cfg);
+    let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", ledger.to_str().unwrap())]);
+    let (cmd, out) = fixture("npm_install");
+    let c = reqwest::Client::new();
+    c.post(proxy.url("/v1/messages")).body(bash_request(&cmd, &out)).send().await.unwrap().bytes().await.unwrap();
+    let sent = forwarded_output(&mock.last().json());
+    let k = sent.rfind("full output: ").unwrap() + "full output: ".len();
+    let recall_cmd = sent[k..].trim_end().trim_end_matches(']').to_string();
+    assert!(recall_cmd.starts_with("cat "), "{recall_cmd}");
+    // Turn 2: the agent reads the original back with the command the marker gave.
+    let mut body: serde_json::Value = serde_json::from_str(&bash_request(&cmd, &out)).unwrap();
+    let msgs = body["messages"].as_array_mut().unwrap();
+    msgs.push(serde_json::json!({"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_02", "name": "Bash", "input": {"command": recall_cmd}}]}));
+    msgs.push(serde_json::json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_02", "content": out.clone()}]}));
+    let r = c.post(proxy.url("/v1/messages")).body(body.to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    // The ledger is written off the request path: wait for both records.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
+            .args(["report", "--json", "--by", "mechanism", "--ledger"])
+            .arg(&ledger)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let filtered = v["mechanisms"].as_array().into_iter().flatten().find(|m| m["elisions"].as_u64() > Some(0));
+        if let Some(m) = filtered.filter(|m| m["recalls"].as_u64() > Some(0)) {
+            break m.clone();
+        }
+        assert!(Instant::now() < deadline, "no recall reached the report: {}", String::from_utf8_lossy(&o.stdout));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(row["key"].as_str().unwrap().starts_with("filter:"), "{row}");
+    assert_eq!((row["elisions"].as_u64(), row["recalls"].as_u64()), (Some(1), Some(1)), "{row}");
+    assert_eq!(row["recall_pct"].as_f64(), Some(100.0));
+    // The table a person reads says it too.
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
+        .args(["report", "--by", "mechanism", "--ledger"])
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    let line = table.lines().find(|l| l.starts_with(row["key"].as_str().unwrap())).unwrap_or_default();
+    assert!(line.contains("100.0%"), "{table}");
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(ledger);
+}

@@ -105,9 +105,15 @@ pub async fn latency_row(targets: &[Target], conns: &mut Conns, row: &RowSpec, c
         }
     }
     // Fast rounds (direct and tokenfold) and peer rounds (direct and the peers) alternate, one
-    // peer round after every `stride` fast ones; a pause after each peer round keeps work a peer
-    // does after answering off the next fast round.
+    // peer round after every `stride` fast ones. The peers are paused (SIGSTOP) during fast
+    // rounds and resumed a settle time before their own, so no column's background work (GC,
+    // timers) lands in another column's samples; each column is compared with the direct
+    // samples of its own rounds.
     let stride = (counts.fast / counts.slow.max(1)).max(1);
+    let peer_groups: Vec<u32> =
+        targets.iter().zip(&cells).filter(|(t, c)| !t.fast && c.is_ok()).filter_map(|(t, _)| t.pgid).collect();
+    procs::pause_groups(&peer_groups, true);
+    tokio::time::sleep(PEER_SETTLE).await;
     let (mut fast_done, mut slow_done) = (0usize, 0usize);
     loop {
         let slow_active = (1..n).any(|i| !targets[i].fast && cells[i].is_ok());
@@ -122,6 +128,10 @@ pub async fn latency_row(targets: &[Target], conns: &mut Conns, row: &RowSpec, c
         let round = fast_done + slow_done;
         let shift = round % order.len().max(1);
         order.rotate_left(shift);
+        if peer_round {
+            procs::pause_groups(&peer_groups, false);
+            tokio::time::sleep(PEER_SETTLE).await;
+        }
         let mut taken: Vec<(usize, Duration)> = Vec::with_capacity(order.len());
         for i in order {
             let (Ok(call), Ok(conn)) = (&row.calls[i], &mut conns.0[i]) else { continue };
@@ -143,11 +153,13 @@ pub async fn latency_row(targets: &[Target], conns: &mut Conns, row: &RowSpec, c
         }
         if peer_round {
             slow_done += 1;
+            procs::pause_groups(&peer_groups, true);
             tokio::time::sleep(PEER_SETTLE).await;
         } else {
             fast_done += 1;
         }
     }
+    procs::pause_groups(&peer_groups, false);
     // The direct column's own baseline is itself; nothing else to do.
     cells
 }

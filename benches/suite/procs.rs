@@ -44,9 +44,22 @@ impl Drop for Spawned {
     }
 }
 
+/// Pauses (`true`) or resumes a process group, so that its background work stays out of other
+/// columns' samples.
+pub fn pause_groups(pgids: &[u32], pause: bool) {
+    if pgids.is_empty() {
+        return;
+    }
+    let sig = if pause { "-STOP" } else { "-CONT" };
+    let groups: Vec<String> = pgids.iter().map(|g| format!("-{g}")).collect();
+    let _ = Command::new("kill").arg(sig).arg("--").args(&groups).stderr(Stdio::null()).status();
+}
+
 /// TERM to the group, KILL after 3 s; only this child's own group is signalled.
 fn stop_group(pgid: u32, child: &mut Child) {
     let group = format!("-{pgid}");
+    // A paused group would hold TERM until resumed.
+    let _ = Command::new("kill").args(["-CONT", "--", &group]).stderr(Stdio::null()).status();
     let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {

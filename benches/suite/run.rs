@@ -356,7 +356,9 @@ fn notes(
     n.push(format!(
         "Latency rows: each round sends the row's request to every column in turn (order rotating); \
          direct and tokenfold take {} rounds ({} for 200 KB, after {} warm-up); \
-         after every {} of them one round goes to direct and the peers ({} samples, {} for 200 KB), then a {} ms pause. \
+         after every {} of them one round goes to direct and the peers ({} samples, {} for 200 KB). \
+         The peers are paused (SIGSTOP) outside their own rounds and resumed {} ms before each, with the same pause after it, \
+         so one column's background work (GC, timers) never lands in another's samples. \
          \"Added\" is the column's percentile minus direct's over the same rounds. Streams: the mock sends its first event at once and the rest 1 ms later.",
         plan.latency.fast,
         plan.latency_large.fast,

@@ -114,6 +114,9 @@ pub struct FoldSection {
     pub originals_max_mb: u64,
     #[serde(default = "default_originals_days")]
     pub originals_max_age_days: u64,
+    /// Memory for the per-conversation fold index (turn N+1 only does the new work).
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
     /// The URL agents on other machines reach this proxy at (markers then say `curl URL/o/ID`).
     #[serde(default)]
     pub public_url: Option<Spanned<String>>,
@@ -127,9 +130,14 @@ impl Default for FoldSection {
             originals_dir: None,
             originals_max_mb: default_originals_mb(),
             originals_max_age_days: default_originals_days(),
+            cache_mb: default_cache_mb(),
             public_url: None,
         }
     }
+}
+
+fn default_cache_mb() -> u64 {
+    64
 }
 
 fn default_originals_mb() -> u64 {

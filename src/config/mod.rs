@@ -150,6 +150,8 @@ pub struct Config {
     pub fold_level: crate::fold::Level,
     /// `[fold] originals_*`, `public_url`: the store that makes every elision recoverable.
     pub originals: OriginalsSettings,
+    /// `[fold] cache_mb`: memory for the per-conversation fold index, in bytes.
+    pub fold_cache_bytes: usize,
     pub providers: Vec<Provider>,
     /// Index into `providers` for each ingress dialect.
     pub default_upstream: HashMap<Dialect, usize>,
@@ -336,6 +338,7 @@ impl Config {
             fold_enabled: file.fold.enabled,
             fold_level,
             originals,
+            fold_cache_bytes: (file.fold.cache_mb.clamp(1, 1 << 20) as usize) << 20,
             providers,
             default_upstream,
             default_fallbacks: HashMap::new(),
@@ -392,12 +395,13 @@ impl Config {
         s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
         s.push_str(&format!("max_body_bytes = {}\n\n[timeouts]\n", self.max_body_bytes));
         s.push_str(&format!(
-            "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\nlevel = \"{}\"\n",
+            "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\nlevel = \"{}\"\ncache_mb = {}\n",
             self.timeouts.connect.as_millis(),
             self.timeouts.first_byte.as_millis(),
             self.timeouts.idle.as_millis(),
             self.fold_enabled,
-            self.fold_level.name()
+            self.fold_level.name(),
+            self.fold_cache_bytes >> 20
         ));
         let o = &self.originals;
         match &o.dir {

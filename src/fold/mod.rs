@@ -101,6 +101,8 @@ pub struct FoldOptions {
     pub filters_allowed: bool,
     /// Optional dedup rules (all default ones on); replay switches them to measure each.
     pub levers: Levers,
+    /// Memory for cached conversation states (`[fold] cache_mb`).
+    pub cache_bytes: usize,
 }
 
 impl Default for FoldOptions {
@@ -111,6 +113,7 @@ impl Default for FoldOptions {
             originals: Arc::new(Originals::unstored()),
             filters_allowed: true,
             levers: Levers::default(),
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -136,7 +139,12 @@ impl FoldOptions {
             .map_err(|e| format!("cannot use {}: {e}", dir.display()))
         });
         match store {
-            Some(Ok(s)) => FoldOptions { level: cfg.fold_level, originals: Arc::new(s), ..FoldOptions::default() },
+            Some(Ok(s)) => FoldOptions {
+                level: cfg.fold_level,
+                originals: Arc::new(s),
+                cache_bytes: cfg.fold_cache_bytes,
+                ..FoldOptions::default()
+            },
             other => {
                 if cfg.fold_level != Level::Lossless {
                     let why = match other {
@@ -145,7 +153,7 @@ impl FoldOptions {
                     };
                     tracing::warn!("command output filters are off ({why}); folding is lossless only");
                 }
-                FoldOptions { filters_allowed: false, ..FoldOptions::default() }
+                FoldOptions { filters_allowed: false, cache_bytes: cfg.fold_cache_bytes, ..FoldOptions::default() }
             }
         }
     }
@@ -191,11 +199,11 @@ impl Folder {
     }
 
     pub fn with_options(enabled: bool, opts: FoldOptions) -> Folder {
-        // A local proxy keeps its memory modest: 512 conversations, 128 MiB of index state at most.
+        // At most 512 conversations, and `cache_bytes` of index state.
         Folder {
             enabled,
             levers: opts.levers,
-            cache: Mutex::new(lru::Lru::new(512, 128 << 20)),
+            cache: Mutex::new(lru::Lru::new(512, opts.cache_bytes)),
             level: opts.level,
             originals: opts.originals,
             filters_allowed: opts.filters_allowed,

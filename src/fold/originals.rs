@@ -3,17 +3,23 @@
 //! place can be expanded with the agent's own tools (`cat ~/.cache/tokenfold/o/<id>.txt`, or
 //! `curl` against a shared proxy's `GET /o/<id>`).
 //!
-//! Writes happen on one background thread, never on the request path; an existing file is never
+//! Writes happen on one background thread, off the request path, unless its queue holds more
+//! than `MAX_QUEUED_BYTES`: then the request writes its original itself (an elision must never
+//! point at nothing, and the queue must not grow without bound). An existing file is never
 //! rewritten. The directory is pruned by age and total size at start and every 64 writes.
 //! Markers name the directory the same way in every process: `~/...` when it is under `$HOME`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use xxhash_rust::xxh3::xxh3_64;
+
+/// Bytes of originals waiting for the writer thread beyond which a request writes its own.
+pub const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 /// Hex digits of an original's id (48 bits: collisions are negligible at the store's size).
 pub const ID_LEN: usize = 12;
@@ -47,6 +53,8 @@ pub struct Originals {
     tx: Option<SyncSender<Job>>,
     /// Ids already queued or written by this process.
     queued: Mutex<HashSet<String>>,
+    /// Bytes queued for the writer and not yet written.
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 /// `$XDG_CACHE_HOME/tokenfold/o`, else `~/.cache/tokenfold/o`.
@@ -88,6 +96,7 @@ impl Originals {
             remote: None,
             tx: None,
             queued: Mutex::new(HashSet::new()),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -96,6 +105,8 @@ impl Originals {
         std::fs::create_dir_all(&cfg.dir)?;
         let (tx, rx) = mpsc::sync_channel::<Job>(1024);
         let dir = cfg.dir.clone();
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::clone(&queued_bytes);
         let (max_bytes, max_age) = (cfg.max_bytes, cfg.max_age);
         std::thread::Builder::new().name("tokenfold-originals".into()).spawn(move || {
             prune(&dir, max_bytes, max_age);
@@ -106,6 +117,7 @@ impl Originals {
                         if write_once(&dir, &id, &text) {
                             since_prune += 1;
                         }
+                        pending.fetch_sub(text.len(), Ordering::Relaxed);
                         if since_prune >= 64 {
                             prune(&dir, max_bytes, max_age);
                             since_prune = 0;
@@ -123,6 +135,7 @@ impl Originals {
             remote: cfg.remote,
             tx: Some(tx),
             queued: Mutex::new(HashSet::new()),
+            queued_bytes,
         })
     }
 
@@ -146,24 +159,25 @@ impl Originals {
         xxh3_64(self.recall("000000000000").as_bytes())
     }
 
-    /// Queues `text` for writing under `id` (off the request path). A full queue drops the write
-    /// with a warning rather than making a request wait.
+    /// Queues `text` for writing under `id` (off the request path). When the writer is that far
+    /// behind, writes it here and now instead: a marker must never name a missing original.
     pub fn put(&self, id: &str, text: &str) {
-        let Some(tx) = &self.tx else { return };
+        let (Some(tx), Some(dir)) = (&self.tx, &self.dir) else { return };
         {
             let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
             if !q.insert(id.to_string()) {
                 return;
             }
         }
-        match tx.try_send(Job::Put(id.to_string(), Arc::from(text))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.queued.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
-                tracing::warn!("originals store: write queue full, original {id} not stored");
+        if self.queued_bytes.fetch_add(text.len(), Ordering::Relaxed) + text.len() <= MAX_QUEUED_BYTES {
+            match tx.try_send(Job::Put(id.to_string(), Arc::from(text))) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => tracing::warn!("originals store: writer stopped"),
             }
-            Err(TrySendError::Disconnected(_)) => tracing::warn!("originals store: writer stopped"),
         }
+        self.queued_bytes.fetch_sub(text.len(), Ordering::Relaxed);
+        write_once(dir, id, text);
     }
 
     /// The stored original `id`, if any.
@@ -270,6 +284,25 @@ mod tests {
         let after = std::fs::metadata(dir.join(format!("{id}.txt"))).unwrap().modified().unwrap();
         assert_eq!(before, after);
         assert!(s.get("../etc/passwd").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// More than the writer's queue takes, in count and in bytes: every original is still on disk.
+    #[test]
+    fn a_burst_beyond_the_queue_loses_nothing() {
+        let dir = temp_dir("burst");
+        let cfg = StoreConfig { dir: dir.clone(), max_bytes: 1 << 30, max_age: Duration::from_secs(3600), remote: None };
+        let s = Originals::open(cfg).unwrap();
+        let mut texts: Vec<String> = (0..1500).map(|i| format!("line {i}\n").repeat(400)).collect();
+        texts.extend((0..20).map(|i| format!("big {i}\n").repeat(150_000)));
+        for t in &texts {
+            s.put(&id_of(t), t);
+        }
+        s.flush();
+        for t in &texts {
+            assert_eq!(s.get(&id_of(t)).as_deref(), Some(t.as_bytes()), "an original went missing");
+        }
+        assert_eq!(s.queued_bytes.load(Ordering::Relaxed), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

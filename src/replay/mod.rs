@@ -258,7 +258,10 @@ impl Setup<'_> {
     /// replay only measures).
     fn folder(&self) -> Folder {
         let originals = std::sync::Arc::new(Originals::unstored());
-        Folder::with_options(true, FoldOptions { level: self.level, originals, filters_allowed: true, levers: self.levers })
+        Folder::with_options(
+            true,
+            FoldOptions { level: self.level, originals, levers: self.levers, ..FoldOptions::default() },
+        )
     }
 }
 

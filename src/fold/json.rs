@@ -242,6 +242,15 @@ pub fn is_array(b: &[u8], r: &Range<usize>) -> bool {
     b.get(r.start) == Some(&b'[')
 }
 
+/// A tool call's arguments at `r`: an object, or a string holding one (OpenAI dialects); JSON
+/// that does not parse gives `Null`. `Err` only when the range itself is not readable.
+pub fn call_args(b: &[u8], r: &Range<usize>) -> Res<serde_json::Value> {
+    if is_string(b, r) {
+        return Ok(serde_json::from_str(&decode(b, r.clone())?).unwrap_or_default());
+    }
+    Ok(serde_json::from_slice(b.get(r.clone()).ok_or(Malformed)?).unwrap_or_default())
+}
+
 /// Decodes the JSON string whose full range (quotes included) is `r`.
 pub fn decode(b: &[u8], r: Range<usize>) -> Res<Cow<'_, str>> {
     let raw = b.get(r.clone()).ok_or(Malformed)?;

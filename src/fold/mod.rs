@@ -386,11 +386,7 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
         let mut content = None;
         if blk.kind == Kind::ToolCall {
             let raw = b.get(blk.range.clone()).ok_or(Malformed)?;
-            let args: serde_json::Value = if json::is_string(b, &blk.range) {
-                serde_json::from_str(&json::decode(b, blk.range.clone())?).unwrap_or_default()
-            } else {
-                serde_json::from_slice(raw).unwrap_or_default()
-            };
+            let args = json::call_args(b, &blk.range)?;
             // A call naming a stored original reads it back: a recall for the filter that made it.
             note_recalls(st, ord, raw);
             let command = shapes::call_command(&args);

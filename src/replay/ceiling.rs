@@ -83,15 +83,7 @@ impl Meter {
         let text: Option<String> = match blk.kind {
             Kind::Other => None,
             Kind::ToolCall => {
-                let raw = body.get(blk.range.clone()).unwrap_or_default();
-                let args: serde_json::Value = if json::is_string(body, &blk.range) {
-                    json::decode(body, blk.range.clone())
-                        .ok()
-                        .and_then(|s| serde_json::from_str(&s).ok())
-                        .unwrap_or_default()
-                } else {
-                    serde_json::from_slice(raw).unwrap_or_default()
-                };
+                let args = json::call_args(body, &blk.range).unwrap_or_default();
                 shapes::call_content(&args).map(|(_, t)| t.to_string())
             }
             _ => json::decode(body, blk.range.clone()).ok().map(|t| t.into_owned()),

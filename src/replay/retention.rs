@@ -32,15 +32,7 @@ fn all_lines(body: &[u8], blocks: &[Block]) -> HashSet<u64> {
         let text = match b.kind {
             Kind::Other => continue,
             Kind::ToolCall => {
-                let raw = body.get(b.range.clone()).unwrap_or_default();
-                let v: serde_json::Value = if json::is_string(body, &b.range) {
-                    json::decode(body, b.range.clone())
-                        .ok()
-                        .and_then(|s| serde_json::from_str(&s).ok())
-                        .unwrap_or_default()
-                } else {
-                    serde_json::from_slice(raw).unwrap_or_default()
-                };
+                let v = json::call_args(body, &b.range).unwrap_or_default();
                 match shapes::call_content(&v) {
                     Some((_, t)) => t.to_string(),
                     None => continue,

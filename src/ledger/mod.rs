@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 pub use cost::{Prices, Saved};
 pub use record::{client_family, MechanismSaving, Record, RequestOutcome};
 
@@ -27,6 +29,9 @@ const QUEUE: usize = 16_384;
 /// per 200 KB, so under load the single writer fell behind and the queue pinned hundreds of MB of
 /// bodies (each also keeps hyper's read buffer it was sliced from alive).
 const QUEUED_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// A queued body up to this size is copied out of the buffer it was read into: a 1 KB body sliced
+/// from hyper's read buffer kept that whole buffer (8 KB and more) alive until the writer ran.
+const COPIED_BODY_BYTES: usize = 64 * 1024;
 /// How often the writer wakes to write what has queued up. Handing a record over is then only a
 /// lock and a push: no thread is woken on the request path.
 const WRITE_EVERY: Duration = Duration::from_millis(50);
@@ -96,6 +101,8 @@ impl Ledger {
         if body > 0 && self.shared.body_bytes.load(Relaxed) + body > QUEUED_BODY_BYTES {
             r.resolve_session();
             body = 0;
+        } else if let Some((_, b)) = r.session_body.as_mut().filter(|_| body <= COPIED_BODY_BYTES) {
+            *b = Bytes::copy_from_slice(b);
         }
         let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() < QUEUE {
@@ -179,7 +186,6 @@ mod tests {
     use super::*;
     use crate::dialect::usage::Usage;
     use crate::dialect::Dialect;
-    use bytes::Bytes;
 
     fn rec(ts_ms: i64, provider: &str, account: &str, status: u16, saved: u64) -> Record {
         let mut r = Record::empty();

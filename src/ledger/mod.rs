@@ -13,15 +13,25 @@ pub mod session;
 pub mod sessions;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 pub use cost::{Prices, Saved};
 pub use record::{client_family, MechanismSaving, Record, RequestOutcome};
 
 /// Records waiting to be written; beyond this they are dropped and counted as lost.
 const QUEUE: usize = 16_384;
+/// Request bodies queued for the writer to read a session id from, in bytes. Beyond this a
+/// record's session is read on the caller's thread before it is queued: reading one takes ~0.3 ms
+/// per 200 KB, so under load the single writer fell behind and the queue pinned hundreds of MB of
+/// bodies (each also keeps hyper's read buffer it was sliced from alive).
+const QUEUED_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// A queued body up to this size is copied out of the buffer it was read into: a 1 KB body sliced
+/// from hyper's read buffer kept that whole buffer (8 KB and more) alive until the writer ran.
+const COPIED_BODY_BYTES: usize = 64 * 1024;
 /// How often the writer wakes to write what has queued up. Handing a record over is then only a
 /// lock and a push: no thread is woken on the request path.
 const WRITE_EVERY: Duration = Duration::from_millis(50);
@@ -30,6 +40,8 @@ const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 struct Shared {
     queue: Mutex<Vec<Record>>,
     lost: AtomicU64,
+    /// The bytes of `session_body` in `queue` and in the batch being written.
+    body_bytes: AtomicUsize,
 }
 
 /// Cheap to clone; shared by all requests. The writer thread ends, after writing what is still
@@ -70,19 +82,32 @@ impl Ledger {
 
     /// A ledger that records nothing (every record counts as lost).
     pub fn disabled() -> Ledger {
-        let shared = Arc::new(Shared { queue: Mutex::new(Vec::new()), lost: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Vec::new()),
+            lost: AtomicU64::new(0),
+            body_bytes: AtomicUsize::new(0),
+        });
         Ledger { shared, alive: Arc::new(()), enabled: false }
     }
 
-    /// Queues a record without waiting.
-    pub fn record(&self, r: Record) {
+    /// Queues a record without waiting on the writer. Its session is read here, not by the
+    /// writer, when the writer already has `QUEUED_BODY_BYTES` of bodies to read.
+    pub fn record(&self, mut r: Record) {
         if !self.enabled {
             self.shared.lost.fetch_add(1, Relaxed);
             return;
         }
+        let mut body = r.session_body.as_ref().map_or(0, |(_, b)| b.len());
+        if body > 0 && self.shared.body_bytes.load(Relaxed) + body > QUEUED_BODY_BYTES {
+            r.resolve_session();
+            body = 0;
+        } else if let Some((_, b)) = r.session_body.as_mut().filter(|_| body <= COPIED_BODY_BYTES) {
+            *b = Bytes::copy_from_slice(b);
+        }
         let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() < QUEUE {
             q.push(r);
+            self.shared.body_bytes.fetch_add(body, Relaxed);
         } else {
             drop(q);
             self.shared.lost.fetch_add(1, Relaxed);
@@ -98,6 +123,11 @@ impl Ledger {
     pub fn pending(&self) -> usize {
         self.shared.queue.lock().map(|q| q.len()).unwrap_or(0)
     }
+
+    /// Bytes of request bodies held for the writer to read session ids from.
+    pub fn queued_body_bytes(&self) -> usize {
+        self.shared.body_bytes.load(Relaxed)
+    }
 }
 
 fn writer(mut conn: rusqlite::Connection, shared: Arc<Shared>, alive: Weak<()>, retention: Duration) {
@@ -107,7 +137,9 @@ fn writer(mut conn: rusqlite::Connection, shared: Arc<Shared>, alive: Weak<()>, 
         let last_round = alive.strong_count() == 0;
         let mut batch = std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
         if !batch.is_empty() {
+            let bodies: usize = batch.iter().filter_map(|r| r.session_body.as_ref()).map(|(_, b)| b.len()).sum();
             batch.iter_mut().for_each(Record::resolve_session);
+            shared.body_bytes.fetch_sub(bodies, Relaxed);
             if let Err(e) = db::insert(&mut conn, &batch) {
                 tracing::warn!("ledger write failed ({e}); {} records lost", batch.len());
                 shared.lost.fetch_add(batch.len() as u64, Relaxed);
@@ -153,6 +185,7 @@ pub fn default_path() -> PathBuf {
 mod tests {
     use super::*;
     use crate::dialect::usage::Usage;
+    use crate::dialect::Dialect;
 
     fn rec(ts_ms: i64, provider: &str, account: &str, status: u16, saved: u64) -> Record {
         let mut r = Record::empty();
@@ -233,6 +266,52 @@ mod tests {
         let dedup = &by_account.mechanisms[0];
         assert_eq!((dedup.key.as_str(), dedup.requests, dedup.elisions, dedup.recalls), ("dedup", 12, 24, 12));
         assert_eq!(dedup.recall_pct, Some(50.0));
+    }
+
+    #[test]
+    fn queued_bodies_stay_bounded_and_every_session_is_still_read() {
+        let dir = std::env::temp_dir().join(format!("tokenfold-ledger-bodies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.db");
+        let _ = std::fs::remove_file(&path);
+        let ledger = Ledger::open(&path, Duration::from_secs(86_400));
+        // 16 conversations of 1 MiB each, queued faster than the writer wakes (every 50 ms).
+        let pad = "x".repeat(1024 * 1024);
+        let bodies: Vec<Bytes> = (0..16)
+            .map(|i| {
+                let body = serde_json::json!({"model": "m", "max_tokens": 8, "messages": [
+                    {"role": "user", "content": format!("conversation {i}")},
+                    {"role": "assistant", "content": "ok"},
+                    {"role": "user", "content": pad},
+                ]});
+                Bytes::from(serde_json::to_vec(&body).unwrap())
+            })
+            .collect();
+        let mut expected = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            let mut r = rec(now_ms(), "p", "paid", 200, 10);
+            r.route = format!("r{i}");
+            r.session_body = Some((Dialect::Anthropic, body.clone()));
+            ledger.record(r);
+            let queued = ledger.queued_body_bytes();
+            assert!(queued <= QUEUED_BODY_BYTES, "{queued} bytes of bodies queued after {} records", i + 1);
+            expected.push((format!("r{i}"), session::from_body(Dialect::Anthropic, body)));
+        }
+        drop(bodies);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut written: Vec<(String, String)> = Vec::new();
+        while written.len() < expected.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            let mut stmt = conn.prepare("SELECT route, session FROM requests ORDER BY id").unwrap();
+            written = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect();
+        }
+        written.sort_by_key(|(route, _)| route[1..].parse::<usize>().unwrap());
+        assert_eq!(written, expected, "every record written with the session of its own body");
+        assert_eq!(ledger.queued_body_bytes(), 0);
+        let distinct: std::collections::HashSet<&String> = expected.iter().map(|(_, s)| s).collect();
+        assert_eq!(distinct.len(), 16, "the conversations have different sessions: {expected:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

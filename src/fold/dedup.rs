@@ -67,19 +67,49 @@ fn gate(removed: &str, marker: &str, calibrated: bool) -> Option<u64> {
         .then_some(saved)
 }
 
-/// Where each verbatim line sits once the edits (sorted, disjoint) are applied.
+/// Where each verbatim line sits once the edits (sorted, disjoint) are applied. Lines come in
+/// text order, so the edits before a line and the newlines before its new start are each one
+/// forward sweep.
 fn forwarded_positions(lines: &mut [Line], edits: &[Edit], new_text: &str) {
     let newlines: Vec<usize> = memchr::memchr_iter(b'\n', new_text.as_bytes()).collect();
+    let (mut k, mut shift, mut nl) = (0usize, 0isize, 0usize);
     for l in lines.iter_mut().filter(|l| l.verbatim) {
         let start = l.start as usize;
-        let shift: isize = edits
-            .iter()
-            .filter(|e| e.range.end <= start)
-            .map(|e| e.marker.len() as isize - e.range.len() as isize)
-            .sum();
+        while let Some(e) = edits.get(k).filter(|e| e.range.end <= start) {
+            shift += e.marker.len() as isize - e.range.len() as isize;
+            k += 1;
+        }
         let new_start = (start as isize + shift).max(0) as usize;
-        l.pos = newlines.partition_point(|&n| n < new_start) as u32 + 1;
+        while newlines.get(nl).is_some_and(|&n| n < new_start) {
+            nl += 1;
+        }
+        l.pos = nl as u32 + 1;
     }
+}
+
+/// Per line, whether any of `ranges` touches it (an empty range touches the line it sits in or
+/// starts). One sweep over the ranges merged in order, instead of every range for every line.
+fn touched(lines: &[Line], ranges: impl Iterator<Item = Range<usize>>) -> Vec<bool> {
+    let mut spans: Vec<(usize, usize)> = ranges.map(|r| (r.start, r.end.max(r.start + 1))).collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (s, e) in spans {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    let mut k = 0;
+    lines
+        .iter()
+        .map(|l| {
+            let (s, e) = (l.start as usize, l.end as usize);
+            while merged.get(k).is_some_and(|m| m.1 <= s) {
+                k += 1;
+            }
+            merged.get(k).is_some_and(|m| m.0 <= e)
+        })
+        .collect()
 }
 
 /// Folds one text block: decides its edits, records them in `st` and indexes what stays verbatim.
@@ -174,9 +204,10 @@ pub fn process_text(
     edits.sort_by_key(|e| e.range.start);
 
     // Lines touched by an edit are no longer verbatim and can never be pointed at.
-    for l in lines.iter_mut() {
-        // A filter's footer is an insertion: it leaves the line it sits next to verbatim.
-        l.verbatim = !edits.iter().any(|ed| !ed.range.is_empty() && touches(ed, l));
+    // A filter's footer is an insertion: it leaves the line it sits next to verbatim.
+    let cut = touched(&lines, edits.iter().map(|e| e.range.clone()).filter(|r| !r.is_empty()));
+    for (l, cut) in lines.iter_mut().zip(cut) {
+        l.verbatim = !cut;
     }
     let kept_reminders: Vec<Range<usize>> = reminder_ranges
         .into_iter()
@@ -245,12 +276,6 @@ fn filter_edits(
         est_saved: p.est_saved,
     }));
     a.reserved
-}
-
-/// Whether edit `e` touches line `l` (an empty line at an edit's end counts as touched).
-fn touches(e: &Edit, l: &Line) -> bool {
-    let (s, end) = (l.start as usize, l.end as usize);
-    e.range.start <= end && s < e.range.end.max(e.range.start + 1)
 }
 
 /// The number a line shows, or its 1-based position when the run is numbered and this line is
@@ -350,11 +375,11 @@ fn span_edits(st: &State, ord: usize, target: &Target, edits: &mut Vec<Edit>) {
         _ => 0..0,
     };
     let view_whole = kind == Kind::ToolOutput && !view.is_empty() && !lv.view_spans;
-    let mut replaced: Vec<bool> = lines.iter().map(|l| edits.iter().any(|e| touches(e, l))).collect();
+    let mut replaced = touched(lines, edits.iter().map(|e| e.range.clone()));
     // Lines a filter marker points at stay verbatim here, though they may still be pointed at.
     let mut blocked = replaced.clone();
-    for (b, l) in blocked.iter_mut().zip(lines) {
-        *b |= reserved.iter().any(|r| r.start <= l.end as usize && (l.start as usize) < r.end);
+    for (b, r) in blocked.iter_mut().zip(touched(lines, reserved.iter().cloned())) {
+        *b |= r;
     }
     let first = lines.partition_point(|l| (l.start as usize) < region.start);
     let end = lines.partition_point(|l| (l.end as usize) <= region.end);

@@ -68,7 +68,9 @@ pub fn compress(inp: &Input) -> Option<(Vec<Cut>, String)> {
 
 /// Whether the output is a file shown with line numbers (a view): never compressed lossily.
 pub fn looks_like_file_view(text: &str) -> bool {
-    if crate::fold::shapes::viewed_file(text).is_some() || text.starts_with("Here's the result of running `cat -n`") {
+    // An editor window names its file in its first line (SWE-agent `[File: path (N lines total)]`).
+    let head = &text[..text.floor_char_boundary(text.len().min(512))];
+    if crate::fold::shapes::viewed_file(head).is_some() || text.starts_with("Here's the result of running `cat -n`") {
         return true;
     }
     // Over the whole text, stopping as soon as the answer is known: at least 60% of the

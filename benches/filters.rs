@@ -84,7 +84,10 @@ fn body(msgs: &[Value]) -> Bytes {
 }
 
 fn folder(level: Level) -> Folder {
-    Folder::with_options(true, FoldOptions { level, originals: Arc::new(Originals::unstored()), ..FoldOptions::default() })
+    Folder::with_options(
+        true,
+        FoldOptions { level, originals: Arc::new(Originals::unstored()), ..FoldOptions::default() },
+    )
 }
 
 fn bench(c: &mut Criterion) {

@@ -74,7 +74,9 @@ fn command_outputs(root: &std::path::Path) -> Vec<(String, String, String)> {
                             }
                         }
                     }
-                    Value::String(s) if m["role"] == "assistant" => fenced = tokenfold::fold::shapes::assistant_command(s),
+                    Value::String(s) if m["role"] == "assistant" => {
+                        fenced = tokenfold::fold::shapes::assistant_command(s)
+                    }
                     Value::String(s) if m["role"] == "user" || m["role"] == "tool" => {
                         if let Some(cmd) = fenced.take() {
                             out.push((dir.to_string(), cmd, s.clone()));

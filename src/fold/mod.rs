@@ -66,8 +66,7 @@ impl Folded {
 fn sum_by_mechanism<'a>(edits: impl IntoIterator<Item = &'a EditNote>) -> Vec<(&'static str, u64)> {
     let mut out: Vec<(&'static str, i64)> = Vec::new();
     for e in edits {
-        let saved =
-            crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
+        let saved = crate::tokens::estimate_text(&e.removed) as i64 - crate::tokens::estimate_marker(&e.marker) as i64;
         match out.iter_mut().find(|(m, _)| *m == e.mechanism.name()) {
             Some((_, n)) => *n += saved,
             None => out.push((e.mechanism.name(), saved)),
@@ -396,8 +395,13 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
             if let Some(id) = decode_opt(b, &blk.tool_id) {
                 let name = decode_opt(b, &blk.tool_name).unwrap_or_else(|| "tool".to_string());
                 let runs_command = filters::command::is_command_tool(&name, &args);
-                let info =
-                    Arc::new(ToolInfo { id: id.clone(), name, subject: shapes::call_subject(&args), command, runs_command });
+                let info = Arc::new(ToolInfo {
+                    id: id.clone(),
+                    name,
+                    subject: shapes::call_subject(&args),
+                    command,
+                    runs_command,
+                });
                 st.tools.insert(id, Arc::clone(&info));
                 // What a call writes is verbatim in the request: a later read may point at it.
                 if let Some((field, text)) = shapes::call_content(&args) {

@@ -11,8 +11,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -291,7 +291,8 @@ mod tests {
     #[test]
     fn a_burst_beyond_the_queue_loses_nothing() {
         let dir = temp_dir("burst");
-        let cfg = StoreConfig { dir: dir.clone(), max_bytes: 1 << 30, max_age: Duration::from_secs(3600), remote: None };
+        let cfg =
+            StoreConfig { dir: dir.clone(), max_bytes: 1 << 30, max_age: Duration::from_secs(3600), remote: None };
         let s = Originals::open(cfg).unwrap();
         let mut texts: Vec<String> = (0..1500).map(|i| format!("line {i}\n").repeat(400)).collect();
         texts.extend((0..20).map(|i| format!("big {i}\n").repeat(150_000)));

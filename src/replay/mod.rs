@@ -144,7 +144,9 @@ impl Stats {
 
     /// Stable prefixes, incremental equal to cold, and every error-like line kept.
     pub fn sound(&self) -> bool {
-        self.prefix_blocks_changed == 0 && self.scratch_mismatches == 0 && self.error_lines_kept == self.error_lines_checked
+        self.prefix_blocks_changed == 0
+            && self.scratch_mismatches == 0
+            && self.error_lines_kept == self.error_lines_checked
     }
 
     pub fn add(&mut self, o: &Stats) {

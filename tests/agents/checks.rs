@@ -338,7 +338,10 @@ fn folding(e: &Evidence, all: &[Pair], o: &mut Outcome) {
         }
     }
     if header_sum == 0 {
-        o.fail("folding", "no response said any token was saved: neither the re-read nor the long command output folded");
+        o.fail(
+            "folding",
+            "no response said any token was saved: neither the re-read nor the long command output folded",
+        );
     }
     if same_dialect && header_sum > 0 {
         // The header is an estimate (4 bytes a token of text, 2 of a marker); o200k counts differ.

@@ -324,7 +324,9 @@ async fn ledger_totals(ledger: &Path, expected: u64) -> Result<checks::LedgerTot
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|r| format!("{}: {}", r["key"].as_str().unwrap_or("?"), r["tokens_saved"].as_u64().unwrap_or(0)))
+                    .map(|r| {
+                        format!("{}: {}", r["key"].as_str().unwrap_or("?"), r["tokens_saved"].as_u64().unwrap_or(0))
+                    })
                     .collect();
                 let requests = v["total"]["requests"].as_u64().unwrap_or(0);
                 return Ok(checks::LedgerTotals { requests, saved: saved(&v["total"]), by_mechanism });

@@ -2,18 +2,17 @@
 
 use serde_json::{json, Value};
 
-use super::{emit, error_of, Progress, Translate};
+use super::chat_out::ChatChunks;
+use super::{error_of, Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
-use crate::dialect::sse::{write_event, SseEvent};
-use crate::dialect::translate::common::{chat_finish, chat_usage_json, merge_anthropic_usage, now_secs};
+use crate::dialect::sse::SseEvent;
+use crate::dialect::translate::common::{chat_finish, merge_anthropic_usage};
 use crate::dialect::translate::json::Get;
 use crate::dialect::translate::Usage;
 use crate::dialect::Dialect;
 
 pub(super) struct AnthropicToChat {
-    id: String,
-    model: String,
-    created: u64,
+    chunks: ChatChunks,
     /// `(block index, tool-call index)` of each tool_use block.
     tools: Vec<(u64, usize)>,
     finish: Option<&'static str>,
@@ -25,9 +24,7 @@ pub(super) struct AnthropicToChat {
 impl AnthropicToChat {
     pub fn new(model: &str) -> Self {
         AnthropicToChat {
-            id: "chatcmpl-tokenfold".to_string(),
-            model: model.to_string(),
-            created: now_secs(),
+            chunks: ChatChunks::new(model),
             tools: Vec::new(),
             finish: None,
             usage: Usage::default(),
@@ -37,14 +34,7 @@ impl AnthropicToChat {
     }
 
     fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let ev = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-        });
-        emit(out, None, &ev);
+        self.chunks.chunk(out, delta, finish);
     }
 
     fn tool_delta(&self, out: &mut Vec<u8>, call: Value) {
@@ -56,7 +46,7 @@ impl AnthropicToChat {
             "message_start" => {
                 let msg = ev.get("message").unwrap_or(&Value::Null);
                 if let Some(id) = msg.str_of("id") {
-                    self.id = id.to_string();
+                    self.chunks.id = id.to_string();
                 }
                 if let Some(u) = msg.get("usage") {
                     merge_anthropic_usage(&mut self.usage, u);
@@ -150,23 +140,8 @@ impl Translate for AnthropicToChat {
         self.include_usage = include;
     }
 
-    /// The usage chunk (when asked for) and `[DONE]`.
     fn complete(&mut self, out: &mut Vec<u8>) {
-        if self.finish.is_none() {
-            self.chunk(out, json!({}), Some("stop"));
-        }
-        if self.include_usage {
-            let ev = json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": chat_usage_json(&self.usage),
-            });
-            emit(out, None, &ev);
-        }
-        write_event(out, None, "[DONE]");
+        self.chunks.complete(out, self.finish.is_some(), self.include_usage.then_some(&self.usage));
         self.done = true;
     }
 

@@ -3,6 +3,7 @@
 
 mod anthropic_to_chat;
 mod chat_in;
+mod chat_out;
 mod chat_to_anthropic;
 mod chat_to_responses;
 mod order;

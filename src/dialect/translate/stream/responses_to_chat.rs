@@ -3,10 +3,11 @@
 
 use serde_json::{json, Value};
 
-use super::{emit, error_of, Progress, Translate};
+use super::chat_out::ChatChunks;
+use super::{error_of, Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
-use crate::dialect::sse::{write_event, SseEvent};
-use crate::dialect::translate::common::{chat_usage_json, now_secs, usage_from_responses};
+use crate::dialect::sse::SseEvent;
+use crate::dialect::translate::common::usage_from_responses;
 use crate::dialect::translate::json::Get;
 use crate::dialect::translate::response::to_chat::responses_finish;
 use crate::dialect::translate::Usage;
@@ -23,9 +24,7 @@ struct Call {
 }
 
 pub(super) struct ResponsesToChat {
-    id: String,
-    model: String,
-    created: u64,
+    chunks: ChatChunks,
     started: bool,
     calls: Vec<Call>,
     /// The summary part last written to, to separate summary parts with a blank line.
@@ -39,9 +38,7 @@ pub(super) struct ResponsesToChat {
 impl ResponsesToChat {
     pub fn new(model: &str) -> Self {
         ResponsesToChat {
-            id: "chatcmpl-tokenfold".to_string(),
-            model: model.to_string(),
-            created: now_secs(),
+            chunks: ChatChunks::new(model),
             started: false,
             calls: Vec::new(),
             reasoning_part: None,
@@ -58,14 +55,7 @@ impl ResponsesToChat {
     }
 
     fn write_chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let ev = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-        });
-        emit(out, None, &ev);
+        self.chunks.chunk(out, delta, finish);
     }
 
     /// The first chunk, carrying the role.
@@ -105,7 +95,7 @@ impl ResponsesToChat {
             "response.created" | "response.in_progress" => {
                 if !self.started {
                     if let Some(id) = ev.get("response").and_then(|r| r.str_of("id")) {
-                        self.id = id.to_string();
+                        self.chunks.id = id.to_string();
                     }
                 }
                 self.start(out);
@@ -208,20 +198,10 @@ impl Translate for ResponsesToChat {
     /// The finish chunk if none came, the usage chunk (when asked for) and `[DONE]`.
     fn complete(&mut self, out: &mut Vec<u8>) {
         if self.finish.is_none() {
-            self.chunk(out, json!({}), Some("stop"));
+            // A stream that ends before any content still opens with the role chunk.
+            self.start(out);
         }
-        if self.include_usage {
-            let ev = json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": chat_usage_json(&self.usage),
-            });
-            emit(out, None, &ev);
-        }
-        write_event(out, None, "[DONE]");
+        self.chunks.complete(out, self.finish.is_some(), self.include_usage.then_some(&self.usage));
         self.done = true;
     }
 

@@ -348,20 +348,9 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
         if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
             return None;
         }
-        return Some(days_from_civil(y, m, d) * 86_400_000);
+        return Some(crate::pool::zone::days_from_civil(y, m as u32, d as u32) * 86_400_000);
     }
     None
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

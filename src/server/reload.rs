@@ -28,6 +28,12 @@ pub enum Source {
 pub fn start(state: Arc<AppState>, source: Source) -> std::io::Result<()> {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // The file as the running config read it: taken now, not when the task first runs, so an
+    // edit made right after start-up is still seen as a change.
+    let initial = match &source {
+        Source::File(p) => stamp(p),
+        Source::Fixed(_) => None,
+    };
     tokio::spawn(async move {
         let path = match source {
             Source::File(p) => p,
@@ -41,7 +47,7 @@ pub fn start(state: Arc<AppState>, source: Source) -> std::io::Result<()> {
                 return;
             }
         };
-        let mut seen = stamp(&path);
+        let mut seen = initial;
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {

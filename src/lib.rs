@@ -2,6 +2,7 @@
 //! accounts for what it saved. See DESIGN.md for the invariants.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod dialect;
 pub mod fold;

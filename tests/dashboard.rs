@@ -81,15 +81,17 @@ fn seed_history(db: &Path) {
                     ("free-coder".into(), "gemini".into(), "default".into(), "gemini-2.5-flash".into());
                 r.fallbacks.push("groq/default: rate_limited".into());
                 r.free_tier = true;
-                r.prices = Prices { input: 0.3, output: 2.5, cached_input: 0.03, cache_write: 0.3 };
+                r.prices =
+                    Prices { input: 0.3, output: 2.5, cached_input: 0.03, cache_write: 0.3, cache_write_1h: 0.6 };
             } else {
                 (r.route, r.provider, r.account, r.model) =
                     ("claude-sonnet-4-5".into(), "anthropic".into(), "client".into(), "claude-sonnet-4-5".into());
-                r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+                r.prices =
+                    Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
             }
             r.add_saving("whole-output", |s| (s.tokens, s.turn_tokens, s.elisions) = (3_000 * day as u64, 800, 1));
             r.add_saving("span", |s| (s.tokens, s.elisions, s.recalls) = (1_000 + 300 * i, 2, u64::from(i == 0)));
-            r.settle(Usage { input: 2_000, output: 500, cache_read: 40_000, cache_write: 3_000 });
+            r.settle(Usage { input: 2_000, output: 500, cache_read: 40_000, cache_write: 3_000, cache_write_1h: 0 });
             ledger.record(r);
         }
     }

@@ -26,6 +26,26 @@ pub struct ConfigFile {
     pub pool: PoolSection,
     #[serde(default)]
     pub ledger: LedgerSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// `[cache]`: prompt-cache planning.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Add Anthropic breakpoints to requests that carry none.
+    #[serde(default = "yes")]
+    pub auto_breakpoints: bool,
+    /// `"5m"` (default) or `"1h"`.
+    #[serde(default)]
+    pub anthropic_ttl: Option<Spanned<String>>,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self { auto_breakpoints: true, anthropic_ttl: None }
+    }
 }
 
 /// `[ledger]`: the savings ledger.
@@ -199,6 +219,10 @@ pub struct ProviderSection {
     /// Requests cost nothing here: the ledger records cost 0 and the list-price value.
     #[serde(default)]
     pub free_tier: bool,
+    /// Whether the provider accepts OpenAI's `prompt_cache_key` (default: only api.openai.com;
+    /// Groq, Cerebras and NVIDIA refuse the field).
+    #[serde(default)]
+    pub prompt_cache_key: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +277,9 @@ pub struct ModelSection {
     pub price: Option<PriceSection>,
     /// Limits per account for this model (providers that count per model).
     pub limits: Option<LimitsSection>,
+    /// Shortest prefix the provider caches, in tokens (Anthropic: 1024 for Sonnet and Opus,
+    /// 2048 for Haiku when not given).
+    pub cache_min_tokens: Option<u64>,
 }
 
 /// USD per million tokens (list prices: on a free tier, what the same model costs on a paid plan).
@@ -269,6 +296,10 @@ pub struct PriceSection {
     /// cache), `input` for the others, which cache automatically at no extra charge.
     #[serde(default)]
     pub cache_write: Option<f64>,
+    /// Writing the 1-hour cache (`[cache] anthropic_ttl = "1h"`). Unset: 2x `input` for
+    /// `kind = "anthropic"`, `input` for the others.
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
 }
 
 impl<'de> Deserialize<'de> for ModelEntry {

@@ -17,6 +17,7 @@ pub use pool::{
 };
 use toml::Spanned;
 
+use crate::dialect::breakpoints::CacheTtl;
 use crate::dialect::Dialect;
 
 /// The config shipped with the project; used when no file is found so the binary works anywhere.
@@ -88,6 +89,9 @@ pub struct Provider {
     /// Zone whose midnight resets this provider's daily windows.
     pub day_zone: crate::pool::zone::DayZone,
     pub rate_scope: RateScope,
+    /// Accepts OpenAI's `prompt_cache_key`: a derived one is added when the client sends none,
+    /// and translation carries the client's own. Strict OpenAI-compatible APIs refuse the field.
+    pub takes_prompt_cache_key: bool,
 }
 
 impl Provider {
@@ -100,7 +104,6 @@ impl Provider {
         Provider {
             name,
             dialect,
-            base_url,
             auth: ProviderAuth::Client,
             models: Vec::new(),
             accounts: vec![Account {
@@ -112,6 +115,8 @@ impl Provider {
             model_specs: Vec::new(),
             day_zone: crate::pool::zone::DayZone::UTC,
             rate_scope: RateScope::Account,
+            takes_prompt_cache_key: dialect != Dialect::Anthropic && is_openai_api(&base_url),
+            base_url,
         }
     }
 
@@ -128,6 +133,21 @@ pub struct OriginalsSettings {
     pub max_bytes: u64,
     pub max_age: Duration,
     pub public_url: Option<String>,
+}
+
+/// `[cache]`: how requests are prepared for the provider's prompt cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Add Anthropic breakpoints to requests that carry none (`x-tokenfold-cache: off` skips one).
+    pub auto_breakpoints: bool,
+    /// TTL of the breakpoints added.
+    pub anthropic_ttl: CacheTtl,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { auto_breakpoints: true, anthropic_ttl: CacheTtl::FiveMinutes }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +182,8 @@ pub struct Config {
     pub pool: PoolSettings,
     /// `[ledger] retention_days`: older records are compacted into daily aggregates.
     pub ledger_retention: Duration,
+    /// `[cache]`.
+    pub cache: CacheSettings,
 }
 
 impl Config {
@@ -323,6 +345,7 @@ impl Config {
             ));
         }
         let (fold_level, originals) = validate_fold(&file.fold, &at)?;
+        let cache = validate_cache(&file.cache, &at)?;
 
         let t = &file.timeouts;
         Ok(Config {
@@ -345,6 +368,7 @@ impl Config {
             routes,
             pool,
             ledger_retention: Duration::from_secs(*retention.get_ref() * 86_400),
+            cache,
         })
     }
 
@@ -451,6 +475,11 @@ impl Config {
             ));
         }
         s.push_str(&format!("\n[ledger]\nretention_days = {}\n", self.ledger_retention.as_secs() / 86_400));
+        s.push_str(&format!(
+            "\n[cache]\nauto_breakpoints = {}\nanthropic_ttl = \"{}\"\n",
+            self.cache.auto_breakpoints,
+            self.cache.anthropic_ttl.name()
+        ));
         s.push_str("\n[default_upstream]\n");
         for d in Dialect::ALL {
             if let Some(&i) = self.default_upstream.get(&d) {
@@ -470,6 +499,32 @@ impl Config {
     pub fn upstream_for(&self, dialect: Dialect) -> Option<&Provider> {
         self.default_upstream.get(&dialect).map(|&i| &self.providers[i])
     }
+}
+
+/// `[cache]`: the TTL must be one the API knows.
+fn validate_cache(
+    c: &file::CacheSection,
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+) -> Result<CacheSettings, ConfigError> {
+    let anthropic_ttl = match &c.anthropic_ttl {
+        None => CacheTtl::default(),
+        Some(t) => CacheTtl::parse(t.get_ref().trim()).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "{}: `cache.anthropic_ttl`: `{}` is not \"5m\" or \"1h\"",
+                at(t.span()),
+                t.get_ref()
+            ))
+        })?,
+    };
+    Ok(CacheSettings { auto_breakpoints: c.auto_breakpoints, anthropic_ttl })
+}
+
+/// Whether `base_url` is OpenAI's own API (`api.openai.com` or a regional `*.api.openai.com`),
+/// the one place `prompt_cache_key` is known to be accepted.
+fn is_openai_api(base_url: &str) -> bool {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    let host = rest.split(['/', ':']).next().unwrap_or("").to_ascii_lowercase();
+    host == "api.openai.com" || host.ends_with(".api.openai.com")
 }
 
 /// `[fold]`: the level and the store of originals.
@@ -552,9 +607,12 @@ fn validate_provider(
     };
     let parts = pool::validate_provider_pool(p, &name, at, env)?;
     let models = parts.model_specs.iter().map(|m| m.name.clone()).collect();
+    let takes_prompt_cache_key =
+        dialect != Dialect::Anthropic && p.prompt_cache_key.unwrap_or(is_openai_api(&base_url));
     Ok(Provider {
         name,
         dialect,
+        takes_prompt_cache_key,
         base_url,
         auth: parts.auth,
         models,

@@ -46,16 +46,20 @@ pub struct Price {
     pub input: f64,
     pub output: f64,
     pub cached_input: f64,
+    /// Writes to the 5-minute cache.
     pub cache_write: f64,
+    /// Writes to the 1-hour cache.
+    pub cache_write_1h: f64,
 }
 
 impl Price {
-    /// Anthropic bills 5-minute cache writes at 1.25x input; OpenAI-style providers cache
-    /// automatically and bill the written tokens as ordinary input.
+    /// Anthropic bills cache writes at 1.25x input (5 minutes) and 2x (1 hour); OpenAI-style
+    /// providers cache automatically and bill the written tokens as ordinary input.
     fn from_section(p: PriceSection, kind: ProviderKind) -> Price {
-        let write_factor = if kind == ProviderKind::Anthropic { 1.25 } else { 1.0 };
-        let cache_write = p.cache_write.unwrap_or(p.input * write_factor);
-        Price { input: p.input, output: p.output, cached_input: p.cached_input, cache_write }
+        let (write, write_1h) = if kind == ProviderKind::Anthropic { (1.25, 2.0) } else { (1.0, 1.0) };
+        let cache_write = p.cache_write.unwrap_or(p.input * write);
+        let cache_write_1h = p.cache_write_1h.unwrap_or(p.input * write_1h);
+        Price { input: p.input, output: p.output, cached_input: p.cached_input, cache_write, cache_write_1h }
     }
 }
 
@@ -73,6 +77,8 @@ pub struct ModelSpec {
     pub price: Price,
     /// Per account, for this model.
     pub limits: Limits,
+    /// The provider's shortest cacheable prefix for this model, when the config gives it.
+    pub cache_min_tokens: Option<u64>,
 }
 
 impl ModelSpec {
@@ -290,6 +296,7 @@ pub(super) fn validate_provider_pool(
                 reasoning: false,
                 price: Price::default(),
                 limits: Limits::default(),
+                cache_min_tokens: None,
             },
             ModelEntry::Full(s) => ModelSpec {
                 name: s.name.trim().to_string(),
@@ -300,6 +307,7 @@ pub(super) fn validate_provider_pool(
                 reasoning: s.reasoning.unwrap_or(false),
                 price: s.price.map(|pr| Price::from_section(pr, p.kind)).unwrap_or_default(),
                 limits: s.limits.map(Limits::from).unwrap_or_default(),
+                cache_min_tokens: s.cache_min_tokens,
             },
         };
         if spec.name.is_empty() {

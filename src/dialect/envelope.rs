@@ -18,6 +18,8 @@ pub struct Scanned {
     pub has_tools: bool,
     /// An image part anywhere: `"type": "image..."`, `image_url` or `input_image`.
     pub has_images: bool,
+    /// A top-level `prompt_cache_key` (OpenAI dialects): the client routes its own cache.
+    pub has_prompt_cache_key: bool,
 }
 
 /// Reads `body`; the error is serde's, so it says where the JSON went wrong.
@@ -26,7 +28,12 @@ pub fn scan(body: &[u8]) -> Result<Scanned, serde_json::Error> {
         return Ok(scanned);
     }
     let envelope: RequestEnvelope = serde_json::from_slice(body)?;
-    Ok(Scanned { envelope, has_tools: has_tools_slow(body), has_images: has_images_slow(body) })
+    let has_prompt_cache_key = members(body).is_some_and(|m| m.iter().any(|(k, _)| is_cache_key(k)));
+    Ok(Scanned { envelope, has_tools: has_tools_slow(body), has_images: has_images_slow(body), has_prompt_cache_key })
+}
+
+fn is_cache_key(key: &[u8]) -> bool {
+    key == super::cache_key::FIELD.as_bytes()
 }
 
 /// For bodies the scanner left to serde (rare): the same facts by substring search.
@@ -144,6 +151,10 @@ impl<'a> Scanner<'a> {
                                     serde_json::from_slice::<Option<StreamOptions>>(raw).ok()?
                             }
                         }
+                    }
+                    k if is_cache_key(k) => {
+                        out.has_prompt_cache_key = true;
+                        self.value(1)?;
                     }
                     b"tools" => {
                         out.has_tools = self.b.get(self.i) == Some(&b'[') && {
@@ -383,6 +394,11 @@ mod tests {
         let first = scan(SAMPLES[0].as_bytes()).unwrap();
         assert_eq!(first.envelope.model.as_deref(), Some("claude-x"));
         assert!(first.has_tools && first.has_images);
+        assert!(!first.has_prompt_cache_key);
+        let keyed = scan(br#"{"model":"m","prompt_cache_key":"conv-1","input":[{"prompt_cache_key":1}]}"#).unwrap();
+        assert!(keyed.has_prompt_cache_key);
+        let nested = scan(br#"{"model":"m","input":[{"prompt_cache_key":"x"}]}"#).unwrap();
+        assert!(!nested.has_prompt_cache_key, "only a top-level member counts");
         let third = scan(SAMPLES[2].as_bytes()).unwrap();
         assert!(!third.has_tools && third.has_images);
         assert!(third.envelope.stream_options.is_some_and(|o| o.include_usage));

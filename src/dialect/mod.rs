@@ -1,5 +1,7 @@
 //! Wire dialects the proxy speaks. This folder is the only place wire field names are spelled.
 
+pub mod breakpoints;
+pub mod cache_key;
 pub mod envelope;
 pub mod errors;
 pub mod sse;
@@ -106,6 +108,9 @@ pub mod headers {
     pub const TOKENFOLD: &str = "x-tokenfold";
     /// `x-tokenfold-level: lossless|balanced|aggressive` sets one request's fold level.
     pub const TOKENFOLD_LEVEL: &str = "x-tokenfold-level";
+    /// `x-tokenfold-cache: off` adds no prompt-cache breakpoints and no derived
+    /// `prompt_cache_key` to one request.
+    pub const TOKENFOLD_CACHE: &str = "x-tokenfold-cache";
     /// The proxy's own key when `server.api_keys` is set.
     pub const TOKENFOLD_KEY: &str = "x-tokenfold-key";
     pub const SAVED_TOKENS: &str = "x-tokenfold-saved-tokens";

@@ -13,7 +13,11 @@ pub struct Usage {
     pub input: u64,
     pub output: u64,
     pub cache_read: u64,
+    /// Every token written to the cache, whatever its TTL.
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written to Anthropic's 1-hour cache (billed 2x input, the
+    /// 5-minute writes 1.25x).
+    pub cache_write_1h: u64,
 }
 
 impl Usage {
@@ -30,12 +34,16 @@ impl Usage {
             return None;
         }
         Some(match dialect {
-            Dialect::Anthropic => Usage {
-                input: n(&usage["input_tokens"]),
-                output: n(&usage["output_tokens"]),
-                cache_read: n(&usage["cache_read_input_tokens"]),
-                cache_write: n(&usage["cache_creation_input_tokens"]),
-            },
+            Dialect::Anthropic => {
+                let cache_write = n(&usage["cache_creation_input_tokens"]);
+                Usage {
+                    input: n(&usage["input_tokens"]),
+                    output: n(&usage["output_tokens"]),
+                    cache_read: n(&usage["cache_read_input_tokens"]),
+                    cache_write,
+                    cache_write_1h: n(&usage["cache_creation"]["ephemeral_1h_input_tokens"]).min(cache_write),
+                }
+            }
             Dialect::OpenaiChat | Dialect::OpenaiResponses => {
                 let (input, output, details) = if dialect == Dialect::OpenaiChat {
                     (n(&usage["prompt_tokens"]), n(&usage["completion_tokens"]), &usage["prompt_tokens_details"])
@@ -43,7 +51,7 @@ impl Usage {
                     (n(&usage["input_tokens"]), n(&usage["output_tokens"]), &usage["input_tokens_details"])
                 };
                 let cached = n(&details["cached_tokens"]).min(input);
-                Usage { input: input - cached, output, cache_read: cached, cache_write: 0 }
+                Usage { input: input - cached, output, cache_read: cached, cache_write: 0, cache_write_1h: 0 }
             }
         })
     }
@@ -56,6 +64,7 @@ impl Usage {
             (&mut self.output, later.output),
             (&mut self.cache_read, later.cache_read),
             (&mut self.cache_write, later.cache_write),
+            (&mut self.cache_write_1h, later.cache_write_1h),
         ] {
             if theirs > 0 {
                 *mine = theirs;
@@ -192,8 +201,19 @@ mod tests {
             for c in body.as_bytes().chunks(cut) {
                 s.push(c);
             }
-            assert_eq!(s.finish(), Some(Usage { input: 10, output: 42, cache_read: 90, cache_write: 5 }));
+            assert_eq!(
+                s.finish(),
+                Some(Usage { input: 10, output: 42, cache_read: 90, cache_write: 5, cache_write_1h: 0 })
+            );
         }
+    }
+
+    #[test]
+    fn one_hour_writes_are_told_apart() {
+        let body = br#"{"usage":{"input_tokens":4,"output_tokens":2,"cache_read_input_tokens":0,
+            "cache_creation_input_tokens":1500,"cache_creation":{"ephemeral_5m_input_tokens":500,"ephemeral_1h_input_tokens":1000}}}"#;
+        let u = UsageSniffer::of_whole_body(Dialect::Anthropic, body).unwrap();
+        assert_eq!((u.cache_write, u.cache_write_1h), (1500, 1000));
     }
 
     #[test]
@@ -201,7 +221,7 @@ mod tests {
         let mut s = UsageSniffer::new(Dialect::OpenaiChat, false);
         s.push(br#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":7,"prompt_tokens_details":{"cached_tokens":60}}}"#);
         let u = s.finish().unwrap();
-        assert_eq!(u, Usage { input: 40, output: 7, cache_read: 60, cache_write: 0 });
+        assert_eq!(u, Usage { input: 40, output: 7, cache_read: 60, cache_write: 0, cache_write_1h: 0 });
         assert_eq!(u.total_input(), 100);
     }
 
@@ -209,13 +229,13 @@ mod tests {
     fn responses_completed_event() {
         let mut s = UsageSniffer::new(Dialect::OpenaiResponses, true);
         s.push(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":8,\"input_tokens_details\":{\"cached_tokens\":0}}}}\n\n");
-        assert_eq!(s.finish(), Some(Usage { input: 20, output: 8, cache_read: 0, cache_write: 0 }));
+        assert_eq!(s.finish(), Some(Usage { input: 20, output: 8, cache_read: 0, cache_write: 0, cache_write_1h: 0 }));
     }
 
     #[test]
     fn usage_is_found_past_odd_fields_and_shapes() {
         let read = |body: &str| UsageSniffer::of_whole_body(Dialect::Anthropic, body.as_bytes());
-        let want = Some(Usage { input: 3, output: 4, cache_read: 0, cache_write: 0 });
+        let want = Some(Usage { input: 3, output: 4, cache_read: 0, cache_write: 0, cache_write_1h: 0 });
         assert_eq!(read(r#"{"message":"text, not an object","usage":{"input_tokens":3,"output_tokens":4}}"#), want);
         assert_eq!(read(r#"{"message":"text","response":{"usage":{"input_tokens":3,"output_tokens":4}}}"#), want);
         assert_eq!(read(r#"{"usage":null,"message":{"usage":{"input_tokens":3,"output_tokens":4}}}"#), want);
@@ -227,7 +247,7 @@ mod tests {
         assert_eq!(read(r#"{"usage":{"input_tokens":3,"output_tokens":4}"#), None, "cut off");
         assert_eq!(
             read(r#"{"usage":{"input_tokens":3.5,"output_tokens":4}}"#),
-            Some(Usage { input: 0, output: 4, cache_read: 0, cache_write: 0 })
+            Some(Usage { input: 0, output: 4, cache_read: 0, cache_write: 0, cache_write_1h: 0 })
         );
     }
 

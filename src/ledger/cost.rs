@@ -15,6 +15,8 @@ pub struct Prices {
     /// Cache writes (Anthropic 1.25x input; the input price where caching costs nothing extra).
     /// Resolved from the config, never guessed here.
     pub cache_write: f64,
+    /// Writes to Anthropic's 1-hour cache (2x input).
+    pub cache_write_1h: f64,
 }
 
 /// Tokens folding removed from a request, split by where they sat.
@@ -34,11 +36,18 @@ impl Saved {
 
 impl Prices {
     pub fn cost(&self, u: &Usage) -> f64 {
+        let write_1h = u.cache_write_1h.min(u.cache_write);
         (u.input as f64 * self.input
             + u.output as f64 * self.output
             + u.cache_read as f64 * self.cached_input
-            + u.cache_write as f64 * self.cache_write)
+            + (u.cache_write - write_1h) as f64 * self.cache_write
+            + write_1h as f64 * self.cache_write_1h)
             / 1e6
+    }
+
+    /// What the same tokens would cost with no prompt cache: every input token at the input price.
+    pub fn uncached(&self, u: &Usage) -> f64 {
+        (u.total_input() as f64 * self.input + u.output as f64 * self.output) / 1e6
     }
 
     /// The cost had the unfolded request been sent: what was billed, plus the removed tokens at
@@ -65,11 +74,11 @@ mod tests {
     use super::*;
 
     // Sonnet-like prices: $3 in, $15 out, $0.30 cache read, $3.75 cache write per million.
-    const P: Prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+    const P: Prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
 
     #[test]
     fn cache_aware_cost_on_a_hand_computed_example() {
-        let u = Usage { input: 2_000, output: 1_000, cache_read: 100_000, cache_write: 10_000 };
+        let u = Usage { input: 2_000, output: 1_000, cache_read: 100_000, cache_write: 10_000, cache_write_1h: 0 };
         // 2000*3 + 1000*15 + 100000*0.3 + 10000*3.75 = 6000 + 15000 + 30000 + 37500 = 88500 µ$
         assert!((P.cost(&u) - 0.0885).abs() < 1e-12);
         // 4000 earlier tokens as cache reads (1200 µ$) + 1000 turn tokens as cache writes (3750 µ$)
@@ -78,15 +87,24 @@ mod tests {
     }
 
     #[test]
+    fn one_hour_writes_and_the_uncached_price() {
+        let u = Usage { input: 1_000, output: 100, cache_read: 10_000, cache_write: 3_000, cache_write_1h: 2_000 };
+        // 1000*3 + 100*15 + 10000*0.3 + 1000*3.75 + 2000*6 = 3000 + 1500 + 3000 + 3750 + 12000 µ$
+        assert!((P.cost(&u) - 0.02325).abs() < 1e-12, "{}", P.cost(&u));
+        // 14000 input tokens at 3 + 100 at 15 = 43500 µ$
+        assert!((P.uncached(&u) - 0.0435).abs() < 1e-12, "{}", P.uncached(&u));
+    }
+
+    #[test]
     fn without_caching_every_removed_token_is_full_input() {
-        let u = Usage { input: 2_000, output: 0, cache_read: 0, cache_write: 0 };
+        let u = Usage { input: 2_000, output: 0, cache_read: 0, cache_write: 0, cache_write_1h: 0 };
         let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
         assert!((c - (0.006 + 0.015)).abs() < 1e-12, "{c}");
     }
 
     #[test]
     fn a_cold_cache_writes_the_prefix_too() {
-        let u = Usage { input: 10, output: 0, cache_read: 0, cache_write: 20_000 };
+        let u = Usage { input: 10, output: 0, cache_read: 0, cache_write: 20_000, cache_write_1h: 0 };
         let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
         let expected = P.cost(&u) + 5_000.0 * 3.75 / 1e6;
         assert!((c - expected).abs() < 1e-12, "{c}");

@@ -197,10 +197,10 @@ mod tests {
         r.status = status;
         r.outcome = if status == 200 { RequestOutcome::Completed } else { RequestOutcome::Error };
         r.free_tier = account == "free";
-        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
         r.add_saving("dedup", |s| (s.tokens, s.turn_tokens, s.elisions, s.recalls) = (saved, saved / 4, 2, 1));
         r.add_saving("logs", |s| (s.tokens, s.elisions) = (saved / 2, 4));
-        r.settle(Usage { input: 1000, output: 100, cache_read: 5_000, cache_write: 300 });
+        r.settle(Usage { input: 1000, output: 100, cache_read: 5_000, cache_write: 300, cache_write_1h: 0 });
         r
     }
 

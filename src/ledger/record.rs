@@ -88,6 +88,9 @@ pub struct Record {
     pub cost_usd: f64,
     /// Billed cost had the unfolded request been sent (see `cost::Prices::counterfactual`).
     pub baseline_cost_usd: f64,
+    /// What the same tokens would have cost with no prompt cache (0 on a free tier, like
+    /// `cost_usd`): against `cost_usd`, what the cache saved.
+    pub uncached_cost_usd: f64,
     /// `cost_usd` and `baseline_cost_usd` at list prices, whatever the tier: on a free tier the
     /// value of what was served.
     pub list_cost_usd: f64,
@@ -132,6 +135,7 @@ impl Record {
             usage: Usage::default(),
             cost_usd: 0.0,
             baseline_cost_usd: 0.0,
+            uncached_cost_usd: 0.0,
             list_cost_usd: 0.0,
             list_baseline_usd: 0.0,
             free_tier: false,
@@ -160,9 +164,10 @@ impl Record {
         self.list_cost_usd = self.prices.cost(&usage);
         self.list_baseline_usd = self.prices.counterfactual(&usage, saved);
         if self.free_tier {
-            (self.cost_usd, self.baseline_cost_usd) = (0.0, 0.0);
+            (self.cost_usd, self.baseline_cost_usd, self.uncached_cost_usd) = (0.0, 0.0, 0.0);
         } else {
             (self.cost_usd, self.baseline_cost_usd) = (self.list_cost_usd, self.list_baseline_usd);
+            self.uncached_cost_usd = self.prices.uncached(&usage);
         }
     }
 
@@ -227,7 +232,7 @@ mod tests {
 
     fn folded(free: bool) -> Record {
         let mut r = Record::empty();
-        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75 };
+        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
         r.free_tier = free;
         r.add_saving("span", |s| (s.tokens, s.turn_tokens) = (4_000, 1_000));
         r.add_saving("span", |s| s.elisions += 2);
@@ -236,7 +241,7 @@ mod tests {
 
     #[test]
     fn settle_prices_both_parts_and_keeps_list_value_for_free_tiers() {
-        let usage = Usage { input: 500, output: 200, cache_read: 50_000, cache_write: 3_000 };
+        let usage = Usage { input: 500, output: 200, cache_read: 50_000, cache_write: 3_000, cache_write_1h: 0 };
         let mut paid = folded(false);
         paid.settle(usage);
         assert_eq!(paid.savings.len(), 1, "entries of one mechanism merge");
@@ -247,10 +252,13 @@ mod tests {
         // + 3000 earlier tokens as cache reads (900 µ$) + 1000 turn tokens as cache writes (3750 µ$)
         assert!((paid.baseline_cost_usd - 0.0354).abs() < 1e-12, "{}", paid.baseline_cost_usd);
         assert_eq!(paid.list_cost_usd, paid.cost_usd);
+        // 53500 input tokens at 3 + 200 at 15 = 163500 µ$ without the cache.
+        assert!((paid.uncached_cost_usd - 0.1635).abs() < 1e-12, "{}", paid.uncached_cost_usd);
 
         let mut free = folded(true);
         free.settle(usage);
         assert_eq!((free.cost_usd, free.baseline_cost_usd), (0.0, 0.0), "a free tier bills nothing");
+        assert_eq!(free.uncached_cost_usd, 0.0);
         assert_eq!((free.list_cost_usd, free.list_baseline_usd), (paid.cost_usd, paid.baseline_cost_usd));
     }
 

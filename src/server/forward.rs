@@ -16,6 +16,7 @@ use super::count_tokens;
 use super::error::ProxyError;
 use super::relay::{relay_body, whole_body, ByteStream, RelayContext, Transform};
 use super::{AppState, Body};
+use crate::cache::RequestCache;
 use crate::dialect::sse::find_event_end;
 use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
@@ -43,6 +44,8 @@ pub struct UpstreamRequest<'a> {
     pub body: Bytes,
     pub proxy_key_header: Option<HeaderName>,
     pub saved_tokens: u64,
+    /// How each attempt's body is prepared for its target's prompt cache.
+    pub cache: RequestCache,
     pub peer: SocketAddr,
     pub started: Instant,
 }
@@ -93,7 +96,8 @@ pub async fn send_with_fallback(
         let mut reply = translate::ReplyContext::default();
         let (send_body, path) = if translating || model_override.is_some() {
             let target_reasoning = target.provider.model_spec(attempt.model()).is_some_and(|s| s.reasoning);
-            let opts = RequestOptions { model: model_override.as_deref(), target_reasoning };
+            let drop_prompt_cache_key = !target.provider.takes_prompt_cache_key;
+            let opts = RequestOptions { model: model_override.as_deref(), target_reasoning, drop_prompt_cache_key };
             let translated = translate::translate_request_for_reply(req.ingress, target.dialect, &req.body, &opts)
                 .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
             reply = translated.reply;
@@ -101,6 +105,11 @@ pub async fn send_with_fallback(
             (Bytes::from(translated.body), path)
         } else {
             (req.body.clone(), req.route)
+        };
+        // Breakpoints or a cache key for this target, on the body in its own dialect.
+        let send_body = match req.route {
+            "/messages/count_tokens" => send_body,
+            _ => req.cache.prepare(&attempt, send_body, record, None),
         };
         let sent_at = Instant::now();
         // The proxy's own time if the request ends before the relay takes over (error, cancel).
@@ -193,8 +202,9 @@ pub async fn send_with_fallback(
         let transform = transform_for(req.ingress, target.dialect, status, is_sse, req.envelope, reply);
         record.status = status.as_u16();
         if let Some(p) = attempt.price() {
-            let (input, output, cached_input, cache_write) = (p.input, p.output, p.cached_input, p.cache_write);
-            record.prices = Prices { input, output, cached_input, cache_write };
+            let (input, output, cached_input) = (p.input, p.output, p.cached_input);
+            let (cache_write, cache_write_1h) = (p.cache_write, p.cache_write_1h);
+            record.prices = Prices { input, output, cached_input, cache_write, cache_write_1h };
         }
         let context = RelayContext {
             state: state.clone(),

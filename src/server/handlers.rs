@@ -178,6 +178,8 @@ async fn forward(
             ))
         })?,
     };
+    let cache = crate::cache::RequestCache::new(state.cfg.cache, &parts.headers, dialect, scanned.has_prompt_cache_key)
+        .map_err(|e| ProxyError::BadHeader(e.to_string()))?;
     let mut saved_tokens = 0;
     let mut forward = body.clone();
     if state.folder.enabled() && !fold_off {
@@ -204,6 +206,7 @@ async fn forward(
         body: forward,
         proxy_key_header,
         saved_tokens,
+        cache,
         peer,
         started,
     };

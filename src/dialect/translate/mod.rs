@@ -70,6 +70,9 @@ pub struct RequestOptions<'a> {
     /// The target accepts reasoning settings (`reasoning_effort` on Chat, `thinking` on
     /// Anthropic). When false they are dropped: many Chat providers reject unknown fields.
     pub target_reasoning: bool,
+    /// The target refuses OpenAI's `prompt_cache_key` (Groq, Cerebras, NVIDIA, ...): a client's
+    /// key is not carried. By default it is carried between the OpenAI dialects.
+    pub drop_prompt_cache_key: bool,
 }
 
 /// What translating the answer needs to know about the request it answers.
@@ -101,7 +104,7 @@ pub fn translate_request(
     body: &[u8],
     model: Option<&str>,
 ) -> Result<Vec<u8>, TranslateError> {
-    translate_request_with(from, to, body, &RequestOptions { model, target_reasoning: false })
+    translate_request_with(from, to, body, &RequestOptions { model, ..RequestOptions::default() })
 }
 
 /// `translate_request` with all options.

@@ -52,6 +52,9 @@ pub(crate) fn to_chat(
     copy(req, "temperature", &mut out, "temperature");
     copy(req, "top_p", &mut out, "top_p");
     copy(req, "user", &mut out, "user");
+    if !opts.drop_prompt_cache_key {
+        copy(req, "prompt_cache_key", &mut out, "prompt_cache_key");
+    }
     if let Some(format) = req.get("text").and_then(|t| t.get("format")) {
         if let Some(rf) = response_format(format) {
             out.insert("response_format".into(), rf);

@@ -52,7 +52,9 @@ pub(crate) fn from_chat(req: &Value, opts: &RequestOptions<'_>) -> Result<Value,
     copy(req, "temperature", &mut out, "temperature");
     copy(req, "top_p", &mut out, "top_p");
     copy(req, "user", &mut out, "user");
-    copy(req, "prompt_cache_key", &mut out, "prompt_cache_key");
+    if !opts.drop_prompt_cache_key {
+        copy(req, "prompt_cache_key", &mut out, "prompt_cache_key");
+    }
     for field in ["stop", "n", "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs"] {
         if req.some(field).is_some() {
             tracing::debug!(field, "Chat field has no Responses equivalent; not sent");

@@ -173,6 +173,20 @@ async fn dashboard_renders_the_seeded_ledger_and_quotas() {
     assert!(bar("gpt-test rpm").is_none(), "no per-model bar where only the account is limited: {team}");
     let total = &data["summary"]["total"];
     assert_eq!((total["free_requests"].as_u64(), total["fallbacks"].as_u64()), (Some(11), Some(11)), "{total}");
+    // Cache hit share per provider over time: daily points over the seeded week.
+    assert_eq!(data["cache"]["bucket_ms"], 86_400_000, "{}", data["cache"]);
+    let series = data["cache"]["series"].as_array().unwrap();
+    let providers: Vec<&str> = series.iter().map(|s| s["provider"].as_str().unwrap()).collect();
+    assert_eq!(providers, ["anthropic", "gemini", "mock-openai"], "{}", data["cache"]);
+    let anthropic = &series[0]["points"];
+    assert_eq!(anthropic.as_array().unwrap().len(), 6, "one point per seeded day");
+    assert!(
+        anthropic.as_array().unwrap().iter().all(|p| p["input"].as_u64().unwrap() % 45_000 == 0
+            && p["cache_read"].as_u64().unwrap() * 45_000 == p["input"].as_u64().unwrap() * 40_000),
+        "{anthropic}"
+    );
+    let hit = total["cache_hit_pct"].as_f64().unwrap();
+    assert!(hit > 80.0 && hit < 89.0, "{total}");
     let off = quotas.iter().find(|q| q["provider"] == "gemini-like").unwrap();
     assert!(off["off"].as_str().unwrap().contains("TF_UNSET_KEY"), "{off}");
 
@@ -233,6 +247,9 @@ async fn dashboard_renders_the_seeded_ledger_and_quotas() {
             dom_text.split(&format!("id=\"{chart}\"")).nth(1).and_then(|t| t.split("</svg>").next()).unwrap_or("");
         assert_eq!(svg.matches("<rect").count(), 7, "{chart}: one bar per day:\n{svg}");
     }
+    let cache_svg = dom_text.split("id=\"cache-hits\"").nth(1).and_then(|t| t.split("</svg>").next()).unwrap_or("");
+    assert_eq!(cache_svg.matches("<polyline").count(), 3, "one line per provider:\n{cache_svg}");
+    assert!(dom_text.contains("anthropic 88.9%"), "the legend gives each provider's hit share");
     assert!(dom_text.contains("mock-openai / team — "), "the quota panel names the account");
     assert!(dom_text.contains("rpm: 3 / 20") && dom_text.contains("resets in "), "quota bars with countdowns");
     assert!(dom_text.contains("recall "), "recall rates per mechanism");

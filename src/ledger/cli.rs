@@ -83,7 +83,9 @@ pub fn report(a: ReportArgs) -> ExitCode {
     }
     print!("{}", report::render_table(&rep));
     println!("(tokens: provider-reported input plus tokenfold's estimate of what folding removed;");
-    println!(" saved $: billed cost against sending the unfolded request, cache reads and writes priced)");
+    println!(" saved $: billed cost against sending the unfolded request, cache reads and writes priced;");
+    println!(" cache saved $: billed cost against the same tokens with no prompt cache)");
+    print!("{}", super::render::expiry_line(&rep.cache_expiry));
     ExitCode::SUCCESS
 }
 

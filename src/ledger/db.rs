@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 use super::record::Record;
 
 /// `PRAGMA user_version` of the schema below; `migrate` brings older files up to it.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS requests (
     cache_read INTEGER NOT NULL, cache_write INTEGER NOT NULL,
     cost_usd REAL NOT NULL, baseline_cost_usd REAL NOT NULL,
     list_cost_usd REAL NOT NULL, list_baseline_usd REAL NOT NULL, free_tier INTEGER NOT NULL,
-    session TEXT NOT NULL
+    session TEXT NOT NULL,
+    uncached_cost_usd REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
 CREATE INDEX IF NOT EXISTS requests_session ON requests(session);
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS daily (
     cache_read INTEGER NOT NULL, cache_write INTEGER NOT NULL,
     cost_usd REAL NOT NULL, baseline_cost_usd REAL NOT NULL,
     free_requests INTEGER NOT NULL, free_value_usd REAL NOT NULL,
+    uncached_cost_usd REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (day, client, dialect, route, provider, account, model, status)
 );
 CREATE TABLE IF NOT EXISTS daily_savings (
@@ -81,9 +83,9 @@ pub fn insert(conn: &mut Connection, records: &[Record]) -> rusqlite::Result<()>
             "INSERT INTO requests (ts_ms, client, dialect, route, provider, account, model, status, outcome,
                 fallbacks, fallback_reasons, error, latency_ms, ttfb_us, upstream_us, overhead_us, tokens_before,
                 tokens_after, usage_input, usage_output, cache_read, cache_write, cost_usd, baseline_cost_usd,
-                list_cost_usd, list_baseline_usd, free_tier, session)
+                list_cost_usd, list_baseline_usd, free_tier, session, uncached_cost_usd)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
         )?;
         let mut sav = tx.prepare_cached(
             "INSERT INTO savings (request_id, mechanism, tokens, turn_tokens, elisions, recalls)
@@ -119,6 +121,7 @@ pub fn insert(conn: &mut Connection, records: &[Record]) -> rusqlite::Result<()>
                 r.list_baseline_usd,
                 r.free_tier,
                 r.session,
+                r.uncached_cost_usd,
             ])?;
             let id = tx.last_insert_rowid();
             for s in r.stored_savings() {
@@ -145,7 +148,8 @@ pub fn compact_before(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result
             model, status,
             COUNT(*), SUM(outcome != 'completed'), SUM(fallbacks), SUM(tokens_before), SUM(tokens_after),
             SUM(usage_input), SUM(usage_output), SUM(cache_read), SUM(cache_write),
-            SUM(cost_usd), SUM(baseline_cost_usd), SUM(free_tier), SUM(CASE WHEN free_tier THEN list_cost_usd ELSE 0 END)
+            SUM(cost_usd), SUM(baseline_cost_usd), SUM(free_tier), SUM(CASE WHEN free_tier THEN list_cost_usd ELSE 0 END),
+            SUM(uncached_cost_usd)
          FROM requests WHERE ts_ms < ?1
          GROUP BY day, client, dialect, route, provider, account, model, status
          ON CONFLICT (day, client, dialect, route, provider, account, model, status) DO UPDATE SET
@@ -156,7 +160,8 @@ pub fn compact_before(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result
             cache_write = cache_write + excluded.cache_write, cost_usd = cost_usd + excluded.cost_usd,
             baseline_cost_usd = baseline_cost_usd + excluded.baseline_cost_usd,
             free_requests = free_requests + excluded.free_requests,
-            free_value_usd = free_value_usd + excluded.free_value_usd",
+            free_value_usd = free_value_usd + excluded.free_value_usd,
+            uncached_cost_usd = uncached_cost_usd + excluded.uncached_cost_usd",
         params![cutoff_ms],
     )?;
     tx.execute(

@@ -1,5 +1,6 @@
 //! Brings a ledger file written by an older tokenfold up to the current schema without losing
-//! records. Version 0 is the first ledger layout (no `user_version` set).
+//! records. Version 0 is the first ledger layout (no `user_version` set); version 1 had no
+//! uncached cost.
 
 use rusqlite::Connection;
 
@@ -20,14 +21,36 @@ pub fn to_current(conn: &mut Connection) -> Result<(), DbError> {
             r.get(0)
         })?;
     let tx = conn.transaction()?;
-    if has_requests {
-        from_v0(&tx)?;
-    } else {
+    if !has_requests {
         tx.execute_batch(SCHEMA)?;
+    } else if version == 1 {
+        from_v1(&tx)?;
+    } else {
+        from_v0(&tx)?;
+        uncached_as_billed(&tx)?;
     }
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
     tx.commit()?;
     Ok(())
+}
+
+/// Version 1 did not record what requests would have cost without the prompt cache.
+fn from_v1(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE requests ADD COLUMN uncached_cost_usd REAL NOT NULL DEFAULT 0;
+         ALTER TABLE daily ADD COLUMN uncached_cost_usd REAL NOT NULL DEFAULT 0;",
+    )?;
+    uncached_as_billed(tx)
+}
+
+/// Records from before version 2 count as if the cache had saved nothing: exact for those without
+/// cache reads or writes, an understatement of the cache's saving for the others (their prices
+/// were not kept).
+fn uncached_as_billed(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "UPDATE requests SET uncached_cost_usd = cost_usd;
+         UPDATE daily SET uncached_cost_usd = cost_usd;",
+    )
 }
 
 /// Version 0 priced free-tier requests at list price in `cost_usd`, had whole-ms TTFB, no
@@ -66,7 +89,7 @@ fn from_v0(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
         tx.execute_batch(
             "INSERT INTO daily SELECT day, client, dialect, route, provider, '', model, 0, requests, errors, fallbacks,
                 tokens_before, tokens_after, usage_input, usage_output, cache_read, cache_write,
-                cost_usd - free_cost_usd, baseline_cost_usd - free_cost_usd, free_requests, free_cost_usd
+                cost_usd - free_cost_usd, baseline_cost_usd - free_cost_usd, free_requests, free_cost_usd, 0
              FROM daily_v0;
              INSERT INTO daily_savings SELECT day, mechanism, 0, tokens, 0, 0, 0 FROM daily_savings_v0;",
         )?;
@@ -102,6 +125,46 @@ mod tests {
         PRIMARY KEY (day, client, dialect, route, provider, model));
     CREATE TABLE daily_savings (day TEXT NOT NULL, mechanism TEXT NOT NULL, tokens INTEGER NOT NULL,
         PRIMARY KEY (day, mechanism));";
+
+    #[test]
+    fn a_version_1_ledger_gains_the_uncached_cost() {
+        let dir = std::env::temp_dir().join(format!("tokenfold-migrate-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.db");
+        {
+            // The version-1 schema: today's without the uncached cost columns.
+            let v1 = db::SCHEMA
+                .replace(",\n    uncached_cost_usd REAL NOT NULL DEFAULT 0\n", "\n")
+                .replace("\n    uncached_cost_usd REAL NOT NULL DEFAULT 0,\n", "\n");
+            assert!(!v1.contains("uncached"), "{v1}");
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(&v1).unwrap();
+            c.execute_batch("PRAGMA user_version = 1;").unwrap();
+            c.execute(
+                "INSERT INTO requests (ts_ms, client, dialect, route, provider, account, model, status, outcome,
+                    fallbacks, fallback_reasons, error, latency_ms, ttfb_us, upstream_us, overhead_us, tokens_before,
+                    tokens_after, usage_input, usage_output, cache_read, cache_write, cost_usd, baseline_cost_usd,
+                    list_cost_usd, list_baseline_usd, free_tier, session)
+                 VALUES (?1, 'c', 'anthropic', 'r', 'p', 'a', 'm', 200, 'completed', 0, '', '', 9, 9, 9, 9, 100, 90,
+                    90, 10, 0, 0, 0.25, 0.3, 0.25, 0.3, 0, 's')",
+                params![super::super::now_ms()],
+            )
+            .unwrap();
+        }
+        drop(db::open(&path).unwrap());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let uncached: f64 = c.query_row("SELECT uncached_cost_usd FROM requests", [], |r| r.get(0)).unwrap();
+        assert_eq!(uncached, 0.25, "an old record counts its billed cost");
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, db::SCHEMA_VERSION);
+        let daily: i64 = c
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('daily') WHERE name = 'uncached_cost_usd'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(daily, 1);
+    }
 
     #[test]
     fn a_version_0_ledger_is_migrated_without_losing_records() {

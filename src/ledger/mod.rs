@@ -2,6 +2,7 @@
 //! Writing never blocks or fails a request: when the queue is full or the store is unavailable
 //! the record is counted as lost (exposed in /metrics).
 
+pub mod cache;
 pub mod cli;
 pub mod cost;
 mod db;

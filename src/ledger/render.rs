@@ -1,5 +1,6 @@
 //! The report as a terminal table or CSV.
 
+use super::cache::ExpiryNotice;
 use super::report::{MechanismRow, Report, Row};
 use super::sessions::SessionRow;
 
@@ -67,7 +68,54 @@ pub fn render_table(rep: &Report) -> String {
             us(r.overhead_p95_us),
         ));
     }
+    if rep.total.usage_input + rep.total.cache_read + rep.total.cache_write > 0 {
+        out.push('\n');
+        out.push_str(&cache_table(rep));
+    }
     out
+}
+
+/// The provider's prompt cache per key: uncached input, reads, writes, the hit share and what
+/// the same tokens would have cost without the cache.
+fn cache_table(rep: &Report) -> String {
+    let mut out = format!(
+        "{:<24} {:>12} {:>12} {:>12} {:>6} {:>10} {:>11} {:>13}\n",
+        format!("prompt cache by {}", rep.by),
+        "uncached in",
+        "cache read",
+        "cache write",
+        "hit %",
+        "billed $",
+        "no-cache $",
+        "cache saved $"
+    );
+    for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
+        out.push_str(&format!(
+            "{:<24} {:>12} {:>12} {:>12} {:>6} {:>10.4} {:>11.4} {:>13.4}\n",
+            truncate(&r.key, 24),
+            r.usage_input,
+            r.cache_read,
+            r.cache_write,
+            opt_pct(r.cache_hit_pct),
+            r.cost_usd,
+            r.uncached_cost_usd,
+            r.cache_saved_cost(),
+        ));
+    }
+    out
+}
+
+/// One line when the 5-minute cache keeps expiring between turns; empty otherwise.
+pub fn expiry_line(n: &ExpiryNotice) -> String {
+    if n.rewrites == 0 {
+        return String::new();
+    }
+    format!(
+        "note: in {} conversation(s) the 5-minute prompt cache expired between turns {} time(s) ({} tokens written \
+         again after a pause of 5-60 minutes); `[cache] anthropic_ttl = \"1h\"` keeps it an hour (writes cost 2x \
+         input instead of 1.25x)\n",
+        n.conversations, n.rewrites, n.tokens_rewritten
+    )
 }
 
 fn mechanism_table(rows: &[MechanismRow], total: &Row) -> String {
@@ -117,12 +165,12 @@ pub fn render_csv(rep: &Report) -> String {
         return out;
     }
     let mut out = String::from(
-        "key,requests,errors,fallbacks,tokens_before,tokens_after,cost_usd,baseline_cost_usd,free_requests,free_value_usd,overhead_p50_us,overhead_p95_us\n",
+        "key,requests,errors,fallbacks,tokens_before,tokens_after,cost_usd,baseline_cost_usd,free_requests,free_value_usd,overhead_p50_us,overhead_p95_us,usage_input,cache_read,cache_write,cache_hit_pct,uncached_cost_usd\n",
     );
     for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
         let us = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             csv_field(&r.key),
             r.requests,
             r.errors,
@@ -134,7 +182,12 @@ pub fn render_csv(rep: &Report) -> String {
             r.free_requests,
             r.free_value_usd,
             us(r.overhead_p50_us),
-            us(r.overhead_p95_us)
+            us(r.overhead_p95_us),
+            r.usage_input,
+            r.cache_read,
+            r.cache_write,
+            r.cache_hit_pct.map(|p| format!("{p:.2}")).unwrap_or_default(),
+            r.uncached_cost_usd
         ));
     }
     out
@@ -143,19 +196,20 @@ pub fn render_csv(rep: &Report) -> String {
 /// Conversations, newest first.
 pub fn sessions_table(rows: &[SessionRow]) -> String {
     let mut out = format!(
-        "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9}\n",
-        "session", "first", "last", "client", "requests", "tok saved", "saved $"
+        "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9} {:>11}\n",
+        "session", "first", "last", "client", "requests", "tok saved", "saved $", "cache hit %"
     );
     for s in rows {
         out.push_str(&format!(
-            "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9.4}\n",
+            "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9.4} {:>11}\n",
             truncate(&s.session, 38),
             utc_minute(s.first_ms),
             utc_minute(s.last_ms),
             truncate(&s.client, 12),
             s.requests,
             s.saved_tokens,
-            s.saved_usd
+            s.saved_usd,
+            opt_pct(s.cache_hit_pct)
         ));
     }
     out

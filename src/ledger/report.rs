@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
 
-pub use super::render::{render_csv, render_table};
+pub use super::render::{expiry_line, render_csv, render_table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
@@ -85,6 +85,14 @@ pub struct Row {
     pub free_value_usd: f64,
     pub overhead_p50_us: Option<u64>,
     pub overhead_p95_us: Option<u64>,
+    /// Provider-reported input billed at the full rate (cache reads and writes not included).
+    pub usage_input: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    /// Cache reads over every input token the provider reported, in percent; `None` without any.
+    pub cache_hit_pct: Option<f64>,
+    /// What the same tokens would have cost with no prompt cache (against `cost_usd`).
+    pub uncached_cost_usd: f64,
 }
 
 impl Row {
@@ -105,7 +113,25 @@ impl Row {
         self.baseline_cost_usd += o.baseline_cost_usd;
         self.free_requests += o.free_requests;
         self.free_value_usd += o.free_value_usd;
+        self.usage_input += o.usage_input;
+        self.cache_read += o.cache_read;
+        self.cache_write += o.cache_write;
+        self.uncached_cost_usd += o.uncached_cost_usd;
     }
+
+    /// What the prompt cache saved: the uncached cost against the billed one.
+    pub fn cache_saved_cost(&self) -> f64 {
+        self.uncached_cost_usd - self.cost_usd
+    }
+
+    fn set_hit_share(&mut self) {
+        self.cache_hit_pct = hit_pct(self.cache_read, self.usage_input + self.cache_read + self.cache_write);
+    }
+}
+
+/// `read` of `all` input tokens in percent; `None` without input.
+pub fn hit_pct(read: u64, all: u64) -> Option<f64> {
+    (all > 0).then(|| 100.0 * read as f64 / all as f64)
 }
 
 /// What one fold mechanism did: requests it acted in, tokens it saved, elisions and recalls.
@@ -133,12 +159,22 @@ pub struct Report {
     pub total: Row,
     /// Per mechanism, always filled.
     pub mechanisms: Vec<MechanismRow>,
+    /// The prompt cache expiring between turns (conversations are in raw records only).
+    pub cache_expiry: super::cache::ExpiryNotice,
 }
 
 impl Report {
     pub fn empty(since_ms: i64, by: GroupBy) -> Report {
         let total = Row { key: "total".into(), ..Row::default() };
-        Report { since_ms, by: by.name().into(), session: None, rows: vec![], total, mechanisms: vec![] }
+        Report {
+            since_ms,
+            by: by.name().into(),
+            session: None,
+            rows: vec![],
+            total,
+            mechanisms: vec![],
+            cache_expiry: Default::default(),
+        }
     }
 }
 
@@ -172,7 +208,8 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
     let (raw_key, daily_key) = by.columns();
     let sql = format!(
         "SELECT {raw_key}, outcome != 'completed', fallbacks, tokens_before, tokens_after, cost_usd,
-                baseline_cost_usd, free_tier, list_cost_usd, overhead_us
+                baseline_cost_usd, free_tier, list_cost_usd, overhead_us, usage_input, cache_read, cache_write,
+                uncached_cost_usd
          FROM requests WHERE ts_ms >= ?1 AND (?2 = '' OR session = ?2)"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -192,12 +229,17 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
             row.free_value_usd += r.get::<_, f64>(8)?;
         }
         overheads.entry(key).or_default().push(r.get::<_, i64>(9)?.max(0) as u64);
+        row.usage_input += r.get::<_, i64>(10)?.max(0) as u64;
+        row.cache_read += r.get::<_, i64>(11)?.max(0) as u64;
+        row.cache_write += r.get::<_, i64>(12)?.max(0) as u64;
+        row.uncached_cost_usd += r.get::<_, f64>(13)?;
     }
     // Compacted days have no per-conversation detail, so a session view reads raw rows only.
     if session.is_none() {
         let sql = format!(
             "SELECT {daily_key}, SUM(requests), SUM(errors), SUM(fallbacks), SUM(tokens_before), SUM(tokens_after),
-                    SUM(cost_usd), SUM(baseline_cost_usd), SUM(free_requests), SUM(free_value_usd)
+                    SUM(cost_usd), SUM(baseline_cost_usd), SUM(free_requests), SUM(free_value_usd),
+                    SUM(usage_input), SUM(cache_read), SUM(cache_write), SUM(uncached_cost_usd)
              FROM daily WHERE day >= date(?1 / 1000, 'unixepoch') GROUP BY 1"
         );
         let mut stmt = conn.prepare(&sql)?;
@@ -214,6 +256,10 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
             row.baseline_cost_usd += r.get::<_, f64>(7)?;
             row.free_requests += r.get::<_, i64>(8)? as u64;
             row.free_value_usd += r.get::<_, f64>(9)?;
+            row.usage_input += r.get::<_, i64>(10)?.max(0) as u64;
+            row.cache_read += r.get::<_, i64>(11)?.max(0) as u64;
+            row.cache_write += r.get::<_, i64>(12)?.max(0) as u64;
+            row.uncached_cost_usd += r.get::<_, f64>(13)?;
         }
     }
     let mut all_overheads = Vec::new();
@@ -228,15 +274,18 @@ pub fn build(path: &Path, since_ms: i64, by: GroupBy, session: Option<&str>) -> 
     all_overheads.sort_unstable();
     let mut rep = Report::empty(since_ms, by);
     rep.session = session.map(str::to_string);
-    for r in rows.values() {
+    for r in rows.values_mut() {
+        r.set_hit_share();
         rep.total.add(r);
     }
+    rep.total.set_hit_share();
     rep.total.overhead_p50_us = percentile(&all_overheads, 0.5);
     rep.total.overhead_p95_us = percentile(&all_overheads, 0.95);
     if by != GroupBy::Mechanism {
         rep.rows = rows.into_values().collect();
     }
     rep.mechanisms = mechanism_rows(&conn, since_ms, session)?;
+    rep.cache_expiry = super::cache::expiry(&conn, since_ms, session)?;
     Ok(rep)
 }
 

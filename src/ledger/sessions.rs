@@ -16,6 +16,9 @@ pub struct SessionRow {
     pub requests: u64,
     pub saved_tokens: u64,
     pub saved_usd: f64,
+    pub cache_read: u64,
+    /// Cache reads over every input token, in percent.
+    pub cache_hit_pct: Option<f64>,
 }
 
 /// What `--session PREFIX` names.
@@ -34,7 +37,7 @@ pub fn list(path: &Path, since_ms: i64, prefix: &str, limit: usize) -> rusqlite:
     let conn = open_read_only(path)?;
     let mut stmt = conn.prepare(
         "SELECT session, MIN(ts_ms), MAX(ts_ms), MAX(client), COUNT(*), SUM(MAX(tokens_before - tokens_after, 0)),
-                SUM(baseline_cost_usd - cost_usd)
+                SUM(baseline_cost_usd - cost_usd), SUM(cache_read), SUM(usage_input + cache_read + cache_write)
          FROM requests
          WHERE ts_ms >= ?1 AND session != '' AND substr(session, 1, length(?2)) = ?2
          GROUP BY session ORDER BY MAX(ts_ms) DESC, session LIMIT ?3",
@@ -48,6 +51,8 @@ pub fn list(path: &Path, since_ms: i64, prefix: &str, limit: usize) -> rusqlite:
             requests: r.get::<_, i64>(4)? as u64,
             saved_tokens: r.get::<_, i64>(5)?.max(0) as u64,
             saved_usd: r.get(6)?,
+            cache_read: r.get::<_, i64>(7)?.max(0) as u64,
+            cache_hit_pct: super::report::hit_pct(r.get::<_, i64>(7)?.max(0) as u64, r.get::<_, i64>(8)?.max(0) as u64),
         })
     })?;
     rows.collect()

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::AppState;
+use crate::ledger::cache::{self, CacheSeries};
 use crate::ledger::report::{self, GroupBy, Recent, Report};
 use crate::pool::status::{PoolStatus, WindowStatus, Windows};
 
@@ -46,8 +47,17 @@ struct Data {
     by_day: Report,
     recent: Vec<Recent>,
     quotas: Vec<QuotaAccount>,
+    /// Prompt-cache hit share per provider over time.
+    cache: CacheChart,
     /// Records the ledger could not write (also in /metrics).
     lost_records: u64,
+}
+
+#[derive(Serialize, Default)]
+struct CacheChart {
+    /// Width of a point's time bucket (an hour, or a day for longer histories).
+    bucket_ms: i64,
+    series: Vec<CacheSeries>,
 }
 
 /// Without api keys the dashboard is for this machine only.
@@ -113,6 +123,7 @@ pub async fn data(state: &Arc<AppState>) -> Result<Bytes, String> {
                 by_day: Report::empty(since, GroupBy::Day),
                 recent: vec![],
                 quotas,
+                cache: CacheChart::default(),
                 lost_records,
             });
         }
@@ -122,6 +133,9 @@ pub async fn data(state: &Arc<AppState>) -> Result<Bytes, String> {
             by_day: report::build(&path, since, GroupBy::Day, None).map_err(e)?,
             recent: report::recent(&path, 50).map_err(e)?,
             quotas,
+            cache: cache::series(&path, since)
+                .map(|(bucket_ms, series)| CacheChart { bucket_ms, series })
+                .map_err(e)?,
             lost_records,
         })
     })

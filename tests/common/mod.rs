@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod mock;
+pub mod prompt_cache;
 pub mod scripted;
 
 use std::io::{BufRead, BufReader};

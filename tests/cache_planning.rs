@@ -491,3 +491,54 @@ fn the_report_notices_a_five_minute_cache_expiring_between_turns() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("anthropic_ttl = \"1h\""), "{text}");
 }
+
+/// An Anthropic conversation of `turns` tool turns, each output `tag`-ged; `stub_turn` has its
+/// output replaced by a short stub (as clearing does).
+fn long_conversation(turns: usize, stub_turn: Option<usize>) -> Vec<u8> {
+    let mut messages = vec![serde_json::json!({"role": "user", "content": "Find the bug."})];
+    for t in 1..=turns {
+        let id = format!("toolu_{t}");
+        let output = if stub_turn == Some(t) {
+            format!("[cleared: re-read src/f{t}.rs]")
+        } else {
+            file_view(&format!("f{t}"), 30)
+        };
+        messages.push(serde_json::json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Read", "input": {"n": t}}]}));
+        messages.push(serde_json::json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": output}]}));
+    }
+    serde_json::to_vec(
+        &serde_json::json!({"model": "claude-sonnet-4-5", "system": prose("sys", 80), "messages": messages}),
+    )
+    .unwrap()
+}
+
+/// The body as the proxy would send it: breakpoints placed by the planner, with a clearing hint.
+fn planned(body: &[u8], cleared: Option<&str>) -> Vec<u8> {
+    use tokenfold::dialect::breakpoints;
+    let sites = breakpoints::sites(body).unwrap();
+    let chosen = tokenfold::cache::plan::place(&sites.sites, 1024, cleared);
+    breakpoints::add(body, &sites, &chosen, breakpoints::CacheTtl::FiveMinutes)
+}
+
+#[test]
+fn a_clearing_hint_far_back_keeps_the_prefix_before_the_cleared_output() {
+    // Twenty turns with the planner's breakpoints; then turn 3's output is cleared (40 blocks
+    // behind the end): with the hint, the prefix up to it is still read; without, only the
+    // system prompt is.
+    let mut read = Vec::new();
+    for hint in [Some("toolu_3"), None] {
+        let cache = PromptCache::new();
+        for t in 1..=20 {
+            cache.request(&planned(&long_conversation(t, None), None)).unwrap_or_else(|_| panic!());
+        }
+        let (billed, _) = cache.request(&planned(&long_conversation(21, Some(3)), hint)).unwrap_or_else(|_| panic!());
+        read.push(billed.cache_read);
+    }
+    let system_only = {
+        let cache = PromptCache::new();
+        let body = serde_json::json!({"model": "claude-sonnet-4-5", "system": prose("sys", 80), "messages": [{"role": "user", "content": "x"}]});
+        cache.request(&planned(&serde_json::to_vec(&body).unwrap(), None)).unwrap_or_else(|_| panic!()).0.cache_write
+    };
+    assert!(read[1] <= system_only + 10, "without the hint only the system prompt is read: {read:?} vs {system_only}");
+    assert!(read[0] > read[1] + 1000, "with the hint, the turns before the cleared output are read: {read:?}");
+}

@@ -147,3 +147,49 @@ fn shipped_free_providers_are_free_tiers_with_list_prices_where_published() {
     let sonnet = cfg.providers[0].model_spec("claude-sonnet-4-5").unwrap().price;
     assert_eq!((sonnet.input, sonnet.cached_input, sonnet.cache_write, sonnet.output), (3.0, 0.3, 3.75, 15.0));
 }
+
+#[test]
+fn cache_settings_and_what_providers_take() {
+    let text = r#"
+[cache]
+auto_breakpoints = false
+anthropic_ttl = "1h"
+[[providers]]
+name = "a"
+kind = "anthropic"
+base_url = "http://a/v1"
+auth = "client"
+models = [{ name = "claude-haiku-4-5", cache_min_tokens = 4096, price = { input = 1.0 } }]
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+auth = "client"
+[[providers]]
+name = "groq"
+kind = "openai"
+base_url = "https://api.groq.com/openai/v1"
+auth = "client"
+[[providers]]
+name = "local"
+kind = "openai-responses"
+base_url = "http://127.0.0.1:8000/v1"
+auth = "client"
+prompt_cache_key = true
+"#;
+    let cfg = Config::parse(text, "t.toml", &|_| None).unwrap();
+    assert_eq!(cfg.cache, CacheSettings { auto_breakpoints: false, anthropic_ttl: CacheTtl::OneHour });
+    let takes: Vec<bool> = cfg.providers.iter().map(|p| p.takes_prompt_cache_key).collect();
+    assert_eq!(takes, [false, true, false, true], "OpenAI's own API, or where the config says so");
+    let haiku = cfg.providers[0].model_spec("claude-haiku-4-5").unwrap();
+    assert_eq!((haiku.cache_min_tokens, haiku.price.cache_write_1h), (Some(4096), 2.0));
+    assert!(cfg.render_masked().contains("[cache]\nauto_breakpoints = false\nanthropic_ttl = \"1h\""));
+    assert_eq!(Config::parse("", "t", &|_| None).unwrap().cache, CacheSettings::default());
+
+    let err = Config::parse("[cache]\nanthropic_ttl = \"2h\"\n", "t.toml", &|_| None).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml:2:") && err.contains("cache.anthropic_ttl") && err.contains("\"1h\""), "{err}");
+    let shipped = Config::parse(SHIPPED_CONFIG, "shipped", &|_| None).unwrap();
+    let openai = shipped.providers.iter().find(|p| p.name == "openai").unwrap();
+    let groq = shipped.providers.iter().find(|p| p.name == "groq").unwrap();
+    assert!(openai.takes_prompt_cache_key && !groq.takes_prompt_cache_key);
+}

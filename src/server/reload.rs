@@ -130,6 +130,9 @@ pub fn describe_change(running: &Config, old: &Pool, new: &Config) -> String {
     if new.pool.store != running.pool.store {
         restart.push("pool.store");
     }
+    if new.cache != running.cache {
+        restart.push("cache");
+    }
     if !restart.is_empty() {
         out.push_str(&format!("; changed but applied only after a restart: {}", restart.join(", ")));
     }

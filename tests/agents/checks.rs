@@ -81,8 +81,44 @@ pub fn check(e: &Evidence) -> Outcome {
     append_only(e, &main, &mut o);
     reread_and_error_line(&main, &mut o);
     folding(e, &all, &mut o);
+    prompt_cache(e, &main, &mut o);
     network(e, &mut o);
     o
+}
+
+/// On an Anthropic upstream the simulated prompt cache must be read on every task turn after the
+/// first: the agent's own breakpoints (Claude Code) or those the proxy adds to a translated
+/// request (Codex, OpenCode).
+fn prompt_cache(e: &Evidence, main: &[&Pair], o: &mut Outcome) {
+    if e.upstream != Dialect::Anthropic {
+        return;
+    }
+    let billed: Vec<_> = main.iter().filter_map(|p| p.mock.billed).collect();
+    if billed.len() != main.len() || billed.is_empty() {
+        o.fail(
+            "prompt cache",
+            format!("{} of {} task requests were billed by the cache mock", billed.len(), main.len()),
+        );
+        return;
+    }
+    let missed: Vec<usize> =
+        billed.iter().enumerate().skip(1).filter(|(_, b)| b.cache_read == 0).map(|(i, _)| i + 1).collect();
+    if !missed.is_empty() {
+        let shown: Vec<String> =
+            billed.iter().map(|b| format!("r{}/w{}/i{}", b.cache_read, b.cache_write, b.input)).collect();
+        o.fail(
+            "prompt cache",
+            format!("no cache read on task turns {missed:?} (read/write/input: {})", shown.join(" ")),
+        );
+    }
+    let paid: f64 = billed.iter().map(|b| b.billed_equivalent()).sum();
+    let all: u64 = billed.iter().map(|b| b.total_input()).sum();
+    o.figures.push(format!(
+        "prompt cache read on {} of {} later turns, billed input {:.2}x uncached",
+        billed.len() - 1 - missed.len(),
+        billed.len() - 1,
+        paid / all.max(1) as f64
+    ));
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -325,7 +361,7 @@ fn folding(e: &Evidence, all: &[Pair], o: &mut Outcome) {
                     ),
                 );
             }
-        } else if same_dialect && p.agent.body != p.mock.body {
+        } else if same_dialect && p.agent.body != p.mock.body && !only_breakpoints_added(e, p) {
             o.fail(
                 "passthrough",
                 format!("request {}: nothing folded, yet the body the mock got differs from the agent's", p.agent.seq),
@@ -376,6 +412,15 @@ fn folding(e: &Evidence, all: &[Pair], o: &mut Outcome) {
         }
         Err(err) => o.fail("ledger", err.clone()),
     }
+}
+
+/// An Anthropic request without breakpoints of its own reaches the provider with the proxy's:
+/// the same request once `cache_control` is set aside.
+fn only_breakpoints_added(e: &Evidence, p: &Pair) -> bool {
+    let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
+    e.upstream == Dialect::Anthropic
+        && !String::from_utf8_lossy(&p.agent.body).contains("\"cache_control\"")
+        && parse(&p.agent.body).map(|v| normalized(&v)) == parse(&p.mock.body).map(|v| normalized(&v))
 }
 
 fn network(e: &Evidence, o: &mut Outcome) {

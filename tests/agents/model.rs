@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::common::mock::{Recorded, Reply};
+use super::common::prompt_cache::{self, Billed, PromptCache};
 use super::provider::{self, Answer, Dialect, Turn};
 use super::scenario::{self, Kit, Step};
 
@@ -25,17 +26,21 @@ pub struct Seen {
     /// The step answered, for the task's requests.
     pub step: Option<Step>,
     pub abort: Option<String>,
+    /// What the simulated Anthropic prompt cache billed (Anthropic requests only).
+    pub billed: Option<Billed>,
 }
 
 pub struct Script {
     pub repo: PathBuf,
     log_path: PathBuf,
     pub seen: Mutex<Vec<Seen>>,
+    /// Anthropic requests are billed as the real prompt cache would bill them.
+    cache: std::sync::Arc<PromptCache>,
 }
 
 impl Script {
     pub fn new(repo: PathBuf, log_path: PathBuf) -> Script {
-        Script { repo, log_path, seen: Mutex::new(Vec::new()) }
+        Script { repo, log_path, seen: Mutex::new(Vec::new()), cache: PromptCache::new() }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -53,6 +58,7 @@ impl Script {
             main: false,
             step: None,
             abort: None,
+            billed: None,
         };
         let reply = self.answer(rec, &mut seen);
         if let Ok(mut s) = self.seen.lock() {
@@ -67,6 +73,20 @@ impl Script {
             return Reply::ok_json(format!("{{\"input_tokens\":{tokens}}}"));
         }
         let Some(dialect) = seen.dialect else { return provider::not_found(&rec.path) };
+        let mut usage = None;
+        if dialect == Dialect::Anthropic {
+            match self.cache.request(&rec.body) {
+                Ok((billed, _)) => {
+                    usage = Some(prompt_cache::usage_json(&billed));
+                    seen.billed = Some(billed);
+                }
+                Err(refused) => {
+                    seen.abort =
+                        Some(format!("the Anthropic API would refuse this request: {}", refused_text(&refused)));
+                    return refused;
+                }
+            }
+        }
         let turn = match provider::parse(dialect, &rec.body) {
             Ok(t) => t,
             Err(e) => {
@@ -98,7 +118,7 @@ impl Script {
             }
         };
         let n = self.seen.lock().map(|s| s.len()).unwrap_or(0);
-        let reply = provider::reply(dialect, turn.stream, &answer, &model, n, tokens);
+        let reply = provider::reply(dialect, turn.stream, &answer, &model, n, tokens, usage);
         seen.turn = Some(turn);
         reply
     }
@@ -112,6 +132,13 @@ impl Script {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path) {
             let _ = writeln!(f, "{line}");
         }
+    }
+}
+
+fn refused_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Json { status, body, .. } => format!("{status} {}", String::from_utf8_lossy(body)),
+        _ => "refused".into(),
     }
 }
 

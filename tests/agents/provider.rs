@@ -119,16 +119,28 @@ fn sse(events: Vec<(Option<&str>, Value)>, done_marker: bool) -> Reply {
     Reply::sse(chunks)
 }
 
-/// The answer in `dialect`; `n` makes ids unique, `input_tokens` is the usage reported.
-pub fn reply(dialect: Dialect, stream: bool, answer: &Answer, model: &str, n: usize, input_tokens: u64) -> Reply {
+/// The answer in `dialect`; `n` makes ids unique, `input_tokens` is the usage reported (or, for
+/// Anthropic, `anthropic_usage` when the prompt cache is simulated).
+pub fn reply(
+    dialect: Dialect,
+    stream: bool,
+    answer: &Answer,
+    model: &str,
+    n: usize,
+    input_tokens: u64,
+    anthropic_usage: Option<Value>,
+) -> Reply {
     match dialect {
-        Dialect::Anthropic => anthropic(stream, answer, model, n, input_tokens),
+        Dialect::Anthropic => {
+            let usage = anthropic_usage.unwrap_or_else(|| json!({"input_tokens": input_tokens, "output_tokens": 20}));
+            anthropic(stream, answer, model, n, usage)
+        }
         Dialect::Chat => chat(stream, answer, model, n, input_tokens),
         Dialect::Responses => responses(stream, answer, model, n, input_tokens),
     }
 }
 
-fn anthropic(stream: bool, answer: &Answer, model: &str, n: usize, input_tokens: u64) -> Reply {
+fn anthropic(stream: bool, answer: &Answer, model: &str, n: usize, mut usage: Value) -> Reply {
     let id = format!("msg_agents_{n}");
     let (block, stop) = match answer {
         Answer::Text(t) => (json!({"type": "text", "text": t}), "end_turn"),
@@ -137,12 +149,14 @@ fn anthropic(stream: bool, answer: &Answer, model: &str, n: usize, input_tokens:
             (json!({"type": "tool_use", "id": format!("toolu_agents_{n}"), "name": c.name, "input": input}), "tool_use")
         }
     };
-    let usage = json!({"input_tokens": input_tokens, "output_tokens": 20});
+    usage["output_tokens"] = json!(20);
     if !stream {
         let body = json!({"id": id, "type": "message", "role": "assistant", "model": model, "content": [block],
             "stop_reason": stop, "stop_sequence": null, "usage": usage});
         return Reply::ok_json(body.to_string());
     }
+    let mut start_usage = usage.clone();
+    start_usage["output_tokens"] = json!(1);
     let mut start_block = block.clone();
     let delta = match answer {
         Answer::Text(t) => {
@@ -160,7 +174,7 @@ fn anthropic(stream: bool, answer: &Answer, model: &str, n: usize, input_tokens:
                 Some("message_start"),
                 json!({"type": "message_start", "message": {"id": id, "type": "message",
                 "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+                "usage": start_usage}}),
             ),
             (
                 Some("content_block_start"),

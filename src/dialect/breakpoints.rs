@@ -112,6 +112,12 @@ pub fn has_client_breakpoints(body: &[u8]) -> bool {
 /// The blocks of an Anthropic Messages body. `Malformed` when it is not the JSON shape expected
 /// (the caller then sends it as it is).
 pub fn sites(b: &[u8]) -> Result<Sites, Malformed> {
+    // One pass indexes where every container and long string ends, so the nested walk below
+    // does not rescan a block once per level.
+    json::with_index(b, || walk(b))
+}
+
+fn walk(b: &[u8]) -> Result<Sites, Malformed> {
     let top = Obj::parse(b, json::root(b)?)?;
     let mut sites = Vec::new();
     if let Some(tools) = top.get("tools").filter(|r| is_array(b, r)) {
@@ -150,7 +156,7 @@ pub fn sites(b: &[u8]) -> Result<Sites, Malformed> {
 /// A `system` or message `content` value: a string, or an array of blocks.
 fn content(b: &[u8], r: Range<usize>, section: Section, out: &mut Vec<Site>) -> Result<(), Malformed> {
     if is_string(b, &r) {
-        let cacheable = !json::decode(b, r.clone())?.trim().is_empty();
+        let cacheable = has_visible_text(b, &r);
         let bytes = r.len();
         out.push(Site { section, kind: BlockKind::Text, cacheable, bytes, tool_use_id: None, at: SpliceAt::Text(r) });
     } else if is_array(b, &r) {
@@ -185,12 +191,38 @@ fn block(b: &[u8], r: Range<usize>, section: Section) -> Result<Site, Malformed>
     };
     // The API refuses `cache_control` on empty text (and on whitespace-only text any block).
     let cacheable = match kind {
-        BlockKind::Text => o.str("text").is_some_and(|t| !t.trim().is_empty()),
+        BlockKind::Text => o.get("text").is_some_and(|t| is_string(b, &t) && has_visible_text(b, &t)),
         BlockKind::Thinking | BlockKind::Other => false,
         _ => true,
     };
     let tool_use_id = (kind == BlockKind::ToolResult).then(|| o.str("tool_use_id").map(|s| s.into_owned())).flatten();
     Ok(Site { section, kind, cacheable, bytes, tool_use_id, at: object_end(b, &r) })
+}
+
+/// Whether the JSON string at `r` holds anything but whitespace, read from its raw bytes without
+/// decoding it (tool outputs run to megabytes; the first visible character settles it).
+fn has_visible_text(b: &[u8], r: &Range<usize>) -> bool {
+    let inner = &b[r.start + 1..r.end.saturating_sub(1).max(r.start + 1)];
+    let mut i = 0;
+    while let Some(&c) = inner.get(i) {
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b'\\' => match inner.get(i + 1) {
+                Some(b'n' | b't' | b'r') => i += 2,
+                Some(b'u')
+                    if matches!(
+                        inner.get(i + 2..i + 6),
+                        Some(b"0020" | b"0009" | b"000a" | b"000A" | b"000d" | b"000D")
+                    ) =>
+                {
+                    i += 6
+                }
+                _ => return true,
+            },
+            _ => return true,
+        }
+    }
+    false
 }
 
 fn object_end(b: &[u8], r: &Range<usize>) -> SpliceAt {
@@ -328,6 +360,17 @@ mod tests {
         assert!(has_client_breakpoints(set.as_bytes()));
         let top = r#"{"cache_control":{"type":"ephemeral"},"messages":[]}"#;
         assert!(has_client_breakpoints(top.as_bytes()));
+    }
+
+    #[test]
+    fn visible_text_is_told_from_whitespace_without_decoding() {
+        let visible = |json: &str| has_visible_text(json.as_bytes(), &(0..json.len()));
+        for blank in [r#""""#, r#"" ""#, r#"" \n\t\r ""#, r#""\u0020\u000A""#] {
+            assert!(!visible(blank), "{blank}");
+        }
+        for text in [r#""x""#, r#"" \n x""#, r#""\"""#, r#""\u00e9""#, r#""\\""#, r#""n""#] {
+            assert!(visible(text), "{text}");
+        }
     }
 
     #[test]

@@ -122,6 +122,10 @@ fn responses_to_chat() {
     );
     let m = &v["messages"];
     assert_eq!(m[0]["content"], "You are Codex, a coding agent.");
+    assert_eq!(v["prompt_cache_key"], "conv-1", "Codex's cache key is carried");
+    let strict = RequestOptions { drop_prompt_cache_key: true, ..Default::default() };
+    let dropped = json(&translate_request_with(OpenaiResponses, OpenaiChat, &body, &strict).unwrap());
+    assert!(dropped.get("prompt_cache_key").is_none(), "not for a target that refuses the field");
     assert_eq!(m[3]["content"][1]["image_url"]["url"], "data:image/png;base64,iVBORw0KGgo=");
     assert_eq!(m[4]["content"], "Running the tests.");
     let calls = m[4]["tool_calls"].as_array().unwrap();

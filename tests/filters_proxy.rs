@@ -93,8 +93,9 @@ async fn command_output_is_filtered_and_its_original_served() {
 async fn the_level_header_picks_the_level_and_never_goes_upstream() {
     let mock = mock::start(|_| Reply::ok_json(mock::anthropic_message("ok"))).await;
     let dir = store_dir("levels");
+    // Cache breakpoints would be added to this long request: off, to compare bytes.
     let cfg = format!(
-        "{}\n[fold]\nlevel = \"lossless\"\noriginals_dir = \"{}\"\n",
+        "{}\n[fold]\nlevel = \"lossless\"\noriginals_dir = \"{}\"\n[cache]\nauto_breakpoints = false\n",
         config_for(&mock.base(), "", "auth = \"client\""),
         dir.display()
     );

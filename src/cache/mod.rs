@@ -60,6 +60,11 @@ impl RequestCache {
         Ok(RequestCache { settings, off, client_key })
     }
 
+    /// Nothing added to this request (`x-tokenfold: off` forwards the client's bytes as they are).
+    pub fn switched_off(self) -> RequestCache {
+        RequestCache { off: true, ..self }
+    }
+
     /// `body`, about to go to `attempt`'s target in its dialect, prepared for its cache.
     /// `cleared_tool_use_id` is the first tool output clearing newly rewrote in this request.
     /// The record gives the conversation id (read now if the ledger had not yet).
@@ -79,14 +84,18 @@ impl RequestCache {
                 if !self.settings.auto_breakpoints || breakpoints::has_client_breakpoints(&body) {
                     return body;
                 }
-                // A body the scanner cannot walk goes as it is (the provider judges it).
-                let Ok(sites) = breakpoints::sites(&body) else { return body };
-                let min = min_cacheable_tokens(attempt.model(), provider.model_spec(attempt.model()));
-                let chosen = plan::place(&sites.sites, min, cleared_tool_use_id);
-                if chosen.is_empty() {
-                    return body;
+                let model = attempt.send_model().unwrap_or(attempt.model());
+                let min = min_cacheable_tokens(model, provider.model_spec(attempt.model()));
+                // Fail open: a body the scanner cannot walk (or a bug in it) goes as it is.
+                let planned = std::panic::catch_unwind(|| {
+                    let sites = breakpoints::sites(&body).ok()?;
+                    let chosen = plan::place(&sites.sites, min, cleared_tool_use_id);
+                    (!chosen.is_empty()).then(|| breakpoints::add(&body, &sites, &chosen, self.settings.anthropic_ttl))
+                });
+                match planned {
+                    Ok(Some(with_breakpoints)) => Bytes::from(with_breakpoints),
+                    _ => body,
                 }
-                Bytes::from(breakpoints::add(&body, &sites, &chosen, self.settings.anthropic_ttl))
             }
             Dialect::OpenaiChat | Dialect::OpenaiResponses => {
                 if self.client_key || !provider.takes_prompt_cache_key {

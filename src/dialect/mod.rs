@@ -104,7 +104,7 @@ pub mod headers {
     pub const AUTHORIZATION: &str = "authorization";
     /// Every header starting with this prefix is the proxy's own and never goes upstream.
     pub const TOKENFOLD_PREFIX: &str = "x-tokenfold";
-    /// `x-tokenfold: off` disables folding for one request.
+    /// `x-tokenfold: off` forwards one request as the client sent it: no folding, no cache planning.
     pub const TOKENFOLD: &str = "x-tokenfold";
     /// `x-tokenfold-level: lossless|balanced|aggressive` sets one request's fold level.
     pub const TOKENFOLD_LEVEL: &str = "x-tokenfold-level";

@@ -178,8 +178,12 @@ async fn forward(
             ))
         })?,
     };
-    let cache = crate::cache::RequestCache::new(state.cfg.cache, &parts.headers, dialect, scanned.has_prompt_cache_key)
-        .map_err(|e| ProxyError::BadHeader(e.to_string()))?;
+    let mut cache =
+        crate::cache::RequestCache::new(state.cfg.cache, &parts.headers, dialect, scanned.has_prompt_cache_key)
+            .map_err(|e| ProxyError::BadHeader(e.to_string()))?;
+    if fold_off {
+        cache = cache.switched_off();
+    }
     let mut saved_tokens = 0;
     let mut forward = body.clone();
     if state.folder.enabled() && !fold_off {

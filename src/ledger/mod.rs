@@ -248,10 +248,13 @@ mod tests {
                     "{g:?}"
                 );
                 assert_eq!(x.free_requests, y.free_requests, "{g:?}");
+                assert_eq!((x.usage_input, x.cache_read, x.cache_write), (y.usage_input, y.cache_read, y.cache_write));
+                assert_eq!(x.cache_hit_pct, y.cache_hit_pct, "{g:?}");
                 for (u, v) in [
                     (x.cost_usd, y.cost_usd),
                     (x.baseline_cost_usd, y.baseline_cost_usd),
                     (x.free_value_usd, y.free_value_usd),
+                    (x.uncached_cost_usd, y.uncached_cost_usd),
                 ] {
                     assert!((u - v).abs() < 1e-9, "{g:?} {x:?} {y:?}");
                 }
@@ -259,6 +262,8 @@ mod tests {
             assert_eq!(a.mechanisms, b.mechanisms, "{g:?}: per-mechanism counts survive");
         }
         let by_account = report::build(&path, since, report::GroupBy::Account, None).unwrap();
+        assert_eq!(by_account.total.cache_read, 12 * 5_000, "cache reads survive compaction");
+        assert!(by_account.total.uncached_cost_usd > by_account.total.cost_usd, "{:?}", by_account.total);
         let keys: Vec<&str> = by_account.rows.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["p/free", "p/paid", "q/free", "q/paid"]);
         let by_status = report::build(&path, since, report::GroupBy::Status, None).unwrap();

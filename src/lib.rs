@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod dialect;
+pub mod files;
 pub mod fold;
 pub mod ledger;
 pub mod pool;

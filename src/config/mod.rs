@@ -16,7 +16,7 @@ pub use pool::{
     resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget, StoreLocation,
     Strategy,
 };
-pub use server::ServerSettings;
+pub use server::{normalize_origin, ServerSettings};
 use toml::Spanned;
 
 use crate::dialect::Dialect;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use super::dashboard;
+use super::{cross_origin, dashboard};
 use super::error::ProxyError;
 use super::forward::UpstreamRequest;
 use super::pending::{InFlight, Pending};
@@ -22,6 +22,31 @@ use crate::ledger::{client_family, Record};
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     let dialect = error_dialect(&path, req.headers());
+    let access = match cross_origin::check(&state.cfg, &req) {
+        Ok(a) => a,
+        Err(e) => return refuse(&state, dialect, req.version(), e),
+    };
+    if cross_origin::is_preflight(&req) {
+        return cross_origin::preflight_answer(req.headers()).map(full);
+    }
+    let mut response = route(state, req, peer, path, dialect).await;
+    if let cross_origin::Access::Cors(origin) = access {
+        cross_origin::allow(response.headers_mut(), origin);
+    }
+    response
+}
+
+/// An error answer after which an HTTP/1 connection is closed: a client refused at the door
+/// does not get to keep a connection open.
+fn refuse(state: &AppState, dialect: Dialect, version: Version, e: ProxyError) -> Response<Body> {
+    let mut r = error_response(state, dialect, e);
+    if version <= Version::HTTP_11 {
+        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+async fn route(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr, path: String, dialect: Dialect) -> Response<Body> {
     // Claude Code probes `HEAD /api/hello` on its base URL at start (unless nonessential traffic
     // is off): a liveness check like /healthz, not an API call.
     let probe = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -30,7 +55,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     }
     let proxy_key_header = match authenticate(&state, req.headers(), dashboard_key(&path, req.uri().query())) {
         Ok(h) => h,
-        Err(e) => return error_response(&state, dialect, e),
+        Err(e) => return refuse(&state, dialect, req.version(), e),
     };
     // `/v1` is optional so base URLs with or without it both work.
     let route = path.strip_prefix("/v1").unwrap_or(&path).to_string();

@@ -3,6 +3,7 @@
 mod accept;
 mod conn;
 mod count_tokens;
+mod cross_origin;
 mod dashboard;
 pub mod error;
 mod forward;

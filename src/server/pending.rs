@@ -50,8 +50,7 @@ impl<'a> Pending<'a> {
         let total = self.started.elapsed();
         r.latency_ms = total.as_millis() as u64;
         r.ttfb_us = total.as_micros() as u64;
-        // Overhead is what the proxy spent itself: all but the waits on upstreams.
-        r.overhead_us = (total.as_micros() as u64).saturating_sub(r.upstream_us);
+        r.set_overhead(total);
         self.state.ledger.record(r);
     }
 }

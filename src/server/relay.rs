@@ -274,6 +274,13 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
                         st.finish.usage.push(&chunk);
                     }
                     let out = st.transform.push(chunk);
+                    if matches!(&st.transform, Transform::Stream(t) if t.gave_up()) {
+                        tracing::warn!(provider = %st.finish.ctx.provider, "stream event over the size limit: the translated stream was ended");
+                        st.finish.ctx.record.error = "event_too_large".into();
+                        st.finish.outcome = Some(Outcome::UpstreamFailed);
+                        st.finish.bytes += out.len() as u64;
+                        return Some((Ok(Frame::data(out)), None));
+                    }
                     if out.is_empty() {
                         // A translator may need more input before it can say anything.
                         continue;

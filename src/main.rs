@@ -242,6 +242,7 @@ fn serve(
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    server::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

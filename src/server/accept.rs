@@ -14,16 +14,17 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Raises the soft open-file limit to the hard limit; returns the limit now in force (`None`
-/// where it cannot be read).
-pub fn raise_fd_limit() -> Option<u64> {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => Some(limit),
-        Err(e) => {
-            tracing::warn!("cannot raise the open-file limit: {e}");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
-        }
+/// Raises the soft open-file limit to the hard limit (a proxy holds two descriptors per
+/// request, and a soft limit of 1,024 is common). Called at start, before anything is opened.
+pub fn raise_fd_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open-file limit: {e}");
     }
+}
+
+/// The soft open-file limit in force (`None` where it cannot be read).
+pub fn fd_limit() -> Option<u64> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
 }
 
 /// The connections served at once: `server.max_connections`, lowered so that each (and the

@@ -1,6 +1,7 @@
 //! HTTP front door: accepts connections, authenticates, routes by path and relays responses.
 
 mod accept;
+pub use accept::raise_fd_limit;
 mod conn;
 mod count_tokens;
 mod cross_origin;
@@ -112,7 +113,7 @@ pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
 /// then stops accepting, lets the requests in flight finish (up to `server.shutdown_timeout_ms`,
 /// or until a second stop), and writes out the ledger, the pool's counters and the originals.
 pub async fn serve(state: Arc<AppState>, listener: TcpListener, mut stops: mpsc::UnboundedReceiver<()>) {
-    let fd_limit = accept::raise_fd_limit();
+    let fd_limit = accept::fd_limit();
     let cap = accept::connection_cap(state.cfg.server.max_connections, fd_limit);
     if cap < state.cfg.server.max_connections {
         tracing::warn!(

@@ -72,7 +72,8 @@ fn healthy(addr: &str) -> bool {
 #[test]
 fn silent_sockets_under_a_low_fd_limit_are_dropped_and_health_answers() {
     let cfg = temp_file("silent.toml", &config("http://127.0.0.1:9", "header_timeout_ms = 400"));
-    let proxy = spawn_proxy_after("ulimit -n 256", &["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off")]);
+    let proxy =
+        spawn_proxy_after("ulimit -n 256", &["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off")]);
     let addr = proxy.addr();
     // More silent connections than the process has descriptors.
     let mut silent: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
@@ -82,7 +83,8 @@ fn silent_sockets_under_a_low_fd_limit_are_dropped_and_health_answers() {
         assert!(started.elapsed() < Duration::from_secs(5), "no health answer in 5 s:\n{}", proxy.logs());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let still_open = silent.iter_mut().map(|s| closed_within(s, Duration::from_secs(3))).filter(|closed| !closed).count();
+    let still_open =
+        silent.iter_mut().map(|s| closed_within(s, Duration::from_secs(3))).filter(|closed| !closed).count();
     assert_eq!(still_open, 0, "silent connections kept open:\n{}", proxy.logs());
     let logs = proxy.logs();
     assert!(logs.contains("connection limit reached"), "no log line about the cap:\n{logs}");
@@ -92,7 +94,8 @@ fn silent_sockets_under_a_low_fd_limit_are_dropped_and_health_answers() {
 #[test]
 fn the_soft_fd_limit_is_raised_to_the_hard_limit() {
     let cfg = temp_file("fdlimit.toml", &config("http://127.0.0.1:9", ""));
-    let proxy = spawn_proxy_after("ulimit -Sn 300", &["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off")]);
+    let proxy =
+        spawn_proxy_after("ulimit -Sn 300", &["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off")]);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.pid())).unwrap();
     let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
@@ -201,10 +204,8 @@ async fn slow_idle_and_endless_clients_are_cut_off_but_a_slow_answer_is_not() {
 async fn a_refused_client_does_not_keep_its_connection() {
     let mock = mock::start(answer).await;
     let cfg = temp_file("keys.toml", &config(&mock.base(), "api_keys = [\"${TF_HARDEN_KEY}\"]"));
-    let proxy = spawn_proxy(
-        &["--config", cfg.to_str().unwrap()],
-        &[("TOKENFOLD_LEDGER", "off"), ("TF_HARDEN_KEY", "k")],
-    );
+    let proxy =
+        spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off"), ("TF_HARDEN_KEY", "k")]);
     let addr = proxy.addr();
     let closed = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(&addr).unwrap();
@@ -233,8 +234,10 @@ async fn http2_with_prior_knowledge_is_served() {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["choices"][0]["message"]["content"], "hi");
     // Several streams at once on the one connection, one of them slow.
     let stream = r#"{"model":"gpt-test","stream":true,"messages":[{"role":"user","content":"slow"}]}"#;
-    let (slow, quick) =
-        tokio::join!(h2.post(proxy.url("/v1/chat/completions")).body(stream).send(), h2.get(proxy.url("/healthz")).send());
+    let (slow, quick) = tokio::join!(
+        h2.post(proxy.url("/v1/chat/completions")).body(stream).send(),
+        h2.get(proxy.url("/healthz")).send()
+    );
     assert_eq!(quick.unwrap().status().as_u16(), 200);
     assert!(slow.unwrap().text().await.unwrap().contains("[DONE]"));
     assert!(mock.requests().len() >= 2);
@@ -302,7 +305,8 @@ async fn a_request_past_the_stop_deadline_is_recorded_as_cancelled() {
     let cfg = temp_file("stop-deadline.toml", &config(&mock.base(), "shutdown_timeout_ms = 300"));
     let db = ledger("stop-deadline.db");
     let mut proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", db.as_str())]);
-    let hanging = tokio::spawn(reqwest::Client::new().post(proxy.url("/v1/chat/completions")).body(chat("hang")).send());
+    let hanging =
+        tokio::spawn(reqwest::Client::new().post(proxy.url("/v1/chat/completions")).body(chat("hang")).send());
     let deadline = Instant::now() + Duration::from_secs(5);
     while mock.requests().is_empty() {
         assert!(Instant::now() < deadline, "the request never reached the mock");

@@ -109,7 +109,8 @@ async fn listed_origins_and_hosts_are_served_with_cors() {
     assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
     assert_eq!(h["access-control-allow-headers"], "content-type, authorization");
     assert_eq!(h["access-control-allow-private-network"], "true");
-    let r = c.post(proxy.url("/v1/chat/completions")).header("origin", "https://app.example.com").body(CHAT).send().await;
+    let r =
+        c.post(proxy.url("/v1/chat/completions")).header("origin", "https://app.example.com").body(CHAT).send().await;
     let r = r.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
@@ -124,7 +125,8 @@ async fn with_api_keys_any_host_may_ask_but_needs_the_key() {
     let cfg = temp_file("keyed-hosts.toml", &config(&mock.base(), "api_keys = [\"${TF_HOSTS_KEY}\"]"));
     let proxy =
         spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off"), ("TF_HOSTS_KEY", "k1")]);
-    let with_key = "GET /v1/models HTTP/1.1\r\nHost: tokenfold.team:8411\r\nx-tokenfold-key: k1\r\nConnection: close\r\n\r\n";
+    let with_key =
+        "GET /v1/models HTTP/1.1\r\nHost: tokenfold.team:8411\r\nx-tokenfold-key: k1\r\nConnection: close\r\n\r\n";
     assert!(raw(&proxy.addr(), with_key).starts_with("HTTP/1.1 200"));
     assert!(get(&proxy.addr(), "/v1/models", "tokenfold.team:8411").starts_with("HTTP/1.1 401"));
 }
@@ -208,10 +210,8 @@ async fn a_200_mb_event_is_relayed_without_being_held() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_too_large_to_translate_ends_the_stream_with_an_error_event() {
     let base = huge_event_provider(20 << 20, FIRST_CHAT_EVENT).await;
-    let proxy = spawn_proxy(
-        &["--upstream", &base, "--upstream-dialect", "openai-chat"],
-        &[("TOKENFOLD_LEDGER", "off")],
-    );
+    let proxy =
+        spawn_proxy(&["--upstream", &base, "--upstream-dialect", "openai-chat"], &[("TOKENFOLD_LEDGER", "off")]);
     let body = r#"{"model":"claude-test","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let r = reqwest::Client::new()
         .post(proxy.url("/v1/messages"))
@@ -235,9 +235,18 @@ async fn text_that_is_not_utf8_gets_a_400_and_is_not_forwarded() {
     let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off")]);
     let c = reqwest::Client::new();
     let bodies: [(&str, Vec<u8>); 4] = [
-        ("/v1/chat/completions", b"{\"model\":\"gpt-test\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}".to_vec()),
-        ("/v1/chat/completions", br#"{"model":"gpt-test","messages":[{"role":"user","content":"half \ud83d a pair"}]}"#.to_vec()),
-        ("/v1/messages", br#"{"model":"claude-test","max_tokens":5,"messages":[{"role":"user","content":"\udc00"}]}"#.to_vec()),
+        (
+            "/v1/chat/completions",
+            b"{\"model\":\"gpt-test\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}".to_vec(),
+        ),
+        (
+            "/v1/chat/completions",
+            br#"{"model":"gpt-test","messages":[{"role":"user","content":"half \ud83d a pair"}]}"#.to_vec(),
+        ),
+        (
+            "/v1/messages",
+            br#"{"model":"claude-test","max_tokens":5,"messages":[{"role":"user","content":"\udc00"}]}"#.to_vec(),
+        ),
         ("/v1/responses", b"{\"model\":\"gpt-test\",\"input\":\"\xc3\"}".to_vec()),
     ];
     for (path, body) in bodies {
@@ -270,7 +279,8 @@ async fn files_are_private_whatever_the_umask() {
         &[("XDG_DATA_HOME", data.to_str().unwrap()), ("XDG_CACHE_HOME", cache.to_str().unwrap())],
     );
     // A long command output: filtered, so its original is stored.
-    let output: String = (0..400).map(|i| format!("npm http fetch GET 200 https://registry.example/pkg-{i} 12ms\n")).collect();
+    let output: String =
+        (0..400).map(|i| format!("npm http fetch GET 200 https://registry.example/pkg-{i} 12ms\n")).collect();
     let body = serde_json::json!({"model": "claude-test", "max_tokens": 100, "messages": [
         {"role": "user", "content": "install the deps"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {"command": "npm install"}}]},
@@ -296,7 +306,8 @@ async fn files_are_private_whatever_the_umask() {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
     let mut files = stored;
-    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm", "tokenfold.db", "tokenfold.db-wal", "tokenfold.db-shm"] {
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm", "tokenfold.db", "tokenfold.db-wal", "tokenfold.db-shm"]
+    {
         let p = data.join("tokenfold").join(name);
         if p.exists() {
             files.push(p);

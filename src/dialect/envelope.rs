@@ -566,7 +566,9 @@ mod tests {
 
     #[test]
     fn invalid_utf8_anywhere_is_refused_with_serdes_message() {
-        for bad in [&b"{\"model\":\"m\",\"messages\":[{\"content\":\"a\xff\"}]}"[..], b"{\"x\":\"\xc3\"}", b"{\"\xe2\x82\":1}"] {
+        for bad in
+            [&b"{\"model\":\"m\",\"messages\":[{\"content\":\"a\xff\"}]}"[..], b"{\"x\":\"\xc3\"}", b"{\"\xe2\x82\":1}"]
+        {
             let err = scan(bad).expect_err(&String::from_utf8_lossy(bad)).to_string();
             assert!(err.contains("line") && err.contains("column"), "{err}");
         }

@@ -103,8 +103,8 @@ pub async fn serve_connection(state: Arc<AppState>, stream: TcpStream, peer: Soc
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The header timeout is kept below (hyper's would also cut idle keep-alive connections).
     builder.http1().keep_alive(true).header_read_timeout(None);
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
+    // Boxed, so that it is closed (and its requests dropped) before `slot` frees its place.
+    let mut conn = Box::pin(builder.serve_connection(io, service));
     let limits = &state.cfg.server;
     let mut stop = state.connections.stop.subscribe();
     let mut draining = false;
@@ -164,7 +164,10 @@ impl Activity {
     fn new() -> Activity {
         let now = Instant::now();
         // A new connection must send its first request's headers within the header timeout.
-        Activity { phase: Mutex::new(Phase::Waiting { since: now, reading: Some(now), h2: false }), changed: Notify::new() }
+        Activity {
+            phase: Mutex::new(Phase::Waiting { since: now, reading: Some(now), h2: false }),
+            changed: Notify::new(),
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Phase) -> R) -> R {
@@ -175,8 +178,12 @@ impl Activity {
     fn deadline(&self, limits: &ServerSettings) -> Option<(Instant, &'static str)> {
         match self.with(|p| *p) {
             Phase::Busy { .. } => None,
-            Phase::Waiting { reading: Some(t), .. } => Some((t + limits.header_timeout, "request headers not complete within server.header_timeout_ms")),
-            Phase::Waiting { since, .. } => Some((since + limits.keepalive_timeout, "idle for server.keepalive_timeout_ms")),
+            Phase::Waiting { reading: Some(t), .. } => {
+                Some((t + limits.header_timeout, "request headers not complete within server.header_timeout_ms"))
+            }
+            Phase::Waiting { since, .. } => {
+                Some((since + limits.keepalive_timeout, "idle for server.keepalive_timeout_ms"))
+            }
         }
     }
 

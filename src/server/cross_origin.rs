@@ -48,7 +48,7 @@ pub fn check<B>(cfg: &Config, req: &Request<B>) -> Result<Access, ProxyError> {
     if is_loopback_host(authority) || host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
         return Ok(Access::Allowed);
     }
-    if cfg.server.allowed_origins.iter().any(|o| *o == normal) {
+    if cfg.server.allowed_origins.contains(&normal) {
         return Ok(Access::Cors(origin.clone()));
     }
     Err(refused_origin(&text))
@@ -180,7 +180,10 @@ mod tests {
         let cors = check(&c, &req("127.0.0.1", Some("https://app.example.com"))).unwrap();
         assert_eq!(cors, Access::Cors(HeaderValue::from_static("https://app.example.com")));
         // The proxy's own page, under an allowed name, is same-origin.
-        assert_eq!(check(&c, &req("tokenfold.internal:8411", Some("http://tokenfold.internal:8411"))).unwrap(), Access::Allowed);
+        assert_eq!(
+            check(&c, &req("tokenfold.internal:8411", Some("http://tokenfold.internal:8411"))).unwrap(),
+            Access::Allowed
+        );
         let keyed = cfg("api_keys = [\"${K}\"]");
         assert_eq!(check(&keyed, &req("evil.example", None)).unwrap(), Access::Allowed);
         assert!(check(&keyed, &req("evil.example", Some("https://evil.example.com"))).is_err());

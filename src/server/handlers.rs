@@ -11,10 +11,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{cross_origin, dashboard};
 use super::error::ProxyError;
 use super::forward::UpstreamRequest;
 use super::pending::{InFlight, Pending};
+use super::{cross_origin, dashboard};
 use super::{AppState, Body};
 use crate::dialect::{envelope, headers, Dialect};
 use crate::ledger::{client_family, Record};
@@ -46,7 +46,13 @@ fn refuse(state: &AppState, dialect: Dialect, version: Version, e: ProxyError) -
     r
 }
 
-async fn route(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr, path: String, dialect: Dialect) -> Response<Body> {
+async fn route(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    path: String,
+    dialect: Dialect,
+) -> Response<Body> {
     // Claude Code probes `HEAD /api/hello` on its base URL at start (unless nonessential traffic
     // is off): a liveness check like /healthz, not an API call.
     let probe = req.method() == Method::GET || req.method() == Method::HEAD;

@@ -135,7 +135,7 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, mut stops: mpsc:
     let mut refused = accept::Throttled::default();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = stops.recv() => break,
+            Some(()) = stops.recv() => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {

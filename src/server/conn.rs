@@ -129,11 +129,16 @@ pub async fn serve_connection(state: Arc<AppState>, stream: TcpStream, peer: Soc
             () = activity.changed.notified() => {}
             _ = stop.changed() => {}
             () = tokio::time::sleep_until(deadline.map_or_else(far_future, |(at, _)| at)), if deadline.is_some() => {
-                if let Some((at, why)) = activity.deadline(limits).filter(|(at, _)| *at <= Instant::now()) {
-                    let late = Instant::now().saturating_duration_since(at);
-                    tracing::debug!(late_ms = late.as_millis() as u64, "closing the connection from {peer}: {why}");
-                    break;
+                let Some((_, why)) = activity.deadline(limits).filter(|(at, _)| *at <= Instant::now()) else {
+                    continue; // a request began or ended meanwhile
+                };
+                tracing::debug!("closing the connection from {peer}: {}", why.reason());
+                if why == Expiry::Idle {
+                    // Closed cleanly (HTTP/2 says GOAWAY first), but not waited on for long.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
                 }
+                break;
             }
         }
     }
@@ -143,6 +148,24 @@ pub async fn serve_connection(state: Arc<AppState>, stream: TcpStream, peer: Soc
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
+}
+
+/// Why a connection is closed by a timeout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// No request for `server.keepalive_timeout_ms`.
+    Idle,
+    /// A request's headers not complete within `server.header_timeout_ms`.
+    Headers,
+}
+
+impl Expiry {
+    fn reason(self) -> &'static str {
+        match self {
+            Expiry::Idle => "idle for server.keepalive_timeout_ms",
+            Expiry::Headers => "request headers not complete within server.header_timeout_ms",
+        }
+    }
 }
 
 /// What a connection is doing, as far as its timeouts go.
@@ -175,15 +198,11 @@ impl Activity {
     }
 
     /// When the connection is to be closed, and why; `None` while a request is open.
-    fn deadline(&self, limits: &ServerSettings) -> Option<(Instant, &'static str)> {
+    fn deadline(&self, limits: &ServerSettings) -> Option<(Instant, Expiry)> {
         match self.with(|p| *p) {
             Phase::Busy { .. } => None,
-            Phase::Waiting { reading: Some(t), .. } => {
-                Some((t + limits.header_timeout, "request headers not complete within server.header_timeout_ms"))
-            }
-            Phase::Waiting { since, .. } => {
-                Some((since + limits.keepalive_timeout, "idle for server.keepalive_timeout_ms"))
-            }
+            Phase::Waiting { reading: Some(t), .. } => Some((t + limits.header_timeout, Expiry::Headers)),
+            Phase::Waiting { since, .. } => Some((since + limits.keepalive_timeout, Expiry::Idle)),
         }
     }
 

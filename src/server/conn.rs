@@ -7,8 +7,11 @@
 //! is idle (`keepalive_timeout`) until the first byte of the next request, which must then
 //! complete its headers within `header_timeout`; a new connection gets `header_timeout` from
 //! accept. While a request is open the body timeout (in `handlers`) and the upstream timeouts apply.
+//! The deadline is checked where hyper waits for the client's bytes (a read that would block), so
+//! a request costs no wake-up of another task; a read past it fails and hyper closes the connection.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,8 +25,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 use super::{handlers, pending, AppState};
 use crate::config::ServerSettings;
@@ -99,13 +102,12 @@ pub async fn serve_connection(state: Arc<AppState>, stream: TcpStream, peer: Soc
             }
         })
     };
-    let io = TokioIo::new(Watched { stream, activity: activity.clone() });
+    let io = TokioIo::new(Watched::new(stream, activity, &state.cfg.server, peer));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The header timeout is kept below (hyper's would also cut idle keep-alive connections).
+    // The header timeout is kept in `Watched` (hyper's would also cut idle keep-alive connections).
     builder.http1().keep_alive(true).header_read_timeout(None);
     // Boxed, so that it is closed (and its requests dropped) before `slot` frees its place.
     let mut conn = Box::pin(builder.serve_connection(io, service));
-    let limits = &state.cfg.server;
     let mut stop = state.connections.stop.subscribe();
     let mut draining = false;
     loop {
@@ -118,7 +120,6 @@ pub async fn serve_connection(state: Arc<AppState>, stream: TcpStream, peer: Soc
         if *stop.borrow() == Stop::Abort {
             break;
         }
-        let deadline = activity.deadline(limits);
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
@@ -126,28 +127,11 @@ pub async fn serve_connection(state: Arc<AppState>, stream: TcpStream, peer: Soc
                 }
                 break;
             }
-            () = activity.changed.notified() => {}
             _ = stop.changed() => {}
-            () = tokio::time::sleep_until(deadline.map_or_else(far_future, |(at, _)| at)), if deadline.is_some() => {
-                let Some((_, why)) = activity.deadline(limits).filter(|(at, _)| *at <= Instant::now()) else {
-                    continue; // a request began or ended meanwhile
-                };
-                tracing::debug!("closing the connection from {peer}: {}", why.reason());
-                if why == Expiry::Idle {
-                    // Closed cleanly (HTTP/2 says GOAWAY first), but not waited on for long.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
-                }
-                break;
-            }
         }
     }
     drop(conn);
     drop(slot);
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400)
 }
 
 /// Why a connection is closed by a timeout.
@@ -171,8 +155,6 @@ impl Expiry {
 /// What a connection is doing, as far as its timeouts go.
 struct Activity {
     phase: Mutex<Phase>,
-    /// Woken when a request ends or the first byte of the next one arrives: the deadline moves.
-    changed: Notify,
 }
 
 #[derive(Clone, Copy)]
@@ -187,43 +169,22 @@ impl Activity {
     fn new() -> Activity {
         let now = Instant::now();
         // A new connection must send its first request's headers within the header timeout.
-        Activity {
-            phase: Mutex::new(Phase::Waiting { since: now, reading: Some(now), h2: false }),
-            changed: Notify::new(),
-        }
+        Activity { phase: Mutex::new(Phase::Waiting { since: now, reading: Some(now), h2: false }) }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Phase) -> R) -> R {
         f(&mut self.phase.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// When the connection is to be closed, and why; `None` while a request is open.
-    fn deadline(&self, limits: &ServerSettings) -> Option<(Instant, Expiry)> {
-        match self.with(|p| *p) {
-            Phase::Busy { .. } => None,
-            Phase::Waiting { reading: Some(t), .. } => Some((t + limits.header_timeout, Expiry::Headers)),
-            Phase::Waiting { since, .. } => Some((since + limits.keepalive_timeout, Expiry::Idle)),
-        }
-    }
-
     /// Bytes arrived. On HTTP/1 bytes while idle are the next request's start; an HTTP/2
     /// connection also carries frames that are not requests (settings, window updates, pings).
     fn bytes_read(&self, first: &[u8]) {
-        let moved = self.with(|p| match p {
-            Phase::Waiting { reading: reading @ None, h2: false, .. } => {
-                *reading = Some(Instant::now());
-                true
-            }
+        self.with(|p| match p {
+            Phase::Waiting { reading: reading @ None, h2: false, .. } => *reading = Some(Instant::now()),
             // The first bytes of the connection: HTTP/2 with prior knowledge opens with its preface.
-            Phase::Waiting { h2: h2 @ false, .. } if first.starts_with(b"PRI ") => {
-                *h2 = true;
-                false
-            }
-            _ => false,
+            Phase::Waiting { h2: h2 @ false, .. } if first.starts_with(b"PRI ") => *h2 = true,
+            _ => {}
         });
-        if moved {
-            self.changed.notify_one();
-        }
     }
 }
 
@@ -252,25 +213,72 @@ impl Drop for Request {
                 };
             }
         });
-        self.0.changed.notify_one();
     }
 }
 
-/// The client's socket, telling `Activity` when bytes arrive.
+/// The client's socket: tells `Activity` when bytes arrive, and fails a read that would wait
+/// past the connection's deadline.
 struct Watched {
     stream: TcpStream,
     activity: Arc<Activity>,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    peer: SocketAddr,
+    /// Set to the deadline in force whenever a read has to wait.
+    timer: Pin<Box<Sleep>>,
+    armed_for: Option<Instant>,
+}
+
+impl Watched {
+    fn new(stream: TcpStream, activity: Arc<Activity>, limits: &ServerSettings, peer: SocketAddr) -> Watched {
+        let now = Instant::now();
+        Watched {
+            stream,
+            activity,
+            header_timeout: limits.header_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+            peer,
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            armed_for: None,
+        }
+    }
+
+    /// A read found nothing to read: `Err` if the connection's deadline has passed, after
+    /// arranging to be woken when it does.
+    fn wait_within_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let deadline = match self.activity.with(|p| *p) {
+            Phase::Busy { .. } => return Ok(()),
+            Phase::Waiting { reading: Some(t), .. } => (t + self.header_timeout, Expiry::Headers),
+            Phase::Waiting { since, .. } => (since + self.keepalive_timeout, Expiry::Idle),
+        };
+        if self.armed_for != Some(deadline.0) {
+            self.timer.as_mut().reset(deadline.0);
+            self.armed_for = Some(deadline.0);
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Ok(());
+        }
+        tracing::debug!("closing the connection from {}: {}", self.peer, deadline.1.reason());
+        Err(io::Error::new(io::ErrorKind::TimedOut, deadline.1.reason()))
+    }
 }
 
 impl AsyncRead for Watched {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.bytes_read(&buf.filled()[before..]);
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Pending => match this.wait_within_deadline(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            ready => {
+                if buf.filled().len() > before {
+                    this.activity.bytes_read(&buf.filled()[before..]);
+                }
+                ready
+            }
         }
-        polled
     }
 }
 

@@ -112,13 +112,15 @@ fn host_allowed(cfg: &Config, host: &str) -> bool {
     cfg.server.allowed_hosts.iter().any(|a| *a == host || a == name)
 }
 
-/// `localhost`, `*.localhost`, 127.0.0.0/8 and ::1, with or without a port.
+/// `localhost`, `*.localhost`, 127.0.0.0/8 and ::1, with or without a port. (Runs on every
+/// request: no allocation.)
 fn is_loopback_host(authority: &str) -> bool {
-    let name = strip_port(authority).trim_end_matches('.').to_ascii_lowercase();
-    if name == "localhost" || name.ends_with(".localhost") {
+    let name = strip_port(authority).trim_end_matches('.');
+    let suffix = name.len().checked_sub(".localhost".len()).and_then(|at| name.get(at..));
+    if name.eq_ignore_ascii_case("localhost") || suffix.is_some_and(|s| s.eq_ignore_ascii_case(".localhost")) {
         return true;
     }
-    let ip = name.trim_start_matches('[').trim_end_matches(']');
+    let ip = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
     match ip.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => v4.is_loopback(),
         Ok(IpAddr::V6(v6)) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),

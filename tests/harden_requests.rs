@@ -320,3 +320,84 @@ async fn files_are_private_whatever_the_umask() {
     drop(proxy);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+fn chromium() -> Option<String> {
+    let candidates =
+        [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
+    candidates.into_iter().find(|c| !c.is_empty() && Path::new(c).exists())
+}
+
+/// Serves `html` to every request (a web page on another origin).
+async fn page_server(html: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    html.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(html.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// In a real browser: a page on another site (`evil.example`, resolved to 127.0.0.1) posts
+/// `text/plain` JSON to the proxy, which needs no preflight; and a page served under the
+/// rebinding name itself asks for the dashboard data. Neither reaches the provider or the data.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_chromium_a_foreign_page_cannot_use_the_proxy() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var("CI").map(|v| v != "true").unwrap_or(true), "CI=true but chromium is not installed");
+        eprintln!("SKIPPED browser check: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let mock = mock::start(|_| Reply::ok_json(mock::chat_completion("spent"))).await;
+    let cfg = temp_file("chromium-origin.toml", &config(&mock.base(), ""));
+    let proxy = spawn_proxy(&["--config", cfg.to_str().unwrap()], &[("TOKENFOLD_LEDGER", "off")]);
+    let port = proxy.addr().rsplit(':').next().unwrap().to_string();
+    let script = format!(
+        r#"<html><body><p id="out">not run</p><script>
+        const out = document.getElementById("out");
+        out.textContent = "attempted";
+        const say = (what) => {{ out.textContent += " | " + what; }};
+        fetch("http://127.0.0.1:{port}/v1/chat/completions", {{method: "POST", headers: {{"content-type": "text/plain"}},
+              body: JSON.stringify({{model: "gpt-test", messages: [{{role: "user", content: "hi"}}]}})}})
+          .then(r => r.text().then(t => say("post " + r.status + " " + t.slice(0, 40))), e => say("post refused"))
+          .then(() => fetch("http://evil.example:{port}/dashboard/data"))
+          .then(r => r.text().then(t => say("rebind " + r.status + " " + t.slice(0, 40))), e => say("rebind refused"));
+        </script></body></html>"#
+    );
+    let page = page_server(script).await;
+    let profile = std::env::temp_dir().join(format!("tokenfold-chromium-origin-{}", std::process::id()));
+    let args: Vec<String> = vec![
+        "--headless".into(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--host-resolver-rules=MAP evil.example 127.0.0.1".into(),
+        "--virtual-time-budget=5000".into(),
+        format!("--user-data-dir={}", profile.display()),
+        "--dump-dom".into(),
+        format!("http://evil.example:{page}/"),
+    ];
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(browser).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let result = dom.split("id=\"out\">").nth(1).and_then(|t| t.split('<').next()).unwrap_or("");
+    assert!(result.starts_with("attempted") && result.contains("rebind"), "the page did not run: {result}\n{dom}");
+    eprintln!("the page saw: {result}");
+    assert!(mock.requests().is_empty(), "the page's request reached the provider: {result}");
+    assert!(!result.contains("post 200") && !result.contains("summary"), "the page read an answer: {result}");
+    let _ = std::fs::remove_dir_all(profile);
+}

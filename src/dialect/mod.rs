@@ -3,6 +3,7 @@
 pub mod envelope;
 pub mod errors;
 pub mod sse;
+mod text;
 pub mod translate;
 pub mod usage;
 

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod config;
 pub mod dialect;
+pub mod files;
 pub mod fold;
 pub mod ledger;
 pub mod pool;

@@ -242,6 +242,7 @@ fn serve(
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    server::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -283,30 +284,40 @@ fn serve(
         eprintln!("tokenfold listening on http://{addr} (config: {source})");
         eprintln!("  Claude Code: ANTHROPIC_BASE_URL=http://{addr} claude");
         eprintln!("  OpenAI SDKs: OPENAI_BASE_URL=http://{addr}/v1");
-        server::serve(state, listener, shutdown_signal()).await;
+        server::serve(state, listener, stop_signals()).await;
         eprintln!("tokenfold stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
+/// One message per SIGTERM or SIGINT (Ctrl-C): the first stops the proxy gracefully, a second
+/// ends the requests still in flight.
+fn stop_signals() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(mut term), Ok(mut int)) => loop {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                },
+                (Err(e), _) | (_, Err(e)) => eprintln!("warning: cannot watch for SIGTERM/SIGINT ({e}); Ctrl-C only"),
+            }
+        }
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
                 return;
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    });
+    rx
 }
 
 fn init_logging(debug: bool) {

@@ -76,11 +76,34 @@ pub struct ServerSection {
     pub api_keys: Vec<Spanned<String>>,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// Defaults for the ones below are in `server.rs`.
+    pub header_timeout_ms: Option<Spanned<u64>>,
+    pub body_timeout_ms: Option<Spanned<u64>>,
+    pub keepalive_timeout_ms: Option<Spanned<u64>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub shutdown_timeout_ms: Option<Spanned<u64>>,
+    /// Browser origins (`https://app.example.com`) allowed besides loopback ones.
+    #[serde(default)]
+    pub allowed_origins: Vec<Spanned<String>>,
+    /// Host names allowed besides loopback ones when `api_keys` is empty.
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
 }
 
 impl Default for ServerSection {
     fn default() -> Self {
-        Self { listen: default_listen(), api_keys: Vec::new(), max_body_bytes: default_max_body() }
+        Self {
+            listen: default_listen(),
+            api_keys: Vec::new(),
+            max_body_bytes: default_max_body(),
+            header_timeout_ms: None,
+            body_timeout_ms: None,
+            keepalive_timeout_ms: None,
+            max_connections: None,
+            shutdown_timeout_ms: None,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod file;
 mod pool;
+mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ pub use pool::{
     resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget, StoreLocation,
     Strategy,
 };
+pub use server::{normalize_origin, ServerSettings};
 use toml::Spanned;
 
 use crate::dialect::breakpoints::CacheTtl;
@@ -164,6 +166,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub api_keys: Vec<Secret>,
     pub max_body_bytes: u64,
+    /// `[server]` client timeouts, connection cap, stop deadline, allowed origins and hosts.
+    pub server: ServerSettings,
     pub timeouts: Timeouts,
     pub fold_enabled: bool,
     /// `[fold] level`: how hard command output is compressed when a request does not say.
@@ -346,6 +350,7 @@ impl Config {
         }
         let (fold_level, originals) = validate_fold(&file.fold, &at)?;
         let cache = validate_cache(&file.cache, &at)?;
+        let server = server::validate(&file.server, &at)?;
 
         let t = &file.timeouts;
         Ok(Config {
@@ -353,6 +358,7 @@ impl Config {
             listen,
             api_keys,
             max_body_bytes: file.server.max_body_bytes,
+            server,
             timeouts: Timeouts {
                 connect: Duration::from_millis(t.connect_ms.max(1)),
                 first_byte: Duration::from_millis(t.first_byte_ms.max(1)),
@@ -417,7 +423,9 @@ impl Config {
         s.push_str(&format!("listen = \"{}\"\n", self.listen));
         let keys: Vec<&str> = self.api_keys.iter().map(|_| "\"****\"").collect();
         s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
-        s.push_str(&format!("max_body_bytes = {}\n\n[timeouts]\n", self.max_body_bytes));
+        s.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
+        s.push_str(&server::render(&self.server));
+        s.push_str("\n[timeouts]\n");
         s.push_str(&format!(
             "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\nlevel = \"{}\"\ncache_mb = {}\n",
             self.timeouts.connect.as_millis(),

@@ -5,6 +5,7 @@ pub mod cache_key;
 pub mod envelope;
 pub mod errors;
 pub mod sse;
+mod text;
 pub mod translate;
 pub mod usage;
 

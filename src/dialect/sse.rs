@@ -1,19 +1,38 @@
 //! Server-sent events: split a byte stream into whole events as they arrive, and read their fields.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+
+/// The largest event held whole (16 MiB: a Responses `response.completed` echoes the whole
+/// answer, instructions and tools, and stays far below). A longer one is skipped by whoever only
+/// watches the stream (usage, in-band errors) and ends a translated stream with an error; one
+/// 200 MB event without a blank line used to be buffered whole, once per watcher.
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
 
 /// Splits an SSE byte stream into complete events (each including its terminating blank line),
-/// however the network cut the chunks.
-#[derive(Default)]
+/// however the network cut the chunks. An event over the size limit is dropped as it arrives.
 pub struct SseSplitter {
     buf: BytesMut,
     /// How far `buf` has been scanned for a terminator without finding one.
     scanned: usize,
+    max_event: usize,
+    /// Inside an event over the limit: `buf` keeps only the last bytes, where a terminator may start.
+    skipping: bool,
+    oversized: u64,
+}
+
+impl Default for SseSplitter {
+    fn default() -> Self {
+        SseSplitter::with_limit(MAX_EVENT_BYTES)
+    }
 }
 
 impl SseSplitter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_limit(max_event: usize) -> Self {
+        SseSplitter { buf: BytesMut::new(), scanned: 0, max_event, skipping: false, oversized: 0 }
     }
 
     pub fn push(&mut self, chunk: &[u8]) {
@@ -22,12 +41,21 @@ impl SseSplitter {
 
     /// The next complete event, if the buffer holds one.
     pub fn next_event(&mut self) -> Option<Bytes> {
+        if self.skipping && !self.skip() {
+            return None;
+        }
         let start = self.scanned.saturating_sub(3);
         let end = find_event_end(&self.buf[start..]).map(|e| e + start);
         match end {
             Some(end) => {
                 self.scanned = 0;
                 Some(self.buf.split_to(end).freeze())
+            }
+            None if self.buf.len() > self.max_event => {
+                self.oversized += 1;
+                self.skipping = true;
+                self.keep_tail();
+                None
             }
             None => {
                 self.scanned = self.buf.len();
@@ -36,8 +64,38 @@ impl SseSplitter {
         }
     }
 
+    /// Drops the oversized event's bytes up to its end; true once past it.
+    fn skip(&mut self) -> bool {
+        match find_event_end(&self.buf) {
+            Some(end) => {
+                self.buf.advance(end);
+                self.skipping = false;
+                self.scanned = 0;
+                true
+            }
+            None => {
+                self.keep_tail();
+                false
+            }
+        }
+    }
+
+    /// Keeps the last three bytes: a blank line may straddle the next chunk.
+    fn keep_tail(&mut self) {
+        let drop = self.buf.len().saturating_sub(3);
+        self.buf.advance(drop);
+    }
+
+    /// Events dropped so far for being over the size limit.
+    pub fn oversized(&self) -> u64 {
+        self.oversized
+    }
+
     /// Bytes received after the last complete event (a stream cut mid-event).
     pub fn remainder(&self) -> &[u8] {
+        if self.skipping {
+            return &[];
+        }
         &self.buf
     }
 }
@@ -131,6 +189,27 @@ mod tests {
             assert_eq!(got[1].event.as_deref(), Some("b"));
             assert_eq!(got[1].data, "2");
             assert_eq!(got[2].event, None);
+            assert!(s.remainder().is_empty());
+        }
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_dropped_as_it_arrives() {
+        for cut in [1, 2, 3, 7, 64, 1000] {
+            let mut s = SseSplitter::with_limit(100);
+            let stream = [b"data: small\n\ndata: ".as_slice(), &[b'x'; 1000], b"\r\n\r\ndata: after\n\n"].concat();
+            let mut got = Vec::new();
+            let mut held = 0;
+            for chunk in stream.chunks(cut) {
+                s.push(chunk);
+                while let Some(ev) = s.next_event() {
+                    got.push(SseEvent::parse(&ev).data);
+                }
+                held = held.max(s.buf.len());
+            }
+            assert_eq!(got, ["small", "after"], "cut {cut}");
+            assert_eq!(s.oversized(), 1);
+            assert!(held <= 100 + cut + 3, "cut {cut}: held {held} bytes");
             assert!(s.remainder().is_empty());
         }
     }

@@ -102,7 +102,7 @@ impl Originals {
 
     /// Creates the directory and starts the writer thread (which prunes first).
     pub fn open(cfg: StoreConfig) -> std::io::Result<Originals> {
-        std::fs::create_dir_all(&cfg.dir)?;
+        crate::files::private_dir(&cfg.dir)?;
         let (tx, rx) = mpsc::sync_channel::<Job>(1024);
         let dir = cfg.dir.clone();
         let queued_bytes = Arc::new(AtomicUsize::new(0));
@@ -205,7 +205,7 @@ fn write_once(dir: &Path, id: &str, text: &str) -> bool {
         return false;
     }
     let tmp = dir.join(format!(".{id}.{}.tmp", std::process::id()));
-    let res = std::fs::write(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, &path));
+    let res = crate::files::write_private(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
         tracing::warn!("originals store: cannot write {}: {e}", path.display());

@@ -61,12 +61,12 @@ pub enum DbError {
         "the ledger has schema version {0}, newer than this tokenfold knows ({SCHEMA_VERSION}); upgrade tokenfold"
     )]
     TooNew(i64),
+    #[error("cannot create {0}")]
+    File(String),
 }
 
 pub fn open(path: &Path) -> Result<Connection, DbError> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
+    crate::files::private_sqlite(path).map_err(|e| DbError::File(format!("{}: {e}", path.display())))?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;

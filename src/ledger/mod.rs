@@ -43,6 +43,10 @@ struct Shared {
     lost: AtomicU64,
     /// The bytes of `session_body` in `queue` and in the batch being written.
     body_bytes: AtomicUsize,
+    /// Records queued so far, and records the writer has finished with (written or lost):
+    /// `flush` waits for the second to reach the first.
+    queued: AtomicU64,
+    handled: AtomicU64,
 }
 
 /// Cheap to clone; shared by all requests. The writer thread ends, after writing what is still
@@ -87,6 +91,8 @@ impl Ledger {
             queue: Mutex::new(Vec::new()),
             lost: AtomicU64::new(0),
             body_bytes: AtomicUsize::new(0),
+            queued: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
         });
         Ledger { shared, alive: Arc::new(()), enabled: false }
     }
@@ -109,10 +115,26 @@ impl Ledger {
         if q.len() < QUEUE {
             q.push(r);
             self.shared.body_bytes.fetch_add(body, Relaxed);
+            self.shared.queued.fetch_add(1, Relaxed);
         } else {
             drop(q);
             self.shared.lost.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Waits (up to `timeout`) until every record queued so far is written; false if it is not.
+    /// For a stop: the writer otherwise writes every 50 ms, and a process that exits right after
+    /// a burst would lose the last of it.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let target = self.shared.queued.load(Relaxed);
+        let deadline = Instant::now() + timeout;
+        while self.enabled && self.shared.handled.load(Relaxed) < target {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Records that could not be written.
@@ -145,6 +167,7 @@ fn writer(mut conn: rusqlite::Connection, shared: Arc<Shared>, alive: Weak<()>, 
                 tracing::warn!("ledger write failed ({e}); {} records lost", batch.len());
                 shared.lost.fetch_add(batch.len() as u64, Relaxed);
             }
+            shared.handled.fetch_add(batch.len() as u64, Relaxed);
         }
         if last_compaction.is_none_or(|t| t.elapsed() > COMPACT_EVERY) {
             last_compaction = Some(Instant::now());

@@ -76,10 +76,13 @@ pub struct Record {
     pub ttfb_us: u64,
     /// Time spent waiting on upstreams, every attempt included.
     pub upstream_us: u64,
-    /// Time spent in the proxy itself: total minus `upstream_us`. Translation and relaying count;
-    /// failed hops do not (their wait is upstream time). A client that reads a stream slowly
-    /// shows up here too: the proxy is then waiting on it, not on the upstream.
+    /// Time spent in the proxy itself: total minus `upstream_us` and `client_us`. Translation
+    /// and relaying count; failed hops do not (their wait is upstream time).
     pub overhead_us: u64,
+    /// Time spent waiting on the client: for its request body, and for it to take the answer's
+    /// next part (a client reading a stream slowly). Not stored; taken out of `overhead_us`.
+    #[serde(skip)]
+    pub client_us: u64,
     pub tokens_before: u64,
     pub tokens_after: u64,
     pub savings: Vec<MechanismSaving>,
@@ -129,6 +132,7 @@ impl Record {
             ttfb_us: 0,
             upstream_us: 0,
             overhead_us: 0,
+            client_us: 0,
             tokens_before: 0,
             tokens_after: 0,
             savings: Vec::new(),
@@ -144,6 +148,12 @@ impl Record {
             settled: false,
             session_body: None,
         }
+    }
+
+    /// Sets `overhead_us` for a request that took `total`: what neither an upstream nor the
+    /// client kept the proxy waiting for.
+    pub fn set_overhead(&mut self, total: std::time::Duration) {
+        self.overhead_us = (total.as_micros() as u64).saturating_sub(self.upstream_us).saturating_sub(self.client_us);
     }
 
     /// Reads the conversation id from the kept body, if one was kept (see `session`).

@@ -146,7 +146,8 @@ pub struct StreamWatch {
 
 impl StreamWatch {
     pub fn new(now_unix_ms: i64) -> StreamWatch {
-        StreamWatch { splitter: crate::dialect::sse::SseSplitter::new(), failure: None, now_unix_ms }
+        // An in-band error event is a few hundred bytes: longer events are skipped, not held.
+        StreamWatch { splitter: crate::dialect::sse::SseSplitter::with_limit(1 << 20), failure: None, now_unix_ms }
     }
 
     pub fn push(&mut self, chunk: &[u8]) {

@@ -44,10 +44,7 @@ impl Store {
     /// Opens (creating) the file and returns the store with every key's saved state.
     pub fn open(path: &Path) -> Result<(Store, HashMap<String, KeyState>), StoreError> {
         let shown = path.display().to_string();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
-        }
+        crate::files::private_sqlite(path).map_err(|source| StoreError::Dir { path: shown.clone(), source })?;
         let sql = |source| StoreError::Sqlite { path: shown.clone(), source };
         let conn = Connection::open(path).map_err(sql)?;
         // WAL lets the ledger (another connection to the same file) write alongside.

@@ -24,6 +24,8 @@ pub enum ProxyError {
     BodyTooLarge { size: Option<u64>, limit: u64 },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {secs:.1}s (server.body_timeout_ms)")]
+    BodyTimeout { secs: f64 },
     #[error("no route for {method} {path}; tokenfold serves POST /v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and GET /v1/models, /healthz, /metrics")]
     UnknownRoute { method: String, path: String },
     #[error("missing or invalid proxy key: send one of server.api_keys as x-tokenfold-key, x-api-key or Authorization: Bearer")]
@@ -57,6 +59,7 @@ impl ProxyError {
             | ProxyError::BodyRead(_)
             | ProxyError::Untranslatable(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => StatusCode::NOT_FOUND,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -76,6 +79,7 @@ impl ProxyError {
             | ProxyError::BodyRead(_)
             | ProxyError::Untranslatable(_) => ErrorClass::InvalidRequest,
             ProxyError::BodyTooLarge { .. } => ErrorClass::TooLarge,
+            ProxyError::BodyTimeout { .. } => ErrorClass::Timeout,
             ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => ErrorClass::NotFound,
             ProxyError::Unauthorized => ErrorClass::Authentication,
             ProxyError::Forbidden(_) => ErrorClass::Permission,
@@ -98,6 +102,7 @@ impl ProxyError {
             | ProxyError::BadHeader(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BodyRead(_)
+            | ProxyError::BodyTimeout { .. }
             | ProxyError::Untranslatable(_)
             | ProxyError::UnknownRoute { .. }
             | ProxyError::Unauthorized
@@ -124,6 +129,7 @@ impl ProxyError {
             ProxyError::BadHeader(_) => "bad_header",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BodyRead(_) => "body_read",
+            ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::Untranslatable(_) => "untranslatable",
             ProxyError::UnknownRoute { .. } => "unknown_route",
             ProxyError::Unauthorized => "unauthorized",

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::dashboard;
 use super::error::ProxyError;
 use super::forward::UpstreamRequest;
 use super::pending::{InFlight, Pending};
+use super::{cross_origin, dashboard};
 use super::{AppState, Body};
 use crate::dialect::{envelope, headers, Dialect};
 use crate::ledger::{client_family, Record};
@@ -22,6 +22,37 @@ use crate::ledger::{client_family, Record};
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     let dialect = error_dialect(&path, req.headers());
+    let access = match cross_origin::check(&state.cfg, &req) {
+        Ok(a) => a,
+        Err(e) => return refuse(&state, dialect, req.version(), e),
+    };
+    if cross_origin::is_preflight(&req) {
+        return cross_origin::preflight_answer(req.headers()).map(full);
+    }
+    let mut response = route(state, req, peer, path, dialect).await;
+    if let cross_origin::Access::Cors(origin) = access {
+        cross_origin::allow(response.headers_mut(), origin);
+    }
+    response
+}
+
+/// An error answer after which an HTTP/1 connection is closed: a client refused at the door
+/// does not get to keep a connection open.
+fn refuse(state: &AppState, dialect: Dialect, version: Version, e: ProxyError) -> Response<Body> {
+    let mut r = error_response(state, dialect, e);
+    if version <= Version::HTTP_11 {
+        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+async fn route(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    path: String,
+    dialect: Dialect,
+) -> Response<Body> {
     // Claude Code probes `HEAD /api/hello` on its base URL at start (unless nonessential traffic
     // is off): a liveness check like /healthz, not an API call.
     let probe = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -30,7 +61,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     }
     let proxy_key_header = match authenticate(&state, req.headers(), dashboard_key(&path, req.uri().query())) {
         Ok(h) => h,
-        Err(e) => return error_response(&state, dialect, e),
+        Err(e) => return refuse(&state, dialect, req.version(), e),
     };
     // `/v1` is optional so base URLs with or without it both work.
     let route = path.strip_prefix("/v1").unwrap_or(&path).to_string();
@@ -154,7 +185,7 @@ async fn forward(
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, incoming) = req.into_parts();
-    let body = read_body(state, &parts.headers, incoming).await?;
+    let body = read_body(state, &parts.headers, incoming, &mut record.client_us).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
     let scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
     let envelope = &scanned.envelope;
@@ -233,17 +264,48 @@ fn note_fold(record: &mut Record, f: &crate::fold::Folded) {
     }
 }
 
-async fn read_body(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> Result<Bytes, ProxyError> {
+/// Reads the request body, within `server.max_body_bytes` and `server.body_timeout_ms`. Adds how
+/// long it waited for the client to send it (not the proxy's overhead) to `client_us`.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut incoming: Incoming,
+    client_us: &mut u64,
+) -> Result<Bytes, ProxyError> {
     let limit = state.cfg.max_body_bytes;
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(size) = declared.filter(|&s| s > limit) {
         return Err(ProxyError::BodyTooLarge { size: Some(size), limit });
     }
-    match Limited::new(incoming, limit as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { size: None, limit }),
-        Err(e) => Err(ProxyError::BodyRead(e.to_string())),
+    let timeout = state.cfg.server.body_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A body in one frame (the usual case for a small request) is not copied.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<Vec<u8>> = None;
+    loop {
+        let asked = Instant::now();
+        let frame = tokio::time::timeout_at(deadline, incoming.frame()).await;
+        *client_us += asked.elapsed().as_micros() as u64;
+        let data = match frame {
+            Err(_) => return Err(ProxyError::BodyTimeout { secs: timeout.as_secs_f64() }),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ProxyError::BodyRead(e.to_string())),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue, // trailers
+            },
+        };
+        let size = joined.as_ref().map_or_else(|| first.as_ref().map_or(0, Bytes::len), Vec::len) + data.len();
+        if size as u64 > limit {
+            return Err(ProxyError::BodyTooLarge { size: None, limit });
+        }
+        match (&first, &mut joined) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => joined = Some([f.as_ref(), data.as_ref()].concat()),
+            (Some(_), Some(all)) => all.extend_from_slice(&data),
+        }
     }
+    Ok(joined.map(Bytes::from).or(first).unwrap_or_default())
 }
 
 /// `GET /v1/models`: what a client can ask for here. Route names first, then the models of

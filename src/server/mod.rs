@@ -1,6 +1,10 @@
 //! HTTP front door: accepts connections, authenticates, routes by path and relays responses.
 
+mod accept;
+pub use accept::raise_fd_limit;
+mod conn;
 mod count_tokens;
+mod cross_origin;
 mod dashboard;
 pub mod error;
 mod forward;
@@ -9,15 +13,16 @@ pub mod metrics;
 mod pending;
 mod relay;
 pub mod reload;
+mod stop;
 mod workers;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::fold::Folder;
@@ -43,6 +48,8 @@ pub struct AppState {
     pub ledger: Ledger,
     /// `--upstream-model`: replaces the model name of every request.
     pub model_override: Option<String>,
+    /// Open client connections, and the signal that stops them.
+    pub connections: conn::Connections,
 }
 
 impl AppState {
@@ -63,6 +70,7 @@ impl AppState {
             folder: Folder::with_options(cfg.fold_enabled, crate::fold::FoldOptions::from_config(&cfg)),
             upstream,
             metrics: Metrics::default(),
+            connections: conn::Connections::default(),
             cfg: Arc::new(cfg),
         }))
     }
@@ -101,9 +109,20 @@ pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-/// Serves connections from `listener` until `shutdown` completes.
-pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
+/// Serves connections from `listener` until a stop is asked for on `stops` (SIGTERM, Ctrl-C):
+/// then stops accepting, lets the requests in flight finish (up to `server.shutdown_timeout_ms`,
+/// or until a second stop), and writes out the ledger, the pool's counters and the originals.
+pub async fn serve(state: Arc<AppState>, listener: TcpListener, mut stops: mpsc::UnboundedReceiver<()>) {
+    let fd_limit = accept::fd_limit();
+    let cap = accept::connection_cap(state.cfg.server.max_connections, fd_limit);
+    if cap < state.cfg.server.max_connections {
+        tracing::warn!(
+            "the open-file limit is {}: serving at most {cap} connections at once (server.max_connections = {}); \
+             raise the limit (ulimit -n) to serve more",
+            fd_limit.unwrap_or(0),
+            state.cfg.server.max_connections
+        );
+    }
     // Connections go to the worker threads; should they not start, this runtime serves them.
     let mut workers = match workers::Workers::start(&state, workers::count()) {
         Ok(w) => Some(w),
@@ -112,27 +131,41 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: impl F
             None
         }
     };
+    let mut backoff = accept::Backoff::default();
+    let mut refused = accept::Throttled::default();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => return,
+            Some(()) = stops.recv() => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off briefly instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tokio::time::sleep(backoff.failed(&e)).await;
                     continue;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let stream = match workers.as_mut() {
-            Some(w) => match w.hand_over(stream, peer) {
-                Ok(()) => continue,
-                Err(stream) => stream,
-            },
-            None => stream,
+        backoff.succeeded();
+        let Some(slot) = conn::Connections::admit(&state, cap) else {
+            // Closed at once: a descriptor per waiting client is what runs a server out of them.
+            if let Some(n) = refused.note() {
+                tracing::warn!(
+                    "connection limit reached: {cap} connections open; closed {n} new one(s) from {peer} and others. \
+                     Raise server.max_connections (and the open-file limit), or lower server.header_timeout_ms \
+                     and server.keepalive_timeout_ms to drop silent clients sooner"
+                );
+            }
+            continue;
         };
-        tokio::spawn(workers::serve_connection(state.clone(), stream, peer));
+        let _ = stream.set_nodelay(true);
+        let (stream, slot) = match workers.as_mut() {
+            Some(w) => match w.hand_over(stream, peer, slot) {
+                Ok(()) => continue,
+                Err(back) => back,
+            },
+            None => (stream, slot),
+        };
+        tokio::spawn(conn::serve_connection(state.clone(), stream, peer, slot));
     }
+    drop(listener);
+    stop::drain(&state, &mut stops).await;
 }

@@ -50,8 +50,7 @@ impl<'a> Pending<'a> {
         let total = self.started.elapsed();
         r.latency_ms = total.as_millis() as u64;
         r.ttfb_us = total.as_micros() as u64;
-        // Overhead is what the proxy spent itself: all but the waits on upstreams.
-        r.overhead_us = (total.as_micros() as u64).saturating_sub(r.upstream_us);
+        r.set_overhead(total);
         self.state.ledger.record(r);
     }
 }
@@ -85,7 +84,7 @@ impl InFlight {
 
     /// Hands the count to `body`: it ends when the body is finished or dropped.
     pub fn track(self, body: Body) -> Body {
-        BodyExt::boxed_unsync(Tracked { body, _in_flight: self })
+        hold(body, self)
     }
 }
 
@@ -95,17 +94,23 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is finished or dropped.
-struct Tracked {
-    body: Body,
-    _in_flight: InFlight,
+/// `body`, keeping `held` alive until the body is finished or dropped (a guard whose drop says
+/// the answer is over).
+pub fn hold<T: Send + Unpin + 'static>(body: Body, held: T) -> Body {
+    BodyExt::boxed_unsync(Holding { body, _held: held })
 }
 
-impl hyper::body::Body for Tracked {
+struct Holding<T> {
+    body: Body,
+    _held: T,
+}
+
+impl<T: Send + Unpin + 'static> hyper::body::Body for Holding<T> {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        // `Body` is `Unpin` (boxed), so is `Holding`.
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 

@@ -48,6 +48,9 @@ struct Finish {
     waiting_since: Option<Instant>,
     /// A chunk already relayed whose usage is read once it is on its way (see `relay_body`).
     unsniffed: Option<Bytes>,
+    /// When the last part went to the server to send: until it asks for the next, the proxy is
+    /// waiting on the client's socket (a client reading slowly), not working.
+    handed_at: Option<Instant>,
 }
 
 impl Finish {
@@ -57,6 +60,11 @@ impl Finish {
     fn wait_ends(&mut self) {
         if let Some(t) = self.waiting_since.take() {
             self.ctx.record.upstream_us += t.elapsed().as_micros() as u64;
+        }
+    }
+    fn asked_for_more(&mut self) {
+        if let Some(t) = self.handed_at.take() {
+            self.ctx.record.client_us += t.elapsed().as_micros() as u64;
         }
     }
     fn sniff_pending(&mut self) {
@@ -90,6 +98,7 @@ impl Drop for Finish {
             );
         }
         self.wait_ends();
+        self.asked_for_more();
         let ctx = &mut self.ctx;
         let now = Instant::now();
         let mut r = std::mem::replace(&mut ctx.record, Record::empty());
@@ -97,8 +106,8 @@ impl Drop for Finish {
         let total = now.duration_since(ctx.started);
         r.latency_ms = total.as_millis() as u64;
         r.ttfb_us = self.first_byte.unwrap_or(now).duration_since(ctx.started).as_micros() as u64;
-        // Total minus every wait on an upstream (failed attempts included): what the proxy added.
-        r.overhead_us = (total.as_micros() as u64).saturating_sub(r.upstream_us);
+        // Total minus every wait on an upstream (failed attempts included) and on the client.
+        r.set_overhead(total);
         if let Some(u) = usage {
             r.settle(u);
         }
@@ -202,6 +211,7 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
         watch: None,
         waiting_since: None,
         unsniffed: None,
+        handed_at: None,
     };
     // Reading the usage and recording run as their own task, after this one has handed the
     // answer to the client (on the same worker thread).
@@ -221,8 +231,17 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
     let watch = ctx.is_sse.then(|| StreamWatch::new(ctx.state.pool().clock().now_ms()));
-    let finish =
-        Finish { ctx, first_byte: None, outcome: None, bytes: 0, usage, watch, waiting_since: None, unsniffed: None };
+    let finish = Finish {
+        ctx,
+        first_byte: None,
+        outcome: None,
+        bytes: 0,
+        usage,
+        watch,
+        waiting_since: None,
+        unsniffed: None,
+        handed_at: None,
+    };
     let upstream: ByteStream = if prefix.is_empty() {
         rest
     } else {
@@ -231,6 +250,7 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
     let state = State { upstream, transform, finish };
     let stream = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
+        st.finish.asked_for_more();
         loop {
             if st.finish.unsniffed.is_some() {
                 // Let the relayed chunk go out to the client first (returning Pending once makes
@@ -254,12 +274,21 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
                         st.finish.usage.push(&chunk);
                     }
                     let out = st.transform.push(chunk);
+                    if matches!(&st.transform, Transform::Stream(t) if t.gave_up()) {
+                        tracing::warn!(provider = %st.finish.ctx.provider, "stream event over the size limit: the translated stream was ended");
+                        st.finish.ctx.record.error = "event_too_large".into();
+                        st.finish.outcome = Some(Outcome::UpstreamFailed);
+                        st.finish.bytes += out.len() as u64;
+                        return Some((Ok(Frame::data(out)), None));
+                    }
                     if out.is_empty() {
                         // A translator may need more input before it can say anything.
                         continue;
                     }
                     st.finish.bytes += out.len() as u64;
-                    st.finish.first_byte.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    st.finish.first_byte.get_or_insert(now);
+                    st.finish.handed_at = Some(now);
                     Some((Ok(Frame::data(out)), Some(st)))
                 }
                 Ok(None) => {

@@ -120,6 +120,9 @@ pub fn describe_change(running: &Config, old: &Pool, new: &Config) -> String {
     if new.max_body_bytes != running.max_body_bytes {
         restart.push("server.max_body_bytes");
     }
+    if new.server != running.server {
+        restart.push("server (timeouts, max_connections, allowed_origins, allowed_hosts)");
+    }
     let (a, b) = (&new.timeouts, &running.timeouts);
     if (a.connect, a.first_byte, a.idle) != (b.connect, b.first_byte, b.idle) {
         restart.push("timeouts");

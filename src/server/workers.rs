@@ -4,19 +4,16 @@
 //! wake-up of another thread; on a work-stealing runtime each request crossed threads several
 //! times, which showed as tens of µs of added latency.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{handlers, AppState};
+use super::conn::{serve_connection, Slot};
+use super::AppState;
 
-type Handoff = (std::net::TcpStream, SocketAddr);
+type Handoff = (std::net::TcpStream, SocketAddr, Slot);
 
 /// How many workers serve connections: `TOKIO_WORKER_THREADS` if set, else one per CPU.
 pub fn count() -> usize {
@@ -51,10 +48,10 @@ impl Workers {
             let spawned = std::thread::Builder::new().name(format!("tokenfold-worker-{index}")).spawn(move || {
                 crate::pool::upstream::serve_on_worker(index);
                 runtime.block_on(async move {
-                    while let Some((stream, peer)) = rx.recv().await {
+                    while let Some((stream, peer, slot)) = rx.recv().await {
                         match TcpStream::from_std(stream) {
                             Ok(stream) => {
-                                tokio::spawn(serve_connection(state.clone(), stream, peer));
+                                tokio::spawn(serve_connection(state.clone(), stream, peer, slot));
                             }
                             Err(e) => tracing::warn!("cannot take over the connection from {peer}: {e}"),
                         }
@@ -74,7 +71,7 @@ impl Workers {
 
     /// Hands an accepted connection to the next worker in turn. Gives it back if that worker is
     /// gone (the caller then serves it itself).
-    pub fn hand_over(&mut self, stream: TcpStream, peer: SocketAddr) -> Result<(), TcpStream> {
+    pub fn hand_over(&mut self, stream: TcpStream, peer: SocketAddr, slot: Slot) -> Result<(), (TcpStream, Slot)> {
         let std_stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
@@ -83,26 +80,16 @@ impl Workers {
             }
         };
         self.next = (self.next + 1) % self.queues.len();
-        let Err(mpsc::error::SendError((std_stream, _))) = self.queues[self.next].send((std_stream, peer)) else {
+        let Err(mpsc::error::SendError((std_stream, _, slot))) = self.queues[self.next].send((std_stream, peer, slot))
+        else {
             return Ok(());
         };
         match TcpStream::from_std(std_stream) {
-            Ok(stream) => Err(stream),
+            Ok(stream) => Err((stream, slot)),
             Err(e) => {
                 tracing::warn!("cannot serve the connection from {peer}: {e}");
                 Ok(())
             }
         }
-    }
-}
-
-/// Serves HTTP/1.1 (keep-alive) on one connection until the client closes it.
-pub async fn serve_connection(state: Arc<AppState>, stream: TcpStream, peer: SocketAddr) {
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(handlers::handle(state, req, peer).await) }
-    });
-    if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
-        tracing::debug!("connection from {peer} ended: {e}");
     }
 }

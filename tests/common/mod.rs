@@ -35,6 +35,29 @@ impl Proxy {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// `host:port` the proxy listens on.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    /// Sends the proxy a signal (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the proxy to exit; its exit status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap()
     }
@@ -52,9 +75,20 @@ pub fn spawn_proxy(args: &[&str], env: &[(&str, &str)]) -> Proxy {
     try_spawn_proxy(args, env).unwrap_or_else(|(code, logs)| panic!("proxy did not start (exit {code:?}):\n{logs}"))
 }
 
+/// Like `spawn_proxy`, but `shell` (e.g. `ulimit -n 256; umask 000`) runs first in the proxy's
+/// own process, which then execs the binary.
+pub fn spawn_proxy_after(shell: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("{shell}\nexec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_tokenfold")]);
+    start(cmd, args, env).unwrap_or_else(|(code, logs)| panic!("proxy did not start (exit {code:?}):\n{logs}"))
+}
+
 /// Like `spawn_proxy`, but returns the exit code and output when the proxy refuses to start.
 pub fn try_spawn_proxy(args: &[&str], env: &[(&str, &str)]) -> Result<Proxy, (Option<i32>, String)> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokenfold"));
+    start(Command::new(env!("CARGO_BIN_EXE_tokenfold")), args, env)
+}
+
+fn start(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Result<Proxy, (Option<i32>, String)> {
     cmd.arg("serve").args(args);
     if !args.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);

@@ -91,6 +91,15 @@ impl Framed {
         while let Some(raw) = self.splitter.next_event() {
             self.inner.event(&SseEvent::parse(&raw), out);
         }
+        if self.splitter.oversized() > 0 {
+            // An event cannot be translated from a part of it: the client gets an error event.
+            let msg = format!(
+                "the provider sent a stream event over {} MiB, which cannot be translated; the stream was ended",
+                crate::dialect::sse::MAX_EVENT_BYTES >> 20
+            );
+            self.inner.fail(ErrorClass::Api, &msg, out);
+            self.ended = true;
+        }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -201,6 +210,16 @@ impl StreamTranslator {
             Kind::Unsupported { .. } => self.report_unsupported(&mut out),
         }
         out
+    }
+
+    /// Whether the translation ended before the upstream did (an event over the size limit):
+    /// the client has its error event and the rest of the upstream stream is of no use.
+    pub fn gave_up(&self) -> bool {
+        match &self.kind {
+            Kind::One(f) => !self.passthrough && f.ended,
+            Kind::ViaChat(pair) => pair.0.ended || pair.1.ended,
+            Kind::Unsupported { .. } => false,
+        }
     }
 
     /// Usage seen so far (input, output, cache read, cache write tokens) for accounting.

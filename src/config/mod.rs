@@ -194,18 +194,23 @@ impl Config {
         }
         let mut cfg = Config::parse("", "--upstream", &|_| None)?;
         let mut shown = Vec::new();
-        for (n, base) in bases.iter().enumerate() {
-            let base = normalize_base(base, true).map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
+        for (n, raw) in bases.iter().enumerate() {
+            let base = normalize_base(raw, true).map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
             let provider_dialects = match speaks {
                 Some(d) => vec![d],
                 None => Dialect::ALL.to_vec(),
             };
             for dialect in provider_dialects {
+                // Gemini's API is versioned `v1beta`: its base gets that segment instead.
+                let base = match dialect {
+                    Dialect::Gemini => gemini_base(raw),
+                    _ => base.clone(),
+                };
                 let name = match n {
                     0 => format!("upstream-{}", dialect.name()),
                     _ => format!("upstream{}-{}", n + 1, dialect.name()),
                 };
-                cfg.providers.push(Provider::client_passthrough(name, dialect, base.clone()));
+                cfg.providers.push(Provider::client_passthrough(name, dialect, base));
                 let i = cfg.providers.len() - 1;
                 // Without `speaks` each ingress dialect has its own provider; with it, all share one.
                 let ingresses = if speaks.is_some() { Dialect::ALL.to_vec() } else { vec![dialect] };
@@ -281,6 +286,7 @@ impl Config {
             (Dialect::Anthropic, &du.anthropic),
             (Dialect::OpenaiChat, &du.openai_chat),
             (Dialect::OpenaiResponses, &du.openai_responses),
+            (Dialect::Gemini, &du.gemini),
         ] {
             let Some(name) = entry else { continue };
             let key = format!("default_upstream.{}", dialect.name());
@@ -358,10 +364,10 @@ impl Config {
                 }
                 ProviderAuth::MissingKey { .. } => {}
                 ProviderAuth::Client => {
-                    let header = if p.dialect.is_anthropic() {
-                        "x-api-key or Authorization (ANTHROPIC_API_KEY / your Claude login)"
-                    } else {
-                        "Authorization: Bearer (OPENAI_API_KEY)"
+                    let header = match p.dialect {
+                        Dialect::Anthropic => "x-api-key or Authorization (ANTHROPIC_API_KEY / your Claude login)",
+                        Dialect::Gemini => "x-goog-api-key or ?key= (GEMINI_API_KEY)",
+                        _ => "Authorization: Bearer (OPENAI_API_KEY)",
                     };
                     out.push(format!("provider `{}` uses each client's own key: the agent must send {header}", p.name))
                 }
@@ -549,6 +555,7 @@ fn validate_provider(
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Openai => Dialect::OpenaiChat,
         ProviderKind::OpenaiResponses => Dialect::OpenaiResponses,
+        ProviderKind::Gemini => Dialect::Gemini,
     };
     let parts = pool::validate_provider_pool(p, &name, at, env)?;
     let models = parts.model_specs.iter().map(|m| m.name.clone()).collect();
@@ -587,6 +594,17 @@ fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
         return Ok(format!("{url}/v1"));
     }
     Ok(url.to_string())
+}
+
+/// A Gemini base URL from `--upstream URL`: URL itself when it ends in an API version
+/// (`/v1beta`, `/v1alpha`, `/v1`), else URL + `/v1beta`.
+fn gemini_base(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if ["/v1beta", "/v1alpha", "/v1"].iter().any(|v| url.ends_with(v)) {
+        url.to_string()
+    } else {
+        format!("{url}/v1beta")
+    }
 }
 
 /// The dotted key path (`providers[1].models[0].name`) of the deepest key or value at byte

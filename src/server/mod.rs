@@ -6,6 +6,7 @@ pub mod error;
 mod forward;
 mod handlers;
 pub mod metrics;
+mod outgoing;
 mod pending;
 mod relay;
 pub mod reload;

@@ -70,6 +70,8 @@ pub struct RequestOptions<'a> {
     /// The target accepts reasoning settings (`reasoning_effort` on Chat, `thinking` on
     /// Anthropic). When false they are dropped: many Chat providers reject unknown fields.
     pub target_reasoning: bool,
+    /// A Gemini request's URL: its model and whether it streams are there, not in the body.
+    pub gemini: Option<&'a crate::dialect::gemini::Call>,
 }
 
 /// What translating the answer needs to know about the request it answers.
@@ -78,6 +80,9 @@ pub struct ReplyContext {
     /// The client's freeform (`custom`) Responses tools. The target got each as a function tool
     /// with one string parameter; its calls to them go back as `custom_tool_call` items.
     pub custom_tools: Vec<String>,
+    /// A Gemini client asked for `streamGenerateContent` without `alt=sse`: it reads a JSON
+    /// array of answers, so the target is asked for one whole answer, sent as a one-element array.
+    pub gemini_array: bool,
 }
 
 impl ReplyContext {
@@ -101,7 +106,7 @@ pub fn translate_request(
     body: &[u8],
     model: Option<&str>,
 ) -> Result<Vec<u8>, TranslateError> {
-    translate_request_with(from, to, body, &RequestOptions { model, target_reasoning: false })
+    translate_request_with(from, to, body, &RequestOptions { model, ..RequestOptions::default() })
 }
 
 /// `translate_request` with all options.
@@ -124,7 +129,8 @@ pub fn translate_request_for_reply(
 ) -> Result<TranslatedRequest, TranslateError> {
     use Dialect::*;
     let mut reply = ReplyContext::default();
-    if from == to && opts.model.is_none() {
+    // A Gemini body names no model (the URL does): same dialect, nothing to change.
+    if from == to && (opts.model.is_none() || from == Gemini) {
         return Ok(TranslatedRequest { body: body.to_vec(), reply });
     }
     let req = parse_object(body)?;

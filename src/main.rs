@@ -40,9 +40,11 @@ enum Command {
         /// then the next ones in order when it is rate limited, down or refuses the key.
         #[arg(long, value_name = "URL")]
         upstream: Vec<String>,
-        /// With --upstream: the dialect the upstream speaks (openai-chat, anthropic or
-        /// openai-responses); requests in another dialect are translated. E.g. Claude Code on a
-        /// local vLLM/Ollama/llama.cpp server: --upstream http://127.0.0.1:8000 --upstream-dialect openai-chat
+        /// With --upstream: the dialect the upstream speaks (openai-chat, anthropic,
+        /// openai-responses or gemini); requests in another dialect are translated. E.g. Claude
+        /// Code on a local vLLM/Ollama/llama.cpp server: --upstream http://127.0.0.1:8000
+        /// --upstream-dialect openai-chat; Codex on Gemini: --upstream
+        /// https://generativelanguage.googleapis.com --upstream-dialect gemini (`/v1beta` is added)
         #[arg(long, value_name = "DIALECT", requires = "upstream")]
         upstream_dialect: Option<String>,
         /// Replace the model name of every request with NAME.
@@ -212,7 +214,8 @@ fn serve(
         None => None,
         Some((_, Some(d))) => Some(d),
         Some((d, None)) => {
-            eprintln!("error: --upstream-dialect `{d}` is not one of openai-chat, anthropic, openai-responses");
+            let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.name()).collect();
+            eprintln!("error: --upstream-dialect `{d}` is not one of {}", names.join(", "));
             return ExitCode::from(2);
         }
     };

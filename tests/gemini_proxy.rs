@@ -236,3 +236,145 @@ async fn a_days_quota_is_out_until_the_day_resets() {
     assert_eq!(model["cooldown"]["kind"], "quota-exhausted", "{model}");
     assert!(model["cooldown"]["remaining_s"].as_u64().unwrap() > 37, "{model}");
 }
+
+/// Says calls until the request carries function responses, then text.
+fn call_then_text(body: &Value) -> Say {
+    let answered = body.to_string().contains("\"functionResponse\"");
+    if answered {
+        Say::Text("all read".into())
+    } else {
+        Say::Calls(vec![
+            ("read_file".into(), json!({"file_path": "a.rs"})),
+            ("read_file".into(), json!({"file_path": "b.rs"})),
+        ])
+    }
+}
+
+/// One Chat turn through the proxy: the streamed answer read back into an assistant message.
+async fn chat_turn(proxy: &Proxy, messages: &[Value]) -> Value {
+    let body = json!({"model": "gemini-3-test", "stream": true, "messages": messages,
+        "tools": [{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object", "properties": {"file_path": {"type": "string"}}}}}]});
+    let resp = reqwest::Client::new()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth("client-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let mut content = String::new();
+    let mut calls: Vec<Value> = Vec::new();
+    for data in text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|d| *d != "[DONE]") {
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert!(v.get("error").is_none(), "{text}");
+        let delta = &v["choices"][0]["delta"];
+        content.push_str(delta["content"].as_str().unwrap_or(""));
+        for c in delta["tool_calls"].as_array().into_iter().flatten() {
+            calls.push(json!({"id": c["id"], "type": "function", "function": c["function"]}));
+        }
+    }
+    let mut msg = json!({"role": "assistant", "content": content});
+    if !calls.is_empty() {
+        msg["tool_calls"] = Value::Array(calls);
+    }
+    msg
+}
+
+#[tokio::test]
+async fn a_chat_client_on_gemini_3_gets_its_thought_signatures_back_to_the_model() {
+    let mock = gemini_mock(call_then_text).await;
+    let proxy =
+        spawn_proxy(&["--upstream", &mock.base(), "--upstream-dialect", "gemini"], &[("TOKENFOLD_LEDGER", "off")]);
+    let mut messages = vec![json!({"role": "user", "content": "read a.rs and b.rs"})];
+    let first = chat_turn(&proxy, &messages).await;
+    let calls = first["tool_calls"].as_array().unwrap().clone();
+    assert_eq!(calls.len(), 2, "{first}");
+    let got = mock.last();
+    assert_eq!(got.path, "/v1beta/models/gemini-3-test:streamGenerateContent");
+    assert_eq!(got.query.as_deref(), Some("alt=sse"));
+    assert_eq!(got.header("x-goog-api-key"), Some("client-key"), "the bearer key became Gemini's header");
+    assert!(got.header("authorization").is_none());
+    messages.push(first);
+    for c in &calls {
+        messages.push(json!({"role": "tool", "tool_call_id": c["id"], "content": "contents"}));
+    }
+    // The mock refuses (400) a Gemini 3 history whose calls lost or changed their signature.
+    let second = chat_turn(&proxy, &messages).await;
+    assert_eq!(second["content"], "all read");
+    let sent = mock.last().json();
+    let model_turn = &sent["contents"][1]["parts"];
+    assert_eq!(model_turn[0]["thoughtSignature"], "c2lnbmF0dXJl0000+/Zm9yIGEgY2FsbA==", "{sent}");
+    assert!(model_turn[1].get("thoughtSignature").is_none());
+}
+
+const GEMINI_BODY: &str = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"systemInstruction":{"parts":[{"text":"be brief"}]},"generationConfig":{"maxOutputTokens":64}}"#;
+
+#[tokio::test]
+async fn a_gemini_client_on_an_anthropic_provider() {
+    let mock = mock::start(|rec| {
+        if rec.path != "/v1/messages" || rec.header("x-api-key") != Some("g-key") {
+            return Reply::Json {
+                status: 401,
+                body: br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#
+                    .to_vec(),
+                headers: vec![],
+            };
+        }
+        if rec.json()["stream"] == true {
+            Reply::sse(mock::anthropic_stream("hello from claude").into_iter().map(mock::Chunk::Bytes).collect())
+        } else {
+            Reply::ok_json(mock::anthropic_message("hello from claude"))
+        }
+    })
+    .await;
+    let proxy =
+        spawn_proxy(&["--upstream", &mock.base(), "--upstream-dialect", "anthropic"], &[("TOKENFOLD_LEDGER", "off")]);
+    let key = [("x-goog-api-key", "g-key")];
+    let (status, body, _) = post(&proxy, "/v1beta/models/claude-test:generateContent", &key, GEMINI_BODY).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["candidates"][0]["content"]["parts"][0]["text"], "hello from claude");
+    assert_eq!(v["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(v["usageMetadata"]["promptTokenCount"], 12);
+    let sent = mock.last().json();
+    assert_eq!(
+        (sent["model"].as_str(), sent["system"].as_str(), sent["max_tokens"].as_u64()),
+        (Some("claude-test"), Some("be brief"), Some(64))
+    );
+
+    let (status, body, _) =
+        post(&proxy, "/v1beta/models/claude-test:streamGenerateContent?alt=sse&key=g-key", &[], GEMINI_BODY).await;
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<Value> =
+        body.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let text: String =
+        events.iter().filter_map(|e| e["candidates"][0]["content"]["parts"][0]["text"].as_str()).collect();
+    assert_eq!(text, "hello from claude");
+    assert_eq!(events.last().unwrap()["candidates"][0]["finishReason"], "STOP");
+    assert!(mock.last().query.is_none(), "Gemini's alt=sse and key= stay behind");
+
+    // Without alt=sse a stream is a JSON array.
+    let (status, body, _) = post(&proxy, "/v1beta/models/claude-test:streamGenerateContent", &key, GEMINI_BODY).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["candidates"][0]["content"]["parts"][0]["text"], "hello from claude", "{v}");
+
+    // countTokens: only Gemini counts upstream; here the proxy estimates.
+    let (status, body, headers) = post(&proxy, "/v1beta/models/claude-test:countTokens", &key, GEMINI_BODY).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["totalTokens"].as_u64().unwrap() > 0);
+    assert_eq!(headers["x-tokenfold-estimate"], "o200k_base");
+
+    // The provider's refusal reaches the client in Google's shape.
+    let (status, body, _) =
+        post(&proxy, "/v1beta/models/claude-test:generateContent", &[("x-goog-api-key", "wrong")], GEMINI_BODY).await;
+    assert_eq!(status, 401);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["error"]["code"].as_u64(), v["error"]["status"].as_str()),
+        (Some(401), Some("UNAUTHENTICATED")),
+        "{v}"
+    );
+    assert_eq!(v["error"]["message"], "invalid x-api-key");
+}

@@ -61,7 +61,7 @@ fn anthropic_to_chat() {
 #[test]
 fn anthropic_thinking_maps_only_when_target_reasons() {
     let body = fixture("anthropic_request.json");
-    let opts = RequestOptions { model: Some("deepseek-reasoner"), target_reasoning: true };
+    let opts = RequestOptions { model: Some("deepseek-reasoner"), target_reasoning: true, ..Default::default() };
     let v = json(&translate_request_with(Anthropic, OpenaiChat, &body, &opts).unwrap());
     assert_eq!(v["reasoning_effort"], "medium");
     assert_eq!(v["model"], "deepseek-reasoner");
@@ -103,7 +103,7 @@ fn chat_to_anthropic() {
 #[test]
 fn chat_reasoning_to_thinking() {
     let body = fixture("chat_request.json");
-    let opts = RequestOptions { model: None, target_reasoning: true };
+    let opts = RequestOptions { model: None, target_reasoning: true, ..Default::default() };
     let v = json(&translate_request_with(OpenaiChat, Anthropic, &body, &opts).unwrap());
     assert_eq!(v["thinking"], json!({"type": "enabled", "budget_tokens": 8192}));
     assert!(v["max_tokens"].as_u64().unwrap() > 8192);
@@ -159,7 +159,11 @@ fn custom_tools_are_noted_for_the_answer() {
     let body = fixture("responses_request.json");
     for to in [OpenaiChat, Anthropic] {
         let t = translate_request_for_reply(OpenaiResponses, to, &body, &RequestOptions::default()).unwrap();
-        assert_eq!(t.reply, ReplyContext { custom_tools: vec!["apply_patch".to_string()] }, "{to}");
+        assert_eq!(
+            t.reply,
+            ReplyContext { custom_tools: vec!["apply_patch".to_string()], ..Default::default() },
+            "{to}"
+        );
         assert_eq!(t.body, translate_request(OpenaiResponses, to, &body, None).unwrap());
     }
     let t = translate_request_for_reply(

@@ -86,7 +86,7 @@ fn chat_request_to_responses() {
 #[test]
 fn reasoning_effort_goes_to_a_reasoning_target_only() {
     let body = fixture("chat_request.json");
-    let opts = RequestOptions { model: Some("gpt-5"), target_reasoning: true };
+    let opts = RequestOptions { model: Some("gpt-5"), target_reasoning: true, ..Default::default() };
     let v = json(&translate_request_with(OpenaiChat, OpenaiResponses, &body, &opts).unwrap());
     assert_eq!(v["reasoning"], json!({"effort": "medium"}));
     assert_eq!(v["model"], "gpt-5");

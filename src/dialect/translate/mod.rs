@@ -1,12 +1,13 @@
-//! Translation between the three dialects, for an agent whose route ends at a provider that speaks
-//! another one. Requests: Anthropic ⇄ Chat and Chat ⇄ Responses directly; Responses → Anthropic
-//! and Anthropic → Responses through Chat. Answers, streamed or not, go the opposite ways.
+//! Translation between the four dialects, for an agent whose route ends at a provider that speaks
+//! another one. Requests: Anthropic ⇄ Chat, Chat ⇄ Responses and Chat ⇄ Gemini directly; the
+//! other pairs through Chat. Answers, streamed or not, go the opposite ways.
 //!
 //! Requests are parsed into `serde_json::Value` (sorted keys) and written anew, so the same input
 //! always gives the same bytes: prefix caching upstream survives translation.
 
 mod common;
 mod error_body;
+mod gemini_common;
 mod json;
 mod request;
 mod response;
@@ -148,6 +149,23 @@ pub fn translate_request_for_reply(
             let chat = request::from_anthropic::to_chat(&req, opts)?;
             request::to_responses::from_chat(&chat, opts)?
         }
+        (Gemini, _) => {
+            reply.gemini_array = opts.gemini.is_some_and(|c| c.streams() && !c.sse);
+            let chat = request::from_gemini::to_chat(&req, opts)?;
+            match to {
+                OpenaiChat => chat,
+                Anthropic => request::from_chat::to_anthropic(&chat, opts)?,
+                _ => request::to_responses::from_chat(&chat, opts)?,
+            }
+        }
+        (_, Gemini) => {
+            let chat = match from {
+                OpenaiChat => req,
+                Anthropic => request::from_anthropic::to_chat(&req, opts)?,
+                _ => request::from_responses::to_chat(&req, opts, &mut reply)?,
+            };
+            request::to_gemini::from_chat(&chat, opts)?
+        }
         _ => return Err(TranslateError::Unsupported { from, to }),
     };
     Ok(TranslatedRequest { body: serde_json::to_vec(&out)?, reply })
@@ -165,7 +183,7 @@ pub fn translate_response_with(
     body: &[u8],
     reply: &ReplyContext,
 ) -> Result<Vec<u8>, TranslateError> {
-    use response::{to_anthropic, to_chat, to_responses};
+    use response::{to_anthropic, to_chat, to_gemini, to_responses};
     use Dialect::*;
     if upstream == client {
         return Ok(body.to_vec());
@@ -178,6 +196,22 @@ pub fn translate_response_with(
         (Anthropic, OpenaiResponses) => to_responses::from_chat(&to_chat::from_anthropic(&resp), reply),
         (OpenaiResponses, OpenaiChat) => to_chat::from_responses(&resp),
         (OpenaiResponses, Anthropic) => to_anthropic::from_chat(&to_chat::from_responses(&resp)),
+        (Gemini, _) => {
+            let chat = to_chat::from_gemini(&resp);
+            match client {
+                OpenaiChat => chat,
+                Anthropic => to_anthropic::from_chat(&chat),
+                _ => to_responses::from_chat(&chat, reply),
+            }
+        }
+        (_, Gemini) => {
+            let chat = match upstream {
+                OpenaiChat => resp,
+                Anthropic => to_chat::from_anthropic(&resp),
+                _ => to_chat::from_responses(&resp),
+            };
+            to_gemini::from_chat(&chat, reply)
+        }
         _ => return Err(TranslateError::Unsupported { from: upstream, to: client }),
     };
     Ok(serde_json::to_vec(&out)?)
@@ -192,6 +226,8 @@ pub fn supports(client: Dialect, target: Dialect) -> bool {
         (Anthropic, OpenaiChat) | (Anthropic, OpenaiResponses) => true,
         (OpenaiChat, Anthropic) | (OpenaiChat, OpenaiResponses) => true,
         (OpenaiResponses, OpenaiChat) | (OpenaiResponses, Anthropic) => true,
+        // Gemini to and from each of the others, through Chat where needed.
+        (Gemini, _) | (_, Gemini) => true,
         _ => false,
     }
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::common::gemini;
 use super::common::mock::{Recorded, Reply};
 use super::provider::{self, Answer, Dialect, Turn};
 use super::scenario::{self, Kit, Step};
@@ -66,8 +67,18 @@ impl Script {
         if rec.path.ends_with("/count_tokens") {
             return Reply::ok_json(format!("{{\"input_tokens\":{tokens}}}"));
         }
+        if rec.path.ends_with(":countTokens") {
+            return Reply::ok_json(format!("{{\"totalTokens\":{tokens}}}"));
+        }
         let Some(dialect) = seen.dialect else { return provider::not_found(&rec.path) };
-        let turn = match provider::parse(dialect, &rec.body) {
+        // The Gemini mock refuses what the API refuses (unknown fields, roles, lost signatures).
+        if dialect == Dialect::Gemini {
+            if let Err(reply) = gemini::check(rec, &provider::SIGNATURES) {
+                seen.abort = Some(format!("the Gemini mock refused the request: {}", reply_text(&reply)));
+                return reply;
+            }
+        }
+        let turn = match provider::parse(dialect, &rec.path, &rec.body) {
             Ok(t) => t,
             Err(e) => {
                 seen.abort = Some(e.clone());
@@ -81,6 +92,7 @@ impl Script {
         let model = serde_json::from_slice::<serde_json::Value>(&rec.body)
             .ok()
             .and_then(|v| v["model"].as_str().map(str::to_string))
+            .or_else(|| gemini_model(&rec.path))
             .unwrap_or_else(|| "scripted".into());
         let answer = match Kit::detect(&turn.tools) {
             None => Answer::Text(scenario::SIDE_ANSWER.into()),
@@ -112,6 +124,20 @@ impl Script {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path) {
             let _ = writeln!(f, "{line}");
         }
+    }
+}
+
+/// The model a Gemini path names (`/v1beta/models/NAME:method`).
+fn gemini_model(path: &str) -> Option<String> {
+    let rest = path.split("/models/").nth(1)?;
+    Some(rest.split(':').next()?.to_string())
+}
+
+/// The body of an error reply, for the log.
+fn reply_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Json { status, body, .. } => format!("HTTP {status} {}", String::from_utf8_lossy(body)),
+        _ => "an error".into(),
     }
 }
 

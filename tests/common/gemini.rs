@@ -84,6 +84,8 @@ pub struct Asked {
     pub method: String,
     pub sse: bool,
     pub body: Value,
+    /// The usage reported: a token per four bytes of the request.
+    pub prompt_tokens: u64,
 }
 
 /// The thought signatures the mock has handed out, to check that they come back unchanged.
@@ -130,11 +132,12 @@ pub fn check(rec: &Recorded, signatures: &Signatures) -> Result<Asked, Reply> {
         ));
     }
     let sse = query.split('&').any(|kv| kv == "alt=sse");
+    let prompt_tokens = (rec.body.len() as u64).div_ceil(4);
     let body: Value =
         serde_json::from_slice(&rec.body).map_err(|e| bad(format!("Invalid JSON payload received. {e}")))?;
     let top = body.as_object().ok_or_else(|| bad("Invalid JSON payload received. Expected an object."))?;
     if method == "countTokens" {
-        return Ok(Asked { model: model.into(), method: method.into(), sse, body });
+        return Ok(Asked { model: model.into(), method: method.into(), sse, body, prompt_tokens });
     }
     unknown_fields(&body, REQUEST, "")?;
     let contents = top.get("contents").and_then(Value::as_array).filter(|c| !c.is_empty());
@@ -175,7 +178,7 @@ pub fn check(rec: &Recorded, signatures: &Signatures) -> Result<Asked, Reply> {
     if model.starts_with("gemini-3") {
         current_turn_signatures(contents, signatures)?;
     }
-    Ok(Asked { model: model.into(), method: method.into(), sse, body })
+    Ok(Asked { model: model.into(), method: method.into(), sse, body, prompt_tokens })
 }
 
 fn unknown_fields(v: &Value, known: &[&str], at: &str) -> Result<(), Reply> {
@@ -298,7 +301,7 @@ pub fn response(say: &Say, model: &str, n: usize, signature: &str, prompt_tokens
 /// The answer as the API sends it: one JSON body, SSE events (a thought first, then the parts,
 /// the last event with the finish reason and usage), or a JSON array for a stream without `alt=sse`.
 pub fn reply(asked: &Asked, say: &Say, n: usize, signatures: &Signatures) -> Reply {
-    let tokens = (asked.body.to_string().len() as u64).div_ceil(4);
+    let tokens = asked.prompt_tokens;
     if asked.method == "countTokens" {
         return Reply::ok_json(json!({"totalTokens": tokens}).to_string());
     }

@@ -79,15 +79,16 @@ enum Command {
     },
     /// Fold recorded sessions turn by turn and report what would be saved (no network).
     Replay {
-        /// Session files or folders: Claude Code / Codex JSONL, SWE-agent .traj, mini-swe-agent
-        /// .traj.json, OpenHands events, .aider.llm.history, request bodies. Default: ~/.claude/projects
-        /// and ~/.codex/sessions.
+        /// Session files or folders: Claude Code / Codex JSONL, Gemini CLI sessions
+        /// (~/.gemini/tmp/<project>/chats/*.json, *.jsonl) and `/chat share` JSON, SWE-agent .traj,
+        /// mini-swe-agent .traj.json, OpenHands events, .aider.llm.history, request bodies.
+        /// Default: ~/.claude/projects, ~/.codex/sessions and ~/.gemini/tmp.
         paths: Vec<PathBuf>,
         /// Print JSON (with a digest of every conversation's forwarded bodies) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Size of the stand-in system prompt + tool schemas per request for Claude Code and Codex
-        /// files, which do not record them: reported as the "+sys" figure next to the saving over
+        /// Size of the stand-in system prompt + tool schemas per request for Claude Code, Codex
+        /// and Gemini CLI files, which do not record them: reported as the "+sys" figure next to the saving over
         /// what the files record. 0 leaves it out.
         #[arg(long, default_value_t = tokenfold::replay::DEFAULT_SYSTEM_TOKENS)]
         system_tokens: u64,

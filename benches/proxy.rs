@@ -13,6 +13,8 @@
 //! interleaved, so machine noise hits both sides alike; "added" is proxy minus direct.
 //! Prints a markdown table and writes the figures to `target/bench-proxy.json`.
 
+#[path = "proxy/gemini.rs"]
+mod gemini;
 mod support;
 
 use std::net::SocketAddr;
@@ -146,7 +148,7 @@ fn main() {
         })
         .unwrap_or_else(|e| panic!("translation bench failed: {e}\n{}", translating.log_tail()));
     drop(translating);
-    let gemini = gemini_rows(&plan, &rt, &bin, mock, &ledger);
+    let gemini = gemini::rows(&plan, &rt, &bin, mock, &ledger);
     let load_after = loadavg();
 
     let mut to_200: Vec<Duration> = starts.iter().map(|s| s.1).collect();
@@ -190,20 +192,7 @@ fn main() {
             us(p99.saturating_sub(d99))
         );
     }
-    for (name, _, p) in &gemini {
-        let (d50, d99) = (percentile(&p.direct, 0.5), percentile(&p.direct, 0.99));
-        let (p50, p99) = (percentile(&p.proxy, 0.5), percentile(&p.proxy, 0.99));
-        let (a50, a99) = (p50.saturating_sub(d50), p99.saturating_sub(d99));
-        println!(
-            "| {name} p50 / p99 | {} / {} | {} / {} | +{} / +{} | |",
-            us(d50),
-            us(d99),
-            us(p50),
-            us(p99),
-            us(a50),
-            us(a99)
-        );
-    }
+    gemini::print_rows(&gemini);
     let mut figures = report.json();
     figures["translated_request_anthropic_to_chat_c1_1k"] = pair_json(&translated.0);
     figures["translated_stream_first_event_c1_1k"] = pair_json(&translated.1);
@@ -217,91 +206,6 @@ fn main() {
     let text = serde_json::to_string_pretty(&figures).expect("serialize the figures");
     std::fs::write(&out, text + "\n").expect("write target/bench-proxy.json");
     eprintln!("bench: figures written to {}", out.display());
-}
-
-/// Gemini next to the other dialects: passthrough (a Gemini client on a Gemini upstream) and
-/// translation both ways with Chat, and Anthropic on Gemini, each against the upstream's own
-/// request sent straight to the mock. `(row name, JSON key, latencies)`.
-fn gemini_rows(
-    plan: &Plan,
-    rt: &tokio::runtime::Runtime,
-    bin: &Path,
-    mock: SocketAddr,
-    ledger: &Path,
-) -> Vec<(&'static str, &'static str, Pair)> {
-    let gemini = chat_body(Api::Gemini { stream: false }, KB, false);
-    let gemini_stream = chat_body(Api::Gemini { stream: true }, KB, true);
-    let chat = chat_body(Api::OpenaiChat, KB, false);
-    let chat_stream = chat_body(Api::OpenaiChat, KB, true);
-    let anthropic = chat_body(Api::Anthropic, KB, false);
-    // (proxy's upstream dialect, row, key, direct request, request through the proxy, first event)
-    let rows: [(Option<&str>, &'static str, &'static str, &Prepared, &Prepared, bool); 6] = [
-        (None, "1 KB Gemini `:generateContent` (passthrough)", "latency_c1_1k_gemini", &gemini, &gemini, false),
-        (
-            None,
-            "Gemini stream, time to first event, 1 KB",
-            "stream_first_event_c1_1k_gemini",
-            &gemini_stream,
-            &gemini_stream,
-            true,
-        ),
-        (
-            Some("openai-chat"),
-            "1 KB Gemini client -> OpenAI Chat upstream (translated)",
-            "translated_request_gemini_to_chat_c1_1k",
-            &chat,
-            &gemini,
-            false,
-        ),
-        (
-            Some("openai-chat"),
-            "Gemini client -> Chat stream, time to first event, 1 KB",
-            "translated_stream_gemini_to_chat_c1_1k",
-            &chat_stream,
-            &gemini_stream,
-            true,
-        ),
-        (
-            Some("gemini"),
-            "1 KB OpenAI Chat client -> Gemini upstream (translated)",
-            "translated_request_chat_to_gemini_c1_1k",
-            &gemini,
-            &chat,
-            false,
-        ),
-        (
-            Some("gemini"),
-            "1 KB Anthropic client -> Gemini upstream (translated)",
-            "translated_request_anthropic_to_gemini_c1_1k",
-            &gemini,
-            &anthropic,
-            false,
-        ),
-    ];
-    let mut out = Vec::new();
-    for (dialect, name, key, direct_req, via_req, first_event) in rows {
-        let mut extra: Vec<&str> = dialect.map(|d| vec!["--upstream-dialect", d]).unwrap_or_default();
-        if dialect == Some("gemini") {
-            // Gemini's model is in the path: the one the mock serves.
-            extra.extend(["--upstream-model", "gemini-bench"]);
-        }
-        let proxy = support::spawn_proxy_with(bin, mock, ledger, &extra).expect("the Gemini bench proxy starts");
-        eprintln!("bench: {name}");
-        let n = if first_event { plan.stream_requests } else { plan.latency_requests };
-        let measured = rt.block_on(async {
-            let (mut direct, mut via) = (Conn::open(mock).await?, Conn::open(proxy.addr).await?);
-            pair_with(plan, n, &mut direct, &mut via, direct_req, via_req, first_event).await
-        });
-        let measured = measured.unwrap_or_else(|e| {
-            panic!(
-                "{name}: {e}
-{}",
-                proxy.log_tail()
-            )
-        });
-        out.push((name, key, measured));
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,18 @@ use std::path::Path;
 use super::support::{self, chat_body, Api, Conn, Prepared};
 use super::{pair_with, percentile, us, Pair, Plan, KB};
 
+/// One measured row: the proxy's upstream dialect (none: passthrough), its name and JSON key, the
+/// request sent straight to the mock and the one sent through the proxy, and whether the time is
+/// to the first event.
+struct Row<'a> {
+    upstream: Option<&'static str>,
+    name: &'static str,
+    key: &'static str,
+    direct: &'a Prepared,
+    via: &'a Prepared,
+    first_event: bool,
+}
+
 /// Each row against the upstream's own request sent straight to the mock. `(row name, JSON key, latencies)`.
 pub fn rows(
     plan: &Plan,
@@ -20,10 +32,10 @@ pub fn rows(
     let chat = chat_body(Api::OpenaiChat, KB, false);
     let chat_stream = chat_body(Api::OpenaiChat, KB, true);
     let anthropic = chat_body(Api::Anthropic, KB, false);
-    // (proxy's upstream dialect, row, key, direct request, request through the proxy, first event)
-    let rows: [(Option<&str>, &'static str, &'static str, &Prepared, &Prepared, bool); 6] = [
-        (None, "1 KB Gemini `:generateContent` (passthrough)", "latency_c1_1k_gemini", &gemini, &gemini, false),
-        (
+    let row = |upstream, name, key, direct, via, first_event| Row { upstream, name, key, direct, via, first_event };
+    let rows = [
+        row(None, "1 KB Gemini `:generateContent` (passthrough)", "latency_c1_1k_gemini", &gemini, &gemini, false),
+        row(
             None,
             "Gemini stream, time to first event, 1 KB",
             "stream_first_event_c1_1k_gemini",
@@ -31,7 +43,7 @@ pub fn rows(
             &gemini_stream,
             true,
         ),
-        (
+        row(
             Some("openai-chat"),
             "1 KB Gemini client -> OpenAI Chat upstream (translated)",
             "translated_request_gemini_to_chat_c1_1k",
@@ -39,7 +51,7 @@ pub fn rows(
             &gemini,
             false,
         ),
-        (
+        row(
             Some("openai-chat"),
             "Gemini client -> Chat stream, time to first event, 1 KB",
             "translated_stream_gemini_to_chat_c1_1k",
@@ -47,7 +59,7 @@ pub fn rows(
             &gemini_stream,
             true,
         ),
-        (
+        row(
             Some("gemini"),
             "1 KB OpenAI Chat client -> Gemini upstream (translated)",
             "translated_request_chat_to_gemini_c1_1k",
@@ -55,7 +67,7 @@ pub fn rows(
             &chat,
             false,
         ),
-        (
+        row(
             Some("gemini"),
             "1 KB Anthropic client -> Gemini upstream (translated)",
             "translated_request_anthropic_to_gemini_c1_1k",
@@ -65,7 +77,7 @@ pub fn rows(
         ),
     ];
     let mut out = Vec::new();
-    for (dialect, name, key, direct_req, via_req, first_event) in rows {
+    for Row { upstream: dialect, name, key, direct: direct_req, via: via_req, first_event } in rows {
         let mut extra: Vec<&str> = dialect.map(|d| vec!["--upstream-dialect", d]).unwrap_or_default();
         if dialect == Some("gemini") {
             // Gemini's model is in the path: the one the mock serves.

@@ -63,7 +63,7 @@ pub(crate) fn split_call_id(id: &str) -> (Option<&str>, Option<String>) {
                 c => c,
             })
             .collect();
-        while sig.len() % 4 != 0 {
+        while !sig.len().is_multiple_of(4) {
             sig.push('=');
         }
         (b, Some(sig))
@@ -78,7 +78,7 @@ pub(crate) fn split_call_id(id: &str) -> (Option<&str>, Option<String>) {
 /// long. Exactly these survive the URL-safe spelling unchanged.
 fn is_standard_base64(s: &str) -> bool {
     let body = s.trim_end_matches('=');
-    s.len() % 4 == 0
+    s.len().is_multiple_of(4)
         && s.len() - body.len() <= 2
         && !body.is_empty()
         && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')

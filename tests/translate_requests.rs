@@ -94,6 +94,7 @@ fn chat_to_anthropic() {
     assert_eq!(v["tool_choice"], json!({"type": "any", "disable_parallel_tool_use": true}));
     assert_eq!(v["stop_sequences"], json!(["</end>"]));
     assert_eq!(v["temperature"], 1.0);
+    assert!(v.get("top_p").is_none(), "Anthropic refuses temperature with top_p: the temperature stays");
     assert_eq!(v["max_tokens"], 8192);
     assert_eq!(v["metadata"], json!({"user_id": "u-42"}));
     assert_eq!(v["stream"], true);

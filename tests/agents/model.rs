@@ -78,6 +78,10 @@ impl Script {
                 return reply;
             }
         }
+        if let Some(reply) = anthropic_refusal(dialect, rec) {
+            seen.abort = Some(format!("the Anthropic mock refused the request: {}", reply_text(&reply)));
+            return reply;
+        }
         let turn = match provider::parse(dialect, &rec.path, &rec.body) {
             Ok(t) => t,
             Err(e) => {
@@ -125,6 +129,18 @@ impl Script {
             let _ = writeln!(f, "{line}");
         }
     }
+}
+
+/// What Anthropic's current models refuse that a translation could produce: `temperature` and
+/// `top_p` together.
+fn anthropic_refusal(dialect: Dialect, rec: &Recorded) -> Option<Reply> {
+    let v: serde_json::Value = serde_json::from_slice(&rec.body).ok()?;
+    let both = v.get("temperature").is_some() && v.get("top_p").is_some();
+    (dialect == Dialect::Anthropic && both).then(|| Reply::Json {
+        status: 400,
+        body: br#"{"type":"error","error":{"type":"invalid_request_error","message":"`temperature` and `top_p` cannot both be specified for this model. Please use only one."}}"#.to_vec(),
+        headers: vec![],
+    })
 }
 
 /// The model a Gemini path names (`/v1beta/models/NAME:method`).

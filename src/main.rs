@@ -287,6 +287,7 @@ fn serve(
         eprintln!("tokenfold listening on http://{addr} (config: {source})");
         eprintln!("  Claude Code: ANTHROPIC_BASE_URL=http://{addr} claude");
         eprintln!("  OpenAI SDKs: OPENAI_BASE_URL=http://{addr}/v1");
+        eprintln!("  Gemini CLI:  GOOGLE_GEMINI_BASE_URL=http://{addr} gemini");
         server::serve(state, listener, shutdown_signal()).await;
         eprintln!("tokenfold stopped");
         ExitCode::SUCCESS

@@ -203,7 +203,7 @@ impl Config {
             for dialect in provider_dialects {
                 // Gemini's API is versioned `v1beta`: its base gets that segment instead.
                 let base = match dialect {
-                    Dialect::Gemini => gemini_base(raw),
+                    Dialect::Gemini => crate::dialect::gemini::base_url(raw),
                     _ => base.clone(),
                 };
                 let name = match n {
@@ -594,17 +594,6 @@ fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
         return Ok(format!("{url}/v1"));
     }
     Ok(url.to_string())
-}
-
-/// A Gemini base URL from `--upstream URL`: URL itself when it ends in an API version
-/// (`/v1beta`, `/v1alpha`, `/v1`), else URL + `/v1beta`.
-fn gemini_base(url: &str) -> String {
-    let url = url.trim().trim_end_matches('/');
-    if ["/v1beta", "/v1alpha", "/v1"].iter().any(|v| url.ends_with(v)) {
-        url.to_string()
-    } else {
-        format!("{url}/v1beta")
-    }
 }
 
 /// The dotted key path (`providers[1].models[0].name`) of the deepest key or value at byte

@@ -76,6 +76,17 @@ impl Call {
     }
 }
 
+/// A Gemini base URL from a server's URL: the URL itself when it ends in an API version
+/// (`/v1beta`, `/v1alpha`, `/v1`), else the URL + `/v1beta`.
+pub fn base_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if VERSIONS.iter().any(|v| url.ends_with(v)) {
+        url.to_string()
+    } else {
+        format!("{url}/v1beta")
+    }
+}
+
 /// The value of `name` in a query string (not percent-decoded: the proxy only compares it).
 pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?.split('&').find_map(|kv| match kv.split_once('=') {
@@ -208,6 +219,16 @@ mod tests {
             ("/models/gemini-x:streamGenerateContent".into(), Some("alt=sse"))
         );
         assert_eq!(Call::for_target("g", false).query(), None);
+    }
+
+    #[test]
+    fn base_urls_get_the_api_version() {
+        assert_eq!(
+            base_url("https://generativelanguage.googleapis.com/"),
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
+        assert_eq!(base_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
+        assert_eq!(base_url("http://h/v1alpha"), "http://h/v1alpha");
     }
 
     #[test]

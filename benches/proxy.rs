@@ -6,12 +6,15 @@
 //! TOKENFOLD_BIN=path/to/tokenfold cargo bench --bench proxy   # measure another build
 //! ```
 //!
-//! An in-process zero-delay mock provider answers `/v1/messages` and `/v1/chat/completions`. The
+//! An in-process zero-delay mock provider answers `/v1/messages`, `/v1/chat/completions` and
+//! Gemini's `/v1beta/models/gemini-bench:generateContent` / `:streamGenerateContent`. The
 //! real release binary runs as `tokenfold serve --upstream http://MOCK --listen 127.0.0.1:0`. The
 //! same load client sends each request once straight to the mock and once through the proxy,
 //! interleaved, so machine noise hits both sides alike; "added" is proxy minus direct.
 //! Prints a markdown table and writes the figures to `target/bench-proxy.json`.
 
+#[path = "proxy/gemini.rs"]
+mod gemini;
 mod support;
 
 use std::net::SocketAddr;
@@ -145,6 +148,7 @@ fn main() {
         })
         .unwrap_or_else(|e| panic!("translation bench failed: {e}\n{}", translating.log_tail()));
     drop(translating);
+    let gemini = gemini::rows(&plan, &rt, &bin, mock, &ledger);
     let load_after = loadavg();
 
     let mut to_200: Vec<Duration> = starts.iter().map(|s| s.1).collect();
@@ -188,9 +192,13 @@ fn main() {
             us(p99.saturating_sub(d99))
         );
     }
+    gemini::print_rows(&gemini);
     let mut figures = report.json();
     figures["translated_request_anthropic_to_chat_c1_1k"] = pair_json(&translated.0);
     figures["translated_stream_first_event_c1_1k"] = pair_json(&translated.1);
+    for (_, key, p) in &gemini {
+        figures[*key] = pair_json(p);
+    }
     let added = added_us(&translated.0, 0.99);
     figures["targets"]["translated_added_p99_1k_us"] =
         json!({"target": TRANSLATED_P99_TARGET_US, "measured": added, "met": added <= TRANSLATED_P99_TARGET_US});

@@ -40,9 +40,11 @@ enum Command {
         /// then the next ones in order when it is rate limited, down or refuses the key.
         #[arg(long, value_name = "URL")]
         upstream: Vec<String>,
-        /// With --upstream: the dialect the upstream speaks (openai-chat, anthropic or
-        /// openai-responses); requests in another dialect are translated. E.g. Claude Code on a
-        /// local vLLM/Ollama/llama.cpp server: --upstream http://127.0.0.1:8000 --upstream-dialect openai-chat
+        /// With --upstream: the dialect the upstream speaks (openai-chat, anthropic,
+        /// openai-responses or gemini); requests in another dialect are translated. E.g. Claude
+        /// Code on a local vLLM/Ollama/llama.cpp server: --upstream http://127.0.0.1:8000
+        /// --upstream-dialect openai-chat; Codex on Gemini: --upstream
+        /// https://generativelanguage.googleapis.com --upstream-dialect gemini (`/v1beta` is added)
         #[arg(long, value_name = "DIALECT", requires = "upstream")]
         upstream_dialect: Option<String>,
         /// Replace the model name of every request with NAME.
@@ -77,15 +79,16 @@ enum Command {
     },
     /// Fold recorded sessions turn by turn and report what would be saved (no network).
     Replay {
-        /// Session files or folders: Claude Code / Codex JSONL, SWE-agent .traj, mini-swe-agent
-        /// .traj.json, OpenHands events, .aider.llm.history, request bodies. Default: ~/.claude/projects
-        /// and ~/.codex/sessions.
+        /// Session files or folders: Claude Code / Codex JSONL, Gemini CLI sessions
+        /// (~/.gemini/tmp/<project>/chats/*.json, *.jsonl) and `/chat share` JSON, SWE-agent .traj,
+        /// mini-swe-agent .traj.json, OpenHands events, .aider.llm.history, request bodies.
+        /// Default: ~/.claude/projects, ~/.codex/sessions and ~/.gemini/tmp.
         paths: Vec<PathBuf>,
         /// Print JSON (with a digest of every conversation's forwarded bodies) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Size of the stand-in system prompt + tool schemas per request for Claude Code and Codex
-        /// files, which do not record them: reported as the "+sys" figure next to the saving over
+        /// Size of the stand-in system prompt + tool schemas per request for Claude Code, Codex
+        /// and Gemini CLI files, which do not record them: reported as the "+sys" figure next to the saving over
         /// what the files record. 0 leaves it out.
         #[arg(long, default_value_t = tokenfold::replay::DEFAULT_SYSTEM_TOKENS)]
         system_tokens: u64,
@@ -212,7 +215,8 @@ fn serve(
         None => None,
         Some((_, Some(d))) => Some(d),
         Some((d, None)) => {
-            eprintln!("error: --upstream-dialect `{d}` is not one of openai-chat, anthropic, openai-responses");
+            let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.name()).collect();
+            eprintln!("error: --upstream-dialect `{d}` is not one of {}", names.join(", "));
             return ExitCode::from(2);
         }
     };
@@ -284,6 +288,7 @@ fn serve(
         eprintln!("tokenfold listening on http://{addr} (config: {source})");
         eprintln!("  Claude Code: ANTHROPIC_BASE_URL=http://{addr} claude");
         eprintln!("  OpenAI SDKs: OPENAI_BASE_URL=http://{addr}/v1");
+        eprintln!("  Gemini CLI:  GOOGLE_GEMINI_BASE_URL=http://{addr} gemini");
         server::serve(state, listener, stop_signals()).await;
         eprintln!("tokenfold stopped");
         ExitCode::SUCCESS

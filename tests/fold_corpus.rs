@@ -13,7 +13,8 @@ use tokenfold::fold::{shapes, EditNote, Folder, Levers};
 use tokenfold::replay::{measure, sources, Counter, Setup};
 use xxhash_rust::xxh3::xxh3_64;
 
-const DIRS: [&str; 4] = ["claude-code_spotter", "swe-agent", "aider_friendly-names", "codex-format-sample"];
+const DIRS: [&str; 5] =
+    ["claude-code_spotter", "swe-agent", "aider_friendly-names", "codex-format-sample", "gemini-cli_gemini-cli"];
 
 /// Every `old_string` / `old_str` an edit call passes in the conversation, with the first turn
 /// whose request holds the call (the agent chose it after seeing the requests before).

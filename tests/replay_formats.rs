@@ -137,3 +137,65 @@ fn replay_run_reports_and_succeeds() {
         tokenfold::replay::Options { paths: vec![d], without: vec!["no-such-lever".into()], ..Default::default() };
     assert_eq!(tokenfold::replay::run(opts), 2, "an unknown lever is a usage error");
 }
+
+/// Gemini CLI's session files (`chats/session-*.jsonl` of 0.61, `session-*.json` before) and the
+/// `/chat share` export, side by side in one folder as `~/.gemini/tmp/<project>/chats` holds them.
+#[test]
+fn gemini_cli_sessions_and_shared_histories() {
+    let d = tmp("gemini").join("tmp/project/chats");
+    std::fs::create_dir_all(&d).unwrap();
+    let records = [
+        r#"{"sessionId":"5b4b","projectHash":"6ae6","startTime":"2026-12-06T21:42:22.112Z","kind":"main"}"#,
+        r#"{"$set":{"messages":[{"id":"d049","timestamp":"t","type":"user","content":[{"text":"<session_context>\nMy operating system is: linux\n</session_context>"}]}],"lastUpdated":"t"}}"#,
+        r#"{"id":"2f6d","timestamp":"t","type":"user","content":[{"text":"fix config.py"}]}"#,
+        r#"{"id":"41d5","timestamp":"t","type":"gemini","content":"","toolCalls":[{"id":"read_file_1","name":"read_file","args":{"file_path":"src/config.py"},"status":"scheduled","timestamp":"t"}],"thoughts":[],"model":"gemini-x"}"#,
+        r#"{"id":"41d5","timestamp":"t","type":"gemini","content":"","toolCalls":[{"id":"read_file_1","name":"read_file","args":{"file_path":"src/config.py"},"status":"success","timestamp":"t","result":[{"functionResponse":{"id":"read_file_1","name":"read_file","response":{"output":"TIMEOUT = 30\n"}}}]}],"thoughts":[],"model":"gemini-x"}"#,
+        r#"{"$set":{"lastUpdated":"t"}}"#,
+        r#"{"id":"77aa","timestamp":"t","type":"gemini","content":"It is 30.","thoughts":[],"model":"gemini-x"}"#,
+    ];
+    std::fs::write(d.join("session-2026-12-06T21-42-5b4b.jsonl"), records.join("\n")).unwrap();
+    let legacy = serde_json::json!({"sessionId": "s", "projectHash": "p", "startTime": "t", "lastUpdated": "t", "messages": [
+        {"id": "1", "type": "user", "content": "hi"},
+        {"id": "2", "type": "info", "content": "not sent"},
+        {"id": "3", "type": "gemini", "content": "hello"}]});
+    std::fs::write(d.join("session-2026-01-02T10-00-s.json"), legacy.to_string()).unwrap();
+    let shared = serde_json::json!([
+        {"role": "user", "parts": [{"text": "go"}]},
+        {"role": "model", "parts": [{"text": "plan", "thought": true}, {"functionCall": {"name": "glob", "args": {"pattern": "*"}}, "thoughtSignature": "c2ln"}]},
+        {"role": "user", "parts": [{"functionResponse": {"id": "glob_1_0", "name": "glob", "response": {"output": "a.rs"}}}]},
+        {"role": "model", "parts": [{"text": "done"}]}]);
+    std::fs::write(d.join("shared.json"), shared.to_string()).unwrap();
+    let convs = sources::load(&d);
+    assert_eq!(convs.len(), 3);
+    assert!(convs.iter().all(|c| c.dialect == Dialect::Gemini));
+    let find = |name: &str| convs.iter().find(|c| c.name.contains(name)).unwrap();
+    let jsonl = find(".jsonl");
+    assert_eq!((jsonl.format, jsonl.turns.len()), ("gemini-cli-session", 2));
+    let last: serde_json::Value = serde_json::from_slice(&jsonl.turns[1]).unwrap();
+    let c = last["contents"].as_array().unwrap();
+    assert_eq!(c.len(), 4, "context, prompt, the call, its result: {last}");
+    assert_eq!(
+        c[2]["parts"][0]["functionCall"],
+        serde_json::json!({"id": "read_file_1", "name": "read_file", "args": {"file_path": "src/config.py"}})
+    );
+    assert_eq!(c[3]["parts"][0]["functionResponse"]["response"]["output"], "TIMEOUT = 30\n");
+    assert_eq!(find("-s.json").turns.len(), 1);
+    let share = find("shared.json");
+    assert_eq!((share.format, share.turns.len()), ("gemini-cli", 2));
+    // The whole replay runs on them.
+    let opts = tokenfold::replay::Options { paths: vec![d], json: true, ..Default::default() };
+    assert_eq!(tokenfold::replay::run(opts), 0);
+}
+
+/// The shared corpus's three Gemini CLI histories: 140 model turns (skips when it is absent).
+#[test]
+fn the_gemini_cli_corpus_reads_as_140_turns() {
+    let Some(root) = fold_support::corpus_root() else {
+        eprintln!("skipped: the shared corpus is not here (../shared/corpus)");
+        return;
+    };
+    let convs = sources::load(&root.join("gemini-cli_gemini-cli"));
+    assert_eq!(convs.len(), 3);
+    assert_eq!(convs.iter().map(|c| c.turns.len()).sum::<usize>(), 140);
+    assert!(convs.iter().all(|c| c.format == "gemini-cli" && c.dialect == Dialect::Gemini));
+}

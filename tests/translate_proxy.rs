@@ -67,12 +67,12 @@ async fn claude_code_shaped_requests_reach_a_chat_provider_translated() {
 #[tokio::test]
 async fn a_bad_dialect_name_is_refused_with_the_choices() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenfold"))
-        .args(["serve", "--upstream", "http://127.0.0.1:9", "--upstream-dialect", "gemini", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--upstream", "http://127.0.0.1:9", "--upstream-dialect", "bedrock", "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("openai-chat") && err.contains("gemini"), "{err}");
+    assert!(err.contains("openai-chat") && err.contains("gemini") && err.contains("bedrock"), "{err}");
 }
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -94,6 +94,7 @@ fn chat_to_anthropic() {
     assert_eq!(v["tool_choice"], json!({"type": "any", "disable_parallel_tool_use": true}));
     assert_eq!(v["stop_sequences"], json!(["</end>"]));
     assert_eq!(v["temperature"], 1.0);
+    assert!(v.get("top_p").is_none(), "Anthropic refuses temperature with top_p: the temperature stays");
     assert_eq!(v["max_tokens"], 8192);
     assert_eq!(v["metadata"], json!({"user_id": "u-42"}));
     assert_eq!(v["stream"], true);
@@ -163,7 +164,11 @@ fn custom_tools_are_noted_for_the_answer() {
     let body = fixture("responses_request.json");
     for to in [OpenaiChat, Anthropic] {
         let t = translate_request_for_reply(OpenaiResponses, to, &body, &RequestOptions::default()).unwrap();
-        assert_eq!(t.reply, ReplyContext { custom_tools: vec!["apply_patch".to_string()] }, "{to}");
+        assert_eq!(
+            t.reply,
+            ReplyContext { custom_tools: vec!["apply_patch".to_string()], ..Default::default() },
+            "{to}"
+        );
         assert_eq!(t.body, translate_request(OpenaiResponses, to, &body, None).unwrap());
     }
     let t = translate_request_for_reply(

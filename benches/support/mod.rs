@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 // Mock provider
 
 const ANTHROPIC_REPLY: &[u8] = br#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Done."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":250,"output_tokens":3}}"#;
+const GEMINI_REPLY: &[u8] = br#"{"candidates":[{"content":{"parts":[{"text":"Done."}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":250,"candidatesTokenCount":3,"totalTokenCount":253},"modelVersion":"gemini-bench","responseId":"bench"}"#;
 const OPENAI_REPLY: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":0,"model":"gpt-5","choices":[{"index":0,"message":{"role":"assistant","content":"Done."},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":3,"total_tokens":253}}"#;
 
 /// The first SSE event goes out at once; the rest follow after `STREAM_GAP`, so the time to the
@@ -39,6 +40,12 @@ const OPENAI_SSE: [&str; 2] = [
     "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
     "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Done.\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":3,\"total_tokens\":253}}\n\n\
      data: [DONE]\n\n",
+];
+
+/// Gemini streams: one `GenerateContentResponse` per event, `\r\n\r\n` between events, no end marker.
+const GEMINI_SSE: [&str; 2] = [
+    "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Do\"}],\"role\":\"model\"},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":250,\"totalTokenCount\":250},\"modelVersion\":\"gemini-bench\",\"responseId\":\"bench\"}\r\n\r\n",
+    "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"ne.\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":250,\"candidatesTokenCount\":3,\"totalTokenCount\":253},\"modelVersion\":\"gemini-bench\",\"responseId\":\"bench\"}\r\n\r\n",
 ];
 
 type MockBody = BoxBody<Bytes, Infallible>;
@@ -75,12 +82,16 @@ async fn mock_handle(req: Request<Incoming>) -> Result<Response<MockBody>, Infal
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, "text/plain", Full::new(Bytes::new()).boxed())),
     };
-    let (json_reply, sse) = match path.as_str() {
-        "/v1/messages" => (ANTHROPIC_REPLY, ANTHROPIC_SSE),
-        "/v1/chat/completions" => (OPENAI_REPLY, OPENAI_SSE),
+    // Gemini names streaming in the path; the others in the body.
+    let streamed = memchr::memmem::find(&body, b"\"stream\":true").is_some();
+    let (json_reply, sse, streamed) = match path.as_str() {
+        "/v1/messages" => (ANTHROPIC_REPLY, ANTHROPIC_SSE, streamed),
+        "/v1/chat/completions" => (OPENAI_REPLY, OPENAI_SSE, streamed),
+        "/v1beta/models/gemini-bench:generateContent" => (GEMINI_REPLY, GEMINI_SSE, false),
+        "/v1beta/models/gemini-bench:streamGenerateContent" => (GEMINI_REPLY, GEMINI_SSE, true),
         _ => return Ok(reply(StatusCode::NOT_FOUND, "text/plain", Full::new(Bytes::new()).boxed())),
     };
-    if memchr::memmem::find(&body, b"\"stream\":true").is_none() {
+    if !streamed {
         return Ok(reply(StatusCode::OK, "application/json", Full::new(Bytes::from_static(json_reply)).boxed()));
     }
     let events = futures_util::stream::unfold(0usize, move |i| async move {
@@ -107,6 +118,10 @@ fn reply(status: StatusCode, content_type: &'static str, body: MockBody) -> Resp
 pub enum Api {
     Anthropic,
     OpenaiChat,
+    /// The model `gemini-bench`; a stream is asked for in the URL.
+    Gemini {
+        stream: bool,
+    },
 }
 
 impl Api {
@@ -114,6 +129,8 @@ impl Api {
         match self {
             Api::Anthropic => "/v1/messages",
             Api::OpenaiChat => "/v1/chat/completions",
+            Api::Gemini { stream: false } => "/v1beta/models/gemini-bench:generateContent",
+            Api::Gemini { stream: true } => "/v1beta/models/gemini-bench:streamGenerateContent?alt=sse",
         }
     }
 }
@@ -155,6 +172,12 @@ fn turn(api: Api, i: usize) -> Vec<Value> {
                 "function": {"name": "read_file", "arguments": json!({"path": path}).to_string()}}]}),
             json!({"role": "tool", "tool_call_id": id, "content": file_text(i)}),
         ],
+        Api::Gemini { .. } => vec![
+            json!({"role": "model", "parts": [{"text": format!("Let me look at {path}.")},
+                {"functionCall": {"id": id, "name": "read_file", "args": {"path": path}}, "thoughtSignature": "c2lnbmF0dXJl"}]}),
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"id": id, "name": "read_file", "response": {"output": file_text(i)}}}]}),
+        ],
     }
 }
 
@@ -172,9 +195,14 @@ fn tools(api: Api) -> Value {
             Api::Anthropic => json!({"name": n, "description": format!("Tool {n}: acts on the workspace."), "input_schema": schema(n)}),
             Api::OpenaiChat => json!({"type": "function", "function": {"name": n,
                 "description": format!("Tool {n}: acts on the workspace."), "parameters": schema(n)}}),
+            Api::Gemini { .. } => json!({"name": n, "description": format!("Tool {n}: acts on the workspace."),
+                "parametersJsonSchema": schema(n)}),
         })
         .collect();
-    Value::Array(list)
+    match api {
+        Api::Gemini { .. } => json!([{ "functionDeclarations": list }]),
+        _ => Value::Array(list),
+    }
 }
 
 fn envelope(api: Api, history: &[Value], ask: &str, stream: bool, with_tools: bool) -> Value {
@@ -187,11 +215,18 @@ fn envelope(api: Api, history: &[Value], ask: &str, stream: bool, with_tools: bo
             messages.push(json!({"role": "system", "content": system}));
             json!({"model": "gpt-5", "max_tokens": 4096, "stream": stream})
         }
+        Api::Gemini { .. } => json!({"systemInstruction": {"parts": [{"text": system}]},
+            "generationConfig": {"maxOutputTokens": 4096}}),
     };
-    messages.push(json!({"role": "user", "content": "Fix the failing test in the parser module."}));
+    let said = |text: &str| match api {
+        Api::Gemini { .. } => json!({"role": "user", "parts": [{"text": text}]}),
+        _ => json!({"role": "user", "content": text}),
+    };
+    messages.push(said("Fix the failing test in the parser module."));
     messages.extend(history.iter().cloned());
-    messages.push(json!({"role": "user", "content": ask}));
-    v["messages"] = Value::Array(messages);
+    messages.push(said(ask));
+    let key = if matches!(api, Api::Gemini { .. }) { "contents" } else { "messages" };
+    v[key] = Value::Array(messages);
     if with_tools {
         v["tools"] = tools(api);
     }
@@ -259,6 +294,9 @@ impl Conn {
             .header("x-api-key", "sk-bench-not-a-secret");
         if p.api == Api::Anthropic {
             req = req.header("anthropic-version", "2023-06-01");
+        }
+        if matches!(p.api, Api::Gemini { .. }) {
+            req = req.header("x-goog-api-key", "bench-not-a-secret");
         }
         let req = req.body(Full::new(p.body.clone())).map_err(|e| format!("build request: {e}"))?;
         let start = Instant::now();

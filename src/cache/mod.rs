@@ -108,6 +108,8 @@ impl RequestCache {
                 let key = key::derive(attempt.provider(), attempt.account(), &record.session);
                 cache_key::add(&body, &key).map(Bytes::from).unwrap_or(body)
             }
+            // Gemini caches implicitly: nothing to add (the ledger measures its cached tokens).
+            Dialect::Gemini => body,
         }
     }
 }

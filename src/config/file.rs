@@ -203,6 +203,8 @@ pub enum ProviderKind {
     #[serde(alias = "openai-chat")]
     Openai,
     OpenaiResponses,
+    /// The native Gemini API (`generativelanguage.googleapis.com/v1beta`).
+    Gemini,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -386,4 +388,6 @@ pub struct DefaultUpstreamSection {
     pub openai_chat: Option<Spanned<String>>,
     #[serde(default, rename = "openai-responses")]
     pub openai_responses: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gemini: Option<Spanned<String>>,
 }

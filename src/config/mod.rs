@@ -220,18 +220,23 @@ impl Config {
         }
         let mut cfg = Config::parse("", "--upstream", &|_| None)?;
         let mut shown = Vec::new();
-        for (n, base) in bases.iter().enumerate() {
-            let base = normalize_base(base, true).map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
+        for (n, raw) in bases.iter().enumerate() {
+            let base = normalize_base(raw, true).map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
             let provider_dialects = match speaks {
                 Some(d) => vec![d],
                 None => Dialect::ALL.to_vec(),
             };
             for dialect in provider_dialects {
+                // Gemini's API is versioned `v1beta`: its base gets that segment instead.
+                let base = match dialect {
+                    Dialect::Gemini => crate::dialect::gemini::base_url(raw),
+                    _ => base.clone(),
+                };
                 let name = match n {
                     0 => format!("upstream-{}", dialect.name()),
                     _ => format!("upstream{}-{}", n + 1, dialect.name()),
                 };
-                cfg.providers.push(Provider::client_passthrough(name, dialect, base.clone()));
+                cfg.providers.push(Provider::client_passthrough(name, dialect, base));
                 let i = cfg.providers.len() - 1;
                 // Without `speaks` each ingress dialect has its own provider; with it, all share one.
                 let ingresses = if speaks.is_some() { Dialect::ALL.to_vec() } else { vec![dialect] };
@@ -307,6 +312,7 @@ impl Config {
             (Dialect::Anthropic, &du.anthropic),
             (Dialect::OpenaiChat, &du.openai_chat),
             (Dialect::OpenaiResponses, &du.openai_responses),
+            (Dialect::Gemini, &du.gemini),
         ] {
             let Some(name) = entry else { continue };
             let key = format!("default_upstream.{}", dialect.name());
@@ -388,10 +394,10 @@ impl Config {
                 }
                 ProviderAuth::MissingKey { .. } => {}
                 ProviderAuth::Client => {
-                    let header = if p.dialect.is_anthropic() {
-                        "x-api-key or Authorization (ANTHROPIC_API_KEY / your Claude login)"
-                    } else {
-                        "Authorization: Bearer (OPENAI_API_KEY)"
+                    let header = match p.dialect {
+                        Dialect::Anthropic => "x-api-key or Authorization (ANTHROPIC_API_KEY / your Claude login)",
+                        Dialect::Gemini => "x-goog-api-key or ?key= (GEMINI_API_KEY)",
+                        _ => "Authorization: Bearer (OPENAI_API_KEY)",
                     };
                     out.push(format!("provider `{}` uses each client's own key: the agent must send {header}", p.name))
                 }
@@ -612,6 +618,7 @@ fn validate_provider(
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Openai => Dialect::OpenaiChat,
         ProviderKind::OpenaiResponses => Dialect::OpenaiResponses,
+        ProviderKind::Gemini => Dialect::Gemini,
     };
     let parts = pool::validate_provider_pool(p, &name, at, env)?;
     let models = parts.model_specs.iter().map(|m| m.name.clone()).collect();

@@ -132,7 +132,7 @@ models = [{ name = "n", price = { input = 2.0, output = 8.0 } }, { name = "w", p
 fn shipped_free_providers_are_free_tiers_with_list_prices_where_published() {
     let cfg = Config::parse(SHIPPED_CONFIG, "shipped", &|_| None).unwrap();
     for p in &cfg.providers {
-        let paid_api = ["anthropic", "openai", "openai-responses"].contains(&p.name.as_str());
+        let paid_api = ["anthropic", "openai", "openai-responses", "gemini-client"].contains(&p.name.as_str());
         assert!(p.accounts.iter().all(|a| a.free_tier != paid_api), "{}: free_tier", p.name);
         // Models without a published paid price (named in the config's comments).
         let unpublished = ["gemini-3.7-flash"];

@@ -1,6 +1,6 @@
 //! Reading a request's envelope in one pass over the raw bytes: the fields the proxy needs
-//! (`model`, `stream`, `stream_options`), whether it offers tools or carries images, and that
-//! the body is JSON at all.
+//! (`model`, `stream`, `stream_options`, Gemini's `generationConfig`), whether it offers tools or
+//! carries images, and that the body is JSON at all.
 //!
 //! A scanner instead of `serde_json::from_slice::<RequestEnvelope>` because that parse, and the
 //! substring searches that used to find tools and images, were most of the proxy's own time on
@@ -17,7 +17,8 @@ pub struct Scanned {
     pub envelope: RequestEnvelope,
     /// A top-level `tools` array with at least one object in it.
     pub has_tools: bool,
-    /// An image part anywhere: `"type": "image..."`, `image_url` or `input_image`.
+    /// An image part anywhere: `"type": "image..."`, `image_url`, `input_image` or (Gemini)
+    /// `"mimeType": "image/..."`.
     pub has_images: bool,
     /// A top-level `prompt_cache_key` (OpenAI dialects): the client routes its own cache.
     pub has_prompt_cache_key: bool,
@@ -58,7 +59,7 @@ fn has_tools_slow(body: &[u8]) -> bool {
 
 fn has_images_slow(body: &[u8]) -> bool {
     let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\"")
+    has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\"") || has(b"\"mimeType\":\"image/")
 }
 
 /// The members of a JSON object as raw key and value bytes (keys not unescaped), in order;
@@ -129,7 +130,7 @@ impl<'a> Scanner<'a> {
     /// The top-level object, then nothing but whitespace.
     fn document(mut self) -> Maybe<Scanned> {
         let mut out = Scanned::default();
-        let (mut seen_model, mut seen_stream, mut seen_options) = (false, false, false);
+        let (mut seen_model, mut seen_stream, mut seen_options, mut seen_config) = (false, false, false, false);
         self.ws();
         self.eat(b'{')?;
         self.ws();
@@ -146,13 +147,14 @@ impl<'a> Scanner<'a> {
                 self.ws();
                 let start = self.i;
                 match key {
-                    b"model" | b"stream" | b"stream_options" => {
+                    b"model" | b"stream" | b"stream_options" | b"generationConfig" => {
                         self.value(1)?;
                         let raw = &self.b[start..self.i];
                         let seen = match key {
                             b"model" => &mut seen_model,
                             b"stream" => &mut seen_stream,
-                            _ => &mut seen_options,
+                            b"stream_options" => &mut seen_options,
+                            _ => &mut seen_config,
                         };
                         if std::mem::replace(seen, true) {
                             return None; // serde: duplicate field
@@ -160,6 +162,7 @@ impl<'a> Scanner<'a> {
                         match key {
                             b"model" => out.envelope.model = serde_json::from_slice(raw).ok()?,
                             b"stream" => out.envelope.stream = serde_json::from_slice(raw).ok()?,
+                            b"generationConfig" => out.envelope.generation_config = serde_json::from_slice(raw).ok()?,
                             _ => {
                                 out.envelope.stream_options =
                                     serde_json::from_slice::<Option<StreamOptions>>(raw).ok()?
@@ -220,9 +223,10 @@ impl<'a> Scanner<'a> {
                     self.ws();
                     self.eat(b':')?;
                     self.ws();
-                    if key == b"type" && self.peek() == Some(b'"') {
+                    if (key == b"type" || key == b"mimeType") && self.peek() == Some(b'"') {
                         let v = self.string()?;
-                        self.has_images |= v.starts_with(b"image");
+                        self.has_images |=
+                            if key == b"type" { v.starts_with(b"image") } else { v.starts_with(b"image/") };
                         self.note_string(v);
                     } else {
                         self.value(depth + 1)?;

@@ -43,9 +43,17 @@ impl ErrorClass {
     }
 }
 
-/// The JSON error body for `dialect`.
+/// The JSON error body for `dialect`. A Gemini body's `code` is the status Google gives the class;
+/// `error_body_with_status` sets it to the answer's own.
 pub fn error_body(dialect: Dialect, class: ErrorClass, message: &str) -> Vec<u8> {
-    let value = if dialect.is_anthropic() {
+    error_body_with_status(dialect, class, message, super::gemini::http_status(class))
+}
+
+/// `error_body`, for an answer sent with HTTP `status`.
+pub fn error_body_with_status(dialect: Dialect, class: ErrorClass, message: &str, status: u16) -> Vec<u8> {
+    let value = if dialect == Dialect::Gemini {
+        super::gemini::error_value(status, class, message)
+    } else if dialect.is_anthropic() {
         serde_json::json!({
             "type": "error",
             "error": { "type": class.anthropic_type(), "message": message }
@@ -77,7 +85,8 @@ pub fn error_event(dialect: Dialect, class: ErrorClass, message: &str) -> Vec<u8
             out.extend_from_slice(b"\n\n");
             return out;
         }
-        Dialect::OpenaiChat => out.extend_from_slice(b"data: "),
+        // Gemini streams carry an error as a `data:` event holding the error body.
+        Dialect::OpenaiChat | Dialect::Gemini => out.extend_from_slice(b"data: "),
     }
     out.extend_from_slice(&body);
     out.extend_from_slice(b"\n\n");
@@ -104,6 +113,15 @@ mod tests {
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["message"], "nope");
         assert!(v.get("type").is_none());
+    }
+
+    #[test]
+    fn gemini_shape() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_body_with_status(Dialect::Gemini, ErrorClass::Api, "down", 502)).unwrap();
+        assert_eq!(v["error"]["code"], 502);
+        assert_eq!(v["error"]["status"], "INTERNAL");
+        assert_eq!(v["error"]["message"], "down");
     }
 
     #[test]

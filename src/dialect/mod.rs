@@ -4,6 +4,7 @@ pub mod breakpoints;
 pub mod cache_key;
 pub mod envelope;
 pub mod errors;
+pub mod gemini;
 pub mod sse;
 mod text;
 pub mod translate;
@@ -11,7 +12,7 @@ pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
-/// The three request dialects agents use.
+/// The four request dialects agents use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Dialect {
@@ -21,10 +22,13 @@ pub enum Dialect {
     OpenaiChat,
     /// OpenAI Responses (`POST /v1/responses`): Codex CLI.
     OpenaiResponses,
+    /// Google Gemini API (`POST /v1beta/models/{model}:generateContent`): Gemini CLI, the
+    /// `google-genai` SDKs. The model and streaming are in the URL, not the body.
+    Gemini,
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 3] = [Dialect::Anthropic, Dialect::OpenaiChat, Dialect::OpenaiResponses];
+    pub const ALL: [Dialect; 4] = [Dialect::Anthropic, Dialect::OpenaiChat, Dialect::OpenaiResponses, Dialect::Gemini];
 
     /// The name used in config files and on the command line.
     pub fn name(self) -> &'static str {
@@ -32,6 +36,7 @@ impl Dialect {
             Dialect::Anthropic => "anthropic",
             Dialect::OpenaiChat => "openai-chat",
             Dialect::OpenaiResponses => "openai-responses",
+            Dialect::Gemini => "gemini",
         }
     }
 
@@ -39,12 +44,14 @@ impl Dialect {
         Dialect::ALL.into_iter().find(|d| d.name() == s)
     }
 
-    /// The path (under the base URL) a request of this dialect is sent to.
+    /// The path (under the base URL) a request of this dialect is sent to. Gemini's path goes on
+    /// with the model and the method (`gemini::Call::upstream_path`).
     pub fn endpoint_path(self) -> &'static str {
         match self {
             Dialect::Anthropic => "/v1/messages",
             Dialect::OpenaiChat => "/v1/chat/completions",
             Dialect::OpenaiResponses => "/v1/responses",
+            Dialect::Gemini => "/v1beta/models",
         }
     }
 
@@ -80,12 +87,16 @@ pub struct RequestEnvelope {
     pub max_completion_tokens: Option<serde_json::Value>,
     #[serde(default)]
     pub max_output_tokens: Option<serde_json::Value>,
+    /// Gemini: `generationConfig`, for its `maxOutputTokens`. Loose, like the fields above.
+    #[serde(default, rename = "generationConfig")]
+    pub generation_config: Option<serde_json::Value>,
 }
 
 impl RequestEnvelope {
     /// The most output tokens the request allows, if it says.
     pub fn max_output(&self) -> Option<u64> {
-        [&self.max_completion_tokens, &self.max_output_tokens, &self.max_tokens]
+        let gemini = self.generation_config.as_ref().and_then(|g| g.get("maxOutputTokens"));
+        [self.max_completion_tokens.as_ref(), self.max_output_tokens.as_ref(), self.max_tokens.as_ref(), gemini]
             .into_iter()
             .flatten()
             .find_map(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)))
@@ -103,6 +114,8 @@ pub mod headers {
     pub const ANTHROPIC_VERSION: &str = "anthropic-version";
     pub const X_API_KEY: &str = "x-api-key";
     pub const AUTHORIZATION: &str = "authorization";
+    /// Gemini API keys (the query parameter `key=` is the other way to send one).
+    pub const X_GOOG_API_KEY: &str = "x-goog-api-key";
     /// Every header starting with this prefix is the proxy's own and never goes upstream.
     pub const TOKENFOLD_PREFIX: &str = "x-tokenfold";
     /// `x-tokenfold: off` forwards one request as the client sent it: no folding, no cache planning.

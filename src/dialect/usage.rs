@@ -26,8 +26,9 @@ impl Usage {
         self.input + self.cache_read + self.cache_write
     }
 
-    /// Reads a `usage` object of `dialect`. Anthropic reports cache reads/writes beside
-    /// `input_tokens`; OpenAI includes cached tokens inside the prompt/input count.
+    /// Reads a `usage` object of `dialect` (Gemini: `usageMetadata`). Anthropic reports cache
+    /// reads/writes beside `input_tokens`; OpenAI and Gemini include cached tokens inside the
+    /// prompt/input count.
     pub fn from_json(dialect: Dialect, usage: &Value) -> Option<Usage> {
         let n = |v: &Value| v.as_u64().unwrap_or(0);
         if !usage.is_object() {
@@ -52,6 +53,10 @@ impl Usage {
                 };
                 let cached = n(&details["cached_tokens"]).min(input);
                 Usage { input: input - cached, output, cache_read: cached, cache_write: 0, cache_write_1h: 0 }
+            }
+            Dialect::Gemini => {
+                let (prompt, cached, output) = super::gemini::usage_counts(usage);
+                Usage { input: prompt - cached, output, cache_read: cached, cache_write: 0, cache_write_1h: 0 }
             }
         })
     }
@@ -99,7 +104,8 @@ impl UsageSniffer {
             Some(splitter) => {
                 splitter.push(chunk);
                 while let Some(event) = splitter.next_event() {
-                    if memchr::memmem::find(&event, b"\"usage\"").is_some() {
+                    // `"usage"`, and Gemini's `"usageMetadata"`.
+                    if memchr::memmem::find(&event, b"\"usage").is_some() {
                         let parsed = super::sse::SseEvent::parse(&event);
                         observe(self.dialect, &mut self.usage, parsed.data.as_bytes());
                     }
@@ -155,6 +161,9 @@ fn find_usage(dialect: Dialect, doc: &[u8]) -> Option<Option<Usage>> {
     if escaped(&top) {
         return None; // keys that only match once unescaped: the tree reading handles them
     }
+    if dialect == Dialect::Gemini {
+        return Some(field(&top, super::gemini::USAGE_FIELD.as_bytes()).and_then(|u| Usage::from_json(dialect, &u)));
+    }
     let found = field(&top, b"usage")
         .and_then(|u| Usage::from_json(dialect, &u))
         .or_else(|| nested(&top, b"message"))
@@ -163,6 +172,11 @@ fn find_usage(dialect: Dialect, doc: &[u8]) -> Option<Option<Usage>> {
 }
 
 fn find_in_tree(dialect: Dialect, doc: &Value) -> Option<Usage> {
+    if dialect == Dialect::Gemini {
+        // A stream without `alt=sse` is a JSON array of answers: the last report counts.
+        let items = doc.as_array().map(Vec::as_slice).unwrap_or(std::slice::from_ref(doc));
+        return items.iter().rev().find_map(|d| Usage::from_json(dialect, &d[super::gemini::USAGE_FIELD]));
+    }
     [&doc["usage"], &doc["message"]["usage"], &doc["response"]["usage"]]
         .into_iter()
         .find_map(|u| Usage::from_json(dialect, u))
@@ -248,6 +262,22 @@ mod tests {
         assert_eq!(
             read(r#"{"usage":{"input_tokens":3.5,"output_tokens":4}}"#),
             Some(Usage { input: 0, output: 4, cache_read: 0, cache_write: 0, cache_write_1h: 0 })
+        );
+    }
+
+    #[test]
+    fn gemini_usage_metadata_in_events_and_arrays() {
+        let body = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hi\"}],\"role\":\"model\"}}],\"usageMetadata\":{\"promptTokenCount\":120,\"totalTokenCount\":121}}\r\n\r\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"!\"}],\"role\":\"model\"},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":120,\"cachedContentTokenCount\":100,\"candidatesTokenCount\":5,\"thoughtsTokenCount\":9,\"totalTokenCount\":134}}\r\n\r\n",
+        );
+        let mut s = UsageSniffer::new(Dialect::Gemini, true);
+        s.push(body.as_bytes());
+        assert_eq!(s.finish(), Some(Usage { input: 20, output: 14, cache_read: 100, cache_write: 0, cache_write_1h: 0 }));
+        let array = br#"[{"candidates":[],"usageMetadata":{"promptTokenCount":3}},{"candidates":[],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":4}}]"#;
+        assert_eq!(
+            UsageSniffer::of_whole_body(Dialect::Gemini, array),
+            Some(Usage { input: 3, output: 4, cache_read: 0, cache_write: 0, cache_write_1h: 0 })
         );
     }
 

@@ -194,9 +194,11 @@ pub fn process_text(
         _ => None,
     };
     // A shell command that shows a file (`cat`, `sed -n`, `head`, SWE-agent `open`) is a file view
-    // even without line numbers.
+    // even without line numbers, as is a read tool that shows files as they are (Gemini CLI's).
     let file_read = kind == Kind::ToolOutput
-        && tool.as_ref().and_then(|t| t.command.as_deref()).is_some_and(filters::command::shows_file);
+        && tool.as_ref().is_some_and(|t| {
+            t.command.as_deref().is_some_and(filters::command::shows_file) || shapes::shows_files_unnumbered(&t.name)
+        });
     if let (Some(region), true) = (region, edits.iter().all(|e| e.mechanism != Mechanism::WholeOutput)) {
         let target = Target { kind, text, lines: &lines, region: &region, reserved: &reserved, file_read };
         span_edits(st, ord, &target, &mut edits);

@@ -48,11 +48,14 @@ pub struct Block {
     pub tool_name: Option<Range<usize>>,
     /// The output was recognised in a user message (SWE-agent, mini-swe-agent, OpenHands, Aider).
     pub user_shaped: bool,
+    /// A call and its output paired by position when the request names no id for them (Gemini
+    /// function calls): the same number on both.
+    pub pair: Option<u32>,
 }
 
 impl Block {
-    fn new(kind: Kind, loc: Loc, range: Range<usize>) -> Block {
-        Block { kind, loc, range, tool_id: None, tool_name: None, user_shaped: false }
+    pub(super) fn new(kind: Kind, loc: Loc, range: Range<usize>) -> Block {
+        Block { kind, loc, range, tool_id: None, tool_name: None, user_shaped: false, pair: None }
     }
 
     /// Text blocks are JSON strings whose contents may be rewritten.
@@ -104,6 +107,7 @@ fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
                 }
             }
         }
+        Dialect::Gemini => super::locate_gemini::locate(b, &top, &mut out)?,
     }
     Ok(out)
 }
@@ -287,7 +291,7 @@ fn chat_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, 
 }
 
 /// Recognises tool output and template text that an agent sends as a user message.
-fn classify_user(b: &[u8], blk: &mut Block, seen_assistant: bool) {
+pub(super) fn classify_user(b: &[u8], blk: &mut Block, seen_assistant: bool) {
     if blk.kind != Kind::UserText {
         return;
     }

@@ -6,7 +6,18 @@ use super::locate::{Kind, Loc};
 use super::state::{Src, ToolInfo};
 
 pub fn is_read_tool(name: &str) -> bool {
-    matches!(name, "Read" | "read_file" | "view" | "read" | "open" | "cat" | "View" | "str_replace_based_edit_tool")
+    matches!(
+        name,
+        "Read"
+            | "read_file"
+            | "read_many_files"
+            | "view"
+            | "read"
+            | "open"
+            | "cat"
+            | "View"
+            | "str_replace_based_edit_tool"
+    )
 }
 
 /// How a marker names an earlier block. `short` is the compact wording (ids cut to a prefix that

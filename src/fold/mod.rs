@@ -10,6 +10,7 @@ pub mod filters;
 pub mod json;
 pub mod levers;
 pub mod locate;
+mod locate_gemini;
 pub mod lru;
 pub mod markers;
 pub mod originals;
@@ -323,11 +324,20 @@ fn block_hash(b: &[u8], blk: &Block) -> u64 {
     if let Some(r) = &blk.tool_name {
         seed ^= xxh3_64(b.get(r.clone()).unwrap_or_default()).rotate_left(13);
     }
+    if let Some(n) = blk.pair {
+        seed ^= u64::from(n).wrapping_add(1).rotate_left(21);
+    }
     xxh3_64_with_seed(b.get(blk.range.clone()).unwrap_or_default(), seed)
 }
 
 fn decode_opt(b: &[u8], r: &Option<std::ops::Range<usize>>) -> Option<String> {
     r.as_ref().and_then(|r| json::decode(b, r.clone()).ok()).map(|c| c.into_owned())
+}
+
+/// The id that ties a call to its output: the request's own, else the pairing `locate` made
+/// (`#N`, which no client id looks like).
+fn tool_key(b: &[u8], blk: &Block) -> Option<String> {
+    decode_opt(b, &blk.tool_id).or_else(|| blk.pair.map(|n| format!("#{n}")))
 }
 
 /// What processing a block needs beyond the state: this request's level and the store.
@@ -392,7 +402,7 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
             if command.is_some() {
                 st.pending_command = command.clone();
             }
-            if let Some(id) = decode_opt(b, &blk.tool_id) {
+            if let Some(id) = tool_key(b, blk) {
                 let name = decode_opt(b, &blk.tool_name).unwrap_or_else(|| "tool".to_string());
                 let runs_command = filters::command::is_command_tool(&name, &args);
                 let info = Arc::new(ToolInfo {
@@ -424,7 +434,7 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
     if kind == Kind::Template && !st.levers.templates {
         kind = Kind::UserText;
     }
-    let tool = match decode_opt(b, &blk.tool_id) {
+    let tool = match tool_key(b, blk) {
         Some(id) => st.tools.get(&id).cloned(),
         None if blk.user_shaped && kind == Kind::ToolOutput => {
             // Tool output sent as a user message: produced by the command the assistant asked for

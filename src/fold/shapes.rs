@@ -121,6 +121,12 @@ pub fn call_command(v: &serde_json::Value) -> Option<String> {
     None
 }
 
+/// Read tools whose output is the file as it is, without line numbers (Gemini CLI's `read_file`,
+/// and `read_many_files`, several files one after the other): their outputs are file views.
+pub fn shows_files_unnumbered(tool_name: &str) -> bool {
+    matches!(tool_name, "read_file" | "read_many_files")
+}
+
 /// The command an assistant message asks the agent to run, in the shapes agents parse from
 /// text: OpenHands `<function=execute_bash><parameter=command>` and `<execute_bash>`, SWE-agent
 /// `<command>`, else the last ``` fenced block (SWE-agent, mini-swe-agent).

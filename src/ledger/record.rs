@@ -220,6 +220,9 @@ pub fn client_family(user_agent: &str) -> &'static str {
         "Codex"
     } else if ua.contains("opencode") {
         "OpenCode"
+    } else if ua.starts_with("geminicli") {
+        // `GeminiCLI/0.61.0/MODEL (...)`, `GeminiCLI-tui/...` when interactive.
+        "Gemini CLI"
     } else if ua.contains("aider") || ua.contains("litellm") {
         "Aider"
     } else if ua.starts_with("anthropic/")
@@ -282,6 +285,7 @@ mod tests {
     fn families() {
         assert_eq!(client_family("claude-cli/2.1.3 (external, cli)"), "Claude Code");
         assert_eq!(client_family("codex_cli_rs/0.40.0"), "Codex");
+        assert_eq!(client_family("GeminiCLI-tui/0.61.0/gemini-3.8-flash (linux; x64; terminal)"), "Gemini CLI");
         assert_eq!(client_family("OpenAI/Python 1.99.0"), "SDK");
         assert_eq!(client_family(""), "unknown");
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
+use crate::dialect::gemini::{self, rpc::QuotaWindow};
 use crate::server::error::Origin;
 
 use super::headers::retry_delay;
@@ -123,8 +124,18 @@ pub fn classify(status: u16, headers: &HeaderMap, body_prefix: &[u8], now_unix_m
                 _ => Some(Failure::Unavailable { cause: Cause::ErrorBody, detail: detail() }),
             }
         }
-        429 if is_daily_quota(&lower) => Some(Failure::QuotaExhausted { retry_after: retry(), detail: detail() }),
-        429 => Some(Failure::RateLimited { retry_after: retry(), detail: detail() }),
+        // Google's details name the spent quota's window: a minute's limit is a rate limit even
+        // when the message says "quota exceeded".
+        429 => match gemini::rpc::quota_hint(body_prefix) {
+            Some(h) if h.window == QuotaWindow::Day => {
+                Some(Failure::QuotaExhausted { retry_after: h.retry_after.or_else(retry), detail: detail() })
+            }
+            Some(h) if h.window == QuotaWindow::Minute => {
+                Some(Failure::RateLimited { retry_after: h.retry_after.or_else(retry), detail: detail() })
+            }
+            _ if is_daily_quota(&lower) => Some(Failure::QuotaExhausted { retry_after: retry(), detail: detail() }),
+            _ => Some(Failure::RateLimited { retry_after: retry(), detail: detail() }),
+        },
         // OpenRouter answers 402 when credits are spent.
         402 => Some(Failure::QuotaExhausted { retry_after: retry(), detail: detail() }),
         401 | 403 => Some(Failure::AuthRejected { status, detail: detail() }),
@@ -285,6 +296,28 @@ mod tests {
         assert!(matches!(&f, Failure::BadRequest { status: 400, detail } if detail == "messages: field required"));
         assert!(!f.retryable());
         assert!(matches!(c(404, ""), Some(Failure::BadRequest { status: 404, .. })));
+    }
+
+    #[test]
+    fn googles_quota_details_decide_between_minute_and_day() {
+        let c = |body: &str| classify(429, &HeaderMap::new(), body.as_bytes(), NOW);
+        let violation = |id: &str| {
+            format!(
+                r#"{{"error":{{"code":429,"message":"You exceeded your current quota. Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests","status":"RESOURCE_EXHAUSTED","details":[{{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"{id}","quotaValue":"10"}}]}},{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"41s"}}]}}}}"#
+            )
+        };
+        let minute = c(&violation("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"));
+        assert_eq!(
+            minute,
+            Some(Failure::RateLimited {
+                retry_after: Some(Duration::from_secs(41)),
+                detail: "You exceeded your current quota. Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests".into()
+            })
+        );
+        let day = c(&violation("GenerateRequestsPerDayPerProjectPerModel-FreeTier"));
+        assert!(
+            matches!(day, Some(Failure::QuotaExhausted { retry_after: Some(d), .. }) if d == Duration::from_secs(41))
+        );
     }
 
     #[test]

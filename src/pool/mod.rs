@@ -27,6 +27,7 @@
 //! ```
 
 mod admission;
+mod credentials;
 pub mod failure;
 pub mod headers;
 pub mod show;

@@ -105,23 +105,27 @@ impl UpstreamClient {
         &self.timeouts
     }
 
-    /// Sends `body` to `target` at `path_after_v1` with the method, query and headers of the
-    /// client's request `client`, and waits for the response headers (first-byte timeout).
+    /// Sends `body` to `target` at `path_after_v1` (+ `?query`) with the method and headers of
+    /// the client's request `client`, and waits for the response headers (first-byte timeout).
     pub async fn send(
         &self,
         target: &Target,
         client: &http::request::Parts,
-        path_after_v1: &str,
+        (path_after_v1, query): (&str, Option<&str>),
         proxy_key_header: Option<&HeaderName>,
         body: Bytes,
     ) -> Result<reqwest::Response, ProxyError> {
         let provider = &target.provider;
         let url = self
-            .url(&provider.base_url, path_after_v1, client.uri.query())
+            .url(&provider.base_url, path_after_v1, query)
             .map_err(|detail| ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail })?;
         // Built directly: the builder's `.headers()` merges into an empty map header by header.
         let mut request = reqwest::Request::new(client.method.clone(), url);
-        *request.headers_mut() = upstream_headers(&client.headers, target, proxy_key_header);
+        let mut headers = upstream_headers(&client.headers, target, proxy_key_header);
+        if matches!(target.provider.auth, ProviderAuth::Client) {
+            super::credentials::carry_client_key(&mut headers, client.uri.query(), target.dialect);
+        }
+        *request.headers_mut() = headers;
         *request.body_mut() = Some(body.into());
         match tokio::time::timeout(self.timeouts.first_byte, self.http().execute(request)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout {
@@ -181,7 +185,7 @@ pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: O
             // Bodies are relayed (and parsed) as sent: ask for them uncompressed.
             || n == "accept-encoding"
             || proxy_key_header == Some(name)
-            || (own_key && (n == headers::X_API_KEY || n == headers::AUTHORIZATION))
+            || (own_key && (n == headers::X_API_KEY || n == headers::AUTHORIZATION || n == headers::X_GOOG_API_KEY))
         {
             continue;
         }
@@ -190,6 +194,7 @@ pub fn upstream_headers(client: &HeaderMap, target: &Target, proxy_key_header: O
     if let ProviderAuth::Key { secret, .. } = &target.provider.auth {
         let (name, value) = match target.dialect {
             Dialect::Anthropic => (headers::X_API_KEY, secret.expose().to_string()),
+            Dialect::Gemini => (headers::X_GOOG_API_KEY, secret.expose().to_string()),
             _ => (headers::AUTHORIZATION, format!("Bearer {}", secret.expose())),
         };
         if let Ok(mut v) = HeaderValue::from_str(&value) {

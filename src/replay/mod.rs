@@ -2,6 +2,7 @@
 //! `Folder::fold`) and reports what it would have saved and whether every prefix stayed stable.
 
 pub mod ceiling;
+mod gemini_sources;
 pub mod progress;
 pub mod report;
 mod retention;
@@ -67,7 +68,7 @@ pub const DEFAULT_SYSTEM_TOKENS: u64 = 15_000;
 
 /// Formats whose files leave out the system prompt and tool schemas.
 pub fn lacks_system(format: &str) -> bool {
-    matches!(format, "claude-code" | "codex")
+    matches!(format, "claude-code" | "codex" | "gemini-cli" | "gemini-cli-session")
 }
 
 /// What one conversation (or a sum of them) measured.
@@ -369,14 +370,17 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
 fn default_paths() -> Vec<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     let codex = std::env::var_os("CODEX_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".codex"));
-    [home.join(".claude/projects"), codex.join("sessions")].into_iter().filter(|p| p.exists()).collect()
+    [home.join(".claude/projects"), codex.join("sessions"), home.join(".gemini/tmp")]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect()
 }
 
 /// Runs the replay; returns the process exit code.
 pub fn run(opts: Options) -> u8 {
     let paths = if opts.paths.is_empty() { default_paths() } else { opts.paths.clone() };
     if paths.is_empty() {
-        eprintln!("replay: no path given and neither ~/.claude/projects nor ~/.codex/sessions exists");
+        eprintln!("replay: no path given and none of ~/.claude/projects, ~/.codex/sessions, ~/.gemini/tmp exists");
         return 2;
     }
     let mut levers = Levers::default();

@@ -101,7 +101,7 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
     if v.system_tokens > 0 {
         let _ = writeln!(
             out,
-            "+sys: the same saving over requests that also carry the system prompt + tool schemas, which Claude Code\nand Codex files do not record: a stand-in of {} tokens per request, never folded (--system-tokens N).\n- : the files record the system prompt already (saved is the whole figure).",
+            "+sys: the same saving over requests that also carry the system prompt + tool schemas, which Claude Code,\nCodex and Gemini CLI files do not record: a stand-in of {} tokens per request, never folded (--system-tokens N).\n- : the files record the system prompt already (saved is the whole figure).",
             v.system_tokens
         );
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::gemini_sources;
 use crate::dialect::Dialect;
 
 /// One conversation: the request body of every model turn, in order.
@@ -55,7 +56,9 @@ pub fn load(path: &Path) -> Vec<Conversation> {
                         bodies.entry(dir).or_default().push((d, Bytes::from(text)));
                         None
                     } else {
-                        chat_history(&v)
+                        gemini_sources::shared_history(&v)
+                            .or_else(|| gemini_sources::session(&v))
+                            .or_else(|| chat_history(&v))
                     }
                 }
                 Err(_) => None,
@@ -124,7 +127,7 @@ fn jsonl(text: &str) -> Parsed {
     if events.iter().any(|e| e.get("type").and_then(Value::as_str) == Some("response_item")) {
         return codex(&events);
     }
-    claude_code(&events)
+    gemini_sources::session_records(&events).or_else(|| claude_code(&events))
 }
 
 /// One message being assembled from Claude Code events.

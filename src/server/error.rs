@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::dialect::errors::{error_body, ErrorClass};
+use crate::dialect::errors::{error_body_with_status, ErrorClass};
 use crate::dialect::Dialect;
 
 /// Who caused an error: it decides whether retrying elsewhere can help.
@@ -26,7 +26,7 @@ pub enum ProxyError {
     BodyRead(String),
     #[error("the request body did not arrive within {secs:.1}s (server.body_timeout_ms)")]
     BodyTimeout { secs: f64 },
-    #[error("no route for {method} {path}; tokenfold serves POST /v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and GET /v1/models, /healthz, /metrics")]
+    #[error("no route for {method} {path}; tokenfold serves POST /v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses, /v1beta/models/MODEL:generateContent, :streamGenerateContent, :countTokens and GET /v1/models, /healthz, /metrics")]
     UnknownRoute { method: String, path: String },
     #[error("missing or invalid proxy key: send one of server.api_keys as x-tokenfold-key, x-api-key or Authorization: Bearer")]
     Unauthorized,
@@ -146,7 +146,7 @@ impl ProxyError {
 
     /// The JSON body in the caller's dialect.
     pub fn body(&self, dialect: Dialect) -> Bytes {
-        Bytes::from(error_body(dialect, self.class(), &self.to_string()))
+        Bytes::from(error_body_with_status(dialect, self.class(), &self.to_string(), self.status().as_u16()))
     }
 }
 

@@ -14,12 +14,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::count_tokens;
 use super::error::ProxyError;
+use super::outgoing;
 use super::relay::{relay_body, whole_body, ByteStream, RelayContext, Transform};
 use super::{AppState, Body};
 use crate::cache::RequestCache;
 use crate::dialect::sse::find_event_end;
-use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
-use crate::dialect::{headers, Dialect, RequestEnvelope};
+use crate::dialect::translate::{self, StreamTranslator};
+use crate::dialect::{gemini, headers, Dialect, RequestEnvelope};
 use crate::ledger::{Prices, Record};
 use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
 
@@ -35,6 +36,8 @@ pub struct UpstreamRequest<'a> {
     pub ingress: Dialect,
     /// The path after `/v1`.
     pub route: &'a str,
+    /// A Gemini request's URL (model, method); `None` for the other dialects.
+    pub gemini: Option<&'a gemini::Call>,
     pub parts: &'a http::request::Parts,
     pub envelope: &'a RequestEnvelope,
     /// From the envelope scan: what admission needs to know besides the size.
@@ -85,37 +88,42 @@ pub async fn send_with_fallback(
         let target = attempt.target().clone();
         // A failed request's record names the last target tried.
         note_target(record, &attempt);
-        let translating = target.dialect != req.ingress;
-        if req.route == "/messages/count_tokens" && target.dialect != Dialect::Anthropic {
+        if req.route == "/messages/count_tokens"
+            && req.ingress == Dialect::Anthropic
+            && target.dialect != Dialect::Anthropic
+        {
             // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
             drop(attempt);
-            return count_tokens::answer_locally(&req.body);
+            return count_tokens::answer_locally_for(Dialect::Anthropic, &req.body);
+        }
+        if req.gemini.is_some_and(|c| c.method == gemini::Method::CountTokens) && target.dialect != Dialect::Gemini {
+            drop(attempt);
+            return count_tokens::answer_locally_for(Dialect::Gemini, &req.body);
         }
         // Translation happens after folding, only when the target speaks another dialect.
         let model_override = attempt.send_model().or(state.model_override.as_deref()).map(str::to_string);
-        let mut reply = translate::ReplyContext::default();
-        let (send_body, path) = if translating || model_override.is_some() {
-            let target_reasoning = target.provider.model_spec(attempt.model()).is_some_and(|s| s.reasoning);
-            let drop_prompt_cache_key = !target.provider.takes_prompt_cache_key;
-            let opts = RequestOptions { model: model_override.as_deref(), target_reasoning, drop_prompt_cache_key };
-            let translated = translate::translate_request_for_reply(req.ingress, target.dialect, &req.body, &opts)
-                .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
-            reply = translated.reply;
-            let path = if translating { target.dialect.endpoint_path().trim_start_matches("/v1") } else { req.route };
-            (Bytes::from(translated.body), path)
-        } else {
-            (req.body.clone(), req.route)
+        let target_reasoning = target.provider.model_spec(attempt.model()).is_some_and(|s| s.reasoning);
+        let own_key = matches!(target.provider.auth, crate::config::ProviderAuth::Key { .. });
+        let facts = outgoing::TargetFacts {
+            dialect: target.dialect,
+            model_override: model_override.as_deref(),
+            reasoning: target_reasoning,
+            own_key,
+            drop_prompt_cache_key: !target.provider.takes_prompt_cache_key,
         };
+        let outgoing = outgoing::prepare(&req, &facts)?;
+        let reply = outgoing.reply;
         // Breakpoints or a cache key for this target, on the body in its own dialect.
         let send_body = match req.route {
-            "/messages/count_tokens" => send_body,
-            _ => req.cache.prepare(&attempt, send_body, record, None),
+            "/messages/count_tokens" => outgoing.body,
+            _ => req.cache.prepare(&attempt, outgoing.body, record, None),
         };
         let sent_at = Instant::now();
         // The proxy's own time if the request ends before the relay takes over (error, cancel).
         record.overhead_us = sent_at.duration_since(req.started).as_micros() as u64;
         let upstream_bytes = send_body.len() as u64;
-        let sent = state.upstream.send(&target, req.parts, path, req.proxy_key_header.as_ref(), send_body).await;
+        let at = (outgoing.path.as_str(), outgoing.query.as_deref());
+        let sent = state.upstream.send(&target, req.parts, at, req.proxy_key_header.as_ref(), send_body).await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {

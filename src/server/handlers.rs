@@ -16,12 +16,13 @@ use super::forward::UpstreamRequest;
 use super::pending::{InFlight, Pending};
 use super::{cross_origin, dashboard};
 use super::{AppState, Body};
-use crate::dialect::{envelope, headers, Dialect};
+use crate::dialect::{envelope, gemini, headers, Dialect};
 use crate::ledger::{client_family, Record};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let dialect = error_dialect(&path, req.headers());
+    let gemini_call = gemini::Call::parse(&path, req.uri().query());
+    let dialect = if gemini_call.is_some() { Dialect::Gemini } else { error_dialect(&path, req.headers()) };
     let access = match cross_origin::check(&state.cfg, &req) {
         Ok(a) => a,
         Err(e) => return refuse(&state, dialect, req.version(), e),
@@ -29,7 +30,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     if cross_origin::is_preflight(&req) {
         return cross_origin::preflight_answer(req.headers()).map(full);
     }
-    let mut response = route(state, req, peer, path, dialect).await;
+    let mut response = route(state, req, peer, path, dialect, gemini_call).await;
     if let cross_origin::Access::Cors(origin) = access {
         cross_origin::allow(response.headers_mut(), origin);
     }
@@ -52,6 +53,7 @@ async fn route(
     peer: SocketAddr,
     path: String,
     dialect: Dialect,
+    gemini_call: Option<gemini::Call>,
 ) -> Response<Body> {
     // Claude Code probes `HEAD /api/hello` on its base URL at start (unless nonessential traffic
     // is off): a liveness check like /healthz, not an API call.
@@ -97,6 +99,9 @@ async fn route(
         (&Method::POST, "/responses") => {
             proxy(&state, Dialect::OpenaiResponses, req, &route, proxy_key_header, peer).await
         }
+        (&Method::POST, _) if gemini_call.is_some() => {
+            proxy(&state, Dialect::Gemini, req, &route, proxy_key_header, peer).await
+        }
         _ => Err(ProxyError::UnknownRoute { method: req.method().to_string(), path }),
     };
     result.unwrap_or_else(|e| error_response(&state, dialect, e))
@@ -112,6 +117,9 @@ fn error_dialect(path: &str, headers: &HeaderMap) -> Dialect {
         Dialect::OpenaiChat
     } else if route.starts_with("/responses") {
         Dialect::OpenaiResponses
+    } else if path.contains("/models/") && path.contains(':') {
+        // A Gemini method this proxy does not serve (`:embedContent`, ...).
+        Dialect::Gemini
     } else if headers.contains_key(headers::ANTHROPIC_VERSION) {
         Dialect::Anthropic
     } else {
@@ -131,7 +139,7 @@ fn authenticate(state: &AppState, hdrs: &HeaderMap, query_key: Option<&str>) -> 
     if query_key.is_some_and(is_proxy_key) {
         return Ok(None);
     }
-    for name in [headers::TOKENFOLD_KEY, headers::X_API_KEY, headers::AUTHORIZATION] {
+    for name in [headers::TOKENFOLD_KEY, headers::X_API_KEY, headers::AUTHORIZATION, headers::X_GOOG_API_KEY] {
         let Some(value) = hdrs.get(name).and_then(|v| v.to_str().ok()) else { continue };
         if is_proxy_key(value.strip_prefix("Bearer ").unwrap_or(value).trim()) {
             return Ok(Some(HeaderName::from_static(name)));
@@ -187,7 +195,13 @@ async fn forward(
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming, &mut record.client_us).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let mut scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    // Gemini names the model and streaming in the URL.
+    let gemini_call = gemini::Call::parse(parts.uri.path(), parts.uri.query()).filter(|_| dialect == Dialect::Gemini);
+    if let Some(call) = &gemini_call {
+        scanned.envelope.model = Some(call.model.clone());
+        scanned.envelope.stream = Some(call.streams());
+    }
     let envelope = &scanned.envelope;
     record.model = envelope.model.clone().unwrap_or_default();
     record.route = record.model.clone();
@@ -234,6 +248,7 @@ async fn forward(
     let request = UpstreamRequest {
         ingress: dialect,
         route,
+        gemini: gemini_call.as_ref(),
         parts: &parts,
         envelope,
         has_tools: scanned.has_tools,
@@ -380,7 +395,7 @@ async fn upstream_models(
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = Method::GET;
     parts.headers = hdrs.clone();
-    let sent = state.upstream.send(&target, &parts, "/models", proxy_key, Bytes::new()).await;
+    let sent = state.upstream.send(&target, &parts, ("/models", None), proxy_key, Bytes::new()).await;
     let body = match sent {
         Ok(r) if r.status().is_success() => r.bytes().await.ok(),
         Ok(r) => {

@@ -14,7 +14,7 @@ const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 #[derive(Default)]
 pub struct Metrics {
     /// [dialect][status class 2xx..5xx]
-    requests: [[AtomicU64; 4]; 3],
+    requests: [[AtomicU64; 4]; 4],
     errors: Mutex<Vec<(&'static str, u64)>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -36,6 +36,7 @@ fn dialect_index(d: Dialect) -> usize {
         Dialect::Anthropic => 0,
         Dialect::OpenaiChat => 1,
         Dialect::OpenaiResponses => 2,
+        Dialect::Gemini => 3,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 mod forward;
 mod handlers;
 pub mod metrics;
+mod outgoing;
 mod pending;
 mod relay;
 pub mod reload;

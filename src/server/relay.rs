@@ -268,7 +268,8 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
                     }
                     // Parsing an event that reports usage (`message_start`, the last chunk) is
                     // the one costly part of relaying; it waits until the bytes are sent.
-                    if memchr::memmem::find(&chunk, b"\"usage\"").is_some() {
+                    // `"usage"`, and Gemini's `"usageMetadata"`.
+                    if memchr::memmem::find(&chunk, b"\"usage").is_some() {
                         st.finish.unsniffed = Some(chunk.clone());
                     } else {
                         st.finish.usage.push(&chunk);

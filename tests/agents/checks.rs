@@ -63,7 +63,7 @@ fn pairs<'a>(e: &'a Evidence) -> Vec<Pair<'a>> {
     let mut out = Vec::new();
     for mock in e.seen {
         let Some(agent) = mock.seq.and_then(|s| e.exchanges.iter().find(|x| x.seq == s)) else { continue };
-        let agent_turn = path_dialect(&agent.path).and_then(|d| provider::parse(d, &agent.body).ok());
+        let agent_turn = path_dialect(&agent.path).and_then(|d| provider::parse(d, &agent.path, &agent.body).ok());
         out.push(Pair { agent, agent_turn, mock });
     }
     out.sort_by_key(|p| p.agent.seq);

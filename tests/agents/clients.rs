@@ -15,6 +15,7 @@ pub enum Agent {
     ClaudeCode,
     Codex,
     OpenCode,
+    GeminiCli,
 }
 
 /// The key every agent is given; the mock ignores it, the proxy forwards it (`auth = "client"`).
@@ -27,6 +28,7 @@ impl Agent {
             Agent::ClaudeCode => "claude",
             Agent::Codex => "codex",
             Agent::OpenCode => "opencode",
+            Agent::GeminiCli => "gemini",
         }
     }
 
@@ -35,6 +37,7 @@ impl Agent {
             Agent::ClaudeCode => "@anthropic-ai/claude-code",
             Agent::Codex => "@openai/codex",
             Agent::OpenCode => "opencode-ai",
+            Agent::GeminiCli => "@google/gemini-cli",
         }
     }
 
@@ -44,6 +47,7 @@ impl Agent {
             Agent::ClaudeCode => Dialect::Anthropic,
             Agent::Codex => Dialect::Responses,
             Agent::OpenCode => Dialect::Chat,
+            Agent::GeminiCli => Dialect::Gemini,
         }
     }
 
@@ -53,6 +57,8 @@ impl Agent {
             // A model Codex knows, so it offers its usual tools (apply_patch among them).
             Agent::Codex => "gpt-5.5",
             Agent::OpenCode => "gpt-test",
+            // A Gemini 3 name: the Gemini mock then checks the thought signatures it hands out.
+            Agent::GeminiCli => "gemini-3-test",
         }
     }
 
@@ -131,6 +137,20 @@ impl Agent {
                     .env("OPENCODE_DISABLE_SHARE", "1")
                     .args(["run", "--format", "json", "-m", &format!("tokenfold/{}", self.model()), PROMPT]);
             }
+            Agent::GeminiCli => {
+                // With GOOGLE_GEMINI_BASE_URL alone it picks a "gateway" sign-in that
+                // non-interactive mode refuses: the API key method is chosen in its settings,
+                // with usage statistics, telemetry and update checks off.
+                let dir = home.join(".gemini");
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join("settings.json"), gemini_settings().to_string())?;
+                cmd.env("GEMINI_API_KEY", KEY)
+                    .env("GOOGLE_GEMINI_BASE_URL", base)
+                    // Headless runs refuse an untrusted folder.
+                    .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
+                    // --yolo: without approval it offers no editing or shell tools headless.
+                    .args(["-p", PROMPT, "--output-format", "json", "--yolo", "-m", self.model()]);
+            }
         }
         Ok(cmd)
     }
@@ -150,6 +170,10 @@ impl Agent {
                 .filter(|v| v["type"] == "text")
                 .filter_map(|v| v["part"]["text"].as_str().map(str::to_string))
                 .last(),
+            Agent::GeminiCli => {
+                let v: Value = serde_json::from_str(stdout.trim()).ok()?;
+                v["response"].as_str().map(str::to_string)
+            }
         }
     }
 }
@@ -180,6 +204,15 @@ apps = false
 remote_plugin = false
 "#
     )
+}
+
+fn gemini_settings() -> Value {
+    json!({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": false},
+        "telemetry": {"enabled": false},
+        "general": {"disableAutoUpdate": true, "disableUpdateNag": true}
+    })
 }
 
 fn opencode_config(base: &str, model: &str) -> Value {

@@ -1,5 +1,6 @@
-//! Real coding agents end to end through `tokenfold serve`: Claude Code, Codex CLI and OpenCode
-//! (pinned npm versions) each play a scripted coding task against a mock provider, offline.
+//! Real coding agents end to end through `tokenfold serve`: Claude Code, Codex CLI, OpenCode and
+//! Gemini CLI (pinned npm versions) each play a scripted coding task against a mock provider,
+//! offline.
 //!
 //! Its own runner (`harness = false`) so that a client that cannot be installed is printed as
 //! SKIPPED with the reason, never as passed. Ends with `N passed, N failed, N skipped`; exits
@@ -37,7 +38,7 @@ struct Case {
     translated_to: Option<Dialect>,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 12] = [
     Case { name: "claude-code", agent: Agent::ClaudeCode, translated_to: None },
     Case { name: "claude-code-on-openai-chat", agent: Agent::ClaudeCode, translated_to: Some(Dialect::Chat) },
     Case { name: "codex", agent: Agent::Codex, translated_to: None },
@@ -45,6 +46,12 @@ const CASES: [Case; 7] = [
     Case { name: "codex-on-openai-chat", agent: Agent::Codex, translated_to: Some(Dialect::Chat) },
     Case { name: "codex-on-anthropic", agent: Agent::Codex, translated_to: Some(Dialect::Anthropic) },
     Case { name: "opencode-on-anthropic", agent: Agent::OpenCode, translated_to: Some(Dialect::Anthropic) },
+    Case { name: "gemini-cli", agent: Agent::GeminiCli, translated_to: None },
+    Case { name: "gemini-cli-on-anthropic", agent: Agent::GeminiCli, translated_to: Some(Dialect::Anthropic) },
+    // On a Gemini 3 model (the mock checks the thought signatures it handed out come back).
+    Case { name: "claude-code-on-gemini", agent: Agent::ClaudeCode, translated_to: Some(Dialect::Gemini) },
+    Case { name: "codex-on-gemini", agent: Agent::Codex, translated_to: Some(Dialect::Gemini) },
+    Case { name: "opencode-on-gemini", agent: Agent::OpenCode, translated_to: Some(Dialect::Gemini) },
 ];
 
 /// Set by the outer run for the inner one: why the npm install failed.
@@ -200,16 +207,21 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
     let mock = common::mock::start(move |rec| handler.handle(rec)).await;
     let ledger = dir.join("ledger.db");
     let ledger_env = [("TOKENFOLD_LEDGER", ledger.to_str().unwrap_or_default())];
+    let mock_base = mock.base();
     let proxy = match case.translated_to {
         None => {
             let cfg = dir.join("tokenfold.toml");
             std::fs::write(&cfg, proxy_config(&mock.base(), agent)).map_err(|e| e.to_string())?;
             common::try_spawn_proxy(&["--config", cfg.to_str().unwrap_or_default(), "--debug"], &ledger_env)
         }
-        Some(d) => common::try_spawn_proxy(
-            &["--upstream", &mock.base(), "--upstream-dialect", d.name(), "--debug"],
-            &ledger_env,
-        ),
+        Some(d) => {
+            let mut args = vec!["--upstream", mock_base.as_str(), "--upstream-dialect", d.name(), "--debug"];
+            // A Gemini 3 model name: the mock then checks every call's thought signature.
+            if d == Dialect::Gemini {
+                args.extend(["--upstream-model", Agent::GeminiCli.model()]);
+            }
+            common::try_spawn_proxy(&args, &ledger_env)
+        }
     }
     .map_err(|(code, logs)| format!("tokenfold serve did not start (exit {code:?}):\n{logs}"))?;
     if agent == Agent::ClaudeCode {
@@ -264,7 +276,10 @@ fn proxy_config(mock: &str, agent: Agent) -> String {
         Dialect::Anthropic => ("anthropic", "anthropic"),
         Dialect::Chat => ("openai", "openai-chat"),
         Dialect::Responses => ("openai-responses", "openai-responses"),
+        Dialect::Gemini => ("gemini", "gemini"),
     };
+    // Gemini's base URL names its API version.
+    let version = if agent.dialect() == Dialect::Gemini { "v1beta" } else { "v1" };
     format!(
         r#"# Written by tests/agents: one scripted provider in the agent's own dialect.
 [server]
@@ -281,7 +296,7 @@ enabled = true
 [[providers]]
 name = "scripted"
 kind = "{kind}"
-base_url = "{mock}/v1"
+base_url = "{mock}/{version}"
 auth = "client"
 models = ["{model}"]
 

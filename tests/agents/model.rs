@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::common::gemini;
 use super::common::mock::{Recorded, Reply};
 use super::common::prompt_cache::{self, Billed, PromptCache};
 use super::provider::{self, Answer, Dialect, Turn};
@@ -72,7 +73,21 @@ impl Script {
         if rec.path.ends_with("/count_tokens") {
             return Reply::ok_json(format!("{{\"input_tokens\":{tokens}}}"));
         }
+        if rec.path.ends_with(":countTokens") {
+            return Reply::ok_json(format!("{{\"totalTokens\":{tokens}}}"));
+        }
         let Some(dialect) = seen.dialect else { return provider::not_found(&rec.path) };
+        // The Gemini mock refuses what the API refuses (unknown fields, roles, lost signatures).
+        if dialect == Dialect::Gemini {
+            if let Err(reply) = gemini::check(rec, &provider::SIGNATURES) {
+                seen.abort = Some(format!("the Gemini mock refused the request: {}", reply_text(&reply)));
+                return reply;
+            }
+        }
+        if let Some(reply) = anthropic_refusal(dialect, rec) {
+            seen.abort = Some(format!("the Anthropic mock refused the request: {}", reply_text(&reply)));
+            return reply;
+        }
         let mut usage = None;
         if dialect == Dialect::Anthropic {
             match self.cache.request(&rec.body) {
@@ -82,12 +97,12 @@ impl Script {
                 }
                 Err(refused) => {
                     seen.abort =
-                        Some(format!("the Anthropic API would refuse this request: {}", refused_text(&refused)));
+                        Some(format!("the Anthropic API would refuse this request: {}", reply_text(&refused)));
                     return refused;
                 }
             }
         }
-        let turn = match provider::parse(dialect, &rec.body) {
+        let turn = match provider::parse(dialect, &rec.path, &rec.body) {
             Ok(t) => t,
             Err(e) => {
                 seen.abort = Some(e.clone());
@@ -101,6 +116,7 @@ impl Script {
         let model = serde_json::from_slice::<serde_json::Value>(&rec.body)
             .ok()
             .and_then(|v| v["model"].as_str().map(str::to_string))
+            .or_else(|| gemini_model(&rec.path))
             .unwrap_or_else(|| "scripted".into());
         let answer = match Kit::detect(&turn.tools) {
             None => Answer::Text(scenario::SIDE_ANSWER.into()),
@@ -135,10 +151,29 @@ impl Script {
     }
 }
 
-fn refused_text(reply: &Reply) -> String {
+/// What Anthropic's current models refuse that a translation could produce: `temperature` and
+/// `top_p` together.
+fn anthropic_refusal(dialect: Dialect, rec: &Recorded) -> Option<Reply> {
+    let v: serde_json::Value = serde_json::from_slice(&rec.body).ok()?;
+    let both = v.get("temperature").is_some() && v.get("top_p").is_some();
+    (dialect == Dialect::Anthropic && both).then(|| Reply::Json {
+        status: 400,
+        body: br#"{"type":"error","error":{"type":"invalid_request_error","message":"`temperature` and `top_p` cannot both be specified for this model. Please use only one."}}"#.to_vec(),
+        headers: vec![],
+    })
+}
+
+/// The model a Gemini path names (`/v1beta/models/NAME:method`).
+fn gemini_model(path: &str) -> Option<String> {
+    let rest = path.split("/models/").nth(1)?;
+    Some(rest.split(':').next()?.to_string())
+}
+
+/// The body of an error reply, for the log.
+fn reply_text(reply: &Reply) -> String {
     match reply {
-        Reply::Json { status, body, .. } => format!("{status} {}", String::from_utf8_lossy(body)),
-        _ => "refused".into(),
+        Reply::Json { status, body, .. } => format!("HTTP {status} {}", String::from_utf8_lossy(body)),
+        _ => "an error".into(),
     }
 }
 

@@ -1,8 +1,9 @@
-//! The scripted model as a provider: reads a request in any of the three dialects (the tools it
+//! The scripted model as a provider: reads a request in any of the four dialects (the tools it
 //! offers, the tool results so far) and answers in the same dialect, streamed or whole.
 
 use serde_json::{json, Value};
 
+use super::common::gemini as gemini_mock;
 use super::common::mock::{Chunk, Reply};
 use super::scenario::{OfferedTool, ToolCall};
 
@@ -11,12 +12,15 @@ pub enum Dialect {
     Anthropic,
     Chat,
     Responses,
+    Gemini,
 }
 
 impl Dialect {
     pub fn from_path(path: &str) -> Option<Dialect> {
         let p = path.trim_end_matches('/');
-        if p.ends_with("/messages") {
+        if p.contains("/models/") && (p.ends_with(":generateContent") || p.ends_with(":streamGenerateContent")) {
+            Some(Dialect::Gemini)
+        } else if p.ends_with("/messages") {
             Some(Dialect::Anthropic)
         } else if p.ends_with("/chat/completions") {
             Some(Dialect::Chat)
@@ -32,6 +36,7 @@ impl Dialect {
             Dialect::Anthropic => "anthropic",
             Dialect::Chat => "openai-chat",
             Dialect::Responses => "openai-responses",
+            Dialect::Gemini => "gemini",
         }
     }
 }
@@ -47,10 +52,14 @@ pub struct Turn {
     pub stream: bool,
 }
 
-pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Turn, String> {
+/// Reads a request sent to `path` (Gemini says in the path whether it streams).
+pub fn parse(dialect: Dialect, path: &str, body: &[u8]) -> Result<Turn, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("request is not JSON: {e}"))?;
-    let stream = v["stream"].as_bool().unwrap_or(false);
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    if dialect == Dialect::Gemini {
+        return Ok(gemini_turn(&v, path.contains(":streamGenerateContent")));
+    }
+    let stream = v["stream"].as_bool().unwrap_or(false);
     let tools: Vec<OfferedTool> = list("tools")
         .iter()
         .filter_map(|t| {
@@ -86,6 +95,28 @@ pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Turn, String> {
         }
     }
     Ok(Turn { tools, results, items, stream })
+}
+
+/// A Gemini request: the function declarations offered, the function responses so far
+/// (Gemini CLI's `{"output": ...}` or `{"error": ...}`), the contents.
+fn gemini_turn(v: &Value, stream: bool) -> Turn {
+    let tools = v["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["functionDeclarations"].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| Some(OfferedTool { name: d["name"].as_str()?.to_string(), custom: false }))
+        .collect();
+    let items = v["contents"].as_array().cloned().unwrap_or_default();
+    let results = items
+        .iter()
+        .flat_map(|c| c["parts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| {
+            let r = &p["functionResponse"]["response"];
+            r["output"].as_str().or(r["error"].as_str()).map(str::to_string)
+        })
+        .collect();
+    Turn { tools, results, items, stream }
 }
 
 /// Text of a string, or of the text parts of a content array.
@@ -137,8 +168,32 @@ pub fn reply(
         }
         Dialect::Chat => chat(stream, answer, model, n, input_tokens),
         Dialect::Responses => responses(stream, answer, model, n, input_tokens),
+        Dialect::Gemini => gemini(stream, answer, model, n, input_tokens),
     }
 }
+
+/// Gemini's answer, built by the shared strict mock (a thought first when streamed, a signature
+/// on the first call that the mock checks when it comes back).
+fn gemini(stream: bool, answer: &Answer, model: &str, n: usize, prompt_tokens: u64) -> Reply {
+    let say = match answer {
+        Answer::Text(t) => gemini_mock::Say::Text(t.clone()),
+        Answer::Call(c) => {
+            gemini_mock::Say::Calls(vec![(c.name.clone(), serde_json::from_str(&c.input).unwrap_or(json!({})))])
+        }
+    };
+    let method = if stream { "streamGenerateContent" } else { "generateContent" };
+    let asked = gemini_mock::Asked {
+        model: model.to_string(),
+        method: method.into(),
+        sse: stream,
+        body: Value::Null,
+        prompt_tokens,
+    };
+    gemini_mock::reply(&asked, &say, n, &SIGNATURES)
+}
+
+/// The thought signatures the scripted Gemini hands out (checked when histories come back).
+pub static SIGNATURES: std::sync::LazyLock<gemini_mock::Signatures> = std::sync::LazyLock::new(Default::default);
 
 fn anthropic(stream: bool, answer: &Answer, model: &str, n: usize, mut usage: Value) -> Reply {
     let id = format!("msg_agents_{n}");

@@ -109,6 +109,8 @@ pub enum Kit {
     Codex,
     /// read, edit or apply_patch, grep, bash.
     OpenCode,
+    /// read_file, replace, grep_search, run_shell_command.
+    GeminiCli,
 }
 
 impl Kit {
@@ -120,6 +122,8 @@ impl Kit {
             Some(Kit::Codex)
         } else if has("read") && has("bash") {
             Some(Kit::OpenCode)
+        } else if has("read_file") && has("replace") && has("run_shell_command") {
+            Some(Kit::GeminiCli)
         } else {
             None
         }
@@ -202,6 +206,16 @@ pub fn tool_call(kit: Kit, tools: &[OfferedTool], step: Step, repo: &Path) -> Op
         }
         (Kit::OpenCode, Step::Run) => {
             call("bash", json!({"command": "bash check.sh", "description": "Run the widget checks"}))
+        }
+        (Kit::GeminiCli, Step::Read | Step::ReRead) => call("read_file", json!({"file_path": abs(FILE)})),
+        (Kit::GeminiCli, Step::Edit) => call(
+            "replace",
+            json!({"file_path": abs(FILE), "instruction": "Raise the widget timeout from 30 to 45 seconds.",
+                   "old_string": OLD_LINE, "new_string": NEW_LINE}),
+        ),
+        (Kit::GeminiCli, Step::Grep) => call("grep_search", json!({"pattern": "TIMEOUT", "dir_path": abs("src")})),
+        (Kit::GeminiCli, Step::Run) => {
+            call("run_shell_command", json!({"command": "bash check.sh", "description": "Run the widget checks"}))
         }
     };
     Some(c)

@@ -1,6 +1,7 @@
 //! Shared test harness: the real `tokenfold` binary on port 0, and in-process mock providers.
 #![allow(dead_code)]
 
+pub mod gemini;
 pub mod mock;
 pub mod prompt_cache;
 pub mod scripted;

@@ -30,13 +30,19 @@ fn calls(body: &str) -> Vec<(&'static str, &'static str, String)> {
 
 /// True once the conversation carries tool results, in any dialect.
 pub fn has_tool_results(body: &str) -> bool {
-    ["\"tool_result\"", "\"role\":\"tool\"", "function_call_output"].iter().any(|k| body.contains(k))
+    ["\"tool_result\"", "\"role\":\"tool\"", "function_call_output", "\"functionResponse\""]
+        .iter()
+        .any(|k| body.contains(k))
 }
 
 pub fn answer(dialect: Dialect, body: &[u8]) -> Answer {
-    let text = String::from_utf8_lossy(body);
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let stream = req["stream"] == true;
+    answer_streamed(dialect, req["stream"] == true, body)
+}
+
+/// `answer` when the body does not say whether to stream (Gemini says it in the URL).
+pub fn answer_streamed(dialect: Dialect, stream: bool, body: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(body);
     let done = has_tool_results(&text);
     let calls = if done { Vec::new() } else { calls(&text) };
     let said = if done { FINAL_TEXT } else { "Checking both cities." };
@@ -47,7 +53,47 @@ pub fn answer(dialect: Dialect, body: &[u8]) -> Answer {
         (Dialect::Anthropic, true) => Answer::Sse(anthropic_events(said, &calls)),
         (Dialect::OpenaiResponses, false) => Answer::Json(responses_body(said, &calls)),
         (Dialect::OpenaiResponses, true) => Answer::Sse(responses_events(said, &calls)),
+        (Dialect::Gemini, false) => Answer::Json(gemini_answer(said, &calls).to_string().into_bytes()),
+        (Dialect::Gemini, true) => Answer::Sse(gemini_events(said, &calls)),
     }
+}
+
+/// A Gemini answer: the text, then the calls (the first with a thought signature), their ids
+/// being the scenario's (Gemini gives ids when asked to pair calls).
+fn gemini_answer(text: &str, calls: &[(&str, &str, String)]) -> Value {
+    let mut parts = vec![json!({"text": text})];
+    for (n, (id, name, args)) in calls.iter().enumerate() {
+        let args: Value = serde_json::from_str(args).unwrap();
+        let mut p = json!({"functionCall": {"id": id, "name": name, "args": args}});
+        if n == 0 {
+            p["thoughtSignature"] = json!("c2lnLXNkaw==");
+        }
+        parts.push(p);
+    }
+    json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+           "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 12, "totalTokenCount": 42},
+           "modelVersion": "mock", "responseId": "gemini-sdk"})
+}
+
+/// Gemini events: the text in two pieces, the calls whole, the finish reason last.
+fn gemini_events(text: &str, calls: &[(&str, &str, String)]) -> Vec<Vec<u8>> {
+    let whole = gemini_answer(text, calls);
+    let parts = whole["candidates"][0]["content"]["parts"].as_array().unwrap().clone();
+    let (a, b) = text.split_at(text.len() / 2);
+    let event = |parts: Vec<Value>, last: bool| {
+        let mut e = json!({"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}],
+                           "modelVersion": "mock", "responseId": "gemini-sdk"});
+        if last {
+            e["candidates"][0]["finishReason"] = json!("STOP");
+            e["usageMetadata"] = whole["usageMetadata"].clone();
+        }
+        format!("data: {e}\r\n\r\n").into_bytes()
+    };
+    vec![
+        event(vec![json!({"text": a})], false),
+        event(vec![json!({"text": b})], false),
+        event(parts[1..].to_vec(), true),
+    ]
 }
 
 fn framed(name: Option<&str>, data: &Value) -> Vec<u8> {

@@ -89,6 +89,13 @@ pub(crate) fn usage_from_responses(u: &Value) -> Usage {
     }
 }
 
+/// Usage from a Gemini `usageMetadata` object (the prompt count includes cached tokens there;
+/// thinking counts as output).
+pub(crate) fn usage_from_gemini(u: &Value) -> Usage {
+    let (prompt, cached, output) = crate::dialect::gemini::usage_counts(u);
+    Usage { input_tokens: prompt - cached, output_tokens: output, cache_read_tokens: cached, cache_write_tokens: 0 }
+}
+
 pub(crate) fn anthropic_usage_json(u: &Usage) -> Value {
     json!({
         "input_tokens": u.input_tokens,
@@ -157,7 +164,8 @@ pub(crate) fn class_from_type(t: &str) -> Option<ErrorClass> {
         "overloaded_error" => ErrorClass::Overloaded,
         "timeout_error" => ErrorClass::Timeout,
         "api_error" | "server_error" => ErrorClass::Api,
-        _ => return None,
+        // Google's status names (Gemini).
+        other => return crate::dialect::gemini::class_of_status(other),
     })
 }
 
@@ -175,13 +183,13 @@ pub(crate) fn class_from_status(status: u16) -> ErrorClass {
     }
 }
 
-/// The class and message of an error object of either family (`{"type","message"}` inside
-/// `error`, or `error` itself a string).
+/// The class and message of an error object of any family (`{"type","message"}` inside
+/// `error`, Google's `{"code","message","status"}`, or `error` itself a string).
 pub(crate) fn error_parts(err: &Value) -> (Option<ErrorClass>, Option<String>) {
     if let Some(s) = err.as_str() {
         return (None, Some(s.to_string()));
     }
-    let class = err.str_of("type").and_then(class_from_type).or_else(|| err.str_of("code").and_then(class_from_type));
+    let class = ["type", "code", "status"].iter().find_map(|k| err.str_of(k).and_then(class_from_type));
     (class, err.str_of("message").map(str::to_string))
 }
 

@@ -1,12 +1,13 @@
-//! Translation between the three dialects, for an agent whose route ends at a provider that speaks
-//! another one. Requests: Anthropic ⇄ Chat and Chat ⇄ Responses directly; Responses → Anthropic
-//! and Anthropic → Responses through Chat. Answers, streamed or not, go the opposite ways.
+//! Translation between the four dialects, for an agent whose route ends at a provider that speaks
+//! another one. Requests: Anthropic ⇄ Chat, Chat ⇄ Responses and Chat ⇄ Gemini directly; the
+//! other pairs through Chat. Answers, streamed or not, go the opposite ways.
 //!
 //! Requests are parsed into `serde_json::Value` (sorted keys) and written anew, so the same input
 //! always gives the same bytes: prefix caching upstream survives translation.
 
 mod common;
 mod error_body;
+mod gemini_common;
 mod json;
 mod request;
 mod response;
@@ -73,6 +74,8 @@ pub struct RequestOptions<'a> {
     /// The target refuses OpenAI's `prompt_cache_key` (Groq, Cerebras, NVIDIA, ...): a client's
     /// key is not carried. By default it is carried between the OpenAI dialects.
     pub drop_prompt_cache_key: bool,
+    /// A Gemini request's URL: its model and whether it streams are there, not in the body.
+    pub gemini: Option<&'a crate::dialect::gemini::Call>,
 }
 
 /// What translating the answer needs to know about the request it answers.
@@ -81,6 +84,9 @@ pub struct ReplyContext {
     /// The client's freeform (`custom`) Responses tools. The target got each as a function tool
     /// with one string parameter; its calls to them go back as `custom_tool_call` items.
     pub custom_tools: Vec<String>,
+    /// A Gemini client asked for `streamGenerateContent` without `alt=sse`: it reads a JSON
+    /// array of answers, so the target is asked for one whole answer, sent as a one-element array.
+    pub gemini_array: bool,
 }
 
 impl ReplyContext {
@@ -127,7 +133,8 @@ pub fn translate_request_for_reply(
 ) -> Result<TranslatedRequest, TranslateError> {
     use Dialect::*;
     let mut reply = ReplyContext::default();
-    if from == to && opts.model.is_none() {
+    // A Gemini body names no model (the URL does): same dialect, nothing to change.
+    if from == to && (opts.model.is_none() || from == Gemini) {
         return Ok(TranslatedRequest { body: body.to_vec(), reply });
     }
     let req = parse_object(body)?;
@@ -144,6 +151,23 @@ pub fn translate_request_for_reply(
         (Anthropic, OpenaiResponses) => {
             let chat = request::from_anthropic::to_chat(&req, opts)?;
             request::to_responses::from_chat(&chat, opts)?
+        }
+        (Gemini, _) => {
+            reply.gemini_array = opts.gemini.is_some_and(|c| c.streams() && !c.sse);
+            let chat = request::from_gemini::to_chat(&req, opts)?;
+            match to {
+                OpenaiChat => chat,
+                Anthropic => request::from_chat::to_anthropic(&chat, opts)?,
+                _ => request::to_responses::from_chat(&chat, opts)?,
+            }
+        }
+        (_, Gemini) => {
+            let chat = match from {
+                OpenaiChat => req,
+                Anthropic => request::from_anthropic::to_chat(&req, opts)?,
+                _ => request::from_responses::to_chat(&req, opts, &mut reply)?,
+            };
+            request::to_gemini::from_chat(&chat, opts)?
         }
         _ => return Err(TranslateError::Unsupported { from, to }),
     };
@@ -162,7 +186,7 @@ pub fn translate_response_with(
     body: &[u8],
     reply: &ReplyContext,
 ) -> Result<Vec<u8>, TranslateError> {
-    use response::{to_anthropic, to_chat, to_responses};
+    use response::{to_anthropic, to_chat, to_gemini, to_responses};
     use Dialect::*;
     if upstream == client {
         return Ok(body.to_vec());
@@ -175,6 +199,22 @@ pub fn translate_response_with(
         (Anthropic, OpenaiResponses) => to_responses::from_chat(&to_chat::from_anthropic(&resp), reply),
         (OpenaiResponses, OpenaiChat) => to_chat::from_responses(&resp),
         (OpenaiResponses, Anthropic) => to_anthropic::from_chat(&to_chat::from_responses(&resp)),
+        (Gemini, _) => {
+            let chat = to_chat::from_gemini(&resp);
+            match client {
+                OpenaiChat => chat,
+                Anthropic => to_anthropic::from_chat(&chat),
+                _ => to_responses::from_chat(&chat, reply),
+            }
+        }
+        (_, Gemini) => {
+            let chat = match upstream {
+                OpenaiChat => resp,
+                Anthropic => to_chat::from_anthropic(&resp),
+                _ => to_chat::from_responses(&resp),
+            };
+            to_gemini::from_chat(&chat, reply)
+        }
         _ => return Err(TranslateError::Unsupported { from: upstream, to: client }),
     };
     Ok(serde_json::to_vec(&out)?)
@@ -189,6 +229,8 @@ pub fn supports(client: Dialect, target: Dialect) -> bool {
         (Anthropic, OpenaiChat) | (Anthropic, OpenaiResponses) => true,
         (OpenaiChat, Anthropic) | (OpenaiChat, OpenaiResponses) => true,
         (OpenaiResponses, OpenaiChat) | (OpenaiResponses, Anthropic) => true,
+        // Gemini to and from each of the others, through Chat where needed.
+        (Gemini, _) | (_, Gemini) => true,
         _ => false,
     }
 }

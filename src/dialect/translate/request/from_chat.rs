@@ -61,7 +61,11 @@ pub(crate) fn to_anthropic(req: &Value, opts: &RequestOptions<'_>) -> Result<Val
     if let Some(t) = req.get("temperature").and_then(Value::as_f64) {
         out.insert("temperature".into(), json!(t.min(1.0)));
     }
-    copy(req, "top_p", &mut out, "top_p");
+    // Anthropic's current models refuse `temperature` and `top_p` together ("Please use only
+    // one"); Gemini CLI always sends both. The temperature is kept.
+    if !out.contains_key("temperature") {
+        copy(req, "top_p", &mut out, "top_p");
+    }
     if let Some(user) = req.str_of("user") {
         out.insert("metadata".into(), json!({ "user_id": user }));
     }

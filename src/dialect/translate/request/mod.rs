@@ -2,7 +2,9 @@
 
 pub(crate) mod from_anthropic;
 pub(crate) mod from_chat;
+pub(crate) mod from_gemini;
 pub(crate) mod from_responses;
+pub(crate) mod to_gemini;
 pub(crate) mod to_responses;
 
 use serde_json::Value;

@@ -2,4 +2,5 @@
 
 pub(crate) mod to_anthropic;
 pub(crate) mod to_chat;
+pub(crate) mod to_gemini;
 pub(crate) mod to_responses;

@@ -2,10 +2,13 @@
 
 use serde_json::{json, Value};
 
+use crate::dialect::gemini::USAGE_FIELD;
 use crate::dialect::translate::common::{
-    chat_finish, chat_tool_call, chat_usage_json, merge_anthropic_usage, now_secs, usage_from_responses,
+    chat_finish, chat_tool_call, chat_usage_json, merge_anthropic_usage, now_secs, usage_from_gemini,
+    usage_from_responses,
 };
-use crate::dialect::translate::json::{join, Get};
+use crate::dialect::translate::gemini_common::{chat_finish as gemini_finish_to_chat, client_call_id};
+use crate::dialect::translate::json::{join, to_string, Get};
 use crate::dialect::translate::Usage;
 
 pub(crate) fn from_anthropic(resp: &Value) -> Value {
@@ -86,6 +89,66 @@ pub(crate) fn from_responses(resp: &Value) -> Value {
     let usage = resp.get("usage").map(usage_from_responses).unwrap_or_default();
     let created = resp.u64_of("created_at").unwrap_or_else(now_secs);
     completion(resp.str_of("id").unwrap_or("chatcmpl-tokenfold"), resp, created, message, finish, &usage)
+}
+
+/// A Gemini answer's first candidate: its text, thoughts (as reasoning) and calls (their thought
+/// signatures carried in the call ids, see `gemini_common`).
+pub(crate) fn from_gemini(resp: &Value) -> Value {
+    let answer = gemini_answer(resp);
+    let candidate = answer.arr_of("candidates").first().unwrap_or(&Value::Null);
+    let response_id = answer.str_of("responseId").unwrap_or("");
+    let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
+    for part in candidate.get("content").map(|c| c.arr_of("parts")).unwrap_or(&[]) {
+        if let Some(f) = part.get("functionCall") {
+            let id = client_call_id(f.str_of("id"), response_id, calls.len(), part.str_of("thoughtSignature"));
+            calls.push(json!({
+                "id": id,
+                "type": "function",
+                "function": { "name": f.str_of("name").unwrap_or(""), "arguments": to_string(f.get("args").unwrap_or(&json!({}))) },
+            }));
+        } else if let Some(t) = part.str_of("text") {
+            if part.bool_of("thought") {
+                reasoning.push_str(t)
+            } else {
+                text.push_str(t)
+            }
+        }
+    }
+    let finish = match candidate.str_of("finishReason") {
+        // A prompt refused before any candidate: the filter said no.
+        None if answer.get("promptFeedback").and_then(|f| f.some("blockReason")).is_some() => "content_filter",
+        reason => gemini_finish_to_chat(reason, !calls.is_empty()),
+    };
+    let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
+    let mut message = json!({ "role": "assistant", "content": content, "refusal": null });
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(reasoning);
+    }
+    let usage = answer.get(USAGE_FIELD).map(usage_from_gemini).unwrap_or_default();
+    let id = if response_id.is_empty() { "chatcmpl-tokenfold" } else { response_id };
+    let mut out = completion(id, &Value::Null, now_secs(), message, finish, &usage);
+    out["model"] = json!(answer.str_of("modelVersion").unwrap_or(""));
+    out
+}
+
+/// The answer of a Gemini body: the object, or the last piece of a JSON array stream merged
+/// (its parts gathered, the last finish reason and usage kept).
+fn gemini_answer(resp: &Value) -> std::borrow::Cow<'_, Value> {
+    let Some(items) = resp.as_array() else { return std::borrow::Cow::Borrowed(resp) };
+    let mut parts = Vec::new();
+    let mut last = Value::Null;
+    for item in items {
+        let candidate = item.arr_of("candidates").first().unwrap_or(&Value::Null);
+        parts.extend(candidate.get("content").map(|c| c.arr_of("parts").to_vec()).unwrap_or_default());
+        last = item.clone();
+    }
+    if let Some(c) = last.get_mut("candidates").and_then(|c| c.get_mut(0)) {
+        c["content"] = json!({ "role": "model", "parts": parts });
+    }
+    std::borrow::Cow::Owned(last)
 }
 
 /// The text of a reasoning item: its summary, else its raw reasoning text (open-weight servers).

@@ -5,7 +5,9 @@ mod anthropic_to_chat;
 mod chat_in;
 mod chat_out;
 mod chat_to_anthropic;
+mod chat_to_gemini;
 mod chat_to_responses;
+mod gemini_to_chat;
 mod order;
 mod responses_to_chat;
 mod tap;
@@ -20,7 +22,9 @@ use crate::dialect::Dialect;
 
 use anthropic_to_chat::AnthropicToChat;
 use chat_to_anthropic::ChatToAnthropic;
+use chat_to_gemini::ChatToGemini;
 use chat_to_responses::ChatToResponses;
+use gemini_to_chat::GeminiToChat;
 use responses_to_chat::ResponsesToChat;
 use tap::Tap;
 
@@ -163,6 +167,18 @@ impl StreamTranslator {
             }
             (OpenaiResponses, Anthropic) => {
                 Kind::ViaChat(Box::new((stage(ResponsesToChat::new(model)), stage(ChatToAnthropic::new(model)))))
+            }
+            (Gemini, OpenaiChat) => Kind::One(stage(GeminiToChat::new(model))),
+            (OpenaiChat, Gemini) => Kind::One(stage(ChatToGemini::new(model))),
+            (Gemini, Anthropic) => {
+                Kind::ViaChat(Box::new((stage(GeminiToChat::new(model)), stage(ChatToAnthropic::new(model)))))
+            }
+            (Gemini, OpenaiResponses) => Kind::ViaChat(Box::new((stage(GeminiToChat::new(model)), to_responses()))),
+            (Anthropic, Gemini) => {
+                Kind::ViaChat(Box::new((stage(AnthropicToChat::new(model)), stage(ChatToGemini::new(model)))))
+            }
+            (OpenaiResponses, Gemini) => {
+                Kind::ViaChat(Box::new((stage(ResponsesToChat::new(model)), stage(ChatToGemini::new(model)))))
             }
             _ => Kind::Unsupported { upstream, client, reported: false },
         };

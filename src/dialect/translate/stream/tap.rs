@@ -6,7 +6,9 @@ use serde_json::Value;
 use super::{Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::SseEvent;
-use crate::dialect::translate::common::{merge_anthropic_usage, usage_from_chat, usage_from_responses};
+use crate::dialect::translate::common::{
+    merge_anthropic_usage, usage_from_chat, usage_from_gemini, usage_from_responses,
+};
 use crate::dialect::translate::json::Get;
 use crate::dialect::translate::Usage;
 use crate::dialect::Dialect;
@@ -31,8 +33,9 @@ impl Translate for Tap {
             return;
         }
         // Cheap filter: only events that can carry usage or end the stream are parsed.
-        let interesting =
-            ["usage", "error", "finish_reason", "message_stop", "response."].iter().any(|k| data.contains(k));
+        let interesting = ["usage", "error", "finish_reason", "finishReason", "message_stop", "response."]
+            .iter()
+            .any(|k| data.contains(k));
         if !interesting {
             return;
         }
@@ -66,6 +69,13 @@ impl Translate for Tap {
                 }
                 self.terminal |=
                     matches!(ty, "response.completed" | "response.incomplete" | "response.failed" | "error");
+            }
+            Dialect::Gemini => {
+                if let Some(u) = v.some(crate::dialect::gemini::USAGE_FIELD) {
+                    self.usage = usage_from_gemini(u);
+                }
+                // Gemini streams have no end marker: the chunk that gives a finish reason is the last.
+                self.terminal |= v.arr_of("candidates").iter().any(|c| c.some("finishReason").is_some());
             }
         }
     }

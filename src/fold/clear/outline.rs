@@ -1,0 +1,436 @@
+//! The outline a cleared output keeps: what the model may still refer back to. Identifiers (paths,
+//! dotted, snake_case and camelCase names) in order of first appearance, the symbols a file view
+//! defines, the hits of a search, the failing tests and first error line of a run.
+//!
+//! Built from the output's text alone plus the set of identifiers the conversation showed before
+//! it, so the same output in the same conversation always gets the same outline.
+
+use std::collections::HashSet;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::fold::filters::{has_summary, is_error_line, is_path};
+use crate::fold::shapes;
+
+/// What kind of output an outline is for, which decides what it lists first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A file's contents (Read, `cat`, an editor window).
+    View,
+    /// Search hits (`grep -n`, Grep, `rg`): `path:line` per hit.
+    Search,
+    /// File listings (Glob, `ls`, `find`).
+    Listing,
+    /// A command run (tests, builds, anything else a shell printed).
+    Run,
+    Other,
+}
+
+/// Most identifiers an outline lists; symbols, hits and failing names count against it too.
+pub const MAX_NAMES: usize = 200;
+/// Most bytes of an outline's lists (the header line comes on top).
+pub const MAX_BYTES: usize = 4096;
+const MAX_SYMBOLS: usize = 60;
+const MAX_FAILING: usize = 30;
+const MAX_LINE: usize = 200;
+
+/// Identifiers in `text`, in order, with repeats: words of letters, digits, `_`, `.`, `/` and
+/// `-` that are paths or dotted, snake_case or camelCase names (4+ bytes, a letter in them).
+/// Works on raw JSON string bytes as well as on decoded text: a backslash escape separates words.
+pub fn identifiers(text: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < text.len() {
+            // Skip to a word start; `\x` and `\uXXXX` are separators.
+            if text[i] == b'\\' {
+                i += if text.get(i + 1) == Some(&b'u') { 6 } else { 2 };
+                continue;
+            }
+            if !is_word_byte(text[i]) {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            while i < text.len() && is_word_byte(text[i]) {
+                i += 1;
+            }
+            let w = trim_word(&text[s..i]);
+            if is_identifier(w) {
+                return Some(w);
+            }
+        }
+        None
+    })
+}
+
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-')
+}
+
+/// Drops what a word cannot end with (`lib/a.ex.` at a sentence end) or start with (`-x`,
+/// `./x`, `../x`); an absolute path keeps its `/`, a dot file its dot.
+fn trim_word(mut w: &[u8]) -> &[u8] {
+    loop {
+        if let Some(r) = w.strip_prefix(b"./").or_else(|| w.strip_prefix(b"../")).or_else(|| w.strip_prefix(b"-")) {
+            w = r;
+        } else {
+            break;
+        }
+    }
+    let e = w.iter().rposition(|c| !matches!(c, b'.' | b'/' | b'-')).map_or(0, |k| k + 1);
+    &w[..e]
+}
+
+fn is_identifier(w: &[u8]) -> bool {
+    if w.len() < 4 || w.len() > 200 || !w.iter().any(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let mut joined = false;
+    for k in 1..w.len() {
+        let (a, b) = (w[k - 1], w[k]);
+        // snake_case, a path or a dotted name between word characters, a camel-case hump.
+        if (b == b'_' && a.is_ascii_alphanumeric())
+            || (matches!(a, b'.' | b'/') && b.is_ascii_alphabetic())
+            || (a.is_ascii_lowercase() && b.is_ascii_uppercase())
+        {
+            joined = true;
+            break;
+        }
+    }
+    joined
+}
+
+/// The identifiers a conversation has shown so far (hashes): an outline lists only the ones an
+/// output shows first, since every earlier one stays visible somewhere (verbatim, or in an
+/// earlier output's outline).
+#[derive(Clone, Default)]
+pub struct Seen(HashSet<u64>);
+
+impl Seen {
+    /// Records every identifier of `text`.
+    pub fn add(&mut self, text: &[u8]) {
+        for w in identifiers(text) {
+            self.0.insert(xxh3_64(w));
+        }
+    }
+
+    pub fn contains(&self, w: &[u8]) -> bool {
+        self.0.contains(&xxh3_64(w))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What an outline knows about the output besides its text.
+pub struct Subject<'a> {
+    pub shape: Shape,
+    /// The file a view shows (listed once, not as a name).
+    pub path: Option<&'a str>,
+}
+
+/// Collects outline lines under the name and byte budgets.
+struct Budget {
+    names: usize,
+    bytes: usize,
+    lines: Vec<String>,
+}
+
+impl Budget {
+    /// Adds `label: a, b, c` with as many items as the budgets allow.
+    fn list(&mut self, label: &str, items: impl IntoIterator<Item = String>) {
+        let mut line = String::new();
+        for it in items {
+            if self.names >= MAX_NAMES || self.bytes + line.len() + it.len() + 2 > MAX_BYTES {
+                break;
+            }
+            if line.is_empty() {
+                line.push_str(label);
+                line.push_str(": ");
+            } else {
+                line.push_str(", ");
+            }
+            line.push_str(&it);
+            self.names += 1;
+        }
+        if !line.is_empty() {
+            self.bytes += line.len() + 1;
+            self.lines.push(line);
+        }
+    }
+
+    fn line(&mut self, label: &str, text: &str) {
+        let text = shapes::clip(text.trim(), MAX_LINE);
+        if self.bytes + text.len() + label.len() + 3 <= MAX_BYTES {
+            self.bytes += text.len() + label.len() + 3;
+            self.lines.push(format!("{label}: {text}"));
+        }
+    }
+}
+
+/// The outline lines of `text` (without the header line). `seen` holds the identifiers shown
+/// before this output; the names line lists the others, in order of first appearance.
+pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Vec<String> {
+    let mut b = Budget { names: 0, bytes: 0, lines: Vec::new() };
+    // Hashes of what the outline lists already (the view's path, its symbols, hits, paths).
+    let mut listed: HashSet<u64> = HashSet::new();
+    if let Some(p) = subject.path {
+        listed.insert(xxh3_64(p.as_bytes()));
+    }
+    match subject.shape {
+        Shape::View => {
+            let syms = symbols(text);
+            listed.extend(syms.iter().map(|s| xxh3_64(s.as_bytes())));
+            b.list("defines", syms.iter().take(MAX_SYMBOLS).map(|s| s.to_string()));
+        }
+        Shape::Search => {
+            let hits = hits(text);
+            listed.extend(hits.iter().map(|(p, _)| xxh3_64(p.as_bytes())));
+            b.list(
+                "hits",
+                hits.into_iter().map(|(p, nums)| if nums.is_empty() { p.to_string() } else { format!("{p}:{nums}") }),
+            );
+        }
+        Shape::Listing => {
+            let paths = listing_paths(text);
+            listed.extend(paths.iter().map(|p| xxh3_64(p.as_bytes())));
+            b.list("paths", paths.into_iter().map(str::to_string));
+        }
+        Shape::Run | Shape::Other => {
+            let failing = failing_names(text);
+            b.list("failing", failing.into_iter().take(MAX_FAILING));
+            let lines = || text.lines().map(|l| l.trim_end());
+            let first_error = lines().find(|l| is_error_line(l));
+            if let Some(e) = first_error {
+                b.line("first error", e);
+            }
+            if let Some(s) = lines().filter(|l| has_summary(l) && Some(*l) != first_error).last() {
+                b.line("summary", s);
+            }
+        }
+    }
+    let mut names: Vec<&[u8]> = Vec::new();
+    for w in identifiers(text.as_bytes()) {
+        if !seen.contains(w) && listed.insert(xxh3_64(w)) {
+            names.push(w);
+        }
+    }
+    b.list("names", names.into_iter().map(|w| String::from_utf8_lossy(w).into_owned()));
+    b.lines
+}
+
+/// Lines of a view without their number prefixes.
+fn stripped(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(|l| match shapes::number_prefix(l) {
+        Some((_, _, n)) => &l[n..],
+        None => l,
+    })
+}
+
+/// Keywords that introduce a definition, across the languages agents work in.
+const DEFINERS: &[&str] = &[
+    "defmodule ",
+    "defprotocol ",
+    "defimpl ",
+    "defmacrop ",
+    "defmacro ",
+    "defp ",
+    "def ",
+    "defstruct ",
+    "pub(crate) fn ",
+    "pub async fn ",
+    "pub fn ",
+    "async fn ",
+    "fn ",
+    "pub struct ",
+    "struct ",
+    "pub enum ",
+    "enum ",
+    "pub trait ",
+    "trait ",
+    "impl ",
+    "pub mod ",
+    "mod ",
+    "export default function ",
+    "export async function ",
+    "export function ",
+    "async function ",
+    "function ",
+    "export default class ",
+    "export class ",
+    "class ",
+    "export interface ",
+    "interface ",
+    "export type ",
+    "type ",
+    "export const ",
+    "func ",
+    "module ",
+];
+
+/// Names a view defines, in order, once each.
+pub fn symbols(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in stripped(text) {
+        let t = l.trim_start();
+        let Some(k) = DEFINERS.iter().find(|k| t.starts_with(**k)) else { continue };
+        let mut rest = t[k.len()..].trim_start();
+        // Go methods: `func (r *T) Name(`.
+        if *k == "func " && rest.starts_with('(') {
+            rest = rest.split_once(") ").map_or("", |(_, r)| r);
+        }
+        let name: String =
+            rest.chars().take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '!' | '?')).collect();
+        let name = name.trim_end_matches('.').to_string();
+        if name.len() >= 2 && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// `path:line` search hits grouped per path in order: (path, "12,40,77").
+fn hits(text: &str) -> Vec<(&str, String)> {
+    let mut out: Vec<(&str, String)> = Vec::new();
+    for l in text.lines() {
+        let (path, num) = match split_hit(l) {
+            Some(h) => h,
+            None => match l.trim() {
+                p if is_path(p) => (p, None),
+                _ => continue,
+            },
+        };
+        let k = match out.iter().position(|(p, _)| *p == path) {
+            Some(k) => k,
+            None => {
+                out.push((path, String::new()));
+                out.len() - 1
+            }
+        };
+        if let Some(n) = num {
+            let nums = &mut out[k].1;
+            if !nums.is_empty() {
+                nums.push(',');
+            }
+            nums.push_str(n);
+        }
+    }
+    out
+}
+
+/// `path:12:text` -> (path, "12").
+fn split_hit(l: &str) -> Option<(&str, Option<&str>)> {
+    let (path, rest) = l.split_once(':')?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || !rest[digits..].starts_with([':', '-']) || !is_path(path) {
+        return None;
+    }
+    Some((path, Some(&rest[..digits])))
+}
+
+/// The paths of a listing, one per line (Glob output, `find`, `ls -1`), in order.
+fn listing_paths(text: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for l in text.lines() {
+        let p = l.trim();
+        if is_path(p) && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Names of failing tests, in the shapes test runners print them.
+pub fn failing_names(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: &str| {
+        let s = shapes::clip(s.trim(), 160);
+        if !s.is_empty() && !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    for l in text.lines() {
+        let t = l.trim();
+        if let Some(r) = t.strip_prefix("FAILED ").or_else(|| t.strip_prefix("ERROR ")) {
+            // pytest: `FAILED tests/x.py::test_y - AssertionError`.
+            add(r.split(" - ").next().unwrap_or(r));
+        } else if let Some(r) = t.strip_prefix("--- FAIL: ") {
+            add(r.split(' ').next().unwrap_or(r));
+        } else if let Some(r) = t.strip_prefix("test ").and_then(|r| r.strip_suffix(" ... FAILED")) {
+            add(r);
+        } else if let Some(r) = t.strip_prefix("✕ ").or_else(|| t.strip_prefix("✗ ")).or_else(|| t.strip_prefix("× "))
+        {
+            add(r);
+        } else if let Some(r) = exunit_failure(t) {
+            add(r);
+        }
+    }
+    out
+}
+
+/// ExUnit: `1) test renders the page (MyAppWeb.PageLiveTest)`.
+fn exunit_failure(t: &str) -> Option<&str> {
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = t.get(digits..)?.strip_prefix(") ")?;
+    (digits > 0 && (rest.starts_with("test ") || rest.starts_with("doctest ")) && rest.ends_with(')')).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(s: &str) -> Vec<String> {
+        identifiers(s.as_bytes()).map(|w| String::from_utf8_lossy(w).into_owned()).collect()
+    }
+
+    #[test]
+    fn finds_paths_and_names() {
+        assert_eq!(
+            ids("see lib/spotter/session.ex. Then call Spotter.Session.get/1 and session_id or fooBar, not Foo or 1.2.3"),
+            ["lib/spotter/session.ex", "Spotter.Session.get/1", "session_id", "fooBar"]
+        );
+        // Raw JSON: `\n` is not part of the next word.
+        assert_eq!(ids(r"a\nlib/a_b.rs\u00e9xy_z"), ["lib/a_b.rs", "xy_z"]);
+        assert!(ids("e.g. abc def").is_empty());
+    }
+
+    #[test]
+    fn view_outline_lists_symbols_then_new_names() {
+        let text = "     1→defmodule Spotter.Session do\n     2→  def get_by_id(id), do: Repo.get(id)\n     3→  defp load_all(x), do: x.session_rows\n";
+        let mut seen = Seen::default();
+        seen.add(b"earlier: x.session_rows");
+        let o = outline(text, &Subject { shape: Shape::View, path: Some("lib/s.ex") }, &seen);
+        assert_eq!(o[0], "defines: Spotter.Session, get_by_id, load_all");
+        assert_eq!(o[1], "names: Repo.get", "known names and the symbols are not repeated");
+    }
+
+    #[test]
+    fn run_outline_keeps_failures_and_the_first_error() {
+        let text = "Compiling\n  1) test renders x (AppWeb.PageTest)\n     ** (MatchError) no match of right hand side value: nil\n  2) test other (AppWeb.PageTest)\nerror: second\n12 tests, 2 failures\n";
+        let o = outline(text, &Subject { shape: Shape::Run, path: None }, &Seen::default());
+        assert_eq!(o[0], "failing: test renders x (AppWeb.PageTest), test other (AppWeb.PageTest)");
+        assert_eq!(o[1], "first error: ** (MatchError) no match of right hand side value: nil");
+        assert_eq!(o[2], "summary: 12 tests, 2 failures");
+    }
+
+    #[test]
+    fn search_outline_groups_hits_per_path() {
+        let text = "src/a.rs:12:let x\nsrc/a.rs:40:let y\nsrc/b.rs:7:z\n";
+        let o = outline(text, &Subject { shape: Shape::Search, path: None }, &Seen::default());
+        assert_eq!(o[0], "hits: src/a.rs:12,40, src/b.rs:7");
+    }
+
+    #[test]
+    fn budgets_bound_the_outline() {
+        let text: String = (0..2000).map(|i| format!("name_{i} ")).collect();
+        let o = outline(&text, &Subject { shape: Shape::Other, path: None }, &Seen::default());
+        let bytes: usize = o.iter().map(|l| l.len() + 1).sum();
+        assert!(bytes <= MAX_BYTES, "{bytes}");
+        assert!(o[0].matches(", ").count() < MAX_NAMES);
+    }
+}

@@ -2,6 +2,7 @@
 //! `Folder::fold`) and reports what it would have saved and whether every prefix stayed stable.
 
 pub mod ceiling;
+pub mod clearing;
 pub mod progress;
 pub mod report;
 mod retention;
@@ -16,9 +17,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::fold::locate::{self, Kind};
+use crate::fold::clear::{Clearer, Economics, Settings as ClearSettings};
+use crate::fold::locate::{self, Kind, Loc};
 use crate::fold::originals::Originals;
-use crate::fold::{json, FoldOptions, Folder, Level, Levers, Mechanism};
+use crate::fold::{json, FoldOptions, Folder, Level, Levers, Mechanism, Prepared};
 use crate::tokens;
 use ceiling::Ceiling;
 use progress::Progress;
@@ -43,6 +45,8 @@ pub struct Options {
     pub estimate: bool,
     /// Each level is replayed and reported on its own (the proxy's default is `balanced`).
     pub levels: Vec<Level>,
+    /// The economics clearing decides for (`--target-kind`).
+    pub target: TargetKind,
 }
 
 impl Default for Options {
@@ -57,6 +61,7 @@ impl Default for Options {
             ceiling: false,
             estimate: false,
             levels: vec![Level::default()],
+            target: TargetKind::default(),
         }
     }
 }
@@ -110,6 +115,32 @@ pub struct Stats {
     pub error_lines_kept: u64,
     /// A few error-like lines that went missing (for the report; empty when retention is 100%).
     pub error_lines_lost: Vec<String>,
+    /// Clearing steps taken, the cached tokens they made the provider write again (estimated, as
+    /// the cost model sees them), and blocks of earlier turns they rewrote (allowed only at a step).
+    pub steps: u64,
+    pub rewritten: u64,
+    pub step_blocks_changed: u64,
+    /// Turns that re-sent a previous request's blocks, and of those the ones whose forwarded
+    /// prefix stayed byte-identical (no step).
+    pub turns_compared: u64,
+    pub turns_stable: u64,
+    /// Simulated cache-billed input (token units; see `clearing::billed`), of the requests as
+    /// sent and as forwarded.
+    pub billed_direct: f64,
+    pub billed_forwarded: f64,
+    /// Turns whose request had cleared outputs; the checks below are made in those.
+    pub cleared_turns: u64,
+    /// Edits the model made next whose `old_string` was in the request, and how many of those
+    /// were still in the forwarded one.
+    pub anchors_checked: u64,
+    pub anchors_kept: u64,
+    /// Identifiers the model wrote next that were in the request, and still in the forwarded one.
+    pub refs_checked: u64,
+    pub refs_kept: u64,
+    /// The first error-like line of each cleared command output, and how many are still forwarded.
+    pub first_errors_checked: u64,
+    pub first_errors_kept: u64,
+    pub first_errors_lost: Vec<String>,
 }
 
 impl Stats {
@@ -142,11 +173,29 @@ impl Stats {
         self.saved_by.iter().filter(|(k, _)| k.starts_with("filter:")).map(|(_, v)| *v).sum()
     }
 
-    /// Stable prefixes, incremental equal to cold, and every error-like line kept.
+    /// Stable prefixes between steps, incremental equal to cold, every error-like line of a
+    /// folded block kept and the first error line of every cleared command output.
     pub fn sound(&self) -> bool {
         self.prefix_blocks_changed == 0
             && self.scratch_mismatches == 0
             && self.error_lines_kept == self.error_lines_checked
+            && self.first_errors_kept == self.first_errors_checked
+    }
+
+    /// Simulated cache-billed input as forwarded, over the same as sent.
+    pub fn billed_ratio(&self) -> f64 {
+        if self.billed_direct == 0.0 {
+            1.0
+        } else {
+            self.billed_forwarded / self.billed_direct
+        }
+    }
+
+    pub fn stable_turns_pct(&self) -> f64 {
+        if self.turns_compared == 0 {
+            return 100.0;
+        }
+        pct(self.turns_stable, self.turns_compared)
     }
 
     pub fn add(&mut self, o: &Stats) {
@@ -181,6 +230,25 @@ impl Stats {
         for l in &o.error_lines_lost {
             if self.error_lines_lost.len() < 5 {
                 self.error_lines_lost.push(l.clone());
+            }
+        }
+        self.steps += o.steps;
+        self.rewritten += o.rewritten;
+        self.step_blocks_changed += o.step_blocks_changed;
+        self.turns_compared += o.turns_compared;
+        self.turns_stable += o.turns_stable;
+        self.billed_direct += o.billed_direct;
+        self.billed_forwarded += o.billed_forwarded;
+        self.cleared_turns += o.cleared_turns;
+        self.anchors_checked += o.anchors_checked;
+        self.anchors_kept += o.anchors_kept;
+        self.refs_checked += o.refs_checked;
+        self.refs_kept += o.refs_kept;
+        self.first_errors_checked += o.first_errors_checked;
+        self.first_errors_kept += o.first_errors_kept;
+        for l in &o.first_errors_lost {
+            if self.first_errors_lost.len() < 5 {
+                self.first_errors_lost.push(l.clone());
             }
         }
     }
@@ -245,12 +313,40 @@ impl Counter {
     }
 }
 
+/// The economics clearing is replayed for (`--target-kind`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A provider that caches prefixes, billed as the simulation bills (reads 0.1x, writes 1.25x).
+    #[default]
+    Cache,
+    /// A quota-bound target (a free tier): every token counts.
+    Quota,
+}
+
+impl TargetKind {
+    pub fn parse(s: &str) -> Option<TargetKind> {
+        match s {
+            "cache" => Some(TargetKind::Cache),
+            "quota" => Some(TargetKind::Quota),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Cache => "cache",
+            TargetKind::Quota => "quota",
+        }
+    }
+}
+
 /// How one conversation is replayed.
 #[derive(Default)]
 pub struct Setup<'a> {
     pub levers: Levers,
     /// The fold level (`balanced` by default, as the proxy folds).
     pub level: Level,
+    pub target: TargetKind,
     pub ceiling: bool,
     pub progress: Option<&'a mut Progress>,
 }
@@ -265,6 +361,18 @@ impl Setup<'_> {
             FoldOptions { level: self.level, originals, levers: self.levers, ..FoldOptions::default() },
         )
     }
+
+    /// A clearer as the proxy's (default settings, nothing stored), and the economics it clears
+    /// for; `None` at `lossless`, which never clears.
+    fn clearer(&self) -> Option<(Clearer, Economics)> {
+        let econ = match (self.level, self.target) {
+            (Level::Lossless, _) => return None,
+            (Level::Aggressive, _) | (_, TargetKind::Quota) => Economics::Quota,
+            (Level::Balanced, TargetKind::Cache) => Economics::Cached { read: clearing::READ, write: clearing::WRITE },
+        };
+        let originals = std::sync::Arc::new(Originals::unstored());
+        Some((Clearer::new(ClearSettings::default(), originals, 64 << 20), econ))
+    }
 }
 
 /// Identity of an input block for the stability check: its bytes, kind and place.
@@ -276,36 +384,70 @@ pub fn block_id(body: &[u8], b: &locate::Block) -> u64 {
     xxh3_64(body.get(b.range.clone()).unwrap_or_default()) ^ (b.kind as u64) ^ loc
 }
 
+/// One conversation's request as the proxy forwards it: folded once, then cleared.
+fn forward(
+    folder: &Folder,
+    clearer: Option<&(Clearer, Economics)>,
+    c: &Conversation,
+    body: &Bytes,
+    level: Level,
+) -> Turn {
+    let prepared = folder.prepare(c.dialect, body, level);
+    let cleared = match (&prepared, clearer) {
+        (Some(p), Some((cl, econ))) => cl.clear(p, *econ),
+        _ => None,
+    };
+    let out = match (&cleared, &prepared) {
+        (Some(cl), _) => cl.body.clone(),
+        (None, Some(p)) => p.forwarded().clone(),
+        (None, None) => body.clone(),
+    };
+    Turn { prepared, cleared, out }
+}
+
+struct Turn {
+    prepared: Option<Prepared>,
+    cleared: Option<crate::fold::clear::Cleared>,
+    out: Bytes,
+}
+
 /// Replays one conversation through its own `Folder` (conversations are never pooled).
 pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> Stats {
     let mut st = Stats { name: c.name.clone(), format: c.format.to_string(), conversations: 1, ..Stats::default() };
     let folder = setup.folder();
+    let clearer = setup.clearer();
     let mut retention = retention::Retention::default();
     let mut prev: Vec<(u64, u64)> = Vec::new(); // per block: (input identity, output bytes hash)
+    let mut prev_out_ids: Vec<u64> = Vec::new();
     let mut last_out: Option<Bytes> = None;
     let mut digest = blake3::Hasher::new();
     let mut seen_markers: HashSet<u64> = HashSet::new();
+    let mut first_errors_seen: HashSet<u64> = HashSet::new();
     let mut meter = setup.ceiling.then(ceiling::Meter::default);
     let mut bounds = Ceiling::default();
-    for body in &c.turns {
+    for (t, body) in c.turns.iter().enumerate() {
         let t0 = Instant::now();
-        let folded = folder.fold(c.dialect, body);
+        let turn = forward(&folder, clearer.as_ref(), c, body, setup.level);
         st.fold_ms += t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         st.turns += 1;
-        let out = folded.as_ref().map(|f| f.body.clone()).unwrap_or_else(|| body.clone());
+        let out = turn.out.clone();
         digest.update(&(out.len() as u64).to_le_bytes());
         digest.update(&out);
         let (Ok(bin), Ok(bout)) = (locate::locate(c.dialect, body), locate::locate(c.dialect, &out)) else {
             st.prefix_blocks_changed += 1;
             continue;
         };
-        st.tokens_before += bin.iter().map(|b| counter.block(body, b)).sum::<u64>();
-        st.tokens_after += bout.iter().map(|b| counter.block(&out, b)).sum::<u64>();
-        if let Some(f) = &folded {
+        let tin: Vec<u64> = bin.iter().map(|b| counter.block(body, b)).collect();
+        let tout: Vec<u64> = bout.iter().map(|b| counter.block(&out, b)).collect();
+        st.tokens_before += tin.iter().sum::<u64>();
+        st.tokens_after += tout.iter().sum::<u64>();
+        let folded = turn.prepared.as_ref().and_then(|p| p.folded.as_ref());
+        let cleared_blocks: &[u32] = turn.cleared.as_ref().map_or(&[], |cl| &cl.cleared_blocks);
+        if let Some(f) = folded {
             // Signed per mechanism: a filter's footer removes nothing and costs its tokens.
             let mut by: BTreeMap<&'static str, i64> = BTreeMap::new();
-            for e in &f.edits {
+            for e in f.edits.iter().filter(|e| !cleared_blocks.contains(&(e.block as u32))) {
                 let marker_tokens = counter.text(&e.marker);
                 *by.entry(e.mechanism.name()).or_default() += counter.text(&e.removed) as i64 - marker_tokens as i64;
                 if seen_markers.insert(xxh3_64(e.marker.as_bytes())) {
@@ -320,10 +462,12 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
             for (m, n) in by {
                 *st.saved_by.entry(m.to_string()).or_default() += n.max(0) as u64;
             }
-            retention.check(c.dialect, body, &bin, &out, &bout, &mut st);
+        }
+        if folded.is_some() || turn.cleared.is_some() {
+            retention.check(c.dialect, body, &bin, &out, &bout, cleared_blocks, &mut st);
         }
         // Prefix stability: every block that the previous turn also sent, unchanged, in the same
-        // place, must be forwarded with exactly the bytes forwarded then.
+        // place, must be forwarded with exactly the bytes forwarded then, except at a step.
         if bin.len() != bout.len() {
             // The folded body must keep the request's shape; count it as a broken prefix.
             st.prefix_blocks_changed += 1;
@@ -331,29 +475,55 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
         let ids: Vec<u64> = bin.iter().map(|i| block_id(body, i)).collect();
         let cur: Vec<(u64, u64)> =
             ids.iter().zip(&bout).map(|(&id, o)| (id, xxh3_64(out.get(o.range.clone()).unwrap_or_default()))).collect();
+        let stepped = turn.cleared.as_ref().is_some_and(|cl| cl.stepped());
+        st.steps += u64::from(stepped);
+        st.rewritten += turn.cleared.as_ref().map_or(0, |cl| cl.rewritten_tokens);
+        let same_context = !prev.is_empty() && prev.iter().zip(&cur).all(|(p, c)| p.0 == c.0);
+        let mut changed = 0;
         for (p, c) in prev.iter().zip(&cur) {
             if p.0 != c.0 {
                 break;
             }
             st.prefix_blocks_checked += 1;
-            if p.1 != c.1 {
-                st.prefix_blocks_changed += 1;
-            }
+            changed += u64::from(p.1 != c.1);
+        }
+        if stepped {
+            st.step_blocks_changed += changed;
+        } else {
+            st.prefix_blocks_changed += changed;
+        }
+        if same_context {
+            st.turns_compared += 1;
+            st.turns_stable += u64::from(changed == 0);
+        }
+        // Cache billing: the leading blocks shared with the previous request are cache reads.
+        let out_ids: Vec<u64> = bout.iter().map(|o| block_id(&out, o)).collect();
+        let prev_in: Vec<u64> = if same_context { prev.iter().map(|p| p.0).collect() } else { Vec::new() };
+        st.billed_direct += clearing::billed(&tin, &ids, &prev_in);
+        st.billed_forwarded += clearing::billed(&tout, &out_ids, if same_context { &prev_out_ids } else { &[] });
+        if let (Some(p), Some(cl)) = (&turn.prepared, &turn.cleared) {
+            st.cleared_turns += 1;
+            check_visibility(c, t, body, &bin, &out, &bout, p, cl, &mut first_errors_seen, &mut st);
         }
         if let Some(m) = &mut meter {
             m.turn(body, &bin, &ids, counter, &mut bounds);
         }
         prev = cur;
+        prev_out_ids = out_ids;
         last_out = Some(out);
         st.measure_ms += t1.elapsed().as_secs_f64() * 1e3;
         if let Some(p) = setup.progress.as_deref_mut() {
             p.turn();
         }
     }
+    let clear_saved = st.tokens_before.saturating_sub(st.tokens_after).saturating_sub(st.saved_by.values().sum());
+    if clearer.is_some() {
+        st.saved_by.insert(CLEAR.to_string(), clear_saved);
+    }
     // The incremental path must give what a cold start gives (determinism across processes).
     if let (Some(body), Some(out)) = (c.turns.last(), last_out) {
-        let fresh = setup.folder().fold(c.dialect, body).map(|f| f.body);
-        if fresh.unwrap_or_else(|| body.clone()) != out {
+        let fresh = forward(&setup.folder(), setup.clearer().as_ref(), c, body, setup.level).out;
+        if fresh != out {
             st.scratch_mismatches += 1;
         }
     }
@@ -363,6 +533,64 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
     st.digest = digest.finalize().to_hex().to_string();
     st.ceiling = meter.map(|_| bounds);
     st
+}
+
+/// The mechanism name clearing's saving is reported under.
+pub const CLEAR: &str = "clear";
+
+/// In a request with cleared outputs: the Edit anchors and identifiers of the model's next
+/// message that were in the request, and the first error line of each cleared command output,
+/// must still be in the forwarded request.
+#[allow(clippy::too_many_arguments)]
+fn check_visibility(
+    c: &Conversation,
+    t: usize,
+    body: &[u8],
+    bin: &[locate::Block],
+    out: &[u8],
+    bout: &[locate::Block],
+    p: &Prepared,
+    cl: &crate::fold::clear::Cleared,
+    first_errors_seen: &mut HashSet<u64>,
+    st: &mut Stats,
+) {
+    let orig_text = clearing::visible_text(body, bin);
+    let fwd_text = clearing::visible_text(out, bout);
+    if let Some(next) = c.turns.get(t + 1) {
+        let messages = bin.iter().filter_map(|b| match b.loc {
+            Loc::Message(i) => Some(i + 1),
+            Loc::System(_) => None,
+        });
+        let after = messages.max().unwrap_or(0);
+        if let Ok(nblocks) = locate::locate(c.dialect, next) {
+            let reply = clearing::reply(next, &nblocks, after);
+            for a in &reply.anchors {
+                if clearing::visible(&orig_text, a) {
+                    st.anchors_checked += 1;
+                    st.anchors_kept += u64::from(clearing::visible(&fwd_text, a));
+                }
+            }
+            for id in &reply.identifiers {
+                if memchr::memmem::find(orig_text.as_bytes(), id.as_bytes()).is_some() {
+                    st.refs_checked += 1;
+                    st.refs_kept += u64::from(memchr::memmem::find(fwd_text.as_bytes(), id.as_bytes()).is_some());
+                }
+            }
+        }
+    }
+    let lines: HashSet<&str> = fwd_text.split('\n').map(str::trim).collect();
+    for (j, l) in clearing::first_errors(p, &cl.cleared_blocks) {
+        let raw = p.blocks.get(j as usize).and_then(|b| body.get(b.range.clone())).unwrap_or_default();
+        if !first_errors_seen.insert(xxh3_64(raw)) {
+            continue;
+        }
+        st.first_errors_checked += 1;
+        if lines.contains(l.as_str()) || fwd_text.contains(&l) {
+            st.first_errors_kept += 1;
+        } else if st.first_errors_lost.len() < 5 {
+            st.first_errors_lost.push(crate::fold::shapes::clip(&l, 160));
+        }
+    }
 }
 
 /// Default places agents keep sessions.
@@ -430,6 +658,7 @@ pub fn run(opts: Options) -> u8 {
             estimate: opts.estimate,
             levers,
             level,
+            target: opts.target,
         };
         outs.push(if opts.json { report::json(&sources, &view) } else { report::text(&sources, &view) });
     }
@@ -460,18 +689,20 @@ fn replay_level(
         let mut per = Vec::new();
         for c in convs {
             progress.start(&c.name);
-            let mut setup = Setup { levers, level, ceiling: opts.ceiling, progress: Some(&mut *progress) };
+            let target = opts.target;
+            let mut setup = Setup { levers, level, target, ceiling: opts.ceiling, progress: Some(&mut *progress) };
             let mut s = measure(c, counter, &mut setup);
             if opts.levers {
                 for (name, _) in Levers::NAMES {
                     let Some(off) = levers.without(name) else { continue };
-                    let mut setup = Setup { levers: off, level, ceiling: false, progress: Some(&mut *progress) };
+                    let mut setup =
+                        Setup { levers: off, level, target, ceiling: false, progress: Some(&mut *progress) };
                     let t = measure(c, counter, &mut setup);
                     s.after_without.insert(name.to_string(), t.tokens_after);
                 }
                 for (name, _) in Levers::OPT_IN {
                     let Some(on) = levers.with(name) else { continue };
-                    let mut setup = Setup { levers: on, level, ceiling: false, progress: Some(&mut *progress) };
+                    let mut setup = Setup { levers: on, level, target, ceiling: false, progress: Some(&mut *progress) };
                     let t = measure(c, counter, &mut setup);
                     s.after_with.insert(name.to_string(), t.tokens_after);
                 }

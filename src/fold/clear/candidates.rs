@@ -14,7 +14,6 @@ use super::outline::Shape;
 pub const DEFAULT_EXCLUDED: &[&str] = &[
     "Task",
     "Agent",
-    "TaskOutput",
     "TodoWrite",
     "TodoRead",
     "AskUserQuestion",
@@ -31,7 +30,8 @@ fn writes_whole(name: &str) -> bool {
     matches!(name, "Write" | "write" | "write_file" | "create_file" | "create")
 }
 
-/// Tools that change part of a file (their output, if numbered, is a view of the changed part).
+/// Tools that change part of a file (their output, if numbered, is a view of the changed part;
+/// a whole write's numbered output shows the file).
 fn edits(name: &str) -> bool {
     matches!(name, "Edit" | "MultiEdit" | "edit" | "str_replace_editor" | "str_replace_based_edit_tool" | "replace")
 }
@@ -79,7 +79,7 @@ pub fn describe(src: &Src, text: &str, excluded_tools: &[String]) -> Option<Desc
         (Shape::View, tool.and_then(|t| t.path.clone()))
     } else if let Some(p) = swe_view {
         (Shape::View, Some(p))
-    } else if name.is_some_and(edits) && numbered.is_some() {
+    } else if name.is_some_and(|n| edits(n) || writes_whole(n)) && numbered.is_some() {
         (Shape::View, tool.and_then(|t| t.path.clone()))
     } else {
         match (by_command, name) {

@@ -79,6 +79,8 @@ pub struct Cleared {
     pub rewritten_tokens: u64,
     /// Reads of cleared originals in this turn (tool calls or commands naming their id).
     pub recalls: u64,
+    /// The ordinals (in `Prepared::blocks`) of the blocks forwarded as stubs.
+    pub cleared_blocks: Vec<u32>,
 }
 
 impl Cleared {
@@ -225,6 +227,7 @@ impl Clearer {
             cleared: cleared as u64,
             rewritten_tokens: step.map_or(0, |s| s.rewritten),
             recalls: conv.last_recalls,
+            cleared_blocks: conv.outputs.iter().filter(|o| o.cleared).map(|o| o.block).collect(),
         })
     }
 }

@@ -23,8 +23,15 @@ pub const MIN_OUTPUT_TOKENS: u32 = 150;
 pub const MIN_SAVED_TOKENS: u32 = 100;
 pub const MAX_STUB_SHARE: f64 = 0.5;
 /// The newest view of a file stays while the file was viewed, edited or written within this many
-/// tool outputs: the agent is likely to edit from it, and clearing it would cut the anchor.
-pub const LIVE_VIEW_OUTPUTS: u32 = 12;
+/// tool outputs, since the agent may still edit from it (clearing it would cut the anchor). A file
+/// only read so far is often edited much later from that read (explore, plan, then edit); one the
+/// agent has edited already has its new text in the edit calls and their results, and is usually
+/// read again when the agent comes back to it. A big view costs more per turn, so it stays less.
+/// Tuned on the Claude Code corpus (`tokenfold replay`, README).
+pub const LIVE_VIEW_OUTPUTS: u32 = 20;
+pub const LIVE_EDITED_VIEW_OUTPUTS: u32 = 4;
+pub const BIG_VIEW_TOKENS: u32 = 3000;
+pub const LIVE_BIG_VIEW_OUTPUTS: u32 = 8;
 
 /// One tool output as clearing sees it.
 #[derive(Debug, Clone)]
@@ -56,6 +63,8 @@ pub struct Output {
 struct FileState {
     /// `Conv::groups` when the file was last viewed, edited or written.
     last_touch: u32,
+    /// The agent edited or wrote it.
+    edited: bool,
     views: Vec<u32>,
 }
 
@@ -64,8 +73,7 @@ struct FileState {
 pub struct Step {
     /// Outputs cleared by it, in block order.
     pub newly: Vec<u32>,
-    /// Tokens it saved (stubs and unfolded pointers netted out) and the cached tokens it re-wrote.
-    pub saved: u64,
+    /// The cached tokens it made the provider write again (estimated).
     pub rewritten: u64,
 }
 
@@ -151,12 +159,17 @@ impl Conv {
         self.unfolded.push(false);
         self.output_of.push(None);
         for n in result.map(|r| r.notes.as_slice()).unwrap_or_default() {
-            if n.source != j {
-                if let Some(r) = self.referrers.get_mut(n.source) {
-                    if !r.contains(&(j as u32)) {
-                        r.push(j as u32);
-                    }
+            if n.source == j {
+                continue;
+            }
+            if let Some(r) = self.referrers.get_mut(n.source) {
+                if !r.contains(&(j as u32)) {
+                    r.push(j as u32);
                 }
+            }
+            // A marker pointing into an output cleared already cannot be followed: send it whole.
+            if self.output_of.get(n.source).copied().flatten().is_some_and(|o| self.outputs[o as usize].cleared) {
+                self.unfolded[j] = true;
             }
         }
         let src = inp.fold.srcs.get(j).ok_or(json::Malformed)?;
@@ -166,6 +179,7 @@ impl Conv {
                 let groups = self.groups;
                 let st = &mut self.file_states[f as usize];
                 st.last_touch = groups;
+                st.edited = true;
                 if t.whole {
                     for &v in &st.views {
                         self.outputs[v as usize].superseded = true;
@@ -180,6 +194,7 @@ impl Conv {
         if blk.kind != Kind::Other {
             self.seen.add(raw);
         }
+
         self.approx_bytes += 48;
         Ok(())
     }
@@ -230,6 +245,10 @@ impl Conv {
             self.approx_bytes += escaped.len();
             out.stub = Arc::from(escaped);
         }
+        if d.shape == Shape::View {
+            // A re-read's outline does not list the symbols this one shows.
+            self.seen.add_words(outline::symbols(text).iter().map(String::as_str));
+        }
         let k = self.outputs.len() as u32;
         if let (Shape::View, Some(p)) = (d.shape, d.path.as_deref()) {
             let f = self.file(p);
@@ -269,66 +288,116 @@ impl Conv {
     /// Whether output `o` stays for now although it is old enough to clear: the newest view of a
     /// file the agent touched recently (it may edit from it).
     fn keeps(&self, o: &Output) -> bool {
-        match (o.shape, o.file, o.superseded) {
-            (Shape::View, Some(f), false) => {
-                self.groups.saturating_sub(self.file_states[f as usize].last_touch) <= LIVE_VIEW_OUTPUTS
-            }
-            _ => false,
+        let (Shape::View, Some(f), false) = (o.shape, o.file, o.superseded) else { return false };
+        let file = &self.file_states[f as usize];
+        let mut live = if file.edited { LIVE_EDITED_VIEW_OUTPUTS } else { LIVE_VIEW_OUTPUTS };
+        if self.orig[o.block as usize] > BIG_VIEW_TOKENS {
+            live = live.min(LIVE_BIG_VIEW_OUTPUTS);
         }
+        self.groups.saturating_sub(file.last_touch) < live
     }
 
     /// Decides the request that ends at block `end` (the blocks before it are processed): takes
-    /// a step when the target's economics say it pays.
+    /// a step when the target's economics say it pays. On a cache-billed target the step clears
+    /// the candidates from the one where it pays best onwards (a later first output re-writes
+    /// less of the cached prefix); on a quota-bound one, all of them.
     pub fn decide(&mut self, end: usize, econ: Economics, settings: &Settings) {
         let turns = self.turns + 1;
+        self.turns = turns;
+        self.last_step = None;
+        let prev_end = std::mem::replace(&mut self.prev_end, end as u32) as usize;
         let cutoff = self.groups.saturating_sub(settings.keep_recent as u32);
-        let mut newly: Vec<u32> = Vec::new();
-        let mut saved: i64 = 0;
+        // Candidates in block order, with what clearing each saves.
+        let mut cands: Vec<(u32, i64)> = Vec::new();
         for (k, o) in self.outputs.iter().enumerate() {
-            if o.group >= cutoff || !o.eligible || o.cleared || self.keeps(o) {
+            // Never an output the model has not answered yet (a turn of many parallel calls).
+            if o.group >= cutoff || o.block as usize >= prev_end || !o.eligible || o.cleared || self.keeps(o) {
                 continue;
             }
             let gain = i64::from(self.fwd(o.block as usize)) - i64::from(o.stub_tokens);
             if gain >= i64::from(MIN_SAVED_TOKENS) {
-                newly.push(k as u32);
-                saved += gain;
+                cands.push((k as u32, gain));
             }
         }
-        self.last_step = None;
-        if let Some(&first) = newly.first() {
-            let first_block = self.outputs[first as usize].block as usize;
-            // Blocks pointing into a newly cleared output go back to their original text.
-            let mut unfold: Vec<u32> = Vec::new();
-            for &k in &newly {
-                for &r in &self.referrers[self.outputs[k as usize].block as usize] {
-                    let cleared_now = self.output_of[r as usize].is_some_and(|o| newly.contains(&o));
-                    if !self.unfolded[r as usize] && !cleared_now && !unfold.contains(&r) {
-                        unfold.push(r);
-                        saved -= i64::from(self.orig[r as usize]) - i64::from(self.folded[r as usize]);
-                    }
+        let Some(&(first, _)) = cands.first() else { return };
+        let first_block = self.outputs[first as usize].block as usize;
+        let n = self.blocks as usize;
+        // Per block from the first candidate: its size once every candidate is cleared, and for a
+        // block a candidate's markers point into, the last such candidate (it is sent unfolded
+        // when any of them is cleared).
+        let mut cand_at: Vec<Option<usize>> = vec![None; n - first_block];
+        for (i, &(k, _)) in cands.iter().enumerate() {
+            cand_at[self.outputs[k as usize].block as usize - first_block] = Some(i);
+        }
+        let mut unfold_by: Vec<Option<usize>> = vec![None; n - first_block];
+        for (i, &(k, _)) in cands.iter().enumerate() {
+            for &r in &self.referrers[self.outputs[k as usize].block as usize] {
+                let r = r as usize;
+                if !self.unfolded[r] && cand_at[r - first_block].is_none() {
+                    unfold_by[r - first_block] = Some(i);
                 }
             }
-            let saved = saved.max(0) as u64;
-            let stub_or = |j: usize, now: u32| match self.output_of[j] {
-                Some(o) if newly.contains(&o) => self.outputs[o as usize].stub_tokens,
-                _ if unfold.contains(&(j as u32)) => self.orig[j],
-                _ => now,
+        }
+        let mut net_gain: Vec<i64> = cands.iter().map(|&(_, g)| g).collect();
+        for (r, by) in unfold_by.iter().enumerate() {
+            if let Some(i) = by {
+                let j = r + first_block;
+                net_gain[*i] -= i64::from(self.orig[j]) - i64::from(self.folded[j]);
+            }
+        }
+        let after = |j: usize| -> u64 {
+            let rel = j - first_block;
+            match (cand_at[rel], unfold_by[rel]) {
+                (Some(i), _) => u64::from(self.outputs[cands[i].0 as usize].stub_tokens),
+                (None, Some(_)) => u64::from(self.orig[j]),
+                _ => u64::from(self.fwd(j)),
+            }
+        };
+        // Suffix sums: tokens re-written and saved when the step starts at candidate i.
+        let mut best: Option<(usize, f64, u64, u64)> = None;
+        let (mut rewritten, mut saved, mut j, mut i) = (0u64, 0i64, prev_end.max(first_block), cands.len());
+        while i > 0 {
+            i -= 1;
+            let b = self.outputs[cands[i].0 as usize].block as usize;
+            while j > b {
+                j -= 1;
+                rewritten += after(j);
+            }
+            saved += net_gain[i];
+            let s = saved.max(0) as u64;
+            let pays = match econ {
+                Economics::Quota => i == 0 && cost::pays(econ, s, rewritten, u64::from(turns), settings.clear_at_least),
+                Economics::Cached { read, write } => {
+                    cost::pays(econ, s, rewritten, u64::from(turns), settings.clear_at_least)
+                        && best.is_none_or(|(_, net, _, _)| {
+                            read * s as f64 * cost::remaining_turns(u64::from(turns))
+                                - (write - read) * rewritten as f64
+                                > net
+                        })
+                }
             };
-            let rewritten: u64 =
-                (first_block..self.prev_end as usize).map(|j| u64::from(stub_or(j, self.fwd(j)))).sum();
-            if cost::pays(econ, saved, rewritten, u64::from(turns), settings.clear_at_least) {
-                for &k in &newly {
-                    self.outputs[k as usize].cleared = true;
-                }
-                for &r in &unfold {
-                    self.unfolded[r as usize] = true;
-                }
-                self.steps += 1;
-                self.last_step = Some(Step { newly, saved, rewritten });
+            if pays {
+                let net = match econ {
+                    Economics::Cached { read, write } => {
+                        read * s as f64 * cost::remaining_turns(u64::from(turns)) - (write - read) * rewritten as f64
+                    }
+                    Economics::Quota => s as f64,
+                };
+                best = Some((i, net, s, rewritten));
             }
         }
-        self.turns = turns;
-        self.prev_end = end as u32;
+        let Some((from, _, _, rewritten)) = best else { return };
+        let newly: Vec<u32> = cands[from..].iter().map(|&(k, _)| k).collect();
+        for &k in &newly {
+            self.outputs[k as usize].cleared = true;
+        }
+        for (r, by) in unfold_by.iter().enumerate() {
+            if by.is_some_and(|i| i >= from) {
+                self.unfolded[r + first_block] = true;
+            }
+        }
+        self.steps += 1;
+        self.last_step = Some(Step { newly, rewritten });
     }
 
     /// Counts reads of cleared originals (their id in a tool call or an agent's command) in blocks

@@ -38,7 +38,7 @@ pub fn text(d: &Described, subject: Option<&str>, original: &str, outline: &[Str
     }
     s.push_str("). ");
     if d.shape == Shape::View {
-        s.push_str("Re-read the file for its current text before editing it. ");
+        s.push_str("Re-read it for the current text before an Edit. ");
     }
     let _ = write!(s, "Original: {recall}]");
     for l in outline {
@@ -78,7 +78,7 @@ mod tests {
             text(&d, None, &"x\n".repeat(240), &["defines: a, b".into()], "cat ~/.cache/tokenfold/o/0123456789ab.txt");
         assert_eq!(
             s,
-            "[tokenfold: cleared Read of lib/a.ex lines 1-240 (240 lines, 480 B). Re-read the file for its current text before editing it. Original: cat ~/.cache/tokenfold/o/0123456789ab.txt]\ndefines: a, b"
+            "[tokenfold: cleared Read of lib/a.ex lines 1-240 (240 lines, 480 B). Re-read it for the current text before an Edit. Original: cat ~/.cache/tokenfold/o/0123456789ab.txt]\ndefines: a, b"
         );
         let d = described(Shape::Run, None, Some("mix test"));
         let s = text(&d, None, "Exit code 2\nboom\n", &[], "cat x");

@@ -198,6 +198,23 @@ pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Vec<String> {
     if let Some(p) = subject.path {
         listed.insert(xxh3_64(p.as_bytes()));
     }
+    if subject.shape != Shape::View {
+        // The first error line of anything but a file's contents (where `error` is just code),
+        // whatever the budgets: every cleared output keeps it.
+        let first_error = first_error_line(text);
+        if let Some(e) = first_error {
+            let line = format!("first error: {}", clip_line(e));
+            b.bytes += line.len() + 1;
+            b.lines.push(line);
+        }
+        if subject.shape == Shape::Run {
+            b.list("failing", failing_names(text).into_iter().take(MAX_FAILING));
+            let summary = text.lines().map(str::trim).filter(|l| has_summary(l) && Some(*l) != first_error).last();
+            if let Some(s) = summary {
+                b.line("summary", s);
+            }
+        }
+    }
     match subject.shape {
         Shape::View => {
             // Symbols an earlier outline of the conversation listed are not repeated (a re-read).
@@ -218,18 +235,7 @@ pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Vec<String> {
             listed.extend(paths.iter().map(|p| xxh3_64(p.as_bytes())));
             b.list("paths", paths.into_iter().map(str::to_string));
         }
-        Shape::Run | Shape::Other => {
-            let failing = failing_names(text);
-            b.list("failing", failing.into_iter().take(MAX_FAILING));
-            let lines = || text.lines().map(|l| l.trim_end());
-            let first_error = lines().find(|l| is_error_line(l));
-            if let Some(e) = first_error {
-                b.line("first error", e);
-            }
-            if let Some(s) = lines().filter(|l| has_summary(l) && Some(*l) != first_error).last() {
-                b.line("summary", s);
-            }
-        }
+        Shape::Run | Shape::Other => {}
     }
     let mut names: Vec<&[u8]> = Vec::new();
     for w in identifiers(text.as_bytes()) {
@@ -420,6 +426,11 @@ fn exunit_failure(t: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    /// `text` with plain filler after it, so the share budget does not cut a small example.
+    fn padded(text: &str) -> String {
+        format!("{text}{}", "ok ok ok ok\n".repeat(200))
+    }
+
     fn ids(s: &str) -> Vec<String> {
         identifiers(s.as_bytes()).map(|w| String::from_utf8_lossy(w).into_owned()).collect()
     }
@@ -441,7 +452,7 @@ mod tests {
         let text = "     1→defmodule Spotter.Session do\n     2→  def get_by_id(id), do: Repo.get(id)\n     3→  defp load_all(x), do: x.session_rows\n";
         let mut seen = Seen::default();
         seen.add(b"earlier: x.session_rows");
-        let o = outline(text, &Subject { shape: Shape::View, path: Some("lib/s.ex") }, &seen);
+        let o = outline(&padded(text), &Subject { shape: Shape::View, path: Some("lib/s.ex") }, &seen);
         assert_eq!(o[0], "defines: Spotter.Session, get_by_id, load_all");
         assert_eq!(o[1], "names: Repo.get", "known names and the symbols are not repeated");
     }
@@ -449,17 +460,24 @@ mod tests {
     #[test]
     fn run_outline_keeps_failures_and_the_first_error() {
         let text = "Compiling\n  1) test renders x (AppWeb.PageTest)\n     ** (MatchError) no match of right hand side value: nil\n  2) test other (AppWeb.PageTest)\nerror: second\n12 tests, 2 failures\n";
-        let o = outline(text, &Subject { shape: Shape::Run, path: None }, &Seen::default());
-        assert_eq!(o[0], "failing: test renders x (AppWeb.PageTest), test other (AppWeb.PageTest)");
-        assert_eq!(o[1], "first error: ** (MatchError) no match of right hand side value: nil");
+        let o = outline(&padded(text), &Subject { shape: Shape::Run, path: None }, &Seen::default());
+        assert_eq!(o[0], "first error: ** (MatchError) no match of right hand side value: nil");
+        assert_eq!(o[1], "failing: test renders x (AppWeb.PageTest), test other (AppWeb.PageTest)");
         assert_eq!(o[2], "summary: 12 tests, 2 failures");
     }
 
     #[test]
     fn search_outline_groups_hits_per_path() {
         let text = "src/a.rs:12:let x\nsrc/a.rs:40:let y\nsrc/b.rs:7:z\n";
-        let o = outline(text, &Subject { shape: Shape::Search, path: None }, &Seen::default());
+        let o = outline(&padded(text), &Subject { shape: Shape::Search, path: None }, &Seen::default());
         assert_eq!(o[0], "hits: src/a.rs:12,40, src/b.rs:7");
+        // A small output gets a small outline, but its first error line whatever the budget.
+        let o = outline(
+            "src/a.rs:12:  raise Error, 'no way'\n",
+            &Subject { shape: Shape::Search, path: None },
+            &Seen::default(),
+        );
+        assert_eq!(o, ["first error: src/a.rs:12:  raise Error, 'no way'"]);
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub mod headers {
     pub const TOKENFOLD: &str = "x-tokenfold";
     /// `x-tokenfold-level: lossless|balanced|aggressive` sets one request's fold level.
     pub const TOKENFOLD_LEVEL: &str = "x-tokenfold-level";
+    /// `x-tokenfold-clear: off` keeps every old tool output for one request (folding still runs).
+    pub const TOKENFOLD_CLEAR: &str = "x-tokenfold-clear";
     /// The proxy's own key when `server.api_keys` is set.
     pub const TOKENFOLD_KEY: &str = "x-tokenfold-key";
     pub const SAVED_TOKENS: &str = "x-tokenfold-saved-tokens";

@@ -103,6 +103,8 @@ pub struct FoldOptions {
     pub levers: Levers,
     /// Memory for cached conversation states (`[fold] cache_mb`).
     pub cache_bytes: usize,
+    /// Clearing stale tool output (`[fold] keep_recent`, `clear_at_least`, `exclude_tools`).
+    pub clear: clear::Settings,
 }
 
 impl Default for FoldOptions {
@@ -114,6 +116,7 @@ impl Default for FoldOptions {
             filters_allowed: true,
             levers: Levers::default(),
             cache_bytes: 64 << 20,
+            clear: clear::Settings::default(),
         }
     }
 }
@@ -143,6 +146,7 @@ impl FoldOptions {
                 level: cfg.fold_level,
                 originals: Arc::new(s),
                 cache_bytes: cfg.fold_cache_bytes,
+                clear: cfg.clear.clone(),
                 ..FoldOptions::default()
             },
             other => {
@@ -151,7 +155,7 @@ impl FoldOptions {
                         Some(Err(e)) => e,
                         _ => "fold.originals_dir is off".to_string(),
                     };
-                    tracing::warn!("command output filters are off ({why}); folding is lossless only");
+                    tracing::warn!("command output filters and clearing are off ({why}); folding is lossless only");
                 }
                 FoldOptions { filters_allowed: false, cache_bytes: cfg.fold_cache_bytes, ..FoldOptions::default() }
             }
@@ -185,6 +189,7 @@ pub struct Folder {
     level: Level,
     originals: Arc<Originals>,
     filters_allowed: bool,
+    clearer: clear::Clearer,
 }
 
 impl Folder {
@@ -205,6 +210,7 @@ impl Folder {
             levers: opts.levers,
             cache: Mutex::new(lru::Lru::new(512, opts.cache_bytes)),
             level: opts.level,
+            clearer: clear::Clearer::new(opts.clear, Arc::clone(&opts.originals), opts.cache_bytes),
             originals: opts.originals,
             filters_allowed: opts.filters_allowed,
         }
@@ -240,6 +246,26 @@ impl Folder {
     pub fn prepare(&self, dialect: Dialect, body: &Bytes, level: Level) -> Option<Prepared> {
         let level = if self.filters_allowed { level } else { Level::Lossless };
         self.try_prepare(dialect, body, level).ok().flatten()
+    }
+
+    /// Clears stale tool output from a prepared request for a target with `target` economics,
+    /// at the request's level: `lossless` never clears, `aggressive` clears by the quota rule on
+    /// every target. Needs the store of originals (every cleared output must be recoverable).
+    /// `None`: nothing cleared, send `p.forwarded()`.
+    pub fn clear(&self, p: &Prepared, target: clear::Economics) -> Option<clear::Cleared> {
+        if !self.enabled || !self.filters_allowed {
+            return None;
+        }
+        let econ = match p.level {
+            Level::Lossless => return None,
+            Level::Aggressive => clear::Economics::Quota,
+            Level::Balanced => target,
+        };
+        self.clearer.clear(p, econ)
+    }
+
+    pub fn clear_settings(&self) -> &clear::Settings {
+        self.clearer.settings()
     }
 
     /// Conversation states currently cached.

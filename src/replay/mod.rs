@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::fold::clear::{Clearer, Economics, Settings as ClearSettings};
+use crate::fold::clear::Economics;
 use crate::fold::locate::{self, Kind, Loc};
 use crate::fold::originals::Originals;
 use crate::fold::{json, FoldOptions, Folder, Level, Levers, Mechanism, Prepared};
@@ -362,16 +362,13 @@ impl Setup<'_> {
         )
     }
 
-    /// A clearer as the proxy's (default settings, nothing stored), and the economics it clears
-    /// for; `None` at `lossless`, which never clears.
-    fn clearer(&self) -> Option<(Clearer, Economics)> {
-        let econ = match (self.level, self.target) {
-            (Level::Lossless, _) => return None,
-            (Level::Aggressive, _) | (_, TargetKind::Quota) => Economics::Quota,
-            (Level::Balanced, TargetKind::Cache) => Economics::Cached { read: clearing::READ, write: clearing::WRITE },
-        };
-        let originals = std::sync::Arc::new(Originals::unstored());
-        Some((Clearer::new(ClearSettings::default(), originals, 64 << 20), econ))
+    /// The economics clearing decides for (the folder applies the level: `lossless` never
+    /// clears, `aggressive` always by the quota rule).
+    fn economics(&self) -> Economics {
+        match self.target {
+            TargetKind::Quota => Economics::Quota,
+            TargetKind::Cache => Economics::Cached { read: clearing::READ, write: clearing::WRITE },
+        }
     }
 }
 
@@ -385,18 +382,9 @@ pub fn block_id(body: &[u8], b: &locate::Block) -> u64 {
 }
 
 /// One conversation's request as the proxy forwards it: folded once, then cleared.
-fn forward(
-    folder: &Folder,
-    clearer: Option<&(Clearer, Economics)>,
-    c: &Conversation,
-    body: &Bytes,
-    level: Level,
-) -> Turn {
+fn forward(folder: &Folder, econ: Economics, c: &Conversation, body: &Bytes, level: Level) -> Turn {
     let prepared = folder.prepare(c.dialect, body, level);
-    let cleared = match (&prepared, clearer) {
-        (Some(p), Some((cl, econ))) => cl.clear(p, *econ),
-        _ => None,
-    };
+    let cleared = prepared.as_ref().and_then(|p| folder.clear(p, econ));
     let out = match (&cleared, &prepared) {
         (Some(cl), _) => cl.body.clone(),
         (None, Some(p)) => p.forwarded().clone(),
@@ -415,7 +403,7 @@ struct Turn {
 pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> Stats {
     let mut st = Stats { name: c.name.clone(), format: c.format.to_string(), conversations: 1, ..Stats::default() };
     let folder = setup.folder();
-    let clearer = setup.clearer();
+    let econ = setup.economics();
     let mut retention = retention::Retention::default();
     let mut prev: Vec<(u64, u64)> = Vec::new(); // per block: (input identity, output bytes hash)
     let mut prev_out_ids: Vec<u64> = Vec::new();
@@ -427,7 +415,7 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
     let mut bounds = Ceiling::default();
     for (t, body) in c.turns.iter().enumerate() {
         let t0 = Instant::now();
-        let turn = forward(&folder, clearer.as_ref(), c, body, setup.level);
+        let turn = forward(&folder, econ, c, body, setup.level);
         st.fold_ms += t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         st.turns += 1;
@@ -517,12 +505,12 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
         }
     }
     let clear_saved = st.tokens_before.saturating_sub(st.tokens_after).saturating_sub(st.saved_by.values().sum());
-    if clearer.is_some() {
+    if setup.level != Level::Lossless {
         st.saved_by.insert(CLEAR.to_string(), clear_saved);
     }
     // The incremental path must give what a cold start gives (determinism across processes).
     if let (Some(body), Some(out)) = (c.turns.last(), last_out) {
-        let fresh = forward(&setup.folder(), setup.clearer().as_ref(), c, body, setup.level).out;
+        let fresh = forward(&setup.folder(), econ, c, body, setup.level).out;
         if fresh != out {
             st.scratch_mismatches += 1;
         }
@@ -536,7 +524,7 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
 }
 
 /// The mechanism name clearing's saving is reported under.
-pub const CLEAR: &str = "clear";
+pub const CLEAR: &str = crate::fold::clear::MECHANISM;
 
 /// In a request with cleared outputs: the Edit anchors and identifiers of the model's next
 /// message that were in the request, and the first error line of each cleared command output,

@@ -19,6 +19,8 @@ use super::{AppState, Body};
 use crate::dialect::sse::find_event_end;
 use crate::dialect::translate::{self, RequestOptions, StreamTranslator};
 use crate::dialect::{headers, Dialect, RequestEnvelope};
+use crate::fold::clear::{Cleared, Economics};
+use crate::fold::Prepared;
 use crate::ledger::{Prices, Record};
 use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
 
@@ -41,6 +43,8 @@ pub struct UpstreamRequest<'a> {
     pub has_images: bool,
     /// The folded body, in the ingress dialect.
     pub body: Bytes,
+    /// The request as folding prepared it, for clearing per attempt; `None`: no clearing.
+    pub prepared: Option<Prepared>,
     pub proxy_key_header: Option<HeaderName>,
     pub saved_tokens: u64,
     pub peer: SocketAddr,
@@ -82,11 +86,14 @@ pub async fn send_with_fallback(
         let target = attempt.target().clone();
         // A failed request's record names the last target tried.
         note_target(record, &attempt);
+        // Clearing is decided for this target's economics, on the ingress dialect.
+        let cleared = clear_for(state, &req, &attempt);
+        let body = cleared.as_ref().map_or(&req.body, |c| &c.body);
         let translating = target.dialect != req.ingress;
         if req.route == "/messages/count_tokens" && target.dialect != Dialect::Anthropic {
             // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
             drop(attempt);
-            return count_tokens::answer_locally(&req.body);
+            return count_tokens::answer_locally(body);
         }
         // Translation happens after folding, only when the target speaks another dialect.
         let model_override = attempt.send_model().or(state.model_override.as_deref()).map(str::to_string);
@@ -94,13 +101,13 @@ pub async fn send_with_fallback(
         let (send_body, path) = if translating || model_override.is_some() {
             let target_reasoning = target.provider.model_spec(attempt.model()).is_some_and(|s| s.reasoning);
             let opts = RequestOptions { model: model_override.as_deref(), target_reasoning };
-            let translated = translate::translate_request_for_reply(req.ingress, target.dialect, &req.body, &opts)
+            let translated = translate::translate_request_for_reply(req.ingress, target.dialect, body, &opts)
                 .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
             reply = translated.reply;
             let path = if translating { target.dialect.endpoint_path().trim_start_matches("/v1") } else { req.route };
             (Bytes::from(translated.body), path)
         } else {
-            (req.body.clone(), req.route)
+            (body.clone(), req.route)
         };
         let sent_at = Instant::now();
         // The proxy's own time if the request ends before the relay takes over (error, cancel).
@@ -172,8 +179,12 @@ pub async fn send_with_fallback(
         }
         attempt.mark_first_byte();
         // Committed: from here the answer goes to the client.
+        let saved_tokens = req.saved_tokens + cleared.as_ref().map_or(0, |c| c.saved_tokens);
+        if let Some(c) = &cleared {
+            note_clear(record, c);
+        }
         state.metrics.bytes_upstream.fetch_add(upstream_bytes, Relaxed);
-        state.metrics.saved_tokens.fetch_add(req.saved_tokens, Relaxed);
+        state.metrics.saved_tokens.fetch_add(saved_tokens, Relaxed);
         state.metrics.request(req.ingress, status.as_u16());
         // One line per request only with --debug: the ledger keeps every request, and a
         // synchronous log write per request showed up as tens of µs in the overhead bench.
@@ -184,7 +195,7 @@ pub async fn send_with_fallback(
             model = attempt.model(),
             status = status.as_u16(),
             upstream_ms = sent_at.elapsed().as_millis() as u64,
-            saved_tokens = req.saved_tokens,
+            saved_tokens,
             peer = %req.peer,
             "{} {}",
             req.parts.method,
@@ -206,7 +217,7 @@ pub async fn send_with_fallback(
             record: std::mem::replace(record, Record::empty()),
             attempt: Some(attempt),
         };
-        let headers = client_headers(&resp_headers, req.saved_tokens, &transform);
+        let headers = client_headers(&resp_headers, saved_tokens, &transform);
         let complete = !streamed && peeked.len() < WHOLE_BODY_LIMIT;
         let body = if complete {
             whole_body(peeked, context, transform)
@@ -255,8 +266,37 @@ fn note_target(record: &mut Record, attempt: &Attempt) {
     record.provider = attempt.provider().to_string();
     record.account = attempt.account().to_string();
     record.model = attempt.model().to_string();
+    record.free_tier = free_tier(attempt);
+}
+
+/// Whether the attempt's account is a free tier.
+fn free_tier(attempt: &Attempt) -> bool {
     let accounts = &attempt.target().provider.accounts;
-    record.free_tier = accounts.iter().find(|a| a.label == attempt.account()).is_some_and(|a| a.free_tier);
+    accounts.iter().find(|a| a.label == attempt.account()).is_some_and(|a| a.free_tier)
+}
+
+/// Clears stale tool output for the attempt's target: the provider's kind, the model's price and
+/// whether the account is a free tier give the economics (a fallback to a target with other
+/// economics decides again). `None`: send the folded body. Fails open.
+fn clear_for(state: &AppState, req: &UpstreamRequest, attempt: &Attempt) -> Option<Cleared> {
+    let p = req.prepared.as_ref()?;
+    let econ = Economics::of_target(attempt.target().provider.dialect, attempt.price(), free_tier(attempt));
+    let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.clear(p, econ)));
+    cleared.unwrap_or_else(|_| {
+        tracing::error!("clearing panicked; sending the request as folded");
+        None
+    })
+}
+
+/// What clearing did in the request that went out, for the ledger (mechanism `clear`).
+fn note_clear(record: &mut Record, c: &Cleared) {
+    record.add_saving(crate::fold::clear::MECHANISM, |s| {
+        s.tokens += c.saved_tokens;
+        s.elisions += c.newly_cleared;
+        s.recalls += c.recalls;
+        s.steps += u64::from(c.stepped());
+    });
+    record.rewritten_tokens = c.rewritten_tokens;
 }
 
 /// Adds the time since `since`, spent waiting on an upstream, to the record's `upstream_us`.

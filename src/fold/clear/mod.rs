@@ -30,6 +30,9 @@ use state::{Conv, Input};
 /// Bump when clearing output changes for the same input: it is part of every cache key.
 pub const CLEAR_VERSION: u64 = 1;
 
+/// The name clearing's figures go under in the ledger and `report --by mechanism`.
+pub const MECHANISM: &str = "clear";
+
 /// `[fold]` settings of clearing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {

@@ -234,3 +234,6 @@ impl Clearer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

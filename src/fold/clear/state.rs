@@ -269,7 +269,8 @@ impl Conv {
             }
             st.views.push(k);
         }
-        self.by_original.insert(out.original_id.clone(), k);
+        // The first output with this text names it: a later read of the original shows the same.
+        self.by_original.entry(out.original_id.clone()).or_insert(k);
         self.output_of[j] = Some(k);
         self.approx_bytes += 160;
         self.outputs.push(out);

@@ -6,8 +6,11 @@
 //! it, so the same output in the same conversation always gets the same outline.
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 
 use xxhash_rust::xxh3::xxh3_64;
+
+use crate::fold::state::IdHasher;
 
 use crate::fold::filters::{has_summary, is_error_line, is_path};
 use crate::fold::shapes;
@@ -111,7 +114,7 @@ fn is_identifier(w: &[u8]) -> bool {
 /// output shows first, since every earlier one stays visible somewhere (verbatim, or in an
 /// earlier output's outline).
 #[derive(Clone, Default)]
-pub struct Seen(HashSet<u64>);
+pub struct Seen(HashSet<u64, BuildHasherDefault<IdHasher>>);
 
 impl Seen {
     /// Records every identifier of `text`.
@@ -121,11 +124,9 @@ impl Seen {
         }
     }
 
-    /// Records words an outline listed that are not identifiers (a symbol like `render`).
-    pub fn add_words<'a>(&mut self, words: impl IntoIterator<Item = &'a str>) {
-        for w in words {
-            self.0.insert(xxh3_64(w.as_bytes()));
-        }
+    /// Records what an outline found in its output (`Outline::shown`).
+    pub fn extend(&mut self, hashes: &[u64]) {
+        self.0.extend(hashes.iter().copied());
     }
 
     pub fn contains(&self, w: &[u8]) -> bool {
@@ -188,9 +189,17 @@ impl Budget {
     }
 }
 
-/// The outline lines of `text` (without the header line). `seen` holds the identifiers shown
-/// before this output; the names line lists the others, in order of first appearance.
-pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Vec<String> {
+/// An output's outline, and what the output shows that later outlines need not list again.
+pub struct Outline {
+    /// The outline lines (without the stub's header line).
+    pub lines: Vec<String>,
+    /// Hashes of the identifiers in the output and the symbols a view defines.
+    pub shown: Vec<u64>,
+}
+
+/// The outline of `text`. `seen` holds the identifiers shown before this output; the names line
+/// lists the others, in order of first appearance.
+pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Outline {
     let max_bytes = MAX_BYTES.min((text.len() as f64 * MAX_SHARE) as usize);
     let mut b = Budget { names: 0, bytes: 0, max_bytes, lines: Vec::new() };
     // Hashes of what the outline lists already (the view's path, its symbols, hits, paths).
@@ -215,12 +224,15 @@ pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Vec<String> {
             }
         }
     }
+    let mut shown: Vec<u64> = Vec::new();
     match subject.shape {
         Shape::View => {
             // Symbols an earlier outline of the conversation listed are not repeated (a re-read).
-            let syms: Vec<String> = symbols(text).into_iter().filter(|s| !seen.contains(s.as_bytes())).collect();
-            listed.extend(syms.iter().map(|s| xxh3_64(s.as_bytes())));
-            b.list("defines", syms.iter().take(MAX_SYMBOLS).map(|s| s.to_string()));
+            let syms = symbols(text);
+            shown.extend(syms.iter().map(|s| xxh3_64(s.as_bytes())));
+            let new: Vec<&String> = syms.iter().filter(|s| !seen.contains(s.as_bytes())).collect();
+            listed.extend(new.iter().map(|s| xxh3_64(s.as_bytes())));
+            b.list("defines", new.into_iter().take(MAX_SYMBOLS).cloned());
         }
         Shape::Search => {
             let hits = hits(text);
@@ -239,12 +251,14 @@ pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Vec<String> {
     }
     let mut names: Vec<&[u8]> = Vec::new();
     for w in identifiers(text.as_bytes()) {
-        if !seen.contains(w) && listed.insert(xxh3_64(w)) {
+        let h = xxh3_64(w);
+        shown.push(h);
+        if !seen.0.contains(&h) && listed.insert(h) {
             names.push(w);
         }
     }
     b.list("names", names.into_iter().map(|w| String::from_utf8_lossy(w).into_owned()));
-    b.lines
+    Outline { lines: b.lines, shown }
 }
 
 /// The first error-like line of an output, trimmed (the stub keeps it as `clip_line` gives it).
@@ -274,63 +288,43 @@ fn stripped(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Keywords that introduce a definition, across the languages agents work in.
-const DEFINERS: &[&str] = &[
-    "defmodule ",
-    "defprotocol ",
-    "defimpl ",
-    "defmacrop ",
-    "defmacro ",
-    "defp ",
-    "def ",
-    "defstruct ",
-    "pub(crate) fn ",
-    "pub async fn ",
-    "pub fn ",
-    "async fn ",
-    "fn ",
-    "pub struct ",
-    "struct ",
-    "pub enum ",
-    "enum ",
-    "pub trait ",
-    "trait ",
-    "impl ",
-    "pub mod ",
-    "mod ",
-    "export default function ",
-    "export async function ",
-    "export function ",
-    "async function ",
-    "function ",
-    "export default class ",
-    "export class ",
-    "class ",
-    "export interface ",
-    "interface ",
-    "export type ",
-    "type ",
-    "export const ",
-    "func ",
-    "module ",
-];
+/// The name a definition line introduces (`def name`, `pub fn name`, `class Name`, ...), across
+/// the languages agents work in: its leading keywords, then the name.
+fn defined_name(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    let mut keyword = false;
+    loop {
+        let (word, after) = rest.split_once(' ')?;
+        match word {
+            // Modifiers before the keyword.
+            "pub" | "pub(crate)" | "async" | "export" | "default" | "static" | "abstract" | "final" => {}
+            "defmodule" | "defprotocol" | "defimpl" | "defmacrop" | "defmacro" | "defp" | "def" | "defstruct"
+            | "fn" | "struct" | "enum" | "trait" | "impl" | "mod" | "function" | "class" | "interface" | "type"
+            | "func" | "module" => keyword = true,
+            _ => return None,
+        }
+        rest = after.trim_start();
+        if keyword {
+            break;
+        }
+    }
+    // Go methods: `func (r *T) Name(`.
+    if rest.starts_with('(') {
+        rest = rest.split_once(") ").map_or("", |(_, r)| r);
+    }
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '!' | '?'))).unwrap_or(rest.len());
+    let name = rest[..end].trim_end_matches('.');
+    (name.len() >= 2).then_some(name)
+}
 
 /// Names a view defines, in order, once each.
 pub fn symbols(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for l in stripped(text) {
-        let t = l.trim_start();
-        let Some(k) = DEFINERS.iter().find(|k| t.starts_with(**k)) else { continue };
-        let mut rest = t[k.len()..].trim_start();
-        // Go methods: `func (r *T) Name(`.
-        if *k == "func " && rest.starts_with('(') {
-            rest = rest.split_once(") ").map_or("", |(_, r)| r);
-        }
-        let name: String =
-            rest.chars().take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '!' | '?')).collect();
-        let name = name.trim_end_matches('.').to_string();
-        if name.len() >= 2 && !out.contains(&name) {
-            out.push(name);
+        if let Some(name) = defined_name(l) {
+            if !out.iter().any(|o| o == name) {
+                out.push(name.to_string());
+            }
         }
     }
     out
@@ -452,7 +446,7 @@ mod tests {
         let text = "     1→defmodule Spotter.Session do\n     2→  def get_by_id(id), do: Repo.get(id)\n     3→  defp load_all(x), do: x.session_rows\n";
         let mut seen = Seen::default();
         seen.add(b"earlier: x.session_rows");
-        let o = outline(&padded(text), &Subject { shape: Shape::View, path: Some("lib/s.ex") }, &seen);
+        let o = outline(&padded(text), &Subject { shape: Shape::View, path: Some("lib/s.ex") }, &seen).lines;
         assert_eq!(o[0], "defines: Spotter.Session, get_by_id, load_all");
         assert_eq!(o[1], "names: Repo.get", "known names and the symbols are not repeated");
     }
@@ -460,7 +454,7 @@ mod tests {
     #[test]
     fn run_outline_keeps_failures_and_the_first_error() {
         let text = "Compiling\n  1) test renders x (AppWeb.PageTest)\n     ** (MatchError) no match of right hand side value: nil\n  2) test other (AppWeb.PageTest)\nerror: second\n12 tests, 2 failures\n";
-        let o = outline(&padded(text), &Subject { shape: Shape::Run, path: None }, &Seen::default());
+        let o = outline(&padded(text), &Subject { shape: Shape::Run, path: None }, &Seen::default()).lines;
         assert_eq!(o[0], "first error: ** (MatchError) no match of right hand side value: nil");
         assert_eq!(o[1], "failing: test renders x (AppWeb.PageTest), test other (AppWeb.PageTest)");
         assert_eq!(o[2], "summary: 12 tests, 2 failures");
@@ -469,7 +463,7 @@ mod tests {
     #[test]
     fn search_outline_groups_hits_per_path() {
         let text = "src/a.rs:12:let x\nsrc/a.rs:40:let y\nsrc/b.rs:7:z\n";
-        let o = outline(&padded(text), &Subject { shape: Shape::Search, path: None }, &Seen::default());
+        let o = outline(&padded(text), &Subject { shape: Shape::Search, path: None }, &Seen::default()).lines;
         assert_eq!(o[0], "hits: src/a.rs:12,40, src/b.rs:7");
         // A small output gets a small outline, but its first error line whatever the budget.
         let o = outline(
@@ -477,13 +471,13 @@ mod tests {
             &Subject { shape: Shape::Search, path: None },
             &Seen::default(),
         );
-        assert_eq!(o, ["first error: src/a.rs:12:  raise Error, 'no way'"]);
+        assert_eq!(o.lines, ["first error: src/a.rs:12:  raise Error, 'no way'"]);
     }
 
     #[test]
     fn budgets_bound_the_outline() {
         let text: String = (0..2000).map(|i| format!("name_{i} ")).collect();
-        let o = outline(&text, &Subject { shape: Shape::Other, path: None }, &Seen::default());
+        let o = outline(&text, &Subject { shape: Shape::Other, path: None }, &Seen::default()).lines;
         let bytes: usize = o.iter().map(|l| l.len() + 1).sum();
         assert!(bytes <= MAX_BYTES, "{bytes}");
         assert!(o[0].matches(", ").count() < MAX_NAMES);

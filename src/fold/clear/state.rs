@@ -11,7 +11,7 @@ use crate::fold::locate::{Block, Kind, Loc};
 use crate::fold::originals;
 use crate::fold::state::State;
 
-use super::candidates::{self, Described};
+use super::candidates;
 use super::cost::{self, Economics};
 use super::outline::{self, Seen, Shape, Subject};
 use super::stub;
@@ -191,7 +191,8 @@ impl Conv {
             let text = json::decode(inp.body, blk.range.clone())?;
             self.output(inp, j, &text)?;
         }
-        if blk.kind != Kind::Other {
+        // Identifiers the model has been shown (an output's own are recorded by `output`).
+        if !matches!(blk.kind, Kind::Other | Kind::ToolOutput) {
             self.seen.add(raw);
         }
 
@@ -220,8 +221,10 @@ impl Conv {
             self.groups += 1;
         }
         self.last_group = Some(key);
-        let Some(d) = candidates::describe(src, text, &inp.settings.exclude_tools) else { return Ok(()) };
-        let original_id = originals::id_of(text);
+        let Some(d) = candidates::describe(src, text, &inp.settings.exclude_tools) else {
+            self.seen.add(text.as_bytes());
+            return Ok(());
+        };
         let mut out = Output {
             block: j as u32,
             group: self.groups - 1,
@@ -229,7 +232,7 @@ impl Conv {
             eligible: false,
             stub: Arc::from(&[][..]),
             stub_tokens: 0,
-            original_id,
+            original_id: String::new(),
             shape: d.shape,
             file: None,
             lines_shown: d.lines_shown,
@@ -238,16 +241,24 @@ impl Conv {
             stored: false,
         };
         if !d.excluded && self.orig[j] >= MIN_OUTPUT_TOKENS {
-            let escaped = self.stub_of(inp, &d, src.tool.as_deref().and_then(|t| t.subject.as_deref()), text, &out);
+            out.original_id = originals::id_of(text);
+            let subj = Subject { shape: d.shape, path: d.path.as_deref() };
+            let outline = outline::outline(text, &subj, &self.seen);
+            let subject = src.tool.as_deref().and_then(|t| t.subject.as_deref());
+            let s = stub::text(&d, subject, text, &outline.lines, &(inp.recall)(&out.original_id));
+            let mut escaped = Vec::with_capacity(s.len() + 16);
+            json::encode_into(&s, &mut escaped);
             out.stub_tokens = est(escaped.len());
             out.eligible = out.stub_tokens as f64 <= MAX_STUB_SHARE * self.orig[j] as f64
                 && self.orig[j].saturating_sub(out.stub_tokens) >= MIN_SAVED_TOKENS;
             self.approx_bytes += escaped.len();
             out.stub = Arc::from(escaped);
-        }
-        if d.shape == Shape::View {
-            // A re-read's outline does not list the symbols this one shows.
-            self.seen.add_words(outline::symbols(text).iter().map(String::as_str));
+            // What it shows need not be listed by a later outline (a re-read lists no symbols).
+            self.seen.extend(&outline.shown);
+            // The first output with this text names it: a later read of the original shows the same.
+            self.by_original.entry(out.original_id.clone()).or_insert(self.outputs.len() as u32);
+        } else {
+            self.seen.add(text.as_bytes());
         }
         let k = self.outputs.len() as u32;
         if let (Shape::View, Some(p)) = (d.shape, d.path.as_deref()) {
@@ -269,21 +280,10 @@ impl Conv {
             }
             st.views.push(k);
         }
-        // The first output with this text names it: a later read of the original shows the same.
-        self.by_original.entry(out.original_id.clone()).or_insert(k);
         self.output_of[j] = Some(k);
         self.approx_bytes += 160;
         self.outputs.push(out);
         Ok(())
-    }
-
-    fn stub_of(&self, inp: &Input, d: &Described, subject: Option<&str>, text: &str, out: &Output) -> Vec<u8> {
-        let subj = Subject { shape: d.shape, path: d.path.as_deref() };
-        let lines = outline::outline(text, &subj, &self.seen);
-        let s = stub::text(d, subject, text, &lines, &(inp.recall)(&out.original_id));
-        let mut escaped = Vec::with_capacity(s.len() + 16);
-        json::encode_into(&s, &mut escaped);
-        escaped
     }
 
     /// Whether output `o` stays for now although it is old enough to clear: the newest view of a

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use super::common::mock::{Recorded, Reply};
 use super::provider::{self, Answer, Dialect, Turn};
-use super::scenario::{self, Kit, Step};
+use super::scenario::{self, long, Kit, Step};
 
 /// Header the tap adds to each request so the mock's copy can be matched with the agent's.
 pub const SEQ_HEADER: &str = "x-agents-tap-seq";
@@ -31,11 +31,13 @@ pub struct Script {
     pub repo: PathBuf,
     log_path: PathBuf,
     pub seen: Mutex<Vec<Seen>>,
+    /// The long session (`scenario::long`) instead of the five-step task.
+    long: bool,
 }
 
 impl Script {
-    pub fn new(repo: PathBuf, log_path: PathBuf) -> Script {
-        Script { repo, log_path, seen: Mutex::new(Vec::new()) }
+    pub fn new(repo: PathBuf, log_path: PathBuf, long: bool) -> Script {
+        Script { repo, log_path, seen: Mutex::new(Vec::new()), long }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -84,6 +86,18 @@ impl Script {
             .unwrap_or_else(|| "scripted".into());
         let answer = match Kit::detect(&turn.tools) {
             None => Answer::Text(scenario::SIDE_ANSWER.into()),
+            Some(kit) if self.long => {
+                seen.main = true;
+                match long::next(&turn.results) {
+                    long::Next::Run(k) => Answer::Call(long::shell(kit, &turn.tools, &format!("bash gen.sh {k}"))),
+                    long::Next::Recall(c) => Answer::Call(long::shell(kit, &turn.tools, &c)),
+                    long::Next::Final => Answer::Text(long::FINAL_ANSWER.into()),
+                    long::Next::Abort(why) => {
+                        seen.abort = Some(why.clone());
+                        Answer::Text(format!("MOCK-ABORT: {why}"))
+                    }
+                }
+            }
             Some(kit) => {
                 seen.main = true;
                 let done = turn.results.len();

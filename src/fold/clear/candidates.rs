@@ -117,7 +117,7 @@ fn agent_context(text: &str) -> bool {
 fn numbered_range(src: &Src) -> Option<(u32, u32)> {
     let mut nums = src.lines.iter().filter(|l| l.style.is_some_and(|s| s != shapes::Style::Grep)).filter_map(|l| l.num);
     let first = nums.next()?;
-    let last = nums.last().unwrap_or(first);
+    let last = nums.next_back().unwrap_or(first);
     Some((first.min(last), first.max(last)))
 }
 

@@ -30,7 +30,7 @@ impl Economics {
             None if kind == Dialect::Anthropic => (0.1, 1.25),
             None => (0.1, 1.0),
         };
-        if read >= 1.0 || read < 0.0 {
+        if !(0.0..1.0).contains(&read) {
             Economics::Quota
         } else {
             Economics::Cached { read, write: write.max(read) }

@@ -78,12 +78,8 @@ fn is_word_byte(c: u8) -> bool {
 /// Drops what a word cannot end with (`lib/a.ex.` at a sentence end) or start with (`-x`,
 /// `./x`, `../x`); an absolute path keeps its `/`, a dot file its dot.
 fn trim_word(mut w: &[u8]) -> &[u8] {
-    loop {
-        if let Some(r) = w.strip_prefix(b"./").or_else(|| w.strip_prefix(b"../")).or_else(|| w.strip_prefix(b"-")) {
-            w = r;
-        } else {
-            break;
-        }
+    while let Some(r) = w.strip_prefix(b"./").or_else(|| w.strip_prefix(b"../")).or_else(|| w.strip_prefix(b"-")) {
+        w = r;
     }
     let e = w.iter().rposition(|c| !matches!(c, b'.' | b'/' | b'-')).map_or(0, |k| k + 1);
     &w[..e]
@@ -218,7 +214,7 @@ pub fn outline(text: &str, subject: &Subject, seen: &Seen) -> Outline {
         }
         if subject.shape == Shape::Run {
             b.list("failing", failing_names(text).into_iter().take(MAX_FAILING));
-            let summary = text.lines().map(str::trim).filter(|l| has_summary(l) && Some(*l) != first_error).last();
+            let summary = text.lines().rev().map(str::trim).find(|l| has_summary(l) && Some(*l) != first_error);
             if let Some(s) = summary {
                 b.line("summary", s);
             }

@@ -9,9 +9,11 @@ use memchr::memmem;
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::fold::clear::candidates;
+use super::sources::Conversation;
+use super::Stats;
 use crate::fold::clear::outline::{self, Shape};
-use crate::fold::locate::{Block, Kind, Loc};
+use crate::fold::clear::{candidates, Cleared};
+use crate::fold::locate::{self, Block, Kind, Loc};
 use crate::fold::{json, shapes, Prepared};
 
 /// Prices of the billing simulation, relative to input: a cache read of the prefix the previous
@@ -152,6 +154,88 @@ pub fn first_errors(p: &Prepared, cleared: &[u32]) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// The economics clearing is replayed for (`--target-kind`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A provider that caches prefixes, billed as the simulation bills (reads 0.1x, writes 1.25x).
+    #[default]
+    Cache,
+    /// A quota-bound target (a free tier): every token counts.
+    Quota,
+}
+
+impl TargetKind {
+    pub fn parse(s: &str) -> Option<TargetKind> {
+        match s {
+            "cache" => Some(TargetKind::Cache),
+            "quota" => Some(TargetKind::Quota),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Cache => "cache",
+            TargetKind::Quota => "quota",
+        }
+    }
+}
+
+/// In a request with cleared outputs: the Edit anchors and identifiers of the model's next
+/// message that were in the request, and the first error line of each cleared command output,
+/// must still be in the forwarded request.
+#[allow(clippy::too_many_arguments)]
+pub fn check_visibility(
+    c: &Conversation,
+    t: usize,
+    body: &[u8],
+    bin: &[locate::Block],
+    out: &[u8],
+    bout: &[locate::Block],
+    p: &Prepared,
+    cl: &Cleared,
+    first_errors_seen: &mut HashSet<u64>,
+    st: &mut Stats,
+) {
+    let orig_text = visible_text(body, bin);
+    let fwd_text = visible_text(out, bout);
+    if let Some(next) = c.turns.get(t + 1) {
+        let messages = bin.iter().filter_map(|b| match b.loc {
+            Loc::Message(i) => Some(i + 1),
+            Loc::System(_) => None,
+        });
+        let after = messages.max().unwrap_or(0);
+        if let Ok(nblocks) = locate::locate(c.dialect, next) {
+            let reply = reply(next, &nblocks, after);
+            for a in &reply.anchors {
+                if visible(&orig_text, a) {
+                    st.anchors_checked += 1;
+                    st.anchors_kept += u64::from(visible(&fwd_text, a));
+                }
+            }
+            for id in &reply.identifiers {
+                if memchr::memmem::find(orig_text.as_bytes(), id.as_bytes()).is_some() {
+                    st.refs_checked += 1;
+                    st.refs_kept += u64::from(memchr::memmem::find(fwd_text.as_bytes(), id.as_bytes()).is_some());
+                }
+            }
+        }
+    }
+    let lines: HashSet<&str> = fwd_text.split('\n').map(str::trim).collect();
+    for (j, l) in first_errors(p, &cl.cleared_blocks) {
+        let raw = p.blocks.get(j as usize).and_then(|b| body.get(b.range.clone())).unwrap_or_default();
+        if !first_errors_seen.insert(xxh3_64(raw)) {
+            continue;
+        }
+        st.first_errors_checked += 1;
+        if lines.contains(l.as_str()) || fwd_text.contains(&l) {
+            st.first_errors_kept += 1;
+        } else if st.first_errors_lost.len() < 5 {
+            st.first_errors_lost.push(shapes::clip(&l, 160));
+        }
+    }
 }
 
 #[cfg(test)]

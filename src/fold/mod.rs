@@ -264,10 +264,6 @@ impl Folder {
         self.clearer.clear(p, econ)
     }
 
-    pub fn clear_settings(&self) -> &clear::Settings {
-        self.clearer.settings()
-    }
-
     /// Conversation states currently cached.
     pub fn cached_states(&self) -> usize {
         self.lock().len()

@@ -112,10 +112,6 @@ impl Clearer {
         Clearer { settings, originals, cache: Mutex::new(Lru::new(512, cache_bytes)) }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Lru<Conv>> {
         // Never held across clearing work, so a poisoned map is still consistent.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)

@@ -59,19 +59,25 @@ pub fn remaining_turns(turns_so_far: u64) -> f64 {
     (0.5 * turns_so_far as f64).max(5.0)
 }
 
-/// Whether a step that clears `saved` tokens (net of the stubs) and makes the provider re-write
-/// `rewritten` tokens of its cached prefix is worth taking at turn `turns_so_far`.
-pub fn pays(econ: Economics, saved: u64, rewritten: u64, turns_so_far: u64, clear_at_least: u64) -> bool {
-    if saved == 0 {
-        return false;
+/// What a step that clears `saved` tokens (net of the stubs) and makes the provider re-write
+/// `rewritten` tokens of its cached prefix is worth at turn `turns_so_far`, in input-token units:
+/// on a cache-billed target the cache reads it saves over the turns still expected less the
+/// rewrite; on a quota-bound one the tokens it saves.
+pub fn worth(econ: Economics, saved: u64, rewritten: u64, turns_so_far: u64) -> f64 {
+    match econ {
+        Economics::Quota => saved as f64,
+        Economics::Cached { read, write } => {
+            read * saved as f64 * remaining_turns(turns_so_far) - (write - read) * rewritten as f64
+        }
     }
+}
+
+/// Whether such a step is taken: it pays back its rewrite, or (quota-bound) it clears at least
+/// `clear_at_least` tokens.
+pub fn pays(econ: Economics, saved: u64, rewritten: u64, turns_so_far: u64, clear_at_least: u64) -> bool {
     match econ {
         Economics::Quota => saved >= clear_at_least,
-        Economics::Cached { read, write } => {
-            let gain = read * saved as f64 * remaining_turns(turns_so_far);
-            let cost = (write - read) * rewritten as f64;
-            gain > cost
-        }
+        Economics::Cached { .. } => saved > 0 && worth(econ, saved, rewritten, turns_so_far) > 0.0,
     }
 }
 

@@ -110,13 +110,13 @@ pub struct Conv {
     pub last_step: Option<Step>,
     /// Reads of cleared originals in the latest request's model turn.
     pub last_recalls: u64,
-    pub steps: u32,
     approx_bytes: usize,
 }
 
 impl crate::fold::lru::Weighed for Conv {
     fn approx_bytes(&self) -> usize {
-        self.approx_bytes
+        // The identifier set grows with the conversation: about 16 bytes an entry.
+        self.approx_bytes + self.seen.len() * 16
     }
 }
 
@@ -354,8 +354,10 @@ impl Conv {
                 _ => u64::from(self.fwd(j)),
             }
         };
-        // Suffix sums: tokens re-written and saved when the step starts at candidate i.
-        let mut best: Option<(usize, f64, u64, u64)> = None;
+        // Suffix sums: tokens re-written and saved when the step starts at candidate i; the step
+        // starts where it is worth most (a quota-bound step clears them all).
+        let turns = u64::from(turns);
+        let mut best: Option<(usize, f64, u64)> = None;
         let (mut rewritten, mut saved, mut j, mut i) = (0u64, 0i64, prev_end.max(first_block), cands.len());
         while i > 0 {
             i -= 1;
@@ -366,28 +368,16 @@ impl Conv {
             }
             saved += net_gain[i];
             let s = saved.max(0) as u64;
-            let pays = match econ {
-                Economics::Quota => i == 0 && cost::pays(econ, s, rewritten, u64::from(turns), settings.clear_at_least),
-                Economics::Cached { read, write } => {
-                    cost::pays(econ, s, rewritten, u64::from(turns), settings.clear_at_least)
-                        && best.is_none_or(|(_, net, _, _)| {
-                            read * s as f64 * cost::remaining_turns(u64::from(turns))
-                                - (write - read) * rewritten as f64
-                                > net
-                        })
-                }
-            };
-            if pays {
-                let net = match econ {
-                    Economics::Cached { read, write } => {
-                        read * s as f64 * cost::remaining_turns(u64::from(turns)) - (write - read) * rewritten as f64
-                    }
-                    Economics::Quota => s as f64,
-                };
-                best = Some((i, net, s, rewritten));
+            let whole = i == 0 || matches!(econ, Economics::Cached { .. });
+            let worth = cost::worth(econ, s, rewritten, turns);
+            if whole
+                && cost::pays(econ, s, rewritten, turns, settings.clear_at_least)
+                && best.is_none_or(|b| worth > b.1)
+            {
+                best = Some((i, worth, rewritten));
             }
         }
-        let Some((from, _, _, rewritten)) = best else { return };
+        let Some((from, _, rewritten)) = best else { return };
         let newly: Vec<u32> = cands[from..].iter().map(|&(k, _)| k).collect();
         for &k in &newly {
             self.outputs[k as usize].cleared = true;
@@ -397,7 +387,6 @@ impl Conv {
                 self.unfolded[r + first_block] = true;
             }
         }
-        self.steps += 1;
         self.last_step = Some(Step { newly, rewritten });
     }
 

@@ -112,6 +112,12 @@ enum Command {
         /// Count tokens with a byte estimate instead of o200k (fast; digests are unchanged).
         #[arg(long)]
         estimate: bool,
+        /// The economics clearing stale tool output decides for at `balanced`: `cache` (a provider
+        /// that caches prefixes, billed 0.1x for reads and 1.25x for writes, as the cache-billed
+        /// figure is simulated) or `quota` (a free tier: clear whenever enough is clearable).
+        /// `aggressive` always clears by the quota rule; `lossless` never clears.
+        #[arg(long, default_value = "cache", value_parser = parse_target_kind)]
+        target_kind: tokenfold::replay::TargetKind,
     },
     /// Show the provider pool: per provider, account and model, quota used and left per window,
     /// when windows reset, cooldowns and why, health and the last error. Asks the running proxy
@@ -158,6 +164,10 @@ fn parse_levels(s: &str) -> Result<Levels, String> {
         .map(Levels)
 }
 
+fn parse_target_kind(s: &str) -> Result<tokenfold::replay::TargetKind, String> {
+    tokenfold::replay::TargetKind::parse(s).ok_or_else(|| format!("`{s}` is not one of cache, quota"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -167,7 +177,18 @@ fn main() -> ExitCode {
         Command::Report { since, by, session, json, csv, ledger } => {
             tokenfold::ledger::cli::report(tokenfold::ledger::cli::ReportArgs { since, by, session, json, csv, ledger })
         }
-        Command::Replay { paths, json, system_tokens, level, without, with, levers, ceiling, estimate } => {
+        Command::Replay {
+            paths,
+            json,
+            system_tokens,
+            level,
+            without,
+            with,
+            levers,
+            ceiling,
+            estimate,
+            target_kind,
+        } => {
             let levels = level.0;
             let opts = tokenfold::replay::Options {
                 paths,
@@ -179,6 +200,7 @@ fn main() -> ExitCode {
                 ceiling,
                 estimate,
                 levels,
+                target: target_kind,
             };
             ExitCode::from(tokenfold::replay::run(opts))
         }

@@ -163,6 +163,15 @@ pub struct FoldSection {
     /// The URL agents on other machines reach this proxy at (markers then say `curl URL/o/ID`).
     #[serde(default)]
     pub public_url: Option<Spanned<String>>,
+    /// Clearing: the newest tool outputs never cleared.
+    #[serde(default)]
+    pub keep_recent: Option<Spanned<i64>>,
+    /// Clearing on a quota-bound target: the fewest tokens a step clears.
+    #[serde(default)]
+    pub clear_at_least: Option<Spanned<i64>>,
+    /// Clearing: tools whose output is never cleared (replaces the default list).
+    #[serde(default)]
+    pub exclude_tools: Option<Vec<String>>,
 }
 
 impl Default for FoldSection {
@@ -175,6 +184,9 @@ impl Default for FoldSection {
             originals_max_age_days: default_originals_days(),
             cache_mb: default_cache_mb(),
             public_url: None,
+            keep_recent: None,
+            clear_at_least: None,
+            exclude_tools: None,
         }
     }
 }

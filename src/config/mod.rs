@@ -176,6 +176,8 @@ pub struct Config {
     pub originals: OriginalsSettings,
     /// `[fold] cache_mb`: memory for the per-conversation fold index, in bytes.
     pub fold_cache_bytes: usize,
+    /// `[fold] keep_recent`, `clear_at_least`, `exclude_tools`: clearing stale tool output.
+    pub clear: crate::fold::clear::Settings,
     pub providers: Vec<Provider>,
     /// Index into `providers` for each ingress dialect.
     pub default_upstream: HashMap<Dialect, usize>,
@@ -357,6 +359,7 @@ impl Config {
         let (fold_level, originals) = validate_fold(&file.fold, &at)?;
         let cache = validate_cache(&file.cache, &at)?;
         let server = server::validate(&file.server, &at)?;
+        let clear = validate_clear(&file.fold, &at)?;
 
         let t = &file.timeouts;
         Ok(Config {
@@ -374,6 +377,7 @@ impl Config {
             fold_level,
             originals,
             fold_cache_bytes: (file.fold.cache_mb.clamp(1, 1 << 20) as usize) << 20,
+            clear,
             providers,
             default_upstream,
             default_fallbacks: HashMap::new(),
@@ -454,6 +458,14 @@ impl Config {
         if let Some(u) = &o.public_url {
             s.push_str(&format!("public_url = \"{u}\"\n"));
         }
+        let c = &self.clear;
+        let tools: Vec<String> = c.exclude_tools.iter().map(|t| format!("{t:?}")).collect();
+        s.push_str(&format!(
+            "keep_recent = {}\nclear_at_least = {}\nexclude_tools = [{}]\n",
+            c.keep_recent,
+            c.clear_at_least,
+            tools.join(", ")
+        ));
         for p in &self.providers {
             s.push_str(&format!(
                 "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
@@ -580,6 +592,38 @@ fn validate_fold(
             public_url,
         },
     ))
+}
+
+/// `[fold]` clearing settings: `keep_recent` 0-1000, `clear_at_least` 1 or more, `exclude_tools`.
+fn validate_clear(
+    f: &file::FoldSection,
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+) -> Result<crate::fold::clear::Settings, ConfigError> {
+    let mut out = crate::fold::clear::Settings::default();
+    if let Some(k) = &f.keep_recent {
+        let n = *k.get_ref();
+        if !(0..=1000).contains(&n) {
+            return Err(ConfigError::Invalid(format!(
+                "{}: `fold.keep_recent`: {n} is not a number of tool outputs from 0 to 1000",
+                at(k.span())
+            )));
+        }
+        out.keep_recent = n as usize;
+    }
+    if let Some(c) = &f.clear_at_least {
+        let n = *c.get_ref();
+        if n < 1 {
+            return Err(ConfigError::Invalid(format!(
+                "{}: `fold.clear_at_least`: {n} is not a number of tokens above 0",
+                at(c.span())
+            )));
+        }
+        out.clear_at_least = n as u64;
+    }
+    if let Some(t) = &f.exclude_tools {
+        out.exclude_tools = t.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    }
+    Ok(out)
 }
 
 fn find_config_file(explicit: Option<&Path>) -> Option<PathBuf> {

@@ -22,6 +22,9 @@ pub struct Scanned {
     pub has_images: bool,
     /// A top-level `prompt_cache_key` (OpenAI dialects): the client routes its own cache.
     pub has_prompt_cache_key: bool,
+    /// The client asks the provider to clear old tool uses itself (an Anthropic
+    /// `context_management` edit of type `clear_tool_uses_*`): the proxy then leaves clearing to it.
+    pub clears_tool_uses: bool,
 }
 
 /// Reads `body`; the error is serde's, so it says where the JSON went wrong.
@@ -44,11 +47,25 @@ pub fn scan(body: &[u8]) -> Result<Scanned, serde_json::Error> {
         check_text(body)?;
     }
     let has_prompt_cache_key = members(body).is_some_and(|m| m.iter().any(|(k, _)| is_cache_key(k)));
-    Ok(Scanned { envelope, has_tools: has_tools_slow(body), has_images: has_images_slow(body), has_prompt_cache_key })
+    let clears_tool_uses = memchr::memmem::find(body, b"\"clear_tool_uses_").is_some();
+    Ok(Scanned {
+        envelope,
+        has_tools: has_tools_slow(body),
+        has_images: has_images_slow(body),
+        has_prompt_cache_key,
+        clears_tool_uses,
+    })
 }
 
 fn is_cache_key(key: &[u8]) -> bool {
     key == super::cache_key::FIELD.as_bytes()
+}
+
+/// Whether a `context_management` value asks for an edit of type `clear_tool_uses_*`.
+fn clears_tool_uses(raw: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) else { return false };
+    let edits = v.get("edits").and_then(|e| e.as_array()).map(Vec::as_slice).unwrap_or_default();
+    edits.iter().any(|e| e.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.starts_with("clear_tool_uses_")))
 }
 
 /// For bodies the scanner left to serde (rare): the same facts by substring search.
@@ -182,6 +199,10 @@ impl<'a> Scanner<'a> {
                             self.b.get(after) == Some(&b'{')
                         };
                         self.value(1)?;
+                    }
+                    b"context_management" => {
+                        self.value(1)?;
+                        out.clears_tool_uses |= clears_tool_uses(&self.b[start..self.i]);
                     }
                     _ => self.value(1)?,
                 }
@@ -444,6 +465,19 @@ mod tests {
         let fourth = scan(SAMPLES[3].as_bytes()).unwrap();
         assert!(!fourth.has_tools && !fourth.has_images);
         assert_eq!(scan(SAMPLES[5].as_bytes()).unwrap().envelope.model.as_deref(), Some("model😀"));
+    }
+
+    #[test]
+    fn a_clients_own_tool_use_clearing_is_noticed() {
+        let own = r#"{"model":"m","context_management":{"edits":[{"type":"clear_tool_uses_20250919","keep":{"type":"tool_uses","value":3}}]},"messages":[]}"#;
+        assert!(scan(own.as_bytes()).unwrap().clears_tool_uses);
+        // Claude Code's own edit clears thinking only: the proxy still clears tool output.
+        let thinking =
+            r#"{"model":"m","context_management":{"edits":[{"type":"clear_thinking_20251015"}]},"messages":[]}"#;
+        assert!(!scan(thinking.as_bytes()).unwrap().clears_tool_uses);
+        // A tool result that mentions the edit's name is not the client asking for it.
+        let quoted = r#"{"model":"m","messages":[{"role":"user","content":"see clear_tool_uses_20250919"}]}"#;
+        assert!(!scan(quoted.as_bytes()).unwrap().clears_tool_uses);
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub mod headers {
     /// `x-tokenfold-cache: off` adds no prompt-cache breakpoints and no derived
     /// `prompt_cache_key` to one request.
     pub const TOKENFOLD_CACHE: &str = "x-tokenfold-cache";
+    /// `x-tokenfold-clear: off` keeps every old tool output for one request (folding still runs).
+    pub const TOKENFOLD_CLEAR: &str = "x-tokenfold-clear";
     /// The proxy's own key when `server.api_keys` is set.
     pub const TOKENFOLD_KEY: &str = "x-tokenfold-key";
     pub const SAVED_TOKENS: &str = "x-tokenfold-saved-tokens";

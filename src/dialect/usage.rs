@@ -273,7 +273,10 @@ mod tests {
         );
         let mut s = UsageSniffer::new(Dialect::Gemini, true);
         s.push(body.as_bytes());
-        assert_eq!(s.finish(), Some(Usage { input: 20, output: 14, cache_read: 100, cache_write: 0, cache_write_1h: 0 }));
+        assert_eq!(
+            s.finish(),
+            Some(Usage { input: 20, output: 14, cache_read: 100, cache_write: 0, cache_write_1h: 0 })
+        );
         let array = br#"[{"candidates":[],"usageMetadata":{"promptTokenCount":3}},{"candidates":[],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":4}}]"#;
         assert_eq!(
             UsageSniffer::of_whole_body(Dialect::Gemini, array),

@@ -51,11 +51,15 @@ pub struct Block {
     /// A call and its output paired by position when the request names no id for them (Gemini
     /// function calls): the same number on both.
     pub pair: Option<u32>,
+    /// Part of a message (or Responses item) the model wrote: assistant text, tool calls,
+    /// thinking and reasoning. The first such block after others starts a model turn, i.e. ends
+    /// the request an earlier turn sent.
+    pub from_model: bool,
 }
 
 impl Block {
     pub(super) fn new(kind: Kind, loc: Loc, range: Range<usize>) -> Block {
-        Block { kind, loc, range, tool_id: None, tool_name: None, user_shaped: false, pair: None }
+        Block { kind, loc, range, tool_id: None, tool_name: None, user_shaped: false, pair: None, from_model: false }
     }
 
     /// Text blocks are JSON strings whose contents may be rewritten.
@@ -80,7 +84,9 @@ fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
             if let Some(r) = top.get("messages") {
                 let mut seen_assistant = false;
                 for (i, m) in json::items(b, r)?.into_iter().enumerate() {
-                    anthropic_message(b, m, Loc::Message(i as u32), &mut seen_assistant, &mut out)?;
+                    let before = out.len();
+                    let model = anthropic_message(b, m, Loc::Message(i as u32), &mut seen_assistant, &mut out)?;
+                    mark_model(&mut out[before..], model);
                 }
             }
         }
@@ -88,7 +94,9 @@ fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
             if let Some(r) = top.get("messages") {
                 let mut seen_assistant = false;
                 for (i, m) in json::items(b, r)?.into_iter().enumerate() {
-                    chat_message(b, m, Loc::Message(i as u32), &mut seen_assistant, &mut out)?;
+                    let before = out.len();
+                    let model = chat_message(b, m, Loc::Message(i as u32), &mut seen_assistant, &mut out)?;
+                    mark_model(&mut out[before..], model);
                 }
             }
         }
@@ -102,7 +110,9 @@ fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
                 } else if is_array(b, &r) {
                     let mut seen_assistant = false;
                     for (i, it) in json::items(b, r)?.into_iter().enumerate() {
-                        responses_item(b, it, Loc::Message(i as u32), &mut seen_assistant, &mut out)?;
+                        let before = out.len();
+                        let model = responses_item(b, it, Loc::Message(i as u32), &mut seen_assistant, &mut out)?;
+                        mark_model(&mut out[before..], model);
                     }
                 }
             }
@@ -110,6 +120,13 @@ fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
         Dialect::Gemini => super::locate_gemini::locate(b, &top, &mut out)?,
     }
     Ok(out)
+}
+
+/// Notes whether the model wrote these blocks (all of one message or item).
+pub(super) fn mark_model(blocks: &mut [Block], model: bool) {
+    for blk in blocks {
+        blk.from_model = model;
+    }
 }
 
 fn system_value(b: &[u8], r: Range<usize>, out: &mut Vec<Block>) -> Res<()> {
@@ -152,33 +169,40 @@ fn role_kind(role: Option<&str>) -> Kind {
     }
 }
 
-fn anthropic_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, out: &mut Vec<Block>) -> Res<()> {
+fn anthropic_message(
+    b: &[u8],
+    m: Range<usize>,
+    loc: Loc,
+    seen_assistant: &mut bool,
+    out: &mut Vec<Block>,
+) -> Res<bool> {
     if !is_object(b, &m) {
         out.push(Block::new(Kind::Other, loc, m));
-        return Ok(());
+        return Ok(false);
     }
     let o = Obj::parse(b, m.clone())?;
     let kind = role_kind(o.str("role").as_deref());
     let seen = *seen_assistant;
-    if kind == Kind::AssistantText {
+    let model = kind == Kind::AssistantText;
+    if model {
         *seen_assistant = true;
     }
     let Some(c) = o.get("content") else {
-        return Ok(());
+        return Ok(model);
     };
     if kind == Kind::Other {
         out.push(Block::new(Kind::Other, loc, c));
-        return Ok(());
+        return Ok(model);
     }
     if is_string(b, &c) {
         let mut blk = Block::new(kind, loc, c);
         classify_user(b, &mut blk, seen);
         out.push(blk);
-        return Ok(());
+        return Ok(model);
     }
     if !is_array(b, &c) {
         out.push(Block::new(Kind::Other, loc, c));
-        return Ok(());
+        return Ok(model);
     }
     for p in json::items(b, c)? {
         if !is_object(b, &p) {
@@ -219,7 +243,7 @@ fn anthropic_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut b
             _ => out.push(Block::new(Kind::Other, loc, p)),
         }
     }
-    Ok(())
+    Ok(model)
 }
 
 fn tool_output(r: Range<usize>, loc: Loc, id: Option<Range<usize>>) -> Block {
@@ -242,10 +266,10 @@ fn content(b: &[u8], c: Range<usize>, kind: Kind, loc: Loc, out: &mut Vec<Block>
     Ok(())
 }
 
-fn chat_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, out: &mut Vec<Block>) -> Res<()> {
+fn chat_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, out: &mut Vec<Block>) -> Res<bool> {
     if !is_object(b, &m) {
         out.push(Block::new(Kind::Other, loc, m));
-        return Ok(());
+        return Ok(false);
     }
     let o = Obj::parse(b, m.clone())?;
     let role = o.str("role");
@@ -287,7 +311,7 @@ fn chat_message(b: &[u8], m: Range<usize>, loc: Loc, seen_assistant: &mut bool, 
             }
         }
     }
-    Ok(())
+    Ok(role.as_deref() == Some("assistant"))
 }
 
 /// Recognises tool output and template text that an agent sends as a user message.
@@ -320,14 +344,19 @@ fn chat_tool_call(b: &[u8], call: Range<usize>, loc: Loc) -> Res<Block> {
     Ok(blk)
 }
 
-fn responses_item(b: &[u8], it: Range<usize>, loc: Loc, seen_assistant: &mut bool, out: &mut Vec<Block>) -> Res<()> {
+fn responses_item(b: &[u8], it: Range<usize>, loc: Loc, seen_assistant: &mut bool, out: &mut Vec<Block>) -> Res<bool> {
     if !is_object(b, &it) {
         out.push(Block::new(Kind::Other, loc, it));
-        return Ok(());
+        return Ok(false);
     }
     let o = Obj::parse(b, it.clone())?;
     let id = o.get("call_id").filter(|r| is_string(b, r));
-    match o.str("type").as_deref() {
+    let ty = o.str("type");
+    let model = match ty.as_deref() {
+        Some("message") | None => o.str("role").as_deref() == Some("assistant"),
+        Some(t) => RESPONSES_MODEL_ITEMS.contains(&t),
+    };
+    match ty.as_deref() {
         Some("message") | None => {
             let role = o.str("role");
             let kind = role_kind(role.as_deref());
@@ -371,5 +400,17 @@ fn responses_item(b: &[u8], it: Range<usize>, loc: Loc, seen_assistant: &mut boo
         },
         _ => out.push(Block::new(Kind::Other, loc, it)),
     }
-    Ok(())
+    Ok(model)
 }
+
+/// Responses item types the model writes (besides assistant messages).
+const RESPONSES_MODEL_ITEMS: [&str; 8] = [
+    "reasoning",
+    "function_call",
+    "custom_tool_call",
+    "local_shell_call",
+    "web_search_call",
+    "file_search_call",
+    "computer_call",
+    "mcp_call",
+];

@@ -59,9 +59,11 @@ pub fn locate(b: &[u8], top: &Obj, out: &mut Vec<Block>) -> Res<()> {
             out.push(Block::new(Kind::Other, loc, c));
             continue;
         };
+        let before = out.len();
         for p in json::items(b, parts)? {
             part(b, p, kind, loc, seen_model, &mut pairing, out)?;
         }
+        super::locate::mark_model(&mut out[before..], kind == Kind::AssistantText);
         seen_model |= kind == Kind::AssistantText;
     }
     Ok(())

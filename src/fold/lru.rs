@@ -3,18 +3,27 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::state::State;
+/// What an entry weighs against the cache's memory bound.
+pub trait Weighed {
+    fn approx_bytes(&self) -> usize;
+}
 
-pub struct Lru {
-    map: HashMap<u64, (Arc<State>, u64)>,
+impl Weighed for super::state::State {
+    fn approx_bytes(&self) -> usize {
+        self.approx_bytes
+    }
+}
+
+pub struct Lru<T> {
+    map: HashMap<u64, (Arc<T>, u64)>,
     tick: u64,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
 }
 
-impl Lru {
-    pub fn new(max_entries: usize, max_bytes: usize) -> Lru {
+impl<T: Weighed> Lru<T> {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Lru<T> {
         Lru { map: HashMap::new(), tick: 0, bytes: 0, max_entries, max_bytes }
     }
 
@@ -23,7 +32,7 @@ impl Lru {
     }
 
     /// A shared handle, marking the entry as recently used.
-    pub fn get(&mut self, key: u64) -> Option<Arc<State>> {
+    pub fn get(&mut self, key: u64) -> Option<Arc<T>> {
         self.tick += 1;
         let t = self.tick;
         self.map.get_mut(&key).map(|(s, used)| {
@@ -33,17 +42,17 @@ impl Lru {
     }
 
     /// Takes the entry out, so that extending it needs no copy when nobody else holds it.
-    pub fn take(&mut self, key: u64) -> Option<Arc<State>> {
+    pub fn take(&mut self, key: u64) -> Option<Arc<T>> {
         let (s, _) = self.map.remove(&key)?;
-        self.bytes = self.bytes.saturating_sub(s.approx_bytes);
+        self.bytes = self.bytes.saturating_sub(s.approx_bytes());
         Some(s)
     }
 
-    pub fn insert(&mut self, key: u64, state: Arc<State>) {
+    pub fn insert(&mut self, key: u64, state: Arc<T>) {
         self.tick += 1;
-        self.bytes += state.approx_bytes;
+        self.bytes += state.approx_bytes();
         if let Some((old, _)) = self.map.insert(key, (state, self.tick)) {
-            self.bytes = self.bytes.saturating_sub(old.approx_bytes);
+            self.bytes = self.bytes.saturating_sub(old.approx_bytes());
         }
         while self.map.len() > 1 && (self.map.len() > self.max_entries || self.bytes > self.max_bytes) {
             // Linear scan: the map is small and evictions are rare next to lookups.
@@ -52,7 +61,7 @@ impl Lru {
                 break;
             };
             if let Some((s, _)) = self.map.remove(&victim) {
-                self.bytes = self.bytes.saturating_sub(s.approx_bytes);
+                self.bytes = self.bytes.saturating_sub(s.approx_bytes());
             }
         }
     }
@@ -69,6 +78,7 @@ impl Lru {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fold::state::State;
 
     #[test]
     fn evicts_least_recently_used() {

@@ -5,6 +5,7 @@
 //! block against text forwarded verbatim before it, then splice the frozen results into the
 //! original buffer. A block's result depends only on the blocks before it (prefix stability).
 
+pub mod clear;
 pub mod dedup;
 pub mod filters;
 pub mod json;
@@ -103,6 +104,8 @@ pub struct FoldOptions {
     pub levers: Levers,
     /// Memory for cached conversation states (`[fold] cache_mb`).
     pub cache_bytes: usize,
+    /// Clearing stale tool output (`[fold] keep_recent`, `clear_at_least`, `exclude_tools`).
+    pub clear: clear::Settings,
 }
 
 impl Default for FoldOptions {
@@ -114,6 +117,7 @@ impl Default for FoldOptions {
             filters_allowed: true,
             levers: Levers::default(),
             cache_bytes: 64 << 20,
+            clear: clear::Settings::default(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl FoldOptions {
                 level: cfg.fold_level,
                 originals: Arc::new(s),
                 cache_bytes: cfg.fold_cache_bytes,
+                clear: cfg.clear.clone(),
                 ..FoldOptions::default()
             },
             other => {
@@ -151,7 +156,7 @@ impl FoldOptions {
                         Some(Err(e)) => e,
                         _ => "fold.originals_dir is off".to_string(),
                     };
-                    tracing::warn!("command output filters are off ({why}); folding is lossless only");
+                    tracing::warn!("command output filters and clearing are off ({why}); folding is lossless only");
                 }
                 FoldOptions { filters_allowed: false, cache_bytes: cfg.fold_cache_bytes, ..FoldOptions::default() }
             }
@@ -181,10 +186,11 @@ fn default_public_url(listen: std::net::SocketAddr) -> String {
 pub struct Folder {
     enabled: bool,
     levers: Levers,
-    cache: Mutex<lru::Lru>,
+    cache: Mutex<lru::Lru<State>>,
     level: Level,
     originals: Arc<Originals>,
     filters_allowed: bool,
+    clearer: clear::Clearer,
 }
 
 impl Folder {
@@ -205,6 +211,7 @@ impl Folder {
             levers: opts.levers,
             cache: Mutex::new(lru::Lru::new(512, opts.cache_bytes)),
             level: opts.level,
+            clearer: clear::Clearer::new(opts.clear, Arc::clone(&opts.originals), opts.cache_bytes),
             originals: opts.originals,
             filters_allowed: opts.filters_allowed,
         }
@@ -231,8 +238,31 @@ impl Folder {
 
     /// Folds at `level` (a request's `x-tokenfold-level`); the level is part of the cache key.
     pub fn fold_at(&self, dialect: Dialect, body: &Bytes, level: Level) -> Option<Folded> {
+        self.prepare(dialect, body, level).and_then(|p| p.folded)
+    }
+
+    /// Folds at `level` and keeps what clearing needs besides the folded body: the located
+    /// blocks of `body`, their prefix chain and the conversation state. `None` when `body` has no
+    /// blocks or cannot be read (fail open: forward the original bytes).
+    pub fn prepare(&self, dialect: Dialect, body: &Bytes, level: Level) -> Option<Prepared> {
         let level = if self.filters_allowed { level } else { Level::Lossless };
-        self.try_fold(dialect, body, level).ok().flatten()
+        self.try_prepare(dialect, body, level).ok().flatten()
+    }
+
+    /// Clears stale tool output from a prepared request for a target with `target` economics,
+    /// at the request's level: `lossless` never clears, `aggressive` clears by the quota rule on
+    /// every target. Needs the store of originals (every cleared output must be recoverable).
+    /// `None`: nothing cleared, send `p.forwarded()`.
+    pub fn clear(&self, p: &Prepared, target: clear::Economics) -> Option<clear::Cleared> {
+        if !self.enabled || !self.filters_allowed {
+            return None;
+        }
+        let econ = match p.level {
+            Level::Lossless => return None,
+            Level::Aggressive => clear::Economics::Quota,
+            Level::Balanced => target,
+        };
+        self.clearer.clear(p, econ)
     }
 
     /// Conversation states currently cached.
@@ -240,12 +270,12 @@ impl Folder {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, lru::Lru> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::Lru<State>> {
         // The lock is never held across folding work, so a poisoned map is still consistent.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn try_fold(&self, dialect: Dialect, body: &Bytes, level: Level) -> Res<Option<Folded>> {
+    fn try_prepare(&self, dialect: Dialect, body: &Bytes, level: Level) -> Res<Option<Prepared>> {
         let b: &[u8] = body;
         let blocks = locate::locate(dialect, b)?;
         if blocks.is_empty() {
@@ -291,7 +321,30 @@ impl Folder {
                 st
             }
         };
-        Ok(splice(b, &blocks, &state))
+        let folded = splice(b, &blocks, &state);
+        Ok(Some(Prepared { dialect, level, body: body.clone(), blocks, chains, state, folded }))
+    }
+}
+
+/// A request folded once, with what a later per-target step (clearing) needs to rewrite it again
+/// from the original bytes: the located blocks, the rolling hash of the blocks up to each one (a
+/// prefix's identity), and the conversation state with every block's frozen fold result.
+pub struct Prepared {
+    pub dialect: Dialect,
+    pub level: Level,
+    /// The request as the client sent it.
+    pub body: Bytes,
+    pub blocks: Vec<Block>,
+    pub chains: Vec<u64>,
+    pub state: Arc<State>,
+    /// The folded request; `None` when folding changed nothing.
+    pub folded: Option<Folded>,
+}
+
+impl Prepared {
+    /// The body folding forwards (the original when nothing folded).
+    pub fn forwarded(&self) -> &Bytes {
+        self.folded.as_ref().map_or(&self.body, |f| &f.body)
     }
 }
 
@@ -352,22 +405,9 @@ fn note_recalls(st: &mut State, ord: usize, text: &[u8]) {
     if st.stored.is_empty() {
         return;
     }
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    let mut i = 0;
-    while i < text.len() {
-        if !hex(text[i]) {
-            i += 1;
-            continue;
-        }
-        let s = i;
-        while i < text.len() && hex(text[i]) {
-            i += 1;
-        }
-        let bounded = s > 0 && !text[s - 1].is_ascii_alphanumeric();
-        if i - s == originals::ID_LEN && bounded {
-            if let Some(&m) = std::str::from_utf8(&text[s..i]).ok().and_then(|id| st.stored.get(id)) {
-                st.recalls.push((ord, m));
-            }
+    for id in originals::ids_in(text) {
+        if let Some(&m) = st.stored.get(id) {
+            st.recalls.push((ord, m));
         }
     }
 }
@@ -409,6 +449,7 @@ fn process(st: &mut State, b: &[u8], blk: &Block, ord: usize, ctx: &Ctx) -> Res<
                     id: id.clone(),
                     name,
                     subject: shapes::call_subject(&args),
+                    path: shapes::call_path(&args),
                     command,
                     runs_command,
                 });

@@ -82,6 +82,32 @@ pub fn id_of(text: &str) -> String {
     h.to_hex().as_str()[..ID_LEN].to_string()
 }
 
+/// Every word of `text` shaped like an original's id (12 lowercase hex digits, not glued to a
+/// letter or digit before it): how a tool call or command names an original to read it back.
+pub fn ids_in(text: &[u8]) -> impl Iterator<Item = &str> + '_ {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < text.len() {
+            if !hex(text[i]) {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            while i < text.len() && hex(text[i]) {
+                i += 1;
+            }
+            let bounded = s > 0 && !text[s - 1].is_ascii_alphanumeric();
+            if i - s == ID_LEN && bounded {
+                if let Ok(id) = std::str::from_utf8(&text[s..i]) {
+                    return Some(id);
+                }
+            }
+        }
+        None
+    })
+}
+
 /// Whether `s` is a well-formed id (so it can name a file safely).
 pub fn is_id(s: &str) -> bool {
     s.len() == ID_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

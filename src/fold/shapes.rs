@@ -283,6 +283,16 @@ pub fn call_subject(v: &serde_json::Value) -> Option<String> {
     None
 }
 
+/// The file a tool call names, whole (read, write and edit tools of every agent).
+pub fn call_path(v: &serde_json::Value) -> Option<String> {
+    let o = v.as_object()?;
+    ["file_path", "filePath", "path", "filename", "notebook_path", "target_file"]
+        .iter()
+        .find_map(|k| o.get(*k).and_then(|p| p.as_str()))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
 /// The file content a call writes (Write `content`, Edit `new_string`, ...): later reads of the
 /// file may point at it.
 pub fn call_content(v: &serde_json::Value) -> Option<(&'static str, &str)> {

@@ -107,6 +107,8 @@ pub struct ToolInfo {
     pub name: String,
     /// A short human subject: the file path or the command, clipped.
     pub subject: Option<String>,
+    /// The file the call names (`file_path`, `path`, `filePath`, ...), whole.
+    pub path: Option<String>,
     /// The command line of the producing call, unclipped, when it ran a command: a call's
     /// `command`/`cmd` argument (argv arrays joined; `bash -lc SCRIPT` gives SCRIPT), the command
     /// in the assistant message before a user-message tool output (its last ``` fenced block,

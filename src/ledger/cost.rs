@@ -26,6 +26,9 @@ pub struct Saved {
     pub earlier: u64,
     /// In this turn's new blocks (from the last assistant message on).
     pub turn: u64,
+    /// Cached tokens a clearing step made the provider write again: the unfolded request would
+    /// have read them from the cache.
+    pub rewritten: u64,
 }
 
 impl Saved {
@@ -61,11 +64,15 @@ impl Prices {
     /// - tokens removed from **this turn's blocks** are new content: cache writes when the
     ///   provider reported cache writes for this request, else full input.
     ///
+    /// A clearing step rewrites part of the cached prefix: those tokens (at most what the provider
+    /// reported as cache writes) were billed as writes but would have been reads.
+    ///
     /// Output is unchanged: folding removes input only.
     pub fn counterfactual(&self, u: &Usage, saved: Saved) -> f64 {
         let new_rate = if u.cache_write > 0 { self.cache_write } else { self.input };
         let prefix_rate = if u.cache_read > 0 { self.cached_input } else { new_rate };
-        self.cost(u) + (saved.earlier as f64 * prefix_rate + saved.turn as f64 * new_rate) / 1e6
+        let rewrite = saved.rewritten.min(u.cache_write) as f64 * (self.cache_write - self.cached_input).max(0.0);
+        self.cost(u) + (saved.earlier as f64 * prefix_rate + saved.turn as f64 * new_rate - rewrite) / 1e6
     }
 }
 
@@ -82,7 +89,7 @@ mod tests {
         // 2000*3 + 1000*15 + 100000*0.3 + 10000*3.75 = 6000 + 15000 + 30000 + 37500 = 88500 µ$
         assert!((P.cost(&u) - 0.0885).abs() < 1e-12);
         // 4000 earlier tokens as cache reads (1200 µ$) + 1000 turn tokens as cache writes (3750 µ$)
-        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
+        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000, rewritten: 0 });
         assert!((c - 0.09345).abs() < 1e-12, "{c}");
     }
 
@@ -96,16 +103,28 @@ mod tests {
     }
 
     #[test]
+    fn a_clearing_step_does_not_count_its_rewrite_as_saved() {
+        // The step re-wrote 8000 cached tokens: billed at 3.75 instead of read at 0.3.
+        let u = Usage { input: 2_000, output: 1_000, cache_read: 90_000, cache_write: 20_000, cache_write_1h: 0 };
+        let plain = P.counterfactual(&u, Saved { earlier: 30_000, turn: 0, rewritten: 0 });
+        let step = P.counterfactual(&u, Saved { earlier: 30_000, turn: 0, rewritten: 8_000 });
+        assert!((plain - step - 8_000.0 * 3.45 / 1e6).abs() < 1e-12, "{plain} {step}");
+        // Never more than the provider reported as written.
+        let capped = P.counterfactual(&u, Saved { earlier: 30_000, turn: 0, rewritten: 50_000 });
+        assert!((plain - capped - 20_000.0 * 3.45 / 1e6).abs() < 1e-12);
+    }
+
+    #[test]
     fn without_caching_every_removed_token_is_full_input() {
         let u = Usage { input: 2_000, output: 0, cache_read: 0, cache_write: 0, cache_write_1h: 0 };
-        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
+        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000, rewritten: 0 });
         assert!((c - (0.006 + 0.015)).abs() < 1e-12, "{c}");
     }
 
     #[test]
     fn a_cold_cache_writes_the_prefix_too() {
         let u = Usage { input: 10, output: 0, cache_read: 0, cache_write: 20_000, cache_write_1h: 0 };
-        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000 });
+        let c = P.counterfactual(&u, Saved { earlier: 4_000, turn: 1_000, rewritten: 0 });
         let expected = P.cost(&u) + 5_000.0 * 3.75 / 1e6;
         assert!((c - expected).abs() < 1e-12, "{c}");
     }

@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS requests_session ON requests(session);
 CREATE TABLE IF NOT EXISTS savings (
     request_id INTEGER NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
     mechanism TEXT NOT NULL, tokens INTEGER NOT NULL, turn_tokens INTEGER NOT NULL,
-    elisions INTEGER NOT NULL, recalls INTEGER NOT NULL
+    elisions INTEGER NOT NULL, recalls INTEGER NOT NULL, steps INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS savings_request ON savings(request_id);
 -- Requests older than the retention age, summed per day and grouping key.
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS daily (
 CREATE TABLE IF NOT EXISTS daily_savings (
     day TEXT NOT NULL, mechanism TEXT NOT NULL, requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
     turn_tokens INTEGER NOT NULL, elisions INTEGER NOT NULL, recalls INTEGER NOT NULL,
+    steps INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, mechanism)
 );
 ";
@@ -88,8 +89,8 @@ pub fn insert(conn: &mut Connection, records: &[Record]) -> rusqlite::Result<()>
                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
         )?;
         let mut sav = tx.prepare_cached(
-            "INSERT INTO savings (request_id, mechanism, tokens, turn_tokens, elisions, recalls)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO savings (request_id, mechanism, tokens, turn_tokens, elisions, recalls, steps)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for r in records {
             req.execute(params![
@@ -131,7 +132,8 @@ pub fn insert(conn: &mut Connection, records: &[Record]) -> rusqlite::Result<()>
                     s.tokens as i64,
                     s.turn_tokens as i64,
                     s.elisions as i64,
-                    s.recalls as i64
+                    s.recalls as i64,
+                    s.steps as i64
                 ])?;
             }
         }
@@ -165,12 +167,14 @@ pub fn compact_before(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result
         params![cutoff_ms],
     )?;
     tx.execute(
-        "INSERT INTO daily_savings SELECT date(r.ts_ms / 1000, 'unixepoch') AS day, s.mechanism, COUNT(*),
-            SUM(s.tokens), SUM(s.turn_tokens), SUM(s.elisions), SUM(s.recalls)
+        "INSERT INTO daily_savings (day, mechanism, requests, tokens, turn_tokens, elisions, recalls, steps)
+         SELECT date(r.ts_ms / 1000, 'unixepoch') AS day, s.mechanism, COUNT(*),
+            SUM(s.tokens), SUM(s.turn_tokens), SUM(s.elisions), SUM(s.recalls), SUM(s.steps)
          FROM savings s JOIN requests r ON r.id = s.request_id WHERE r.ts_ms < ?1 GROUP BY day, s.mechanism
          ON CONFLICT (day, mechanism) DO UPDATE SET requests = requests + excluded.requests,
             tokens = tokens + excluded.tokens, turn_tokens = turn_tokens + excluded.turn_tokens,
-            elisions = elisions + excluded.elisions, recalls = recalls + excluded.recalls",
+            elisions = elisions + excluded.elisions, recalls = recalls + excluded.recalls,
+            steps = steps + excluded.steps",
         params![cutoff_ms],
     )?;
     tx.execute(

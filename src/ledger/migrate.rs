@@ -14,7 +14,7 @@ pub fn to_current(conn: &mut Connection) -> Result<(), DbError> {
     if version == SCHEMA_VERSION {
         // Tables dropped by hand come back empty rather than failing every write.
         conn.execute_batch(SCHEMA)?;
-        return Ok(());
+        return add_columns(conn);
     }
     let has_requests: bool =
         conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'requests'", [], |r| {
@@ -31,6 +31,22 @@ pub fn to_current(conn: &mut Connection) -> Result<(), DbError> {
     }
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
     tx.commit()?;
+    add_columns(conn)
+}
+
+/// Columns added to a table after its version shipped, with a default that is right for older
+/// rows (`steps`: clearing steps, none before clearing existed). Idempotent.
+fn add_columns(conn: &mut Connection) -> Result<(), DbError> {
+    for table in ["savings", "daily_savings"] {
+        let has: bool = conn.query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'steps'"),
+            [],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN steps INTEGER NOT NULL DEFAULT 0;"))?;
+        }
+    }
     Ok(())
 }
 
@@ -91,7 +107,8 @@ fn from_v0(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
                 tokens_before, tokens_after, usage_input, usage_output, cache_read, cache_write,
                 cost_usd - free_cost_usd, baseline_cost_usd - free_cost_usd, free_requests, free_cost_usd, 0
              FROM daily_v0;
-             INSERT INTO daily_savings SELECT day, mechanism, 0, tokens, 0, 0, 0 FROM daily_savings_v0;",
+             INSERT INTO daily_savings (day, mechanism, requests, tokens, turn_tokens, elisions, recalls)
+                 SELECT day, mechanism, 0, tokens, 0, 0, 0 FROM daily_savings_v0;",
         )?;
     }
     tx.execute_batch("DROP TABLE savings_v0; DROP TABLE requests_v0; DROP TABLE daily_v0; DROP TABLE daily_savings_v0;")

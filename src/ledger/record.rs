@@ -45,6 +45,8 @@ pub struct MechanismSaving {
     pub elisions: u64,
     /// Reads of its elided originals by the agent, new in this turn.
     pub recalls: u64,
+    /// Clearing steps it took in this request (0 or 1; `clear` only).
+    pub steps: u64,
 }
 
 impl MechanismSaving {
@@ -105,6 +107,10 @@ pub struct Record {
     /// The target's prices, used by `settle`; not stored.
     #[serde(skip)]
     pub prices: Prices,
+    /// Cached tokens a clearing step in this request made the provider write again (estimated),
+    /// used by `settle`; not stored.
+    #[serde(skip)]
+    pub rewritten_tokens: u64,
     /// Whether the provider's usage came back (`settle` ran).
     #[serde(skip)]
     pub settled: bool,
@@ -145,6 +151,7 @@ impl Record {
             free_tier: false,
             session: String::new(),
             prices: Prices::default(),
+            rewritten_tokens: 0,
             settled: false,
             session_body: None,
         }
@@ -185,7 +192,7 @@ impl Record {
     pub fn saved(&self) -> Saved {
         let total: u64 = self.savings.iter().map(|s| s.tokens).sum();
         let turn: u64 = self.savings.iter().map(|s| s.turn_tokens.min(s.tokens)).sum();
-        Saved { earlier: total - turn, turn }
+        Saved { earlier: total - turn, turn, rewritten: self.rewritten_tokens }
     }
 
     /// The per-mechanism figures worth storing: a request the provider never billed saved nothing

@@ -120,21 +120,22 @@ pub fn expiry_line(n: &ExpiryNotice) -> String {
 
 fn mechanism_table(rows: &[MechanismRow], total: &Row) -> String {
     let mut out = format!(
-        "{:<28} {:>9} {:>13} {:>7} {:>9} {:>8} {:>8}\n",
-        "mechanism", "requests", "tokens saved", "tok %", "elisions", "recalls", "recall %"
+        "{:<28} {:>9} {:>13} {:>7} {:>9} {:>8} {:>8} {:>6}\n",
+        "mechanism", "requests", "tokens saved", "tok %", "elisions", "recalls", "recall %", "steps"
     );
     let mut sum = MechanismRow { key: "total".into(), ..MechanismRow::default() };
     for r in rows {
         sum.tokens_saved += r.tokens_saved;
         sum.elisions += r.elisions;
         sum.recalls += r.recalls;
+        sum.steps += r.steps;
     }
     // A request counts once in the total however many mechanisms acted in it.
     sum.requests = total.requests;
     sum.recall_pct = (sum.elisions > 0).then(|| 100.0 * sum.recalls as f64 / sum.elisions as f64);
     for r in rows.iter().chain(std::iter::once(&sum)) {
         out.push_str(&format!(
-            "{:<28} {:>9} {:>13} {:>6.1}% {:>9} {:>8} {:>8}\n",
+            "{:<28} {:>9} {:>13} {:>6.1}% {:>9} {:>8} {:>8} {:>6}\n",
             truncate(&r.key, 28),
             r.requests,
             r.tokens_saved,
@@ -142,6 +143,7 @@ fn mechanism_table(rows: &[MechanismRow], total: &Row) -> String {
             r.elisions,
             r.recalls,
             opt_pct(r.recall_pct),
+            r.steps,
         ));
     }
     out
@@ -149,17 +151,18 @@ fn mechanism_table(rows: &[MechanismRow], total: &Row) -> String {
 
 pub fn render_csv(rep: &Report) -> String {
     if rep.by == "mechanism" {
-        let mut out = String::from("mechanism,requests,tokens_saved,turn_tokens,elisions,recalls,recall_pct\n");
+        let mut out = String::from("mechanism,requests,tokens_saved,turn_tokens,elisions,recalls,recall_pct,steps\n");
         for r in &rep.mechanisms {
             out.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{}\n",
                 csv_field(&r.key),
                 r.requests,
                 r.tokens_saved,
                 r.turn_tokens,
                 r.elisions,
                 r.recalls,
-                r.recall_pct.map(|p| format!("{p:.2}")).unwrap_or_default()
+                r.recall_pct.map(|p| format!("{p:.2}")).unwrap_or_default(),
+                r.steps
             ));
         }
         return out;

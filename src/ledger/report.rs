@@ -134,7 +134,8 @@ pub fn hit_pct(read: u64, all: u64) -> Option<f64> {
     (all > 0).then(|| 100.0 * read as f64 / all as f64)
 }
 
-/// What one fold mechanism did: requests it acted in, tokens it saved, elisions and recalls.
+/// What one fold mechanism did: requests it acted in, tokens it saved, elisions and recalls (for
+/// `clear`: outputs cleared, reads of their originals, and the clearing steps taken).
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
 pub struct MechanismRow {
     pub key: String,
@@ -144,6 +145,8 @@ pub struct MechanismRow {
     pub turn_tokens: u64,
     pub elisions: u64,
     pub recalls: u64,
+    /// Clearing steps taken (`clear` only).
+    pub steps: u64,
     /// recalls / elisions in percent; `None` without elisions.
     pub recall_pct: Option<f64>,
 }
@@ -300,10 +303,12 @@ fn mechanism_rows(conn: &Connection, since_ms: i64, session: Option<&str>) -> ru
         row.turn_tokens += r.get::<_, i64>(3)? as u64;
         row.elisions += r.get::<_, i64>(4)? as u64;
         row.recalls += r.get::<_, i64>(5)? as u64;
+        row.steps += r.get::<_, i64>(6)? as u64;
         Ok(())
     };
     let mut stmt = conn.prepare(
-        "SELECT s.mechanism, COUNT(*), SUM(s.tokens), SUM(s.turn_tokens), SUM(s.elisions), SUM(s.recalls)
+        "SELECT s.mechanism, COUNT(*), SUM(s.tokens), SUM(s.turn_tokens), SUM(s.elisions), SUM(s.recalls),
+            SUM(s.steps)
          FROM savings s JOIN requests r ON r.id = s.request_id
          WHERE r.ts_ms >= ?1 AND (?2 = '' OR r.session = ?2) GROUP BY s.mechanism",
     )?;
@@ -313,7 +318,8 @@ fn mechanism_rows(conn: &Connection, since_ms: i64, session: Option<&str>) -> ru
     }
     if session.is_none() {
         let mut stmt = conn.prepare(
-            "SELECT mechanism, SUM(requests), SUM(tokens), SUM(turn_tokens), SUM(elisions), SUM(recalls)
+            "SELECT mechanism, SUM(requests), SUM(tokens), SUM(turn_tokens), SUM(elisions), SUM(recalls),
+                SUM(steps)
              FROM daily_savings WHERE day >= date(?1 / 1000, 'unixepoch') GROUP BY mechanism",
         )?;
         let mut q = stmt.query(params![since_ms])?;

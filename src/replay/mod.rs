@@ -2,11 +2,13 @@
 //! `Folder::fold`) and reports what it would have saved and whether every prefix stayed stable.
 
 pub mod ceiling;
+pub mod clearing;
 mod gemini_sources;
 pub mod progress;
 pub mod report;
 mod retention;
 pub mod sources;
+mod stats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
@@ -14,16 +16,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::fold::clear::Economics;
 use crate::fold::locate::{self, Kind};
 use crate::fold::originals::Originals;
-use crate::fold::{json, FoldOptions, Folder, Level, Levers, Mechanism};
+use crate::fold::{json, FoldOptions, Folder, Level, Levers, Mechanism, Prepared};
 use crate::tokens;
 use ceiling::Ceiling;
+pub use clearing::TargetKind;
 use progress::Progress;
 use sources::Conversation;
+pub use stats::{pct, Stats};
 
 pub struct Options {
     pub paths: Vec<PathBuf>,
@@ -44,6 +48,8 @@ pub struct Options {
     pub estimate: bool,
     /// Each level is replayed and reported on its own (the proxy's default is `balanced`).
     pub levels: Vec<Level>,
+    /// The economics clearing decides for (`--target-kind`).
+    pub target: TargetKind,
 }
 
 impl Default for Options {
@@ -58,6 +64,7 @@ impl Default for Options {
             ceiling: false,
             estimate: false,
             levels: vec![Level::default()],
+            target: TargetKind::default(),
         }
     }
 }
@@ -69,130 +76,6 @@ pub const DEFAULT_SYSTEM_TOKENS: u64 = 15_000;
 /// Formats whose files leave out the system prompt and tool schemas.
 pub fn lacks_system(format: &str) -> bool {
     matches!(format, "claude-code" | "codex" | "gemini-cli" | "gemini-cli-session")
-}
-
-/// What one conversation (or a sum of them) measured.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Stats {
-    pub name: String,
-    pub format: String,
-    pub conversations: u64,
-    pub turns: u64,
-    /// Tokens of message text (system, messages, tool-call arguments) summed over turns.
-    pub tokens_before: u64,
-    pub tokens_after: u64,
-    /// Tokens saved per mechanism, summed over turns.
-    pub saved_by: BTreeMap<String, u64>,
-    /// Blocks of already-sent messages compared with the previous turn, and how many differed.
-    pub prefix_blocks_checked: u64,
-    pub prefix_blocks_changed: u64,
-    /// The last turn folded with a fresh `Folder` equals the cached (incremental) result.
-    pub scratch_mismatches: u64,
-    pub fold_ms: f64,
-    pub measure_ms: f64,
-    /// blake3 of every forwarded body in order (length-prefixed): equal across processes.
-    pub digest: String,
-    /// Distinct markers: how many, their bytes, their tokens, the gate's estimate of them, and
-    /// how many the estimate priced below their real count.
-    pub markers: u64,
-    pub marker_bytes: u64,
-    pub marker_tokens: u64,
-    pub marker_estimate: u64,
-    pub markers_underestimated: u64,
-    /// With `--levers`: tokens after folding with each lever off (opt-in ones: on), summed over
-    /// turns.
-    pub after_without: BTreeMap<String, u64>,
-    pub after_with: BTreeMap<String, u64>,
-    /// With `--ceiling`: the lossless upper bounds (tokens summed over turns).
-    pub ceiling: Option<Ceiling>,
-    /// Error-like lines of changed blocks, and how many are still in the forwarded request
-    /// (verbatim, or in the earlier block a pointer names). Must be all of them.
-    pub error_lines_checked: u64,
-    pub error_lines_kept: u64,
-    /// A few error-like lines that went missing (for the report; empty when retention is 100%).
-    pub error_lines_lost: Vec<String>,
-}
-
-impl Stats {
-    pub fn saved_pct(&self) -> f64 {
-        pct(self.tokens_before.saturating_sub(self.tokens_after), self.tokens_before)
-    }
-
-    /// Saved share with a stand-in of `system` tokens added to every request on both sides.
-    pub fn saved_pct_with_system(&self, system: u64) -> f64 {
-        let extra = system * self.turns;
-        pct(self.tokens_before.saturating_sub(self.tokens_after), self.tokens_before + extra)
-    }
-
-    pub fn stability_pct(&self) -> f64 {
-        if self.prefix_blocks_checked == 0 {
-            return 100.0;
-        }
-        100.0 * (self.prefix_blocks_checked - self.prefix_blocks_changed) as f64 / self.prefix_blocks_checked as f64
-    }
-
-    pub fn retention_pct(&self) -> f64 {
-        if self.error_lines_checked == 0 {
-            return 100.0;
-        }
-        100.0 * self.error_lines_kept as f64 / self.error_lines_checked as f64
-    }
-
-    /// Tokens saved by all filters together.
-    pub fn filters_saved(&self) -> u64 {
-        self.saved_by.iter().filter(|(k, _)| k.starts_with("filter:")).map(|(_, v)| *v).sum()
-    }
-
-    /// Stable prefixes, incremental equal to cold, and every error-like line kept.
-    pub fn sound(&self) -> bool {
-        self.prefix_blocks_changed == 0
-            && self.scratch_mismatches == 0
-            && self.error_lines_kept == self.error_lines_checked
-    }
-
-    pub fn add(&mut self, o: &Stats) {
-        self.conversations += o.conversations;
-        self.turns += o.turns;
-        self.tokens_before += o.tokens_before;
-        self.tokens_after += o.tokens_after;
-        for (k, v) in &o.saved_by {
-            *self.saved_by.entry(k.clone()).or_default() += v;
-        }
-        self.prefix_blocks_checked += o.prefix_blocks_checked;
-        self.prefix_blocks_changed += o.prefix_blocks_changed;
-        self.scratch_mismatches += o.scratch_mismatches;
-        self.fold_ms += o.fold_ms;
-        self.measure_ms += o.measure_ms;
-        self.markers += o.markers;
-        self.marker_bytes += o.marker_bytes;
-        self.marker_tokens += o.marker_tokens;
-        self.marker_estimate += o.marker_estimate;
-        self.markers_underestimated += o.markers_underestimated;
-        for (k, v) in &o.after_without {
-            *self.after_without.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &o.after_with {
-            *self.after_with.entry(k.clone()).or_default() += v;
-        }
-        if let Some(c) = &o.ceiling {
-            self.ceiling.get_or_insert_with(Ceiling::default).add(c);
-        }
-        self.error_lines_checked += o.error_lines_checked;
-        self.error_lines_kept += o.error_lines_kept;
-        for l in &o.error_lines_lost {
-            if self.error_lines_lost.len() < 5 {
-                self.error_lines_lost.push(l.clone());
-            }
-        }
-    }
-}
-
-pub fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        100.0 * part as f64 / whole as f64
-    }
 }
 
 /// Token counts memoized by content hash: turn N+1 repeats turn N's blocks.
@@ -252,6 +135,7 @@ pub struct Setup<'a> {
     pub levers: Levers,
     /// The fold level (`balanced` by default, as the proxy folds).
     pub level: Level,
+    pub target: TargetKind,
     pub ceiling: bool,
     pub progress: Option<&'a mut Progress>,
 }
@@ -266,6 +150,15 @@ impl Setup<'_> {
             FoldOptions { level: self.level, originals, levers: self.levers, ..FoldOptions::default() },
         )
     }
+
+    /// The economics clearing decides for (the folder applies the level: `lossless` never
+    /// clears, `aggressive` always by the quota rule).
+    fn economics(&self) -> Economics {
+        match self.target {
+            TargetKind::Quota => Economics::Quota,
+            TargetKind::Cache => Economics::Cached { read: clearing::READ, write: clearing::WRITE },
+        }
+    }
 }
 
 /// Identity of an input block for the stability check: its bytes, kind and place.
@@ -277,36 +170,61 @@ pub fn block_id(body: &[u8], b: &locate::Block) -> u64 {
     xxh3_64(body.get(b.range.clone()).unwrap_or_default()) ^ (b.kind as u64) ^ loc
 }
 
+/// One conversation's request as the proxy forwards it: folded once, then cleared.
+fn forward(folder: &Folder, econ: Economics, c: &Conversation, body: &Bytes, level: Level) -> Turn {
+    let prepared = folder.prepare(c.dialect, body, level);
+    let cleared = prepared.as_ref().and_then(|p| folder.clear(p, econ));
+    let out = match (&cleared, &prepared) {
+        (Some(cl), _) => cl.body.clone(),
+        (None, Some(p)) => p.forwarded().clone(),
+        (None, None) => body.clone(),
+    };
+    Turn { prepared, cleared, out }
+}
+
+struct Turn {
+    prepared: Option<Prepared>,
+    cleared: Option<crate::fold::clear::Cleared>,
+    out: Bytes,
+}
+
 /// Replays one conversation through its own `Folder` (conversations are never pooled).
 pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> Stats {
     let mut st = Stats { name: c.name.clone(), format: c.format.to_string(), conversations: 1, ..Stats::default() };
     let folder = setup.folder();
+    let econ = setup.economics();
     let mut retention = retention::Retention::default();
     let mut prev: Vec<(u64, u64)> = Vec::new(); // per block: (input identity, output bytes hash)
+    let mut prev_out_ids: Vec<u64> = Vec::new();
     let mut last_out: Option<Bytes> = None;
     let mut digest = blake3::Hasher::new();
     let mut seen_markers: HashSet<u64> = HashSet::new();
+    let mut first_errors_seen: HashSet<u64> = HashSet::new();
     let mut meter = setup.ceiling.then(ceiling::Meter::default);
     let mut bounds = Ceiling::default();
-    for body in &c.turns {
+    for (t, body) in c.turns.iter().enumerate() {
         let t0 = Instant::now();
-        let folded = folder.fold(c.dialect, body);
+        let turn = forward(&folder, econ, c, body, setup.level);
         st.fold_ms += t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         st.turns += 1;
-        let out = folded.as_ref().map(|f| f.body.clone()).unwrap_or_else(|| body.clone());
+        let out = turn.out.clone();
         digest.update(&(out.len() as u64).to_le_bytes());
         digest.update(&out);
         let (Ok(bin), Ok(bout)) = (locate::locate(c.dialect, body), locate::locate(c.dialect, &out)) else {
             st.prefix_blocks_changed += 1;
             continue;
         };
-        st.tokens_before += bin.iter().map(|b| counter.block(body, b)).sum::<u64>();
-        st.tokens_after += bout.iter().map(|b| counter.block(&out, b)).sum::<u64>();
-        if let Some(f) = &folded {
+        let tin: Vec<u64> = bin.iter().map(|b| counter.block(body, b)).collect();
+        let tout: Vec<u64> = bout.iter().map(|b| counter.block(&out, b)).collect();
+        st.tokens_before += tin.iter().sum::<u64>();
+        st.tokens_after += tout.iter().sum::<u64>();
+        let folded = turn.prepared.as_ref().and_then(|p| p.folded.as_ref());
+        let cleared_blocks: &[u32] = turn.cleared.as_ref().map_or(&[], |cl| &cl.cleared_blocks);
+        if let Some(f) = folded {
             // Signed per mechanism: a filter's footer removes nothing and costs its tokens.
             let mut by: BTreeMap<&'static str, i64> = BTreeMap::new();
-            for e in &f.edits {
+            for e in f.edits.iter().filter(|e| !cleared_blocks.contains(&(e.block as u32))) {
                 let marker_tokens = counter.text(&e.marker);
                 *by.entry(e.mechanism.name()).or_default() += counter.text(&e.removed) as i64 - marker_tokens as i64;
                 if seen_markers.insert(xxh3_64(e.marker.as_bytes())) {
@@ -321,10 +239,12 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
             for (m, n) in by {
                 *st.saved_by.entry(m.to_string()).or_default() += n.max(0) as u64;
             }
-            retention.check(c.dialect, body, &bin, &out, &bout, &mut st);
+        }
+        if folded.is_some() || turn.cleared.is_some() {
+            retention.check(c.dialect, body, &bin, &out, &bout, cleared_blocks, &mut st);
         }
         // Prefix stability: every block that the previous turn also sent, unchanged, in the same
-        // place, must be forwarded with exactly the bytes forwarded then.
+        // place, must be forwarded with exactly the bytes forwarded then, except at a step.
         if bin.len() != bout.len() {
             // The folded body must keep the request's shape; count it as a broken prefix.
             st.prefix_blocks_changed += 1;
@@ -332,29 +252,55 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
         let ids: Vec<u64> = bin.iter().map(|i| block_id(body, i)).collect();
         let cur: Vec<(u64, u64)> =
             ids.iter().zip(&bout).map(|(&id, o)| (id, xxh3_64(out.get(o.range.clone()).unwrap_or_default()))).collect();
+        let stepped = turn.cleared.as_ref().is_some_and(|cl| cl.stepped());
+        st.steps += u64::from(stepped);
+        st.rewritten += turn.cleared.as_ref().map_or(0, |cl| cl.rewritten_tokens);
+        let same_context = !prev.is_empty() && prev.iter().zip(&cur).all(|(p, c)| p.0 == c.0);
+        let mut changed = 0;
         for (p, c) in prev.iter().zip(&cur) {
             if p.0 != c.0 {
                 break;
             }
             st.prefix_blocks_checked += 1;
-            if p.1 != c.1 {
-                st.prefix_blocks_changed += 1;
-            }
+            changed += u64::from(p.1 != c.1);
+        }
+        if stepped {
+            st.step_blocks_changed += changed;
+        } else {
+            st.prefix_blocks_changed += changed;
+        }
+        if same_context {
+            st.turns_compared += 1;
+            st.turns_stable += u64::from(changed == 0);
+        }
+        // Cache billing: the leading blocks shared with the previous request are cache reads.
+        let out_ids: Vec<u64> = bout.iter().map(|o| block_id(&out, o)).collect();
+        let prev_in: Vec<u64> = if same_context { prev.iter().map(|p| p.0).collect() } else { Vec::new() };
+        st.billed_direct += clearing::billed(&tin, &ids, &prev_in);
+        st.billed_forwarded += clearing::billed(&tout, &out_ids, if same_context { &prev_out_ids } else { &[] });
+        if let (Some(p), Some(cl)) = (&turn.prepared, &turn.cleared) {
+            st.cleared_turns += 1;
+            clearing::check_visibility(c, t, body, &bin, &out, &bout, p, cl, &mut first_errors_seen, &mut st);
         }
         if let Some(m) = &mut meter {
             m.turn(body, &bin, &ids, counter, &mut bounds);
         }
         prev = cur;
+        prev_out_ids = out_ids;
         last_out = Some(out);
         st.measure_ms += t1.elapsed().as_secs_f64() * 1e3;
         if let Some(p) = setup.progress.as_deref_mut() {
             p.turn();
         }
     }
+    let clear_saved = st.tokens_before.saturating_sub(st.tokens_after).saturating_sub(st.saved_by.values().sum());
+    if setup.level != Level::Lossless {
+        st.saved_by.insert(CLEAR.to_string(), clear_saved);
+    }
     // The incremental path must give what a cold start gives (determinism across processes).
     if let (Some(body), Some(out)) = (c.turns.last(), last_out) {
-        let fresh = setup.folder().fold(c.dialect, body).map(|f| f.body);
-        if fresh.unwrap_or_else(|| body.clone()) != out {
+        let fresh = forward(&setup.folder(), econ, c, body, setup.level).out;
+        if fresh != out {
             st.scratch_mismatches += 1;
         }
     }
@@ -365,6 +311,9 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
     st.ceiling = meter.map(|_| bounds);
     st
 }
+
+/// The mechanism name clearing's saving is reported under.
+pub const CLEAR: &str = crate::fold::clear::MECHANISM;
 
 /// Default places agents keep sessions.
 fn default_paths() -> Vec<PathBuf> {
@@ -434,6 +383,7 @@ pub fn run(opts: Options) -> u8 {
             estimate: opts.estimate,
             levers,
             level,
+            target: opts.target,
         };
         outs.push(if opts.json { report::json(&sources, &view) } else { report::text(&sources, &view) });
     }
@@ -464,18 +414,20 @@ fn replay_level(
         let mut per = Vec::new();
         for c in convs {
             progress.start(&c.name);
-            let mut setup = Setup { levers, level, ceiling: opts.ceiling, progress: Some(&mut *progress) };
+            let target = opts.target;
+            let mut setup = Setup { levers, level, target, ceiling: opts.ceiling, progress: Some(&mut *progress) };
             let mut s = measure(c, counter, &mut setup);
             if opts.levers {
                 for (name, _) in Levers::NAMES {
                     let Some(off) = levers.without(name) else { continue };
-                    let mut setup = Setup { levers: off, level, ceiling: false, progress: Some(&mut *progress) };
+                    let mut setup =
+                        Setup { levers: off, level, target, ceiling: false, progress: Some(&mut *progress) };
                     let t = measure(c, counter, &mut setup);
                     s.after_without.insert(name.to_string(), t.tokens_after);
                 }
                 for (name, _) in Levers::OPT_IN {
                     let Some(on) = levers.with(name) else { continue };
-                    let mut setup = Setup { levers: on, level, ceiling: false, progress: Some(&mut *progress) };
+                    let mut setup = Setup { levers: on, level, target, ceiling: false, progress: Some(&mut *progress) };
                     let t = measure(c, counter, &mut setup);
                     s.after_with.insert(name.to_string(), t.tokens_after);
                 }

@@ -15,6 +15,7 @@ pub struct View {
     /// The levers the main figures were measured with.
     pub levers: Levers,
     pub level: Level,
+    pub target: super::TargetKind,
 }
 
 fn totals(name: &str, list: &[Stats]) -> Stats {
@@ -46,9 +47,10 @@ fn row(out: &mut String, s: &Stats, indent: &str, system: u64) {
     } else {
         format!("{:>8}", "-")
     };
+    let clear = pct(s.saved_by.get(super::CLEAR).copied().unwrap_or(0), s.tokens_before);
     let _ = writeln!(
         out,
-        "{name:<46} {:>5} {:>11} {:>11} {:>6.1}% {with_sys} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>7.2}% {:>7.2}% {:>8.1}",
+        "{name:<46} {:>5} {:>11} {:>11} {:>6.1}% {with_sys} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>7.2}% {:>7.2}% {:>8.1}",
         s.turns,
         s.tokens_before,
         s.tokens_after,
@@ -57,6 +59,7 @@ fn row(out: &mut String, s: &Stats, indent: &str, system: u64) {
         mech(Mechanism::Span),
         mech(Mechanism::Reminder),
         pct(s.filters_saved(), s.tokens_before),
+        clear,
         s.stability_pct(),
         s.retention_pct(),
         s.fold_ms,
@@ -97,7 +100,11 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
     let _ = writeln!(out, "tokenfold replay: tokens are {counted} of message text (system, messages, tool-call");
     out.push_str("arguments; images and thinking excluded), summed over every turn's request.\n");
     out.push_str("saved: share of the tokens the files record. whole/span/remind/filters: what each mechanism saved, as shares of before.\n");
-    out.push_str("errkept: error-like lines of changed blocks still forwarded (verbatim, or where a pointer names).\n");
+    out.push_str(
+        "clear: what clearing stale tool output saved (see the clearing table). stable: re-sent blocks forwarded\n",
+    );
+    out.push_str("byte-identical between clearing steps (a step may rewrite earlier turns; nothing else may).\n");
+    out.push_str("errkept: error-like lines of folded blocks still forwarded (verbatim, or where a pointer names).\n");
     if v.system_tokens > 0 {
         let _ = writeln!(
             out,
@@ -111,7 +118,7 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "{:<46} {:>5} {:>11} {:>11} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
+        "{:<46} {:>5} {:>11} {:>11} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
         "conversation",
         "turns",
         "before",
@@ -122,6 +129,7 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
         "span",
         "remind",
         "filters",
+        "clear",
         "stable",
         "errkept",
         "fold ms"
@@ -145,6 +153,7 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
         filter_breakdown(&mut out, &t);
         out.push('\n');
     }
+    clearing_table(&mut out, &all, v);
     levers_table(&mut out, &all);
     ceiling_table(&mut out, &all);
     let t = totals("", &all);
@@ -171,6 +180,60 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
         v.elapsed_s
     );
     out
+}
+
+/// What clearing did per source: the simulated cache bill, steps, and what stayed visible.
+fn clearing_table(out: &mut String, all: &[Stats], v: &View) {
+    if v.level == Level::Lossless {
+        return;
+    }
+    let econ = match (v.level, v.target) {
+        (Level::Aggressive, _) | (_, super::TargetKind::Quota) => {
+            "quota rule: a step whenever 2000+ tokens are clearable"
+        }
+        _ => "cache-billed target: a step when its saving pays back the cache rewrite",
+    };
+    let _ = writeln!(out, "clearing stale tool output ({econ}; --target-kind to change):");
+    out.push_str(
+        "billed: simulated cache-billed input as forwarded over as sent (each request's blocks shared with the\n",
+    );
+    out.push_str(
+        "previous request at 0.1x, the rest at 1.25x); no-cache: the same without a cache (tokens after / before).\n",
+    );
+    out.push_str(
+        "stable: turns whose re-sent prefix was forwarded byte-identical. In the turns with cleared outputs:\n",
+    );
+    out.push_str("anchors: old_strings of the model's next Edits that were in the request and still are; refs: the\n");
+    out.push_str(
+        "identifiers (paths, dotted, snake/camel names) it wrote next, likewise; first errors: the first error\n",
+    );
+    out.push_str("line of each cleared command output, still forwarded.\n");
+    let _ = writeln!(
+        out,
+        "{:<46} {:>7} {:>8} {:>8} {:>6} {:>8} {:>8} {:>16} {:>18} {:>14}",
+        "source", "saved", "billed", "no-cache", "steps", "stable", "cleared", "anchors", "refs", "first errors"
+    );
+    let frac = |k: u64, n: u64| format!("{k}/{n} {:.1}%", if n == 0 { 100.0 } else { pct(k, n) });
+    for t in all {
+        let _ = writeln!(
+            out,
+            "{:<46} {:>6.1}% {:>7.3}x {:>7.3}x {:>6} {:>7.1}% {:>8} {:>16} {:>18} {:>14}",
+            clip_name(&t.name),
+            t.saved_pct(),
+            t.billed_ratio(),
+            t.tokens_after as f64 / t.tokens_before.max(1) as f64,
+            t.steps,
+            t.stable_turns_pct(),
+            t.cleared_turns,
+            frac(t.anchors_kept, t.anchors_checked),
+            frac(t.refs_kept, t.refs_checked),
+            frac(t.first_errors_kept, t.first_errors_checked),
+        );
+        for l in &t.first_errors_lost {
+            let _ = writeln!(out, "  LOST first error: {l}");
+        }
+    }
+    out.push('\n');
 }
 
 /// With `--levers`: what each lever saves (default-on ones: lost when off; opt-in ones: gained
@@ -260,6 +323,8 @@ pub fn json(sources: &[(String, Vec<Stats>)], v: &View) -> String {
                 "saved_pct_with_system_stand_in": with_system,
                 "filters_saved_pct": pct(t.filters_saved(), t.tokens_before),
                 "prefix_stability_pct": t.stability_pct(),
+                "cache_billed_ratio": t.billed_ratio(),
+                "stable_turns_pct": t.stable_turns_pct(),
                 "error_line_retention_pct": t.retention_pct(),
                 "conversations": l,
             })
@@ -267,6 +332,7 @@ pub fn json(sources: &[(String, Vec<Stats>)], v: &View) -> String {
         .collect();
     serde_json::json!({
         "level": v.level.name(),
+        "target_kind": v.target.name(),
         "tokenizer": if v.estimate { "byte estimate" } else { "o200k_base (estimate for non-OpenAI models)" },
         "system_stand_in_tokens": v.system_tokens,
         "elapsed_s": v.elapsed_s,

@@ -51,10 +51,22 @@ fn all_lines(body: &[u8], blocks: &[Block]) -> HashSet<u64> {
 }
 
 impl Retention {
-    pub fn check(&mut self, _d: Dialect, body: &[u8], bin: &[Block], out: &[u8], bout: &[Block], st: &mut Stats) {
+    /// Checks the blocks folding changed; `cleared` blocks (stubs, checked by the clearing
+    /// figures) are left out.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &mut self,
+        _d: Dialect,
+        body: &[u8],
+        bin: &[Block],
+        out: &[u8],
+        bout: &[Block],
+        cleared: &[u32],
+        st: &mut Stats,
+    ) {
         let mut everything: Option<HashSet<u64>> = None;
-        for (i, o) in bin.iter().zip(bout) {
-            if !i.is_text() {
+        for (k, (i, o)) in bin.iter().zip(bout).enumerate() {
+            if !i.is_text() || cleared.contains(&(k as u32)) {
                 continue;
             }
             let (Some(ri), Some(ro)) = (body.get(i.range.clone()), out.get(o.range.clone())) else { continue };

@@ -18,9 +18,13 @@ use super::outgoing;
 use super::relay::{relay_body, whole_body, ByteStream, RelayContext, Transform};
 use super::{AppState, Body};
 use crate::cache::RequestCache;
+use crate::config::Price;
+use crate::dialect::breakpoints::CacheTtl;
 use crate::dialect::sse::find_event_end;
 use crate::dialect::translate::{self, StreamTranslator};
 use crate::dialect::{gemini, headers, Dialect, RequestEnvelope};
+use crate::fold::clear::{Cleared, Economics};
+use crate::fold::Prepared;
 use crate::ledger::{Prices, Record};
 use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
 
@@ -45,6 +49,8 @@ pub struct UpstreamRequest<'a> {
     pub has_images: bool,
     /// The folded body, in the ingress dialect.
     pub body: Bytes,
+    /// The request as folding prepared it, for clearing per attempt; `None`: no clearing.
+    pub prepared: Option<Prepared>,
     pub proxy_key_header: Option<HeaderName>,
     pub saved_tokens: u64,
     /// How each attempt's body is prepared for its target's prompt cache.
@@ -88,19 +94,22 @@ pub async fn send_with_fallback(
         let target = attempt.target().clone();
         // A failed request's record names the last target tried.
         note_target(record, &attempt);
+        // Clearing is decided for this target's economics, on the ingress dialect.
+        let cleared = clear_for(state, &req, &attempt);
+        let body = cleared.as_ref().map_or(&req.body, |c| &c.body);
         if req.route == "/messages/count_tokens"
             && req.ingress == Dialect::Anthropic
             && target.dialect != Dialect::Anthropic
         {
             // Only Anthropic counts tokens upstream; elsewhere the proxy estimates.
             drop(attempt);
-            return count_tokens::answer_locally_for(Dialect::Anthropic, &req.body);
+            return count_tokens::answer_locally_for(Dialect::Anthropic, body);
         }
         if req.gemini.is_some_and(|c| c.method == gemini::Method::CountTokens) && target.dialect != Dialect::Gemini {
             drop(attempt);
-            return count_tokens::answer_locally_for(Dialect::Gemini, &req.body);
+            return count_tokens::answer_locally_for(Dialect::Gemini, body);
         }
-        // Translation happens after folding, only when the target speaks another dialect.
+        // Translation happens after folding and clearing, only when the target speaks another dialect.
         let model_override = attempt.send_model().or(state.model_override.as_deref()).map(str::to_string);
         let target_reasoning = target.provider.model_spec(attempt.model()).is_some_and(|s| s.reasoning);
         let own_key = matches!(target.provider.auth, crate::config::ProviderAuth::Key { .. });
@@ -111,12 +120,14 @@ pub async fn send_with_fallback(
             own_key,
             drop_prompt_cache_key: !target.provider.takes_prompt_cache_key,
         };
-        let outgoing = outgoing::prepare(&req, &facts)?;
+        let outgoing = outgoing::prepare(&req, body, &facts)?;
         let reply = outgoing.reply;
-        // Breakpoints or a cache key for this target, on the body in its own dialect.
+        // Breakpoints or a cache key for this target, on the body in its own dialect. A clearing
+        // step's first cleared output gets a breakpoint before it when it is far back.
+        let first_cleared = cleared.as_ref().and_then(|c| c.first_newly_cleared.as_deref());
         let send_body = match req.route {
             "/messages/count_tokens" => outgoing.body,
-            _ => req.cache.prepare(&attempt, outgoing.body, record, None),
+            _ => req.cache.prepare(&attempt, outgoing.body, record, first_cleared),
         };
         let sent_at = Instant::now();
         // The proxy's own time if the request ends before the relay takes over (error, cancel).
@@ -189,8 +200,12 @@ pub async fn send_with_fallback(
         }
         attempt.mark_first_byte();
         // Committed: from here the answer goes to the client.
+        let saved_tokens = req.saved_tokens + cleared.as_ref().map_or(0, |c| c.saved_tokens);
+        if let Some(c) = &cleared {
+            note_clear(record, c);
+        }
         state.metrics.bytes_upstream.fetch_add(upstream_bytes, Relaxed);
-        state.metrics.saved_tokens.fetch_add(req.saved_tokens, Relaxed);
+        state.metrics.saved_tokens.fetch_add(saved_tokens, Relaxed);
         state.metrics.request(req.ingress, status.as_u16());
         // One line per request only with --debug: the ledger keeps every request, and a
         // synchronous log write per request showed up as tens of µs in the overhead bench.
@@ -201,7 +216,7 @@ pub async fn send_with_fallback(
             model = attempt.model(),
             status = status.as_u16(),
             upstream_ms = sent_at.elapsed().as_millis() as u64,
-            saved_tokens = req.saved_tokens,
+            saved_tokens,
             peer = %req.peer,
             "{} {}",
             req.parts.method,
@@ -224,7 +239,7 @@ pub async fn send_with_fallback(
             record: std::mem::replace(record, Record::empty()),
             attempt: Some(attempt),
         };
-        let headers = client_headers(&resp_headers, req.saved_tokens, &transform);
+        let headers = client_headers(&resp_headers, saved_tokens, &transform);
         let complete = !streamed && peeked.len() < WHOLE_BODY_LIMIT;
         let body = if complete {
             whole_body(peeked, context, transform)
@@ -273,8 +288,41 @@ fn note_target(record: &mut Record, attempt: &Attempt) {
     record.provider = attempt.provider().to_string();
     record.account = attempt.account().to_string();
     record.model = attempt.model().to_string();
+    record.free_tier = free_tier(attempt);
+}
+
+/// Whether the attempt's account is a free tier.
+fn free_tier(attempt: &Attempt) -> bool {
     let accounts = &attempt.target().provider.accounts;
-    record.free_tier = accounts.iter().find(|a| a.label == attempt.account()).is_some_and(|a| a.free_tier);
+    accounts.iter().find(|a| a.label == attempt.account()).is_some_and(|a| a.free_tier)
+}
+
+/// Clears stale tool output for the attempt's target: the provider's kind, the model's price and
+/// whether the account is a free tier give the economics (a fallback to a target with other
+/// economics decides again). `None`: send the folded body. Fails open.
+fn clear_for(state: &AppState, req: &UpstreamRequest, attempt: &Attempt) -> Option<Cleared> {
+    let p = req.prepared.as_ref()?;
+    let kind = attempt.target().provider.dialect;
+    // With the 1-hour TTL the breakpoints we add write at its price, so a step's rewrite costs that.
+    let one_hour = kind == Dialect::Anthropic && state.cfg.cache.anthropic_ttl == CacheTtl::OneHour;
+    let price = attempt.price().map(|p| if one_hour { Price { cache_write: p.cache_write_1h, ..p } } else { p });
+    let econ = Economics::of_target(kind, price, free_tier(attempt));
+    let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.clear(p, econ)));
+    cleared.unwrap_or_else(|_| {
+        tracing::error!("clearing panicked; sending the request as folded");
+        None
+    })
+}
+
+/// What clearing did in the request that went out, for the ledger (mechanism `clear`).
+fn note_clear(record: &mut Record, c: &Cleared) {
+    record.add_saving(crate::fold::clear::MECHANISM, |s| {
+        s.tokens += c.saved_tokens;
+        s.elisions += c.newly_cleared;
+        s.recalls += c.recalls;
+        s.steps += u64::from(c.stepped());
+    });
+    record.rewritten_tokens = c.rewritten_tokens;
 }
 
 /// Adds the time since `since`, spent waiting on an upstream, to the record's `upstream_us`.

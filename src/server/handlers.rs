@@ -229,16 +229,34 @@ async fn forward(
     if fold_off {
         cache = cache.switched_off();
     }
+    // Clearing comes per attempt (it depends on the target); it is off for this request when the
+    // client says so, or when the client asks the provider to clear tool uses itself.
+    let clear = match parts.headers.get(headers::TOKENFOLD_CLEAR).map(|v| v.as_bytes()) {
+        None => !scanned.clears_tool_uses,
+        Some(v) if v.eq_ignore_ascii_case(b"off") => false,
+        Some(v) if v.eq_ignore_ascii_case(b"on") => !scanned.clears_tool_uses,
+        Some(v) => {
+            return Err(ProxyError::BadHeader(format!(
+                "{}: `{}` is not one of on, off",
+                headers::TOKENFOLD_CLEAR,
+                String::from_utf8_lossy(v)
+            )))
+        }
+    };
     let mut saved_tokens = 0;
     let mut forward = body.clone();
+    let mut prepared = None;
     if state.folder.enabled() && !fold_off {
         let folded =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.fold_at(dialect, &body, level)));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.prepare(dialect, &body, level)));
         match folded {
-            Ok(Some(f)) => {
-                saved_tokens = f.saved_tokens;
-                note_fold(record, &f);
-                forward = f.body;
+            Ok(Some(p)) => {
+                if let Some(f) = &p.folded {
+                    saved_tokens = f.saved_tokens;
+                    note_fold(record, f);
+                    forward = f.body.clone();
+                }
+                prepared = Some(p).filter(|_| clear);
             }
             Ok(None) => {}
             Err(_) => tracing::error!("folding panicked; forwarding the request unchanged"),
@@ -254,6 +272,7 @@ async fn forward(
         has_tools: scanned.has_tools,
         has_images: scanned.has_images,
         body: forward,
+        prepared,
         proxy_key_header,
         saved_tokens,
         cache,

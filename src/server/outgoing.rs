@@ -31,8 +31,9 @@ pub struct TargetFacts<'a> {
     pub drop_prompt_cache_key: bool,
 }
 
-/// The request for the attempt's target.
-pub fn prepare(req: &UpstreamRequest<'_>, facts: &TargetFacts<'_>) -> Result<Outgoing, ProxyError> {
+/// The request for the attempt's target; `body` is the request in the client's dialect as this
+/// attempt sends it (folded, and cleared for this target).
+pub fn prepare(req: &UpstreamRequest<'_>, body: &Bytes, facts: &TargetFacts<'_>) -> Result<Outgoing, ProxyError> {
     let (target, model_override, own_key) = (facts.dialect, facts.model_override, facts.own_key);
     let translating = target != req.ingress;
     let client_query = req.parts.uri.query();
@@ -45,11 +46,11 @@ pub fn prepare(req: &UpstreamRequest<'_>, facts: &TargetFacts<'_>) -> Result<Out
             drop_prompt_cache_key: facts.drop_prompt_cache_key,
             gemini: req.gemini,
         };
-        let t = translate::translate_request_for_reply(req.ingress, target, &req.body, &opts)
+        let t = translate::translate_request_for_reply(req.ingress, target, body, &opts)
             .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
         (Bytes::from(t.body), t.reply)
     } else {
-        (req.body.clone(), ReplyContext::default())
+        (body.clone(), ReplyContext::default())
     };
     let model = model_override.or(req.envelope.model.as_deref()).unwrap_or_default();
     let (path, query) = match (req.gemini, target) {

@@ -10,7 +10,7 @@ use super::clients::{Agent, Run};
 use super::model::Seen;
 use super::provider::{self, Dialect, Turn};
 use super::sandbox;
-use super::scenario::{self, Step, STEPS};
+use super::scenario::{self, long, Step, STEPS};
 use super::tap::Exchange;
 
 pub const SAVED_HEADER: &str = "x-tokenfold-saved-tokens";
@@ -21,10 +21,15 @@ pub struct LedgerTotals {
     pub saved: u64,
     /// `mechanism: tokens` per fold mechanism.
     pub by_mechanism: Vec<String>,
+    /// Clearing steps taken, and reads of cleared originals, per the ledger.
+    pub clear_steps: u64,
+    pub clear_recalls: u64,
 }
 
 pub struct Evidence<'a> {
     pub agent: Agent,
+    /// The long session (`scenario::long`) rather than the five-step task.
+    pub long: bool,
     /// The dialect the mock spoke (differs from the agent's when the proxy translated).
     pub upstream: Dialect,
     pub run: &'a Run,
@@ -77,9 +82,13 @@ pub fn check(e: &Evidence) -> Outcome {
     o.figures.push(format!("{} requests ({} in the task)", e.exchanges.len(), main.len()));
     finished(e, &mut o);
     answered(e, &all, &mut o);
-    script(e, &main, &mut o);
-    append_only(e, &main, &mut o);
-    reread_and_error_line(&main, &mut o);
+    if e.long {
+        long_session(e, &main, &mut o);
+    } else {
+        script(e, &main, &mut o);
+        append_only(e, &main, &mut o);
+        reread_and_error_line(&main, &mut o);
+    }
     folding(e, &all, &mut o);
     prompt_cache(e, &main, &mut o);
     network(e, &mut o);
@@ -135,10 +144,14 @@ fn finished(e: &Evidence, o: &mut Outcome) {
     } else if r.code != Some(0) {
         o.fail("exit", format!("exit code {:?}; stderr:\n{}", r.code, tail(&r.stderr, 15)));
     }
+    let expected = if e.long { long::FINAL_ANSWER } else { scenario::FINAL_ANSWER };
     match e.agent.final_answer(&r.stdout) {
-        Some(a) if a.contains(scenario::FINAL_ANSWER) => {}
+        Some(a) if a.contains(expected) => {}
         Some(a) => o.fail("answer", format!("the agent ended with {a:?}, not the scripted final answer")),
         None => o.fail("answer", format!("no final answer in the agent's output:\n{}", tail(&r.stdout, 10))),
+    }
+    if e.long {
+        return;
     }
     match scenario::edited_file(e.repo) {
         Ok(text) if text.lines().any(|l| l == scenario::NEW_LINE) && !text.contains(scenario::OLD_LINE) => {}
@@ -322,6 +335,96 @@ fn reread_and_error_line(main: &[&Pair], o: &mut Outcome) {
             format!("`{}` is not a line of the output the model saw:\n{}", scenario::ERROR_LINE, tail(&r, 8)),
         ),
         None => o.fail("error line", "the mock never received check.sh's output"),
+    }
+}
+
+/// The tool output text of a request item, if it is one (any dialect).
+fn output_text(item: &Value) -> Option<String> {
+    for part in item["content"].as_array().into_iter().flatten() {
+        if part["type"] == "tool_result" {
+            return Some(provider::text_of(&part["content"]));
+        }
+    }
+    if item["role"] == "tool" {
+        return Some(provider::text_of(&item["content"]));
+    }
+    matches!(item["type"].as_str(), Some("function_call_output" | "custom_tool_call_output"))
+        .then(|| provider::text_of(&item["output"]))
+}
+
+/// The long session: a clearing step happened (old outputs became stubs, and nothing else changed
+/// in what the agent had sent before), the agent read a stub's original back with the command
+/// the stub gave, and the model received that original byte for byte (it is the agent's own
+/// earlier tool output, as the agent sent it); the ledger counted the step and the recall.
+fn long_session(e: &Evidence, main: &[&Pair], o: &mut Outcome) {
+    for s in e.seen.iter().filter_map(|s| s.abort.as_ref()) {
+        o.fail("script", s.clone());
+    }
+    let mut steps = 0;
+    for w in main.windows(2) {
+        let (Some(mp), Some(mc)) = (&w[0].mock.turn, &w[1].mock.turn) else { continue };
+        let (Some(ap), Some(ac)) = (&w[0].agent_turn, &w[1].agent_turn) else { continue };
+        if first_difference(&ap.items, &ac.items).is_some() {
+            continue;
+        }
+        let changed: Vec<usize> = (0..mp.items.len().min(mc.items.len()))
+            .filter(|&i| normalized(&mp.items[i]) != normalized(&mc.items[i]))
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        steps += 1;
+        for i in changed {
+            if !output_text(&mc.items[i]).is_some_and(|t| long::is_stub(&t)) {
+                o.fail(
+                    "append-only",
+                    format!(
+                        "request {} changed item {i}, which is not a cleared tool output: {}",
+                        w[1].agent.seq,
+                        short(&mc.items[i])
+                    ),
+                );
+            }
+        }
+    }
+    o.figures.push(format!("{steps} clearing step(s) seen between requests"));
+    if steps == 0 {
+        o.fail("clearing", "no request cleared an earlier tool output");
+    }
+    // The request whose newest result is the read-back: the original as the agent sent it
+    // earlier, a stub as the model last saw it, and the read-back holding the original whole.
+    let recall = main.iter().find_map(|p| {
+        let (mock, agent) = (p.mock.turn.as_ref()?, p.agent_turn.as_ref()?);
+        let i = mock.results.len().checked_sub(1)?;
+        let k = long::part_shown(&mock.results[i]).filter(|&k| k < i)?;
+        Some((p.agent.seq, k, agent.results.get(k)?.clone(), mock.results[k].clone(), mock.results[i].clone()))
+    });
+    match recall {
+        None => o.fail("recall", "the agent never read a cleared output's original back"),
+        Some((seq, k, original, stub, read_back)) => {
+            if !long::is_stub(&stub) {
+                o.fail("recall", format!("request {seq}: part {k} reached the model whole, not as a stub"));
+            }
+            if long::is_stub(&original) || !original.contains(&long::first_line(k)) {
+                o.fail("recall", format!("request {seq}: the agent's own part {k} is not the original output"));
+            }
+            if !read_back.contains(&original) {
+                o.fail("recall", format!("request {seq}: the read-back of part {k} is not the original byte for byte"));
+            }
+            o.figures.push(format!(
+                "part {k} cleared to a {}-byte stub, its {}-byte original read back whole",
+                stub.len(),
+                original.len()
+            ));
+        }
+    }
+    match &e.ledger {
+        Ok(l) if l.clear_steps == 0 || l.clear_recalls == 0 => o.fail(
+            "ledger",
+            format!("clear shows {} steps and {} recalls, expected both", l.clear_steps, l.clear_recalls),
+        ),
+        Ok(l) => o.figures.push(format!("ledger clear: {} steps, {} recalls", l.clear_steps, l.clear_recalls)),
+        Err(_) => {}
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::provider::Dialect;
-use super::scenario::PROMPT;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Agent {
@@ -71,6 +70,7 @@ impl Agent {
         case_dir: &Path,
         repo: &Path,
         base: &str,
+        prompt: &str,
     ) -> std::io::Result<Command> {
         let home = case_dir.join("home");
         std::fs::create_dir_all(&home)?;
@@ -105,7 +105,7 @@ impl Agent {
                     .env("DISABLE_ERROR_REPORTING", "1")
                     .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", self.model())
                     .env("ANTHROPIC_SMALL_FAST_MODEL", self.model())
-                    .args(["-p", PROMPT, "--output-format", "json", "--model", self.model()])
+                    .args(["-p", prompt, "--output-format", "json", "--model", self.model()])
                     .args(["--permission-mode", "acceptEdits", "--allowedTools", "Read,Edit,Bash,Grep"]);
             }
             Agent::Codex => {
@@ -116,11 +116,12 @@ impl Agent {
                     .args(["exec", "--json", "--skip-git-repo-check", "--sandbox", "danger-full-access"])
                     .arg("-C")
                     .arg(repo)
-                    .arg(PROMPT);
+                    .arg(prompt);
             }
             Agent::OpenCode => {
                 let config = case_dir.join("opencode.json");
-                std::fs::write(&config, serde_json::to_string_pretty(&opencode_config(base, self.model()))?)?;
+                let store = case_dir.join("originals");
+                std::fs::write(&config, serde_json::to_string_pretty(&opencode_config(base, self.model(), &store))?)?;
                 // At every start OpenCode installs @opencode-ai/plugin into its config directory from
                 // the npm registry, unless that directory has node_modules and a lockfile listing it.
                 let dir = home.join(".config/opencode");
@@ -135,7 +136,7 @@ impl Agent {
                     .env("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
                     .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
                     .env("OPENCODE_DISABLE_SHARE", "1")
-                    .args(["run", "--format", "json", "-m", &format!("tokenfold/{}", self.model()), PROMPT]);
+                    .args(["run", "--format", "json", "-m", &format!("tokenfold/{}", self.model()), prompt]);
             }
             Agent::GeminiCli => {
                 // With GOOGLE_GEMINI_BASE_URL alone it picks a "gateway" sign-in that
@@ -149,7 +150,7 @@ impl Agent {
                     // Headless runs refuse an untrusted folder.
                     .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
                     // --yolo: without approval it offers no editing or shell tools headless.
-                    .args(["-p", PROMPT, "--output-format", "json", "--yolo", "-m", self.model()]);
+                    .args(["-p", prompt, "--output-format", "json", "--yolo", "-m", self.model()]);
             }
         }
         Ok(cmd)
@@ -215,14 +216,20 @@ fn gemini_settings() -> Value {
     })
 }
 
-fn opencode_config(base: &str, model: &str) -> Value {
+/// `store`: the proxy's originals, outside the project, which OpenCode reads only when allowed to
+/// (as a user allows `~/.cache/tokenfold/o/*`).
+fn opencode_config(base: &str, model: &str, store: &Path) -> Value {
     json!({
         "$schema": "https://opencode.ai/config.json",
         "model": format!("tokenfold/{model}"),
         "small_model": format!("tokenfold/{model}"),
         "autoupdate": false,
         "share": "disabled",
-        "permission": {"edit": "allow", "bash": "allow"},
+        "permission": {
+            "edit": "allow",
+            "bash": "allow",
+            "external_directory": {format!("{}/*", store.display()): "allow"}
+        },
         "provider": {
             "tokenfold": {
                 "npm": "@ai-sdk/openai-compatible",

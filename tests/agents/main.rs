@@ -36,22 +36,31 @@ struct Case {
     agent: Agent,
     /// The dialect the mock speaks when it is not the agent's own (the proxy translates).
     translated_to: Option<Dialect>,
+    /// The long session (`scenario::long`): a clearing step, then a read of a stub's original.
+    long: bool,
 }
 
-const CASES: [Case; 12] = [
-    Case { name: "claude-code", agent: Agent::ClaudeCode, translated_to: None },
-    Case { name: "claude-code-on-openai-chat", agent: Agent::ClaudeCode, translated_to: Some(Dialect::Chat) },
-    Case { name: "codex", agent: Agent::Codex, translated_to: None },
-    Case { name: "opencode", agent: Agent::OpenCode, translated_to: None },
-    Case { name: "codex-on-openai-chat", agent: Agent::Codex, translated_to: Some(Dialect::Chat) },
-    Case { name: "codex-on-anthropic", agent: Agent::Codex, translated_to: Some(Dialect::Anthropic) },
-    Case { name: "opencode-on-anthropic", agent: Agent::OpenCode, translated_to: Some(Dialect::Anthropic) },
-    Case { name: "gemini-cli", agent: Agent::GeminiCli, translated_to: None },
-    Case { name: "gemini-cli-on-anthropic", agent: Agent::GeminiCli, translated_to: Some(Dialect::Anthropic) },
+const fn case(name: &'static str, agent: Agent, translated_to: Option<Dialect>) -> Case {
+    Case { name, agent, translated_to, long: false }
+}
+
+const CASES: [Case; 15] = [
+    case("claude-code", Agent::ClaudeCode, None),
+    case("claude-code-on-openai-chat", Agent::ClaudeCode, Some(Dialect::Chat)),
+    case("codex", Agent::Codex, None),
+    case("opencode", Agent::OpenCode, None),
+    case("codex-on-openai-chat", Agent::Codex, Some(Dialect::Chat)),
+    case("codex-on-anthropic", Agent::Codex, Some(Dialect::Anthropic)),
+    case("opencode-on-anthropic", Agent::OpenCode, Some(Dialect::Anthropic)),
+    case("gemini-cli", Agent::GeminiCli, None),
+    case("gemini-cli-on-anthropic", Agent::GeminiCli, Some(Dialect::Anthropic)),
     // On a Gemini 3 model (the mock checks the thought signatures it handed out come back).
-    Case { name: "claude-code-on-gemini", agent: Agent::ClaudeCode, translated_to: Some(Dialect::Gemini) },
-    Case { name: "codex-on-gemini", agent: Agent::Codex, translated_to: Some(Dialect::Gemini) },
-    Case { name: "opencode-on-gemini", agent: Agent::OpenCode, translated_to: Some(Dialect::Gemini) },
+    case("claude-code-on-gemini", Agent::ClaudeCode, Some(Dialect::Gemini)),
+    case("codex-on-gemini", Agent::Codex, Some(Dialect::Gemini)),
+    case("opencode-on-gemini", Agent::OpenCode, Some(Dialect::Gemini)),
+    Case { long: true, ..case("claude-code-long", Agent::ClaudeCode, None) },
+    Case { long: true, ..case("codex-long", Agent::Codex, None) },
+    Case { long: true, ..case("opencode-long", Agent::OpenCode, None) },
 ];
 
 /// Set by the outer run for the inner one: why the npm install failed.
@@ -202,7 +211,7 @@ async fn run_case(case: &Case) -> Verdict {
 async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) -> Result<checks::Outcome, String> {
     let agent = case.agent;
     let upstream = case.translated_to.unwrap_or(agent.dialect());
-    let script = Arc::new(model::Script::new(repo.to_path_buf(), dir.join("mock-requests.jsonl")));
+    let script = Arc::new(model::Script::new(repo.to_path_buf(), dir.join("mock-requests.jsonl"), case.long));
     let handler = script.clone();
     let mock = common::mock::start(move |rec| handler.handle(rec)).await;
     let ledger = dir.join("ledger.db");
@@ -211,7 +220,8 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
     let proxy = match case.translated_to {
         None => {
             let cfg = dir.join("tokenfold.toml");
-            std::fs::write(&cfg, proxy_config(&mock.base(), agent)).map_err(|e| e.to_string())?;
+            let originals = case.long.then(|| dir.join("originals"));
+            std::fs::write(&cfg, proxy_config(&mock.base(), agent, originals.as_deref())).map_err(|e| e.to_string())?;
             common::try_spawn_proxy(&["--config", cfg.to_str().unwrap_or_default(), "--debug"], &ledger_env)
         }
         Some(d) => {
@@ -229,8 +239,9 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
     }
     let tap = tap::start(proxy.base.clone()).await.map_err(|e| format!("tap: {e}"))?;
     let trace_path = dir.join("strace.txt");
+    let prompt = if case.long { scenario::long::PROMPT } else { scenario::PROMPT };
     let cmd = agent
-        .command(&sandbox::strace_prefix(strace, &trace_path), exe, dir, repo, &tap.base())
+        .command(&sandbox::strace_prefix(strace, &trace_path), exe, dir, repo, &tap.base(), prompt)
         .map_err(|e| format!("agent config: {e}"))?;
     let out_dir = dir.to_path_buf();
     let limit = agent_limit();
@@ -248,6 +259,7 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
     let trace = std::fs::read_to_string(&trace_path).ok();
     let evidence = checks::Evidence {
         agent,
+        long: case.long,
         upstream,
         run: &run,
         exchanges: &exchanges,
@@ -271,7 +283,10 @@ async fn startup_probe(proxy: &str) -> Result<(), String> {
     }
 }
 
-fn proxy_config(mock: &str, agent: Agent) -> String {
+/// One scripted provider in the agent's own dialect. With `originals` (the long session) it is a
+/// free tier, which clears as soon as enough old output is clearable, and stubs name originals
+/// in that directory.
+fn proxy_config(mock: &str, agent: Agent, originals: Option<&Path>) -> String {
     let (kind, key) = match agent.dialect() {
         Dialect::Anthropic => ("anthropic", "anthropic"),
         Dialect::Chat => ("openai", "openai-chat"),
@@ -280,6 +295,10 @@ fn proxy_config(mock: &str, agent: Agent) -> String {
     };
     // Gemini's base URL names its API version.
     let version = if agent.dialect() == Dialect::Gemini { "v1beta" } else { "v1" };
+    let (store, free) = match originals {
+        Some(d) => (format!("originals_dir = \"{}\"", d.display()), "true"),
+        None => (String::new(), "false"),
+    };
     format!(
         r#"# Written by tests/agents: one scripted provider in the agent's own dialect.
 [server]
@@ -292,12 +311,14 @@ idle_ms = 60000
 
 [fold]
 enabled = true
+{store}
 
 [[providers]]
 name = "scripted"
 kind = "{kind}"
 base_url = "{mock}/{version}"
 auth = "client"
+free_tier = {free}
 models = ["{model}"]
 
 [default_upstream]
@@ -344,7 +365,16 @@ async fn ledger_totals(ledger: &Path, expected: u64) -> Result<checks::LedgerTot
                     })
                     .collect();
                 let requests = v["total"]["requests"].as_u64().unwrap_or(0);
-                return Ok(checks::LedgerTotals { requests, saved: saved(&v["total"]), by_mechanism });
+                let clear =
+                    mechanisms["mechanisms"].as_array().and_then(|rows| rows.iter().find(|r| r["key"] == "clear"));
+                let figure = |k: &str| clear.and_then(|r| r[k].as_u64()).unwrap_or(0);
+                return Ok(checks::LedgerTotals {
+                    requests,
+                    saved: saved(&v["total"]),
+                    by_mechanism,
+                    clear_steps: figure("steps"),
+                    clear_recalls: figure("recalls"),
+                });
             }
             Err(e) if done => return Err(e),
             _ => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -10,7 +10,7 @@ use super::common::gemini;
 use super::common::mock::{Recorded, Reply};
 use super::common::prompt_cache::{self, Billed, PromptCache};
 use super::provider::{self, Answer, Dialect, Turn};
-use super::scenario::{self, Kit, Step};
+use super::scenario::{self, long, Kit, Step};
 
 /// Header the tap adds to each request so the mock's copy can be matched with the agent's.
 pub const SEQ_HEADER: &str = "x-agents-tap-seq";
@@ -37,11 +37,13 @@ pub struct Script {
     pub seen: Mutex<Vec<Seen>>,
     /// Anthropic requests are billed as the real prompt cache would bill them.
     cache: std::sync::Arc<PromptCache>,
+    /// The long session (`scenario::long`) instead of the five-step task.
+    long: bool,
 }
 
 impl Script {
-    pub fn new(repo: PathBuf, log_path: PathBuf) -> Script {
-        Script { repo, log_path, seen: Mutex::new(Vec::new()), cache: PromptCache::new() }
+    pub fn new(repo: PathBuf, log_path: PathBuf, long: bool) -> Script {
+        Script { repo, log_path, seen: Mutex::new(Vec::new()), cache: PromptCache::new(), long }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -96,8 +98,7 @@ impl Script {
                     seen.billed = Some(billed);
                 }
                 Err(refused) => {
-                    seen.abort =
-                        Some(format!("the Anthropic API would refuse this request: {}", reply_text(&refused)));
+                    seen.abort = Some(format!("the Anthropic API would refuse this request: {}", reply_text(&refused)));
                     return refused;
                 }
             }
@@ -120,6 +121,18 @@ impl Script {
             .unwrap_or_else(|| "scripted".into());
         let answer = match Kit::detect(&turn.tools) {
             None => Answer::Text(scenario::SIDE_ANSWER.into()),
+            Some(kit) if self.long => {
+                seen.main = true;
+                match long::next(&turn.results) {
+                    long::Next::Run(k) => Answer::Call(long::shell(kit, &turn.tools, &format!("bash gen.sh {k}"))),
+                    long::Next::Recall(c) => Answer::Call(long::shell(kit, &turn.tools, &c)),
+                    long::Next::Final => Answer::Text(long::FINAL_ANSWER.into()),
+                    long::Next::Abort(why) => {
+                        seen.abort = Some(why.clone());
+                        Answer::Text(format!("MOCK-ABORT: {why}"))
+                    }
+                }
+            }
             Some(kit) => {
                 seen.main = true;
                 let done = turn.results.len();

@@ -50,11 +50,13 @@ impl Step {
 }
 
 /// Writes the repository: a 240-line Python file (long enough for its re-read to fold), a check
-/// script printing `CHECK_LINES` lines with one error line, one commit.
+/// script printing `CHECK_LINES` lines with one error line, the long session's `gen.sh`, one
+/// commit.
 pub fn create_repo(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.join("src"))?;
     std::fs::write(dir.join(FILE), config_py())?;
     std::fs::write(dir.join("check.sh"), check_sh())?;
+    std::fs::write(dir.join("gen.sh"), long::gen_sh())?;
     std::fs::write(dir.join("README.md"), "# widgets\n\nA small service used by the tokenfold agent tests.\n")?;
     for args in [
         &["init", "-q", "-b", "main"][..],
@@ -228,4 +230,103 @@ pub fn edited_file(repo: &Path) -> std::io::Result<String> {
 
 pub fn repo_dir(case_dir: &Path) -> PathBuf {
     case_dir.join("repo")
+}
+
+/// The long session: one large command output per turn until the proxy clears an old one (a
+/// free-tier target clears as soon as enough is clearable), then a read of that output's original
+/// through the command its stub gives, then the final answer.
+pub mod long {
+    use super::{call, json, Kit, OfferedTool, ToolCall};
+
+    pub const PROMPT: &str =
+        "Run `bash gen.sh N` for the parts N = 0, 1, 2, ... one at a time, then tell me what part 0 printed.";
+    pub const FINAL_ANSWER: &str = "FINAL: part 0 was cleared from the context and read back whole from its original.";
+    /// Most parts the model asks for before giving up on seeing a cleared output.
+    pub const MAX_RUNS: usize = 10;
+    /// Lines each part prints (about 3,500 tokens).
+    pub const LINES: usize = 240;
+
+    pub fn first_line(k: usize) -> String {
+        format!("gen.sh part {k} begins")
+    }
+
+    pub fn last_line(k: usize) -> String {
+        format!("gen.sh part {k} ends")
+    }
+
+    /// `gen.sh N` prints part N: distinct lines between a first and a last line.
+    pub fn gen_sh() -> String {
+        format!(
+            r#"#!/usr/bin/env bash
+# Prints part $1 of a long report: one line per widget.
+k="$1"
+echo "gen.sh part $k begins"
+for i in $(seq 1 {LINES}); do
+  printf 'part %s line %03d: widget_%s_%03d checksum 0x%04x owner team_%d\n' "$k" "$i" "$k" "$i" $(( (i * 7919 + k * 31) % 65536 )) $(( (i + k) % 9 ))
+done
+echo "gen.sh part $k ends"
+"#
+        )
+    }
+
+    /// What the model does next in the long session, from the tool results so far.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Next {
+        Run(usize),
+        /// Read the original a stub names (the command the stub gives).
+        Recall(String),
+        Final,
+        Abort(String),
+    }
+
+    /// The part a tool result shows whole, if any.
+    pub fn part_shown(result: &str) -> Option<usize> {
+        (0..=MAX_RUNS).find(|&k| result.contains(&first_line(k)) && result.contains(&last_line(k)))
+    }
+
+    pub fn is_stub(result: &str) -> bool {
+        result.trim_start().starts_with("[tokenfold: cleared ")
+    }
+
+    /// The command a stub gives to read its original (`Original: cat PATH]`).
+    pub fn recall_command(stub: &str) -> Option<String> {
+        let first = stub.trim_start().lines().next()?;
+        let k = first.find("Original: ")? + "Original: ".len();
+        Some(first[k..].trim_end_matches(']').to_string())
+    }
+
+    pub fn next(results: &[String]) -> Next {
+        // A result showing an earlier part whole is the read-back of that part's original.
+        for (i, r) in results.iter().enumerate() {
+            if let Some(k) = part_shown(r).filter(|&k| k < i) {
+                return match r.lines().filter(|l| l.starts_with(&format!("part {k} line "))).count() {
+                    LINES => Next::Final,
+                    n => Next::Abort(format!("the read-back of part {k} has {n} of its {LINES} lines")),
+                };
+            }
+        }
+        if let Some(stub) = results.iter().find(|r| is_stub(r)) {
+            return match recall_command(stub) {
+                Some(c) => Next::Recall(c),
+                None => Next::Abort(format!("a stub without a way back: {}", stub.lines().next().unwrap_or(""))),
+            };
+        }
+        if results.len() < MAX_RUNS {
+            return Next::Run(results.len());
+        }
+        Next::Abort(format!("no tool output was cleared after {MAX_RUNS} parts"))
+    }
+
+    /// The shell call that runs `command` in the agent's own tool schema.
+    pub fn shell(kit: Kit, tools: &[OfferedTool], command: &str) -> ToolCall {
+        match kit {
+            Kit::ClaudeCode => call("Bash", json!({"command": command, "description": "Run a command"})),
+            Kit::Codex if tools.iter().any(|t| t.name == "exec_command") => {
+                call("exec_command", json!({"cmd": command}))
+            }
+            Kit::Codex => call("shell", json!({"command": ["bash", "-lc", command]})),
+            Kit::OpenCode => call("bash", json!({"command": command, "description": "Run a command"})),
+            Kit::GeminiCli => call("run_shell_command", json!({"command": command, "description": "Run a command"})),
+        }
+    }
 }

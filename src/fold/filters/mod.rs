@@ -46,6 +46,7 @@ use std::ops::Range;
 pub use apply::{plan, Applied, Origin};
 pub use command::Tool;
 pub use protect::{has_location, has_summary, is_error_line, Protect};
+pub use search::is_path;
 
 /// How hard to compress. `Lossless` is part 1 only (pointer dedup); it is the floor every level keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

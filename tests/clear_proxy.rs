@@ -13,15 +13,8 @@ use std::time::{Duration, Instant};
 
 use clear_support::{is_stub, outputs, request, Dialect};
 use common::mock::{self, Mock};
-use common::{spawn_proxy, temp_file, Proxy};
+use common::{spawn_proxy, temp_dir, temp_file, Proxy};
 use serde_json::Value;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tokenfold-clear-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// One provider of the `upstream` dialect behind route `work` (requests in another dialect are
 /// translated); `free` makes it a free tier, whose economics are quota-bound.
@@ -169,7 +162,7 @@ async fn a_long_session_clears_in_steps_and_keeps_the_prefix_between_them() {
     let direct: Vec<Value> = (1..=TURNS).map(|t| request(Dialect::Anthropic, t, MODEL)).collect();
     let (billed, unchanged) = (cache_billed(&sent), cache_billed(&direct));
     assert!(billed < 0.9 * unchanged, "steps must pay: billed {billed:.0} vs {unchanged:.0} sent as is");
-    assert!(step_turns[0] >= 10, "no step while few turns are expected to follow: {step_turns:?}");
+    assert!(step_turns[0] >= 8, "no step while few turns are expected to follow: {step_turns:?}");
     let last = outputs(Dialect::Anthropic, sent.last().unwrap());
     let cleared = last.iter().filter(|o| is_stub(o)).count();
     assert!(steps >= 1 && cleared >= 10, "{steps} steps, {cleared} outputs cleared");

@@ -8,8 +8,9 @@
 //!   turn; next turn the provider finds this turn's entry by looking back from the new one.
 //! - **Within reach**: the provider looks back only about 20 blocks from a breakpoint for an
 //!   earlier entry. When the previous turn's rolling breakpoint (the end of the message before the
-//!   last assistant turn) or the block before the first tool output clearing just rewrote is
-//!   further back than that, a breakpoint goes there too, so that entry is still read.
+//!   last assistant turn) is further back than that, a breakpoint goes there too, so that entry is
+//!   still read. After a clearing step, one goes on the block before the first tool output it
+//!   rewrote: the entries still current lie before that output.
 //!
 //! Never more than 4, never on thinking or empty blocks (the dialect marks those), never where
 //! the prefix is shorter than the model's minimum cacheable length (the provider ignores those).
@@ -52,16 +53,19 @@ pub fn place(sites: &[Site], min_tokens: u64, cleared_tool_use_id: Option<&str>)
     if let Some(stable) = stable_end.and_then(mark_at_or_before) {
         chosen.push(stable);
     }
-    // Entries the rolling breakpoint may be too far from to find by itself.
-    let mut earlier = Vec::new();
+    // The previous turn's entry, when the rolling breakpoint may be too far from it to find it.
     if let Some(previous) = previous_turn_end(sites).and_then(mark_at_or_before) {
-        earlier.push(previous);
+        if rolling - previous.min(rolling) >= OUT_OF_REACH {
+            chosen.push(previous);
+        }
     }
+    // After a clearing step the last entry still current lies before the first rewritten output,
+    // possibly further back than the rolling breakpoint looks: a breakpoint just before that
+    // output looks back from there (and writes an entry a later step can read up to).
     let cleared = cleared_tool_use_id.and_then(|id| sites.iter().position(|s| s.tool_use_id.as_deref() == Some(id)));
     if let Some(before_cleared) = cleared.and_then(|c| c.checked_sub(1)).and_then(mark_at_or_before) {
-        earlier.push(before_cleared);
+        chosen.push(before_cleared);
     }
-    chosen.extend(earlier.into_iter().filter(|&e| rolling - e.min(rolling) >= OUT_OF_REACH));
     chosen.push(rolling);
     chosen.retain(|&i| long_enough(i));
     chosen.sort_unstable();
@@ -144,14 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn the_block_before_the_first_cleared_output_when_out_of_reach() {
+    fn the_block_before_the_first_cleared_output() {
         let body = conversation(8000, 12, 1);
         let s = sites(&body);
         // Turn 1's result (t1_0) is at index 3 + 2*1 + 1 = 6; the block before it is 5.
         let got = place(&s.sites, 1024, Some("t1_0"));
         assert_eq!(got, [1, 5, s.sites.len() - 1]);
-        // A cleared output near the end is within reach of the rolling breakpoint.
-        assert_eq!(place(&s.sites, 1024, Some("t11_0")), [1, s.sites.len() - 1]);
+        // Near the end as well: the entry still current may lie further back than the rolling
+        // breakpoint looks (t11_0 is at 3 + 2*11 + 1 = 26).
+        assert_eq!(place(&s.sites, 1024, Some("t11_0")), [1, 25, s.sites.len() - 1]);
         assert_eq!(place(&s.sites, 1024, Some("no-such-id")), [1, s.sites.len() - 1]);
         // Both hints out of reach: four breakpoints, never more.
         let s = sites(&conversation(8000, 12, 12));

@@ -31,6 +31,37 @@ pub fn billed(tokens: &[u64], ids: &[u64], prev: &[u64]) -> f64 {
     READ * read as f64 + WRITE * rest as f64
 }
 
+/// The same bill as a prompt cache that is read only where an earlier request wrote: each request's
+/// breakpoint at its end writes the prefix it sent, and a later request reads the longest such
+/// prefix it starts with. This is what a client's own rolling breakpoint gets (Claude Code's), and
+/// stricter than `billed`: after a step, a prefix shared with the previous request is read only up
+/// to the last place a request ended before the first changed block.
+#[derive(Default)]
+pub struct CacheEntries {
+    /// Chained hashes of the block identities of every prefix written.
+    written: HashSet<u64>,
+}
+
+impl CacheEntries {
+    pub fn billed(&mut self, tokens: &[u64], ids: &[u64]) -> f64 {
+        let (mut h, mut read_upto) = (0u64, 0);
+        let mut chain = Vec::with_capacity(ids.len());
+        for (k, id) in ids.iter().enumerate() {
+            h = xxh3_64(&[h.to_le_bytes(), id.to_le_bytes()].concat());
+            chain.push(h);
+            if self.written.contains(&h) {
+                read_upto = k + 1;
+            }
+        }
+        if let Some(&end) = chain.last() {
+            self.written.insert(end);
+        }
+        let read: u64 = tokens[..read_upto].iter().sum();
+        let rest: u64 = tokens[read_upto..].iter().sum();
+        READ * read as f64 + WRITE * rest as f64
+    }
+}
+
 fn strip(l: &str) -> &str {
     match shapes::number_prefix(l) {
         Some((_, _, n)) => &l[n..],

@@ -156,7 +156,7 @@ impl Setup<'_> {
     fn economics(&self) -> Economics {
         match self.target {
             TargetKind::Quota => Economics::Quota,
-            TargetKind::Cache => Economics::Cached { read: clearing::READ, write: clearing::WRITE },
+            TargetKind::Cache => Economics::Cached { read: clearing::READ, write: clearing::WRITE, any_prefix: false },
         }
     }
 }
@@ -196,6 +196,7 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
     let mut retention = retention::Retention::default();
     let mut prev: Vec<(u64, u64)> = Vec::new(); // per block: (input identity, output bytes hash)
     let mut prev_out_ids: Vec<u64> = Vec::new();
+    let mut entries = clearing::CacheEntries::default();
     let mut last_out: Option<Bytes> = None;
     let mut digest = blake3::Hasher::new();
     let mut seen_markers: HashSet<u64> = HashSet::new();
@@ -278,6 +279,7 @@ pub fn measure(c: &Conversation, counter: &mut Counter, setup: &mut Setup) -> St
         let prev_in: Vec<u64> = if same_context { prev.iter().map(|p| p.0).collect() } else { Vec::new() };
         st.billed_direct += clearing::billed(&tin, &ids, &prev_in);
         st.billed_forwarded += clearing::billed(&tout, &out_ids, if same_context { &prev_out_ids } else { &[] });
+        st.billed_at_entries += entries.billed(&tout, &out_ids);
         if let (Some(p), Some(cl)) = (&turn.prepared, &turn.cleared) {
             st.cleared_turns += 1;
             clearing::check_visibility(c, t, body, &bin, &out, &bout, p, cl, &mut first_errors_seen, &mut st);

@@ -198,8 +198,9 @@ fn clearing_table(out: &mut String, all: &[Stats], v: &View) {
         "billed: simulated cache-billed input as forwarded over as sent (each request's blocks shared with the\n",
     );
     out.push_str(
-        "previous request at 0.1x, the rest at 1.25x); no-cache: the same without a cache (tokens after / before).\n",
+        "previous request at 0.1x, the rest at 1.25x); entries: the same where a cache is read only up to the\n",
     );
+    out.push_str("end of an earlier request (where a rolling breakpoint wrote it); no-cache: tokens after / before.\n");
     out.push_str(
         "stable: turns whose re-sent prefix was forwarded byte-identical. In the turns with cleared outputs:\n",
     );
@@ -210,17 +211,28 @@ fn clearing_table(out: &mut String, all: &[Stats], v: &View) {
     out.push_str("line of each cleared command output, still forwarded.\n");
     let _ = writeln!(
         out,
-        "{:<46} {:>7} {:>8} {:>8} {:>6} {:>8} {:>8} {:>16} {:>18} {:>14}",
-        "source", "saved", "billed", "no-cache", "steps", "stable", "cleared", "anchors", "refs", "first errors"
+        "{:<46} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>16} {:>18} {:>14}",
+        "source",
+        "saved",
+        "billed",
+        "entries",
+        "no-cache",
+        "steps",
+        "stable",
+        "cleared",
+        "anchors",
+        "refs",
+        "first errors"
     );
     let frac = |k: u64, n: u64| format!("{k}/{n} {:.1}%", if n == 0 { 100.0 } else { pct(k, n) });
     for t in all {
         let _ = writeln!(
             out,
-            "{:<46} {:>6.1}% {:>7.3}x {:>7.3}x {:>6} {:>7.1}% {:>8} {:>16} {:>18} {:>14}",
+            "{:<46} {:>6.1}% {:>7.3}x {:>7.3}x {:>7.3}x {:>6} {:>7.1}% {:>8} {:>16} {:>18} {:>14}",
             clip_name(&t.name),
             t.saved_pct(),
             t.billed_ratio(),
+            t.billed_at_entries_ratio(),
             t.tokens_after as f64 / t.tokens_before.max(1) as f64,
             t.steps,
             t.stable_turns_pct(),
@@ -324,6 +336,7 @@ pub fn json(sources: &[(String, Vec<Stats>)], v: &View) -> String {
                 "filters_saved_pct": pct(t.filters_saved(), t.tokens_before),
                 "prefix_stability_pct": t.stability_pct(),
                 "cache_billed_ratio": t.billed_ratio(),
+                "cache_billed_at_entries_ratio": t.billed_at_entries_ratio(),
                 "stable_turns_pct": t.stable_turns_pct(),
                 "error_line_retention_pct": t.retention_pct(),
                 "conversations": l,

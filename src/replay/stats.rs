@@ -59,6 +59,9 @@ pub struct Stats {
     /// sent and as forwarded.
     pub billed_direct: f64,
     pub billed_forwarded: f64,
+    /// The forwarded requests billed by a cache read only where an earlier request ended
+    /// (`clearing::CacheEntries`).
+    pub billed_at_entries: f64,
     /// Turns whose request had cleared outputs; the checks below are made in those.
     pub cleared_turns: u64,
     /// Edits the model made next whose `old_string` was in the request, and how many of those
@@ -122,6 +125,15 @@ impl Stats {
         }
     }
 
+    /// The same, with the forwarded requests billed at cache entries (`clearing::CacheEntries`).
+    pub fn billed_at_entries_ratio(&self) -> f64 {
+        if self.billed_direct == 0.0 {
+            1.0
+        } else {
+            self.billed_at_entries / self.billed_direct
+        }
+    }
+
     pub fn stable_turns_pct(&self) -> f64 {
         if self.turns_compared == 0 {
             return 100.0;
@@ -170,6 +182,7 @@ impl Stats {
         self.turns_stable += o.turns_stable;
         self.billed_direct += o.billed_direct;
         self.billed_forwarded += o.billed_forwarded;
+        self.billed_at_entries += o.billed_at_entries;
         self.cleared_turns += o.cleared_turns;
         self.anchors_checked += o.anchors_checked;
         self.anchors_kept += o.anchors_kept;

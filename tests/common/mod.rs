@@ -138,6 +138,15 @@ fn start(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Result<Proxy,
 
 static CONFIG_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// A fresh, empty temp directory (unique per call and per test process).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let n = CONFIG_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tokenfold-tests-{}", std::process::id())).join(format!("{n}-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Writes `text` to a fresh temp file and returns its path.
 pub fn temp_file(name: &str, text: &str) -> PathBuf {
     let n = CONFIG_COUNTER.fetch_add(1, Ordering::Relaxed);

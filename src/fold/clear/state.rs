@@ -89,6 +89,11 @@ pub struct Conv {
     pub turns: u32,
     /// Blocks of the previous request: the prefix the provider has cached.
     prev_end: u32,
+    /// Where the provider holds a cached prefix that is still current, ascending: the end of each
+    /// request (its rolling breakpoint wrote there), dropped once a step rewrites before it. A
+    /// step re-writes from the last of these at or before its first cleared output, not from that
+    /// output: a cache is read only up to a point where an earlier request wrote one.
+    cache_entries: Vec<u32>,
     /// Per block: estimated tokens as sent originally and as folded.
     orig: Vec<u32>,
     folded: Vec<u32>,
@@ -307,6 +312,9 @@ impl Conv {
         self.turns = turns;
         self.last_step = None;
         let prev_end = std::mem::replace(&mut self.prev_end, end as u32) as usize;
+        if prev_end > 0 && self.cache_entries.last() != Some(&(prev_end as u32)) {
+            self.cache_entries.push(prev_end as u32);
+        }
         let cutoff = self.groups.saturating_sub(settings.keep_recent as u32);
         // Candidates in block order, with what clearing each saves.
         let mut cands: Vec<(u32, i64)> = Vec::new();
@@ -354,20 +362,39 @@ impl Conv {
                 _ => u64::from(self.fwd(j)),
             }
         };
+        // A cache is read only up to where an earlier request wrote one, so a step re-writes the
+        // blocks from the last current cache entry at or before its first cleared output as well
+        // (unchanged by the step: markers point back, so the blocks it unfolds come after).
+        // `unchanged_sum[k]`: tokens of the blocks `read_from..read_from + k` as forwarded now.
+        let any_prefix = matches!(econ, Economics::Cached { any_prefix: true, .. });
+        let entry_before = |b: usize| match any_prefix {
+            true => b,
+            false => self.cache_entries.iter().rev().find(|&&e| e as usize <= b).map_or(0, |&e| e as usize),
+        };
+        let read_from = entry_before(first_block);
+        let last_block = self.outputs[cands[cands.len() - 1].0 as usize].block as usize;
+        let mut unchanged_sum = Vec::with_capacity(last_block - read_from + 1);
+        unchanged_sum.push(0u64);
+        for j in read_from..last_block {
+            unchanged_sum.push(unchanged_sum[j - read_from] + u64::from(self.fwd(j)));
+        }
         // Suffix sums: tokens re-written and saved when the step starts at candidate i; the step
         // starts where it is worth most (a quota-bound step clears them all).
         let turns = u64::from(turns);
         let mut best: Option<(usize, f64, u64)> = None;
-        let (mut rewritten, mut saved, mut j, mut i) = (0u64, 0i64, prev_end.max(first_block), cands.len());
+        let (mut from_first, mut saved, mut j, mut i) = (0u64, 0i64, prev_end.max(first_block), cands.len());
         while i > 0 {
             i -= 1;
             let b = self.outputs[cands[i].0 as usize].block as usize;
             while j > b {
                 j -= 1;
-                rewritten += after(j);
+                from_first += after(j);
             }
             saved += net_gain[i];
             let s = saved.max(0) as u64;
+            // Re-written: from the last current cache entry at or before b to the cached end.
+            let unchanged = unchanged_sum[b - read_from] - unchanged_sum[entry_before(b) - read_from];
+            let rewritten = from_first + unchanged;
             let whole = i == 0 || matches!(econ, Economics::Cached { .. });
             let worth = cost::worth(econ, s, rewritten, turns);
             if whole
@@ -378,6 +405,8 @@ impl Conv {
             }
         }
         let Some((from, _, rewritten)) = best else { return };
+        let first_cleared = self.outputs[cands[from].0 as usize].block;
+        self.cache_entries.retain(|&e| e <= first_cleared);
         let newly: Vec<u32> = cands[from..].iter().map(|&(k, _)| k).collect();
         for &k in &newly {
             self.outputs[k as usize].cleared = true;

@@ -13,7 +13,7 @@ use crate::dialect::Dialect;
 use crate::fold::originals::Originals;
 use crate::fold::{FoldOptions, Folder, Level};
 
-const CACHE: Economics = Economics::Cached { read: 0.1, write: 1.25 };
+const CACHE: Economics = Economics::Cached { read: 0.1, write: 1.25, any_prefix: false };
 
 fn folder(level: Level) -> Folder {
     let opts = FoldOptions { level, originals: Arc::new(Originals::unstored()), ..FoldOptions::default() };

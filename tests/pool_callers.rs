@@ -44,9 +44,7 @@ fn provider(rec: &Recorded) -> Reply {
             vec![("retry-after", "120".into())],
         ),
         BROKEN => json(503, r#"{"error":{"message":"upstream connect error","type":"server_error"}}"#, vec![]),
-        _ if body["stream"] == json!(true) => {
-            Reply::sse(chat_stream("fine").into_iter().map(Chunk::Bytes).collect())
-        }
+        _ if body["stream"] == json!(true) => Reply::sse(chat_stream("fine").into_iter().map(Chunk::Bytes).collect()),
         _ => Reply::ok_json(chat_completion("fine")),
     }
 }
@@ -177,7 +175,10 @@ async fn one_callers_rate_limit_blocks_only_that_caller_also_after_a_restart() {
     // Cooled until the provider's Retry-After: answered by the proxy, the provider is not asked.
     let (s, retry, b) = send(&proxy, LIMITED, good(true)).await;
     assert_eq!(s, 429, "{b}");
-    assert!(retry.as_deref().and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| (100..=120).contains(&r)), "{retry:?}");
+    assert!(
+        retry.as_deref().and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| (100..=120).contains(&r)),
+        "{retry:?}"
+    );
     assert_eq!(mock.requests().len(), 1, "asked again while cooling down");
     // Another caller's key is not limited.
     for stream in [false, true] {

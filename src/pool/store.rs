@@ -24,6 +24,9 @@ pub enum StoreError {
 
 enum Msg {
     Put(String, Box<KeyState>),
+    Delete(String),
+    /// Reclaims the file's free pages (after many rows were dropped at once).
+    Vacuum,
     Flush(mpsc::Sender<()>),
 }
 
@@ -70,9 +73,30 @@ impl Store {
 
     /// Queues a key's state; never blocks on disk.
     pub fn put(&self, key: &str, state: KeyState) {
+        self.send(Msg::Put(key.to_string(), Box::new(state)));
+    }
+
+    /// Queues the removal of a key's row.
+    pub fn delete(&self, key: String) {
+        self.send(Msg::Delete(key));
+    }
+
+    /// Queues the removal of many rows (a restart that dropped them) and, when they were most of
+    /// the file, gives the space back to the file system.
+    pub fn delete_many(&self, keys: Vec<String>, of_loaded: usize) {
+        let many = keys.len() >= VACUUM_MIN_ROWS && keys.len() * 2 >= of_loaded;
+        for k in keys {
+            self.send(Msg::Delete(k));
+        }
+        if many {
+            self.send(Msg::Vacuum);
+        }
+    }
+
+    fn send(&self, msg: Msg) {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = tx.as_ref() {
-            let _ = tx.send(Msg::Put(key.to_string(), Box::new(state)));
+            let _ = tx.send(msg);
         }
     }
 
@@ -98,14 +122,21 @@ impl Drop for Store {
     }
 }
 
+/// Fewer dropped rows than this are not worth a VACUUM.
+const VACUUM_MIN_ROWS: usize = 1000;
+
 fn load(conn: &Connection) -> rusqlite::Result<HashMap<String, KeyState>> {
-    let mut stmt = conn.prepare("SELECT key, state FROM pool_state")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut stmt = conn.prepare("SELECT key, state, updated_ms FROM pool_state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
     let mut out = HashMap::new();
     for row in rows {
-        let (key, json) = row?;
+        let (key, json, updated_ms) = row?;
         match serde_json::from_str::<KeyState>(&json) {
-            Ok(state) => {
+            Ok(mut state) => {
+                // Rows saved before `last_used_ms` existed: their last write is their last use.
+                if state.last_used_ms == 0 {
+                    state.last_used_ms = updated_ms;
+                }
                 out.insert(key, state);
             }
             // A row from an incompatible version is dropped, not fatal: counters restart at 0.
@@ -121,18 +152,24 @@ const COALESCE: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
     while let Ok(first) = rx.recv() {
-        if matches!(first, Msg::Put(..)) {
+        if matches!(first, Msg::Put(..) | Msg::Delete(..)) {
             std::thread::sleep(COALESCE);
         }
-        let mut pending: HashMap<String, Box<KeyState>> = HashMap::new();
+        // The last word per key: its state, or `None` to delete it.
+        let mut pending: HashMap<String, Option<Box<KeyState>>> = HashMap::new();
         let mut acks = Vec::new();
+        let mut vacuum = false;
         let mut next = Some(first);
         // Coalesce everything already queued into one transaction.
         while let Some(msg) = next {
             match msg {
                 Msg::Put(k, s) => {
-                    pending.insert(k, s);
+                    pending.insert(k, Some(s));
                 }
+                Msg::Delete(k) => {
+                    pending.insert(k, None);
+                }
+                Msg::Vacuum => vacuum = true,
                 Msg::Flush(ack) => acks.push(ack),
             }
             next = rx.try_recv().ok();
@@ -140,13 +177,18 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
         if let Err(e) = write_batch(&mut conn, &pending) {
             tracing::warn!("pool store: could not save {} keys: {e}", pending.len());
         }
+        if vacuum {
+            if let Err(e) = conn.execute_batch("VACUUM") {
+                tracing::warn!("pool store: could not reclaim the space of dropped rows: {e}");
+            }
+        }
         for ack in acks {
             let _ = ack.send(());
         }
     }
 }
 
-fn write_batch(conn: &mut Connection, pending: &HashMap<String, Box<KeyState>>) -> rusqlite::Result<()> {
+fn write_batch(conn: &mut Connection, pending: &HashMap<String, Option<Box<KeyState>>>) -> rusqlite::Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
@@ -158,9 +200,17 @@ fn write_batch(conn: &mut Connection, pending: &HashMap<String, Box<KeyState>>) 
             "INSERT INTO pool_state (key, state, updated_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT(key) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
         )?;
+        let mut delete = tx.prepare_cached("DELETE FROM pool_state WHERE key = ?1")?;
         for (key, state) in pending {
-            let json = serde_json::to_string(state).unwrap_or_default();
-            stmt.execute(params![key, json, now])?;
+            match state {
+                Some(state) => {
+                    let json = serde_json::to_string(state).unwrap_or_default();
+                    stmt.execute(params![key, json, now])?;
+                }
+                None => {
+                    delete.execute(params![key])?;
+                }
+            }
         }
     }
     tx.commit()

@@ -21,6 +21,11 @@ struct Bucket {
     tokens: u64,
 }
 
+/// Only buckets that count something are saved: a full ring is ~2 KB of JSON per key.
+fn busy_buckets<S: serde::Serializer>(minute: &[Bucket], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(minute.iter().filter(|b| b.requests > 0 || b.tokens > 0))
+}
+
 /// What the provider's headers said about one of its windows.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProviderWindow {
@@ -31,7 +36,9 @@ pub struct ProviderWindow {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counters {
-    /// Ring indexed by `sec % SLOTS`; a slot whose `sec` has left the window is stale.
+    /// Ring indexed by `sec % SLOTS`; a slot whose `sec` has left the window is stale. Saved
+    /// sparse (`slot` re-seats the buckets of a loaded ring).
+    #[serde(serialize_with = "busy_buckets")]
     minute: Vec<Bucket>,
     pub day: i64,
     pub day_requests: u64,

@@ -8,7 +8,13 @@
 //! is unsure of (escapes in top-level keys, unusual field types, duplicate known fields) is
 //! handed to serde, which then gives the verdict and the error message (with line and column).
 
-use super::{RequestEnvelope, StreamOptions};
+use serde_json::Value;
+
+use super::RequestEnvelope;
+
+/// The top-level fields `RequestEnvelope` reads (the scanner reads them as serde would).
+const ENVELOPE_FIELDS: [&str; 6] =
+    ["model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "max_output_tokens"];
 
 /// What the proxy knows about a request body before forwarding it.
 #[derive(Debug, Default)]
@@ -26,18 +32,25 @@ pub fn scan(body: &[u8]) -> Result<Scanned, serde_json::Error> {
         return Ok(scanned);
     }
     let envelope: RequestEnvelope = serde_json::from_slice(body)?;
-    Ok(Scanned { envelope, has_tools: has_tools_slow(body), has_images: has_images_slow(body) })
+    // Rare (escaped or repeated top-level keys): the same facts from the parsed document. A
+    // substring search here missed `"tools": [ {` spelled with other whitespace.
+    // (A lone surrogate escape fails `Value` but not the envelope: then neither is found.)
+    let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let has_tools = doc.get("tools").and_then(Value::as_array).and_then(|t| t.first()).is_some_and(Value::is_object);
+    Ok(Scanned { envelope, has_tools, has_images: has_image(&doc) })
 }
 
-/// For bodies the scanner left to serde (rare): the same facts by substring search.
-fn has_tools_slow(body: &[u8]) -> bool {
-    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    has(b"\"tools\":[{") || has(b"\"tools\": [{") || has(b"\"tools\" : [{")
-}
-
-fn has_images_slow(body: &[u8]) -> bool {
-    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\"")
+/// What the scanner counts as an image part, on a parsed value.
+fn has_image(v: &Value) -> bool {
+    let marker = |s: &str| s == "image_url" || s == "input_image";
+    match v {
+        Value::String(s) => marker(s),
+        Value::Array(items) => items.iter().any(has_image),
+        Value::Object(o) => o.iter().any(|(k, x)| {
+            marker(k) || (k == "type" && x.as_str().is_some_and(|t| t.starts_with("image"))) || has_image(x)
+        }),
+        _ => false,
+    }
 }
 
 /// The members of a JSON object as raw key and value bytes (keys not unescaped), in order;
@@ -108,7 +121,8 @@ impl<'a> Scanner<'a> {
     /// The top-level object, then nothing but whitespace.
     fn document(mut self) -> Maybe<Scanned> {
         let mut out = Scanned::default();
-        let (mut seen_model, mut seen_stream, mut seen_options) = (false, false, false);
+        // The envelope fields seen so far, in `ENVELOPE_FIELDS` order (serde refuses a repeat).
+        let mut seen = [false; ENVELOPE_FIELDS.len()];
         self.ws();
         self.eat(b'{')?;
         self.ws();
@@ -124,25 +138,22 @@ impl<'a> Scanner<'a> {
                 self.eat(b':')?;
                 self.ws();
                 let start = self.i;
+                let field = ENVELOPE_FIELDS.iter().position(|f| f.as_bytes() == key);
                 match key {
-                    b"model" | b"stream" | b"stream_options" => {
+                    _ if field.is_some() => {
                         self.value(1)?;
                         let raw = &self.b[start..self.i];
-                        let seen = match key {
-                            b"model" => &mut seen_model,
-                            b"stream" => &mut seen_stream,
-                            _ => &mut seen_options,
-                        };
-                        if std::mem::replace(seen, true) {
+                        if std::mem::replace(&mut seen[field.unwrap_or(0)], true) {
                             return None; // serde: duplicate field
                         }
+                        let e = &mut out.envelope;
                         match key {
-                            b"model" => out.envelope.model = serde_json::from_slice(raw).ok()?,
-                            b"stream" => out.envelope.stream = serde_json::from_slice(raw).ok()?,
-                            _ => {
-                                out.envelope.stream_options =
-                                    serde_json::from_slice::<Option<StreamOptions>>(raw).ok()?
-                            }
+                            b"model" => e.model = serde_json::from_slice(raw).ok()?,
+                            b"stream" => e.stream = serde_json::from_slice(raw).ok()?,
+                            b"stream_options" => e.stream_options = serde_json::from_slice(raw).ok()?,
+                            b"max_tokens" => e.max_tokens = serde_json::from_slice(raw).ok()?,
+                            b"max_completion_tokens" => e.max_completion_tokens = serde_json::from_slice(raw).ok()?,
+                            _ => e.max_output_tokens = serde_json::from_slice(raw).ok()?,
                         }
                     }
                     b"tools" => {
@@ -349,9 +360,15 @@ fn special_at(s: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn serde_view(body: &[u8]) -> Option<(Option<String>, Option<bool>, Option<bool>)> {
-        let e: RequestEnvelope = serde_json::from_slice(body).ok()?;
-        Some((e.model, e.stream, e.stream_options.map(|o| o.include_usage)))
+    type View = (Option<String>, Option<bool>, Option<bool>, Option<Value>, Option<Value>, Option<Value>);
+
+    fn view(e: RequestEnvelope) -> View {
+        let usage = e.stream_options.map(|o| o.include_usage);
+        (e.model, e.stream, usage, e.max_tokens, e.max_completion_tokens, e.max_output_tokens)
+    }
+
+    fn serde_view(body: &[u8]) -> Option<View> {
+        serde_json::from_slice(body).ok().map(view)
     }
 
     /// Whatever the scanner accepts, serde accepts with the same envelope.
@@ -359,8 +376,7 @@ mod tests {
         let fast = Scanner::new(body).document();
         let slow = serde_view(body);
         if let Some(f) = fast {
-            let got = (f.envelope.model, f.envelope.stream, f.envelope.stream_options.map(|o| o.include_usage));
-            assert_eq!(Some(got), slow, "scanner accepted {:?}", String::from_utf8_lossy(body));
+            assert_eq!(Some(view(f.envelope)), slow, "scanner accepted {:?}", String::from_utf8_lossy(body));
         }
         assert_eq!(scan(body).is_ok(), slow.is_some(), "{:?}", String::from_utf8_lossy(body));
     }
@@ -382,6 +398,7 @@ mod tests {
         }
         let first = scan(SAMPLES[0].as_bytes()).unwrap();
         assert_eq!(first.envelope.model.as_deref(), Some("claude-x"));
+        assert_eq!(first.envelope.max_output(), Some(5), "the output the request allows is read");
         assert!(first.has_tools && first.has_images);
         let third = scan(SAMPLES[2].as_bytes()).unwrap();
         assert!(!third.has_tools && third.has_images);

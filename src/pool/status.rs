@@ -129,29 +129,39 @@ fn cooldown(k: &KeyState, now: i64) -> Option<CooldownStatus> {
 /// (`KEY|m|NAME`) and its callers' lanes (`KEY|c|HASH`) with theirs (`KEY|c|HASH|m|NAME`), each
 /// sorted by name.
 struct TrackedOf<'a> {
-    models: Vec<(&'a str, &'a String)>,
-    /// Caller hash → its lane's key (if it has a state) and its models.
-    callers: BTreeMap<&'a str, (Option<&'a String>, Vec<(&'a str, &'a String)>)>,
+    models: Named<'a>,
+    /// By caller hash.
+    callers: BTreeMap<&'a str, CallerKeys<'a>>,
+}
+
+/// (model name, store key) pairs.
+type Named<'a> = Vec<(&'a str, &'a String)>;
+
+/// A caller lane's own store key (if it has a state) and its models'.
+#[derive(Default)]
+struct CallerKeys<'a> {
+    own: Option<&'a String>,
+    models: Named<'a>,
 }
 
 impl<'a> TrackedOf<'a> {
     fn sorted(account_key: &str, keys: impl Iterator<Item = &'a String>) -> TrackedOf<'a> {
         let mut models = Vec::new();
-        let mut callers: BTreeMap<&str, (Option<&String>, Vec<(&str, &String)>)> = BTreeMap::new();
+        let mut callers: BTreeMap<&str, CallerKeys> = BTreeMap::new();
         for k in keys {
             let Some(rest) = k.strip_prefix(account_key) else { continue };
             if let Some(name) = rest.strip_prefix("|m|") {
                 models.push((name, k));
             } else if let Some(rest) = rest.strip_prefix("|c|") {
                 match rest.split_once("|m|") {
-                    Some((hash, name)) => callers.entry(hash).or_default().1.push((name, k)),
-                    None => callers.entry(rest).or_default().0 = Some(k),
+                    Some((hash, name)) => callers.entry(hash).or_default().models.push((name, k)),
+                    None => callers.entry(rest).or_default().own = Some(k),
                 }
             }
         }
         models.sort_unstable();
-        for (_, ms) in callers.values_mut() {
-            ms.sort_unstable();
+        for c in callers.values_mut() {
+            c.models.sort_unstable();
         }
         TrackedOf { models, callers }
     }
@@ -249,9 +259,9 @@ impl Pool {
                 models.extend(seen.models.iter().map(|(name, k)| view.model(name, st.tracked.get(*k))));
                 accounts.push(view.account(&acct.label, None, &st.accounts[idx], models));
                 // Each caller of an account that forwards callers' keys, with the models it used.
-                for (caller, (k, own)) in &seen.callers {
-                    let state = k.and_then(|k| st.tracked.get(k)).unwrap_or(&unused);
-                    let models = own.iter().map(|(name, mk)| view.model(name, st.tracked.get(*mk))).collect();
+                for (caller, keys) in &seen.callers {
+                    let state = keys.own.and_then(|k| st.tracked.get(k)).unwrap_or(&unused);
+                    let models = keys.models.iter().map(|(name, mk)| view.model(name, st.tracked.get(*mk))).collect();
                     accounts.push(view.account(&acct.label, Some(caller), state, models));
                 }
             }

@@ -322,11 +322,20 @@ pub fn spawn_proxy(bin: &Path, upstream: SocketAddr, ledger: &Path) -> Result<Pr
 
 /// `spawn_proxy` with further `serve` arguments.
 pub fn spawn_proxy_with(bin: &Path, upstream: SocketAddr, ledger: &Path, extra: &[&str]) -> Result<Proxy, String> {
+    let mut args = vec!["--upstream".to_string(), format!("http://{upstream}")];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    spawn_serve(bin, &args, ledger, &[])
+}
+
+/// Spawns `BIN serve ARGS --listen 127.0.0.1:0` with the ledger at `ledger` and `env` added.
+pub fn spawn_serve(bin: &Path, args: &[String], ledger: &Path, env: &[(&str, &Path)]) -> Result<Proxy, String> {
     let mut cmd = Command::new(bin);
-    cmd.args(["serve", "--upstream", &format!("http://{upstream}"), "--listen", "127.0.0.1:0"])
-        .args(extra)
+    cmd.arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
         .env_remove("TOKENFOLD_CONFIG")
         .env("TOKENFOLD_LEDGER", ledger)
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -10,45 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+
+use super::support::MockBody as Body;
 
 /// Time between streamed events: long enough that a client can go away mid-stream.
 const EVENT_GAP: Duration = Duration::from_millis(3);
 
-type Body = BoxBody<Bytes, Infallible>;
-
-/// Starts a provider on its own thread and runtime; `fail_every`: every Nth request fails
-/// (0: never). Lives until the process exits.
+/// Starts a provider on its own thread; `fail_every`: every Nth request fails (0: never).
 pub fn start(fail_every: u64) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a soak provider");
-    listener.set_nonblocking(true).expect("non-blocking listener");
-    let addr = listener.local_addr().expect("provider address");
     let count = Arc::new(AtomicU64::new(0));
-    std::thread::Builder::new()
-        .name("soak-provider".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("provider runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let count = count.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| handle(req, fail_every, count.fetch_add(1, Relaxed)));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            });
-        })
-        .expect("spawn a provider thread");
-    addr
+    super::support::spawn_mock("soak-provider", move |req| handle(req, fail_every, count.fetch_add(1, Relaxed)))
 }
 
 async fn handle(req: Request<Incoming>, fail_every: u64, n: u64) -> Result<Response<Body>, std::io::Error> {

@@ -41,25 +41,38 @@ const OPENAI_SSE: [&str; 2] = [
      data: [DONE]\n\n",
 ];
 
-type MockBody = BoxBody<Bytes, Infallible>;
+pub type MockBody = BoxBody<Bytes, Infallible>;
 
 /// Starts the mock on 127.0.0.1:0 on its own single-threaded runtime; it lives until the process exits.
 pub fn start_mock() -> SocketAddr {
+    spawn_mock("mock-provider", mock_handle)
+}
+
+/// Serves `handle` over HTTP/1.1 on 127.0.0.1:0 from a thread of its own (a single-threaded
+/// runtime), until the process exits. A handler's error resets the connection.
+pub fn spawn_mock<F, Fut, E>(name: &str, handle: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<MockBody>, E>> + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the mock provider");
     listener.set_nonblocking(true).expect("mock listener non-blocking");
     let addr = listener.local_addr().expect("mock address");
     std::thread::Builder::new()
-        .name("mock-provider".into())
+        .name(name.into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("mock runtime");
-            rt.block_on(async move {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("mock tokio listener");
                 loop {
                     let Ok((stream, _)) = listener.accept().await else { continue };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(async move {
+                    let handle = handle.clone();
+                    tokio::task::spawn_local(async move {
                         let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service_fn(mock_handle))
+                            .serve_connection(TokioIo::new(stream), service_fn(handle))
                             .await;
                     });
                 }

@@ -110,19 +110,28 @@ pub fn request(u: &mut Unstructured, dialect: Dialect) -> Result<Value> {
     }
     let system = text(u)?;
     let tools: Vec<&str> = TOOLS.iter().copied().filter(|_| u.ratio(1, 2).unwrap_or(false)).collect();
+    // Each dialect's tool declaration.
+    let declared: Vec<Value> = tools
+        .iter()
+        .map(|n| match dialect {
+            Dialect::Anthropic => json!({"name": n, "description": "a tool", "input_schema": tool_schema()}),
+            Dialect::OpenaiChat => {
+                json!({"type": "function", "function": {"name": n, "description": "a tool", "parameters": tool_schema()}})
+            }
+            Dialect::OpenaiResponses => {
+                json!({"type": "function", "name": n, "description": "a tool", "parameters": tool_schema()})
+            }
+        })
+        .collect();
+    if !declared.is_empty() {
+        top.insert("tools".into(), Value::Array(declared));
+    }
     match dialect {
         Dialect::Anthropic => {
             top.insert("max_tokens".into(), json!(u.int_in_range(1..=64_000)?));
             if u.ratio(1, 2)? {
                 let blocks = json!([{"type": "text", "text": system}, {"type": "text", "text": "Be concise.", "cache_control": {"type": "ephemeral"}}]);
                 top.insert("system".into(), if u.arbitrary()? { json!(system) } else { blocks });
-            }
-            let tools: Vec<Value> = tools
-                .iter()
-                .map(|n| json!({"name": n, "description": "a tool", "input_schema": tool_schema()}))
-                .collect();
-            if !tools.is_empty() {
-                top.insert("tools".into(), Value::Array(tools));
             }
             top.insert("messages".into(), Value::Array(items));
         }
@@ -135,13 +144,6 @@ pub fn request(u: &mut Unstructured, dialect: Dialect) -> Result<Value> {
             if top.get("stream") == Some(&json!(true)) && u.arbitrary()? {
                 top.insert("stream_options".into(), json!({"include_usage": u.arbitrary::<bool>()?}));
             }
-            let tools: Vec<Value> = tools
-                .iter()
-                .map(|n| json!({"type": "function", "function": {"name": n, "description": "a tool", "parameters": tool_schema()}}))
-                .collect();
-            if !tools.is_empty() {
-                top.insert("tools".into(), Value::Array(tools));
-            }
             top.insert("messages".into(), Value::Array(items));
         }
         Dialect::OpenaiResponses => {
@@ -149,13 +151,6 @@ pub fn request(u: &mut Unstructured, dialect: Dialect) -> Result<Value> {
                 top.insert("instructions".into(), json!(system));
             }
             top.insert("max_output_tokens".into(), json!(u.int_in_range(16..=64_000)?));
-            let tools: Vec<Value> = tools
-                .iter()
-                .map(|n| json!({"type": "function", "name": n, "description": "a tool", "parameters": tool_schema()}))
-                .collect();
-            if !tools.is_empty() {
-                top.insert("tools".into(), Value::Array(tools));
-            }
             top.insert("input".into(), Value::Array(items));
         }
     }
@@ -256,6 +251,15 @@ fn ws(u: &mut Unstructured, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// Whitespace before the `i`th item of a container, and a comma after the first.
+fn separator(u: &mut Unstructured, i: usize, out: &mut Vec<u8>) {
+    ws(u, out);
+    if i > 0 {
+        out.push(b',');
+        ws(u, out);
+    }
+}
+
 fn write_value(u: &mut Unstructured, v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
@@ -270,11 +274,7 @@ fn write_value(u: &mut Unstructured, v: &Value, out: &mut Vec<u8>) {
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
-                ws(u, out);
-                if i > 0 {
-                    out.push(b',');
-                    ws(u, out);
-                }
+                separator(u, i, out);
                 write_value(u, item, out);
             }
             ws(u, out);
@@ -289,11 +289,7 @@ fn write_value(u: &mut Unstructured, v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
-                ws(u, out);
-                if i > 0 {
-                    out.push(b',');
-                    ws(u, out);
-                }
+                separator(u, i, out);
                 write_string(u, k, out);
                 ws(u, out);
                 out.push(b':');

@@ -28,7 +28,7 @@ pub fn start(fail_every: u64) -> SocketAddr {
 async fn handle(req: Request<Incoming>, fail_every: u64, n: u64) -> Result<Response<Body>, std::io::Error> {
     let path = req.uri().path().to_string();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    if fail_every > 0 && n % fail_every == 0 {
+    if fail_every > 0 && n.is_multiple_of(fail_every) {
         match (n / fail_every) % 3 {
             0 => {
                 return Ok(json(

@@ -60,6 +60,8 @@ impl Store {
         let conn = Connection::open(path).map_err(sql)?;
         // WAL lets the ledger (another connection to the same file) write alongside.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        // After a checkpoint the WAL is cut back to 4 MiB instead of keeping its largest size.
+        conn.pragma_update(None, "journal_size_limit", 4i64 << 20).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
         conn.execute(SCHEMA, []).map_err(sql)?;
         let loaded = load(&conn).map_err(sql)?;

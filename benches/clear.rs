@@ -14,7 +14,7 @@ use tokenfold::dialect::Dialect;
 use tokenfold::fold::clear::Economics;
 use tokenfold::fold::{FoldOptions, Folder, Level, Prepared};
 
-const CACHE: Economics = Economics::Cached { read: 0.1, write: 1.25 };
+const CACHE: Economics = Economics::Cached { read: 0.1, write: 1.25, any_prefix: false };
 
 /// A fixed xorshift stream (no files, no corpus text).
 fn next(seed: &mut u64) -> u64 {

@@ -8,7 +8,7 @@
 mod clear_support;
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clear_support::{is_stub, outputs, request, Dialect};

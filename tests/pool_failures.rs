@@ -189,6 +189,11 @@ async fn a_refused_key_turns_the_account_off_until_reload() {
     assert_eq!(bad.count(), 1);
     let (account, _) = pool_row(&proxy, "bad").await;
     assert_eq!(account["health"], "disabled", "{account}");
+    // The log is read from the proxy's stderr by another thread: on a busy machine it lags.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy.logs().contains("key refused (HTTP 401)") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(proxy.logs().contains("key refused (HTTP 401)"), "{}", proxy.logs());
 }
 

@@ -64,7 +64,7 @@ fn answer(provider: &str, n: usize) -> (u16, HeaderMap, &'static [u8]) {
 async fn a_thousand_requests_with_three_failing_targets_all_succeed_within_quota() {
     let cfg = Config::parse(CONFIG, "t.toml", &|_| Some("key".into())).unwrap();
     let pool = Pool::with_store(&cfg, Clock::starting_at(1_751_371_200_000), &StoreLocation::Memory).unwrap();
-    let facts = RequestFacts { est_tokens: 500, max_output: Some(100), has_tools: true, has_images: false };
+    let facts = RequestFacts { est_tokens: 500, max_output: Some(100), has_tools: true, ..RequestFacts::default() };
     let mut sent: HashMap<String, usize> = HashMap::new();
     let mut healthy_at: Vec<tokio::time::Instant> = Vec::new();
     let mut client_errors = 0;

@@ -48,25 +48,38 @@ const GEMINI_SSE: [&str; 2] = [
     "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"ne.\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":250,\"candidatesTokenCount\":3,\"totalTokenCount\":253},\"modelVersion\":\"gemini-bench\",\"responseId\":\"bench\"}\r\n\r\n",
 ];
 
-type MockBody = BoxBody<Bytes, Infallible>;
+pub type MockBody = BoxBody<Bytes, Infallible>;
 
 /// Starts the mock on 127.0.0.1:0 on its own single-threaded runtime; it lives until the process exits.
 pub fn start_mock() -> SocketAddr {
+    spawn_mock("mock-provider", mock_handle)
+}
+
+/// Serves `handle` over HTTP/1.1 on 127.0.0.1:0 from a thread of its own (a single-threaded
+/// runtime), until the process exits. A handler's error resets the connection.
+pub fn spawn_mock<F, Fut, E>(name: &str, handle: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<MockBody>, E>> + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the mock provider");
     listener.set_nonblocking(true).expect("mock listener non-blocking");
     let addr = listener.local_addr().expect("mock address");
     std::thread::Builder::new()
-        .name("mock-provider".into())
+        .name(name.into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("mock runtime");
-            rt.block_on(async move {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("mock tokio listener");
                 loop {
                     let Ok((stream, _)) = listener.accept().await else { continue };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(async move {
+                    let handle = handle.clone();
+                    tokio::task::spawn_local(async move {
                         let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service_fn(mock_handle))
+                            .serve_connection(TokioIo::new(stream), service_fn(handle))
                             .await;
                     });
                 }
@@ -360,11 +373,20 @@ pub fn spawn_proxy(bin: &Path, upstream: SocketAddr, ledger: &Path) -> Result<Pr
 
 /// `spawn_proxy` with further `serve` arguments.
 pub fn spawn_proxy_with(bin: &Path, upstream: SocketAddr, ledger: &Path, extra: &[&str]) -> Result<Proxy, String> {
+    let mut args = vec!["--upstream".to_string(), format!("http://{upstream}")];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    spawn_serve(bin, &args, ledger, &[])
+}
+
+/// Spawns `BIN serve ARGS --listen 127.0.0.1:0` with the ledger at `ledger` and `env` added.
+pub fn spawn_serve(bin: &Path, args: &[String], ledger: &Path, env: &[(&str, &Path)]) -> Result<Proxy, String> {
     let mut cmd = Command::new(bin);
-    cmd.args(["serve", "--upstream", &format!("http://{upstream}"), "--listen", "127.0.0.1:0"])
-        .args(extra)
+    cmd.arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
         .env_remove("TOKENFOLD_CONFIG")
         .env("TOKENFOLD_LEDGER", ledger)
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -388,6 +388,8 @@ pub struct PoolSection {
     pub breaker_open_ms: Option<u64>,
     pub backoff_base_ms: Option<u64>,
     pub backoff_max_ms: Option<u64>,
+    pub max_tracked: Option<usize>,
+    pub forget_idle_hours: Option<u64>,
 }
 
 /// Which provider receives a request of each ingress dialect when no route claims its model.

@@ -167,6 +167,11 @@ pub struct PoolSettings {
     /// Exponential backoff after a 429 without a reset hint: base * 2^n, capped.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Most key states kept beyond those the config fixes: models seen only in traffic and
+    /// callers' own lanes on `auth = "client"` accounts (the least recently used go first).
+    pub max_tracked: usize,
+    /// Such a state unused this long is forgotten (memory and store).
+    pub forget_idle: Duration,
 }
 
 impl Default for PoolSettings {
@@ -178,6 +183,8 @@ impl Default for PoolSettings {
             breaker_open: Duration::from_secs(30),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            max_tracked: 4096,
+            forget_idle: Duration::from_secs(48 * 3600),
         }
     }
 }
@@ -209,6 +216,8 @@ pub(super) fn validate_pool_section(
         breaker_open: ms(p.breaker_open_ms, d.breaker_open),
         backoff_base: ms(p.backoff_base_ms, d.backoff_base),
         backoff_max: ms(p.backoff_max_ms, d.backoff_max),
+        max_tracked: p.max_tracked.unwrap_or(d.max_tracked).max(1),
+        forget_idle: p.forget_idle_hours.map(|h| Duration::from_secs(h.max(1) * 3600)).unwrap_or(d.forget_idle),
     })
 }
 

@@ -8,8 +8,21 @@
 //! is unsure of (escapes in top-level keys, unusual field types, duplicate known fields) is
 //! handed to serde, which then gives the verdict and the error message (with line and column).
 
+use serde_json::Value;
+
 use super::text::{check_text, has_lone_surrogate, hex4};
-use super::{RequestEnvelope, StreamOptions};
+use super::RequestEnvelope;
+
+/// The top-level fields `RequestEnvelope` reads (the scanner reads them as serde would).
+const ENVELOPE_FIELDS: [&str; 7] = [
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "generationConfig",
+];
 
 /// What the proxy knows about a request body before forwarding it.
 #[derive(Debug, Default)]
@@ -46,15 +59,13 @@ pub fn scan(body: &[u8]) -> Result<Scanned, serde_json::Error> {
     if std::str::from_utf8(body).is_err() || has_lone_surrogate(body) {
         check_text(body)?;
     }
-    let has_prompt_cache_key = members(body).is_some_and(|m| m.iter().any(|(k, _)| is_cache_key(k)));
-    let clears_tool_uses = memchr::memmem::find(body, b"\"clear_tool_uses_").is_some();
-    Ok(Scanned {
-        envelope,
-        has_tools: has_tools_slow(body),
-        has_images: has_images_slow(body),
-        has_prompt_cache_key,
-        clears_tool_uses,
-    })
+    // Rare (escaped or repeated top-level keys): the same facts from the parsed document. A
+    // substring search here missed `"tools": [ {` spelled with other whitespace.
+    let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let has_tools = doc.get("tools").and_then(Value::as_array).and_then(|t| t.first()).is_some_and(Value::is_object);
+    let has_prompt_cache_key = doc.get(super::cache_key::FIELD).is_some();
+    let clears_tool_uses = doc.get("context_management").is_some_and(clears_tool_uses_value);
+    Ok(Scanned { envelope, has_tools, has_images: has_image(&doc), has_prompt_cache_key, clears_tool_uses })
 }
 
 fn is_cache_key(key: &[u8]) -> bool {
@@ -63,20 +74,29 @@ fn is_cache_key(key: &[u8]) -> bool {
 
 /// Whether a `context_management` value asks for an edit of type `clear_tool_uses_*`.
 fn clears_tool_uses(raw: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) else { return false };
+    serde_json::from_slice::<Value>(raw).is_ok_and(|v| clears_tool_uses_value(&v))
+}
+
+fn clears_tool_uses_value(v: &Value) -> bool {
     let edits = v.get("edits").and_then(|e| e.as_array()).map(Vec::as_slice).unwrap_or_default();
     edits.iter().any(|e| e.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.starts_with("clear_tool_uses_")))
 }
 
-/// For bodies the scanner left to serde (rare): the same facts by substring search.
-fn has_tools_slow(body: &[u8]) -> bool {
-    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    has(b"\"tools\":[{") || has(b"\"tools\": [{") || has(b"\"tools\" : [{")
-}
-
-fn has_images_slow(body: &[u8]) -> bool {
-    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    has(b"\"type\":\"image") || has(b"\"image_url\"") || has(b"\"input_image\"") || has(b"\"mimeType\":\"image/")
+/// What the scanner counts as an image part, on a parsed value (Gemini's inline data counts by
+/// its `mimeType`).
+fn has_image(v: &Value) -> bool {
+    let marker = |s: &str| s == "image_url" || s == "input_image";
+    match v {
+        Value::String(s) => marker(s),
+        Value::Array(items) => items.iter().any(has_image),
+        Value::Object(o) => o.iter().any(|(k, x)| {
+            marker(k)
+                || (k == "type" && x.as_str().is_some_and(|t| t.starts_with("image")))
+                || (k == "mimeType" && x.as_str().is_some_and(|t| t.starts_with("image/")))
+                || has_image(x)
+        }),
+        _ => false,
+    }
 }
 
 /// The members of a JSON object as raw key and value bytes (keys not unescaped), in order;
@@ -147,7 +167,8 @@ impl<'a> Scanner<'a> {
     /// The top-level object, then nothing but whitespace.
     fn document(mut self) -> Maybe<Scanned> {
         let mut out = Scanned::default();
-        let (mut seen_model, mut seen_stream, mut seen_options, mut seen_config) = (false, false, false, false);
+        // The envelope fields seen so far, in `ENVELOPE_FIELDS` order (serde refuses a repeat).
+        let mut seen = [false; ENVELOPE_FIELDS.len()];
         self.ws();
         self.eat(b'{')?;
         self.ws();
@@ -163,27 +184,23 @@ impl<'a> Scanner<'a> {
                 self.eat(b':')?;
                 self.ws();
                 let start = self.i;
+                let field = ENVELOPE_FIELDS.iter().position(|f| f.as_bytes() == key);
                 match key {
-                    b"model" | b"stream" | b"stream_options" | b"generationConfig" => {
+                    _ if field.is_some() => {
                         self.value(1)?;
                         let raw = &self.b[start..self.i];
-                        let seen = match key {
-                            b"model" => &mut seen_model,
-                            b"stream" => &mut seen_stream,
-                            b"stream_options" => &mut seen_options,
-                            _ => &mut seen_config,
-                        };
-                        if std::mem::replace(seen, true) {
+                        if std::mem::replace(&mut seen[field.unwrap_or(0)], true) {
                             return None; // serde: duplicate field
                         }
+                        let e = &mut out.envelope;
                         match key {
-                            b"model" => out.envelope.model = serde_json::from_slice(raw).ok()?,
-                            b"stream" => out.envelope.stream = serde_json::from_slice(raw).ok()?,
-                            b"generationConfig" => out.envelope.generation_config = serde_json::from_slice(raw).ok()?,
-                            _ => {
-                                out.envelope.stream_options =
-                                    serde_json::from_slice::<Option<StreamOptions>>(raw).ok()?
-                            }
+                            b"model" => e.model = serde_json::from_slice(raw).ok()?,
+                            b"stream" => e.stream = serde_json::from_slice(raw).ok()?,
+                            b"stream_options" => e.stream_options = serde_json::from_slice(raw).ok()?,
+                            b"max_tokens" => e.max_tokens = serde_json::from_slice(raw).ok()?,
+                            b"max_completion_tokens" => e.max_completion_tokens = serde_json::from_slice(raw).ok()?,
+                            b"generationConfig" => e.generation_config = serde_json::from_slice(raw).ok()?,
+                            _ => e.max_output_tokens = serde_json::from_slice(raw).ok()?,
                         }
                     }
                     k if is_cache_key(k) => {
@@ -410,8 +427,15 @@ fn special_at(s: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    type View = (Option<String>, Option<bool>, Option<bool>, Option<Value>, Option<Value>, Option<Value>);
+
+    fn view(e: RequestEnvelope) -> View {
+        let usage = e.stream_options.map(|o| o.include_usage);
+        (e.model, e.stream, usage, e.max_tokens, e.max_completion_tokens, e.max_output_tokens)
+    }
+
     /// serde's verdict, reading every string (see `scan`).
-    fn serde_view(body: &[u8]) -> Option<(Option<String>, Option<bool>, Option<bool>)> {
+    fn serde_view(body: &[u8]) -> Option<View> {
         // serde checks every string of a `Value` (its other verdicts, on numbers and depth,
         // are not the envelope's business).
         if let Err(e) = serde_json::from_slice::<serde_json::Value>(body) {
@@ -420,8 +444,7 @@ mod tests {
                 return None;
             }
         }
-        let e: RequestEnvelope = serde_json::from_slice(body).ok()?;
-        Some((e.model, e.stream, e.stream_options.map(|o| o.include_usage)))
+        serde_json::from_slice(body).ok().map(view)
     }
 
     /// Whatever the scanner accepts, serde accepts with the same envelope.
@@ -430,8 +453,7 @@ mod tests {
         let fast = Scanner::new(body).document().filter(|_| simdutf8::basic::from_utf8(body).is_ok());
         let slow = serde_view(body);
         if let Some(f) = fast {
-            let got = (f.envelope.model, f.envelope.stream, f.envelope.stream_options.map(|o| o.include_usage));
-            assert_eq!(Some(got), slow, "scanner accepted {:?}", String::from_utf8_lossy(body));
+            assert_eq!(Some(view(f.envelope)), slow, "scanner accepted {:?}", String::from_utf8_lossy(body));
         }
         assert_eq!(scan(body).is_ok(), slow.is_some(), "{:?}", String::from_utf8_lossy(body));
     }
@@ -453,6 +475,7 @@ mod tests {
         }
         let first = scan(SAMPLES[0].as_bytes()).unwrap();
         assert_eq!(first.envelope.model.as_deref(), Some("claude-x"));
+        assert_eq!(first.envelope.max_output(), Some(5), "the output the request allows is read");
         assert!(first.has_tools && first.has_images);
         assert!(!first.has_prompt_cache_key);
         let keyed = scan(br#"{"model":"m","prompt_cache_key":"conv-1","input":[{"prompt_cache_key":1}]}"#).unwrap();

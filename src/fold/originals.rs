@@ -23,6 +23,8 @@ pub const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 /// Hex digits of an original's id (48 bits: collisions are negligible at the store's size).
 pub const ID_LEN: usize = 12;
+/// Ids a process remembers having queued, to skip writing one twice (a few hundred KB).
+const MAX_REMEMBERED_IDS: usize = 16_384;
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -51,7 +53,7 @@ pub struct Originals {
     shown: String,
     remote: Option<Remote>,
     tx: Option<SyncSender<Job>>,
-    /// Ids already queued or written by this process.
+    /// Ids already queued or written by this process (the most recent, up to `MAX_REMEMBERED_IDS`).
     queued: Mutex<HashSet<String>>,
     /// Bytes queued for the writer and not yet written.
     queued_bytes: Arc<AtomicUsize>,
@@ -191,6 +193,11 @@ impl Originals {
         let (Some(tx), Some(dir)) = (&self.tx, &self.dir) else { return };
         {
             let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+            // It only spares re-queueing what is on disk already (the writer skips those): kept
+            // bounded, or a long-running proxy holds every id it ever wrote (the soak bench).
+            if q.len() >= MAX_REMEMBERED_IDS {
+                q.clear();
+            }
             if !q.insert(id.to_string()) {
                 return;
             }

@@ -12,11 +12,13 @@ use serde::Serialize;
 use crate::config::{Limits, Price, ProviderAuth, RateScope, Strategy};
 use crate::dialect::Dialect;
 
+use super::caller::Caller;
 use super::failure::Failure;
 use super::headers::quota_headers;
+use super::slots::{Lane, Slot, State};
 use super::state::{CooldownKind, Health, KeyState};
 use super::window::{Block, Est, Mark};
-use super::{model_key, Inner, Pool, PoolError, Resolved, State, Target};
+use super::{Inner, Pool, PoolError, Resolved, Target};
 
 /// What admission needs to know about a request (after folding).
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,6 +29,8 @@ pub struct RequestFacts {
     pub max_output: Option<u64>,
     pub has_tools: bool,
     pub has_images: bool,
+    /// Who sent it, for accounts that forward the caller's own key (their state is per caller).
+    pub caller: Option<Caller>,
 }
 
 /// Output tokens reserved for a request that does not say how many it allows; the real usage
@@ -79,6 +83,9 @@ struct Candidate {
     acct: usize,
     target: Resolved,
     context: Option<u64>,
+    /// Where the state of the account (or the caller's lane on it) and of the model live.
+    acct_slot: Slot,
+    model_slot: Slot,
 }
 
 /// The ordered candidates of one request. Quota is reserved only as each is tried.
@@ -98,6 +105,9 @@ pub struct Attempt {
     inner: Arc<Inner>,
     target: Target,
     acct: usize,
+    caller: Option<Caller>,
+    acct_slot: Slot,
+    model_slot: Slot,
     model: String,
     send_model: Option<String>,
     context: Option<u64>,
@@ -146,7 +156,14 @@ impl Pool {
                 reasons.push(format!("{name}: no key"));
             }
             for acct in accts {
-                cands.push(Candidate { acct, target: r.clone(), context: spec.and_then(|s| s.context) });
+                let lane = inner.lane(acct, facts.caller);
+                cands.push(Candidate {
+                    acct,
+                    target: r.clone(),
+                    context: spec.and_then(|s| s.context),
+                    acct_slot: inner.account_slot(lane),
+                    model_slot: inner.model_slot(lane, &r.model),
+                });
             }
         }
         if cands.is_empty() {
@@ -159,6 +176,10 @@ impl Pool {
 
         let now = inner.clock.now_ms();
         let mut st = inner.lock();
+        let forgotten = st.tidy(&inner.settings, now);
+        if !forgotten.is_empty() {
+            inner.forget(forgotten);
+        }
         if routing.strategy == Strategy::RoundRobin {
             let n = st.round_robin.entry(routing.label.clone()).or_insert(0);
             let k = *n % cands.len();
@@ -215,10 +236,12 @@ impl Inner {
         format!("{}[{}]/{}", p.name, p.accounts[a.account].label, c.target.model)
     }
 
-    fn limits(&self, c: &Candidate) -> (Limits, Limits) {
-        let a = &self.accounts[c.acct];
+    /// The configured limits of account `acct` (for each caller, on one that forwards callers'
+    /// keys) and of its `model`.
+    fn limits(&self, acct: usize, model: &str) -> (Limits, Limits) {
+        let a = &self.accounts[acct];
         let p = &self.providers[a.provider];
-        let model = p.model_spec(&c.target.model).map(|s| s.limits).unwrap_or_default();
+        let model = p.model_spec(model).map(|s| s.limits).unwrap_or_default();
         (p.accounts[a.account].limits, model)
     }
 
@@ -227,14 +250,15 @@ impl Inner {
         let a = &self.accounts[c.acct];
         let zone = self.providers[a.provider].day_zone;
         let (day, next_day) = (zone.day_index(now), zone.next_reset_ms(now));
-        let (acct_limits, model_limits) = self.limits(c);
+        let (acct_limits, model_limits) = self.limits(c.acct, &c.target.model);
         let health = |k: &KeyState| match k.health(now) {
             Health::Ready { demoted, probe } => Ok((demoted, probe)),
             Health::Blocked { reason, free_at_ms } => Err(Block { reason, free_at_ms }),
         };
-        let (d1, probe) = health(&st.accounts[c.acct])?;
-        st.accounts[c.acct].counters.check(&acct_limits, est, now, day, next_day)?;
-        let m = st.model(c.acct, &a.key, &c.target.model);
+        let k = st.get(&c.acct_slot, now);
+        let (d1, probe) = health(k)?;
+        k.counters.check(&acct_limits, est, now, day, next_day)?;
+        let m = st.get(&c.model_slot, now);
         let (d2, _) = health(m)?;
         m.counters.check(&model_limits, est, now, day, next_day)?;
         Ok((d1 || d2, probe))
@@ -244,16 +268,16 @@ impl Inner {
     fn metric(&self, st: &mut State, c: &Candidate, strategy: Strategy, now: i64) -> f64 {
         let a = &self.accounts[c.acct];
         let day = self.providers[a.provider].day_zone.day_index(now);
-        let (acct_limits, model_limits) = self.limits(c);
+        let (acct_limits, model_limits) = self.limits(c.acct, &c.target.model);
         match strategy {
             Strategy::Fallback | Strategy::RoundRobin => 0.0,
             Strategy::MostRemaining => {
-                let fa = st.accounts[c.acct].counters.fraction_left(&acct_limits, now, day);
-                let fm = st.model(c.acct, &a.key, &c.target.model).counters.fraction_left(&model_limits, now, day);
+                let fa = st.get(&c.acct_slot, now).counters.fraction_left(&acct_limits, now, day);
+                let fm = st.get(&c.model_slot, now).counters.fraction_left(&model_limits, now, day);
                 -fa.min(fm)
             }
             // Unknown latency sorts first so every target gets measured.
-            Strategy::Fastest => st.model(c.acct, &a.key, &c.target.model).ewma_ms.unwrap_or(0.0),
+            Strategy::Fastest => st.get(&c.model_slot, now).ewma_ms.unwrap_or(0.0),
         }
     }
 }
@@ -284,13 +308,13 @@ impl Plan {
             };
             let a = &inner.accounts[c.acct];
             let day = inner.providers[a.provider].day_zone.day_index(now);
-            let acct = &mut st.accounts[c.acct];
+            let acct = st.get(&c.acct_slot, now);
             acct.probing |= probe;
             let am = acct.counters.reserve(tokens.reserve, now, day);
-            inner.persist(&a.key, acct);
-            let m = st.model(c.acct, &a.key, &c.target.model);
+            inner.persist(&c.acct_slot, acct);
+            let m = st.get(&c.model_slot, now);
             let mm = m.counters.reserve(tokens.reserve, now, day);
-            inner.persist(&model_key(&a.key, &c.target.model), m);
+            inner.persist(&c.model_slot, m);
             // Under the lock, like a reload's snapshot: either it saw this reservation or not.
             let carried = !inner.retired.load(Ordering::Relaxed);
             drop(st);
@@ -298,6 +322,9 @@ impl Plan {
                 target: Target { dialect: a.view.dialect, provider: a.view.clone() },
                 inner,
                 acct: c.acct,
+                caller: self.facts.caller,
+                acct_slot: c.acct_slot,
+                model_slot: c.model_slot,
                 model: c.target.model.clone(),
                 send_model: c.target.send_model.clone(),
                 context: c.context,
@@ -400,21 +427,19 @@ impl Attempt {
         if windows.is_empty() {
             return;
         }
-        let inner = self.home();
-        let (inner, acct) = (&inner.0, inner.1);
-        let a = &inner.accounts[acct];
-        let p = &inner.providers[a.provider];
-        let account_limits = p.accounts[a.account].limits;
-        let model_limits = p.model_spec(&self.model).map(|s| s.limits).unwrap_or_default();
+        let (inner, acct) = self.home();
+        let (acct_slot, model_slot) = slots_of(&inner, acct, self.caller, &self.model);
+        let (account_limits, model_limits) = inner.limits(acct, &self.model);
+        let scope = inner.providers[inner.accounts[acct].provider].rate_scope;
         let mut st = inner.lock();
-        if p.rate_scope == RateScope::Account {
-            let k = &mut st.accounts[acct];
+        if scope == RateScope::Account {
+            let k = st.get(&acct_slot, now);
             k.counters.observe(&windows, &account_limits, now);
-            inner.persist(&a.key, k);
+            inner.persist(&acct_slot, k);
         }
-        let m = st.model(acct, &a.key, &self.model);
+        let m = st.get(&model_slot, now);
         m.counters.observe(&windows, &model_limits, now);
-        inner.persist(&model_key(&a.key, &self.model), m);
+        inner.persist(&model_slot, m);
     }
 
     /// The pool and account this attempt's state lives in now: after a reload, the successor
@@ -448,6 +473,7 @@ impl Attempt {
     fn rehome(&mut self) {
         let (inner, acct) = self.home();
         if !Arc::ptr_eq(&inner, &self.inner) {
+            (self.acct_slot, self.model_slot) = slots_of(&inner, acct, self.caller, &self.model);
             self.inner = inner;
             self.acct = acct;
             // The successor started with no probe in flight; this one is not its probe.
@@ -476,30 +502,27 @@ impl Attempt {
         let a = &inner.accounts[self.acct];
         let p = &inner.providers[a.provider];
         let label = &p.accounts[a.account].label;
-        let mkey = model_key(&a.key, &self.model);
+        let (acct_slot, model_slot) = (&self.acct_slot, &self.model_slot);
         let latency = self.first_byte.unwrap_or_else(|| self.started.elapsed());
         let (tokens, failure) = match outcome {
             Outcome::Success(usage) => (usage.map(|u| u.counted()).unwrap_or(self.reserved), None),
             // The provider saw the request; it billed no tokens.
             Outcome::Failed(f) => (0, Some(f)),
         };
-        st.accounts[self.acct].counters.settle(am, tokens, true);
-        st.model(self.acct, &a.key, &self.model).counters.settle(mm, tokens, true);
+        st.get(acct_slot, now).counters.settle(am, tokens, true);
+        st.get(model_slot, now).counters.settle(mm, tokens, true);
         let verdict = match failure {
             None => {
-                st.accounts[self.acct].succeeded(None);
-                st.model(self.acct, &a.key, &self.model).succeeded(Some(latency));
+                st.get(acct_slot, now).succeeded(None);
+                st.get(model_slot, now).succeeded(Some(latency));
                 Verdict::Done
             }
             Some(f) => {
                 let msg = f.to_string();
-                st.accounts[self.acct].note_error(msg.clone(), now);
-                st.model(self.acct, &a.key, &self.model).note_error(msg.clone(), now);
+                st.get(acct_slot, now).note_error(msg.clone(), now);
+                st.get(model_slot, now).note_error(msg.clone(), now);
                 let who = format!("provider `{}` account `{label}` model `{}`", p.name, self.model);
-                let scoped = match p.rate_scope {
-                    RateScope::Account => &mut st.accounts[self.acct],
-                    RateScope::Model => st.model(self.acct, &a.key, &self.model),
-                };
+                let scoped = st.get(if p.rate_scope == RateScope::Account { acct_slot } else { model_slot }, now);
                 match f {
                     Failure::RateLimited { retry_after, .. } => {
                         scoped.rate_limited(retry_after, &inner.settings, now, msg);
@@ -511,17 +534,13 @@ impl Attempt {
                         let hint = retry_after.map(|d| now + d.as_millis() as i64).unwrap_or(reset);
                         // Providers' short retry hints on a daily quota would re-hammer it.
                         scoped.cool(CooldownKind::QuotaExhausted, hint.max(reset), msg);
-                        let (al, ml) = inner.limits(&Candidate {
-                            acct: self.acct,
-                            target: Resolved { provider: a.provider, send_model: None, model: self.model.clone() },
-                            context: None,
-                        });
+                        let (al, ml) = inner.limits(self.acct, &self.model);
                         scoped.counters.exhaust_day(if p.rate_scope == RateScope::Model { &ml } else { &al });
                         tracing::warn!("{who}: daily quota spent; out until {} ({})", reset, p.day_zone.name());
                         Verdict::TryNext
                     }
                     Failure::Unavailable { .. } => {
-                        if st.accounts[self.acct].unavailable(&inner.settings, now, msg) {
+                        if st.get(acct_slot, now).unavailable(&inner.settings, now, msg) {
                             tracing::warn!("{who}: circuit breaker open after repeated failures");
                         }
                         Verdict::TryNext
@@ -536,9 +555,11 @@ impl Attempt {
                             "provider `{}` account `{label}`: key refused (HTTP {status}); the account is off until the config is reloaded",
                             p.name
                         );
-                        st.accounts[self.acct].disabled = Some(format!("key refused (HTTP {status})"));
+                        st.get(acct_slot, now).disabled = Some(format!("key refused (HTTP {status})"));
                         Verdict::TryNext
                     }
+                    // Caused by the request itself, whoever sent it: no mark against the target's
+                    // health. Only a larger window can help a prompt that does not fit.
                     Failure::ContextTooLong { .. } => {
                         let need = self.context.map(|c| c + 1).unwrap_or(self.est + 1).max(self.est + 1);
                         self.need_context.fetch_max(need, Ordering::Relaxed);
@@ -548,14 +569,21 @@ impl Attempt {
                 }
             }
         };
+        let k = st.get(acct_slot, now);
         if self.probe {
-            st.accounts[self.acct].probing = false;
+            k.probing = false;
         }
-        inner.persist(&a.key, &st.accounts[self.acct]);
-        let m = st.model(self.acct, &a.key, &self.model).clone();
-        inner.persist(&mkey, &m);
+        inner.persist(acct_slot, k);
+        let m = st.get(model_slot, now);
+        inner.persist(model_slot, m);
         verdict
     }
+}
+
+/// Where the state of account `acct` of `inner` (the caller's lane on it) and of its `model` live.
+fn slots_of(inner: &Inner, acct: usize, caller: Option<Caller>, model: &str) -> (Slot, Slot) {
+    let lane: Lane = inner.lane(acct, caller);
+    (inner.account_slot(lane), inner.model_slot(lane, model))
 }
 
 impl Drop for Attempt {
@@ -574,16 +602,16 @@ impl Drop for Attempt {
             let Some((am, mm)) = self.marks.take() else {
                 return;
             };
-            let a = &inner.accounts[self.acct];
-            let acct = &mut st.accounts[self.acct];
+            let now = inner.clock.now_ms();
+            let acct = st.get(&self.acct_slot, now);
             acct.counters.settle(am, 0, false);
             if self.probe {
                 acct.probing = false;
             }
-            inner.persist(&a.key, acct);
-            let m = st.model(self.acct, &a.key, &self.model);
+            inner.persist(&self.acct_slot, acct);
+            let m = st.get(&self.model_slot, now);
             m.counters.settle(mm, 0, false);
-            inner.persist(&model_key(&a.key, &self.model), m);
+            inner.persist(&self.model_slot, m);
             return;
         }
     }

@@ -121,6 +121,9 @@ pub fn classify(status: u16, headers: &HeaderMap, body_prefix: &[u8], now_unix_m
                     Some(Failure::Unavailable { cause: Cause::ErrorBody, detail: detail() })
                 }
                 _ if is_context_error(&lower) => Some(Failure::ContextTooLong { detail: detail() }),
+                // The error names the request as its cause: another try or target cannot help,
+                // and it is no sign of the provider's health. Told as the 400 it stands for.
+                _ if is_request_error(&lower) => Some(Failure::BadRequest { status: 400, detail: detail() }),
                 _ => Some(Failure::Unavailable { cause: Cause::ErrorBody, detail: detail() }),
             }
         }
@@ -218,6 +221,13 @@ fn is_context_error(lower: &str) -> bool {
         "request too large for model",
         "exceeds the maximum number of tokens",
     ];
+    MARKERS.iter().any(|m| lower.contains(m))
+}
+
+/// An error type that blames the request: OpenAI's and Anthropic's `invalid_request_error`,
+/// Anthropic's `request_too_large`, Gemini's `INVALID_ARGUMENT`.
+fn is_request_error(lower: &str) -> bool {
+    const MARKERS: &[&str] = &["invalid_request_error", "request_too_large", "invalid_argument"];
     MARKERS.iter().any(|m| lower.contains(m))
 }
 
@@ -331,6 +341,17 @@ mod tests {
         let chat = "data: {\"error\":{\"message\":\"context_length_exceeded\",\"code\":400}}\n\n";
         assert!(matches!(c(chat), Some(Failure::ContextTooLong { .. })));
         assert_eq!(c("data: {\"id\":\"1\",\"choices\":[{\"delta\":{\"content\":\"error\"}}]}\n\n"), None);
+        // Errors that blame the request are the client's, never the provider's health.
+        let invalid = "data: {\"error\":{\"message\":\"'messages' must be an array\",\"type\":\"invalid_request_error\",\"code\":null}}\n\n";
+        assert!(matches!(c(invalid), Some(Failure::BadRequest { status: 400, .. })));
+        let too_large =
+            r#"{"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum size"}}"#;
+        assert!(matches!(c(too_large), Some(Failure::BadRequest { .. })));
+        let gemini = r#"[{"error":{"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}]"#;
+        assert!(matches!(c(gemini), Some(Failure::BadRequest { .. })));
+        // A context overflow stays one (a larger window can take it).
+        let ctx = r#"{"error":{"message":"prompt is too long: 210000 tokens","type":"invalid_request_error"}}"#;
+        assert!(matches!(c(ctx), Some(Failure::ContextTooLong { .. })));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! The request path:
 //! ```text
-//! let mut plan = pool.plan(ingress, model, &RequestFacts { est_tokens, max_output, has_tools, has_images })?;
+//! let mut plan = pool.plan(ingress, model, &RequestFacts { est_tokens, max_output, has_tools, has_images, caller })?;
 //! while let Some(mut attempt) = plan.next_attempt() {
 //!     // send to attempt.target() (model in the body: attempt.send_model(), if Some)
 //!     match send().await {
@@ -27,10 +27,12 @@
 //! ```
 
 mod admission;
+pub mod caller;
 mod credentials;
 pub mod failure;
 pub mod headers;
 pub mod show;
+mod slots;
 mod state;
 pub mod status;
 pub mod store;
@@ -38,12 +40,13 @@ pub mod upstream;
 mod window;
 pub mod zone;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 pub use admission::{Attempt, Outcome, Plan, RequestFacts, Usage, Verdict, DEFAULT_OUTPUT_ALLOWANCE};
+pub use caller::Caller;
 pub use failure::{classify, Cause, Failure, StreamWatch};
 pub use state::Clock;
 pub use status::PoolStatus;
@@ -51,6 +54,7 @@ pub use status::PoolStatus;
 use crate::config::{Config, PoolSettings, Provider, ProviderAuth, Route, StoreLocation, Strategy};
 use crate::dialect::Dialect;
 use crate::server::error::{Origin, ProxyError};
+use slots::{Lane, Slot, State};
 use state::KeyState;
 use store::Store;
 
@@ -141,14 +145,6 @@ struct Routing {
     targets: Vec<Resolved>,
 }
 
-struct State {
-    accounts: Vec<KeyState>,
-    models: HashMap<(usize, String), KeyState>,
-    /// Saved states not yet claimed by a key (model keys are created on first use).
-    saved: HashMap<String, KeyState>,
-    round_robin: HashMap<String, usize>,
-}
-
 pub(crate) struct Inner {
     providers: Vec<Arc<Provider>>,
     accounts: Vec<AccountRef>,
@@ -207,12 +203,10 @@ impl Pool {
         // Held until the successor is in place: a report either lands here before the snapshot
         // (and is carried) or finds the successor and lands there.
         let st = old.lock();
-        let mut carried = st.saved.clone();
+        let mut carried: HashMap<String, KeyState> =
+            st.fixed.iter().chain(&st.tracked).map(|(key, k)| (key.clone(), k.clone())).collect();
         for (a, k) in old.accounts.iter().zip(&st.accounts) {
             carried.insert(a.key.clone(), k.clone());
-        }
-        for ((ai, model), k) in &st.models {
-            carried.insert(model_key(&old.accounts[*ai].key, model), k.clone());
         }
         for k in carried.values_mut() {
             k.disabled = None;
@@ -225,7 +219,7 @@ impl Pool {
         new
     }
 
-    fn build(cfg: &Config, clock: Clock, store: Option<Arc<Store>>, mut saved: HashMap<String, KeyState>) -> Pool {
+    fn build(cfg: &Config, clock: Clock, store: Option<Arc<Store>>, saved: HashMap<String, KeyState>) -> Pool {
         let providers: Vec<Arc<Provider>> = cfg.providers.iter().map(|p| Arc::new(p.clone())).collect();
         let mut accounts = Vec::new();
         for (pi, p) in cfg.providers.iter().enumerate() {
@@ -251,8 +245,22 @@ impl Pool {
                 default_upstream.insert(d, chain);
             }
         }
-        let account_states = accounts.iter().map(|a| saved.remove(&a.key).unwrap_or_default()).collect();
-        let state = State { accounts: account_states, models: HashMap::new(), saved, round_robin: HashMap::new() };
+        // The configured models of each account's own lane (by any name they answer to).
+        let fixed_keys: HashSet<String> = accounts
+            .iter()
+            .flat_map(|a| {
+                let specs = &providers[a.provider].model_specs;
+                let names = specs.iter().flat_map(|s| std::iter::once(&s.name).chain(&s.aliases));
+                names.map(|n| model_key(&a.key, n)).collect::<Vec<_>>()
+            })
+            .collect();
+        let account_keys: Vec<&str> = accounts.iter().map(|a| a.key.as_str()).collect();
+        let loaded = saved.len();
+        let (state, dropped) = State::from_saved(&account_keys, &fixed_keys, saved, &cfg.pool, clock.now_ms());
+        if let (Some(s), false) = (&store, dropped.is_empty()) {
+            tracing::info!("pool store: forgot {} idle or surplus states of models and callers", dropped.len());
+            s.delete_many(dropped, loaded);
+        }
         Pool {
             inner: Arc::new(Inner {
                 providers,
@@ -418,25 +426,72 @@ impl Inner {
     }
 
     /// Saves a key's state off the hot path.
-    fn persist(&self, key: &str, state: &KeyState) {
+    fn persist(&self, slot: &Slot, state: &KeyState) {
         if let Some(s) = self.store.as_ref().filter(|_| !self.retired.load(Ordering::Relaxed)) {
-            s.put(key, state.clone());
+            s.put(self.slot_key(slot), state.clone());
+        }
+    }
+
+    /// Removes states `tidy` dropped from the store.
+    fn forget(&self, keys: Vec<String>) {
+        if let Some(s) = self.store.as_ref().filter(|_| !self.retired.load(Ordering::Relaxed)) {
+            for k in keys {
+                s.delete(k);
+            }
+        }
+    }
+
+    /// The lane of account `acct` for a request from `caller`: the caller's own on an account
+    /// that forwards callers' keys, else the account's.
+    fn lane(&self, acct: usize, caller: Option<Caller>) -> Lane {
+        let forwards = matches!(self.accounts[acct].view.auth, ProviderAuth::Client);
+        Lane { acct, caller: caller.filter(|_| forwards) }
+    }
+
+    fn lane_key(&self, lane: Lane) -> String {
+        let key = &self.accounts[lane.acct].key;
+        match lane.caller {
+            None => key.clone(),
+            Some(c) => caller_key(key, c),
+        }
+    }
+
+    /// Where the lane's own state (the account's, or the caller's on it) lives.
+    fn account_slot(&self, lane: Lane) -> Slot {
+        match lane.caller {
+            None => Slot::Account(lane.acct),
+            Some(_) => Slot::Tracked(self.lane_key(lane)),
+        }
+    }
+
+    /// Where the state of `model` on the lane lives: fixed for a configured model on the
+    /// account's own lane, else tracked.
+    fn model_slot(&self, lane: Lane, model: &str) -> Slot {
+        let key = model_key(&self.lane_key(lane), model);
+        let configured = self.providers[self.accounts[lane.acct].provider].model_spec(model).is_some();
+        if lane.caller.is_none() && configured {
+            Slot::Fixed(key)
+        } else {
+            Slot::Tracked(key)
+        }
+    }
+
+    fn slot_key<'a>(&'a self, slot: &'a Slot) -> &'a str {
+        match slot {
+            Slot::Account(i) => &self.accounts[*i].key,
+            Slot::Fixed(k) | Slot::Tracked(k) => k,
         }
     }
 }
 
-impl State {
-    /// The state of an account's model, created (or restored from the store) on first use.
-    fn model(&mut self, account: usize, account_key: &str, model: &str) -> &mut KeyState {
-        let saved = &mut self.saved;
-        self.models
-            .entry((account, model.to_string()))
-            .or_insert_with(|| saved.remove(&model_key(account_key, model)).unwrap_or_default())
-    }
+/// The store key of a model's state under a lane's key.
+fn model_key(lane_key: &str, model: &str) -> String {
+    format!("{lane_key}|m|{model}")
 }
 
-fn model_key(account_key: &str, model: &str) -> String {
-    format!("{account_key}|m|{model}")
+/// The store key of a caller's lane on an account.
+fn caller_key(account_key: &str, caller: Caller) -> String {
+    format!("{account_key}|c|{caller}")
 }
 
 #[cfg(test)]

@@ -148,8 +148,12 @@ pub fn render_table(s: &PoolStatus) -> String {
         ));
         for a in &p.accounts {
             let ago = a.last_error_ago_s.map(|s| format!(" ({} ago)", duration(s))).unwrap_or_default();
+            let who = match &a.caller {
+                Some(c) => format!("  {} caller {c}", a.label),
+                None => format!("  {}", a.label),
+            };
             rows.push(row(
-                format!("  {}", a.label),
+                who,
                 &a.health,
                 &a.windows,
                 in_flight(a.in_flight, a.concurrent_limit),

@@ -67,6 +67,9 @@ pub struct KeyState {
     pub ewma_ms: Option<f64>,
     pub last_error: Option<String>,
     pub last_error_at_ms: Option<i64>,
+    /// When a request last used this key (idle states made by traffic are forgotten).
+    #[serde(default)]
+    pub last_used_ms: i64,
     /// A half-open probe is in flight.
     #[serde(skip)]
     pub probing: bool,

@@ -1,13 +1,15 @@
 //! A serializable snapshot of the pool for `tokenfold pool [--json]` and the dashboard: per
 //! provider, account and model, used/left per window, resets, cooldowns and health.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Limits, ProviderAuth};
 
 use super::state::KeyState;
-use super::window::WindowUse;
-use super::Pool;
+use super::window::{ProviderWindow, WindowUse};
+use super::{model_key, Pool};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PoolStatus {
@@ -44,6 +46,10 @@ pub struct AccountStatus {
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
     pub last_error_ago_s: Option<u64>,
+    /// On an account that forwards callers' own keys: whose lane this row is (a hash of the
+    /// caller's credential, never the key). The account's own row has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     pub models: Vec<ModelStatus>,
 }
 
@@ -119,11 +125,102 @@ fn cooldown(k: &KeyState, now: i64) -> Option<CooldownStatus> {
     })
 }
 
+/// The tracked states under one account's store key, in one pass: models of its own lane
+/// (`KEY|m|NAME`) and its callers' lanes (`KEY|c|HASH`) with theirs (`KEY|c|HASH|m|NAME`), each
+/// sorted by name.
+struct TrackedOf<'a> {
+    models: Named<'a>,
+    /// By caller hash.
+    callers: BTreeMap<&'a str, CallerKeys<'a>>,
+}
+
+/// (model name, store key) pairs.
+type Named<'a> = Vec<(&'a str, &'a String)>;
+
+/// A caller lane's own store key (if it has a state) and its models'.
+#[derive(Default)]
+struct CallerKeys<'a> {
+    own: Option<&'a String>,
+    models: Named<'a>,
+}
+
+impl<'a> TrackedOf<'a> {
+    fn sorted(account_key: &str, keys: impl Iterator<Item = &'a String>) -> TrackedOf<'a> {
+        let mut models = Vec::new();
+        let mut callers: BTreeMap<&str, CallerKeys> = BTreeMap::new();
+        for k in keys {
+            let Some(rest) = k.strip_prefix(account_key) else { continue };
+            if let Some(name) = rest.strip_prefix("|m|") {
+                models.push((name, k));
+            } else if let Some(rest) = rest.strip_prefix("|c|") {
+                match rest.split_once("|m|") {
+                    Some((hash, name)) => callers.entry(hash).or_default().models.push((name, k)),
+                    None => callers.entry(rest).or_default().own = Some(k),
+                }
+            }
+        }
+        models.sort_unstable();
+        for c in callers.values_mut() {
+            c.models.sort_unstable();
+        }
+        TrackedOf { models, callers }
+    }
+}
+
+/// What the rows of one account are read with.
+struct View<'a> {
+    p: &'a crate::config::Provider,
+    limits: &'a Limits,
+    now: i64,
+    day: i64,
+    next_day: i64,
+}
+
+impl View<'_> {
+    fn model(&self, name: &str, state: Option<&KeyState>) -> ModelStatus {
+        let unused = KeyState::default();
+        let m = state.unwrap_or(&unused);
+        let now = self.now;
+        let limits = self.p.model_spec(name).map(|s| s.limits).unwrap_or_default();
+        let live = |w: Option<ProviderWindow>| w.filter(|w| w.reset_at_ms > now).map(|w| w.remaining);
+        ModelStatus {
+            name: name.to_string(),
+            health: m.state_word(now).into(),
+            cooldown: cooldown(m, now),
+            windows: windows(m, &limits, now, self.day, self.next_day),
+            in_flight: m.counters.concurrent,
+            concurrent_limit: limits.concurrent,
+            provider_requests_left: live(m.counters.provider_requests),
+            provider_tokens_left: live(m.counters.provider_tokens),
+            latency_ms: m.ewma_ms,
+            last_error: m.last_error.clone(),
+        }
+    }
+
+    fn account(&self, label: &str, caller: Option<&str>, k: &KeyState, models: Vec<ModelStatus>) -> AccountStatus {
+        let now = self.now;
+        AccountStatus {
+            label: label.to_string(),
+            health: k.state_word(now).into(),
+            cooldown: cooldown(k, now),
+            windows: windows(k, self.limits, now, self.day, self.next_day),
+            in_flight: k.counters.concurrent,
+            concurrent_limit: self.limits.concurrent,
+            consecutive_failures: k.consecutive_failures,
+            last_error: k.last_error.clone(),
+            last_error_ago_s: k.last_error_at_ms.map(|t| ((now - t).max(0) / 1000) as u64),
+            caller: caller.map(str::to_string),
+            models,
+        }
+    }
+}
+
 impl Pool {
     pub fn pool_status(&self) -> PoolStatus {
         let inner = &self.inner;
         let now = inner.clock.now_ms();
         let st = inner.lock();
+        let unused = KeyState::default();
         let mut providers = Vec::new();
         for (pi, p) in inner.providers.iter().enumerate() {
             let (day, next_day) = (p.day_zone.day_index(now), p.day_zone.next_reset_ms(now));
@@ -145,53 +242,28 @@ impl Pool {
                         consecutive_failures: 0,
                         last_error: Some(off),
                         last_error_ago_s: None,
+                        caller: None,
                         models: Vec::new(),
                     });
                     continue;
                 };
-                let k = &st.accounts[idx];
+                let key = &inner.accounts[idx].key;
+                let seen = TrackedOf::sorted(key, st.tracked.keys());
+                let view = View { p, limits: &acct.limits, now, day, next_day };
                 // Every configured model, used or not, then models seen only in traffic.
-                let unused = KeyState::default();
-                let mut names: Vec<&String> = p.model_specs.iter().map(|s| &s.name).collect();
-                for (a, name) in st.models.keys() {
-                    if *a == idx && !names.contains(&name) {
-                        names.push(name);
-                    }
-                }
-                let models: Vec<ModelStatus> = names
-                    .into_iter()
-                    .map(|name| (name, st.models.get(&(idx, name.clone())).unwrap_or(&unused)))
-                    .map(|(name, m)| {
-                        let limits = p.model_spec(name).map(|s| s.limits).unwrap_or_default();
-                        let live = |w: Option<super::window::ProviderWindow>| {
-                            w.filter(|w| w.reset_at_ms > now).map(|w| w.remaining)
-                        };
-                        ModelStatus {
-                            name: name.clone(),
-                            health: m.state_word(now).into(),
-                            cooldown: cooldown(m, now),
-                            windows: windows(m, &limits, now, day, next_day),
-                            in_flight: m.counters.concurrent,
-                            concurrent_limit: limits.concurrent,
-                            provider_requests_left: live(m.counters.provider_requests),
-                            provider_tokens_left: live(m.counters.provider_tokens),
-                            latency_ms: m.ewma_ms,
-                            last_error: m.last_error.clone(),
-                        }
-                    })
+                let mut models: Vec<ModelStatus> = p
+                    .model_specs
+                    .iter()
+                    .map(|spec| view.model(&spec.name, st.fixed.get(&model_key(key, &spec.name))))
                     .collect();
-                accounts.push(AccountStatus {
-                    label: acct.label.clone(),
-                    health: k.state_word(now).into(),
-                    cooldown: cooldown(k, now),
-                    windows: windows(k, &acct.limits, now, day, next_day),
-                    in_flight: k.counters.concurrent,
-                    concurrent_limit: acct.limits.concurrent,
-                    consecutive_failures: k.consecutive_failures,
-                    last_error: k.last_error.clone(),
-                    last_error_ago_s: k.last_error_at_ms.map(|t| ((now - t).max(0) / 1000) as u64),
-                    models,
-                });
+                models.extend(seen.models.iter().map(|(name, k)| view.model(name, st.tracked.get(*k))));
+                accounts.push(view.account(&acct.label, None, &st.accounts[idx], models));
+                // Each caller of an account that forwards callers' keys, with the models it used.
+                for (caller, keys) in &seen.callers {
+                    let state = keys.own.and_then(|k| st.tracked.get(k)).unwrap_or(&unused);
+                    let models = keys.models.iter().map(|(name, mk)| view.model(name, st.tracked.get(*mk))).collect();
+                    accounts.push(view.account(&acct.label, Some(caller), state, models));
+                }
             }
             let off = (!p.is_usable()).then(|| match &p.auth {
                 ProviderAuth::MissingKey { var, .. } => format!("set {var} to enable it"),

@@ -258,7 +258,7 @@ async fn tools_and_images_pick_capable_targets() {
     text.push_str("[routes.r]\ntargets = [\"a/m\", \"b/m\", \"c/m\"]\n");
     let pool = pool_from(&text);
     let pick = |has_tools, has_images| {
-        let f = RequestFacts { est_tokens: 1, max_output: None, has_tools, has_images };
+        let f = RequestFacts { est_tokens: 1, max_output: None, has_tools, has_images, caller: None };
         let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &f).unwrap();
         plan.next_attempt().unwrap().provider().to_string()
     };
@@ -324,4 +324,19 @@ async fn status_lists_configured_models_before_any_traffic() {
     let models = &s.providers[0].accounts[0].models;
     assert_eq!(models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["m", "n"]);
     assert_eq!(models[0].windows.rpd.left, Some(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_the_request_caused_never_count_towards_a_breaker() {
+    let pool = three("fallback", "");
+    let bad = || Failure::BadRequest { status: 422, detail: "messages: field required".into() };
+    let ctx = || Failure::ContextTooLong { detail: "prompt is too long".into() };
+    for _ in 0..10 {
+        assert_eq!(fail_first(&pool, "r", bad()), ("a".into(), Verdict::ReturnToClient));
+        let (_, v) = fail_first(&pool, "r", ctx());
+        assert_eq!(v, Verdict::TryNext);
+    }
+    let a = &pool.pool_status().providers[0].accounts[0];
+    assert_eq!((a.health.as_str(), a.consecutive_failures), ("ok", 0), "{a:?}");
+    assert_eq!(first(&pool, "r"), "a");
 }

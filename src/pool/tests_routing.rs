@@ -183,3 +183,35 @@ async fn status_is_serializable_and_says_why() {
     assert!(a["last_error"].as_str().unwrap().contains("rate limited"));
     assert_eq!(json["routes"][0]["targets"][1], "b/m");
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_caller_of_a_client_auth_account_has_its_own_limits_also_after_a_reload() {
+    let text = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://p.test/v1\"\nauth = \"client\"\n\
+                limits = { rpm = 2 }\n[default_upstream]\nopenai-chat = \"p\"\n";
+    let cfg = Config::parse(text, "t.toml", &env).unwrap();
+    let pool = Pool::with_store(&cfg, Clock::starting_at(T0), &StoreLocation::Memory).unwrap();
+    let caller = |key: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_str(&format!("Bearer {key}")).unwrap());
+        Caller::from_headers(&h, None)
+    };
+    let send = |pool: &Pool, who: Option<Caller>| {
+        let f = RequestFacts { caller: who, ..facts(1) };
+        let mut plan = pool.plan(Dialect::OpenaiChat, Some("any-model"), &f).ok()?;
+        plan.next_attempt().map(|a| a.report(Outcome::Success(None)))
+    };
+    let (a, b) = (caller("sk-a"), caller("sk-b"));
+    assert!(send(&pool, a).is_some() && send(&pool, a).is_some());
+    assert!(send(&pool, a).is_none(), "the caller's own rpm is spent");
+    assert!(send(&pool, b).is_some(), "another caller's is not");
+    assert!(send(&pool, None).is_some(), "nor the account's own");
+    let pool = pool.reload(&cfg);
+    assert!(send(&pool, a).is_none(), "a reload keeps the caller's count");
+    assert!(send(&pool, b).is_some());
+    let s = pool.pool_status();
+    let rows = &s.providers[0].accounts;
+    assert_eq!(rows.len(), 3, "the account's own row and one per caller");
+    let a_row = rows.iter().find(|r| r.caller.as_deref() == Some(&a.unwrap().to_string()[..])).unwrap();
+    assert_eq!(a_row.windows.rpm.used, 2);
+    assert_eq!(a_row.models[0].name, "any-model");
+}

@@ -9,7 +9,7 @@ use crate::config::Limits;
 
 use super::headers::{HeaderWindow, Span, WindowKind};
 
-/// One-second buckets kept for the rolling minute. A request counts until its whole second has
+/// Seconds kept for the rolling minute. A request counts until its whole second has
 /// left the minute: 61 buckets, so it is counted for at least 60 s after it was sent whatever
 /// the fraction of the second it was sent at (a provider's rolling minute never sees more).
 const SLOTS: usize = 61;
@@ -19,6 +19,11 @@ struct Bucket {
     sec: i64,
     requests: u32,
     tokens: u64,
+}
+
+/// Only buckets that count something are saved: a full ring is ~2 KB of JSON per key.
+fn busy_buckets<S: serde::Serializer>(minute: &[Bucket], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(minute.iter().filter(|b| b.requests > 0 || b.tokens > 0))
 }
 
 /// What the provider's headers said about one of its windows.
@@ -31,7 +36,9 @@ pub struct ProviderWindow {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counters {
-    /// Ring indexed by `sec % SLOTS`; a slot whose `sec` has left the window is stale.
+    /// The seconds of the last `SLOTS` that counted something (see `slot`); one that has left
+    /// the window is stale until the next `slot` drops it.
+    #[serde(serialize_with = "busy_buckets")]
     minute: Vec<Bucket>,
     pub day: i64,
     pub day_requests: u64,
@@ -96,19 +103,19 @@ pub struct WindowUse {
 }
 
 impl Counters {
+    /// The bucket of second `sec`, made if new. Only seconds that count something in the last
+    /// `SLOTS` are kept: a key used once holds one bucket, not a ring of 61 (the pool may track
+    /// thousands of keys that traffic made).
     fn slot(&mut self, sec: i64) -> &mut Bucket {
-        if self.minute.len() != SLOTS {
-            // Fresh, or saved by a version with another ring size: re-seat the buckets.
-            let old = std::mem::replace(&mut self.minute, vec![Bucket::default(); SLOTS]);
-            for b in old.into_iter().filter(|b| b.requests > 0 || b.tokens > 0) {
-                self.minute[b.sec.rem_euclid(SLOTS as i64) as usize] = b;
+        self.minute.retain(|b| b.sec > sec - SLOTS as i64 && (b.requests > 0 || b.tokens > 0));
+        let i = match self.minute.iter().position(|b| b.sec == sec) {
+            Some(i) => i,
+            None => {
+                self.minute.push(Bucket { sec, requests: 0, tokens: 0 });
+                self.minute.len() - 1
             }
-        }
-        let b = &mut self.minute[sec.rem_euclid(SLOTS as i64) as usize];
-        if b.sec != sec {
-            *b = Bucket { sec, requests: 0, tokens: 0 };
-        }
-        b
+        };
+        &mut self.minute[i]
     }
 
     fn live(&self, now_ms: i64) -> impl Iterator<Item = &Bucket> {
@@ -232,7 +239,7 @@ impl Counters {
     pub fn settle(&mut self, mark: Mark, tokens: u64, keep_request: bool) {
         self.concurrent = self.concurrent.saturating_sub(1);
         let undo = u32::from(!keep_request);
-        if let Some(b) = self.minute.get_mut(mark.sec.rem_euclid(SLOTS as i64) as usize).filter(|b| b.sec == mark.sec) {
+        if let Some(b) = self.minute.iter_mut().find(|b| b.sec == mark.sec) {
             b.tokens = b.tokens.saturating_sub(mark.tokens) + tokens;
             b.requests = b.requests.saturating_sub(undo);
         }

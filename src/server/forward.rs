@@ -26,7 +26,7 @@ use crate::dialect::{gemini, headers, Dialect, RequestEnvelope};
 use crate::fold::clear::{Cleared, Economics};
 use crate::fold::Prepared;
 use crate::ledger::{Prices, Record};
-use crate::pool::{classify, Attempt, Failure, Outcome, RequestFacts, Verdict};
+use crate::pool::{classify, Attempt, Caller, Failure, Outcome, RequestFacts, Verdict};
 
 /// Error bodies and non-streamed answers are read whole before deciding; beyond this they are cut.
 const WHOLE_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -82,6 +82,7 @@ pub async fn send_with_fallback(
         max_output: req.envelope.max_output(),
         has_tools: req.has_tools,
         has_images: req.has_images,
+        caller: Caller::from_headers(&req.parts.headers, req.proxy_key_header.as_ref()),
     };
     let model = req.envelope.model.as_deref();
     // The pool this request started with, even if a reload replaces it meanwhile.

@@ -83,7 +83,7 @@ impl Agent {
             None => Command::new(exe),
         };
         cmd.env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("PATH", super::prereqs::agent_path())
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_DATA_HOME", home.join(".local/share"))

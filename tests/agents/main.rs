@@ -17,6 +17,7 @@ mod checks;
 mod clients;
 mod install;
 mod model;
+mod prereqs;
 mod provider;
 mod sandbox;
 mod scenario;
@@ -112,7 +113,18 @@ fn main() -> ExitCode {
         println!("agents: 0 passed, 0 failed, 0 skipped");
         return ExitCode::SUCCESS;
     }
+    // Up front: which tools this machine lacks, for the selected cases.
+    let missing: Vec<prereqs::Missing> =
+        prereqs::missing().into_iter().filter(|m| selected.iter().any(|c| m.needed_by(c.agent))).collect();
     if std::env::var_os(sandbox::INSIDE_ENV).is_none() {
+        for m in &missing {
+            println!("agents: {}", m.line());
+        }
+        if !missing.is_empty() && prereqs::under_ci() {
+            let tools: Vec<&str> = missing.iter().map(|m| m.bin).collect();
+            println!("FAIL agents: missing under CI=true: {} (.ci/run installs them)", tools.join(", "));
+            return ExitCode::FAILURE;
+        }
         if let Err(e) = sandbox::self_check().and_then(|_| checks::self_check()) {
             println!("FAIL agents: {e}");
             return ExitCode::FAILURE;
@@ -143,7 +155,10 @@ fn main() -> ExitCode {
         let started = Instant::now();
         print!("agents: {} ... ", case.name);
         let _ = std::io::stdout().flush();
-        let verdict = runtime.block_on(run_case(case));
+        let verdict = match missing.iter().find(|m| m.needed_by(case.agent)) {
+            Some(m) => Verdict::Skip(m.line().to_string()),
+            None => runtime.block_on(run_case(case)),
+        };
         let secs = started.elapsed().as_secs_f64();
         match verdict {
             Verdict::Pass(figures) => {

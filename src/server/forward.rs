@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -26,7 +26,7 @@ use crate::dialect::{gemini, headers, Dialect, RequestEnvelope};
 use crate::fold::clear::{Cleared, Economics};
 use crate::fold::Prepared;
 use crate::ledger::{Prices, Record};
-use crate::pool::{classify, Attempt, Caller, Failure, Outcome, RequestFacts, Verdict};
+use crate::pool::{classify, Attempt, Caller, Failure, Outcome, RequestFacts, UpstreamError, Verdict};
 
 /// Error bodies and non-streamed answers are read whole before deciding; beyond this they are cut.
 const WHOLE_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -87,7 +87,7 @@ pub async fn send_with_fallback(
     let model = req.envelope.model.as_deref();
     // The pool this request started with, even if a reload replaces it meanwhile.
     let pool = state.pool();
-    let mut plan = pool.plan(req.ingress, model, &facts).map_err(ProxyError::Pool)?;
+    let mut plan = pool.plan(req.ingress, model, &facts)?;
     record.route = plan.label().to_string();
     let mut held: Option<HeldAnswer> = None;
     let mut last_error: Option<ProxyError> = None;
@@ -141,7 +141,7 @@ pub async fn send_with_fallback(
             Err(e) => {
                 add_upstream_wait(record, sent_at);
                 let retry = transport_failed(attempt, record, &e);
-                last_error = Some(e);
+                last_error = Some(ProxyError::Transport(e));
                 if retry {
                     continue;
                 }
@@ -160,19 +160,19 @@ pub async fn send_with_fallback(
         let mut body_stream: ByteStream = Box::pin(http_body_util::BodyDataStream::new(resp_body));
         // Read enough to judge the answer: the whole body, or a stream's first event.
         let streamed = is_sse && status.is_success();
+        let (idle, provider) = (state.upstream.timeouts().idle, target.provider.name.as_str());
         let peeked = if streamed {
-            peek_first_event(&mut body_stream, state.upstream.timeouts().idle).await
+            peek_first_event(&mut body_stream, idle, provider).await
         } else {
-            read_whole(&mut body_stream, state.upstream.timeouts().idle).await
+            read_whole(&mut body_stream, idle, provider).await
         };
         // Waiting on this upstream (connect, headers, the part read to judge it) is not overhead.
         add_upstream_wait(record, sent_at);
         let peeked = match peeked {
             Ok(p) => p,
             Err(e) => {
-                let e = ProxyError::UpstreamUnreachable { provider: target.provider.name.clone(), detail: e };
                 let retry = transport_failed(attempt, record, &e);
-                last_error = Some(e);
+                last_error = Some(ProxyError::Transport(e));
                 if retry {
                     continue;
                 }
@@ -272,15 +272,15 @@ pub async fn send_with_fallback(
         return Err(ProxyError::Upstream { status: h.status, headers: Box::new(headers), body });
     }
     record.error = last_failure;
-    Err(last_error.unwrap_or_else(|| ProxyError::Pool(plan.exhausted())))
+    Err(last_error.unwrap_or_else(|| plan.exhausted().into()))
 }
 
 /// Tells the pool an attempt failed in transport (connect, timeout, reset) and notes the hop in
 /// the ledger record. True when the next target may be tried.
-fn transport_failed(attempt: Attempt, record: &mut Record, e: &ProxyError) -> bool {
+fn transport_failed(attempt: Attempt, record: &mut Record, e: &UpstreamError) -> bool {
     tracing::warn!(provider = attempt.provider(), "{e}");
     record.fallbacks.push(format!("{}/{}: {}", attempt.provider(), attempt.account(), e.kind()));
-    attempt.report(Outcome::Failed(Failure::from_proxy_error(e))) == Verdict::TryNext
+    attempt.report(Outcome::Failed(Failure::from(e))) == Verdict::TryNext
 }
 
 /// Names the attempt's target in the record: provider, account, model, and whether its account is
@@ -362,20 +362,23 @@ fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform
 }
 
 /// Reads a stream until its first complete SSE event (or its end, or `PEEK_LIMIT` bytes).
-async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
+async fn peek_first_event(body: &mut ByteStream, idle: Duration, provider: &str) -> Result<Bytes, UpstreamError> {
+    let (stalled, reset) = cut_short(provider);
     // Usually the first chunk holds the whole first event: then it is passed on as it is.
     let mut seen: Option<Vec<u8>> = None;
     let mut first: Option<Bytes> = None;
     loop {
         let chunk = match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Err(_) => return Err(stalled(format!("no event within {:.1}s (timeouts.idle_ms)", idle.as_secs_f64()))),
             Ok(Some(Ok(chunk))) => chunk,
-            Ok(Some(Err(e))) if first.is_none() => return Err(format!("connection reset before the first byte ({e})")),
+            Ok(Some(Err(e))) if first.is_none() => {
+                return Err(reset(format!("connection reset before the first byte ({e})")))
+            }
             // Nothing has reached the client yet: a break before a whole first event is one to
             // fall back from, however many bytes came.
             Ok(Some(Err(e))) => {
                 let n = seen.as_ref().map_or_else(|| first.as_ref().map_or(0, |f| f.len()), |s| s.len());
-                return Err(format!("connection reset after {n} bytes, before the first complete event ({e})"));
+                return Err(reset(format!("connection reset after {n} bytes, before the first complete event ({e})")));
             }
             Ok(None) => return Ok(joined(first, seen)),
         };
@@ -396,6 +399,13 @@ async fn peek_first_event(body: &mut ByteStream, idle: std::time::Duration) -> R
     }
 }
 
+/// The two ways an answer can be cut short while it is read to judge it, for `provider`.
+fn cut_short(provider: &str) -> (impl Fn(String) -> UpstreamError + '_, impl Fn(String) -> UpstreamError + '_) {
+    let stalled = move |detail| UpstreamError::Stalled { provider: provider.to_string(), detail };
+    let reset = move |detail| UpstreamError::Reset { provider: provider.to_string(), detail };
+    (stalled, reset)
+}
+
 fn joined(first: Option<Bytes>, seen: Option<Vec<u8>>) -> Bytes {
     match seen {
         Some(all) => Bytes::from(all),
@@ -405,14 +415,15 @@ fn joined(first: Option<Bytes>, seen: Option<Vec<u8>>) -> Bytes {
 
 /// Reads a whole (non-streamed) body, up to `WHOLE_BODY_LIMIT`. A body in one chunk (the usual
 /// case for JSON answers) is not copied.
-async fn read_whole(body: &mut ByteStream, idle: std::time::Duration) -> Result<Bytes, String> {
+async fn read_whole(body: &mut ByteStream, idle: Duration, provider: &str) -> Result<Bytes, UpstreamError> {
+    let (stalled, reset) = cut_short(provider);
     let mut first: Option<Bytes> = None;
     let mut all: Option<Vec<u8>> = None;
     loop {
         match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64())),
+            Err(_) => return Err(stalled(format!("body stalled for {:.1}s (timeouts.idle_ms)", idle.as_secs_f64()))),
             Ok(None) => return Ok(joined(first, all)),
-            Ok(Some(Err(e))) => return Err(format!("connection broke while reading the answer ({e})")),
+            Ok(Some(Err(e))) => return Err(reset(format!("connection broke while reading the answer ({e})"))),
             Ok(Some(Ok(chunk))) => {
                 let Some(prefix) = &first else {
                     first = Some(chunk);
@@ -438,7 +449,7 @@ mod tests {
     }
 
     async fn peek(chunks: &[&[u8]]) -> Bytes {
-        peek_first_event(&mut stream(chunks), std::time::Duration::from_secs(1)).await.unwrap()
+        peek_first_event(&mut stream(chunks), Duration::from_secs(1), "p").await.unwrap()
     }
 
     #[tokio::test]
@@ -463,8 +474,8 @@ mod tests {
     #[tokio::test]
     async fn whole_bodies_are_joined() {
         let idle = std::time::Duration::from_secs(1);
-        assert_eq!(read_whole(&mut stream(&[b"{\"a\":", b"1}"]), idle).await.unwrap().as_ref(), b"{\"a\":1}");
-        assert_eq!(read_whole(&mut stream(&[b"{}"]), idle).await.unwrap().as_ref(), b"{}");
-        assert_eq!(read_whole(&mut stream(&[]), idle).await.unwrap().as_ref(), b"");
+        assert_eq!(read_whole(&mut stream(&[b"{\"a\":", b"1}"]), idle, "p").await.unwrap().as_ref(), b"{\"a\":1}");
+        assert_eq!(read_whole(&mut stream(&[b"{}"]), idle, "p").await.unwrap().as_ref(), b"{}");
+        assert_eq!(read_whole(&mut stream(&[]), idle, "p").await.unwrap().as_ref(), b"");
     }
 }

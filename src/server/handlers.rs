@@ -195,7 +195,7 @@ async fn forward(
     let (parts, incoming) = req.into_parts();
     let body = read_body(state, &parts.headers, incoming, &mut record.client_us).await?;
     state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let mut scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let mut scanned = envelope::scan(&body)?;
     // Gemini names the model and streaming in the URL.
     let gemini_call = gemini::Call::parse(parts.uri.path(), parts.uri.query()).filter(|_| dialect == Dialect::Gemini);
     if let Some(call) = &gemini_call {
@@ -406,7 +406,7 @@ async fn upstream_models(
     anthropic: bool,
 ) -> Vec<(String, String)> {
     let dialect = if anthropic { Dialect::Anthropic } else { Dialect::OpenaiChat };
-    let Some(target) = state.pool().targets(dialect, None).ok().and_then(|t| t.into_iter().next()) else {
+    let Some(target) = state.pool().default_target(dialect) else {
         return Vec::new();
     };
     let owner = target.provider.name.clone();

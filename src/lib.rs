@@ -9,6 +9,7 @@ pub mod files;
 pub mod fold;
 pub mod ledger;
 pub mod pool;
+pub mod price;
 pub mod replay;
 pub mod server;
 pub mod tokens;

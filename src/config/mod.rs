@@ -13,8 +13,7 @@ use std::time::Duration;
 pub use file::{AuthMode, ProviderKind};
 use file::{ConfigFile, ProviderSection};
 pub use pool::{
-    resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget, StoreLocation,
-    Strategy,
+    resolve_target, Account, Limits, ModelSpec, PoolSettings, RateScope, Route, RouteTarget, StoreLocation, Strategy,
 };
 pub use server::{normalize_origin, ServerSettings};
 use toml::Spanned;

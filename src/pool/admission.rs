@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use serde::Serialize;
 
-use crate::config::{Limits, Price, ProviderAuth, RateScope, Strategy};
+use crate::config::{Limits, ProviderAuth, RateScope, Strategy};
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
+use crate::price::Price;
 
 use super::caller::Caller;
 use super::failure::Failure;
@@ -44,20 +45,6 @@ impl RequestFacts {
             hard: input + self.max_output.unwrap_or(0),
             reserve: input + self.max_output.unwrap_or(DEFAULT_OUTPUT_ALLOWANCE),
         }
-    }
-}
-
-/// Token usage from the provider's response. `input_tokens` includes cached input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_input_tokens: u64,
-}
-
-impl Usage {
-    fn counted(&self) -> u64 {
-        self.input_tokens + self.output_tokens
     }
 }
 
@@ -505,7 +492,7 @@ impl Attempt {
         let (acct_slot, model_slot) = (&self.acct_slot, &self.model_slot);
         let latency = self.first_byte.unwrap_or_else(|| self.started.elapsed());
         let (tokens, failure) = match outcome {
-            Outcome::Success(usage) => (usage.map(|u| u.counted()).unwrap_or(self.reserved), None),
+            Outcome::Success(usage) => (usage.map(|u| u.total_input() + u.output).unwrap_or(self.reserved), None),
             // The provider saw the request; it billed no tokens.
             Outcome::Failed(f) => (0, Some(f)),
         };

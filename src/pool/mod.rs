@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-pub use admission::{Attempt, Outcome, Plan, RequestFacts, Usage, Verdict, DEFAULT_OUTPUT_ALLOWANCE};
+pub use admission::{Attempt, Outcome, Plan, RequestFacts, Verdict, DEFAULT_OUTPUT_ALLOWANCE};
 pub use caller::Caller;
 pub use failure::{classify, Cause, Failure, Origin, StreamWatch};
 pub use state::Clock;

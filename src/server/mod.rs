@@ -2,15 +2,18 @@
 
 mod accept;
 pub use accept::raise_fd_limit;
+mod attempt;
 mod conn;
 mod count_tokens;
 mod cross_origin;
 mod dashboard;
 pub mod error;
-mod forward;
+mod fallback;
 mod handlers;
+mod inbound;
 pub mod metrics;
 mod outgoing;
+mod peek;
 mod pending;
 mod relay;
 pub mod reload;

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::error::ProxyError;
-use super::forward::UpstreamRequest;
+use super::fallback::UpstreamRequest;
 use crate::dialect::translate::{self, ReplyContext, RequestOptions};
 use crate::dialect::{gemini, Dialect};
 

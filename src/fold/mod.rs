@@ -8,10 +8,7 @@
 pub mod clear;
 pub mod dedup;
 pub mod filters;
-pub mod json;
 pub mod levers;
-pub mod locate;
-mod locate_gemini;
 pub mod lru;
 pub mod markers;
 pub mod originals;
@@ -23,12 +20,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::dialect::blocks::{self, Block, Kind, Loc};
+use crate::dialect::json::{self, Malformed, Res};
 use crate::dialect::Dialect;
 pub use filters::Level;
 use filters::Origin;
-use json::{Malformed, Res};
 pub use levers::Levers;
-use locate::{Block, Kind, Loc};
 use originals::Originals;
 use state::State;
 pub use state::{EditNote, Mechanism, ToolInfo};
@@ -277,7 +274,7 @@ impl Folder {
 
     fn try_prepare(&self, dialect: Dialect, body: &Bytes, level: Level) -> Res<Option<Prepared>> {
         let b: &[u8] = body;
-        let blocks = locate::locate(dialect, b)?;
+        let blocks = blocks::locate(dialect, b)?;
         if blocks.is_empty() {
             return Ok(None);
         }
@@ -352,7 +349,7 @@ impl Prepared {
 /// filters) see it: `Some` for tool output and calls. Tool output an agent sends as a user
 /// message gets the command of the assistant message before it (`ToolInfo::command`).
 pub fn producers(dialect: Dialect, body: &[u8]) -> Option<Vec<Option<Arc<ToolInfo>>>> {
-    let blocks = locate::locate(dialect, body).ok()?;
+    let blocks = blocks::locate(dialect, body).ok()?;
     let mut st = State::new(0, Levers::default());
     let store = Originals::unstored();
     let ctx = Ctx { level: Level::Lossless, store: &store };

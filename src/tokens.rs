@@ -63,6 +63,51 @@ pub fn estimate_marker(marker: &str) -> u64 {
     hundredths.div_ceil(100) + 2
 }
 
+/// What a provider counts of a request body (JSON), estimated: o200k_base tokens of every
+/// string and key the model reads, plus 3 per object for the framing a chat template adds,
+/// scaled by `factor` for a tokenizer family that splits text finer than o200k. Errs on the high
+/// side, so a request fitted by it is not refused for being a few tokens over. `None`: not JSON.
+pub fn estimate_request(body: &[u8], factor: f64) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut text = String::new();
+    let objects = request_text(&value, &mut text);
+    let tokens = count(&text) + 3 * objects;
+    Some((tokens as f64 * factor).ceil() as u64)
+}
+
+/// Appends every string value and object key of `v` a model reads to `out`; returns how many
+/// objects it holds.
+pub fn request_text(v: &serde_json::Value, out: &mut String) -> u64 {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+            0
+        }
+        Value::Array(items) => items.iter().map(|i| request_text(i, out)).sum(),
+        Value::Object(map) => {
+            let mut n = 1;
+            for (k, v) in map {
+                // Not text the model reads: names, cache hints, opaque signatures.
+                if matches!(k.as_str(), "model" | "cache_control" | "thoughtSignature" | "signature") {
+                    continue;
+                }
+                out.push_str(k);
+                out.push(' ');
+                n += request_text(v, out);
+            }
+            n
+        }
+        Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push(' ');
+            0
+        }
+        _ => 0,
+    }
+}
+
 /// The part-1 marker estimate: one token per 2 bytes.
 pub fn estimate_marker_flat(marker: &str) -> u64 {
     (marker.len() as u64).div_ceil(2)

@@ -307,6 +307,8 @@ pub struct ModelSection {
     pub aliases: Vec<String>,
     /// Context window in tokens.
     pub context: Option<u64>,
+    /// Input tokens the provider takes in one request, below the window (GitHub Models: 8000).
+    pub max_input_tokens: Option<u64>,
     pub tools: Option<bool>,
     pub images: Option<bool>,
     /// Accepts reasoning settings (translated `thinking` / `reasoning_effort`); default false.
@@ -366,6 +368,7 @@ pub enum StrategyName {
     RoundRobin,
     MostRemaining,
     Fastest,
+    Fit,
 }
 
 /// `[routes.NAME]`: the model name an agent asks for, mapped to ordered targets.
@@ -376,6 +379,10 @@ pub struct RouteSection {
     pub targets: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub strategy: StrategyName,
+    /// How long a request may wait for a target's TPM window to free instead of being cut
+    /// harder to fit what is left of it (default 0: never wait).
+    #[serde(default)]
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Deserialize, Default)]

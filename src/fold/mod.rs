@@ -7,6 +7,7 @@
 
 pub mod clear;
 pub mod dedup;
+pub mod fit;
 pub mod filters;
 pub mod levers;
 pub mod lru;
@@ -260,6 +261,20 @@ impl Folder {
             Level::Balanced => target,
         };
         self.clearer.clear(p, econ)
+    }
+
+    /// Clears by the quota rule with `keep_recent` (fitting a request to a target's budget):
+    /// never at the `lossless` level, and only with a store of originals, like all clearing.
+    pub fn clear_to_fit(&self, p: &Prepared, keep_recent: usize, clear_at_least: u64) -> Option<clear::Cleared> {
+        if !self.enabled || !self.filters_allowed || p.level == Level::Lossless {
+            return None;
+        }
+        self.clearer.clear_to_fit(p, keep_recent, clear_at_least)
+    }
+
+    /// The configured clearing settings (`keep_recent`, `clear_at_least`).
+    pub fn clear_settings(&self) -> &clear::Settings {
+        self.clearer.settings()
     }
 
     /// Conversation states currently cached.

@@ -32,6 +32,9 @@ pub struct RequestFacts {
     pub has_images: bool,
     /// Who sent it, for accounts that forward the caller's own key (their state is per caller).
     pub caller: Option<Caller>,
+    /// The request is fitted to each target's budget before it is sent: its size alone rules
+    /// no target out when the plan is made (each attempt checks its fitted size).
+    pub fitted: bool,
 }
 
 /// Output tokens reserved for a request that does not say how many it allows; the real usage
@@ -40,7 +43,7 @@ pub const DEFAULT_OUTPUT_ALLOWANCE: u64 = 1024;
 
 impl RequestFacts {
     /// What the request counts against token windows, with `input` tokens.
-    fn est_with(&self, input: u64) -> Est {
+    pub(super) fn est_with(&self, input: u64) -> Est {
         Est {
             hard: input + self.max_output.unwrap_or(0),
             reserve: input + self.max_output.unwrap_or(DEFAULT_OUTPUT_ALLOWANCE),
@@ -66,24 +69,27 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone)]
-struct Candidate {
-    acct: usize,
-    target: Resolved,
-    context: Option<u64>,
+pub(super) struct Candidate {
+    pub acct: usize,
+    pub target: Resolved,
+    pub context: Option<u64>,
     /// Where the state of the account (or the caller's lane on it) and of the model live.
-    acct_slot: Slot,
-    model_slot: Slot,
+    pub acct_slot: Slot,
+    pub model_slot: Slot,
 }
 
 /// The ordered candidates of one request. Quota is reserved only as each is tried.
 pub struct Plan {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     label: String,
-    cands: Vec<Candidate>,
-    pos: usize,
-    facts: RequestFacts,
+    pub(super) strategy: Strategy,
+    /// How long a request may wait for a TPM window (the route's `max_wait_ms`).
+    pub(super) max_wait_ms: u64,
+    pub(super) cands: Vec<Candidate>,
+    pub(super) pos: usize,
+    pub(super) facts: RequestFacts,
     need_context: Arc<AtomicU64>,
-    skipped: Vec<String>,
+    pub(super) skipped: Vec<String>,
     earliest_free_ms: Option<i64>,
 }
 
@@ -132,7 +138,7 @@ impl Pool {
                     reasons.push(format!("{name}: no images"));
                     continue;
                 }
-                if let Some(ctx) = s.context.filter(|&c| facts.est_tokens > c) {
+                if let Some(ctx) = s.context.filter(|&c| !facts.fitted && facts.est_tokens > c) {
                     reasons.push(format!("{name}: ~{} tokens exceed its {ctx}-token window", facts.est_tokens));
                     continue;
                 }
@@ -176,7 +182,9 @@ impl Pool {
         let mut ranked = Vec::with_capacity(cands.len());
         let mut earliest: Option<i64> = None;
         for c in cands {
-            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(facts.est_tokens), now) {
+            // A request fitted per attempt is ranked by what it cannot shrink: its output.
+            let input = if facts.fitted { 0 } else { facts.est_tokens };
+            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(input), now) {
                 Ok((demoted, _)) => (u8::from(demoted), inner.metric(&mut st, &c, routing.strategy, now)),
                 Err(b) => {
                     reasons.push(format!("{}: {}", inner.describe(&c), b.reason));
@@ -199,6 +207,8 @@ impl Pool {
         Ok(Plan {
             inner: inner.clone(),
             label: routing.label,
+            strategy: routing.strategy,
+            max_wait_ms: routing.max_wait_ms,
             cands: ranked.into_iter().map(|(_, _, c)| c).collect(),
             pos: 0,
             facts: *facts,
@@ -209,7 +219,7 @@ impl Pool {
     }
 }
 
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(super) fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, y) => x.or(y),
@@ -217,7 +227,7 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 impl Inner {
-    fn describe(&self, c: &Candidate) -> String {
+    pub(super) fn describe(&self, c: &Candidate) -> String {
         let a = &self.accounts[c.acct];
         let p = &self.providers[a.provider];
         format!("{}[{}]/{}", p.name, p.accounts[a.account].label, c.target.model)
@@ -225,7 +235,7 @@ impl Inner {
 
     /// The configured limits of account `acct` (for each caller, on one that forwards callers'
     /// keys) and of its `model`.
-    fn limits(&self, acct: usize, model: &str) -> (Limits, Limits) {
+    pub(super) fn limits(&self, acct: usize, model: &str) -> (Limits, Limits) {
         let a = &self.accounts[acct];
         let p = &self.providers[a.provider];
         let model = p.model_spec(model).map(|s| s.limits).unwrap_or_default();
@@ -265,67 +275,86 @@ impl Inner {
             }
             // Unknown latency sorts first so every target gets measured.
             Strategy::Fastest => st.get(&c.model_slot, now).ewma_ms.unwrap_or(0.0),
+            // Ordered once each candidate's fitted size is known (`Plan::rank_fitted`).
+            Strategy::Fit => 0.0,
         }
     }
 }
 
 impl Plan {
-    /// The next candidate that can take the request now, with its quota reserved.
+    /// The next candidate that can take the request now, with its quota reserved for the
+    /// request's own estimate (no fitting).
     pub fn next_attempt(&mut self) -> Option<Attempt> {
-        let inner = self.inner.clone();
+        while let Some(c) = self.next_candidate() {
+            let est = self.facts.est_tokens.max(self.need_context.load(Ordering::Relaxed));
+            if let Some(a) = self.reserve(c, est) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// The next candidate not ruled out by a window a provider found too small.
+    pub(super) fn next_candidate(&mut self) -> Option<Candidate> {
         while self.pos < self.cands.len() {
             let c = self.cands[self.pos].clone();
             self.pos += 1;
             let need = self.need_context.load(Ordering::Relaxed);
             if need > 0 && c.context.is_some_and(|ctx| ctx < need) {
-                self.skipped.push(format!("{}: window smaller than the prompt", inner.describe(&c)));
+                self.skipped.push(format!("{}: window smaller than the prompt", self.inner.describe(&c)));
                 continue;
             }
-            let est = self.facts.est_tokens.max(need);
-            let tokens = self.facts.est_with(est);
-            let now = inner.clock.now_ms();
-            let mut st = inner.lock();
-            let probe = match inner.admit(&mut st, &c, tokens, now) {
-                Ok((_, probe)) => probe,
-                Err(b) => {
-                    self.skipped.push(format!("{}: {}", inner.describe(&c), b.reason));
-                    self.earliest_free_ms = min_opt(self.earliest_free_ms, b.free_at_ms);
-                    continue;
-                }
-            };
-            let a = &inner.accounts[c.acct];
-            let day = inner.providers[a.provider].day_zone.day_index(now);
-            let acct = st.get(&c.acct_slot, now);
-            acct.probing |= probe;
-            let am = acct.counters.reserve(tokens.reserve, now, day);
-            inner.persist(&c.acct_slot, acct);
-            let m = st.get(&c.model_slot, now);
-            let mm = m.counters.reserve(tokens.reserve, now, day);
-            inner.persist(&c.model_slot, m);
-            // Under the lock, like a reload's snapshot: either it saw this reservation or not.
-            let carried = !inner.retired.load(Ordering::Relaxed);
-            drop(st);
-            return Some(Attempt {
-                target: Target { dialect: a.view.dialect, provider: a.view.clone() },
-                inner,
-                acct: c.acct,
-                caller: self.facts.caller,
-                acct_slot: c.acct_slot,
-                model_slot: c.model_slot,
-                model: c.target.model.clone(),
-                send_model: c.target.send_model.clone(),
-                context: c.context,
-                est,
-                reserved: tokens.reserve,
-                marks: Some((am, mm)),
-                carried,
-                probe,
-                started: tokio::time::Instant::now(),
-                first_byte: None,
-                need_context: self.need_context.clone(),
-            });
+            return Some(c);
         }
         None
+    }
+
+    /// Checks and reserves `c` for a request of `input` tokens (and the output it allows);
+    /// `None`, with the reason noted, when the candidate cannot take it now.
+    pub(super) fn reserve(&mut self, c: Candidate, input: u64) -> Option<Attempt> {
+        let inner = self.inner.clone();
+        let tokens = self.facts.est_with(input);
+        let now = inner.clock.now_ms();
+        let mut st = inner.lock();
+        let probe = match inner.admit(&mut st, &c, tokens, now) {
+            Ok((_, probe)) => probe,
+            Err(b) => {
+                self.skipped.push(format!("{}: {}", inner.describe(&c), b.reason));
+                self.earliest_free_ms = min_opt(self.earliest_free_ms, b.free_at_ms);
+                return None;
+            }
+        };
+        let a = &inner.accounts[c.acct];
+        let day = inner.providers[a.provider].day_zone.day_index(now);
+        let acct = st.get(&c.acct_slot, now);
+        acct.probing |= probe;
+        let am = acct.counters.reserve(tokens.reserve, now, day);
+        inner.persist(&c.acct_slot, acct);
+        let m = st.get(&c.model_slot, now);
+        let mm = m.counters.reserve(tokens.reserve, now, day);
+        inner.persist(&c.model_slot, m);
+        // Under the lock, like a reload's snapshot: either it saw this reservation or not.
+        let carried = !inner.retired.load(Ordering::Relaxed);
+        drop(st);
+        Some(Attempt {
+            target: Target { dialect: a.view.dialect, provider: a.view.clone() },
+            inner,
+            acct: c.acct,
+            caller: self.facts.caller,
+            acct_slot: c.acct_slot,
+            model_slot: c.model_slot,
+            model: c.target.model.clone(),
+            send_model: c.target.send_model.clone(),
+            context: c.context,
+            est: input,
+            reserved: tokens.reserve,
+            marks: Some((am, mm)),
+            carried,
+            probe,
+            started: tokio::time::Instant::now(),
+            first_byte: None,
+            need_context: self.need_context.clone(),
+        })
     }
 
     /// The route or model name this plan serves.

@@ -9,6 +9,7 @@ mod cross_origin;
 mod dashboard;
 pub mod error;
 mod fallback;
+mod fit;
 mod handlers;
 mod inbound;
 pub mod metrics;

@@ -120,16 +120,27 @@ impl Clearer {
     /// Clears `p` for a target with `econ`. `None`: nothing is cleared, send what folding made.
     /// Any internal problem also gives `None` (fail open).
     pub fn clear(&self, p: &Prepared, econ: Economics) -> Option<Cleared> {
-        self.try_clear(p, econ).ok().flatten()
+        self.try_clear(p, econ, &self.settings).ok().flatten()
     }
 
-    fn try_clear(&self, p: &Prepared, econ: Economics) -> json::Res<Option<Cleared>> {
+    /// Clears by the quota rule with `keep_recent` and `clear_at_least` in place of the
+    /// configured ones (fitting a request to a budget). Same engine, same cache.
+    pub fn clear_to_fit(&self, p: &Prepared, keep_recent: usize, clear_at_least: u64) -> Option<Cleared> {
+        let settings = Settings { keep_recent: keep_recent.max(1), clear_at_least, ..self.settings.clone() };
+        self.try_clear(p, Economics::Quota, &settings).ok().flatten()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn try_clear(&self, p: &Prepared, econ: Economics, settings: &Settings) -> json::Res<Option<Cleared>> {
         let n = p.blocks.len();
         if n == 0 || p.chains.len() != n || p.state.results.len() != n {
             return Ok(None);
         }
         let key = xxh3_64_with_seed(
-            &(econ.key() ^ self.settings.key()).to_le_bytes(),
+            &(econ.key() ^ settings.key()).to_le_bytes(),
             CLEAR_VERSION ^ self.originals.fingerprint(),
         );
         let cache_key = |end: usize| p.chains[end - 1] ^ key;
@@ -144,7 +155,7 @@ impl Clearer {
         };
         let done = ends[..at].last().copied().unwrap_or(0);
         let recall = |id: &str| self.originals.recall(id);
-        let inp = Input { body: &p.body, blocks: &p.blocks, fold: &p.state, settings: &self.settings, recall: &recall };
+        let inp = Input { body: &p.body, blocks: &p.blocks, fold: &p.state, settings, recall: &recall };
         let conv = match cached.filter(|c| c.blocks as usize == done && c.turns as usize == at) {
             Some(c) if done == n => c,
             found => {
@@ -158,7 +169,7 @@ impl Clearer {
                         // Reads of originals cleared before this request's own decision.
                         conv.count_recalls(&inp, ends[..i].last().copied().unwrap_or(0));
                     }
-                    conv.decide(end, econ, &self.settings);
+                    conv.decide(end, econ, settings);
                 }
                 self.store_originals(&mut conv, &inp);
                 let conv = Arc::new(conv);

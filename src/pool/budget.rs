@@ -248,7 +248,7 @@ impl Plan {
 
     /// Passes `offer` over before anything is sent, for `reason` (it cannot fit): noted for the
     /// error if no target answers, and as the model's last error for `tokenfold pool`.
-    pub fn skip(&mut self, offer: &Offer, reason: &str) {
+    pub fn pass_over(&mut self, offer: &Offer, reason: &str) {
         self.skipped.push(format!("{}: {reason}", offer.name));
         let now = self.inner.clock.now_ms();
         let mut st = self.inner.lock();

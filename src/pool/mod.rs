@@ -483,4 +483,6 @@ mod tests;
 #[cfg(test)]
 mod tests_quota;
 #[cfg(test)]
+mod tests_budget;
+#[cfg(test)]
 mod tests_routing;

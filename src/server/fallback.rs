@@ -166,7 +166,7 @@ async fn fit_to(
         Err(no_fit) => {
             let reason = no_fit.to_string();
             pending.hop(format!("{}/{}: {reason}", offer.provider(), offer.account()));
-            plan.skip(&offer, &reason);
+            plan.pass_over(&offer, &reason);
             if budget.bound == Bound::Tpm && no_fit.needs <= budget.full_window {
                 return Fit::Busy;
             }

@@ -257,6 +257,15 @@ impl Plan {
         self.inner.persist(&offer.cand.model_slot, m);
     }
 
+    /// How long to wait for `offer`'s TPM windows to take a request of `input` tokens, when
+    /// that is within the route's `max_wait_ms` (`None`: do not wait).
+    pub fn wait_for_window(&self, offer: &Offer, input: u64) -> Option<Duration> {
+        if self.max_wait_ms == 0 || offer.budget.bound != Bound::Tpm {
+            return None;
+        }
+        self.tpm_wait(offer, input).filter(|w| *w <= self.max_wait())
+    }
+
     /// How long until `offer`'s TPM windows take a request of `input` tokens (zero: now);
     /// `None` when they never will or do not limit it.
     pub fn tpm_wait(&self, offer: &Offer, input: u64) -> Option<Duration> {

@@ -99,3 +99,37 @@ async fn the_fit_strategy_prefers_the_least_reduction_and_most_remaining_the_quo
     plan.rank_fitted(&[(idx[0], Some((3000, 0))), (idx[1], Some((16_000, 0)))]);
     assert_eq!(plan.next_offer().unwrap().provider(), "a");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_may_wait_for_its_window_within_max_wait_and_never_overflows_it() {
+    let route = |name: &str, wait: u64| format!("[routes.{name}]\nmax_wait_ms = {wait}\ntargets = [\"groq/m\"]\n");
+    let text = provider("groq", "models = [{ name = \"m\", limits = { tpm = 12000 } }]")
+        + &route("wait", 70_000)
+        + &route("short", 30_000)
+        + &route("nowait", 0);
+    let pool = pool_from(&text);
+    let facts = fitted_facts(500);
+    let mut plan = pool.plan(Dialect::Anthropic, Some("wait"), &facts).unwrap();
+    let offer = plan.next_offer().unwrap();
+    plan.admit(offer, 7500).unwrap().report(Outcome::Success(None));
+    tokio::time::advance(Duration::from_secs(5)).await;
+
+    // 7,500 more cannot go now; the window frees 61 s after the first request's second.
+    let mut plan = pool.plan(Dialect::Anthropic, Some("wait"), &facts).unwrap();
+    let offer = plan.next_offer().unwrap();
+    assert_eq!(offer.budget().bound, Bound::Tpm);
+    let wait = plan.wait_for_window(&offer, 7500).expect("within 70 s");
+    assert_eq!(wait, Duration::from_secs(56));
+    for (route, allowed) in [("short", false), ("nowait", false)] {
+        let mut p = pool.plan(Dialect::Anthropic, Some(route), &facts).unwrap();
+        let o = p.next_offer().unwrap();
+        assert_eq!(p.wait_for_window(&o, 7500).is_some(), allowed, "{route}");
+    }
+    // A moment early the window still refuses it: waiting never overflows it.
+    tokio::time::sleep(wait - Duration::from_millis(1)).await;
+    let mut early = pool.plan(Dialect::Anthropic, Some("wait"), &facts).unwrap();
+    let o = early.next_offer().unwrap();
+    assert!(early.admit(o, 7500).is_none());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(plan.admit(offer, 7500).is_some(), "admitted once the window freed");
+}

@@ -167,17 +167,22 @@ impl Counters {
         if input + out.hard > tpm {
             return None;
         }
+        // What the provider last said binds until its reset.
+        let provider = self
+            .provider_tokens
+            .filter(|w| w.reset_at_ms > now_ms && w.remaining < input + out.hard)
+            .map_or(now_ms, |w| w.reset_at_ms);
         let need = input + out.reserve;
         let mut live: Vec<&Bucket> = self.live(now_ms).filter(|b| b.tokens > 0).collect();
         live.sort_by_key(|b| b.sec);
         let mut used: u64 = live.iter().map(|b| b.tokens).sum();
         if used == 0 || used + need.min(tpm) <= tpm {
-            return Some(now_ms);
+            return Some(provider);
         }
         for b in live {
             used -= b.tokens;
             if used == 0 || used + need.min(tpm) <= tpm {
-                return Some((b.sec + SLOTS as i64) * 1000);
+                return Some(provider.max((b.sec + SLOTS as i64) * 1000));
             }
         }
         None

@@ -155,7 +155,7 @@ async fn fit_to(
     let fuller = if waits { fit::for_offer(state, req, &offer, budget.full_window).ok() } else { None };
     if let Some(full) = fuller.filter(|f| f.removed() < cut_now) {
         let tokens = full.tokens.unwrap_or(req.body.len() as u64 / 4);
-        if let Some(wait) = plan.tpm_wait(&offer, tokens).filter(|w| *w <= plan.max_wait()) {
+        if let Some(wait) = plan.wait_for_window(&offer, tokens) {
             tokio::time::sleep(wait).await;
             pending.waited_for_window(offer.name(), wait.as_millis() as u64);
             return admit(plan, offer, full, req);

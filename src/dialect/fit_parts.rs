@@ -121,43 +121,6 @@ pub fn old_reasoning(dialect: Dialect, b: &[u8]) -> Res<Vec<Range<usize>>> {
     })
 }
 
-/// Deletion ranges for the tools the conversation has not called (by name), when it has
-/// called at least one: a tool it used, and one `tool_choice` names, always stay.
-pub fn unused_tools(dialect: Dialect, b: &[u8]) -> Res<Vec<Range<usize>>> {
-    let called: Vec<String> = super::blocks::locate(dialect, b)?
-        .iter()
-        .filter_map(|blk| blk.tool_name.clone())
-        .filter_map(|r| json::decode(b, r).ok().map(|n| n.into_owned()))
-        .collect();
-    if called.is_empty() || dialect == Dialect::Gemini {
-        return Ok(Vec::new());
-    }
-    json::with_index(b, || {
-        let top = Obj::parse(b, json::root(b)?)?;
-        let Some(tools) = top.get("tools").filter(|r| is_array(b, r)) else { return Ok(Vec::new()) };
-        let chosen = top.get("tool_choice").map(|r| String::from_utf8_lossy(&b[r]).into_owned()).unwrap_or_default();
-        let elems = json::items(b, tools)?;
-        let mut drop = Vec::with_capacity(elems.len());
-        for e in &elems {
-            let name = if is_object(b, e) {
-                let t = Obj::parse(b, e.clone())?;
-                match dialect {
-                    Dialect::OpenaiChat => match t.get("function").filter(|r| is_object(b, r)) {
-                        Some(f) => Obj::parse(b, f)?.str("name").map(|n| n.into_owned()),
-                        None => None,
-                    },
-                    _ => t.str("name").map(|n| n.into_owned()),
-                }
-            } else {
-                None
-            };
-            // Only named function tools can go; built-in tools (web search, ...) stay.
-            drop.push(name.is_some_and(|n| !called.contains(&n) && !chosen.contains(&format!("\"{n}\""))));
-        }
-        Ok(element_cuts(b, &elems, &drop))
-    })
-}
-
 fn is_reasoning_part(dialect: Dialect, b: &[u8], e: &Range<usize>) -> Res<bool> {
     if !is_object(b, e) {
         return Ok(false);
@@ -222,18 +185,6 @@ mod tests {
         assert_eq!(v["messages"][1]["content"].as_array().unwrap().len(), 1);
         assert_eq!(v["messages"][1]["content"][0]["text"], "a");
         assert_eq!(v["messages"][3]["content"][0]["thinking"], "t2");
-    }
-
-    #[test]
-    fn only_tools_never_called_go() {
-        let b = r#"{"tools":[{"name":"Read","input_schema":{}},{"name":"Bash","input_schema":{}},{"name":"Write","input_schema":{}}],"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"Bash","input":{}}]}]}"#;
-        let out = cut(b, &unused_tools(Dialect::Anthropic, b.as_bytes()).unwrap());
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["tools"].as_array().unwrap().len(), 1);
-        assert_eq!(v["tools"][0]["name"], "Bash");
-        // Before any call, every tool stays.
-        let fresh = r#"{"tools":[{"name":"Read","input_schema":{}}],"messages":[{"role":"user","content":"hi"}]}"#;
-        assert!(unused_tools(Dialect::Anthropic, fresh.as_bytes()).unwrap().is_empty());
     }
 
     #[test]

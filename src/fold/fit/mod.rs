@@ -5,14 +5,12 @@
 //! 2. clearing stale tool output by the quota rule (`fit:clear`);
 //! 3. clearing with a smaller `keep_recent`, down to 1 (`fit:keep_recent`);
 //! 4. compacting tool schemas (`fit:schemas`, deterministic);
-//! 5. dropping the model's reasoning from before its latest message (`fit:reasoning`);
-//! 6. dropping the tools the conversation has not called yet, once it has called one
-//!    (`fit:tools`): the last resort, since the model can no longer pick them.
+//! 5. dropping the model's reasoning from before its latest message (`fit:reasoning`).
 //!
 //! Clearing (2, 3) is the clearing engine's, with its stubs and stored originals: the system
 //! prompt, user messages, tool calls and the newest tool output are never touched, and an
-//! output becomes a stub in place, so no call is split from its result. A tool the conversation
-//! used is never dropped. The result is a pure function of the request, the settings and the budget.
+//! output becomes a stub in place, so no call is split from its result. Schemas are compacted,
+//! never dropped. The result is a pure function of the request, the settings and the budget.
 
 pub mod schema;
 
@@ -27,7 +25,6 @@ pub const CLEAR: &str = "fit:clear";
 pub const KEEP_RECENT: &str = "fit:keep_recent";
 pub const SCHEMAS: &str = "fit:schemas";
 pub const REASONING: &str = "fit:reasoning";
-pub const TOOLS: &str = "fit:tools";
 /// Waiting for a TPM window instead of cutting harder.
 pub const WAIT: &str = "fit:wait";
 
@@ -125,12 +122,6 @@ pub fn fit(folder: &Folder, start: Start, budget: u64, measure: &mut dyn FnMut(&
         }
     }
     if cur.tokens > budget {
-        if let Some(b) = cut(&cur.body, fit_parts::unused_tools(start.dialect, &cur.body).ok()) {
-            let cleared = cur.cleared.clone();
-            apply(&mut cur, TOOLS, b, cleared, measure);
-        }
-    }
-    if cur.tokens > budget {
         return Err(NoFit { needs: cur.tokens, budget });
     }
     Ok(cur)
@@ -171,12 +162,10 @@ fn apply(
 /// `body` without the model's reasoning from before its latest message; `None` when there is
 /// none (or the body cannot be read).
 pub fn drop_old_reasoning(dialect: Dialect, body: &[u8]) -> Option<Bytes> {
-    cut(body, fit_parts::old_reasoning(dialect, body).ok())
-}
-
-/// `body` without the byte ranges `cuts` (ascending); `None` when there are none.
-fn cut(body: &[u8], cuts: Option<Vec<std::ops::Range<usize>>>) -> Option<Bytes> {
-    let cuts = cuts.filter(|c| !c.is_empty())?;
+    let cuts = fit_parts::old_reasoning(dialect, body).ok()?;
+    if cuts.is_empty() {
+        return None;
+    }
     let mut out = Vec::with_capacity(body.len());
     let mut at = 0;
     for r in cuts {

@@ -48,8 +48,7 @@ fn session(dialect: Dialect) -> Value {
                 msgs.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": output(k, 120)}]}));
             }
             json!({"model": "m", "max_tokens": 100, "system": SYSTEM, "messages": msgs,
-                   "tools": [{"name": "Bash", "description": tool_description(), "input_schema": schema()},
-                             {"name": "WebFetch", "description": tool_description(), "input_schema": schema()}]})
+                   "tools": [{"name": "Bash", "description": tool_description(), "input_schema": schema()}]})
         }
         Dialect::OpenaiChat => {
             msgs.push(json!({"role": "system", "content": SYSTEM}));
@@ -62,8 +61,7 @@ fn session(dialect: Dialect) -> Value {
                 msgs.push(json!({"role": "tool", "tool_call_id": id, "content": output(k, 120)}));
             }
             json!({"model": "m", "max_tokens": 100, "messages": msgs, "tools": [
-                {"type": "function", "function": {"name": "Bash", "description": tool_description(), "parameters": schema()}},
-                {"type": "function", "function": {"name": "WebFetch", "description": tool_description(), "parameters": schema()}}]})
+                {"type": "function", "function": {"name": "Bash", "description": tool_description(), "parameters": schema()}}]})
         }
         _ => {
             msgs.push(json!({"role": "user", "content": "fix the failing tests"}));
@@ -78,8 +76,7 @@ fn session(dialect: Dialect) -> Value {
             // A user message after the calls: the reasoning before it is old.
             msgs.push(json!({"role": "user", "content": "go on"}));
             json!({"model": "m", "instructions": SYSTEM, "input": msgs, "tools": [
-                {"type": "function", "name": "Bash", "description": tool_description(), "parameters": schema()},
-                {"type": "function", "name": "WebFetch", "description": tool_description(), "parameters": schema()}]})
+                {"type": "function", "name": "Bash", "description": tool_description(), "parameters": schema()}]})
         }
     }
 }
@@ -125,11 +122,11 @@ fn only_the_steps_a_budget_needs_in_order() {
             last_steps.push(last);
         }
         // The steps taken are a prefix of the ladder.
-        let ladder = [CLEAR, KEEP_RECENT, SCHEMAS, REASONING, TOOLS];
+        let ladder = [CLEAR, KEEP_RECENT, SCHEMAS, REASONING];
         assert_eq!(names(&fitted), ladder[..names(&fitted).len()].to_vec(), "budget {budget}");
         budget = fitted.tokens - 1;
     };
-    assert_eq!(last_steps, vec![CLEAR, KEEP_RECENT, SCHEMAS, REASONING, TOOLS]);
+    assert_eq!(last_steps, vec![CLEAR, KEEP_RECENT, SCHEMAS, REASONING]);
     assert_eq!(err.budget, budget);
     assert_eq!(err.needs, budget + 1, "every step taken, it still needs what the last one left");
     assert_eq!(err.to_string(), format!("needs {} tokens, budget {}", thousands(budget + 1), thousands(budget)));
@@ -152,9 +149,7 @@ fn fully_fitted(dialect: Dialect) -> (Value, Value) {
     let body = session(dialect);
     let needs = run(&f, dialect, &body, 0).unwrap_err().needs;
     let fitted = run(&f, dialect, &body, needs).unwrap();
-    for step in [KEEP_RECENT, SCHEMAS, TOOLS] {
-        assert!(names(&fitted).contains(&step), "{dialect:?}: {:?}", names(&fitted));
-    }
+    assert!(names(&fitted).contains(&KEEP_RECENT) && names(&fitted).contains(&SCHEMAS), "{dialect:?}: {:?}", names(&fitted));
     (body, serde_json::from_slice(&fitted.body).unwrap())
 }
 
@@ -223,8 +218,7 @@ fn never_dropped_and_every_call_keeps_its_result_in_three_dialects() {
         assert_eq!(a.1, a.0, "{dialect:?}: each call is followed by its own result");
         assert_eq!(a.2, b.2, "{dialect:?}: user messages are never touched");
         assert_eq!(a.3, b.3, "{dialect:?}: the system prompt is never touched");
-        assert_eq!(b.4, ["Bash", "WebFetch"]);
-        assert_eq!(a.4, ["Bash"], "{dialect:?}: the tool the conversation used stays, the unused one went last");
+        assert_eq!(a.4, b.4, "{dialect:?}: every tool stays");
         assert_eq!(a.5, b.5, "{dialect:?}: the newest tool output is sent whole");
         // Older outputs became stubs that say how to get them back.
         assert_ne!(after.to_string().len(), before.to_string().len());

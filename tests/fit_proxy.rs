@@ -20,7 +20,7 @@ use fit_support::{Tier, CEREBRAS, GITHUB, GROQ};
 use serde_json::{json, Value};
 
 fn start(tiers: &[&Tier], strategy: &str, ledger: &Path) -> Proxy {
-    let cfg = fit_support::config(tiers, strategy, 0, &temp_dir("fit-originals"));
+    let cfg = fit_support::config(tiers, "free", strategy, 0, &temp_dir("fit-originals"));
     let path = temp_file("fit.toml", &cfg);
     spawn_proxy(&["--config", path.to_str().unwrap()], &[("TOKENFOLD_LEDGER", ledger.to_str().unwrap()), ("T_KEY", "k")])
 }

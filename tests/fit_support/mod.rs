@@ -63,21 +63,51 @@ pub fn input_tokens(body: &[u8]) -> u64 {
 }
 
 pub async fn start(limits: Limits) -> Tier {
+    start_with(limits, |rec: &Recorded, input: u64| ok_reply(rec, input)).await
+}
+
+/// A tier whose admitted requests `inner` answers (given the input tokens counted).
+pub async fn start_with(limits: Limits, inner: impl Fn(&Recorded, u64) -> Reply + Send + Sync + 'static) -> Tier {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s = seen.clone();
-    let mock = mock::start(move |rec: &Recorded| answer(&limits, &mut s.lock().unwrap(), rec)).await;
+    let mock = mock::start(move |rec: &Recorded| {
+        let checked = admit(&limits, &mut s.lock().unwrap(), rec);
+        match checked {
+            Err(refusal) => refusal,
+            Ok((input, headers)) => match inner(rec, input) {
+                Reply::Json { status, body, headers: mut h } => {
+                    h.extend(headers);
+                    Reply::Json { status, body, headers: h }
+                }
+                other => other,
+            },
+        }
+    })
+    .await;
     Tier { mock, seen, limits }
+}
+
+fn ok_reply(rec: &Recorded, input: u64) -> Reply {
+    let body: Value = serde_json::from_slice(&rec.body).unwrap_or_default();
+    let reply = json!({
+        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": input, "completion_tokens": 5, "total_tokens": input + 5}
+    });
+    json_reply(200, reply, vec![])
 }
 
 fn json_reply(status: u16, body: Value, headers: Vec<(&'static str, String)>) -> Reply {
     Reply::Json { status, body: body.to_string().into_bytes(), headers }
 }
 
-fn answer(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Reply {
+/// Admits a request within the tier's limits (its input tokens and rate-limit headers), or the
+/// provider's refusal.
+fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Vec<(&'static str, String)>), Reply> {
     let body: Value = serde_json::from_slice(&rec.body).unwrap_or_default();
     if let Err(why) = tool_ids_pair(Dialect::Chat, &body) {
         seen.refused.push(format!("pairing: {why}"));
-        return json_reply(400, json!({"error": {"message": why, "type": "invalid_request_error", "param": null, "code": null}}), vec![]);
+        return Err(json_reply(400, json!({"error": {"message": why, "type": "invalid_request_error", "param": null, "code": null}}), vec![]));
     }
     let input = input_tokens(&rec.body);
     let max_tokens = body.get("max_tokens").or(body.get("max_completion_tokens")).and_then(Value::as_u64).unwrap_or(0);
@@ -85,12 +115,12 @@ fn answer(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Reply {
     if let Some(cap) = l.input_cap.filter(|&c| input > c) {
         seen.refused.push(format!("input {input} > cap {cap}"));
         let msg = format!("Request body too large for {model} model. Max size: {cap} tokens.");
-        return json_reply(413, json!({"error": {"code": "tokens_limit_reached", "message": msg, "details": null}}), vec![]);
+        return Err(json_reply(413, json!({"error": {"code": "tokens_limit_reached", "message": msg, "details": null}}), vec![]));
     }
     if let Some(ctx) = l.context.filter(|&c| input + max_tokens > c) {
         seen.refused.push(format!("context {} > {ctx}", input + max_tokens));
         let msg = format!("Please reduce the length of the messages or completion. Current length is {} while limit is {ctx}", input + max_tokens);
-        return json_reply(400, json!({"message": msg, "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}), vec![]);
+        return Err(json_reply(400, json!({"message": msg, "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}), vec![]));
     }
     let now = Instant::now();
     seen.window.retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(60));
@@ -102,7 +132,7 @@ fn answer(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Reply {
         if requested > tpm {
             seen.refused.push(format!("request {requested} > TPM {tpm}"));
             let msg = format!("Request too large for model `{model}` {org}: Limit {tpm}, Requested {requested}, please reduce your message size and try again.");
-            return json_reply(413, json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}), vec![]);
+            return Err(json_reply(413, json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}), vec![]));
         }
         let reset = |used: u64| {
             let oldest = seen.window.first().map_or(Duration::ZERO, |(t, _)| Duration::from_secs(60).saturating_sub(now.duration_since(*t)));
@@ -117,24 +147,19 @@ fn answer(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Reply {
             let msg = format!("Rate limit reached for model `{model}` {org}: Limit {tpm}, Used {used}, Requested {requested}. Please try again in 7.5s.");
             let mut h = reset(used);
             h.push(("retry-after", "8".to_string()));
-            return json_reply(429, json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}), h);
+            return Err(json_reply(429, json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}), h));
         }
         headers = reset(used + input + 5);
     }
     seen.window.push((now, input + 5));
     seen.served.push((input, max_tokens));
-    let reply = json!({
-        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": input, "completion_tokens": 5, "total_tokens": input + 5}
-    });
-    json_reply(200, reply, headers)
+    Ok((input, headers))
 }
 
-/// The config of a route `free` over `tiers` (provider names `t0`, `t1`, ...), as each is
+/// The config of a route `route` over `tiers` (provider names `t0`, `t1`, ...), as each is
 /// configured in the shipped config: the cap as `max_input_tokens`, the window as `context`, the
 /// TPM as a limit.
-pub fn config(tiers: &[&Tier], strategy: &str, max_wait_ms: u64, originals: &std::path::Path) -> String {
+pub fn config(tiers: &[&Tier], route: &str, strategy: &str, max_wait_ms: u64, originals: &std::path::Path) -> String {
     let mut s = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nconnect_ms = 2000\nfirst_byte_ms = 20000\nidle_ms = 20000\n[pool]\nstore = \"memory\"\n[fold]\noriginals_dir = \"{}\"\n",
         originals.display()
@@ -159,7 +184,7 @@ pub fn config(tiers: &[&Tier], strategy: &str, max_wait_ms: u64, originals: &std
         ));
         targets.push(format!("\"t{i}/m\""));
     }
-    s.push_str(&format!("[routes.free]\nstrategy = \"{strategy}\"\nmax_wait_ms = {max_wait_ms}\ntargets = [{}]\n", targets.join(", ")));
+    s.push_str(&format!("[routes.\"{route}\"]\nstrategy = \"{strategy}\"\nmax_wait_ms = {max_wait_ms}\ntargets = [{}]\n", targets.join(", ")));
     s
 }
 

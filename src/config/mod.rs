@@ -498,6 +498,9 @@ impl Config {
                 r.strategy.name(),
                 targets.join(", ")
             ));
+            if r.max_wait_ms > 0 {
+                s.push_str(&format!("max_wait_ms = {}\n", r.max_wait_ms));
+            }
         }
         s.push_str(&format!("\n[ledger]\nretention_days = {}\n", self.ledger_retention.as_secs() / 86_400));
         s.push_str(&format!(

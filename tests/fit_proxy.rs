@@ -22,7 +22,10 @@ use serde_json::{json, Value};
 fn start(tiers: &[&Tier], strategy: &str, ledger: &Path) -> Proxy {
     let cfg = fit_support::config(tiers, "free", strategy, 0, &temp_dir("fit-originals"));
     let path = temp_file("fit.toml", &cfg);
-    spawn_proxy(&["--config", path.to_str().unwrap()], &[("TOKENFOLD_LEDGER", ledger.to_str().unwrap()), ("T_KEY", "k")])
+    spawn_proxy(
+        &["--config", path.to_str().unwrap()],
+        &[("TOKENFOLD_LEDGER", ledger.to_str().unwrap()), ("T_KEY", "k")],
+    )
 }
 
 async fn send(proxy: &Proxy, dialect: Dialect, body: &Value) -> (u16, Value) {
@@ -73,7 +76,8 @@ async fn every_turn_of_a_growing_session_is_answered_within_every_tiers_limits()
     let largest = cb.seen.lock().unwrap().served.iter().map(|(i, m)| i + m).max().unwrap();
     assert!(largest <= 40_000, "{largest}");
     let mech = report(&ledger, "mechanism", turns as u64);
-    let fit_rows: Vec<&Value> = mech.iter().filter(|r| r["key"].as_str().is_some_and(|k| k.starts_with("fit:"))).collect();
+    let fit_rows: Vec<&Value> =
+        mech.iter().filter(|r| r["key"].as_str().is_some_and(|k| k.starts_with("fit:"))).collect();
     assert!(!fit_rows.is_empty(), "fitting steps are in the ledger: {mech:?}");
     let providers = report(&ledger, "provider", turns as u64);
     let names: Vec<&str> = providers.iter().filter_map(|r| r["key"].as_str()).collect();

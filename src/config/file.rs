@@ -296,7 +296,7 @@ pub struct LimitsSection {
 #[derive(Debug)]
 pub enum ModelEntry {
     Name(String),
-    Full(ModelSection),
+    Full(Box<ModelSection>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,7 +353,8 @@ impl<'de> Deserialize<'de> for ModelEntry {
                 Ok(ModelEntry::Name(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelEntry, A::Error> {
-                ModelSection::deserialize(de::value::MapAccessDeserializer::new(map)).map(ModelEntry::Full)
+                ModelSection::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|m| ModelEntry::Full(Box::new(m)))
             }
         }
         d.deserialize_any(V)

@@ -325,7 +325,8 @@ pub(super) fn validate_provider_pool(
         }
         if let Some(cap) = spec.max_input_tokens {
             if cap == 0 || spec.context.is_some_and(|c| cap > c) {
-                let msg = format!("model `{}`: `max_input_tokens = {cap}` must be above 0 and within `context`", spec.name);
+                let msg =
+                    format!("model `{}`: `max_input_tokens = {cap}` must be above 0 and within `context`", spec.name);
                 return Err(invalid(p.name.span(), "models", msg));
             }
         }

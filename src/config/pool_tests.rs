@@ -113,7 +113,8 @@ mod shipped {
     }
     #[test]
     fn max_input_tokens_max_wait_and_the_fit_strategy_are_read_and_checked() {
-        let base = "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://g.test/v1\"\napi_key = \"${G_KEY}\"\n";
+        let base =
+            "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://g.test/v1\"\napi_key = \"${G_KEY}\"\n";
         let ok = format!(
             "{base}models = [{{ name = \"m\", context = 128000, max_input_tokens = 8000 }}]\n[routes.r]\nstrategy = \"fit\"\nmax_wait_ms = 20000\ntargets = [\"g/m\"]\n"
         );

@@ -10,11 +10,17 @@ use super::Dialect;
 /// The byte ranges of each tool's description (a string) and parameter schema (an object), in
 /// request order.
 pub fn tool_schemas(dialect: Dialect, b: &[u8]) -> Res<Vec<Range<usize>>> {
-    Ok(tool_parts(dialect, b)?.into_iter().filter_map(|(_, schema)| schema).collect())
+    Ok(tool_parts(dialect, b)?.into_iter().filter_map(|t| t.schema).collect())
+}
+
+/// Where one tool's description (a string) and parameter schema (an object) are.
+pub struct ToolParts {
+    pub description: Option<Range<usize>>,
+    pub schema: Option<Range<usize>>,
 }
 
 /// Each tool's description and schema ranges (either may be absent).
-pub fn tool_parts(dialect: Dialect, b: &[u8]) -> Res<Vec<(Option<Range<usize>>, Option<Range<usize>>)>> {
+pub fn tool_parts(dialect: Dialect, b: &[u8]) -> Res<Vec<ToolParts>> {
     json::with_index(b, || {
         let top = Obj::parse(b, json::root(b)?)?;
         let mut out = Vec::new();
@@ -25,10 +31,10 @@ pub fn tool_parts(dialect: Dialect, b: &[u8]) -> Res<Vec<(Option<Range<usize>>, 
             }
             let tool = Obj::parse(b, t)?;
             let mut push = |o: &Obj, schema_key: &str| {
-                let desc = o.get("description").filter(|r| json::is_string(b, r));
+                let description = o.get("description").filter(|r| json::is_string(b, r));
                 let schema = o.get(schema_key).filter(|r| is_object(b, r));
-                if desc.is_some() || schema.is_some() {
-                    out.push((desc, schema));
+                if description.is_some() || schema.is_some() {
+                    out.push(ToolParts { description, schema });
                 }
             };
             match dialect {
@@ -45,7 +51,8 @@ pub fn tool_parts(dialect: Dialect, b: &[u8]) -> Res<Vec<(Option<Range<usize>>, 
                         for d in json::items(b, decl)? {
                             if is_object(b, &d) {
                                 let d = Obj::parse(b, d)?;
-                                let key = if d.get("parameters").is_some() { "parameters" } else { "parametersJsonSchema" };
+                                let key =
+                                    if d.get("parameters").is_some() { "parameters" } else { "parametersJsonSchema" };
                                 push(&d, key);
                             }
                         }
@@ -170,7 +177,9 @@ mod tests {
         let c = r#"{"tools":[{"type":"function","function":{"name":"r","parameters":{"type":"object"}}}]}"#;
         let r = r#"{"tools":[{"type":"function","name":"r","parameters":{"type":"object"}}]}"#;
         let g = r#"{"tools":[{"functionDeclarations":[{"name":"r","parameters":{"type":"object"}}]}]}"#;
-        for (d, b) in [(Dialect::Anthropic, a), (Dialect::OpenaiChat, c), (Dialect::OpenaiResponses, r), (Dialect::Gemini, g)] {
+        for (d, b) in
+            [(Dialect::Anthropic, a), (Dialect::OpenaiChat, c), (Dialect::OpenaiResponses, r), (Dialect::Gemini, g)]
+        {
             let found = tool_schemas(d, b.as_bytes()).unwrap();
             assert_eq!(found.len(), 1, "{d:?}");
             assert_eq!(&b[found[0].clone()], r#"{"type":"object"}"#);

@@ -7,8 +7,8 @@
 
 pub mod clear;
 pub mod dedup;
-pub mod fit;
 pub mod filters;
+pub mod fit;
 pub mod levers;
 pub mod lru;
 pub mod markers;

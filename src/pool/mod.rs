@@ -368,11 +368,21 @@ impl Inner {
                         model: t.model.clone(),
                     })
                     .collect();
-                return Ok(Routing { label: r.name.clone(), strategy: r.strategy, max_wait_ms: r.max_wait_ms, targets });
+                return Ok(Routing {
+                    label: r.name.clone(),
+                    strategy: r.strategy,
+                    max_wait_ms: r.max_wait_ms,
+                    targets,
+                });
             }
             if let Ok(t) = crate::config::resolve_target(m, &self.providers) {
                 let target = Resolved { provider: t.provider, send_model: Some(t.model.clone()), model: t.model };
-                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, max_wait_ms: 0, targets: vec![target] });
+                return Ok(Routing {
+                    label: m.to_string(),
+                    strategy: Strategy::Fallback,
+                    max_wait_ms: 0,
+                    targets: vec![target],
+                });
             }
             let mut listed: Vec<(usize, String)> = self
                 .providers
@@ -401,7 +411,12 @@ impl Inner {
         let model_name = model.unwrap_or("").to_string();
         let targets =
             chain.iter().map(|&provider| Resolved { provider, send_model: None, model: model_name.clone() }).collect();
-        Ok(Routing { label: format!("default {}", ingress.name()), strategy: Strategy::Fallback, max_wait_ms: 0, targets })
+        Ok(Routing {
+            label: format!("default {}", ingress.name()),
+            strategy: Strategy::Fallback,
+            max_wait_ms: 0,
+            targets,
+        })
     }
 
     /// The pool a reload replaced this one with, if any.
@@ -481,8 +496,8 @@ fn caller_key(account_key: &str, caller: Caller) -> String {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_quota;
-#[cfg(test)]
 mod tests_budget;
+#[cfg(test)]
+mod tests_quota;
 #[cfg(test)]
 mod tests_routing;

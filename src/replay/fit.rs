@@ -76,11 +76,18 @@ impl Figures {
 }
 
 /// Replays every conversation against `limit`; figures per source (the format of its files).
-pub fn measure(loaded: &[(String, Vec<Conversation>)], limit: Limit, system_tokens: u64, counter: &mut Counter) -> Vec<Figures> {
+pub fn measure(
+    loaded: &[(String, Vec<Conversation>)],
+    limit: Limit,
+    system_tokens: u64,
+    counter: &mut Counter,
+) -> Vec<Figures> {
     let mut by_source: BTreeMap<String, Figures> = BTreeMap::new();
     for (_, convs) in loaded {
         for c in convs {
-            let f = by_source.entry(c.format.to_string()).or_insert_with(|| Figures { source: c.format.into(), ..Figures::default() });
+            let f = by_source
+                .entry(c.format.to_string())
+                .or_insert_with(|| Figures { source: c.format.into(), ..Figures::default() });
             conversation(c, limit, system_tokens, counter, f);
         }
     }
@@ -89,7 +96,11 @@ pub fn measure(loaded: &[(String, Vec<Conversation>)], limit: Limit, system_toke
 
 fn conversation(c: &Conversation, limit: Limit, system_tokens: u64, counter: &mut Counter, f: &mut Figures) {
     // A free tier: clearing decides by the quota rule; originals are not stored (only measured).
-    let opts = FoldOptions { level: Level::Balanced, originals: std::sync::Arc::new(Originals::unstored()), ..FoldOptions::default() };
+    let opts = FoldOptions {
+        level: Level::Balanced,
+        originals: std::sync::Arc::new(Originals::unstored()),
+        ..FoldOptions::default()
+    };
     let folder = Folder::with_options(true, opts);
     // The system prompt and tools the files leave out are sent with every request.
     let fixed = if lacks_system(c.format) { system_tokens } else { 0 };
@@ -178,7 +189,9 @@ pub fn text(figures: &[Figures], limit: Limit, system_tokens: u64) -> String {
             if steps.is_empty() { "-".to_string() } else { steps.join(", ") },
         ));
     }
-    out.push_str("min/conv: minutes one session needs at the TPM (its tokens ÷ TPM, turn by turn); (tf): with tokenfold\n");
+    out.push_str(
+        "min/conv: minutes one session needs at the TPM (its tokens ÷ TPM, turn by turn); (tf): with tokenfold\n",
+    );
     out
 }
 
@@ -224,16 +237,25 @@ mod tests {
     #[test]
     fn a_session_is_fitted_and_counted_turn_by_turn() {
         use serde_json::json;
-        let out = |t: usize| (0..150).map(|i| format!("row_{t}_{i} widget_{t}_{i} value={}\n", i * 37 % 1000)).collect::<String>();
+        let out = |t: usize| {
+            (0..150).map(|i| format!("row_{t}_{i} widget_{t}_{i} value={}\n", i * 37 % 1000)).collect::<String>()
+        };
         let mut turns = Vec::new();
         let mut msgs = vec![json!({"role": "user", "content": "run the reports"})];
         for t in 0..8 {
             let id = format!("toolu_{t:04}");
             msgs.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": {"command": format!("./r {t}")}}]}));
-            msgs.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": out(t)}]}));
+            msgs.push(
+                json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": out(t)}]}),
+            );
             turns.push(Bytes::from(json!({"model": "m", "messages": msgs}).to_string()));
         }
-        let c = Conversation { name: "c".into(), format: "anthropic-request", dialect: crate::dialect::Dialect::Anthropic, turns };
+        let c = Conversation {
+            name: "c".into(),
+            format: "anthropic-request",
+            dialect: crate::dialect::Dialect::Anthropic,
+            turns,
+        };
         let loaded = vec![("x".to_string(), vec![c])];
         let mut counter = Counter::estimating();
         let f = &measure(&loaded, Limit::Tpm(6000), 0, &mut counter)[0];
@@ -241,7 +263,7 @@ mod tests {
         assert!(f.fit_as_sent < f.fit_with_tokenfold, "{f:?}");
         assert!(f.tokens_with_tokenfold < f.tokens_as_sent, "{f:?}");
         assert!(f.fitted_turns > 0 && !f.steps.is_empty(), "{f:?}");
-        let table = text(&[f.clone()], Limit::Tpm(6000), 0);
+        let table = text(std::slice::from_ref(f), Limit::Tpm(6000), 0);
         assert!(table.contains("anthropic-request") && table.contains("min/conv"), "{table}");
     }
 }

@@ -10,8 +10,8 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Response};
 
 use super::attempt::{self, Failed, HeldAnswer, Step};
-use super::fit::{self, Shaped};
 use super::error::ProxyError;
+use super::fit::{self, Shaped};
 use super::pending::Pending;
 use super::relay::{Committed, Transform};
 use super::{AppState, Body};
@@ -85,7 +85,7 @@ pub async fn send_with_fallback(
             let Some(offer) = plan.next_offer() else { break };
             offered += 1;
             match fit_to(state, &req, &mut plan, offer, pending).await {
-                Fit::Ready(attempt, shaped) => Some((attempt, shaped)),
+                Fit::Ready(ready) => Some(*ready),
                 Fit::TooSmall => {
                     too_small += 1;
                     None
@@ -130,7 +130,7 @@ fn is_token_count(req: &UpstreamRequest<'_>) -> bool {
 
 /// How fitting to one offer went.
 enum Fit {
-    Ready(Attempt, Shaped),
+    Ready(Box<(Attempt, Shaped)>),
     /// Larger than the target takes even with an empty TPM window.
     TooSmall,
     /// It would fit a fuller window, or another request took the window meanwhile.
@@ -178,7 +178,7 @@ async fn fit_to(
 fn admit(plan: &mut Plan, offer: Offer, shaped: Shaped, req: &UpstreamRequest<'_>) -> Fit {
     let tokens = shaped.tokens.unwrap_or(req.body.len() as u64 / 4);
     match plan.admit(offer, tokens) {
-        Some(attempt) => Fit::Ready(attempt, shaped),
+        Some(attempt) => Fit::Ready(Box::new((attempt, shaped))),
         None => Fit::Busy,
     }
 }

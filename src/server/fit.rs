@@ -65,9 +65,8 @@ pub fn for_offer(state: &AppState, req: &UpstreamRequest<'_>, offer: &Offer, bud
         crate::tokens::estimate_request(&sent, factor).unwrap_or(sent.len() as u64 / 3)
     };
     let start = Start { dialect: req.ingress, body, cleared, prepared: req.prepared.as_ref() };
-    let fitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fit::fit(&state.folder, start, budget, &mut measure)
-    }));
+    let fitted =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit::fit(&state.folder, start, budget, &mut measure)));
     let fitted = fitted.unwrap_or_else(|_| {
         tracing::error!("fitting panicked; the target is skipped");
         Err(NoFit { needs: req.body.len() as u64 / 3, budget })

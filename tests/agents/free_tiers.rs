@@ -87,9 +87,19 @@ impl Tiers {
                     .into_iter()
                     .flatten()
                     .filter(|r| r["key"].as_str().is_some_and(|k| k.starts_with("fit:") || k == "clear"))
-                    .map(|r| format!("{} {} tokens in {} steps", r["key"].as_str().unwrap_or("?"), r["tokens_saved"], r["steps"]))
+                    .map(|r| {
+                        format!(
+                            "{} {} tokens in {} steps",
+                            r["key"].as_str().unwrap_or("?"),
+                            r["tokens_saved"],
+                            r["steps"]
+                        )
+                    })
                     .collect();
-                o.figures.push(format!("fitting: {}", if fit.is_empty() { "none needed".to_string() } else { fit.join(", ") }));
+                o.figures.push(format!(
+                    "fitting: {}",
+                    if fit.is_empty() { "none needed".to_string() } else { fit.join(", ") }
+                ));
             }
             Err(e) => o.failures.push(format!("free tiers: ledger by mechanism: {e}")),
         }

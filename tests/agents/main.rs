@@ -293,10 +293,8 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
     let seen = script.seen();
     let exchanges = tap.exchanges();
     let ledger_figures = ledger_totals(&ledger, seen.len() as u64).await;
-    let tier_outcome = match &tiers {
-        Some(t) => Some(t.check(&exchanges, &report(&ledger, "provider"), &report(&ledger, "mechanism"))),
-        None => None,
-    };
+    let tier_outcome =
+        tiers.as_ref().map(|t| t.check(&exchanges, &report(&ledger, "provider"), &report(&ledger, "mechanism")));
     let _ = std::fs::write(dir.join("proxy.log"), proxy.logs());
     write_tap_log(&dir.join("tap.jsonl"), &exchanges);
     drop(proxy);

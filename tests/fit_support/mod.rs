@@ -101,13 +101,20 @@ fn json_reply(status: u16, body: Value, headers: Vec<(&'static str, String)>) ->
     Reply::Json { status, body: body.to_string().into_bytes(), headers }
 }
 
+/// Response headers a tier adds (its rate-limit headers).
+type Headers = Vec<(&'static str, String)>;
+
 /// Admits a request within the tier's limits (its input tokens and rate-limit headers), or the
 /// provider's refusal.
-fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Vec<(&'static str, String)>), Reply> {
+fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Headers), Reply> {
     let body: Value = serde_json::from_slice(&rec.body).unwrap_or_default();
     if let Err(why) = tool_ids_pair(Dialect::Chat, &body) {
         seen.refused.push(format!("pairing: {why}"));
-        return Err(json_reply(400, json!({"error": {"message": why, "type": "invalid_request_error", "param": null, "code": null}}), vec![]));
+        return Err(json_reply(
+            400,
+            json!({"error": {"message": why, "type": "invalid_request_error", "param": null, "code": null}}),
+            vec![],
+        ));
     }
     let input = input_tokens(&rec.body);
     let max_tokens = body.get("max_tokens").or(body.get("max_completion_tokens")).and_then(Value::as_u64).unwrap_or(0);
@@ -115,12 +122,23 @@ fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Vec<(&'sta
     if let Some(cap) = l.input_cap.filter(|&c| input > c) {
         seen.refused.push(format!("input {input} > cap {cap}"));
         let msg = format!("Request body too large for {model} model. Max size: {cap} tokens.");
-        return Err(json_reply(413, json!({"error": {"code": "tokens_limit_reached", "message": msg, "details": null}}), vec![]));
+        return Err(json_reply(
+            413,
+            json!({"error": {"code": "tokens_limit_reached", "message": msg, "details": null}}),
+            vec![],
+        ));
     }
     if let Some(ctx) = l.context.filter(|&c| input + max_tokens > c) {
         seen.refused.push(format!("context {} > {ctx}", input + max_tokens));
-        let msg = format!("Please reduce the length of the messages or completion. Current length is {} while limit is {ctx}", input + max_tokens);
-        return Err(json_reply(400, json!({"message": msg, "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}), vec![]));
+        let msg = format!(
+            "Please reduce the length of the messages or completion. Current length is {} while limit is {ctx}",
+            input + max_tokens
+        );
+        return Err(json_reply(
+            400,
+            json!({"message": msg, "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}),
+            vec![],
+        ));
     }
     let now = Instant::now();
     seen.window.retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(60));
@@ -132,10 +150,17 @@ fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Vec<(&'sta
         if requested > tpm {
             seen.refused.push(format!("request {requested} > TPM {tpm}"));
             let msg = format!("Request too large for model `{model}` {org}: Limit {tpm}, Requested {requested}, please reduce your message size and try again.");
-            return Err(json_reply(413, json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}), vec![]));
+            return Err(json_reply(
+                413,
+                json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}),
+                vec![],
+            ));
         }
         let reset = |used: u64| {
-            let oldest = seen.window.first().map_or(Duration::ZERO, |(t, _)| Duration::from_secs(60).saturating_sub(now.duration_since(*t)));
+            let oldest = seen
+                .window
+                .first()
+                .map_or(Duration::ZERO, |(t, _)| Duration::from_secs(60).saturating_sub(now.duration_since(*t)));
             vec![
                 ("x-ratelimit-limit-tokens", tpm.to_string()),
                 ("x-ratelimit-remaining-tokens", tpm.saturating_sub(used).to_string()),
@@ -147,7 +172,11 @@ fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Vec<(&'sta
             let msg = format!("Rate limit reached for model `{model}` {org}: Limit {tpm}, Used {used}, Requested {requested}. Please try again in 7.5s.");
             let mut h = reset(used);
             h.push(("retry-after", "8".to_string()));
-            return Err(json_reply(429, json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}), h));
+            return Err(json_reply(
+                429,
+                json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}),
+                h,
+            ));
         }
         headers = reset(used + input + 5);
     }
@@ -184,10 +213,14 @@ pub fn config(tiers: &[&Tier], route: &str, strategy: &str, max_wait_ms: u64, or
         ));
         targets.push(format!("\"t{i}/m\""));
     }
-    s.push_str(&format!("[routes.\"{route}\"]\nstrategy = \"{strategy}\"\nmax_wait_ms = {max_wait_ms}\ntargets = [{}]\n", targets.join(", ")));
+    s.push_str(&format!(
+        "[routes.\"{route}\"]\nstrategy = \"{strategy}\"\nmax_wait_ms = {max_wait_ms}\ntargets = [{}]\n",
+        targets.join(", ")
+    ));
     s
 }
 
 pub const GITHUB: Limits = Limits { shape: Shape::GitHub, input_cap: Some(8000), tpm: None, context: Some(128_000) };
 pub const GROQ: Limits = Limits { shape: Shape::Groq, input_cap: None, tpm: Some(12_000), context: Some(131_072) };
-pub const CEREBRAS: Limits = Limits { shape: Shape::Cerebras, input_cap: None, tpm: Some(1_000_000), context: Some(40_000) };
+pub const CEREBRAS: Limits =
+    Limits { shape: Shape::Cerebras, input_cap: None, tpm: Some(1_000_000), context: Some(40_000) };

@@ -66,7 +66,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -85,7 +85,12 @@ pub struct Start<'a> {
 
 /// Brings `start` within `budget` tokens as `measure` counts them (after translation, with the
 /// target's tokenizer estimate), taking only the steps it needs.
-pub fn fit(folder: &Folder, start: Start, budget: u64, measure: &mut dyn FnMut(&Bytes) -> u64) -> Result<Fitted, NoFit> {
+pub fn fit(
+    folder: &Folder,
+    start: Start,
+    budget: u64,
+    measure: &mut dyn FnMut(&Bytes) -> u64,
+) -> Result<Fitted, NoFit> {
     let tokens = measure(&start.body);
     let mut cur = Fitted { body: start.body, tokens, steps: Vec::new(), cleared: start.cleared };
     if cur.tokens <= budget {

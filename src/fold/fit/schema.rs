@@ -23,8 +23,8 @@ const SCHEMA_LISTS: &[&str] = &["anyOf", "oneOf", "allOf", "prefixItems"];
 pub fn compact_tools(dialect: Dialect, body: &[u8]) -> Option<Bytes> {
     let parts = fit_parts::tool_parts(dialect, body).ok()?;
     let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
-    for (desc, schema) in parts {
-        if let Some(r) = desc {
+    for fit_parts::ToolParts { description, schema } in parts {
+        if let Some(r) = description {
             let text = json::decode(body, r.clone()).ok()?;
             let collapsed = collapse_ws(&text);
             if collapsed != text {

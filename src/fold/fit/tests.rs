@@ -11,13 +11,16 @@ use crate::fold::originals::Originals;
 use crate::fold::{FoldOptions, Folder, Level};
 
 fn folder() -> Folder {
-    let opts = FoldOptions { level: Level::Balanced, originals: Arc::new(Originals::unstored()), ..FoldOptions::default() };
+    let opts =
+        FoldOptions { level: Level::Balanced, originals: Arc::new(Originals::unstored()), ..FoldOptions::default() };
     Folder::with_options(true, opts)
 }
 
 /// Output of call `t`: a test run of distinct lines.
 fn output(t: usize, lines: usize) -> String {
-    (0..lines).map(|i| format!("row_{t}_{i} widget_{t}_{i} value={} owner=team_{}\n", (i * 37 + t) % 1000, i % 7)).collect()
+    (0..lines)
+        .map(|i| format!("row_{t}_{i} widget_{t}_{i} value={} owner=team_{}\n", (i * 37 + t) % 1000, i % 7))
+        .collect()
 }
 
 const SYSTEM: &str = "You are a careful coding agent. Follow the user's instructions.";
@@ -149,7 +152,11 @@ fn fully_fitted(dialect: Dialect) -> (Value, Value) {
     let body = session(dialect);
     let needs = run(&f, dialect, &body, 0).unwrap_err().needs;
     let fitted = run(&f, dialect, &body, needs).unwrap();
-    assert!(names(&fitted).contains(&KEEP_RECENT) && names(&fitted).contains(&SCHEMAS), "{dialect:?}: {:?}", names(&fitted));
+    assert!(
+        names(&fitted).contains(&KEEP_RECENT) && names(&fitted).contains(&SCHEMAS),
+        "{dialect:?}: {:?}",
+        names(&fitted)
+    );
     (body, serde_json::from_slice(&fitted.body).unwrap())
 }
 
@@ -240,7 +247,13 @@ fn only_old_reasoning_goes() {
         .collect();
     // Only the latest assistant message keeps its thinking (a tool loop in progress needs it).
     assert_eq!(thinking, vec![2 * CALLS - 1]);
-    let (fitted, _) = (drop_old_reasoning(Dialect::OpenaiResponses, session(Dialect::OpenaiResponses).to_string().as_bytes()).unwrap(), ());
+    let (fitted, _) = (
+        drop_old_reasoning(Dialect::OpenaiResponses, session(Dialect::OpenaiResponses).to_string().as_bytes()).unwrap(),
+        (),
+    );
     let v: Value = serde_json::from_slice(&fitted).unwrap();
-    assert!(v["input"].as_array().unwrap().iter().all(|i| i["type"] != "reasoning"), "all before the last user message");
+    assert!(
+        v["input"].as_array().unwrap().iter().all(|i| i["type"] != "reasoning"),
+        "all before the last user message"
+    );
 }

@@ -71,7 +71,7 @@ pub fn estimate_request(body: &[u8], factor: f64) -> Option<u64> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let mut text = String::new();
     let mut long = 0;
-    let objects = request_text_split(&value, &mut text, &mut long);
+    let objects = walk(&value, &mut text, Some(&mut long));
     let tokens = count(&text) + long + 3 * objects;
     Some((tokens as f64 * factor).ceil() as u64)
 }
@@ -101,31 +101,6 @@ fn count_memo(s: &str) -> u64 {
     n
 }
 
-/// Like `request_text`, but long strings are counted on their own (memoized) into `long`.
-fn request_text_split(v: &serde_json::Value, out: &mut String, long: &mut u64) -> u64 {
-    use serde_json::Value;
-    match v {
-        Value::String(s) if s.len() >= MEMO_MIN_BYTES => {
-            *long += count_memo(s);
-            0
-        }
-        Value::Array(items) => items.iter().map(|i| request_text_split(i, out, long)).sum(),
-        Value::Object(map) => {
-            let mut n = 1;
-            for (k, v) in map {
-                if skipped_key(k) {
-                    continue;
-                }
-                out.push_str(k);
-                out.push(' ');
-                n += request_text_split(v, out, long);
-            }
-            n
-        }
-        other => request_text(other, out),
-    }
-}
-
 /// Not text the model reads: names, cache hints, opaque signatures.
 fn skipped_key(k: &str) -> bool {
     matches!(k, "model" | "cache_control" | "thoughtSignature" | "signature")
@@ -134,14 +109,25 @@ fn skipped_key(k: &str) -> bool {
 /// Appends every string value and object key of `v` a model reads to `out`; returns how many
 /// objects it holds.
 pub fn request_text(v: &serde_json::Value, out: &mut String) -> u64 {
+    walk(v, out, None)
+}
+
+/// `request_text`, except that with `long`, strings of `MEMO_MIN_BYTES` or more are counted on
+/// their own (memoized) into it instead of appended.
+fn walk(v: &serde_json::Value, out: &mut String, mut long: Option<&mut u64>) -> u64 {
     use serde_json::Value;
     match v {
         Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
+            match long {
+                Some(n) if s.len() >= MEMO_MIN_BYTES => *n += count_memo(s),
+                _ => {
+                    out.push_str(s);
+                    out.push('\n');
+                }
+            }
             0
         }
-        Value::Array(items) => items.iter().map(|i| request_text(i, out)).sum(),
+        Value::Array(items) => items.iter().map(|i| walk(i, out, long.as_deref_mut())).sum(),
         Value::Object(map) => {
             let mut n = 1;
             for (k, v) in map {
@@ -150,7 +136,7 @@ pub fn request_text(v: &serde_json::Value, out: &mut String) -> u64 {
                 }
                 out.push_str(k);
                 out.push(' ');
-                n += request_text(v, out);
+                n += walk(v, out, long.as_deref_mut());
             }
             n
         }

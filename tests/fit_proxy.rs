@@ -149,3 +149,24 @@ async fn fitted_sizes_never_overflow_a_tpm_window() {
     let in_window: u64 = seen.served.iter().map(|(i, m)| i + m).sum();
     assert!(answered >= 2 && in_window <= 12_000 + 512 * answered as u64, "{answered} answered, {in_window}");
 }
+
+#[tokio::test]
+async fn the_fit_strategy_prefers_the_target_that_needs_no_cut() {
+    let (gh, cb) = (fit_support::start(GITHUB).await, fit_support::start(CEREBRAS).await);
+    let ledger = temp_dir("fit-ledger").join("ledger.db");
+    // ~10k tokens: the 8k-input tier comes first in the route but would need cutting.
+    let body = request(Dialect::Anthropic, 4, "free");
+    let proxy = start(&[&gh, &cb], "fit", &ledger);
+    let (status, answer) = send(&proxy, Dialect::Anthropic, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((gh.served(), cb.served()), (0, 1), "`fit` sends it whole to the 40k window");
+    let sent_whole = cb.seen.lock().unwrap().served[0].0;
+    // `fallback` keeps the route order and cuts it to the first tier's cap instead.
+    let proxy = start(&[&gh, &cb], "fallback", &temp_dir("fit-ledger").join("ledger.db"));
+    let (status, answer) = send(&proxy, Dialect::Anthropic, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((gh.served(), cb.served()), (1, 1));
+    let cut = gh.seen.lock().unwrap().served[0].0;
+    assert!(cut <= 8000 && cut < sent_whole, "{cut} vs {sent_whole}");
+    assert!(gh.refused().is_empty() && cb.refused().is_empty());
+}

@@ -12,7 +12,7 @@ use crate::dialect::breakpoints::CacheTtl;
 use crate::dialect::Dialect;
 use crate::fold::clear::{Cleared, Economics};
 use crate::fold::fit::{self, NoFit, Start};
-use crate::pool::{Attempt, Offer, Target};
+use crate::pool::{Attempt, Bound, Offer, Target};
 use crate::price::Price;
 
 /// What an attempt sends, in the ingress dialect.
@@ -41,14 +41,30 @@ fn tokenizer_factor(target: Dialect) -> f64 {
     }
 }
 
+/// The most tokens `body` can count as: no tokenizer makes more tokens of a string than it has
+/// bytes, the estimate adds 3 per object, and translation is allowed a quarter more. A body
+/// within a budget by this bound is not measured (requests far below a large window).
+fn upper_bound(body: &[u8], factor: f64) -> u64 {
+    let objects = body.iter().filter(|&&c| c == b'{').count() as u64;
+    ((body.len() as u64 + 3 * objects) as f64 * factor * 1.25).ceil() as u64
+}
+
 /// The body for `offer`, fitted to `budget` input tokens (the offer's own budget unless the
 /// caller waits for a fuller window).
 pub fn for_offer(state: &AppState, req: &UpstreamRequest<'_>, offer: &Offer, budget: u64) -> Result<Shaped, NoFit> {
     let target = offer.target();
     let cleared = clear_for(state, req, target, offer.price(), offer.free_tier());
     let body = cleared.as_ref().map_or_else(|| req.body.clone(), |c| c.body.clone());
+    let factor = tokenizer_factor(target.dialect);
     if budget == u64::MAX {
         return Ok(Shaped { body, tokens: None, cleared, steps: Vec::new() });
+    }
+    let bound = upper_bound(&body, factor);
+    if bound <= budget {
+        // Not measured: a TPM window counts the bound (settled to the real usage later), so
+        // concurrent requests never overflow it; other budgets keep the byte estimate.
+        let tokens = (offer.budget().bound == Bound::Tpm).then_some(bound);
+        return Ok(Shaped { body, tokens, cleared, steps: Vec::new() });
     }
     let model_override = offer.send_model().or(state.model_override.as_deref());
     let facts = outgoing::TargetFacts {
@@ -58,7 +74,6 @@ pub fn for_offer(state: &AppState, req: &UpstreamRequest<'_>, offer: &Offer, bud
         own_key: matches!(target.provider.auth, ProviderAuth::Key { .. }),
         drop_prompt_cache_key: !target.provider.takes_prompt_cache_key,
     };
-    let factor = tokenizer_factor(target.dialect);
     let mut measure = |b: &Bytes| -> u64 {
         let sent = outgoing::prepare(req, b, &facts).map(|o| o.body).unwrap_or_else(|_| b.clone());
         // Not JSON after all: bytes / 3 is above any tokenizer's count of code and prose.

@@ -134,16 +134,22 @@ async fn fitted_sizes_never_overflow_a_tpm_window() {
     let groq = fit_support::start(GROQ).await;
     let ledger = temp_dir("fit-ledger").join("ledger.db");
     let proxy = start(&[&groq], "fallback", &ledger);
-    let mut answered = 0;
+    let (mut answered, mut busy) = (0, 0);
     for t in 1..=8 {
         let (status, body) = send(&proxy, Dialect::Anthropic, &request(Dialect::Anthropic, t, "free")).await;
         match status {
             200 => answered += 1,
             // The window is spent: the proxy says so itself, with a retry time.
-            429 => assert_eq!(body["error"]["type"], "rate_limit_error", "{body}"),
+            429 => {
+                busy += 1;
+                assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+                let msg = body["error"]["message"].as_str().unwrap_or_default();
+                assert!(msg.contains("(retry in ") && msg.contains("budget"), "{msg}");
+            }
             _ => panic!("turn {t}: {status} {body}"),
         }
     }
+    assert!(busy >= 1, "a burst of 8 turns spends a 12k window");
     assert!(groq.refused().is_empty(), "the provider never had to refuse: {:?}", groq.refused());
     let seen = groq.seen.lock().unwrap();
     let in_window: u64 = seen.served.iter().map(|(i, m)| i + m).sum();

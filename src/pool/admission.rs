@@ -357,6 +357,11 @@ impl Plan {
         })
     }
 
+    /// A passed-over target frees at `at_ms` (for the retry time of the plan's error).
+    pub(super) fn note_free_at(&mut self, at_ms: i64) {
+        self.earliest_free_ms = min_opt(self.earliest_free_ms, Some(at_ms));
+    }
+
     /// The route or model name this plan serves.
     pub fn label(&self) -> &str {
         &self.label

@@ -247,10 +247,15 @@ impl Plan {
     }
 
     /// Passes `offer` over before anything is sent, for `reason` (it cannot fit): noted for the
-    /// error if no target answers, and as the model's last error for `tokenfold pool`.
-    pub fn pass_over(&mut self, offer: &Offer, reason: &str) {
+    /// error if no target answers, and as the model's last error for `tokenfold pool`. With
+    /// `free_in`, the target could take it once that time has passed (a TPM window): the
+    /// error's retry time.
+    pub fn pass_over(&mut self, offer: &Offer, reason: &str, free_in: Option<Duration>) {
         self.skipped.push(format!("{}: {reason}", offer.name));
         let now = self.inner.clock.now_ms();
+        if let Some(d) = free_in {
+            self.note_free_at(now + d.as_millis() as i64);
+        }
         let mut st = self.inner.lock();
         let m = st.get(&offer.cand.model_slot, now);
         m.note_error(format!("skipped: {reason}"), now);

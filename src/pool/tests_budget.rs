@@ -67,7 +67,7 @@ async fn a_skip_names_the_reason_for_the_error_and_the_pool_table() {
     let mut plan = pool.plan(Dialect::Anthropic, Some("r"), &fitted_facts(0)).unwrap();
     while let Some(o) = plan.next_offer() {
         let reason = format!("needs 60,000 tokens, budget {}", o.budget().tokens);
-        plan.pass_over(&o, &reason);
+        plan.pass_over(&o, &reason, None);
     }
     let e = plan.nothing_fits();
     assert_eq!((e.status(), e.kind()), (413, "request_too_large"));

@@ -166,11 +166,15 @@ async fn fit_to(
         Err(no_fit) => {
             let reason = no_fit.to_string();
             pending.hop(format!("{}/{}: {reason}", offer.provider(), offer.account()));
-            plan.pass_over(&offer, &reason);
-            if budget.bound == Bound::Tpm && no_fit.needs <= budget.full_window {
-                return Fit::Busy;
+            // Only the TPM window in the way: the target takes it once the window frees.
+            let busy = budget.bound == Bound::Tpm && no_fit.needs <= budget.full_window;
+            let free_in = if busy { plan.tpm_wait(&offer, no_fit.needs) } else { None };
+            plan.pass_over(&offer, &reason, free_in);
+            if busy {
+                Fit::Busy
+            } else {
+                Fit::TooSmall
             }
-            Fit::TooSmall
         }
     }
 }

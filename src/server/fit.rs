@@ -18,7 +18,8 @@ use crate::price::Price;
 /// What an attempt sends, in the ingress dialect.
 pub struct Shaped {
     pub body: Bytes,
-    /// Input tokens as the target counts them; `None` when its budget is unlimited (not measured).
+    /// Input tokens as the target counts them (or a bound on them); `None`: not measured (no
+    /// budget, or far within one): admission uses the byte estimate.
     pub tokens: Option<u64>,
     pub cleared: Option<Cleared>,
     /// Fitting steps taken, with the tokens each removed (`fit:<step>`).

@@ -126,6 +126,10 @@ async fn a_request_that_fits_nowhere_gets_a_413_naming_every_target() {
     let (status, body) = send(&proxy, Dialect::Chat, &chat).await;
     assert_eq!(status, 413, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("budget 8,000"), "{body}");
+    let responses = json!({"model": "free", "max_output_tokens": 100, "input": text});
+    let (status, body) = send(&proxy, Dialect::Responses, &responses).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("t1[default]/m: needs "), "{body}");
     assert!(gh.served() + groq.served() == 0 && gh.refused().is_empty() && groq.refused().is_empty());
 }
 

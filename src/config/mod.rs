@@ -3,6 +3,7 @@
 
 mod file;
 mod pool;
+mod render;
 mod server;
 
 use std::collections::HashMap;
@@ -257,11 +258,13 @@ impl Config {
 
     /// Parses and validates config text. `env` looks up `${VAR}` references.
     pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+        let file: ConfigFile = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let key = key_path(e.path());
+            let e = e.into_inner();
             let message = e.message().trim();
             let Some(span) = e.span() else { return ConfigError::Invalid(format!("{source}: {message}")) };
             let at = location(text, source, span.start);
-            match key_path_at(text, span.start) {
+            match key {
                 Some(key) => ConfigError::Invalid(format!("{at}: `{key}`: {message}")),
                 None => ConfigError::Invalid(format!("{at}: {message}")),
             }
@@ -423,95 +426,6 @@ impl Config {
             }
         }
         out
-    }
-
-    /// The effective config as TOML with every secret masked, for `tokenfold config check`.
-    pub fn render_masked(&self) -> String {
-        let mut s = String::new();
-        s.push_str(&format!("# effective config from {}\n\n[server]\n", self.source));
-        s.push_str(&format!("listen = \"{}\"\n", self.listen));
-        let keys: Vec<&str> = self.api_keys.iter().map(|_| "\"****\"").collect();
-        s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
-        s.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
-        s.push_str(&server::render(&self.server));
-        s.push_str("\n[timeouts]\n");
-        s.push_str(&format!(
-            "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\nlevel = \"{}\"\ncache_mb = {}\n",
-            self.timeouts.connect.as_millis(),
-            self.timeouts.first_byte.as_millis(),
-            self.timeouts.idle.as_millis(),
-            self.fold_enabled,
-            self.fold_level.name(),
-            self.fold_cache_bytes >> 20
-        ));
-        let o = &self.originals;
-        match &o.dir {
-            Some(d) => s.push_str(&format!("originals_dir = \"{}\"\n", d.display())),
-            None => s.push_str("originals_dir = \"off\"  # filters off: dedup only\n"),
-        }
-        s.push_str(&format!(
-            "originals_max_mb = {}\noriginals_max_age_days = {}\n",
-            o.max_bytes >> 20,
-            o.max_age.as_secs() / 86_400
-        ));
-        if let Some(u) = &o.public_url {
-            s.push_str(&format!("public_url = \"{u}\"\n"));
-        }
-        let c = &self.clear;
-        let tools: Vec<String> = c.exclude_tools.iter().map(|t| format!("{t:?}")).collect();
-        s.push_str(&format!(
-            "keep_recent = {}\nclear_at_least = {}\nexclude_tools = [{}]\n",
-            c.keep_recent,
-            c.clear_at_least,
-            tools.join(", ")
-        ));
-        for p in &self.providers {
-            s.push_str(&format!(
-                "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
-                p.name, p.dialect, p.base_url
-            ));
-            match &p.auth {
-                ProviderAuth::Client => s.push_str("auth = \"client\"\n"),
-                ProviderAuth::Key { var, .. } => s.push_str(&format!("api_key = \"****\"  # from ${var}\n")),
-                ProviderAuth::MissingKey { var, .. } => {
-                    s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
-                }
-            }
-            if p.accounts.iter().all(|a| a.free_tier) {
-                s.push_str("free_tier = true\n");
-            }
-            if p.accounts.len() > 1 {
-                let labels: Vec<String> = p.accounts.iter().map(|a| format!("\"{}\"", a.label)).collect();
-                s.push_str(&format!("# accounts: [{}]\n", labels.join(", ")));
-            }
-            if !p.models.is_empty() {
-                let models: Vec<String> = p.models.iter().map(|m| format!("\"{m}\"")).collect();
-                s.push_str(&format!("models = [{}]\n", models.join(", ")));
-            }
-        }
-        for r in &self.routes {
-            let targets: Vec<String> =
-                r.targets.iter().map(|t| format!("\"{}/{}\"", self.providers[t.provider].name, t.model)).collect();
-            s.push_str(&format!(
-                "\n[routes.{}]\nstrategy = \"{}\"\ntargets = [{}]\n",
-                r.name,
-                r.strategy.name(),
-                targets.join(", ")
-            ));
-        }
-        s.push_str(&format!("\n[ledger]\nretention_days = {}\n", self.ledger_retention.as_secs() / 86_400));
-        s.push_str(&format!(
-            "\n[cache]\nauto_breakpoints = {}\nanthropic_ttl = \"{}\"\n",
-            self.cache.auto_breakpoints,
-            self.cache.anthropic_ttl.name()
-        ));
-        s.push_str("\n[default_upstream]\n");
-        for d in Dialect::ALL {
-            if let Some(&i) = self.default_upstream.get(&d) {
-                s.push_str(&format!("{} = \"{}\"\n", d.name(), self.providers[i].name));
-            }
-        }
-        s
     }
 
     /// The file this config was read from, when there is one to reload (not the built-in copy,
@@ -705,63 +619,25 @@ fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
     Ok(url.to_string())
 }
 
-/// The dotted key path (`providers[1].models[0].name`) of the deepest key or value at byte
-/// `offset`, for errors serde reports with a position but without the key.
-fn key_path_at(text: &str, offset: usize) -> Option<String> {
-    use toml_edit::{Item, Table, Value};
-    let contains = |span: Option<std::ops::Range<usize>>| span.is_some_and(|s| s.start <= offset && offset < s.end);
-    fn value(v: &Value, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
-        if contains(v.span()) {
-            best.clear();
-            best.push_str(path);
-        }
-        match v {
-            Value::Array(a) => {
-                a.iter().enumerate().for_each(|(i, e)| value(e, &format!("{path}[{i}]"), contains, best))
-            }
-            Value::InlineTable(t) => {
-                for (k, e) in t.iter() {
-                    let child = format!("{path}.{k}");
-                    if contains(t.key(k).and_then(|k| k.span())) {
-                        best.clone_from(&child);
-                    }
-                    value(e, &child, contains, best);
+/// The dotted key path (`providers[1].models[0].name`) of a value serde could not read, as
+/// `serde_path_to_error` tracked it, less the fields `toml::Spanned` reads through.
+fn key_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key.starts_with("$__serde_spanned") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
                 }
+                out.push_str(key);
             }
-            _ => {}
+            Segment::Unknown => {}
         }
     }
-    fn table(t: &Table, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
-        for (k, item) in t.iter() {
-            let child = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
-            if contains(t.key(k).and_then(|k| k.span())) {
-                best.clone_from(&child);
-            }
-            match item {
-                Item::Value(v) => value(v, &child, contains, best),
-                Item::Table(sub) => {
-                    if contains(sub.span()) {
-                        best.clone_from(&child);
-                    }
-                    table(sub, &child, contains, best);
-                }
-                Item::ArrayOfTables(tables) => {
-                    for (i, sub) in tables.iter().enumerate() {
-                        let indexed = format!("{child}[{i}]");
-                        if contains(sub.span()) {
-                            best.clone_from(&indexed);
-                        }
-                        table(sub, &indexed, contains, best);
-                    }
-                }
-                Item::None => {}
-            }
-        }
-    }
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
-    let mut best = String::new();
-    table(doc.as_table(), "", &contains, &mut best);
-    (!best.is_empty()).then_some(best)
+    (!out.is_empty()).then_some(out)
 }
 
 /// `source:line:column` for a byte offset.

@@ -8,6 +8,8 @@
 //! out. A Redis that came back empty (restarted without its data; its epoch key is gone) is first
 //! given each instance's own counts by `Resync`.
 
+pub mod originals;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};

@@ -244,7 +244,7 @@ impl Redis {
         let n = ops.len();
         let mut pipe = redis::pipe();
         add_ops(&mut pipe, &ops);
-        let conn = lock(&self.conn).clone();
+        let conn = lock(&self.conn).clone().filter(|_| n > 0);
         if let Some(mut conn) = conn {
             tokio::time::timeout(CALL_TIMEOUT * 4, pipe.query_async::<()>(&mut conn))
                 .await

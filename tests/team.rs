@@ -365,3 +365,29 @@ async fn a_breaker_opened_by_one_instance_holds_for_the_other() {
     }
     assert_eq!(small_hits.load(Ordering::Relaxed), 3, "B tried a target whose breaker A opened");
 }
+
+/// `deploy/tokenfold.toml` is what every instance of the compose file reads: it must load with
+/// the environment the compose file gives, and name the services the compose file defines.
+#[test]
+fn the_deploy_config_loads_and_matches_the_compose_file() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let text = std::fs::read_to_string(root.join("tokenfold.toml")).unwrap();
+    let env = |v: &str| match v {
+        "TOKENFOLD_API_KEY" => Some("team-key".to_string()),
+        "TOKENFOLD_LEDGER_URL" => Some("postgres://tokenfold:pw@postgres:5432/tokenfold".to_string()),
+        "ANTHROPIC_API_KEY" => Some("sk-ant".to_string()),
+        _ => None,
+    };
+    let cfg = tokenfold::config::Config::parse(&text, "deploy/tokenfold.toml", &env).unwrap();
+    let state = cfg.state.as_ref().expect("[state] is set");
+    assert_eq!((state.redis.url.expose(), state.name.as_str()), ("redis://redis:6379/0", "team"));
+    assert!(cfg.ledger_url.as_ref().unwrap().url.expose().contains("@postgres:5432/"));
+    assert!(!cfg.api_keys.is_empty() && !cfg.listen.ip().is_loopback(), "reachable by nginx, with a key");
+    let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
+    for needle in ["tokenfold-a:", "tokenfold-b:", "nginx:", "redis:", "postgres:", "TOKENFOLD_LEDGER_URL", "/healthz"] {
+        assert!(compose.contains(needle), "compose.yaml lacks {needle}");
+    }
+    let nginx = std::fs::read_to_string(root.join("nginx.conf")).unwrap();
+    assert!(nginx.contains("server tokenfold-a:8411") && nginx.contains("server tokenfold-b:8411"));
+    assert!(nginx.contains("proxy_buffering off"), "streams are relayed event by event");
+}

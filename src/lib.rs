@@ -11,4 +11,5 @@ pub mod ledger;
 pub mod pool;
 pub mod replay;
 pub mod server;
+pub mod shared;
 pub mod tokens;

@@ -4,6 +4,7 @@
 mod file;
 mod pool;
 mod server;
+mod team;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ pub use pool::{
     Strategy,
 };
 pub use server::{normalize_origin, ServerSettings};
+pub use team::{ServiceUrl, SharedStateSettings, DEFAULT_POOL_NAME};
 use toml::Spanned;
 
 use crate::dialect::breakpoints::CacheTtl;
@@ -190,6 +192,10 @@ pub struct Config {
     pub ledger_retention: Duration,
     /// `[cache]`.
     pub cache: CacheSettings,
+    /// `[state] redis_url`, `name`: the pool's state and the originals shared through Redis.
+    pub state: Option<SharedStateSettings>,
+    /// `[ledger] url`: the records go to PostgreSQL too.
+    pub ledger_url: Option<ServiceUrl>,
 }
 
 impl Config {
@@ -360,6 +366,8 @@ impl Config {
         let cache = validate_cache(&file.cache, &at)?;
         let server = server::validate(&file.server, &at)?;
         let clear = validate_clear(&file.fold, &at)?;
+        let state = team::validate_state(&file.state, &at, env)?;
+        let ledger_url = team::validate_ledger_url(&file.ledger, &at, env)?;
 
         let t = &file.timeouts;
         Ok(Config {
@@ -385,6 +393,8 @@ impl Config {
             pool,
             ledger_retention: Duration::from_secs(*retention.get_ref() * 86_400),
             cache,
+            state,
+            ledger_url,
         })
     }
 
@@ -501,6 +511,12 @@ impl Config {
             ));
         }
         s.push_str(&format!("\n[ledger]\nretention_days = {}\n", self.ledger_retention.as_secs() / 86_400));
+        if let Some(u) = &self.ledger_url {
+            s.push_str(&format!("url = \"{}\"\n", u.shown));
+        }
+        if let Some(st) = &self.state {
+            s.push_str(&format!("\n[state]\nredis_url = \"{}\"\nname = \"{}\"\n", st.redis.shown, st.name));
+        }
         s.push_str(&format!(
             "\n[cache]\nauto_breakpoints = {}\nanthropic_ttl = \"{}\"\n",
             self.cache.auto_breakpoints,

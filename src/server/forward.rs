@@ -91,7 +91,7 @@ pub async fn send_with_fallback(
     record.route = plan.label().to_string();
     let mut held: Option<HeldAnswer> = None;
     let mut last_error: Option<ProxyError> = None;
-    while let Some(mut attempt) = plan.next_attempt() {
+    while let Some(mut attempt) = plan.admit_next().await {
         let target = attempt.target().clone();
         // A failed request's record names the last target tried.
         note_target(record, &attempt);

@@ -5,6 +5,7 @@ mod file;
 mod pool;
 mod render;
 mod server;
+mod team;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ pub use pool::{
     resolve_target, Account, Limits, ModelSpec, PoolSettings, RateScope, Route, RouteTarget, StoreLocation, Strategy,
 };
 pub use server::{normalize_origin, ServerSettings};
+pub use team::{ServiceUrl, SharedStateSettings, DEFAULT_POOL_NAME};
 use toml::Spanned;
 
 use crate::dialect::breakpoints::CacheTtl;
@@ -190,6 +192,10 @@ pub struct Config {
     pub ledger_retention: Duration,
     /// `[cache]`.
     pub cache: CacheSettings,
+    /// `[state] redis_url`, `name`: the pool's state and the originals shared through Redis.
+    pub state: Option<SharedStateSettings>,
+    /// `[ledger] url`: the records go to PostgreSQL too.
+    pub ledger_url: Option<ServiceUrl>,
 }
 
 impl Config {
@@ -362,6 +368,8 @@ impl Config {
         let cache = validate_cache(&file.cache, &at)?;
         let server = server::validate(&file.server, &at)?;
         let clear = validate_clear(&file.fold, &at)?;
+        let state = team::validate_state(&file.state, &at, env)?;
+        let ledger_url = team::validate_ledger_url(&file.ledger, &at, env)?;
 
         let t = &file.timeouts;
         Ok(Config {
@@ -387,6 +395,8 @@ impl Config {
             pool,
             ledger_retention: Duration::from_secs(*retention.get_ref() * 86_400),
             cache,
+            state,
+            ledger_url,
         })
     }
 

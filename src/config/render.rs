@@ -16,7 +16,9 @@ struct Masked<'a> {
     fold: Fold<'a>,
     providers: Vec<Provider<'a>>,
     routes: BTreeMap<&'a str, Route>,
-    ledger: Ledger,
+    ledger: Ledger<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<State<'a>>,
     cache: Cache,
     default_upstream: BTreeMap<&'static str, &'a str>,
 }
@@ -76,8 +78,16 @@ struct Route {
 }
 
 #[derive(Serialize)]
-struct Ledger {
+struct Ledger<'a> {
     retention_days: u64,
+    /// `${VAR}` when the URL came from the environment (it may carry a password).
+    url: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct State<'a> {
+    redis_url: &'a str,
+    name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -159,7 +169,11 @@ impl Config {
             },
             providers,
             routes,
-            ledger: Ledger { retention_days: self.ledger_retention.as_secs() / 86_400 },
+            ledger: Ledger {
+                retention_days: self.ledger_retention.as_secs() / 86_400,
+                url: self.ledger_url.as_ref().map(|u| u.shown.as_str()),
+            },
+            state: self.state.as_ref().map(|s| State { redis_url: &s.redis.shown, name: &s.name }),
             cache: Cache {
                 auto_breakpoints: self.cache.auto_breakpoints,
                 anthropic_ttl: self.cache.anthropic_ttl.name(),

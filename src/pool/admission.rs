@@ -16,6 +16,7 @@ use crate::price::Price;
 use super::caller::Caller;
 use super::failure::Failure;
 use super::headers::quota_headers;
+use super::redis::{Event, Ticket};
 use super::slots::{Lane, Slot, State};
 use super::state::{CooldownKind, Health, KeyState};
 use super::window::{Block, Est, Mark};
@@ -66,13 +67,13 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone)]
-struct Candidate {
-    acct: usize,
-    target: Resolved,
+pub(super) struct Candidate {
+    pub(super) acct: usize,
+    pub(super) target: Resolved,
     context: Option<u64>,
     /// Where the state of the account (or the caller's lane on it) and of the model live.
-    acct_slot: Slot,
-    model_slot: Slot,
+    pub(super) acct_slot: Slot,
+    pub(super) model_slot: Slot,
 }
 
 /// The ordered candidates of one request. Quota is reserved only as each is tried.
@@ -102,6 +103,8 @@ pub struct Attempt {
     est: u64,
     reserved: u64,
     marks: Option<(Mark, Mark)>,
+    /// How the shared state (`[state] redis_url`) admitted it, to settle there too.
+    ticket: Option<Ticket>,
     /// Reserved before a reload took this pool's state over: reports go to the successor.
     carried: bool,
     probe: bool,
@@ -176,7 +179,7 @@ impl Pool {
         let mut ranked = Vec::with_capacity(cands.len());
         let mut earliest: Option<i64> = None;
         for c in cands {
-            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(facts.est_tokens), now) {
+            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(facts.est_tokens), now, false) {
                 Ok((demoted, _)) => (u8::from(demoted), inner.metric(&mut st, &c, routing.strategy, now)),
                 Err(b) => {
                     reasons.push(format!("{}: {}", inner.describe(&c), b.reason));
@@ -225,15 +228,17 @@ impl Inner {
 
     /// The configured limits of account `acct` (for each caller, on one that forwards callers'
     /// keys) and of its `model`.
-    fn limits(&self, acct: usize, model: &str) -> (Limits, Limits) {
+    pub(super) fn limits(&self, acct: usize, model: &str) -> (Limits, Limits) {
         let a = &self.accounts[acct];
         let p = &self.providers[a.provider];
         let model = p.model_spec(model).map(|s| s.limits).unwrap_or_default();
         (p.accounts[a.account].limits, model)
     }
 
-    /// Whether the candidate can take `est` tokens now: `(demoted, probe)` or why not.
-    fn admit(&self, st: &mut State, c: &Candidate, est: Est, now: i64) -> Result<(bool, bool), Block> {
+    /// Whether the candidate can take `est` tokens now: `(demoted, probe)` or why not. With a
+    /// shared state, this instance's counters decide alone (`solo`, or Redis is away) within a
+    /// safe share of each limit; else (ranking a plan) against the whole limit.
+    fn admit(&self, st: &mut State, c: &Candidate, est: Est, now: i64, solo: bool) -> Result<(bool, bool), Block> {
         let a = &self.accounts[c.acct];
         let zone = self.providers[a.provider].day_zone;
         let (day, next_day) = (zone.day_index(now), zone.next_reset_ms(now));
@@ -242,12 +247,20 @@ impl Inner {
             Health::Ready { demoted, probe } => Ok((demoted, probe)),
             Health::Blocked { reason, free_at_ms } => Err(Block { reason, free_at_ms }),
         };
+        let instances = self.redis.as_ref().filter(|r| solo || !r.is_up()).map(|r| r.instances());
+        let check = |k: &mut KeyState, configured: &Limits| match instances {
+            None => k.counters.check(configured, est, now, day, next_day),
+            Some(n) => {
+                let l = super::redis::share(&k.counters.effective(configured), k.seen.as_ref(), n, now, day);
+                k.counters.check_within(&l, est, now, day, next_day)
+            }
+        };
         let k = st.get(&c.acct_slot, now);
         let (d1, probe) = health(k)?;
-        k.counters.check(&acct_limits, est, now, day, next_day)?;
+        check(k, &acct_limits)?;
         let m = st.get(&c.model_slot, now);
         let (d2, _) = health(m)?;
-        m.counters.check(&model_limits, est, now, day, next_day)?;
+        check(m, &model_limits)?;
         Ok((d1 || d2, probe))
     }
 
@@ -270,62 +283,113 @@ impl Inner {
 }
 
 impl Plan {
-    /// The next candidate that can take the request now, with its quota reserved.
+    /// The next candidate that can take the request now, with its quota reserved, decided on
+    /// this instance's counters (with a shared state: within this instance's safe share of each
+    /// limit; `admit_next` asks Redis).
     pub fn next_attempt(&mut self) -> Option<Attempt> {
+        while let Some((c, est, tokens)) = self.next_candidate() {
+            if let Some(a) = self.admit_here(c, est, tokens) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// Admits `c` on this instance's counters, or notes why not.
+    pub(super) fn admit_here(&mut self, c: Candidate, est: u64, tokens: Est) -> Option<Attempt> {
         let inner = self.inner.clone();
+        let now = inner.clock.now_ms();
+        let mut st = inner.lock();
+        let probe = match inner.admit(&mut st, &c, tokens, now, true) {
+            Ok((_, probe)) => probe,
+            Err(b) => {
+                self.refused(&c, b);
+                return None;
+            }
+        };
+        let ticket = inner.redis.as_ref().map(|r| {
+            let day = inner.providers[inner.accounts[c.acct].provider].day_zone.day_index(now);
+            Ticket::local(r, now.div_euclid(1000), day, tokens.reserve)
+        });
+        Some(self.start(&mut st, c, est, tokens, probe, ticket, now))
+    }
+
+    pub(super) fn pool(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// The next candidate that a larger context need has not ruled out, with the input tokens to
+    /// admit it with and its reservation.
+    pub(super) fn next_candidate(&mut self) -> Option<(Candidate, u64, Est)> {
         while self.pos < self.cands.len() {
             let c = self.cands[self.pos].clone();
             self.pos += 1;
             let need = self.need_context.load(Ordering::Relaxed);
             if need > 0 && c.context.is_some_and(|ctx| ctx < need) {
-                self.skipped.push(format!("{}: window smaller than the prompt", inner.describe(&c)));
+                self.skipped.push(format!("{}: window smaller than the prompt", self.inner.describe(&c)));
                 continue;
             }
             let est = self.facts.est_tokens.max(need);
-            let tokens = self.facts.est_with(est);
-            let now = inner.clock.now_ms();
-            let mut st = inner.lock();
-            let probe = match inner.admit(&mut st, &c, tokens, now) {
-                Ok((_, probe)) => probe,
-                Err(b) => {
-                    self.skipped.push(format!("{}: {}", inner.describe(&c), b.reason));
-                    self.earliest_free_ms = min_opt(self.earliest_free_ms, b.free_at_ms);
-                    continue;
-                }
-            };
-            let a = &inner.accounts[c.acct];
-            let day = inner.providers[a.provider].day_zone.day_index(now);
-            let acct = st.get(&c.acct_slot, now);
-            acct.probing |= probe;
-            let am = acct.counters.reserve(tokens.reserve, now, day);
-            inner.persist(&c.acct_slot, acct);
-            let m = st.get(&c.model_slot, now);
-            let mm = m.counters.reserve(tokens.reserve, now, day);
-            inner.persist(&c.model_slot, m);
-            // Under the lock, like a reload's snapshot: either it saw this reservation or not.
-            let carried = !inner.retired.load(Ordering::Relaxed);
-            drop(st);
-            return Some(Attempt {
-                target: Target { dialect: a.view.dialect, provider: a.view.clone() },
-                inner,
-                acct: c.acct,
-                caller: self.facts.caller,
-                acct_slot: c.acct_slot,
-                model_slot: c.model_slot,
-                model: c.target.model.clone(),
-                send_model: c.target.send_model.clone(),
-                context: c.context,
-                est,
-                reserved: tokens.reserve,
-                marks: Some((am, mm)),
-                carried,
-                probe,
-                started: tokio::time::Instant::now(),
-                first_byte: None,
-                need_context: self.need_context.clone(),
-            });
+            return Some((c, est, self.facts.est_with(est)));
         }
         None
+    }
+
+    /// Notes why `c` was passed over.
+    pub(super) fn refused(&mut self, c: &Candidate, b: Block) {
+        self.skipped.push(format!("{}: {}", self.inner.describe(c), b.reason));
+        self.earliest_free_ms = min_opt(self.earliest_free_ms, b.free_at_ms);
+    }
+
+    /// Reserves `tokens` on this instance's counters for admitted candidate `c` and makes its
+    /// attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        &mut self,
+        st: &mut State,
+        c: Candidate,
+        est: u64,
+        tokens: Est,
+        probe: bool,
+        ticket: Option<Ticket>,
+        now: i64,
+    ) -> Attempt {
+        let inner = self.inner.clone();
+        let a = &inner.accounts[c.acct];
+        let day = inner.providers[a.provider].day_zone.day_index(now);
+        let acct = st.get(&c.acct_slot, now);
+        acct.probing |= probe;
+        let am = acct.counters.reserve(tokens.reserve, now, day);
+        inner.persist(&c.acct_slot, acct);
+        let m = st.get(&c.model_slot, now);
+        let mm = m.counters.reserve(tokens.reserve, now, day);
+        inner.persist(&c.model_slot, m);
+        if ticket.as_ref().is_some_and(Ticket::is_shared) {
+            super::redis::note_own(st.get(&c.acct_slot, now), now, day);
+            super::redis::note_own(st.get(&c.model_slot, now), now, day);
+        }
+        // Under the lock, like a reload's snapshot: either it saw this reservation or not.
+        let carried = !inner.retired.load(Ordering::Relaxed);
+        Attempt {
+            target: Target { dialect: a.view.dialect, provider: a.view.clone() },
+            inner: inner.clone(),
+            acct: c.acct,
+            caller: self.facts.caller,
+            acct_slot: c.acct_slot,
+            model_slot: c.model_slot,
+            model: c.target.model.clone(),
+            send_model: c.target.send_model.clone(),
+            context: c.context,
+            est,
+            reserved: tokens.reserve,
+            marks: Some((am, mm)),
+            ticket,
+            carried,
+            probe,
+            started: tokio::time::Instant::now(),
+            first_byte: None,
+            need_context: self.need_context.clone(),
+        }
     }
 
     /// The route or model name this plan serves.
@@ -427,6 +491,16 @@ impl Attempt {
         let m = st.get(&model_slot, now);
         m.counters.observe(&windows, &model_limits, now);
         inner.persist(&model_slot, m);
+        if let Some(r) = &inner.redis {
+            let m = st.get(&model_slot, now).clone();
+            match scope {
+                RateScope::Account => {
+                    let k = st.get(&acct_slot, now).clone();
+                    inner.observed_shared(r, &[&acct_slot, &model_slot], &[&k, &m]);
+                }
+                RateScope::Model => inner.observed_shared(r, &[&model_slot], &[&m]),
+            }
+        }
     }
 
     /// The pool and account this attempt's state lives in now: after a reload, the successor
@@ -498,8 +572,11 @@ impl Attempt {
         };
         st.get(acct_slot, now).counters.settle(am, tokens, true);
         st.get(model_slot, now).counters.settle(mm, tokens, true);
+        // What the outcome says about health, for the other instances sharing the state.
+        let mut event = Event::Nothing;
         let verdict = match failure {
             None => {
+                event = Event::Succeeded;
                 st.get(acct_slot, now).succeeded(None);
                 st.get(model_slot, now).succeeded(Some(latency));
                 Verdict::Done
@@ -509,9 +586,11 @@ impl Attempt {
                 st.get(acct_slot, now).note_error(msg.clone(), now);
                 st.get(model_slot, now).note_error(msg.clone(), now);
                 let who = format!("provider `{}` account `{label}` model `{}`", p.name, self.model);
-                let scoped = st.get(if p.rate_scope == RateScope::Account { acct_slot } else { model_slot }, now);
+                let on_model = p.rate_scope == RateScope::Model;
+                let scoped = st.get(if on_model { model_slot } else { acct_slot }, now);
                 match f {
                     Failure::RateLimited { retry_after, .. } => {
+                        event = Event::RateLimited { on_model, retry_after, reason: msg.clone() };
                         scoped.rate_limited(retry_after, &inner.settings, now, msg);
                         tracing::info!("{who}: {}", scoped.cooldown.as_ref().map(|c| c.reason.as_str()).unwrap_or(""));
                         Verdict::TryNext
@@ -520,13 +599,16 @@ impl Attempt {
                         let reset = p.day_zone.next_reset_ms(now);
                         let hint = retry_after.map(|d| now + d.as_millis() as i64).unwrap_or(reset);
                         // Providers' short retry hints on a daily quota would re-hammer it.
-                        scoped.cool(CooldownKind::QuotaExhausted, hint.max(reset), msg);
+                        scoped.cool(CooldownKind::QuotaExhausted, hint.max(reset), msg.clone());
                         let (al, ml) = inner.limits(self.acct, &self.model);
-                        scoped.counters.exhaust_day(if p.rate_scope == RateScope::Model { &ml } else { &al });
+                        let limits = if on_model { ml } else { al };
+                        scoped.counters.exhaust_day(&limits);
+                        event = Event::QuotaExhausted { on_model, until_ms: hint.max(reset), reason: msg, limits };
                         tracing::warn!("{who}: daily quota spent; out until {} ({})", reset, p.day_zone.name());
                         Verdict::TryNext
                     }
                     Failure::Unavailable { .. } => {
+                        event = Event::Unavailable { reason: msg.clone() };
                         if st.get(acct_slot, now).unavailable(&inner.settings, now, msg) {
                             tracing::warn!("{who}: circuit breaker open after repeated failures");
                         }
@@ -563,6 +645,9 @@ impl Attempt {
         inner.persist(acct_slot, k);
         let m = st.get(model_slot, now);
         inner.persist(model_slot, m);
+        if let (Some(r), Some(t)) = (&inner.redis, &self.ticket) {
+            inner.settle_shared(r, (acct_slot, model_slot), t, tokens, true, self.probe, event);
+        }
         verdict
     }
 }
@@ -599,6 +684,9 @@ impl Drop for Attempt {
             let m = st.get(&self.model_slot, now);
             m.counters.settle(mm, 0, false);
             inner.persist(&self.model_slot, m);
+            if let (Some(r), Some(t)) = (&inner.redis, &self.ticket) {
+                inner.settle_shared(r, (&self.acct_slot, &self.model_slot), t, 0, false, self.probe, Event::Nothing);
+            }
             return;
         }
     }

@@ -71,7 +71,7 @@ pub async fn send_with_fallback(
     // The provider's last answer, kept in case no other target does better; the last transport error.
     let mut held: Option<HeldAnswer> = None;
     let mut last_error: Option<UpstreamError> = None;
-    while let Some(next) = plan.next_attempt() {
+    while let Some(next) = plan.admit_next().await {
         let (failed, stop) = match attempt::run(state, &req, &pool, next, pending).await? {
             Step::Commit(answer) => return Ok(answer),
             Step::Retry(failed) => (failed, false),

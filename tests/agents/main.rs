@@ -45,7 +45,7 @@ const fn case(name: &'static str, agent: Agent, translated_to: Option<Dialect>) 
     Case { name, agent, translated_to, long: false }
 }
 
-const CASES: [Case; 15] = [
+const CASES: [Case; 16] = [
     case("claude-code", Agent::ClaudeCode, None),
     case("claude-code-on-openai-chat", Agent::ClaudeCode, Some(Dialect::Chat)),
     case("codex", Agent::Codex, None),
@@ -62,6 +62,7 @@ const CASES: [Case; 15] = [
     Case { long: true, ..case("claude-code-long", Agent::ClaudeCode, None) },
     Case { long: true, ..case("codex-long", Agent::Codex, None) },
     Case { long: true, ..case("opencode-long", Agent::OpenCode, None) },
+    Case { long: true, ..case("gemini-cli-long", Agent::GeminiCli, None) },
 ];
 
 /// Set by the outer run for the inner one: why the npm install failed.

@@ -117,7 +117,7 @@ impl Provider {
                 free_tier: false,
             }],
             model_specs: Vec::new(),
-            day_zone: crate::pool::zone::DayZone::UTC,
+            day_zone: crate::pool::zone::DayZone::utc(),
             rate_scope: RateScope::Account,
             takes_prompt_cache_key: dialect != Dialect::Anthropic && is_openai_api(&base_url),
             base_url,

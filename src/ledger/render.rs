@@ -220,10 +220,8 @@ pub fn sessions_table(rows: &[SessionRow]) -> String {
 
 /// `YYYY-MM-DD HH:MM` (UTC) of unix ms.
 fn utc_minute(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::pool::zone::civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| format!("@{ms}ms"), |t| t.strftime("%Y-%m-%d %H:%M").to_string())
 }
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ impl Inner {
     /// safe share of each limit; else (ranking a plan) against the whole limit.
     fn admit(&self, st: &mut State, c: &Candidate, est: Est, now: i64, solo: bool) -> Result<(bool, bool), Block> {
         let a = &self.accounts[c.acct];
-        let zone = self.providers[a.provider].day_zone;
+        let zone = &self.providers[a.provider].day_zone;
         let (day, next_day) = (zone.day_index(now), zone.next_reset_ms(now));
         let (acct_limits, model_limits) = self.limits(c.acct, &c.target.model);
         let health = |k: &KeyState| match k.health(now) {

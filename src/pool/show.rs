@@ -275,10 +275,8 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 fn utc_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = super::zone::civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", t / 3600, t % 3600 / 60, t % 60)
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| format!("@{ms}ms"), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 #[cfg(test)]

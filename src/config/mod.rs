@@ -4,12 +4,14 @@
 //! appear in the file itself and are never printed.
 
 mod file;
+mod fold;
 mod parse;
 mod pool;
 mod render;
 mod server;
 mod team;
 mod validate;
+mod zone;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ pub use pool::{
 pub use server::{normalize_origin, ServerSettings};
 pub use team::{ServiceUrl, SharedStateSettings, DEFAULT_POOL_NAME};
 use validate::{env_reference, is_openai_api};
+pub use zone::DayZone;
 
 use crate::dialect::breakpoints::CacheTtl;
 use crate::dialect::Dialect;
@@ -94,7 +97,7 @@ pub struct Provider {
     pub accounts: Vec<Account>,
     pub model_specs: Vec<ModelSpec>,
     /// Zone whose midnight resets this provider's daily windows.
-    pub day_zone: crate::pool::zone::DayZone,
+    pub day_zone: DayZone,
     pub rate_scope: RateScope,
     /// Accepts OpenAI's `prompt_cache_key`: a derived one is added when the client sends none,
     /// and translation carries the client's own. Strict OpenAI-compatible APIs refuse the field.
@@ -120,7 +123,7 @@ impl Provider {
                 free_tier: false,
             }],
             model_specs: Vec::new(),
-            day_zone: crate::pool::zone::DayZone::utc(),
+            day_zone: DayZone::utc(),
             rate_scope: RateScope::Account,
             takes_prompt_cache_key: dialect != Dialect::Anthropic && is_openai_api(&base_url),
             base_url,

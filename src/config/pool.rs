@@ -11,8 +11,8 @@ use super::file::{
     AccountSection, LimitsSection, ModelEntry, PoolSection, PriceSection, ProviderKind, ProviderSection, RateScopeName,
     RouteSection, StrategyName,
 };
+use super::DayZone;
 use super::{env_reference, AuthMode, ConfigError, Provider, ProviderAuth, Secret};
-use crate::pool::zone::DayZone;
 use crate::price::Price;
 
 /// Quota limits of one window set; `None` means the provider does not limit (or we do not know).

@@ -39,7 +39,6 @@ pub mod status;
 pub mod store;
 pub mod upstream;
 mod window;
-pub mod zone;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

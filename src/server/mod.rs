@@ -68,7 +68,7 @@ impl AppState {
             None => Ledger::disabled(),
         };
         let pool = Pool::new(&cfg);
-        let folder = Folder::with_options(cfg.fold_enabled, crate::fold::FoldOptions::from_config(&cfg));
+        let folder = Folder::with_options(cfg.fold_enabled, cfg.fold_options());
         if let Some(r) = pool.shared() {
             folder.originals().share_through(r.clone());
         }

@@ -5,7 +5,7 @@
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-pub const DAY_MS: i64 = 86_400_000;
+const DAY_MS: i64 = 86_400_000;
 
 /// A time zone in which a daily window resets at local midnight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +64,6 @@ impl DayZone {
 
 fn timestamp(unix_ms: i64) -> Option<Timestamp> {
     Timestamp::from_millisecond(unix_ms).ok()
-}
-
-/// Parses an RFC 3339 timestamp (`2025-01-01T12:00:00Z`, fractions and `+hh:mm` offsets allowed)
-/// into unix milliseconds.
-pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    s.trim().parse::<Timestamp>().ok().map(|t| t.as_millisecond())
 }
 
 #[cfg(test)]
@@ -132,13 +126,5 @@ mod tests {
         // Santiago moved its clocks from 00:00 to 01:00 on Sunday 7 September 2025 (UTC-4 -> UTC-3).
         let santiago = DayZone::parse("America/Santiago").unwrap();
         assert_eq!(santiago.next_reset_ms(utc(2025, 9, 6, 12, 0)), utc(2025, 9, 7, 4, 0));
-    }
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(parse_rfc3339_ms("2025-07-01T12:00:00Z"), Some(utc(2025, 7, 1, 12, 0)));
-        assert_eq!(parse_rfc3339_ms("2025-07-01T12:00:00.25Z"), Some(utc(2025, 7, 1, 12, 0) + 250));
-        assert_eq!(parse_rfc3339_ms("2025-07-01T14:00:00+02:00"), Some(utc(2025, 7, 1, 12, 0)));
-        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

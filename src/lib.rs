@@ -13,4 +13,5 @@ pub mod price;
 pub mod replay;
 pub mod server;
 pub mod shared;
+pub mod table;
 pub mod tokens;

@@ -4,8 +4,9 @@
 //! place yet.
 //!
 //! From the ground up:
-//! - `dialect`, `tokens`, `files.rs` (the on-disk helpers: private files, locks) and `shared` (the
-//!   Redis connection of a team gateway) import no other room;
+//! - `dialect`, `tokens`, `files.rs` (the on-disk helpers: private files, locks), `table.rs` (the
+//!   terminal tables of `report`, `pool` and `replay`) and `shared` (the Redis connection of a
+//!   team gateway) import no other room;
 //! - `price` knows `dialect`'s usage; `fold` works on `dialect`'s blocks;
 //! - `config` validates the file into the other rooms' settings (`fold::Level`, …), so it sits
 //!   above `fold`;
@@ -23,16 +24,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tokens", &[]),
     ("files", &[]),
     ("shared", &[]),
+    ("table", &[]),
     ("price", &["dialect"]),
     ("fold", &["dialect", "tokens", "files", "price", "shared"]),
     ("config", &["dialect", "fold", "price"]),
-    ("pool", &["config", "dialect", "files", "price", "shared"]),
-    ("ledger", &["config", "dialect", "files", "price"]),
+    ("pool", &["config", "dialect", "files", "price", "shared", "table"]),
+    ("ledger", &["config", "dialect", "files", "price", "table"]),
     ("cache", &["config", "dialect", "pool", "price", "tokens"]),
-    ("replay", &["dialect", "fold", "tokens", "price", "files"]),
+    ("replay", &["dialect", "fold", "tokens", "price", "files", "table"]),
     (
         "server",
-        &["cache", "config", "dialect", "files", "fold", "ledger", "pool", "price", "replay", "shared", "tokens"],
+        &[
+            "cache", "config", "dialect", "files", "fold", "ledger", "pool", "price", "replay", "shared", "table",
+            "tokens",
+        ],
     ),
 ];
 

@@ -45,8 +45,9 @@ pub struct UpstreamRequest<'a> {
 
 /// What the request gets once an attempt commits.
 pub enum Answer {
-    /// The provider's answer, relayed to the client as it comes.
-    Relay(Committed),
+    /// The provider's answer, relayed to the client as it comes (boxed: the other variant is
+    /// small, and a `Step` moves through every attempt).
+    Relay(Box<Committed>),
     /// Answered here without a provider (a token count no target can make).
     Local(Response<Body>),
 }

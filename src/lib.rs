@@ -12,4 +12,6 @@ pub mod pool;
 pub mod price;
 pub mod replay;
 pub mod server;
+pub mod shared;
+pub mod table;
 pub mod tokens;

@@ -73,7 +73,8 @@ enum Command {
         /// Print CSV instead of a table.
         #[arg(long)]
         csv: bool,
-        /// Ledger file. Default: $TOKENFOLD_LEDGER, else ~/.local/share/tokenfold/ledger.db.
+        /// Ledger file, or a team's ledger in PostgreSQL (postgres://user:password@host/db: every
+        /// instance's records). Default: $TOKENFOLD_LEDGER, else ~/.local/share/tokenfold/ledger.db.
         #[arg(long)]
         ledger: Option<PathBuf>,
     },
@@ -310,6 +311,15 @@ fn serve(
                 return ExitCode::FAILURE;
             }
         };
+        // A team gateway starts on the shared state when Redis answers soon; else it starts alone.
+        if let Some(redis) = state.pool().shared().cloned() {
+            if !redis.ready(std::time::Duration::from_secs(3)).await {
+                eprintln!(
+                    "warning: shared state: Redis does not answer yet; admitting on this instance's own share of \
+                     each limit until it does"
+                );
+            }
+        }
         // From here SIGHUP reloads the config instead of ending the process.
         let reload_source = match config_file {
             Some(path) => server::reload::Source::File(path),

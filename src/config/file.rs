@@ -28,6 +28,18 @@ pub struct ConfigFile {
     pub ledger: LedgerSection,
     #[serde(default)]
     pub cache: CacheSection,
+    #[serde(default)]
+    pub state: StateSection,
+}
+
+/// `[state]`: where the pool's state is shared between instances (a team gateway).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `redis://host:port/db`, or a `${VAR}` reference when it carries a password.
+    pub redis_url: Option<Spanned<String>>,
+    /// The pool's name in the keys (`tokenfold:<name>:…`), so several teams can share one Redis.
+    pub name: Option<Spanned<String>>,
 }
 
 /// `[cache]`: prompt-cache planning.
@@ -55,11 +67,13 @@ pub struct LedgerSection {
     /// Requests older than this many days are compacted into daily aggregates.
     #[serde(default = "default_retention_days")]
     pub retention_days: Spanned<u64>,
+    /// `postgres://…` (or a `${VAR}` reference): the records go to PostgreSQL too.
+    pub url: Option<Spanned<String>>,
 }
 
 impl Default for LedgerSection {
     fn default() -> Self {
-        Self { retention_days: default_retention_days() }
+        Self { retention_days: default_retention_days(), url: None }
     }
 }
 

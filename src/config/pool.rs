@@ -11,8 +11,8 @@ use super::file::{
     AccountSection, LimitsSection, ModelEntry, PoolSection, PriceSection, ProviderKind, ProviderSection, RateScopeName,
     RouteSection, StrategyName,
 };
+use super::DayZone;
 use super::{env_reference, AuthMode, ConfigError, Provider, ProviderAuth, Secret};
-use crate::pool::zone::DayZone;
 use crate::price::Price;
 
 /// Quota limits of one window set; `None` means the provider does not limit (or we do not know).
@@ -334,13 +334,12 @@ pub(super) fn validate_provider_pool(
     }
 
     let day_zone = match &p.day_reset_tz {
-        None => DayZone::UTC,
+        None => DayZone::utc(),
         Some(z) => DayZone::parse(z.get_ref()).ok_or_else(|| {
-            let known: Vec<&str> = DayZone::known_names().collect();
             invalid(
                 z.span(),
                 "day_reset_tz",
-                format!("unknown time zone `{}`; known: {}", z.get_ref(), known.join(", ")),
+                format!("unknown time zone `{}`: give an IANA zone name like UTC or America/Los_Angeles", z.get_ref()),
             )
         })?,
     };

@@ -160,14 +160,8 @@ fn document(mut s: Scanner<'_>) -> Maybe<Scanned> {
                 }
                 _ => s.value(1)?,
             }
-            s.ws();
-            match s.peek()? {
-                b',' => s.i += 1,
-                b'}' => {
-                    s.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !s.item_end(b'}')? {
+                break;
             }
         }
     }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -57,6 +57,10 @@ pub struct Originals {
     queued: Mutex<HashSet<String>>,
     /// Bytes queued for the writer and not yet written.
     queued_bytes: Arc<AtomicUsize>,
+    /// The size and age caps of the directory (the shared copies get the same).
+    caps: (u64, Duration),
+    /// With `[state] redis_url`: every original goes to Redis too, so any instance serves it.
+    shared: OnceLock<crate::shared::originals::SharedOriginals>,
 }
 
 /// `$XDG_CACHE_HOME/tokenfold/o`, else `~/.cache/tokenfold/o`.
@@ -125,6 +129,8 @@ impl Originals {
             tx: None,
             queued: Mutex::new(HashSet::new()),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
+            caps: (0, Duration::ZERO),
+            shared: OnceLock::new(),
         }
     }
 
@@ -164,7 +170,17 @@ impl Originals {
             tx: Some(tx),
             queued: Mutex::new(HashSet::new()),
             queued_bytes,
+            caps: (max_bytes, max_age),
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Writes every original to `redis` too from now on (same caps), and reads it there when
+    /// this instance has no copy.
+    pub fn share_through(&self, redis: Arc<crate::shared::Redis>) {
+        if self.dir.is_some() {
+            let _ = self.shared.set(crate::shared::originals::SharedOriginals::new(redis, self.caps.0, self.caps.1));
+        }
     }
 
     pub fn dir(&self) -> Option<&Path> {
@@ -202,6 +218,9 @@ impl Originals {
                 return;
             }
         }
+        if let Some(s) = self.shared.get() {
+            s.put(id, text);
+        }
         if self.queued_bytes.fetch_add(text.len(), Ordering::Relaxed) + text.len() <= MAX_QUEUED_BYTES {
             match tx.try_send(Job::Put(id.to_string(), Arc::from(text))) {
                 Ok(()) => return,
@@ -219,6 +238,18 @@ impl Originals {
             return None;
         }
         std::fs::read(self.dir.as_ref()?.join(format!("{id}.txt"))).ok()
+    }
+
+    /// The stored original `id`: this instance's copy, else the shared one (another instance
+    /// wrote its marker).
+    pub async fn get_anywhere(&self, id: &str) -> Option<Vec<u8>> {
+        if let Some(text) = self.get(id) {
+            return Some(text);
+        }
+        match (is_id(id), self.shared.get()) {
+            (true, Some(s)) => s.get(id).await,
+            _ => None,
+        }
     }
 
     /// Waits until every write queued so far is on disk (tests, shutdown).

@@ -33,6 +33,9 @@ pub fn report(a: ReportArgs) -> ExitCode {
         eprintln!("error: the ledger is off (TOKENFOLD_LEDGER=off); pass --ledger PATH");
         return ExitCode::from(2);
     };
+    if let Some(url) = path.to_str().filter(|p| p.starts_with("postgres://") || p.starts_with("postgresql://")) {
+        return report_team(url, since_ms, a);
+    }
     if !path.exists() {
         eprintln!("no ledger yet at {}: run `tokenfold serve` and send some requests first", path.display());
         return ExitCode::from(1);
@@ -87,6 +90,26 @@ pub fn report(a: ReportArgs) -> ExitCode {
     println!(" cache saved $: billed cost against the same tokens with no prompt cache)");
     print!("{}", super::render::expiry_line(&rep.cache_expiry));
     ExitCode::SUCCESS
+}
+
+/// A team's ledger in PostgreSQL: its records since `since_ms` are copied into a private
+/// temporary SQLite file, which the same report then reads.
+fn report_team(url: &str, since_ms: i64, a: ReportArgs) -> ExitCode {
+    let dir = std::env::temp_dir().join(format!("tokenfold-report-{}", std::process::id()));
+    if let Err(e) = crate::files::private_dir(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let copy = dir.join("ledger.db");
+    let code = match super::postgres::copy_into_sqlite(url, since_ms, &copy) {
+        Ok(_) => report(ReportArgs { ledger: Some(copy), ..a }),
+        Err(e) => {
+            eprintln!("error: cannot read the ledger in PostgreSQL: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    code
 }
 
 fn print_sessions(rows: &[sessions::SessionRow], a: &ReportArgs) -> ExitCode {

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cli;
 mod db;
 mod migrate;
+pub mod postgres;
 pub mod record;
 mod render;
 pub mod report;
@@ -55,13 +56,27 @@ pub struct Ledger {
     /// Dropped with the last clone: tells the writer to finish.
     alive: Arc<()>,
     enabled: bool,
+    /// `[ledger] url`: every batch written to SQLite goes to PostgreSQL too.
+    postgres: Option<Arc<postgres::PgSink>>,
 }
 
 impl Ledger {
     /// Opens (or creates) the ledger at `path` and starts its writer thread. Records older than
     /// `retention` are compacted into daily aggregates.
     pub fn open(path: &Path, retention: Duration) -> Ledger {
+        Ledger::open_with(path, retention, None)
+    }
+
+    /// `open`, with the records also written to PostgreSQL at `postgres` (`[ledger] url`).
+    pub fn open_with(path: &Path, retention: Duration, postgres: Option<&crate::config::ServiceUrl>) -> Ledger {
         let mut ledger = Ledger::disabled();
+        ledger.postgres = postgres.and_then(|u| match postgres::PgSink::start(u.url.expose(), &u.shown) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!("{e}; records are written to SQLite only");
+                None
+            }
+        });
         let conn = match db::open(path) {
             Ok(c) => c,
             Err(e) => {
@@ -73,9 +88,10 @@ impl Ledger {
             }
         };
         let (shared, alive) = (ledger.shared.clone(), Arc::downgrade(&ledger.alive));
+        let pg = ledger.postgres.clone();
         let spawned = std::thread::Builder::new()
             .name("tokenfold-ledger".into())
-            .spawn(move || writer(conn, shared, alive, retention));
+            .spawn(move || writer(conn, shared, alive, retention, pg));
         match spawned {
             Ok(_) => ledger.enabled = true,
             Err(e) => tracing::warn!("cannot start the ledger writer ({e}); requests are not recorded"),
@@ -92,7 +108,7 @@ impl Ledger {
             queued: AtomicU64::new(0),
             handled: AtomicU64::new(0),
         });
-        Ledger { shared, alive: Arc::new(()), enabled: false }
+        Ledger { shared, alive: Arc::new(()), enabled: false, postgres: None }
     }
 
     /// Queues a record without waiting on the writer. Its session is read here, not by the
@@ -132,7 +148,19 @@ impl Ledger {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        while let Some(pg) = self.postgres.as_ref().filter(|p| p.progress().1 > 0) {
+            if Instant::now() >= deadline {
+                tracing::warn!("ledger: {} records never reached PostgreSQL", pg.progress().1);
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         true
+    }
+
+    /// Lines for `/metrics` about the PostgreSQL ledger, when there is one.
+    pub fn metrics(&self) -> String {
+        self.postgres.as_ref().map(|p| p.metrics()).unwrap_or_default()
     }
 
     /// Records that could not be written.
@@ -151,7 +179,13 @@ impl Ledger {
     }
 }
 
-fn writer(mut conn: rusqlite::Connection, shared: Arc<Shared>, alive: Weak<()>, retention: Duration) {
+fn writer(
+    mut conn: rusqlite::Connection,
+    shared: Arc<Shared>,
+    alive: Weak<()>,
+    retention: Duration,
+    postgres: Option<Arc<postgres::PgSink>>,
+) {
     let mut last_compaction: Option<Instant> = None;
     loop {
         std::thread::sleep(WRITE_EVERY);
@@ -164,6 +198,9 @@ fn writer(mut conn: rusqlite::Connection, shared: Arc<Shared>, alive: Weak<()>, 
             if let Err(e) = db::insert(&mut conn, &batch) {
                 tracing::warn!("ledger write failed ({e}); {} records lost", batch.len());
                 shared.lost.fetch_add(batch.len() as u64, Relaxed);
+            }
+            if let Some(pg) = &postgres {
+                pg.send(batch.clone());
             }
             shared.handled.fetch_add(batch.len() as u64, Relaxed);
         }

@@ -198,7 +198,7 @@ impl Plan {
 
     /// The next candidate with its budget now; nothing is reserved.
     pub fn next_offer(&mut self) -> Option<Offer> {
-        let c = self.next_candidate()?;
+        let (c, _, _) = self.next_candidate()?;
         let (out, max_output) = self.out_est();
         let inner = self.inner.clone();
         let mut st = inner.lock();
@@ -240,10 +240,12 @@ impl Plan {
         self.cands.extend(keyed.into_iter().map(|(_, _, _, c)| c));
     }
 
-    /// Reserves `offer`'s target for the fitted request of `input` tokens; `None`, with the
-    /// reason noted, when it cannot take it now (another request took the window meanwhile).
-    pub fn admit(&mut self, offer: Offer, input: u64) -> Option<Attempt> {
-        self.reserve(offer.cand, input)
+    /// Reserves `offer`'s target for the fitted request of `input` tokens (through the shared
+    /// state when there is one); `None`, with the reason noted, when it cannot take it now
+    /// (another request took the window meanwhile).
+    pub async fn admit(&mut self, offer: Offer, input: u64) -> Option<Attempt> {
+        let tokens = self.facts.est_with(input);
+        self.admit_candidate(offer.cand, input, tokens).await
     }
 
     /// Passes `offer` over before anything is sent, for `reason` (it cannot fit): noted for the

@@ -32,6 +32,7 @@ pub mod caller;
 mod credentials;
 pub mod failure;
 pub mod headers;
+mod redis;
 pub mod show;
 mod slots;
 mod state;
@@ -39,7 +40,6 @@ pub mod status;
 pub mod store;
 pub mod upstream;
 mod window;
-pub mod zone;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,6 +162,8 @@ pub(crate) struct Inner {
     clock: Clock,
     state: Mutex<State>,
     store: Option<Arc<Store>>,
+    /// `[state] redis_url`: the state shared with other instances (a reload keeps the first).
+    redis: Option<Arc<crate::shared::Redis>>,
     /// Replaced by a reload: late reports of its in-flight attempts no longer reach the store.
     retired: AtomicBool,
     /// The pool a reload built from this one; set under `state`'s lock. Attempts reserved here
@@ -183,12 +185,13 @@ impl Pool {
     }
 
     pub fn with_clock(cfg: &Config, clock: Clock) -> Pool {
+        let shared = redis::start(cfg);
         match cfg.pool.store.path().map(|path| Store::open(&path)) {
-            None => Pool::build(cfg, clock, None, HashMap::new()),
-            Some(Ok((s, saved))) => Pool::build(cfg, clock, Some(Arc::new(s)), saved),
+            None => Pool::build(cfg, clock, None, shared, HashMap::new()),
+            Some(Ok((s, saved))) => Pool::build(cfg, clock, Some(Arc::new(s)), shared, saved),
             Some(Err(e)) => {
                 tracing::warn!("{e}; quota counters and cooldowns are kept in memory only");
-                Pool::build(cfg, clock, None, HashMap::new())
+                Pool::build(cfg, clock, None, shared, HashMap::new())
             }
         }
     }
@@ -196,8 +199,8 @@ impl Pool {
     /// A pool saving to `store` (`None`: memory only), for tests and tools.
     pub fn with_store(cfg: &Config, clock: Clock, store: &StoreLocation) -> Result<Pool, store::StoreError> {
         Ok(match store.path().map(|p| Store::open(&p)).transpose()? {
-            Some((s, saved)) => Pool::build(cfg, clock, Some(Arc::new(s)), saved),
-            None => Pool::build(cfg, clock, None, HashMap::new()),
+            Some((s, saved)) => Pool::build(cfg, clock, Some(Arc::new(s)), None, saved),
+            None => Pool::build(cfg, clock, None, None, HashMap::new()),
         })
     }
 
@@ -220,14 +223,20 @@ impl Pool {
             k.disabled = None;
             k.probing = false;
         }
-        let new = Pool::build(cfg, old.clock, old.store.clone(), carried);
+        let new = Pool::build(cfg, old.clock, old.store.clone(), old.redis.clone(), carried);
         old.retired.store(true, Ordering::Relaxed);
         let _ = old.successor.set(new.inner.clone());
         drop(st);
         new
     }
 
-    fn build(cfg: &Config, clock: Clock, store: Option<Arc<Store>>, saved: HashMap<String, KeyState>) -> Pool {
+    fn build(
+        cfg: &Config,
+        clock: Clock,
+        store: Option<Arc<Store>>,
+        redis: Option<Arc<crate::shared::Redis>>,
+        saved: HashMap<String, KeyState>,
+    ) -> Pool {
         let providers: Vec<Arc<Provider>> = cfg.providers.iter().map(|p| Arc::new(p.clone())).collect();
         let mut accounts = Vec::new();
         for (pi, p) in cfg.providers.iter().enumerate() {
@@ -269,20 +278,24 @@ impl Pool {
             tracing::info!("pool store: forgot {} idle or surplus states of models and callers", dropped.len());
             s.delete_many(dropped, loaded);
         }
-        Pool {
-            inner: Arc::new(Inner {
-                providers,
-                accounts,
-                routes: cfg.routes.clone(),
-                default_upstream,
-                settings: cfg.pool.clone(),
-                clock,
-                state: Mutex::new(state),
-                store,
-                retired: AtomicBool::new(false),
-                successor: OnceLock::new(),
-            }),
+        let inner = Arc::new(Inner {
+            providers,
+            accounts,
+            routes: cfg.routes.clone(),
+            default_upstream,
+            settings: cfg.pool.clone(),
+            clock,
+            state: Mutex::new(state),
+            store,
+            redis,
+            retired: AtomicBool::new(false),
+            successor: OnceLock::new(),
+        });
+        if let Some(r) = &inner.redis {
+            let me: std::sync::Weak<Inner> = Arc::downgrade(&inner);
+            r.set_resync(me);
         }
+        Pool { inner }
     }
 
     /// The first usable target of `ingress`'s default upstream, without admission (for asking
@@ -325,6 +338,11 @@ impl Pool {
         if let Some(s) = &self.inner.store {
             s.flush();
         }
+    }
+
+    /// The Redis the pool shares its state through (`[state] redis_url`), if any.
+    pub fn shared(&self) -> Option<&Arc<crate::shared::Redis>> {
+        self.inner.redis.as_ref()
     }
 
     /// Where the state is saved, if anywhere.

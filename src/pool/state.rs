@@ -76,6 +76,10 @@ pub struct KeyState {
     /// 401/403: off until the config is reloaded (so not persisted).
     #[serde(skip)]
     pub disabled: Option<String>,
+    /// With a shared state: what Redis said at this instance's last admission on the key (the
+    /// share of each limit this instance takes while Redis is away starts from it).
+    #[serde(skip)]
+    pub seen: Option<super::redis::Seen>,
 }
 
 /// Whether a key can be tried now.

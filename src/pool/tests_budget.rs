@@ -41,7 +41,7 @@ async fn tpm_used_lowers_the_budget_and_a_fitted_size_is_what_is_counted() {
     let offer = plan.next_offer().unwrap();
     assert_eq!(offer.budget().tokens, 11_000);
     // The raw request (50k) would never pass; the fitted 6000 tokens are admitted and counted.
-    let attempt = plan.admit(offer, 6000).expect("the fitted size fits");
+    let attempt = plan.admit(offer, 6000).await.expect("the fitted size fits");
     attempt.report(Outcome::Success(None));
     let mut plan = pool.plan(Dialect::Anthropic, Some("groq/m"), &facts).unwrap();
     let offer = plan.next_offer().unwrap();
@@ -49,7 +49,7 @@ async fn tpm_used_lowers_the_budget_and_a_fitted_size_is_what_is_counted() {
     assert_eq!((offer.budget().tokens, offer.budget().bound), (4000, Bound::Tpm));
     assert_eq!(offer.budget().full_window, 11_000);
     // Over what is left: refused at admission, so no counter ever goes over the limit.
-    assert!(plan.admit(offer, 4001).is_none());
+    assert!(plan.admit(offer, 4001).await.is_none());
     assert!(plan.skipped().iter().any(|s| s.contains("TPM 7000+5001/12000")), "{:?}", plan.skipped());
     // The window frees when that minute's second leaves it.
     let mut plan = pool.plan(Dialect::Anthropic, Some("groq/m"), &facts).unwrap();
@@ -111,7 +111,7 @@ async fn a_request_may_wait_for_its_window_within_max_wait_and_never_overflows_i
     let facts = fitted_facts(500);
     let mut plan = pool.plan(Dialect::Anthropic, Some("wait"), &facts).unwrap();
     let offer = plan.next_offer().unwrap();
-    plan.admit(offer, 7500).unwrap().report(Outcome::Success(None));
+    plan.admit(offer, 7500).await.unwrap().report(Outcome::Success(None));
     tokio::time::advance(Duration::from_secs(5)).await;
 
     // 7,500 more cannot go now; the window frees 61 s after the first request's second.
@@ -129,7 +129,7 @@ async fn a_request_may_wait_for_its_window_within_max_wait_and_never_overflows_i
     tokio::time::sleep(wait - Duration::from_millis(1)).await;
     let mut early = pool.plan(Dialect::Anthropic, Some("wait"), &facts).unwrap();
     let o = early.next_offer().unwrap();
-    assert!(early.admit(o, 7500).is_none());
+    assert!(early.admit(o, 7500).await.is_none());
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert!(plan.admit(offer, 7500).is_some(), "admitted once the window freed");
+    assert!(plan.admit(offer, 7500).await.is_some(), "admitted once the window freed");
 }

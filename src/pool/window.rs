@@ -220,8 +220,21 @@ impl Counters {
         day: i64,
         next_day_ms: i64,
     ) -> Result<(), Block> {
-        self.roll(day);
         let limits = self.effective(configured);
+        self.check_within(&limits, est, now_ms, day, next_day_ms)
+    }
+
+    /// Whether one more request fits `limits` as they are (already corrected by the headers; a
+    /// share of them while the shared state is out of reach).
+    pub fn check_within(
+        &mut self,
+        limits: &Limits,
+        est: Est,
+        now_ms: i64,
+        day: i64,
+        next_day_ms: i64,
+    ) -> Result<(), Block> {
+        self.roll(day);
         let block = |reason: String, free_at_ms: Option<i64>| Err(Block { reason, free_at_ms });
         if let Some(c) = limits.concurrent.filter(|&c| self.concurrent >= c) {
             return block(format!("{c} concurrent requests in flight"), None);
@@ -347,6 +360,11 @@ impl Counters {
                 *slot = Some(limit);
             }
         }
+    }
+
+    /// The seconds of the rolling minute that counted something: (second, requests, tokens).
+    pub fn live_buckets(&self, now_ms: i64) -> Vec<(i64, u32, u64)> {
+        self.live(now_ms).filter(|b| b.requests > 0 || b.tokens > 0).map(|b| (b.sec, b.requests, b.tokens)).collect()
     }
 
     /// Marks the daily window spent (the provider said so) until it resets.

@@ -176,7 +176,7 @@ pub async fn run(
     let transform = Transform::for_answer(req.ingress, target.dialect, status, is_sse, req.envelope, outgoing.reply);
     pending.committed(status.as_u16(), &attempt);
     let complete = !streamed && peeked.len() < peek::WHOLE_BODY_LIMIT;
-    Ok(Step::Commit(Answer::Relay(Committed {
+    Ok(Step::Commit(Answer::Relay(Box::new(Committed {
         status,
         headers: resp_headers,
         saved_tokens,
@@ -188,7 +188,7 @@ pub async fn run(
         upstream_dialect: target.dialect,
         provider: target.provider.name.clone(),
         attempt,
-    })))
+    }))))
 }
 
 /// The dialect to count tokens in here, when the request is a token count the target cannot make.

@@ -46,8 +46,9 @@ pub struct UpstreamRequest<'a> {
 
 /// What the request gets once an attempt commits.
 pub enum Answer {
-    /// The provider's answer, relayed to the client as it comes.
-    Relay(Committed),
+    /// The provider's answer, relayed to the client as it comes (boxed: the other variant is
+    /// small, and a `Step` moves through every attempt).
+    Relay(Box<Committed>),
     /// Answered here without a provider (a token count no target can make).
     Local(Response<Body>),
 }
@@ -93,7 +94,7 @@ pub async fn send_with_fallback(
                 Fit::Busy => None,
             }
         } else {
-            let Some(attempt) = plan.next_attempt() else { break };
+            let Some(attempt) = plan.admit_next().await else { break };
             let shaped = fit::unfitted(state, &req, &attempt);
             Some((attempt, shaped))
         };
@@ -158,11 +159,11 @@ async fn fit_to(
         if let Some(wait) = plan.wait_for_window(&offer, tokens) {
             tokio::time::sleep(wait).await;
             pending.waited_for_window(offer.name(), wait.as_millis() as u64);
-            return admit(plan, offer, full, req);
+            return admit(plan, offer, full, req).await;
         }
     }
     match now {
-        Ok(shaped) => admit(plan, offer, shaped, req),
+        Ok(shaped) => admit(plan, offer, shaped, req).await,
         Err(no_fit) => {
             let reason = no_fit.to_string();
             pending.hop(format!("{}/{}: {reason}", offer.provider(), offer.account()));
@@ -179,9 +180,9 @@ async fn fit_to(
     }
 }
 
-fn admit(plan: &mut Plan, offer: Offer, shaped: Shaped, req: &UpstreamRequest<'_>) -> Fit {
+async fn admit(plan: &mut Plan, offer: Offer, shaped: Shaped, req: &UpstreamRequest<'_>) -> Fit {
     let tokens = shaped.tokens.unwrap_or(req.body.len() as u64 / 4);
-    match plan.admit(offer, tokens) {
+    match plan.admit(offer, tokens).await {
         Some(attempt) => Fit::Ready(Box::new((attempt, shaped))),
         None => Fit::Busy,
     }

@@ -65,7 +65,14 @@ async fn route(
     // `/v1` is optional so base URLs with or without it both work.
     let route = path.strip_prefix("/v1").unwrap_or(&path).to_string();
     let result = match (req.method(), route.as_str()) {
-        (&Method::GET, "/metrics") => Ok(text_response(state.metrics.render(state.ledger.lost()))),
+        (&Method::GET, "/metrics") => {
+            let mut text = state.metrics.render(state.ledger.lost());
+            if let Some(r) = state.pool().shared() {
+                text.push_str(&r.metrics());
+            }
+            text.push_str(&state.ledger.metrics());
+            Ok(text_response(text))
+        }
         (&Method::GET, "/dashboard") | (&Method::GET, "/dashboard/data") if !dashboard::allowed(&state, peer) => {
             Err(ProxyError::Forbidden("the dashboard is served to loopback only unless server.api_keys is set".into()))
         }
@@ -86,7 +93,7 @@ async fn route(
             Err(e) => Err(ProxyError::Internal(format!("pool status: {e}"))),
         },
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers(), proxy_key_header.as_ref()).await),
-        (&Method::GET, r) if r.starts_with("/o/") => Ok(original_response(&state, &r["/o/".len()..])),
+        (&Method::GET, r) if r.starts_with("/o/") => Ok(original_response(&state, &r["/o/".len()..]).await),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
             inbound::proxy(&state, req, Inbound { dialect: Dialect::Anthropic, route: &route, proxy_key_header, peer })
                 .await
@@ -203,8 +210,8 @@ async fn models_response(state: &AppState, hdrs: &HeaderMap, proxy_key: Option<&
 
 /// `GET /o/<id>`: a stored original, for agents that reach the proxy over the network (the key
 /// check has already run: with `server.api_keys` set only key holders get here).
-fn original_response(state: &AppState, id: &str) -> Response<Body> {
-    match state.folder.originals().get(id) {
+async fn original_response(state: &AppState, id: &str) -> Response<Body> {
+    match state.folder.originals().get_anywhere(id).await {
         Some(text) => {
             let mut r = Response::new(full(Bytes::from(text)));
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

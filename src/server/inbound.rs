@@ -43,7 +43,7 @@ pub async fn proxy(
     let mut pending = Pending::new(state, started, inbound.dialect, user_agent);
     let answer = fold_and_send(state, req, &inbound, &mut pending).await;
     let response = match answer {
-        Ok(Answer::Relay(committed)) => relay::respond(state, inbound.dialect, committed, pending),
+        Ok(Answer::Relay(committed)) => relay::respond(state, inbound.dialect, *committed, pending),
         Ok(Answer::Local(response)) => {
             pending.discard();
             response

@@ -65,14 +65,19 @@ impl AppState {
     pub fn with_model_override(cfg: Config, model_override: Option<String>) -> Result<Arc<AppState>, ProxyError> {
         let upstream = UpstreamClient::new(cfg.timeouts.clone(), workers::count())?;
         let ledger = match ledger_path() {
-            Some(path) => Ledger::open(&path, cfg.ledger_retention),
+            Some(path) => Ledger::open_with(&path, cfg.ledger_retention, cfg.ledger_url.as_ref()),
             None => Ledger::disabled(),
         };
+        let pool = Pool::new(&cfg);
+        let folder = Folder::with_options(cfg.fold_enabled, cfg.fold_options());
+        if let Some(r) = pool.shared() {
+            folder.originals().share_through(r.clone());
+        }
         Ok(Arc::new(AppState {
             ledger,
             model_override,
-            pool: std::sync::RwLock::new(Pool::new(&cfg)),
-            folder: Folder::with_options(cfg.fold_enabled, crate::fold::FoldOptions::from_config(&cfg)),
+            pool: std::sync::RwLock::new(pool),
+            folder,
             upstream,
             metrics: Metrics::default(),
             connections: conn::Connections::default(),

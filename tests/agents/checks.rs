@@ -348,8 +348,20 @@ fn output_text(item: &Value) -> Option<String> {
     if item["role"] == "tool" {
         return Some(provider::text_of(&item["content"]));
     }
+    // Gemini: a content whose parts answer calls.
+    for part in item["parts"].as_array().into_iter().flatten() {
+        if let Some(r) = part.get("functionResponse") {
+            return Some(provider::text_of(&r["response"]["output"]));
+        }
+    }
     matches!(item["type"].as_str(), Some("function_call_output" | "custom_tool_call_output"))
         .then(|| provider::text_of(&item["output"]))
+}
+
+/// Gemini CLI escapes `<`, `>` and `&` of the tags it wraps shell output in when they appear in the
+/// output itself (here: the stored original it cats back, which holds the tags of its first run).
+fn unescape_tags(s: &str) -> String {
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 /// The long session: a clearing step happened (old outputs became stubs, and nothing else changed
@@ -408,7 +420,7 @@ fn long_session(e: &Evidence, main: &[&Pair], o: &mut Outcome) {
             if long::is_stub(&original) || !original.contains(&long::first_line(k)) {
                 o.fail("recall", format!("request {seq}: the agent's own part {k} is not the original output"));
             }
-            if !read_back.contains(&original) {
+            if !read_back.contains(&original) && !unescape_tags(&read_back).contains(&original) {
                 o.fail("recall", format!("request {seq}: the read-back of part {k} is not the original byte for byte"));
             }
             o.figures.push(format!(

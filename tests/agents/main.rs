@@ -52,7 +52,7 @@ const fn case(name: &'static str, agent: Agent, translated_to: Option<Dialect>) 
     Case { name, agent, translated_to, long: false, free_tiers: false }
 }
 
-const CASES: [Case; 17] = [
+const CASES: [Case; 18] = [
     case("claude-code", Agent::ClaudeCode, None),
     case("claude-code-on-openai-chat", Agent::ClaudeCode, Some(Dialect::Chat)),
     case("codex", Agent::Codex, None),
@@ -77,6 +77,7 @@ const CASES: [Case; 17] = [
         long: true,
         ..case("claude-code-long-on-three-free-tiers", Agent::ClaudeCode, Some(Dialect::Chat))
     },
+    Case { long: true, ..case("gemini-cli-long", Agent::GeminiCli, None) },
 ];
 
 /// Set by the outer run for the inner one: why the npm install failed.

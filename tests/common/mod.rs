@@ -5,6 +5,7 @@ pub mod gemini;
 pub mod mock;
 pub mod prompt_cache;
 pub mod scripted;
+pub mod services;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

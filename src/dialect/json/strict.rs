@@ -24,14 +24,8 @@ pub fn members(doc: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
             let start = s.i;
             s.value(1)?;
             out.push((key, &doc[start..s.i]));
-            s.ws();
-            match s.peek()? {
-                b',' => s.i += 1,
-                b'}' => {
-                    s.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !s.item_end(b'}')? {
+                break;
             }
         }
     }
@@ -71,6 +65,17 @@ impl<'a> Scanner<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
+    /// After a member or element: `,` (another follows: `true`) or `close` (the container ends:
+    /// `false`); anything else is malformed.
+    pub(in crate::dialect) fn item_end(&mut self, close: u8) -> Maybe<bool> {
+        self.ws();
+        let c = self.peek()?;
+        (c == b',' || c == close).then(|| {
+            self.i += 1;
+            c == b','
+        })
+    }
+
     /// One value of any kind; `depth` counts the containers around it.
     pub(in crate::dialect) fn value(&mut self, depth: usize) -> Maybe<()> {
         if depth > MAX_DEPTH {
@@ -98,14 +103,8 @@ impl<'a> Scanner<'a> {
                     } else {
                         self.value(depth + 1)?;
                     }
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
+                    if !self.item_end(b'}')? {
+                        return Some(());
                     }
                 }
             }
@@ -118,14 +117,8 @@ impl<'a> Scanner<'a> {
                 loop {
                     self.ws();
                     self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
+                    if !self.item_end(b']')? {
+                        return Some(());
                     }
                 }
             }

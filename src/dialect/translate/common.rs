@@ -95,7 +95,7 @@ pub(crate) fn usage_from_responses(u: &Value) -> Usage {
 /// thinking counts as output).
 pub(crate) fn usage_from_gemini(u: &Value) -> Usage {
     let (prompt, cached, output) = crate::dialect::gemini::usage_counts(u);
-    Usage { input: prompt - cached, output: output, cache_read: cached, cache_write: 0, cache_write_1h: 0 }
+    Usage { input: prompt - cached, output, cache_read: cached, cache_write: 0, cache_write_1h: 0 }
 }
 
 pub(crate) fn anthropic_usage_json(u: &Usage) -> Value {

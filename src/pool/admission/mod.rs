@@ -1,25 +1,24 @@
 //! Admission: a `Plan` orders the candidates (route targets × usable accounts) by strategy and
 //! health; `Plan::next` checks and reserves quota for one candidate under the pool's lock; the
-//! `Attempt` it returns settles with the real usage on `report`, or releases on drop.
+//! `Attempt` it returns (`attempt.rs`) settles with the real usage on `report`, or releases on drop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
-
-use crate::config::{Limits, ProviderAuth, RateScope, Strategy};
+use crate::config::{Limits, Strategy};
 use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
-use crate::price::Price;
 
 use super::caller::Caller;
 use super::failure::Failure;
-use super::headers::quota_headers;
+use super::redis::Ticket;
 use super::slots::{Lane, Slot, State};
-use super::state::{CooldownKind, Health, KeyState};
+use super::state::{Health, KeyState};
 use super::window::{Block, Est, Mark};
 use super::{Inner, Pool, PoolError, Resolved, Target};
+
+mod attempt;
 
 /// What admission needs to know about a request (after folding).
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,12 +69,12 @@ pub enum Verdict {
 
 #[derive(Debug, Clone)]
 pub(super) struct Candidate {
-    pub acct: usize,
-    pub target: Resolved,
-    pub context: Option<u64>,
+    pub(super) acct: usize,
+    pub(super) target: Resolved,
+    pub(super) context: Option<u64>,
     /// Where the state of the account (or the caller's lane on it) and of the model live.
-    pub acct_slot: Slot,
-    pub model_slot: Slot,
+    pub(super) acct_slot: Slot,
+    pub(super) model_slot: Slot,
 }
 
 /// The ordered candidates of one request. Quota is reserved only as each is tried.
@@ -108,6 +107,8 @@ pub struct Attempt {
     est: u64,
     reserved: u64,
     marks: Option<(Mark, Mark)>,
+    /// How the shared state (`[state] redis_url`) admitted it, to settle there too.
+    ticket: Option<Ticket>,
     /// Reserved before a reload took this pool's state over: reports go to the successor.
     carried: bool,
     probe: bool,
@@ -184,7 +185,7 @@ impl Pool {
         for c in cands {
             // A request fitted per attempt is ranked by what it cannot shrink: its output.
             let input = if facts.fitted { 0 } else { facts.est_tokens };
-            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(input), now) {
+            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(input), now, false) {
                 Ok((demoted, _)) => (u8::from(demoted), inner.metric(&mut st, &c, routing.strategy, now)),
                 Err(b) => {
                     reasons.push(format!("{}: {}", inner.describe(&c), b.reason));
@@ -242,22 +243,32 @@ impl Inner {
         (p.accounts[a.account].limits, model)
     }
 
-    /// Whether the candidate can take `est` tokens now: `(demoted, probe)` or why not.
-    fn admit(&self, st: &mut State, c: &Candidate, est: Est, now: i64) -> Result<(bool, bool), Block> {
+    /// Whether the candidate can take `est` tokens now: `(demoted, probe)` or why not. With a
+    /// shared state, this instance's counters decide alone (`solo`, or Redis is away) within a
+    /// safe share of each limit; else (ranking a plan) against the whole limit.
+    fn admit(&self, st: &mut State, c: &Candidate, est: Est, now: i64, solo: bool) -> Result<(bool, bool), Block> {
         let a = &self.accounts[c.acct];
-        let zone = self.providers[a.provider].day_zone;
+        let zone = &self.providers[a.provider].day_zone;
         let (day, next_day) = (zone.day_index(now), zone.next_reset_ms(now));
         let (acct_limits, model_limits) = self.limits(c.acct, &c.target.model);
         let health = |k: &KeyState| match k.health(now) {
             Health::Ready { demoted, probe } => Ok((demoted, probe)),
             Health::Blocked { reason, free_at_ms } => Err(Block { reason, free_at_ms }),
         };
+        let instances = self.redis.as_ref().filter(|r| solo || !r.is_up()).map(|r| r.instances());
+        let check = |k: &mut KeyState, configured: &Limits| match instances {
+            None => k.counters.check(configured, est, now, day, next_day),
+            Some(n) => {
+                let l = super::redis::share(&k.counters.effective(configured), k.seen.as_ref(), n, now, day);
+                k.counters.check_within(&l, est, now, day, next_day)
+            }
+        };
         let k = st.get(&c.acct_slot, now);
         let (d1, probe) = health(k)?;
-        k.counters.check(&acct_limits, est, now, day, next_day)?;
+        check(k, &acct_limits)?;
         let m = st.get(&c.model_slot, now);
         let (d2, _) = health(m)?;
-        m.counters.check(&model_limits, est, now, day, next_day)?;
+        check(m, &model_limits)?;
         Ok((d1 || d2, probe))
     }
 
@@ -282,20 +293,44 @@ impl Inner {
 }
 
 impl Plan {
-    /// The next candidate that can take the request now, with its quota reserved for the
-    /// request's own estimate (no fitting).
+    /// The next candidate that can take the request now, with its quota reserved, decided on
+    /// this instance's counters (with a shared state: within this instance's safe share of each
+    /// limit; `admit_next` asks Redis).
     pub fn next_attempt(&mut self) -> Option<Attempt> {
-        while let Some(c) = self.next_candidate() {
-            let est = self.facts.est_tokens.max(self.need_context.load(Ordering::Relaxed));
-            if let Some(a) = self.reserve(c, est) {
+        while let Some((c, est, tokens)) = self.next_candidate() {
+            if let Some(a) = self.admit_here(c, est, tokens) {
                 return Some(a);
             }
         }
         None
     }
 
-    /// The next candidate not ruled out by a window a provider found too small.
-    pub(super) fn next_candidate(&mut self) -> Option<Candidate> {
+    /// Admits `c` on this instance's counters, or notes why not.
+    pub(super) fn admit_here(&mut self, c: Candidate, est: u64, tokens: Est) -> Option<Attempt> {
+        let inner = self.inner.clone();
+        let now = inner.clock.now_ms();
+        let mut st = inner.lock();
+        let probe = match inner.admit(&mut st, &c, tokens, now, true) {
+            Ok((_, probe)) => probe,
+            Err(b) => {
+                self.refused(&c, b);
+                return None;
+            }
+        };
+        let ticket = inner.redis.as_ref().map(|r| {
+            let day = inner.providers[inner.accounts[c.acct].provider].day_zone.day_index(now);
+            Ticket::local(r, now.div_euclid(1000), day, tokens.reserve)
+        });
+        Some(self.start(&mut st, c, est, tokens, probe, ticket, now))
+    }
+
+    pub(super) fn pool(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// The next candidate that a larger context need has not ruled out, with the input tokens to
+    /// admit it with and its reservation.
+    pub(super) fn next_candidate(&mut self) -> Option<(Candidate, u64, Est)> {
         while self.pos < self.cands.len() {
             let c = self.cands[self.pos].clone();
             self.pos += 1;
@@ -304,26 +339,37 @@ impl Plan {
                 self.skipped.push(format!("{}: window smaller than the prompt", self.inner.describe(&c)));
                 continue;
             }
-            return Some(c);
+            let est = self.facts.est_tokens.max(need);
+            return Some((c, est, self.facts.est_with(est)));
         }
         None
     }
 
-    /// Checks and reserves `c` for a request of `input` tokens (and the output it allows);
-    /// `None`, with the reason noted, when the candidate cannot take it now.
-    pub(super) fn reserve(&mut self, c: Candidate, input: u64) -> Option<Attempt> {
+    /// A passed-over target frees at `at_ms` (for the retry time of the plan's error).
+    pub(super) fn note_free_at(&mut self, at_ms: i64) {
+        self.earliest_free_ms = min_opt(self.earliest_free_ms, Some(at_ms));
+    }
+
+    /// Notes why `c` was passed over.
+    pub(super) fn refused(&mut self, c: &Candidate, b: Block) {
+        self.skipped.push(format!("{}: {}", self.inner.describe(c), b.reason));
+        self.earliest_free_ms = min_opt(self.earliest_free_ms, b.free_at_ms);
+    }
+
+    /// Reserves `tokens` on this instance's counters for admitted candidate `c` and makes its
+    /// attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        &mut self,
+        st: &mut State,
+        c: Candidate,
+        est: u64,
+        tokens: Est,
+        probe: bool,
+        ticket: Option<Ticket>,
+        now: i64,
+    ) -> Attempt {
         let inner = self.inner.clone();
-        let tokens = self.facts.est_with(input);
-        let now = inner.clock.now_ms();
-        let mut st = inner.lock();
-        let probe = match inner.admit(&mut st, &c, tokens, now) {
-            Ok((_, probe)) => probe,
-            Err(b) => {
-                self.skipped.push(format!("{}: {}", inner.describe(&c), b.reason));
-                self.earliest_free_ms = min_opt(self.earliest_free_ms, b.free_at_ms);
-                return None;
-            }
-        };
         let a = &inner.accounts[c.acct];
         let day = inner.providers[a.provider].day_zone.day_index(now);
         let acct = st.get(&c.acct_slot, now);
@@ -333,12 +379,15 @@ impl Plan {
         let m = st.get(&c.model_slot, now);
         let mm = m.counters.reserve(tokens.reserve, now, day);
         inner.persist(&c.model_slot, m);
+        if ticket.as_ref().is_some_and(Ticket::is_shared) {
+            super::redis::note_own(st.get(&c.acct_slot, now), now, day);
+            super::redis::note_own(st.get(&c.model_slot, now), now, day);
+        }
         // Under the lock, like a reload's snapshot: either it saw this reservation or not.
         let carried = !inner.retired.load(Ordering::Relaxed);
-        drop(st);
-        Some(Attempt {
+        Attempt {
             target: Target { dialect: a.view.dialect, provider: a.view.clone() },
-            inner,
+            inner: inner.clone(),
             acct: c.acct,
             caller: self.facts.caller,
             acct_slot: c.acct_slot,
@@ -346,20 +395,16 @@ impl Plan {
             model: c.target.model.clone(),
             send_model: c.target.send_model.clone(),
             context: c.context,
-            est: input,
+            est,
             reserved: tokens.reserve,
             marks: Some((am, mm)),
+            ticket,
             carried,
             probe,
             started: tokio::time::Instant::now(),
             first_byte: None,
             need_context: self.need_context.clone(),
-        })
-    }
-
-    /// A passed-over target frees at `at_ms` (for the retry time of the plan's error).
-    pub(super) fn note_free_at(&mut self, at_ms: i64) {
-        self.earliest_free_ms = min_opt(self.earliest_free_ms, Some(at_ms));
+        }
     }
 
     /// The route or model name this plan serves.
@@ -399,241 +444,8 @@ impl Iterator for Plan {
     }
 }
 
-impl Attempt {
-    /// Where to send: the provider (with this account's credentials) and its dialect.
-    pub fn target(&self) -> &Target {
-        &self.target
-    }
-
-    pub fn provider(&self) -> &str {
-        &self.target.provider.name
-    }
-
-    pub fn account(&self) -> &str {
-        let a = &self.inner.accounts[self.acct];
-        &self.inner.providers[a.provider].accounts[a.account].label
-    }
-
-    /// The model the quota is counted under.
-    pub fn model(&self) -> &str {
-        &self.model
-    }
-
-    /// The model name to write into the request body, when it differs from what the client sent.
-    pub fn send_model(&self) -> Option<&str> {
-        self.send_model.as_deref()
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.target.dialect
-    }
-
-    /// Prices of the target model, when the config gives them.
-    pub fn price(&self) -> Option<Price> {
-        self.target.provider.model_spec(&self.model).map(|s| s.price)
-    }
-
-    /// Records time to first byte now (feeds the `fastest` strategy).
-    pub fn mark_first_byte(&mut self) {
-        self.first_byte.get_or_insert(self.started.elapsed());
-    }
-
-    /// Corrects quota state from the provider's rate-limit headers (any response, any status):
-    /// the model's counters, and the account's too when the provider counts per account
-    /// (`rate_limit_scope = "account"`: OpenRouter's key limits, Anthropic's organization
-    /// limits). A limit the headers give replaces the configured one of that window.
-    pub fn observe_headers(&self, headers: &HeaderMap) {
-        let now = self.inner.clock.now_ms();
-        let windows = quota_headers(headers, now);
-        if windows.is_empty() {
-            return;
-        }
-        let (inner, acct) = self.home();
-        let (acct_slot, model_slot) = slots_of(&inner, acct, self.caller, &self.model);
-        let (account_limits, model_limits) = inner.limits(acct, &self.model);
-        let scope = inner.providers[inner.accounts[acct].provider].rate_scope;
-        let mut st = inner.lock();
-        if scope == RateScope::Account {
-            let k = st.get(&acct_slot, now);
-            k.counters.observe(&windows, &account_limits, now);
-            inner.persist(&acct_slot, k);
-        }
-        let m = st.get(&model_slot, now);
-        m.counters.observe(&windows, &model_limits, now);
-        inner.persist(&model_slot, m);
-    }
-
-    /// The pool and account this attempt's state lives in now: after a reload, the successor
-    /// that took over the reservation (the same provider, base URL and account label).
-    fn home(&self) -> (Arc<Inner>, usize) {
-        let mut inner = self.inner.clone();
-        let mut acct = self.acct;
-        if !self.carried {
-            return (inner, acct);
-        }
-        while let Some(next) = inner.successor() {
-            let key = &inner.accounts[acct].key;
-            match next.accounts.iter().position(|a| &a.key == key) {
-                Some(i) => {
-                    acct = i;
-                    inner = next;
-                }
-                None => break,
-            }
-        }
-        (inner, acct)
-    }
-
-    /// Whether a reload has taken this attempt's reservation over from the pool it points at.
-    fn moved_on(&self) -> bool {
-        let key = &self.inner.accounts[self.acct].key;
-        self.carried && self.inner.successor().is_some_and(|n| n.accounts.iter().any(|a| &a.key == key))
-    }
-
-    /// Moves the attempt to where its reservation lives now (see `home`).
-    fn rehome(&mut self) {
-        let (inner, acct) = self.home();
-        if !Arc::ptr_eq(&inner, &self.inner) {
-            (self.acct_slot, self.model_slot) = slots_of(&inner, acct, self.caller, &self.model);
-            self.inner = inner;
-            self.acct = acct;
-            // The successor started with no probe in flight; this one is not its probe.
-            self.probe = false;
-        }
-    }
-
-    /// Settles the reservation and updates health from how the attempt went.
-    pub fn report(mut self, outcome: Outcome) -> Verdict {
-        if self.marks.is_none() {
-            return Verdict::Done;
-        }
-        self.rehome();
-        let inner = self.inner.clone();
-        let mut st = inner.lock();
-        // A reload sets the successor under this lock: seeing none while holding it means no
-        // reload takes the state over before this report is written.
-        if self.moved_on() {
-            drop(st);
-            return self.report(outcome);
-        }
-        let Some((am, mm)) = self.marks.take() else {
-            return Verdict::Done;
-        };
-        let now = inner.clock.now_ms();
-        let a = &inner.accounts[self.acct];
-        let p = &inner.providers[a.provider];
-        let label = &p.accounts[a.account].label;
-        let (acct_slot, model_slot) = (&self.acct_slot, &self.model_slot);
-        let latency = self.first_byte.unwrap_or_else(|| self.started.elapsed());
-        let (tokens, failure) = match outcome {
-            Outcome::Success(usage) => (usage.map(|u| u.total_input() + u.output).unwrap_or(self.reserved), None),
-            // The provider saw the request; it billed no tokens.
-            Outcome::Failed(f) => (0, Some(f)),
-        };
-        st.get(acct_slot, now).counters.settle(am, tokens, true);
-        st.get(model_slot, now).counters.settle(mm, tokens, true);
-        let verdict = match failure {
-            None => {
-                st.get(acct_slot, now).succeeded(None);
-                st.get(model_slot, now).succeeded(Some(latency));
-                Verdict::Done
-            }
-            Some(f) => {
-                let msg = f.to_string();
-                st.get(acct_slot, now).note_error(msg.clone(), now);
-                st.get(model_slot, now).note_error(msg.clone(), now);
-                let who = format!("provider `{}` account `{label}` model `{}`", p.name, self.model);
-                let scoped = st.get(if p.rate_scope == RateScope::Account { acct_slot } else { model_slot }, now);
-                match f {
-                    Failure::RateLimited { retry_after, .. } => {
-                        scoped.rate_limited(retry_after, &inner.settings, now, msg);
-                        tracing::info!("{who}: {}", scoped.cooldown.as_ref().map(|c| c.reason.as_str()).unwrap_or(""));
-                        Verdict::TryNext
-                    }
-                    Failure::QuotaExhausted { retry_after, .. } => {
-                        let reset = p.day_zone.next_reset_ms(now);
-                        let hint = retry_after.map(|d| now + d.as_millis() as i64).unwrap_or(reset);
-                        // Providers' short retry hints on a daily quota would re-hammer it.
-                        scoped.cool(CooldownKind::QuotaExhausted, hint.max(reset), msg);
-                        let (al, ml) = inner.limits(self.acct, &self.model);
-                        scoped.counters.exhaust_day(if p.rate_scope == RateScope::Model { &ml } else { &al });
-                        tracing::warn!("{who}: daily quota spent; out until {} ({})", reset, p.day_zone.name());
-                        Verdict::TryNext
-                    }
-                    Failure::Unavailable { .. } => {
-                        if st.get(acct_slot, now).unavailable(&inner.settings, now, msg) {
-                            tracing::warn!("{who}: circuit breaker open after repeated failures");
-                        }
-                        Verdict::TryNext
-                    }
-                    // With the caller's own credentials the refusal is about that caller's key:
-                    // it goes back to them, and other callers are not affected.
-                    Failure::AuthRejected { .. } if matches!(self.target.provider.auth, ProviderAuth::Client) => {
-                        Verdict::ReturnToClient
-                    }
-                    Failure::AuthRejected { status, .. } => {
-                        tracing::error!(
-                            "provider `{}` account `{label}`: key refused (HTTP {status}); the account is off until the config is reloaded",
-                            p.name
-                        );
-                        st.get(acct_slot, now).disabled = Some(format!("key refused (HTTP {status})"));
-                        Verdict::TryNext
-                    }
-                    // Caused by the request itself, whoever sent it: no mark against the target's
-                    // health. Only a larger window can help a prompt that does not fit.
-                    Failure::ContextTooLong { .. } => {
-                        let need = self.context.map(|c| c + 1).unwrap_or(self.est + 1).max(self.est + 1);
-                        self.need_context.fetch_max(need, Ordering::Relaxed);
-                        Verdict::TryNext
-                    }
-                    Failure::BadRequest { .. } => Verdict::ReturnToClient,
-                }
-            }
-        };
-        let k = st.get(acct_slot, now);
-        if self.probe {
-            k.probing = false;
-        }
-        inner.persist(acct_slot, k);
-        let m = st.get(model_slot, now);
-        inner.persist(model_slot, m);
-        verdict
-    }
-}
-
 /// Where the state of account `acct` of `inner` (the caller's lane on it) and of its `model` live.
 fn slots_of(inner: &Inner, acct: usize, caller: Option<Caller>, model: &str) -> (Slot, Slot) {
     let lane: Lane = inner.lane(acct, caller);
     (inner.account_slot(lane), inner.model_slot(lane, model))
-}
-
-impl Drop for Attempt {
-    /// Never reported (cancelled, never sent): the reservation is released as if not made.
-    fn drop(&mut self) {
-        if self.marks.is_none() {
-            return;
-        }
-        loop {
-            self.rehome();
-            let inner = self.inner.clone();
-            let mut st = inner.lock();
-            if self.moved_on() {
-                continue;
-            }
-            let Some((am, mm)) = self.marks.take() else {
-                return;
-            };
-            let now = inner.clock.now_ms();
-            let acct = st.get(&self.acct_slot, now);
-            acct.counters.settle(am, 0, false);
-            if self.probe {
-                acct.probing = false;
-            }
-            inner.persist(&self.acct_slot, acct);
-            let m = st.get(&self.model_slot, now);
-            m.counters.settle(mm, 0, false);
-            inner.persist(&self.model_slot, m);
-            return;
-        }
-    }
 }

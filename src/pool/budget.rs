@@ -216,12 +216,13 @@ impl Plan {
     /// Orders the candidates not yet tried by their fitted sizes: `fitted` gives, per offer
     /// index, the input tokens after fitting and the tokens fitting removed (`None`: it cannot
     /// fit). `fit` prefers the least reduction, `most-remaining` the most quota left after this
-    /// request; a candidate that cannot fit goes last. Ties keep the route order.
+    /// request; a candidate that cannot fit goes last, and health still comes first (a target
+    /// demoted after a failure goes after the healthy ones). Ties keep the plan's order.
     pub fn rank_fitted(&mut self, fitted: &[(usize, Option<(u64, u64)>)]) {
         let now = self.inner.clock.now_ms();
         let inner = self.inner.clone();
         let mut st = inner.lock();
-        let mut keyed: Vec<(bool, f64, usize, Candidate)> = Vec::new();
+        let mut keyed: Vec<(bool, u8, f64, usize, Candidate)> = Vec::new();
         for (i, c) in self.cands.iter().enumerate().skip(self.pos) {
             let f = fitted.iter().find(|(k, _)| *k == i).and_then(|(_, f)| *f);
             let key = match (self.strategy, f) {
@@ -232,12 +233,12 @@ impl Plan {
                     -inner.fraction_left_after(&mut st, c, reserve, now)
                 }
             };
-            keyed.push((f.is_none(), key, i, c.clone()));
+            keyed.push((f.is_none(), c.rank, key, i, c.clone()));
         }
         drop(st);
-        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.total_cmp(&b.2)).then(a.3.cmp(&b.3)));
         self.cands.truncate(self.pos);
-        self.cands.extend(keyed.into_iter().map(|(_, _, _, c)| c));
+        self.cands.extend(keyed.into_iter().map(|(_, _, _, _, c)| c));
     }
 
     /// Reserves `offer`'s target for the fitted request of `input` tokens (through the shared

@@ -89,6 +89,28 @@ async fn the_fit_strategy_prefers_the_least_reduction_and_most_remaining_the_quo
     let order: Vec<String> = std::iter::from_fn(|| plan.next_offer()).map(|o| o.provider().to_string()).collect();
     assert_eq!(order, ["cb", "groq", "gh"]);
 
+    // A target demoted after a 5xx goes after the healthy ones, however little it would cut.
+    let mut plan = pool.plan(Dialect::Anthropic, Some("r"), &fitted_facts(0)).unwrap();
+    while let Some(o) = plan.next_offer() {
+        if o.provider() == "cb" {
+            let a = plan.admit(o, 100).await.unwrap();
+            a.report(Outcome::Failed(Failure::Unavailable { cause: Cause::Status(503), detail: String::new() }));
+            break;
+        }
+    }
+    let mut plan = pool.plan(Dialect::Anthropic, Some("r"), &fitted_facts(0)).unwrap();
+    let idx: Vec<(usize, String)> =
+        plan.remaining_offers().iter().map(|o| (o.index, o.provider().to_string())).collect();
+    let size = |p: &str| match p {
+        "gh" => Some((8000, 20_000)),
+        "groq" => Some((11_000, 9000)),
+        _ => Some((28_000, 0)),
+    };
+    let fitted: Vec<(usize, Option<(u64, u64)>)> = idx.iter().map(|(i, p)| (*i, size(p))).collect();
+    plan.rank_fitted(&fitted);
+    let order: Vec<String> = std::iter::from_fn(|| plan.next_offer()).map(|o| o.provider().to_string()).collect();
+    assert_eq!(order, ["groq", "gh", "cb"]);
+
     let text = provider("a", "models = [{ name = \"m\", limits = { tpm = 10000 } }]")
         + &provider("b", "models = [{ name = \"m\", limits = { tpm = 20000 } }]")
         + "[routes.r]\nstrategy = \"most-remaining\"\ntargets = [\"a/m\", \"b/m\"]\n";

@@ -75,6 +75,8 @@ pub(super) struct Candidate {
     /// Where the state of the account (or the caller's lane on it) and of the model live.
     pub(super) acct_slot: Slot,
     pub(super) model_slot: Slot,
+    /// Healthy (0), demoted after a recent failure (1), or blocked when the plan was made (2).
+    pub(super) rank: u8,
 }
 
 /// The ordered candidates of one request. Quota is reserved only as each is tried.
@@ -157,6 +159,7 @@ impl Pool {
                     context: spec.and_then(|s| s.context),
                     acct_slot: inner.account_slot(lane),
                     model_slot: inner.model_slot(lane, &r.model),
+                    rank: 0,
                 });
             }
         }
@@ -210,7 +213,7 @@ impl Pool {
             label: routing.label,
             strategy: routing.strategy,
             max_wait_ms: routing.max_wait_ms,
-            cands: ranked.into_iter().map(|(_, _, c)| c).collect(),
+            cands: ranked.into_iter().map(|(rank, _, c)| Candidate { rank, ..c }).collect(),
             pos: 0,
             facts: *facts,
             need_context: Arc::new(AtomicU64::new(0)),

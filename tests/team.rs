@@ -60,8 +60,13 @@ async fn limited_provider(seen: Arc<Mutex<Seen>>) -> mock::Mock {
         let cost = billed(&req.body);
         if requests + 1 > RPM || tokens + cost > TPM {
             s.exceeded += 1;
-            let body = json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
-            return Reply::Json { status: 429, body: body.to_string().into_bytes(), headers: vec![("retry-after", "30".into())] };
+            let body =
+                json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
+            return Reply::Json {
+                status: 429,
+                body: body.to_string().into_bytes(),
+                headers: vec![("retry-after", "30".into())],
+            };
         }
         s.small.push((now, cost));
         answer(&req.body)
@@ -221,7 +226,10 @@ async fn two_instances_share_one_pool_and_one_ledger() {
     assert_eq!(s.exceeded, 0, "the provider saw its limits exceeded {} times", s.exceeded);
     let small = s.small.len() as u64;
     // The limited account was used up to its limits, not starved: TPM binds first here.
-    assert!(small >= TPM / billed(request_body(0).as_bytes()) / 2 && small <= RPM, "{small} requests on the limited account");
+    assert!(
+        small >= TPM / billed(request_body(0).as_bytes()) / 2 && small <= RPM,
+        "{small} requests on the limited account"
+    );
     assert_eq!(small as usize + s.big, REQUESTS, "every request reached the provider once");
     drop(s);
     assert_counters_match(&redis, "load", &mock.base(), &seen).await;
@@ -346,7 +354,8 @@ async fn a_breaker_opened_by_one_instance_holds_for_the_other() {
     })
     .await;
     // A failure demotes a target for `short_cooldown_ms`: 1 ms here, so it is tried again at once.
-    let cfg = team_config(&mock.base(), &redis.url(), "breaker", None).replace("[pool]\n", "[pool]\nshort_cooldown_ms = 1\n");
+    let cfg =
+        team_config(&mock.base(), &redis.url(), "breaker", None).replace("[pool]\n", "[pool]\nshort_cooldown_ms = 1\n");
     let cfg = temp_file("team-breaker.toml", &cfg);
     let (a, b) = (instance(&cfg, "ba"), instance(&cfg, "bb"));
     let c = reqwest::Client::new();
@@ -384,7 +393,8 @@ fn the_deploy_config_loads_and_matches_the_compose_file() {
     assert!(cfg.ledger_url.as_ref().unwrap().url.expose().contains("@postgres:5432/"));
     assert!(!cfg.api_keys.is_empty() && !cfg.listen.ip().is_loopback(), "reachable by nginx, with a key");
     let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
-    for needle in ["tokenfold-a:", "tokenfold-b:", "nginx:", "redis:", "postgres:", "TOKENFOLD_LEDGER_URL", "/healthz"] {
+    for needle in ["tokenfold-a:", "tokenfold-b:", "nginx:", "redis:", "postgres:", "TOKENFOLD_LEDGER_URL", "/healthz"]
+    {
         assert!(compose.contains(needle), "compose.yaml lacks {needle}");
     }
     let nginx = std::fs::read_to_string(root.join("nginx.conf")).unwrap();

@@ -35,7 +35,8 @@ pub(super) fn validate_state(
         None => DEFAULT_POOL_NAME.to_string(),
         Some(n) => {
             let v = n.get_ref().trim();
-            let ok = !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            let ok =
+                !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !ok {
                 return Err(ConfigError::Invalid(format!(
                     "{}: `state.name`: `{v}` is not a name of 1 to 64 letters, digits, `-`, `_` or `.`",
@@ -128,7 +129,8 @@ mod tests {
 
     #[test]
     fn state_and_ledger_urls_from_the_file_or_the_environment() {
-        let cfg = Config::parse("[state]\nredis_url = \"redis://127.0.0.1:6379\"\nname = \"team-a\"\n", "t", &env).unwrap();
+        let cfg =
+            Config::parse("[state]\nredis_url = \"redis://127.0.0.1:6379\"\nname = \"team-a\"\n", "t", &env).unwrap();
         let s = cfg.state.unwrap();
         assert_eq!((s.redis.url.expose(), s.name.as_str()), ("redis://127.0.0.1:6379", "team-a"));
         let text = "[state]\nredis_url = \"${REDIS_URL}\"\n[ledger]\nurl = \"${PG_URL}\"\n";

@@ -266,15 +266,8 @@ async fn insert(client: &mut Client, records: &[Record]) -> Result<(), tokio_pos
             .await?;
         let id: i64 = row.get(0);
         for s in r.stored_savings() {
-            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-                &id,
-                &s.mechanism,
-                &n(s.tokens),
-                &n(s.turn_tokens),
-                &n(s.elisions),
-                &n(s.recalls),
-                &n(s.steps),
-            ];
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                [&id, &s.mechanism, &n(s.tokens), &n(s.turn_tokens), &n(s.elisions), &n(s.recalls), &n(s.steps)];
             tx.execute(&sav, &args).await?;
         }
     }

@@ -25,10 +25,7 @@ fn free_port() -> u16 {
 
 fn which(name: &str, also: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .chain(also.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).chain(also.iter().map(PathBuf::from)).find(|p| p.is_file())
 }
 
 fn wait_for_port(port: u16, what: &str) {
@@ -126,8 +123,13 @@ impl Postgres {
         assert!(init.status.success(), "initdb failed: {}", String::from_utf8_lossy(&init.stderr));
         let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.port, pg.data.display());
         let log = pg.data.join("server.log");
-        let start = pg.run("pg_ctl", &["-w", "-t", "30", "-l", log.to_str().unwrap(), "-o", &opts, "start", "-D"], true);
-        assert!(start.status.success(), "postgres did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        let start =
+            pg.run("pg_ctl", &["-w", "-t", "30", "-l", log.to_str().unwrap(), "-o", &opts, "start", "-D"], true);
+        assert!(
+            start.status.success(),
+            "postgres did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         wait_for_port(pg.port, "postgres");
         Some(pg)
     }

@@ -72,16 +72,33 @@ pub(crate) enum Event {
     Nothing,
     Succeeded,
     /// A 429 on the account (`on_model` false) or the model.
-    RateLimited { on_model: bool, retry_after: Option<Duration>, reason: String },
-    QuotaExhausted { on_model: bool, until_ms: i64, reason: String, limits: Limits },
+    RateLimited {
+        on_model: bool,
+        retry_after: Option<Duration>,
+        reason: String,
+    },
+    QuotaExhausted {
+        on_model: bool,
+        until_ms: i64,
+        reason: String,
+        limits: Limits,
+    },
     /// 5xx, timeout, reset: counts towards the account's breaker.
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
 }
 
 /// The answer to one admission.
 pub(crate) enum Admission {
-    Reserved { ticket: Ticket, probe: bool },
-    Refused { reason: String, free_at_ms: Option<i64> },
+    Reserved {
+        ticket: Ticket,
+        probe: bool,
+    },
+    Refused {
+        reason: String,
+        free_at_ms: Option<i64>,
+    },
     /// Redis lost its data since this instance last heard (its epoch is new).
     NewEpoch(String),
     /// Redis cannot be reached: admit on this instance alone.
@@ -309,7 +326,15 @@ impl Resync for Inner {
             if let Some(cd) = k.cooldown.as_ref().filter(|cd| cd.until_ms > now) {
                 let kind = cooldown_word(cd.kind);
                 cmds.push(
-                    redis::cmd("HSET").arg(&h).arg("ck").arg(kind).arg("cu").arg(cd.until_ms).arg("cr").arg(&cd.reason).to_owned(),
+                    redis::cmd("HSET")
+                        .arg(&h)
+                        .arg("ck")
+                        .arg(kind)
+                        .arg("cu")
+                        .arg(cd.until_ms)
+                        .arg("cr")
+                        .arg(&cd.reason)
+                        .to_owned(),
                 );
             }
             if !cmds.is_empty() {
@@ -350,7 +375,10 @@ fn mirror(k: &mut KeyState, state: &[Value], now: i64, day: i64) {
 /// do, so the share starts from the same place.
 pub(super) fn note_own(k: &mut KeyState, now: i64, day: i64) {
     if let Some(s) = k.seen.as_mut() {
-        *s = Seen { at_ms: now, ..Seen::new(now, day, [s.minute.0, s.minute.1, s.daily.0, s.daily.1, s.inflight], &k.counters) };
+        *s = Seen {
+            at_ms: now,
+            ..Seen::new(now, day, [s.minute.0, s.minute.1, s.daily.0, s.daily.1, s.inflight], &k.counters)
+        };
     }
 }
 

@@ -174,8 +174,8 @@ async fn run_load(a: &Proxy, b: &Proxy, halfway: impl FnOnce() + Send + 'static)
 }
 
 /// The limited account's counts in Redis: today's requests and tokens.
-async fn redis_day_counts(redis: &RedisServer, pool: &str, mock: &str) -> (u64, u64) {
-    let client = redis::Client::open(redis.url()).unwrap();
+async fn redis_day_counts(redis_url: &str, pool: &str, mock: &str) -> (u64, u64) {
+    let client = redis::Client::open(redis_url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("tokenfold:{pool}:s:small|{mock}/small/v1|default");
     let (dr, dt): (Option<u64>, Option<u64>) =
@@ -185,16 +185,16 @@ async fn redis_day_counts(redis: &RedisServer, pool: &str, mock: &str) -> (u64, 
 
 /// Waits until the Redis counts of the limited account equal the provider's own (settling is
 /// queued off the request path), then asserts they do.
-async fn assert_counters_match(redis: &RedisServer, pool: &str, mock: &str, seen: &Mutex<Seen>) {
+async fn assert_counters_match(redis_url: &str, pool: &str, mock: &str, seen: &Mutex<Seen>) {
     let (requests, tokens) = {
         let s = seen.lock().unwrap();
         (s.small.len() as u64, s.small.iter().map(|(_, t)| t).sum::<u64>())
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = redis_day_counts(redis, pool, mock).await;
+    let mut got = redis_day_counts(redis_url, pool, mock).await;
     while got != (requests, tokens) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        got = redis_day_counts(redis, pool, mock).await;
+        got = redis_day_counts(redis_url, pool, mock).await;
     }
     assert_eq!(got, (requests, tokens), "Redis (requests, tokens) of the limited account against the provider's count");
 }
@@ -222,17 +222,18 @@ async fn two_instances_share_one_pool_and_one_ledger() {
 
     let errors = run_load(&a, &b, || {}).await;
     assert!(errors.is_empty(), "{} client errors, first: {:?}", errors.len(), errors.first());
-    let s = seen.lock().unwrap();
-    assert_eq!(s.exceeded, 0, "the provider saw its limits exceeded {} times", s.exceeded);
-    let small = s.small.len() as u64;
-    // The limited account was used up to its limits, not starved: TPM binds first here.
-    assert!(
-        small >= TPM / billed(request_body(0).as_bytes()) / 2 && small <= RPM,
-        "{small} requests on the limited account"
-    );
-    assert_eq!(small as usize + s.big, REQUESTS, "every request reached the provider once");
-    drop(s);
-    assert_counters_match(&redis, "load", &mock.base(), &seen).await;
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.exceeded, 0, "the provider saw its limits exceeded {} times", s.exceeded);
+        let small = s.small.len() as u64;
+        // The limited account was used up to its limits, not starved: TPM binds first here.
+        assert!(
+            small >= TPM / billed(request_body(0).as_bytes()) / 2 && small <= RPM,
+            "{small} requests on the limited account"
+        );
+        assert_eq!(small as usize + s.big, REQUESTS, "every request reached the provider once");
+    }
+    assert_counters_match(&redis.url(), "load", &mock.base(), &seen).await;
     let metrics = a.metrics().await;
     assert!(metrics.contains("tokenfold_shared_state_up 1\n"), "{metrics}");
     assert!(metrics.contains("tokenfold_shared_state_instances 2\n"), "{metrics}");
@@ -290,8 +291,8 @@ async fn redis_killed_halfway_and_restarted() {
     assert!((1..=2).contains(&warned), "one warning per instance that saw the outage:\n{logs}");
     assert!(logs.contains("came back without its data"), "the counts were given back:\n{logs}");
     // After recovery the shared counters converge to what the provider counted.
-    let redis = redis.lock().unwrap();
-    assert_counters_match(&redis, "kill", &mock.base(), &seen).await;
+    let url = redis.lock().unwrap().url();
+    assert_counters_match(&url, "kill", &mock.base(), &seen).await;
 }
 
 /// `fold.public_url` points agents at the load balancer: a marker's `/o/<id>` may reach either.

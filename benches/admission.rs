@@ -17,8 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokenfold::config::Config;
+use tokenfold::dialect::usage::Usage;
 use tokenfold::dialect::Dialect;
-use tokenfold::pool::{Clock, Outcome, Pool, RequestFacts, Usage};
+use tokenfold::pool::{Clock, Outcome, Pool, RequestFacts};
 
 struct RedisProcess(Child);
 
@@ -67,7 +68,7 @@ async fn admit_once(pool: &Pool, facts: &RequestFacts) -> Duration {
     let t = Instant::now();
     let mut plan = pool.plan(Dialect::OpenaiChat, Some("team"), facts).expect("a plan");
     let attempt = plan.admit_next().await.expect("admitted");
-    let usage = Usage { input_tokens: 900, output_tokens: 100, cached_input_tokens: 0 };
+    let usage = Usage { input: 900, output: 100, ..Usage::default() };
     attempt.report(Outcome::Success(Some(usage)));
     t.elapsed()
 }

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use support::{chat_body, Api, Conn, Prepared};
 use tokenfold::dialect::usage::Usage;
-use tokenfold::ledger::{Ledger, Prices, Record, RequestOutcome};
+use tokenfold::ledger::{Ledger, Record, RequestOutcome};
+use tokenfold::price::Price;
 
 const RATE_PER_S: u64 = 1_000;
 /// Connections the paced client may open (requests overlap when the proxy is slow).
@@ -43,7 +44,7 @@ fn record(i: u64, ts_ms: i64) -> Record {
     r.upstream_us = 899_950;
     r.overhead_us = 30 + i % 20;
     r.free_tier = i % 3 != 2;
-    r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
+    r.prices = Price { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
     r.add_saving("whole-output", |s| (s.tokens, s.turn_tokens, s.elisions) = (1200 + i % 500, 300, 1));
     r.add_saving("system-reminder", |s| s.tokens = 80);
     r.session = format!("{:016x}", i / 40);

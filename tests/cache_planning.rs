@@ -441,7 +441,8 @@ async fn the_report_measures_cache_reads_writes_and_what_the_cache_saved() {
 #[test]
 fn the_report_notices_a_five_minute_cache_expiring_between_turns() {
     use tokenfold::dialect::usage::Usage;
-    use tokenfold::ledger::{Ledger, Prices, Record};
+    use tokenfold::ledger::{Ledger, Record};
+    use tokenfold::price::Price;
     let db = temp_file("expiry.db", "");
     std::fs::remove_file(&db).unwrap();
     let ledger = Ledger::open(&db, Duration::from_secs(86_400 * 365));
@@ -466,7 +467,7 @@ fn the_report_notices_a_five_minute_cache_expiring_between_turns() {
         (r.provider, r.account, r.model, r.route) =
             ("claude".into(), "client".into(), "claude-sonnet-4-5".into(), "r".into());
         r.status = 200;
-        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
+        r.prices = Price { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
         r.settle(Usage { input: 50, output: 100, cache_read: read, cache_write: write, cache_write_1h: 0 });
         ledger.record(r);
     }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::mock::{self, Reply};
 use common::{spawn_proxy, temp_file};
 use tokenfold::dialect::usage::Usage;
-use tokenfold::ledger::{Ledger, Prices, Record, RequestOutcome};
+use tokenfold::ledger::{Ledger, Record, RequestOutcome};
+use tokenfold::price::Price;
 
 fn chromium() -> Option<String> {
     let candidates =
@@ -81,13 +82,12 @@ fn seed_history(db: &Path) {
                     ("free-coder".into(), "gemini".into(), "default".into(), "gemini-2.5-flash".into());
                 r.fallbacks.push("groq/default: rate_limited".into());
                 r.free_tier = true;
-                r.prices =
-                    Prices { input: 0.3, output: 2.5, cached_input: 0.03, cache_write: 0.3, cache_write_1h: 0.6 };
+                r.prices = Price { input: 0.3, output: 2.5, cached_input: 0.03, cache_write: 0.3, cache_write_1h: 0.6 };
             } else {
                 (r.route, r.provider, r.account, r.model) =
                     ("claude-sonnet-4-5".into(), "anthropic".into(), "client".into(), "claude-sonnet-4-5".into());
                 r.prices =
-                    Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
+                    Price { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
             }
             r.add_saving("whole-output", |s| (s.tokens, s.turn_tokens, s.elisions) = (3_000 * day as u64, 800, 1));
             r.add_saving("span", |s| (s.tokens, s.elisions, s.recalls) = (1_000 + 300 * i, 2, u64::from(i == 0)));

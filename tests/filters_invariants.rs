@@ -6,10 +6,11 @@ mod filters_support;
 use bytes::Bytes;
 use filters_support::*;
 use serde_json::{json, Value};
+use tokenfold::dialect::blocks::Kind;
 use tokenfold::dialect::Dialect;
+use tokenfold::dialect::{blocks as locate, json as fjson};
 use tokenfold::fold::filters::is_error_line;
-use tokenfold::fold::locate::Kind;
-use tokenfold::fold::{json as fjson, locate, Folded, Folder, Level, Mechanism};
+use tokenfold::fold::{Folded, Folder, Level, Mechanism};
 
 /// A code-like file (deterministic), shown the way Claude Code's Read shows it.
 fn read_output(n: usize, from: usize) -> String {
@@ -272,7 +273,10 @@ fn observations_take_the_command_of_the_message_before() {
     let folded = f.fold(Dialect::OpenaiChat, &body).unwrap();
     let t = texts(Dialect::OpenaiChat, &folded.body);
     let text_of = |m: u32| {
-        t.iter().find(|(b, _)| b.loc == tokenfold::fold::locate::Loc::Message(m)).and_then(|(_, t)| t.clone()).unwrap()
+        t.iter()
+            .find(|(b, _)| b.loc == tokenfold::dialect::blocks::Loc::Message(m))
+            .and_then(|(_, t)| t.clone())
+            .unwrap()
     };
     assert!(text_of(3).contains("[tokenfold: 41 passing tests]"), "{}", text_of(3));
     assert!(text_of(3).ends_with("bash-$"), "the prompt line stays");

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 use fold_support::{corpus_root, strip_numbers, texts};
-use tokenfold::fold::locate::{Block, Kind};
+use tokenfold::dialect::blocks::{Block, Kind};
 use tokenfold::fold::{shapes, EditNote, Folder, Levers};
 use tokenfold::replay::{measure, sources, Counter, Setup};
 use xxhash_rust::xxh3::xxh3_64;

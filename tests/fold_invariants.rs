@@ -4,8 +4,8 @@ mod fold_support;
 
 use bytes::Bytes;
 use fold_support::{claude_code, strip_numbers, swe_agent, texts, Convo};
+use tokenfold::dialect::blocks::Kind;
 use tokenfold::dialect::Dialect;
-use tokenfold::fold::locate::Kind;
 use tokenfold::fold::{Folded, Folder, Mechanism};
 
 fn run(folder: &Folder, c: &Convo) -> Vec<(Bytes, Option<Folded>)> {
@@ -161,10 +161,10 @@ fn edit_anchors_survive() {
             for (m, msg) in v["messages"].as_array().unwrap().iter().enumerate() {
                 for part in msg["content"].as_array().into_iter().flatten() {
                     let Some(old) = part["input"]["old_string"].as_str() else { continue };
-                    let before = |t: &[(tokenfold::fold::locate::Block, Option<String>)]| {
+                    let before = |t: &[(tokenfold::dialect::blocks::Block, Option<String>)]| {
                         t.iter()
                             .filter(
-                                |(b, _)| matches!(b.loc, tokenfold::fold::locate::Loc::Message(i) if (i as usize) < m),
+                                |(b, _)| matches!(b.loc, tokenfold::dialect::blocks::Loc::Message(i) if (i as usize) < m),
                             )
                             .filter_map(|(_, t)| t.as_deref().map(strip_numbers))
                             .collect::<Vec<_>>()
@@ -192,7 +192,7 @@ fn blocks_never_grow_and_protected_text_is_untouched() {
                     Kind::UserText if !ti.contains("<system-reminder>") => assert_eq!(ti, &to, "typed text untouched"),
                     _ => {}
                 }
-                if matches!(bi.loc, tokenfold::fold::locate::Loc::System(_)) {
+                if matches!(bi.loc, tokenfold::dialect::blocks::Loc::System(_)) {
                     assert_eq!(ti, &to, "the system prompt's first occurrence is untouched");
                 }
             }

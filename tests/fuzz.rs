@@ -18,11 +18,12 @@ use arbitrary::Unstructured;
 use bytes::Bytes;
 use fuzz_support::{gen, skeleton};
 use serde_json::Value;
+use tokenfold::dialect::blocks as locate;
 use tokenfold::dialect::envelope;
 use tokenfold::dialect::sse::{find_event_end, SseEvent, SseSplitter};
 use tokenfold::dialect::translate::{self, RequestOptions, StreamTranslator};
 use tokenfold::dialect::{gemini, Dialect, RequestEnvelope};
-use tokenfold::fold::{locate, Folder, Level};
+use tokenfold::fold::{Folder, Level};
 
 const DIALECTS: [Dialect; 4] = [Dialect::Anthropic, Dialect::OpenaiChat, Dialect::OpenaiResponses, Dialect::Gemini];
 /// The model a generated Gemini request names in its URL.

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use tokenfold::config::{Config, StoreLocation};
+use tokenfold::dialect::usage::Usage;
 use tokenfold::dialect::Dialect;
-use tokenfold::pool::{classify, Clock, Outcome, Pool, RequestFacts, Usage, Verdict};
+use tokenfold::pool::{classify, Clock, Outcome, Pool, RequestFacts, Verdict};
 
 const CONFIG: &str = r#"
 [[providers]]
@@ -83,11 +84,7 @@ async fn a_thousand_requests_with_three_failing_targets_all_succeed_within_quota
             }
             attempt.observe_headers(&headers);
             let verdict = match classify(status, &headers, body, pool.clock().now_ms()) {
-                None => attempt.report(Outcome::Success(Some(Usage {
-                    input_tokens: 450,
-                    output_tokens: 80,
-                    ..Usage::default()
-                }))),
+                None => attempt.report(Outcome::Success(Some(Usage { input: 450, output: 80, ..Usage::default() }))),
                 Some(f) => attempt.report(Outcome::Failed(f)),
             };
             match verdict {

@@ -222,17 +222,17 @@ async fn two_instances_share_one_pool_and_one_ledger() {
 
     let errors = run_load(&a, &b, || {}).await;
     assert!(errors.is_empty(), "{} client errors, first: {:?}", errors.len(), errors.first());
-    {
+    let (exceeded, small, big) = {
         let s = seen.lock().unwrap();
-        assert_eq!(s.exceeded, 0, "the provider saw its limits exceeded {} times", s.exceeded);
-        let small = s.small.len() as u64;
-        // The limited account was used up to its limits, not starved: TPM binds first here.
-        assert!(
-            small >= TPM / billed(request_body(0).as_bytes()) / 2 && small <= RPM,
-            "{small} requests on the limited account"
-        );
-        assert_eq!(small as usize + s.big, REQUESTS, "every request reached the provider once");
-    }
+        (s.exceeded, s.small.len() as u64, s.big)
+    };
+    assert_eq!(exceeded, 0, "the provider saw its limits exceeded {exceeded} times");
+    // The limited account was used up to its limits, not starved: TPM binds first here.
+    assert!(
+        small >= TPM / billed(request_body(0).as_bytes()) / 2 && small <= RPM,
+        "{small} requests on the limited account"
+    );
+    assert_eq!(small as usize + big, REQUESTS, "every request reached the provider once");
     assert_counters_match(&redis.url(), "load", &mock.base(), &seen).await;
     let metrics = a.metrics().await;
     assert!(metrics.contains("tokenfold_shared_state_up 1\n"), "{metrics}");
@@ -291,7 +291,6 @@ async fn redis_killed_halfway_and_restarted() {
     assert!((1..=2).contains(&warned), "one warning per instance that saw the outage:\n{logs}");
     assert!(logs.contains("came back without its data"), "the counts were given back:\n{logs}");
     // After recovery the shared counters converge to what the provider counted.
-    let url = redis.lock().unwrap().url();
     assert_counters_match(&url, "kill", &mock.base(), &seen).await;
 }
 

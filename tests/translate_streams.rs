@@ -10,7 +10,8 @@ use support::{
     assert_responses_sequence, chat_interleaved_calls, chat_sse, chat_stream, chat_totals, chunk, events, normalized,
     run, Ev,
 };
-use tokenfold::dialect::translate::{StreamTranslator, Usage};
+use tokenfold::dialect::translate::StreamTranslator;
+use tokenfold::dialect::usage::Usage;
 use tokenfold::dialect::Dialect::{self, Anthropic, OpenaiChat, OpenaiResponses};
 
 /// Output for every way of cutting `input` in two, and byte by byte, equals the whole feed.
@@ -115,7 +116,7 @@ fn chat_to_anthropic_usage_and_stop_reasons() {
         let md = evs.iter().find(|e| e.ty() == "message_delta").unwrap();
         assert_eq!(md.data["delta"]["stop_reason"], want);
         assert_eq!(md.data["delta"]["stop_sequence"], seq);
-        assert_eq!(t.usage(), Usage { input_tokens: 5, output_tokens: 7, ..Usage::default() });
+        assert_eq!(t.usage(), Usage { input: 5, output: 7, ..Usage::default() });
     }
 }
 
@@ -192,7 +193,7 @@ fn anthropic_to_chat_full_sequence() {
     );
     assert_eq!(evs.last().unwrap().data, "[DONE]");
     let (_, t) = run(StreamTranslator::new(Anthropic, OpenaiChat, "m"), &[&anthropic_stream()]);
-    assert_eq!(t.usage(), Usage { input_tokens: 10, output_tokens: 42, cache_read_tokens: 30, cache_write_tokens: 5 });
+    assert_eq!(t.usage(), Usage { input: 10, output: 42, cache_read: 30, cache_write: 5, cache_write_1h: 0 });
 }
 
 #[test]
@@ -276,11 +277,11 @@ fn passthrough_reads_usage_and_keeps_bytes() {
     let input = anthropic_stream();
     let (out, t) = run(StreamTranslator::new(Anthropic, Anthropic, "m"), &[&input[..7], &input[7..]]);
     assert_eq!(out, input);
-    assert_eq!(t.usage().output_tokens, 42);
+    assert_eq!(t.usage().output, 42);
     let input = chat_stream();
     let (out, t) = run(StreamTranslator::new(OpenaiChat, OpenaiChat, "m"), &[&input]);
     assert_eq!(out, input);
-    assert_eq!(t.usage().cache_read_tokens, 60);
+    assert_eq!(t.usage().cache_read, 60);
 }
 
 #[test]
@@ -385,6 +386,6 @@ fn anthropic_to_chat_stop_sequence_and_max_tokens() {
         let support::ChatTotals { text, finish, .. } = chat_totals(&events(&out));
         assert_eq!(text, "hi");
         assert_eq!(finish, [want], "{stop}");
-        assert_eq!(t.usage().output_tokens, 4);
+        assert_eq!(t.usage().output, 4);
     }
 }

@@ -7,8 +7,9 @@ mod support;
 use serde_json::{json, Value};
 use support::{assert_anthropic_sequence, chat_totals, events, fixture, golden, json, normalized, run};
 use tokenfold::dialect::translate::{
-    supports, translate_request, translate_request_with, translate_response, RequestOptions, StreamTranslator, Usage,
+    supports, translate_request, translate_request_with, translate_response, RequestOptions, StreamTranslator,
 };
+use tokenfold::dialect::usage::Usage;
 use tokenfold::dialect::Dialect::{self, Anthropic, OpenaiChat, OpenaiResponses};
 
 fn types(v: &Value) -> Vec<&str> {
@@ -191,7 +192,7 @@ fn responses_stream_to_chat() {
     assert_eq!(usage["usage"]["prompt_tokens"], 120);
     assert_eq!(evs.last().unwrap().data, "[DONE]");
     let (_, t) = run(StreamTranslator::new(OpenaiResponses, OpenaiChat, "m"), &[&input]);
-    assert_eq!(t.usage(), Usage { input_tokens: 20, output_tokens: 30, cache_read_tokens: 100, cache_write_tokens: 0 });
+    assert_eq!(t.usage(), Usage { input: 20, output: 30, cache_read: 100, cache_write: 0, cache_write_1h: 0 });
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::bodies::{self, Dialect};
 use crate::client::{self, Call};
@@ -463,9 +463,7 @@ fn machine() -> String {
     format!("{cpus} CPUs ({model}), {ram}")
 }
 
-/// Today's date in UTC, YYYY-MM-DD (civil-from-days).
+/// Today's date in UTC, YYYY-MM-DD.
 fn today() -> String {
-    let days = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
-    let (year, month, day) = tokenfold::pool::zone::civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}")
+    jiff::Timestamp::now().strftime("%Y-%m-%d").to_string()
 }

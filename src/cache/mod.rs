@@ -17,7 +17,6 @@ use http::HeaderMap;
 
 use crate::config::{CacheSettings, ModelSpec};
 use crate::dialect::{breakpoints, cache_key, headers, Dialect};
-use crate::ledger::Record;
 use crate::pool::Attempt;
 
 /// Anthropic's minimum cacheable prefix when the model table does not say: 2,048 tokens for
@@ -67,12 +66,13 @@ impl RequestCache {
 
     /// `body`, about to go to `attempt`'s target in its dialect, prepared for its cache.
     /// `cleared_tool_use_id` is the first tool output clearing newly rewrote in this request.
-    /// The record gives the conversation id (read now if the ledger had not yet).
+    /// `session` gives the conversation id the ledger records (asked only for a target that
+    /// takes a cache key: reading it from the body costs a scan).
     pub fn prepare(
         &self,
         attempt: &Attempt,
         body: Bytes,
-        record: &mut Record,
+        session: impl FnOnce() -> String,
         cleared_tool_use_id: Option<&str>,
     ) -> Bytes {
         if self.off {
@@ -101,11 +101,11 @@ impl RequestCache {
                 if self.client_key || !provider.takes_prompt_cache_key {
                     return body;
                 }
-                record.resolve_session();
-                if record.session.is_empty() {
+                let session = session();
+                if session.is_empty() {
                     return body;
                 }
-                let key = key::derive(attempt.provider(), attempt.account(), &record.session);
+                let key = key::derive(attempt.provider(), attempt.account(), &session);
                 cache_key::add(&body, &key).map(Bytes::from).unwrap_or(body)
             }
             // Gemini caches implicitly: nothing to add (the ledger measures its cached tokens).

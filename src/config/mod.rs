@@ -1,25 +1,31 @@
-//! Config: the file (`file.rs`) validated into runtime types. Secrets are `${ENV_VAR}` references
-//! resolved here; they never appear in the file itself and are never printed.
+//! Config: the file (`file.rs`) read (`parse.rs`), validated into these runtime types
+//! (`validate.rs`, with `pool.rs`, `server.rs` and `team.rs` for their sections) and shown
+//! masked (`render.rs`). Secrets are `${ENV_VAR}` references resolved at validation; they never
+//! appear in the file itself and are never printed.
 
 mod file;
+mod fold;
+mod parse;
 mod pool;
+mod render;
 mod server;
 mod team;
+mod validate;
+mod zone;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use file::{AuthMode, ProviderKind};
-use file::{ConfigFile, ProviderSection};
 pub use pool::{
-    resolve_target, Account, Limits, ModelSpec, PoolSettings, Price, RateScope, Route, RouteTarget, StoreLocation,
-    Strategy,
+    resolve_target, Account, Limits, ModelSpec, PoolSettings, RateScope, Route, RouteTarget, StoreLocation, Strategy,
 };
 pub use server::{normalize_origin, ServerSettings};
 pub use team::{ServiceUrl, SharedStateSettings, DEFAULT_POOL_NAME};
-use toml::Spanned;
+use validate::{env_reference, is_openai_api};
+pub use zone::DayZone;
 
 use crate::dialect::breakpoints::CacheTtl;
 use crate::dialect::Dialect;
@@ -91,7 +97,7 @@ pub struct Provider {
     pub accounts: Vec<Account>,
     pub model_specs: Vec<ModelSpec>,
     /// Zone whose midnight resets this provider's daily windows.
-    pub day_zone: crate::pool::zone::DayZone,
+    pub day_zone: DayZone,
     pub rate_scope: RateScope,
     /// Accepts OpenAI's `prompt_cache_key`: a derived one is added when the client sends none,
     /// and translation carries the client's own. Strict OpenAI-compatible APIs refuse the field.
@@ -117,7 +123,7 @@ impl Provider {
                 free_tier: false,
             }],
             model_specs: Vec::new(),
-            day_zone: crate::pool::zone::DayZone::UTC,
+            day_zone: DayZone::utc(),
             rate_scope: RateScope::Account,
             takes_prompt_cache_key: dialect != Dialect::Anthropic && is_openai_api(&base_url),
             base_url,
@@ -199,205 +205,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Finds and loads the config: an explicit path, else `$TOKENFOLD_CONFIG`, else
-    /// `./config/tokenfold.toml`, else `$XDG_CONFIG_HOME/tokenfold/tokenfold.toml`, else the built-in copy.
-    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        match find_config_file(explicit) {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                Config::parse(&text, &path.display().to_string(), &|v| std::env::var(v).ok())
-            }
-            None => Config::parse(SHIPPED_CONFIG, SHIPPED_NAME, &|v| std::env::var(v).ok()),
-        }
-    }
-
-    /// A config without a file: every request goes to `base` with the caller's own credentials:
-    /// to the same path under it, or, when `speaks` is given, translated into that dialect.
-    pub fn single_upstream(base: &str, speaks: Option<Dialect>) -> Result<Config, ConfigError> {
-        Config::upstreams(&[base], speaks)
-    }
-
-    /// A config without a file from repeated `--upstream URL`: each dialect goes to the first base
-    /// URL, then falls back to the next ones in order (the caller's own credentials everywhere),
-    /// with the pool's failure classes and cooldowns. With `speaks`, every base URL speaks that
-    /// one dialect and requests in the others are translated.
-    pub fn upstreams(bases: &[&str], speaks: Option<Dialect>) -> Result<Config, ConfigError> {
-        if bases.is_empty() {
-            return Err(ConfigError::Invalid("--upstream: give at least one base URL".into()));
-        }
-        let mut cfg = Config::parse("", "--upstream", &|_| None)?;
-        let mut shown = Vec::new();
-        for (n, raw) in bases.iter().enumerate() {
-            let base = normalize_base(raw, true).map_err(|m| ConfigError::Invalid(format!("--upstream: {m}")))?;
-            let provider_dialects = match speaks {
-                Some(d) => vec![d],
-                None => Dialect::ALL.to_vec(),
-            };
-            for dialect in provider_dialects {
-                // Gemini's API is versioned `v1beta`: its base gets that segment instead.
-                let base = match dialect {
-                    Dialect::Gemini => crate::dialect::gemini::base_url(raw),
-                    _ => base.clone(),
-                };
-                let name = match n {
-                    0 => format!("upstream-{}", dialect.name()),
-                    _ => format!("upstream{}-{}", n + 1, dialect.name()),
-                };
-                cfg.providers.push(Provider::client_passthrough(name, dialect, base));
-                let i = cfg.providers.len() - 1;
-                // Without `speaks` each ingress dialect has its own provider; with it, all share one.
-                let ingresses = if speaks.is_some() { Dialect::ALL.to_vec() } else { vec![dialect] };
-                for ingress in ingresses {
-                    if n == 0 {
-                        cfg.default_upstream.insert(ingress, i);
-                    } else {
-                        cfg.default_fallbacks.entry(ingress).or_default().push(i);
-                    }
-                }
-            }
-            shown.push(base);
-        }
-        cfg.source = format!("--upstream {}", shown.join(" --upstream "));
-        Ok(cfg)
-    }
-
-    /// Parses and validates config text. `env` looks up `${VAR}` references.
-    pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim();
-            let Some(span) = e.span() else { return ConfigError::Invalid(format!("{source}: {message}")) };
-            let at = location(text, source, span.start);
-            match key_path_at(text, span.start) {
-                Some(key) => ConfigError::Invalid(format!("{at}: `{key}`: {message}")),
-                None => ConfigError::Invalid(format!("{at}: {message}")),
-            }
-        })?;
-        let at = |span: std::ops::Range<usize>| location(text, source, span.start);
-        let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
-            ConfigError::Invalid(format!("{}: `{key}`: {msg}", at(span)))
-        };
-
-        let listen_span = file.server.listen.span();
-        let listen: SocketAddr = file.server.listen.get_ref().parse().map_err(|_| {
-            invalid(
-                listen_span,
-                "server.listen",
-                format!("`{}` is not an address like 127.0.0.1:8411", file.server.listen.get_ref()),
-            )
-        })?;
-
-        let mut api_keys = Vec::new();
-        for key in &file.server.api_keys {
-            let var = env_reference(key).map_err(|m| invalid(key.span(), "server.api_keys", m))?;
-            match env(&var).filter(|v| !v.is_empty()) {
-                Some(v) => api_keys.push(Secret(v)),
-                None => {
-                    return Err(invalid(
-                        key.span(),
-                        "server.api_keys",
-                        format!("environment variable {var} is not set"),
-                    ))
-                }
-            }
-        }
-        if file.server.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid(format!("{source}: `server.max_body_bytes` must be above 0")));
-        }
-
-        let mut providers: Vec<Provider> = Vec::new();
-        for p in &file.providers {
-            let provider = validate_provider(p, &at, env)?;
-            if providers.iter().any(|q| q.name == provider.name) {
-                return Err(invalid(p.name.span(), "providers.name", format!("`{}` is defined twice", provider.name)));
-            }
-            providers.push(provider);
-        }
-
-        let mut default_upstream = HashMap::new();
-        let du = &file.default_upstream;
-        for (dialect, entry) in [
-            (Dialect::Anthropic, &du.anthropic),
-            (Dialect::OpenaiChat, &du.openai_chat),
-            (Dialect::OpenaiResponses, &du.openai_responses),
-            (Dialect::Gemini, &du.gemini),
-        ] {
-            let Some(name) = entry else { continue };
-            let key = format!("default_upstream.{}", dialect.name());
-            let idx = providers
-                .iter()
-                .position(|p| &p.name == name.get_ref())
-                .ok_or_else(|| invalid(name.span(), &key, format!("no provider is named `{}`", name.get_ref())))?;
-            if providers[idx].dialect != dialect {
-                return Err(invalid(
-                    name.span(),
-                    &key,
-                    format!(
-                        "provider `{}` speaks {}, not {} (translation between dialects is configured per route)",
-                        name.get_ref(),
-                        providers[idx].dialect,
-                        dialect
-                    ),
-                ));
-            }
-            default_upstream.insert(dialect, idx);
-        }
-
-        let routes = pool::validate_routes(&file.routes, &providers, &at)?;
-        for r in &routes {
-            if providers.iter().any(|p| p.name == r.name) {
-                // `name/model` stays unambiguous only if route names are not provider names.
-                return Err(ConfigError::Invalid(format!(
-                    "{source}: `routes.{}`: a provider has the same name; rename the route",
-                    r.name
-                )));
-            }
-        }
-        let pool = pool::validate_pool_section(&file.pool, &at)?;
-        let retention = &file.ledger.retention_days;
-        if *retention.get_ref() == 0 || *retention.get_ref() > 36_500 {
-            return Err(invalid(
-                retention.span(),
-                "ledger.retention_days",
-                "give a number of days from 1 to 36500".into(),
-            ));
-        }
-        let (fold_level, originals) = validate_fold(&file.fold, &at)?;
-        let cache = validate_cache(&file.cache, &at)?;
-        let server = server::validate(&file.server, &at)?;
-        let clear = validate_clear(&file.fold, &at)?;
-        let state = team::validate_state(&file.state, &at, env)?;
-        let ledger_url = team::validate_ledger_url(&file.ledger, &at, env)?;
-
-        let t = &file.timeouts;
-        Ok(Config {
-            source: source.to_string(),
-            listen,
-            api_keys,
-            max_body_bytes: file.server.max_body_bytes,
-            server,
-            timeouts: Timeouts {
-                connect: Duration::from_millis(t.connect_ms.max(1)),
-                first_byte: Duration::from_millis(t.first_byte_ms.max(1)),
-                idle: Duration::from_millis(t.idle_ms.max(1)),
-            },
-            fold_enabled: file.fold.enabled,
-            fold_level,
-            originals,
-            fold_cache_bytes: (file.fold.cache_mb.clamp(1, 1 << 20) as usize) << 20,
-            clear,
-            providers,
-            default_upstream,
-            default_fallbacks: HashMap::new(),
-            routes,
-            pool,
-            ledger_retention: Duration::from_secs(*retention.get_ref() * 86_400),
-            cache,
-            state,
-            ledger_url,
-        })
-    }
-
     /// One line per thing the user should know at start-up (providers waiting for a key, ...).
     pub fn notices(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -436,101 +243,6 @@ impl Config {
         out
     }
 
-    /// The effective config as TOML with every secret masked, for `tokenfold config check`.
-    pub fn render_masked(&self) -> String {
-        let mut s = String::new();
-        s.push_str(&format!("# effective config from {}\n\n[server]\n", self.source));
-        s.push_str(&format!("listen = \"{}\"\n", self.listen));
-        let keys: Vec<&str> = self.api_keys.iter().map(|_| "\"****\"").collect();
-        s.push_str(&format!("api_keys = [{}]\n", keys.join(", ")));
-        s.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
-        s.push_str(&server::render(&self.server));
-        s.push_str("\n[timeouts]\n");
-        s.push_str(&format!(
-            "connect_ms = {}\nfirst_byte_ms = {}\nidle_ms = {}\n\n[fold]\nenabled = {}\nlevel = \"{}\"\ncache_mb = {}\n",
-            self.timeouts.connect.as_millis(),
-            self.timeouts.first_byte.as_millis(),
-            self.timeouts.idle.as_millis(),
-            self.fold_enabled,
-            self.fold_level.name(),
-            self.fold_cache_bytes >> 20
-        ));
-        let o = &self.originals;
-        match &o.dir {
-            Some(d) => s.push_str(&format!("originals_dir = \"{}\"\n", d.display())),
-            None => s.push_str("originals_dir = \"off\"  # filters off: dedup only\n"),
-        }
-        s.push_str(&format!(
-            "originals_max_mb = {}\noriginals_max_age_days = {}\n",
-            o.max_bytes >> 20,
-            o.max_age.as_secs() / 86_400
-        ));
-        if let Some(u) = &o.public_url {
-            s.push_str(&format!("public_url = \"{u}\"\n"));
-        }
-        let c = &self.clear;
-        let tools: Vec<String> = c.exclude_tools.iter().map(|t| format!("{t:?}")).collect();
-        s.push_str(&format!(
-            "keep_recent = {}\nclear_at_least = {}\nexclude_tools = [{}]\n",
-            c.keep_recent,
-            c.clear_at_least,
-            tools.join(", ")
-        ));
-        for p in &self.providers {
-            s.push_str(&format!(
-                "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
-                p.name, p.dialect, p.base_url
-            ));
-            match &p.auth {
-                ProviderAuth::Client => s.push_str("auth = \"client\"\n"),
-                ProviderAuth::Key { var, .. } => s.push_str(&format!("api_key = \"****\"  # from ${var}\n")),
-                ProviderAuth::MissingKey { var, .. } => {
-                    s.push_str(&format!("api_key = \"\"  # ${var} is not set: provider off\n"))
-                }
-            }
-            if p.accounts.iter().all(|a| a.free_tier) {
-                s.push_str("free_tier = true\n");
-            }
-            if p.accounts.len() > 1 {
-                let labels: Vec<String> = p.accounts.iter().map(|a| format!("\"{}\"", a.label)).collect();
-                s.push_str(&format!("# accounts: [{}]\n", labels.join(", ")));
-            }
-            if !p.models.is_empty() {
-                let models: Vec<String> = p.models.iter().map(|m| format!("\"{m}\"")).collect();
-                s.push_str(&format!("models = [{}]\n", models.join(", ")));
-            }
-        }
-        for r in &self.routes {
-            let targets: Vec<String> =
-                r.targets.iter().map(|t| format!("\"{}/{}\"", self.providers[t.provider].name, t.model)).collect();
-            s.push_str(&format!(
-                "\n[routes.{}]\nstrategy = \"{}\"\ntargets = [{}]\n",
-                r.name,
-                r.strategy.name(),
-                targets.join(", ")
-            ));
-        }
-        s.push_str(&format!("\n[ledger]\nretention_days = {}\n", self.ledger_retention.as_secs() / 86_400));
-        if let Some(u) = &self.ledger_url {
-            s.push_str(&format!("url = \"{}\"\n", u.shown));
-        }
-        if let Some(st) = &self.state {
-            s.push_str(&format!("\n[state]\nredis_url = \"{}\"\nname = \"{}\"\n", st.redis.shown, st.name));
-        }
-        s.push_str(&format!(
-            "\n[cache]\nauto_breakpoints = {}\nanthropic_ttl = \"{}\"\n",
-            self.cache.auto_breakpoints,
-            self.cache.anthropic_ttl.name()
-        ));
-        s.push_str("\n[default_upstream]\n");
-        for d in Dialect::ALL {
-            if let Some(&i) = self.default_upstream.get(&d) {
-                s.push_str(&format!("{} = \"{}\"\n", d.name(), self.providers[i].name));
-            }
-        }
-        s
-    }
-
     /// The file this config was read from, when there is one to reload (not the built-in copy,
     /// not `--upstream`).
     pub fn file_path(&self) -> Option<PathBuf> {
@@ -541,252 +253,6 @@ impl Config {
     pub fn upstream_for(&self, dialect: Dialect) -> Option<&Provider> {
         self.default_upstream.get(&dialect).map(|&i| &self.providers[i])
     }
-}
-
-/// `[cache]`: the TTL must be one the API knows.
-fn validate_cache(
-    c: &file::CacheSection,
-    at: &dyn Fn(std::ops::Range<usize>) -> String,
-) -> Result<CacheSettings, ConfigError> {
-    let anthropic_ttl = match &c.anthropic_ttl {
-        None => CacheTtl::default(),
-        Some(t) => CacheTtl::parse(t.get_ref().trim()).ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "{}: `cache.anthropic_ttl`: `{}` is not \"5m\" or \"1h\"",
-                at(t.span()),
-                t.get_ref()
-            ))
-        })?,
-    };
-    Ok(CacheSettings { auto_breakpoints: c.auto_breakpoints, anthropic_ttl })
-}
-
-/// Whether `base_url` is OpenAI's own API (`api.openai.com` or a regional `*.api.openai.com`),
-/// the one place `prompt_cache_key` is known to be accepted.
-fn is_openai_api(base_url: &str) -> bool {
-    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
-    let host = rest.split(['/', ':']).next().unwrap_or("").to_ascii_lowercase();
-    host == "api.openai.com" || host.ends_with(".api.openai.com")
-}
-
-/// `[fold]`: the level and the store of originals.
-fn validate_fold(
-    f: &file::FoldSection,
-    at: &dyn Fn(std::ops::Range<usize>) -> String,
-) -> Result<(crate::fold::Level, OriginalsSettings), ConfigError> {
-    let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
-        ConfigError::Invalid(format!("{}: `fold.{key}`: {msg}", at(span)))
-    };
-    let level = match &f.level {
-        None => crate::fold::Level::default(),
-        Some(l) => crate::fold::Level::parse(l.get_ref()).ok_or_else(|| {
-            invalid(l.span(), "level", format!("`{}` is not one of lossless, balanced, aggressive", l.get_ref()))
-        })?,
-    };
-    let dir = match f.originals_dir.as_ref().map(|d| (d.get_ref().trim(), d.span())) {
-        None | Some(("default", _)) => crate::fold::originals::default_dir(),
-        Some(("off", _)) => None,
-        Some(("", span)) => return Err(invalid(span, "originals_dir", "give a path, \"default\" or \"off\"".into())),
-        Some((p, _)) => Some(match p.strip_prefix("~/") {
-            Some(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
-            None => PathBuf::from(p),
-        }),
-    };
-    if f.originals_max_mb == 0 {
-        return Err(ConfigError::Invalid("`fold.originals_max_mb` must be above 0".into()));
-    }
-    let public_url = match &f.public_url {
-        None => None,
-        Some(u) => Some(normalize_base(u.get_ref(), false).map_err(|m| invalid(u.span(), "public_url", m))?),
-    };
-    Ok((
-        level,
-        OriginalsSettings {
-            dir,
-            max_bytes: f.originals_max_mb << 20,
-            max_age: Duration::from_secs(f.originals_max_age_days.max(1) * 86_400),
-            public_url,
-        },
-    ))
-}
-
-/// `[fold]` clearing settings: `keep_recent` 0-1000, `clear_at_least` 1 or more, `exclude_tools`.
-fn validate_clear(
-    f: &file::FoldSection,
-    at: &dyn Fn(std::ops::Range<usize>) -> String,
-) -> Result<crate::fold::clear::Settings, ConfigError> {
-    let mut out = crate::fold::clear::Settings::default();
-    if let Some(k) = &f.keep_recent {
-        let n = *k.get_ref();
-        if !(0..=1000).contains(&n) {
-            return Err(ConfigError::Invalid(format!(
-                "{}: `fold.keep_recent`: {n} is not a number of tool outputs from 0 to 1000",
-                at(k.span())
-            )));
-        }
-        out.keep_recent = n as usize;
-    }
-    if let Some(c) = &f.clear_at_least {
-        let n = *c.get_ref();
-        if n < 1 {
-            return Err(ConfigError::Invalid(format!(
-                "{}: `fold.clear_at_least`: {n} is not a number of tokens above 0",
-                at(c.span())
-            )));
-        }
-        out.clear_at_least = n as u64;
-    }
-    if let Some(t) = &f.exclude_tools {
-        out.exclude_tools = t.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    }
-    Ok(out)
-}
-
-fn find_config_file(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("TOKENFOLD_CONFIG") {
-        return Some(PathBuf::from(p));
-    }
-    let local = PathBuf::from("config/tokenfold.toml");
-    if local.is_file() {
-        return Some(local);
-    }
-    let xdg = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    let user = xdg.join("tokenfold/tokenfold.toml");
-    user.is_file().then_some(user)
-}
-
-fn validate_provider(
-    p: &ProviderSection,
-    at: &dyn Fn(std::ops::Range<usize>) -> String,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Provider, ConfigError> {
-    let name = p.name.get_ref().trim().to_string();
-    let invalid = |span: std::ops::Range<usize>, key: &str, msg: String| {
-        ConfigError::Invalid(format!("{}: `providers.{key}` of `{name}`: {msg}", at(span)))
-    };
-    if name.is_empty() {
-        return Err(invalid(p.name.span(), "name", "must not be empty".into()));
-    }
-    let base_url =
-        normalize_base(p.base_url.get_ref(), false).map_err(|m| invalid(p.base_url.span(), "base_url", m))?;
-    let dialect = match p.kind {
-        ProviderKind::Anthropic => Dialect::Anthropic,
-        ProviderKind::Openai => Dialect::OpenaiChat,
-        ProviderKind::OpenaiResponses => Dialect::OpenaiResponses,
-        ProviderKind::Gemini => Dialect::Gemini,
-    };
-    let parts = pool::validate_provider_pool(p, &name, at, env)?;
-    let models = parts.model_specs.iter().map(|m| m.name.clone()).collect();
-    let takes_prompt_cache_key =
-        dialect != Dialect::Anthropic && p.prompt_cache_key.unwrap_or(is_openai_api(&base_url));
-    Ok(Provider {
-        name,
-        dialect,
-        takes_prompt_cache_key,
-        base_url,
-        auth: parts.auth,
-        models,
-        accounts: parts.accounts,
-        model_specs: parts.model_specs,
-        day_zone: parts.day_zone,
-        rate_scope: parts.rate_scope,
-    })
-}
-
-/// The env var name in a `${NAME}` reference; a literal secret in the file is refused.
-fn env_reference(value: &Spanned<String>) -> Result<String, String> {
-    let v = value.get_ref().trim();
-    match v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        Some(name) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-            Ok(name.to_string())
-        }
-        _ => Err("secrets are not written in the config: use an environment variable reference like \"${MY_KEY}\""
-            .to_string()),
-    }
-}
-
-/// Trims a base URL; `add_v1` appends the `/v1` segment unless it is already there.
-fn normalize_base(url: &str, add_v1: bool) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/');
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len() {
-        return Err(format!("`{url}` is not an http:// or https:// URL"));
-    }
-    if add_v1 && !url.ends_with("/v1") {
-        return Ok(format!("{url}/v1"));
-    }
-    Ok(url.to_string())
-}
-
-/// The dotted key path (`providers[1].models[0].name`) of the deepest key or value at byte
-/// `offset`, for errors serde reports with a position but without the key.
-fn key_path_at(text: &str, offset: usize) -> Option<String> {
-    use toml_edit::{Item, Table, Value};
-    let contains = |span: Option<std::ops::Range<usize>>| span.is_some_and(|s| s.start <= offset && offset < s.end);
-    fn value(v: &Value, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
-        if contains(v.span()) {
-            best.clear();
-            best.push_str(path);
-        }
-        match v {
-            Value::Array(a) => {
-                a.iter().enumerate().for_each(|(i, e)| value(e, &format!("{path}[{i}]"), contains, best))
-            }
-            Value::InlineTable(t) => {
-                for (k, e) in t.iter() {
-                    let child = format!("{path}.{k}");
-                    if contains(t.key(k).and_then(|k| k.span())) {
-                        best.clone_from(&child);
-                    }
-                    value(e, &child, contains, best);
-                }
-            }
-            _ => {}
-        }
-    }
-    fn table(t: &Table, path: &str, contains: &dyn Fn(Option<std::ops::Range<usize>>) -> bool, best: &mut String) {
-        for (k, item) in t.iter() {
-            let child = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
-            if contains(t.key(k).and_then(|k| k.span())) {
-                best.clone_from(&child);
-            }
-            match item {
-                Item::Value(v) => value(v, &child, contains, best),
-                Item::Table(sub) => {
-                    if contains(sub.span()) {
-                        best.clone_from(&child);
-                    }
-                    table(sub, &child, contains, best);
-                }
-                Item::ArrayOfTables(tables) => {
-                    for (i, sub) in tables.iter().enumerate() {
-                        let indexed = format!("{child}[{i}]");
-                        if contains(sub.span()) {
-                            best.clone_from(&indexed);
-                        }
-                        table(sub, &indexed, contains, best);
-                    }
-                }
-                Item::None => {}
-            }
-        }
-    }
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
-    let mut best = String::new();
-    table(doc.as_table(), "", &contains, &mut best);
-    (!best.is_empty()).then_some(best)
-}
-
-/// `source:line:column` for a byte offset.
-fn location(text: &str, source: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
-    format!("{source}:{line}:{col}")
 }
 
 #[cfg(test)]

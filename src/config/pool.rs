@@ -11,8 +11,9 @@ use super::file::{
     AccountSection, LimitsSection, ModelEntry, PoolSection, PriceSection, ProviderKind, ProviderSection, RateScopeName,
     RouteSection, StrategyName,
 };
+use super::DayZone;
 use super::{env_reference, AuthMode, ConfigError, Provider, ProviderAuth, Secret};
-use crate::pool::zone::DayZone;
+use crate::price::Price;
 
 /// Quota limits of one window set; `None` means the provider does not limit (or we do not know).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,27 +41,14 @@ pub struct Account {
     pub free_tier: bool,
 }
 
-/// USD per million tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-    pub cached_input: f64,
-    /// Writes to the 5-minute cache.
-    pub cache_write: f64,
-    /// Writes to the 1-hour cache.
-    pub cache_write_1h: f64,
-}
-
-impl Price {
-    /// Anthropic bills cache writes at 1.25x input (5 minutes) and 2x (1 hour); OpenAI-style
-    /// providers cache automatically and bill the written tokens as ordinary input.
-    fn from_section(p: PriceSection, kind: ProviderKind) -> Price {
-        let (write, write_1h) = if kind == ProviderKind::Anthropic { (1.25, 2.0) } else { (1.0, 1.0) };
-        let cache_write = p.cache_write.unwrap_or(p.input * write);
-        let cache_write_1h = p.cache_write_1h.unwrap_or(p.input * write_1h);
-        Price { input: p.input, output: p.output, cached_input: p.cached_input, cache_write, cache_write_1h }
-    }
+/// The prices of a `price` section. Anthropic bills cache writes at 1.25x input (5 minutes) and
+/// 2x (1 hour); OpenAI-style providers cache automatically and bill the written tokens as
+/// ordinary input.
+fn price_of(p: PriceSection, kind: ProviderKind) -> Price {
+    let (write, write_1h) = if kind == ProviderKind::Anthropic { (1.25, 2.0) } else { (1.0, 1.0) };
+    let cache_write = p.cache_write.unwrap_or(p.input * write);
+    let cache_write_1h = p.cache_write_1h.unwrap_or(p.input * write_1h);
+    Price { input: p.input, output: p.output, cached_input: p.cached_input, cache_write, cache_write_1h }
 }
 
 #[derive(Debug, Clone)]
@@ -314,7 +302,7 @@ pub(super) fn validate_provider_pool(
                 tools: s.tools.unwrap_or(true),
                 images: s.images.unwrap_or(true),
                 reasoning: s.reasoning.unwrap_or(false),
-                price: s.price.map(|pr| Price::from_section(pr, p.kind)).unwrap_or_default(),
+                price: s.price.map(|pr| price_of(pr, p.kind)).unwrap_or_default(),
                 limits: s.limits.map(Limits::from).unwrap_or_default(),
                 cache_min_tokens: s.cache_min_tokens,
             },
@@ -330,13 +318,12 @@ pub(super) fn validate_provider_pool(
     }
 
     let day_zone = match &p.day_reset_tz {
-        None => DayZone::UTC,
+        None => DayZone::utc(),
         Some(z) => DayZone::parse(z.get_ref()).ok_or_else(|| {
-            let known: Vec<&str> = DayZone::known_names().collect();
             invalid(
                 z.span(),
                 "day_reset_tz",
-                format!("unknown time zone `{}`; known: {}", z.get_ref(), known.join(", ")),
+                format!("unknown time zone `{}`: give an IANA zone name like UTC or America/Los_Angeles", z.get_ref()),
             )
         })?,
     };

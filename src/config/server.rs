@@ -109,22 +109,6 @@ pub fn normalize_host(raw: &str) -> Result<String, String> {
     Ok(h.trim_end_matches('.').to_string())
 }
 
-/// The `[server]` lines of `config check` for these settings.
-pub fn render(s: &ServerSettings) -> String {
-    let list = |v: &[String]| v.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", ");
-    format!(
-        "header_timeout_ms = {}\nbody_timeout_ms = {}\nkeepalive_timeout_ms = {}\nmax_connections = {}\n\
-         shutdown_timeout_ms = {}\nallowed_origins = [{}]\nallowed_hosts = [{}]\n",
-        s.header_timeout.as_millis(),
-        s.body_timeout.as_millis(),
-        s.keepalive_timeout.as_millis(),
-        s.max_connections,
-        s.shutdown_timeout.as_millis(),
-        list(&s.allowed_origins),
-        list(&s.allowed_hosts),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::fold::json::{self, is_array, is_object, is_string, Malformed, Obj};
+use crate::dialect::json::{self, is_array, is_object, is_string, Malformed, Obj};
 
 /// How long Anthropic keeps a cache entry after its last use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

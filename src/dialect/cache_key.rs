@@ -11,11 +11,11 @@ pub fn add(body: &[u8], key: &str) -> Option<Vec<u8>> {
     if !key.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\') {
         return None;
     }
-    let open = crate::fold::json::skip_ws(body, 0);
+    let open = super::json::skip_ws(body, 0);
     if body.get(open) != Some(&b'{') {
         return None;
     }
-    let empty = body.get(crate::fold::json::skip_ws(body, open + 1)) == Some(&b'}');
+    let empty = body.get(super::json::skip_ws(body, open + 1)) == Some(&b'}');
     let mut out = Vec::with_capacity(body.len() + key.len() + FIELD.len() + 8);
     out.extend_from_slice(&body[..=open]);
     out.push(b'"');

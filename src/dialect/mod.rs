@@ -1,10 +1,14 @@
-//! Wire dialects the proxy speaks. This folder is the only place wire field names are spelled.
+//! Wire dialects the proxy speaks. This folder is the only place wire field names are spelled,
+//! and holds the one raw-JSON scanner (`json`: value ranges for byte-exact splicing, and its
+//! strict mode that reads a request's envelope as serde would).
 
+pub mod blocks;
 pub mod breakpoints;
 pub mod cache_key;
 pub mod envelope;
 pub mod errors;
 pub mod gemini;
+pub mod json;
 pub mod sse;
 mod text;
 pub mod translate;

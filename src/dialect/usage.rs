@@ -150,14 +150,14 @@ fn find_usage(dialect: Dialect, doc: &[u8]) -> Option<Option<Usage>> {
     };
     let nested = |members: &[(&[u8], &[u8])], key: &[u8]| -> Option<Usage> {
         let (_, raw) = members.iter().rev().find(|(k, _)| *k == key)?;
-        let inner = super::envelope::members(raw)?;
+        let inner = super::json::strict::members(raw)?;
         if escaped(&inner) {
             let tree: Value = serde_json::from_slice(raw).ok()?;
             return Usage::from_json(dialect, &tree["usage"]);
         }
         Usage::from_json(dialect, &field(&inner, b"usage")?)
     };
-    let top = super::envelope::members(doc)?;
+    let top = super::json::strict::members(doc)?;
     if escaped(&top) {
         return None; // keys that only match once unescaped: the tree reading handles them
     }

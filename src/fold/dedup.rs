@@ -7,12 +7,12 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::filters::{self, Origin};
-use super::locate::{Kind, Loc};
 use super::markers::{self, SpanLines};
 use super::shapes::{self, Style};
 use super::state::{
     window_key, BlockResult, EditNote, IdMap, Line, Mechanism, Src, State, ToolInfo, WINDOW_CANDIDATES,
 };
+use crate::dialect::blocks::{Kind, Loc};
 use crate::tokens;
 
 /// Span rule: at least this many lines and bytes.
@@ -244,7 +244,7 @@ pub fn process_text(
     st.srcs.push(Src { kind, loc, tool, view, lines });
     st.index_block(ord, text, true, &kept_reminders);
     let mut escaped = Vec::with_capacity(new_text.len() + 16);
-    super::json::encode_into(&new_text, &mut escaped);
+    crate::dialect::json::encode_into(&new_text, &mut escaped);
     st.approx_bytes += escaped.len() + notes.iter().map(|n| n.removed.len() + n.marker.len()).sum::<usize>();
     st.results.push(Some(Arc::new(BlockResult { escaped, notes, est_saved })));
 }

@@ -2,8 +2,8 @@
 //! there. Markers are short (every byte is paid for on every later turn) but always name the
 //! block and the lines, so the model can follow them.
 
-use super::locate::{Kind, Loc};
 use super::state::{Src, ToolInfo};
+use crate::dialect::blocks::{Kind, Loc};
 
 pub fn is_read_tool(name: &str) -> bool {
     matches!(

@@ -8,10 +8,7 @@
 pub mod clear;
 pub mod dedup;
 pub mod filters;
-pub mod json;
 pub mod levers;
-pub mod locate;
-mod locate_gemini;
 pub mod lru;
 pub mod markers;
 pub mod originals;
@@ -23,12 +20,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::dialect::blocks::{self, Block, Kind, Loc};
+use crate::dialect::json::{self, Malformed, Res};
 use crate::dialect::Dialect;
 pub use filters::Level;
 use filters::Origin;
-use json::{Malformed, Res};
 pub use levers::Levers;
-use locate::{Block, Kind, Loc};
 use originals::Originals;
 use state::State;
 pub use state::{EditNote, Mechanism, ToolInfo};
@@ -120,67 +117,6 @@ impl Default for FoldOptions {
             clear: clear::Settings::default(),
         }
     }
-}
-
-impl FoldOptions {
-    /// From the config: opens the store (its writer prunes it), or turns filters off with a
-    /// warning when it is off or cannot be created. Agents on other machines (the proxy listens
-    /// beyond loopback, or `fold.public_url` is set) get `curl` markers for the proxy's
-    /// `GET /o/<id>` instead of a path.
-    pub fn from_config(cfg: &crate::config::Config) -> FoldOptions {
-        let o = &cfg.originals;
-        let remote = (o.public_url.is_some() || !cfg.listen.ip().is_loopback()).then(|| originals::Remote {
-            base_url: o.public_url.clone().unwrap_or_else(|| default_public_url(cfg.listen)),
-            key_required: !cfg.api_keys.is_empty(),
-        });
-        let store = o.dir.clone().map(|dir| {
-            originals::Originals::open(originals::StoreConfig {
-                dir: dir.clone(),
-                max_bytes: o.max_bytes,
-                max_age: o.max_age,
-                remote,
-            })
-            .map_err(|e| format!("cannot use {}: {e}", dir.display()))
-        });
-        match store {
-            Some(Ok(s)) => FoldOptions {
-                level: cfg.fold_level,
-                originals: Arc::new(s),
-                cache_bytes: cfg.fold_cache_bytes,
-                clear: cfg.clear.clone(),
-                ..FoldOptions::default()
-            },
-            other => {
-                if cfg.fold_level != Level::Lossless {
-                    let why = match other {
-                        Some(Err(e)) => e,
-                        _ => "fold.originals_dir is off".to_string(),
-                    };
-                    tracing::warn!("command output filters and clearing are off ({why}); folding is lossless only");
-                }
-                FoldOptions { filters_allowed: false, cache_bytes: cfg.fold_cache_bytes, ..FoldOptions::default() }
-            }
-        }
-    }
-}
-
-/// `http://HOST:PORT` for a proxy bound to `listen`: the address itself, or this machine's name
-/// when bound to every interface.
-fn default_public_url(listen: std::net::SocketAddr) -> String {
-    let host = if listen.ip().is_unspecified() {
-        std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| listen.ip().to_string())
-    } else {
-        match listen.ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        }
-    };
-    format!("http://{host}:{}", listen.port())
 }
 
 pub struct Folder {
@@ -277,7 +213,7 @@ impl Folder {
 
     fn try_prepare(&self, dialect: Dialect, body: &Bytes, level: Level) -> Res<Option<Prepared>> {
         let b: &[u8] = body;
-        let blocks = locate::locate(dialect, b)?;
+        let blocks = blocks::locate(dialect, b)?;
         if blocks.is_empty() {
             return Ok(None);
         }
@@ -352,7 +288,7 @@ impl Prepared {
 /// filters) see it: `Some` for tool output and calls. Tool output an agent sends as a user
 /// message gets the command of the assistant message before it (`ToolInfo::command`).
 pub fn producers(dialect: Dialect, body: &[u8]) -> Option<Vec<Option<Arc<ToolInfo>>>> {
-    let blocks = locate::locate(dialect, body).ok()?;
+    let blocks = blocks::locate(dialect, body).ok()?;
     let mut st = State::new(0, Levers::default());
     let store = Originals::unstored();
     let ctx = Ctx { level: Level::Lossless, store: &store };

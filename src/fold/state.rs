@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::filters::Filter;
 use super::levers::Levers;
-use super::locate::{Kind, Loc};
 use super::shapes::Style;
+use crate::dialect::blocks::{Kind, Loc};
 
 /// Keys are already xxh3 outputs; hashing them again is wasted work.
 #[derive(Default)]

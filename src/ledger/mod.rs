@@ -4,7 +4,6 @@
 
 pub mod cache;
 pub mod cli;
-pub mod cost;
 mod db;
 mod migrate;
 pub mod postgres;
@@ -21,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use cost::{Prices, Saved};
 pub use record::{client_family, MechanismSaving, Record, RequestOutcome};
 
 /// Records waiting to be written; beyond this they are dropped and counted as lost.
@@ -258,7 +256,8 @@ mod tests {
         r.status = status;
         r.outcome = if status == 200 { RequestOutcome::Completed } else { RequestOutcome::Error };
         r.free_tier = account == "free";
-        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
+        r.prices =
+            crate::price::Price { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
         r.add_saving("dedup", |s| (s.tokens, s.turn_tokens, s.elisions, s.recalls) = (saved, saved / 4, 2, 1));
         r.add_saving("logs", |s| (s.tokens, s.elisions) = (saved / 2, 4));
         r.settle(Usage { input: 1000, output: 100, cache_read: 5_000, cache_write: 300, cache_write_1h: 0 });

@@ -4,9 +4,9 @@ use serde::Serialize;
 
 use bytes::Bytes;
 
-use super::cost::{Prices, Saved};
 use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
+use crate::price::{Price, Saved};
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,7 +91,7 @@ pub struct Record {
     pub usage: Usage,
     /// Billed cost of what was sent (0 on a free tier).
     pub cost_usd: f64,
-    /// Billed cost had the unfolded request been sent (see `cost::Prices::counterfactual`).
+    /// Billed cost had the unfolded request been sent (see `Price::counterfactual`).
     pub baseline_cost_usd: f64,
     /// What the same tokens would have cost with no prompt cache (0 on a free tier, like
     /// `cost_usd`): against `cost_usd`, what the cache saved.
@@ -106,7 +106,7 @@ pub struct Record {
     pub session: String,
     /// The target's prices, used by `settle`; not stored.
     #[serde(skip)]
-    pub prices: Prices,
+    pub prices: Price,
     /// Cached tokens a clearing step in this request made the provider write again (estimated),
     /// used by `settle`; not stored.
     #[serde(skip)]
@@ -150,7 +150,7 @@ impl Record {
             list_baseline_usd: 0.0,
             free_tier: false,
             session: String::new(),
-            prices: Prices::default(),
+            prices: Price::default(),
             rewritten_tokens: 0,
             settled: false,
             session_body: None,
@@ -252,7 +252,7 @@ mod tests {
 
     fn folded(free: bool) -> Record {
         let mut r = Record::empty();
-        r.prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
+        r.prices = Price { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
         r.free_tier = free;
         r.add_saving("span", |s| (s.tokens, s.turn_tokens) = (4_000, 1_000));
         r.add_saving("span", |s| s.elisions += 2);

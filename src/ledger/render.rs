@@ -3,25 +3,15 @@
 use super::cache::ExpiryNotice;
 use super::report::{MechanismRow, Report, Row};
 use super::sessions::SessionRow;
-
-fn pct(part: f64, whole: f64) -> f64 {
-    if whole > 0.0 {
-        100.0 * part / whole
-    } else {
-        0.0
-    }
-}
+use crate::table::{clip, pct, Align, Keep, Table};
 
 fn opt_pct(p: Option<f64>) -> String {
     p.map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into())
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
-    }
+/// A report key in its column.
+fn key(s: &str, max: usize) -> String {
+    clip(s, max, Keep::Start)
 }
 
 fn csv_field(s: &str) -> String {
@@ -32,42 +22,41 @@ pub fn render_table(rep: &Report) -> String {
     if rep.by == "mechanism" {
         return mechanism_table(&rep.mechanisms, &rep.total);
     }
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{:<24} {:>8} {:>12} {:>7} {:>10} {:>10} {:>7} {:>6} {:>10} {:>5} {:>5} {:>8} {:>8}\n",
-        rep.by,
-        "requests",
-        "tok saved",
-        "tok %",
-        "cost $",
-        "saved $",
-        "$ %",
-        "free",
-        "free val $",
-        "fallb",
-        "errs",
-        "p50 µs",
-        "p95 µs"
-    ));
+    let by = rep.by.as_str();
+    let mut t = Table::new(&[
+        (by, Align::Left),
+        ("requests", Align::Right),
+        ("tok saved", Align::Right),
+        ("tok %", Align::Right),
+        ("cost $", Align::Right),
+        ("saved $", Align::Right),
+        ("$ %", Align::Right),
+        ("free", Align::Right),
+        ("free val $", Align::Right),
+        ("fallb", Align::Right),
+        ("errs", Align::Right),
+        ("p50 µs", Align::Right),
+        ("p95 µs", Align::Right),
+    ]);
     for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
         let us = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-        out.push_str(&format!(
-            "{:<24} {:>8} {:>12} {:>6.1}% {:>10.4} {:>10.4} {:>6.1}% {:>6} {:>10.4} {:>5} {:>5} {:>8} {:>8}\n",
-            truncate(&r.key, 24),
-            r.requests,
-            r.saved_tokens(),
-            pct(r.saved_tokens() as f64, r.tokens_before as f64),
-            r.cost_usd,
-            r.saved_cost(),
-            pct(r.saved_cost(), r.baseline_cost_usd),
-            r.free_requests,
-            r.free_value_usd,
-            r.fallbacks,
-            r.errors,
+        t.row([
+            key(&r.key, 24),
+            r.requests.to_string(),
+            r.saved_tokens().to_string(),
+            format!("{:.1}%", pct(r.saved_tokens() as f64, r.tokens_before as f64)),
+            format!("{:.4}", r.cost_usd),
+            format!("{:.4}", r.saved_cost()),
+            format!("{:.1}%", pct(r.saved_cost(), r.baseline_cost_usd)),
+            r.free_requests.to_string(),
+            format!("{:.4}", r.free_value_usd),
+            r.fallbacks.to_string(),
+            r.errors.to_string(),
             us(r.overhead_p50_us),
             us(r.overhead_p95_us),
-        ));
+        ]);
     }
+    let mut out = t.render();
     if rep.total.usage_input + rep.total.cache_read + rep.total.cache_write > 0 {
         out.push('\n');
         out.push_str(&cache_table(rep));
@@ -78,31 +67,30 @@ pub fn render_table(rep: &Report) -> String {
 /// The provider's prompt cache per key: uncached input, reads, writes, the hit share and what
 /// the same tokens would have cost without the cache.
 fn cache_table(rep: &Report) -> String {
-    let mut out = format!(
-        "{:<24} {:>12} {:>12} {:>12} {:>6} {:>10} {:>11} {:>13}\n",
-        format!("prompt cache by {}", rep.by),
-        "uncached in",
-        "cache read",
-        "cache write",
-        "hit %",
-        "billed $",
-        "no-cache $",
-        "cache saved $"
-    );
+    let title = format!("prompt cache by {}", rep.by);
+    let mut t = Table::new(&[
+        (&title, Align::Left),
+        ("uncached in", Align::Right),
+        ("cache read", Align::Right),
+        ("cache write", Align::Right),
+        ("hit %", Align::Right),
+        ("billed $", Align::Right),
+        ("no-cache $", Align::Right),
+        ("cache saved $", Align::Right),
+    ]);
     for r in rep.rows.iter().chain(std::iter::once(&rep.total)) {
-        out.push_str(&format!(
-            "{:<24} {:>12} {:>12} {:>12} {:>6} {:>10.4} {:>11.4} {:>13.4}\n",
-            truncate(&r.key, 24),
-            r.usage_input,
-            r.cache_read,
-            r.cache_write,
+        t.row([
+            key(&r.key, 24),
+            r.usage_input.to_string(),
+            r.cache_read.to_string(),
+            r.cache_write.to_string(),
             opt_pct(r.cache_hit_pct),
-            r.cost_usd,
-            r.uncached_cost_usd,
-            r.cache_saved_cost(),
-        ));
+            format!("{:.4}", r.cost_usd),
+            format!("{:.4}", r.uncached_cost_usd),
+            format!("{:.4}", r.cache_saved_cost()),
+        ]);
     }
-    out
+    t.render()
 }
 
 /// One line when the 5-minute cache keeps expiring between turns; empty otherwise.
@@ -119,10 +107,16 @@ pub fn expiry_line(n: &ExpiryNotice) -> String {
 }
 
 fn mechanism_table(rows: &[MechanismRow], total: &Row) -> String {
-    let mut out = format!(
-        "{:<28} {:>9} {:>13} {:>7} {:>9} {:>8} {:>8} {:>6}\n",
-        "mechanism", "requests", "tokens saved", "tok %", "elisions", "recalls", "recall %", "steps"
-    );
+    let mut t = Table::new(&[
+        ("mechanism", Align::Left),
+        ("requests", Align::Right),
+        ("tokens saved", Align::Right),
+        ("tok %", Align::Right),
+        ("elisions", Align::Right),
+        ("recalls", Align::Right),
+        ("recall %", Align::Right),
+        ("steps", Align::Right),
+    ]);
     let mut sum = MechanismRow { key: "total".into(), ..MechanismRow::default() };
     for r in rows {
         sum.tokens_saved += r.tokens_saved;
@@ -134,19 +128,18 @@ fn mechanism_table(rows: &[MechanismRow], total: &Row) -> String {
     sum.requests = total.requests;
     sum.recall_pct = (sum.elisions > 0).then(|| 100.0 * sum.recalls as f64 / sum.elisions as f64);
     for r in rows.iter().chain(std::iter::once(&sum)) {
-        out.push_str(&format!(
-            "{:<28} {:>9} {:>13} {:>6.1}% {:>9} {:>8} {:>8} {:>6}\n",
-            truncate(&r.key, 28),
-            r.requests,
-            r.tokens_saved,
-            pct(r.tokens_saved as f64, total.tokens_before as f64),
-            r.elisions,
-            r.recalls,
+        t.row([
+            key(&r.key, 28),
+            r.requests.to_string(),
+            r.tokens_saved.to_string(),
+            format!("{:.1}%", pct(r.tokens_saved as f64, total.tokens_before as f64)),
+            r.elisions.to_string(),
+            r.recalls.to_string(),
             opt_pct(r.recall_pct),
-            r.steps,
-        ));
+            r.steps.to_string(),
+        ]);
     }
-    out
+    t.render()
 }
 
 pub fn render_csv(rep: &Report) -> String {
@@ -198,32 +191,35 @@ pub fn render_csv(rep: &Report) -> String {
 
 /// Conversations, newest first.
 pub fn sessions_table(rows: &[SessionRow]) -> String {
-    let mut out = format!(
-        "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9} {:>11}\n",
-        "session", "first", "last", "client", "requests", "tok saved", "saved $", "cache hit %"
-    );
+    let mut t = Table::new(&[
+        ("session", Align::Left),
+        ("first", Align::Left),
+        ("last", Align::Left),
+        ("client", Align::Left),
+        ("requests", Align::Right),
+        ("tok saved", Align::Right),
+        ("saved $", Align::Right),
+        ("cache hit %", Align::Right),
+    ]);
     for s in rows {
-        out.push_str(&format!(
-            "{:<38} {:<16} {:<16} {:<12} {:>8} {:>10} {:>9.4} {:>11}\n",
-            truncate(&s.session, 38),
+        t.row([
+            key(&s.session, 38),
             utc_minute(s.first_ms),
             utc_minute(s.last_ms),
-            truncate(&s.client, 12),
-            s.requests,
-            s.saved_tokens,
-            s.saved_usd,
-            opt_pct(s.cache_hit_pct)
-        ));
+            key(&s.client, 12),
+            s.requests.to_string(),
+            s.saved_tokens.to_string(),
+            format!("{:.4}", s.saved_usd),
+            opt_pct(s.cache_hit_pct),
+        ]);
     }
-    out
+    t.render()
 }
 
 /// `YYYY-MM-DD HH:MM` (UTC) of unix ms.
 fn utc_minute(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::pool::zone::civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| format!("@{ms}ms"), |t| t.strftime("%Y-%m-%d %H:%M").to_string())
 }
 
 #[cfg(test)]

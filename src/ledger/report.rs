@@ -399,11 +399,8 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
     }
     let parts: Vec<&str> = s.split('-').collect();
     if let [y, m, d] = parts.as_slice() {
-        let (y, m, d) = (y.parse::<i64>().ok()?, m.parse::<i64>().ok()?, d.parse::<i64>().ok()?);
-        if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-            return None;
-        }
-        return Some(crate::pool::zone::days_from_civil(y, m as u32, d as u32) * 86_400_000);
+        let date = jiff::civil::Date::new(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?).ok()?;
+        return Some(date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp().as_millisecond());
     }
     None
 }

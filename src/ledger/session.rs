@@ -1,14 +1,14 @@
 //! Which conversation a request belongs to, for `report --session`. Clients that name their
 //! session are believed (Claude Code's `metadata.user_id`, Codex's `session_id` header and
 //! `prompt_cache_key`); otherwise the id is a hash of the conversation's first blocks, which every
-//! later turn repeats unchanged. Like the fold engine's `locate`, this reads request wire fields.
+//! later turn repeats unchanged. It asks `dialect` for the request's blocks.
 
 use http::HeaderMap;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::dialect::blocks::{self, Kind};
+use crate::dialect::json::{self, Obj};
 use crate::dialect::Dialect;
-use crate::fold::json::{self, Obj};
-use crate::fold::locate::{self, Kind};
 
 /// Headers agents put their conversation id in (Codex CLI sends `session_id`).
 const SESSION_HEADERS: [&str; 4] = ["session_id", "session-id", "x-session-id", "x-claude-code-session-id"];
@@ -72,7 +72,7 @@ fn clean(id: &str) -> Option<String> {
 /// which every later request of it repeats (text ranges only, so moving `cache_control`
 /// markers do not change it).
 fn first_blocks_hash(dialect: Dialect, b: &[u8]) -> Option<String> {
-    let blocks = locate::locate(dialect, b).ok()?;
+    let blocks = blocks::locate(dialect, b).ok()?;
     let first_user = blocks.iter().position(|blk| blk.kind == Kind::UserText);
     let upto = first_user.map(|i| i + 1).unwrap_or(blocks.len().min(2));
     if upto == 0 {

@@ -6,9 +6,16 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use crate::dialect::gemini::{self, rpc::QuotaWindow};
-use crate::server::error::Origin;
 
 use super::headers::retry_delay;
+
+/// Who caused an error: it decides whether retrying elsewhere can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Upstream,
+    Internal,
+}
 
 /// Why an attempt failed, in the terms the pool acts on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -83,17 +90,6 @@ impl Failure {
             Failure::ContextTooLong { .. } => "context_too_long",
             Failure::BadRequest { .. } => "bad_request",
         }
-    }
-
-    /// The class of a transport error from the upstream client.
-    pub fn from_proxy_error(e: &crate::server::error::ProxyError) -> Failure {
-        use crate::server::error::ProxyError;
-        let cause = match e {
-            ProxyError::UpstreamTimeout { .. } => Cause::Timeout,
-            ProxyError::UpstreamUnreachable { detail, .. } if detail.contains("connection failed") => Cause::Connect,
-            _ => Cause::Reset,
-        };
-        Failure::Unavailable { cause, detail: e.to_string() }
     }
 }
 

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::zone::parse_rfc3339_ms;
-
 /// How long the provider asks us to wait, from headers or the body, if it says.
 pub fn retry_delay(headers: &HeaderMap, body: &str, now_unix_ms: i64) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
@@ -170,6 +168,12 @@ fn reset_value(v: &str, now_unix_ms: i64) -> Option<Duration> {
     parse_duration(v).or_else(|| parse_rfc3339_ms(v).map(|at| Duration::from_millis((at - now_unix_ms).max(0) as u64)))
 }
 
+/// An RFC 3339 timestamp (`2025-01-01T12:00:00Z`, fractions and `+hh:mm` offsets allowed) in
+/// unix milliseconds.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    s.trim().parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +252,14 @@ mod tests {
         assert_eq!(w[1].kind, WindowKind::Tokens);
         assert_eq!(w[1].span, Span::Minute);
         assert_eq!(w[1].reset_in, Some(Duration::from_millis(30_500)));
+    }
+
+    #[test]
+    fn rfc3339_reset_times() {
+        let noon = 1_751_371_200_000; // 2025-07-01T12:00:00Z
+        assert_eq!(parse_rfc3339_ms("2025-07-01T12:00:00Z"), Some(noon));
+        assert_eq!(parse_rfc3339_ms("2025-07-01T12:00:00.25Z"), Some(noon + 250));
+        assert_eq!(parse_rfc3339_ms("2025-07-01T14:00:00+02:00"), Some(noon));
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

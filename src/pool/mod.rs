@@ -9,7 +9,7 @@
 //! while let Some(mut attempt) = plan.next_attempt() {
 //!     // send to attempt.target() (model in the body: attempt.send_model(), if Some)
 //!     match send().await {
-//!         Err(e) => if attempt.report(Outcome::Failed(Failure::from_proxy_error(&e))) == Verdict::TryNext { continue } else { return e },
+//!         Err(e) => if attempt.report(Outcome::Failed(Failure::from(&e))) == Verdict::TryNext { continue } else { return e },
 //!         Ok(resp) => {
 //!             attempt.observe_headers(resp.headers());
 //!             // read the error body, or peek the first SSE event of a 200
@@ -39,22 +39,21 @@ pub mod status;
 pub mod store;
 pub mod upstream;
 mod window;
-pub mod zone;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-pub use admission::{Attempt, Outcome, Plan, RequestFacts, Usage, Verdict, DEFAULT_OUTPUT_ALLOWANCE};
+pub use admission::{Attempt, Outcome, Plan, RequestFacts, Verdict, DEFAULT_OUTPUT_ALLOWANCE};
 pub use caller::Caller;
-pub use failure::{classify, Cause, Failure, StreamWatch};
+pub use failure::{classify, Cause, Failure, Origin, StreamWatch};
 pub use state::Clock;
 pub use status::PoolStatus;
+pub use upstream::UpstreamError;
 
 use crate::config::{Config, PoolSettings, Provider, ProviderAuth, Route, StoreLocation, Strategy};
 use crate::dialect::Dialect;
-use crate::server::error::{Origin, ProxyError};
 use slots::{Lane, Slot, State};
 use state::KeyState;
 use store::Store;
@@ -291,27 +290,14 @@ impl Pool {
         Pool { inner }
     }
 
-    /// The ordered targets for a request, without admission (the seam the server used before
-    /// `plan`; kept so it compiles unchanged).
-    pub fn targets(&self, ingress: Dialect, model: Option<&str>) -> Result<Vec<Target>, ProxyError> {
-        let routing = self.inner.resolve(ingress, model).map_err(|e| e.into_proxy_error(ingress))?;
-        let mut out = Vec::new();
-        let mut missing = None;
-        for r in &routing.targets {
-            let accts = self.inner.accounts_of(r.provider);
-            if accts.is_empty() {
-                missing = missing.or_else(|| self.inner.key_missing(r.provider));
-            }
-            for a in accts {
-                let view = self.inner.accounts[a].view.clone();
-                out.push(Target { dialect: view.dialect, provider: view });
-            }
-        }
-        match (out.is_empty(), missing) {
-            (true, Some(e)) => Err(e.into_proxy_error(ingress)),
-            (true, None) => Err(ProxyError::NoUpstream(ingress)),
-            _ => Ok(out),
-        }
+    /// The first usable target of `ingress`'s default upstream, without admission (for asking
+    /// it for its model list).
+    pub fn default_target(&self, ingress: Dialect) -> Option<Target> {
+        let inner = &self.inner;
+        let chain = inner.default_upstream.get(&ingress)?;
+        let acct = chain.iter().find_map(|&p| inner.accounts_of(p).into_iter().next())?;
+        let view = inner.accounts[acct].view.clone();
+        Some(Target { dialect: view.dialect, provider: view })
     }
 
     /// The names of the configured routes.
@@ -354,17 +340,6 @@ impl Pool {
     /// Where the state is saved, if anywhere.
     pub fn store_path(&self) -> Option<&std::path::Path> {
         self.inner.store.as_ref().map(|s| s.path())
-    }
-}
-
-impl PoolError {
-    /// The proxy's error for the same condition (for the `targets` seam).
-    pub fn into_proxy_error(self, ingress: Dialect) -> ProxyError {
-        match self {
-            PoolError::NoRoute { .. } => ProxyError::NoUpstream(ingress),
-            PoolError::KeyMissing { provider, var } => ProxyError::ProviderKeyMissing { provider, var },
-            other => ProxyError::Internal(other.to_string()),
-        }
     }
 }
 

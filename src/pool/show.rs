@@ -11,6 +11,7 @@ use crate::config::{Config, StoreLocation};
 use super::state::Clock;
 use super::status::{PoolStatus, WindowStatus, Windows};
 use super::Pool;
+use crate::table::{clip, Align, Keep, Table};
 
 pub struct Options {
     pub config: Option<PathBuf>,
@@ -136,15 +137,13 @@ fn saved_state(cfg: &Config) -> Result<PoolStatus, String> {
 pub fn render_table(s: &PoolStatus) -> String {
     let mut out = format!("Pool: {}, at {}\n", s.source, utc_time(s.now_ms));
     out.push_str("Windows are used/limit (left); `-` is not limited. Minute windows roll; day windows reset at midnight in the provider's zone.\n\n");
-    let mut rows: Vec<[String; 10]> =
-        vec![["TARGET", "HEALTH", "RPM", "TPM", "RPD", "TPD", "IN FLIGHT", "RESETS IN", "COOLDOWN", "LAST ERROR"]
-            .map(String::from)];
-    let mut headers = Vec::new();
+    let columns = ["TARGET", "HEALTH", "RPM", "TPM", "RPD", "TPD", "IN FLIGHT", "RESETS IN", "COOLDOWN", "LAST ERROR"];
+    let mut table = Table::new(&columns.map(|c| (c, Align::Left)));
     for p in &s.providers {
         let off = p.off.as_ref().map(|o| format!(" - off: {o}")).unwrap_or_default();
-        headers.push((
-            rows.len(),
-            format!("{} ({}, {}, days start at midnight {}){off}", p.name, p.dialect, p.base_url, p.day_reset_tz),
+        table.text(format!(
+            "{} ({}, {}, days start at midnight {}){off}",
+            p.name, p.dialect, p.base_url, p.day_reset_tz
         ));
         for a in &p.accounts {
             let ago = a.last_error_ago_s.map(|s| format!(" ({} ago)", duration(s))).unwrap_or_default();
@@ -152,7 +151,7 @@ pub fn render_table(s: &PoolStatus) -> String {
                 Some(c) => format!("  {} caller {c}", a.label),
                 None => format!("  {}", a.label),
             };
-            rows.push(row(
+            table.row(row(
                 who,
                 &a.health,
                 &a.windows,
@@ -161,7 +160,7 @@ pub fn render_table(s: &PoolStatus) -> String {
                 a.last_error.as_ref().map(|e| format!("{e}{ago}")),
             ));
             for m in &a.models {
-                rows.push(row(
+                table.row(row(
                     format!("    {}", m.name),
                     &m.health,
                     &m.windows,
@@ -172,23 +171,7 @@ pub fn render_table(s: &PoolStatus) -> String {
             }
         }
     }
-    let widths: Vec<usize> = (0..10).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut header_at = headers.into_iter().peekable();
-    for (i, r) in rows.iter().enumerate() {
-        while let Some((_, h)) = header_at.next_if(|(at, _)| *at == i) {
-            out.push_str(&h);
-            out.push('\n');
-        }
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            line.push_str(cell);
-            if c + 1 < r.len() {
-                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    out.push_str(&table.render());
     if !s.routes.is_empty() {
         out.push_str("\nRoutes:\n");
         for r in &s.routes {
@@ -215,8 +198,9 @@ fn row(
         (Some(m), None) => format!("minute {}", duration(m)),
         (None, None) => String::new(),
     };
-    let cooldown =
-        cooldown.map(|(kind, left, why)| clip(&format!("{kind} {}: {why}", duration(left)), 48)).unwrap_or_default();
+    let cooldown = cooldown
+        .map(|(kind, left, why)| clip(&format!("{kind} {}: {why}", duration(left)), 48, Keep::Start))
+        .unwrap_or_default();
     [
         target,
         health.to_string(),
@@ -227,7 +211,7 @@ fn row(
         in_flight,
         resets,
         cooldown,
-        last_error.map(|e| clip(&e, 60)).unwrap_or_default(),
+        last_error.map(|e| clip(&e, 60, Keep::Start)).unwrap_or_default(),
     ]
 }
 
@@ -265,20 +249,9 @@ fn duration(s: u64) -> String {
     }
 }
 
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
 fn utc_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = super::zone::civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", t / 3600, t % 3600 / 60, t % 60)
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| format!("@{ms}ms"), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 #[cfg(test)]

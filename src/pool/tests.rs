@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::*;
 use crate::config::{Config, StoreLocation};
+use crate::dialect::usage::Usage;
 
 /// 2025-07-01T06:50:00Z = 2025-06-30 23:50 in Los Angeles (PDT).
 pub(super) const T0: i64 = 1_751_352_600_000;
@@ -149,7 +150,7 @@ async fn rpm_and_tpm_skip_a_target_until_the_minute_rolls() {
     let a = plan.next_attempt().unwrap();
     assert_eq!(a.provider(), "a");
     // Settled with the real usage: 90 tokens, so a 20-token request no longer fits.
-    a.report(Outcome::Success(Some(Usage { input_tokens: 80, output_tokens: 10, cached_input_tokens: 0 })));
+    a.report(Outcome::Success(Some(Usage { input: 80, output: 10, ..Usage::default() })));
     let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &facts(20)).unwrap();
     assert_eq!(plan.next_attempt().unwrap().provider(), "b");
     assert!(plan.skipped().iter().any(|s| s.contains("TPM 90+20/100")), "{:?}", plan.skipped());

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue};
 use super::tests::*;
 use super::*;
 use crate::config::Config;
+use crate::dialect::usage::Usage;
 
 fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -98,7 +99,7 @@ async fn the_output_a_request_allows_is_reserved_until_its_usage_settles() {
     assert_eq!(plan.next_attempt().unwrap().provider(), "b");
     assert!(plan.skipped().iter().any(|r| r.contains("TPM 2500+2500/3000")), "{:?}", plan.skipped());
     // Settled at 2000 real tokens: 1000 are left.
-    in_flight.report(Outcome::Success(Some(Usage { input_tokens: 500, output_tokens: 1500, cached_input_tokens: 0 })));
+    in_flight.report(Outcome::Success(Some(Usage { input: 500, output: 1500, ..Usage::default() })));
     let pick = |f: RequestFacts| {
         pool.plan(Dialect::OpenaiChat, Some("r"), &f).unwrap().next_attempt().unwrap().provider().to_string()
     };

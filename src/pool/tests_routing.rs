@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 
 use super::tests::*;
+use super::upstream::Phase;
 use super::*;
 use crate::config::{Config, StoreLocation};
 
@@ -99,9 +100,9 @@ async fn resolution_routes_models_aliases_and_default_upstream() {
     assert_eq!(plan_of(Dialect::Anthropic, "claude-x").unwrap(), ("client".into(), None));
     assert!(matches!(plan_of(Dialect::OpenaiChat, "off/m"), Err(PoolError::KeyMissing { .. })));
     assert!(matches!(plan_of(Dialect::OpenaiChat, "nothing"), Err(PoolError::NoRoute { .. })));
-    // The old seam still answers for the server.
-    let t = pool.targets(Dialect::Anthropic, Some("claude-x")).unwrap();
-    assert_eq!(t[0].provider.name, "client");
+    // The default upstream's first target, for its model list.
+    assert_eq!(pool.default_target(Dialect::Anthropic).unwrap().provider.name, "client");
+    assert!(pool.default_target(Dialect::OpenaiChat).is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -125,10 +126,9 @@ async fn repeated_upstream_flags_make_one_fallback_route() {
     let a = plan.next_attempt().unwrap();
     assert_eq!(a.target().provider.base_url, "http://one.test/v1");
     assert_eq!(
-        a.report(Outcome::Failed(Failure::from_proxy_error(&ProxyError::UpstreamTimeout {
+        a.report(Outcome::Failed(Failure::from(&UpstreamError::Timeout {
             provider: "upstream-anthropic".into(),
-            phase: "send response headers",
-            key: "first_byte_ms",
+            phase: Phase::FirstByte,
             secs: 1.0,
         }))),
         Verdict::TryNext

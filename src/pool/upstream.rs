@@ -10,9 +10,91 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ProviderAuth, Timeouts};
 use crate::dialect::{headers, Dialect};
-use crate::server::error::ProxyError;
 
+use super::failure::{Cause, Failure};
 use super::Target;
+
+/// Why talking to an upstream failed before its answer could be judged. The pool classifies it
+/// by its variant (`Failure::from`); the server renders its message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The HTTP client could not be built at start.
+    #[error("internal error: cannot build the HTTP client: {0}")]
+    Build(String),
+    /// The provider's base URL does not make a URL for this request.
+    #[error("upstream `{provider}` is unreachable: {detail}")]
+    BadUrl { provider: String, detail: String },
+    /// No connection could be made (refused, name lookup, TLS handshake).
+    #[error("upstream `{provider}` is unreachable: {detail}")]
+    Connect { provider: String, detail: String },
+    /// A phase of the exchange took longer than its configured timeout.
+    #[error("upstream `{provider}` did not {} within {secs:.1}s (timeouts.{})", phase.doing(), phase.key())]
+    Timeout { provider: String, phase: Phase, secs: f64 },
+    /// The connection broke before the answer could be judged (after connecting).
+    #[error("upstream `{provider}` is unreachable: {detail}")]
+    Reset { provider: String, detail: String },
+    /// The answer stopped arriving before it could be judged (`timeouts.idle_ms`).
+    #[error("upstream `{provider}` is unreachable: {detail}")]
+    Stalled { provider: String, detail: String },
+}
+
+/// The phases of an upstream exchange that have a timeout of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `timeouts.connect_ms`.
+    Connect,
+    /// `timeouts.first_byte_ms`: until the response headers.
+    FirstByte,
+}
+
+impl Phase {
+    fn doing(self) -> &'static str {
+        match self {
+            Phase::Connect => "accept the connection",
+            Phase::FirstByte => "send response headers",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect_ms",
+            Phase::FirstByte => "first_byte_ms",
+        }
+    }
+}
+
+impl UpstreamError {
+    /// A timeout of one phase.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::Timeout { .. })
+    }
+
+    /// A short label for metrics and the ledger.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Build(_) => "internal",
+            UpstreamError::Timeout { .. } => "upstream_timeout",
+            _ => "upstream_unreachable",
+        }
+    }
+}
+
+impl From<&UpstreamError> for Failure {
+    /// The pool's class of a transport failure: every one is the target being unavailable.
+    /// A stall while judging the answer counts as the connection breaking, as before the error
+    /// was typed (its message names the idle timeout).
+    fn from(e: &UpstreamError) -> Failure {
+        let cause = match e {
+            UpstreamError::Timeout { .. } => Cause::Timeout,
+            UpstreamError::Connect { .. } => Cause::Connect,
+            UpstreamError::Build(_)
+            | UpstreamError::BadUrl { .. }
+            | UpstreamError::Reset { .. }
+            | UpstreamError::Stalled { .. } => Cause::Reset,
+        };
+        Failure::Unavailable { cause, detail: e.to_string() }
+    }
+}
 
 /// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those the client library
 /// sets itself from the body it sends. Headers a message's own `Connection` header names are
@@ -63,9 +145,8 @@ pub struct UpstreamClient {
 
 impl UpstreamClient {
     /// A client for `workers` worker threads (see `serve_on_worker`).
-    pub fn new(timeouts: Timeouts, workers: usize) -> Result<UpstreamClient, ProxyError> {
-        let shared =
-            build_client(&timeouts).map_err(|e| ProxyError::Internal(format!("cannot build the HTTP client: {e}")))?;
+    pub fn new(timeouts: Timeouts, workers: usize) -> Result<UpstreamClient, UpstreamError> {
+        let shared = build_client(&timeouts).map_err(|e| UpstreamError::Build(e.to_string()))?;
         let per_worker = (0..workers).map(|_| OnceLock::new()).collect();
         Ok(UpstreamClient { shared, per_worker, timeouts, urls: Default::default() })
     }
@@ -114,11 +195,11 @@ impl UpstreamClient {
         (path_after_v1, query): (&str, Option<&str>),
         proxy_key_header: Option<&HeaderName>,
         body: Bytes,
-    ) -> Result<reqwest::Response, ProxyError> {
+    ) -> Result<reqwest::Response, UpstreamError> {
         let provider = &target.provider;
         let url = self
             .url(&provider.base_url, path_after_v1, query)
-            .map_err(|detail| ProxyError::UpstreamUnreachable { provider: provider.name.clone(), detail })?;
+            .map_err(|detail| UpstreamError::BadUrl { provider: provider.name.clone(), detail })?;
         // Built directly: the builder's `.headers()` merges into an empty map header by header.
         let mut request = reqwest::Request::new(client.method.clone(), url);
         let mut headers = upstream_headers(&client.headers, target, proxy_key_header);
@@ -128,22 +209,21 @@ impl UpstreamClient {
         *request.headers_mut() = headers;
         *request.body_mut() = Some(body.into());
         match tokio::time::timeout(self.timeouts.first_byte, self.http().execute(request)).await {
-            Err(_) => Err(ProxyError::UpstreamTimeout {
+            Err(_) => Err(UpstreamError::Timeout {
                 provider: provider.name.clone(),
-                phase: "send response headers",
-                key: "first_byte_ms",
+                phase: Phase::FirstByte,
                 secs: self.timeouts.first_byte.as_secs_f64(),
             }),
-            Ok(Err(e)) if e.is_timeout() => Err(ProxyError::UpstreamTimeout {
+            Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout {
                 provider: provider.name.clone(),
-                phase: "accept the connection",
-                key: "connect_ms",
+                phase: Phase::Connect,
                 secs: self.timeouts.connect.as_secs_f64(),
             }),
-            Ok(Err(e)) => Err(ProxyError::UpstreamUnreachable {
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect {
                 provider: provider.name.clone(),
-                detail: describe_reqwest_error(&e),
+                detail: format!("connection failed ({})", deepest_cause(&e)),
             }),
+            Ok(Err(e)) => Err(UpstreamError::Reset { provider: provider.name.clone(), detail: deepest_cause(&e) }),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -218,7 +298,7 @@ pub fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
 }
 
 /// A one-line cause without the URL's query or any header value.
-fn describe_reqwest_error(e: &reqwest::Error) -> String {
+fn deepest_cause(e: &reqwest::Error) -> String {
     use std::error::Error;
     let mut cause: Option<&dyn Error> = e.source();
     let mut deepest = e.without_url_string();
@@ -226,11 +306,7 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
         deepest = c.to_string();
         cause = c.source();
     }
-    if e.is_connect() {
-        format!("connection failed ({deepest})")
-    } else {
-        deepest
-    }
+    deepest
 }
 
 trait WithoutUrl {

@@ -23,9 +23,10 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::Counter;
-use crate::fold::locate::{Block, Kind};
+use crate::dialect::blocks::{Block, Kind};
+use crate::dialect::json;
 use crate::fold::state::window_key;
-use crate::fold::{dedup, json, shapes};
+use crate::fold::{dedup, shapes};
 
 /// Token sums over a conversation's turn requests.
 #[derive(Debug, Default, Clone, Copy, Serialize)]

@@ -11,10 +11,11 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::sources::Conversation;
 use super::Stats;
+use crate::dialect::blocks::{self, Block, Kind, Loc};
+use crate::dialect::json;
 use crate::fold::clear::outline::{self, Shape};
 use crate::fold::clear::{candidates, Cleared};
-use crate::fold::locate::{self, Block, Kind, Loc};
-use crate::fold::{json, shapes, Prepared};
+use crate::fold::{shapes, Prepared};
 
 /// Prices of the billing simulation, relative to input: a cache read of the prefix the previous
 /// request shared, a cache write of the rest (Anthropic's 5-minute cache).
@@ -222,9 +223,9 @@ pub fn check_visibility(
     c: &Conversation,
     t: usize,
     body: &[u8],
-    bin: &[locate::Block],
+    bin: &[Block],
     out: &[u8],
-    bout: &[locate::Block],
+    bout: &[Block],
     p: &Prepared,
     cl: &Cleared,
     first_errors_seen: &mut HashSet<u64>,
@@ -238,7 +239,7 @@ pub fn check_visibility(
             Loc::System(_) => None,
         });
         let after = messages.max().unwrap_or(0);
-        if let Ok(nblocks) = locate::locate(c.dialect, next) {
+        if let Ok(nblocks) = blocks::locate(c.dialect, next) {
             let reply = reply(next, &nblocks, after);
             for a in &reply.anchors {
                 if visible(&orig_text, a) {

@@ -18,10 +18,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::dialect::blocks::{self as locate, Kind};
+use crate::dialect::json;
 use crate::fold::clear::Economics;
-use crate::fold::locate::{self, Kind};
 use crate::fold::originals::Originals;
-use crate::fold::{json, FoldOptions, Folder, Level, Levers, Mechanism, Prepared};
+use crate::fold::{FoldOptions, Folder, Level, Levers, Mechanism, Prepared};
 use crate::tokens;
 use ceiling::Ceiling;
 pub use clearing::TargetKind;

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::{lacks_system, pct, Stats};
 use crate::fold::{Level, Levers, Mechanism};
+use crate::table::{clip, Align, Keep, Table};
 
 /// What the report needs besides the numbers.
 pub struct View {
@@ -30,44 +31,64 @@ fn totals(name: &str, list: &[Stats]) -> Stats {
     t
 }
 
+/// A conversation's or source's name in its column: paths keep their end.
 fn clip_name(name: &str) -> String {
-    if name.chars().count() > 46 {
-        let tail: String = name.chars().rev().take(45).collect::<Vec<_>>().into_iter().rev().collect();
-        format!("…{tail}")
-    } else {
-        name.to_string()
-    }
+    clip(name, 46, Keep::End)
 }
 
-fn row(out: &mut String, s: &Stats, indent: &str, system: u64) {
-    let name = clip_name(&format!("{indent}{}", s.name));
-    let mech = |m: Mechanism| pct(s.saved_by.get(m.name()).copied().unwrap_or(0), s.tokens_before);
+/// `12.3%` with `decimals` digits.
+fn percent(p: f64, decimals: usize) -> String {
+    format!("{p:.decimals$}%")
+}
+
+fn conversation_table() -> Table {
+    let right = |h| (h, Align::Right);
+    Table::new(&[
+        ("conversation", Align::Left),
+        right("turns"),
+        right("before"),
+        right("after"),
+        right("saved"),
+        right("+sys"),
+        right("whole"),
+        right("span"),
+        right("remind"),
+        right("filters"),
+        right("clear"),
+        right("stable"),
+        right("errkept"),
+        right("fold ms"),
+    ])
+}
+
+fn row(table: &mut Table, s: &Stats, indent: &str, system: u64) {
+    let mech = |m: Mechanism| percent(pct(s.saved_by.get(m.name()).copied().unwrap_or(0), s.tokens_before), 1);
     let with_sys = if system > 0 && lacks_system(&s.format) {
-        format!("{:>7.1}%", s.saved_pct_with_system(system))
+        percent(s.saved_pct_with_system(system), 1)
     } else {
-        format!("{:>8}", "-")
+        "-".to_string()
     };
     let clear = pct(s.saved_by.get(super::CLEAR).copied().unwrap_or(0), s.tokens_before);
-    let _ = writeln!(
-        out,
-        "{name:<46} {:>5} {:>11} {:>11} {:>6.1}% {with_sys} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>7.2}% {:>7.2}% {:>8.1}",
-        s.turns,
-        s.tokens_before,
-        s.tokens_after,
-        s.saved_pct(),
+    table.row([
+        clip_name(&format!("{indent}{}", s.name)),
+        s.turns.to_string(),
+        s.tokens_before.to_string(),
+        s.tokens_after.to_string(),
+        percent(s.saved_pct(), 1),
+        with_sys,
         mech(Mechanism::WholeOutput),
         mech(Mechanism::Span),
         mech(Mechanism::Reminder),
-        pct(s.filters_saved(), s.tokens_before),
-        clear,
-        s.stability_pct(),
-        s.retention_pct(),
-        s.fold_ms,
-    );
+        percent(pct(s.filters_saved(), s.tokens_before), 1),
+        percent(clear, 1),
+        percent(s.stability_pct(), 2),
+        percent(s.retention_pct(), 2),
+        format!("{:.1}", s.fold_ms),
+    ]);
 }
 
 /// `filters: test-runner 1.2%, build 0.3%, ...` (shares of `before`), then any lost error line.
-fn filter_breakdown(out: &mut String, s: &Stats) {
+fn filter_breakdown(table: &mut Table, s: &Stats) {
     let parts: Vec<String> = Mechanism::ALL
         .iter()
         .filter(|m| m.is_filter())
@@ -76,16 +97,15 @@ fn filter_breakdown(out: &mut String, s: &Stats) {
             format!("{} {:.2}%", m.name().trim_start_matches("filter:"), pct(n, s.tokens_before))
         })
         .collect();
-    let _ = writeln!(out, "  filters: {}", parts.join(", "));
-    let _ = writeln!(
-        out,
+    table.text(format!("  filters: {}", parts.join(", ")));
+    table.text(format!(
         "  error-like lines of changed blocks kept: {} of {} ({:.2}%)",
         s.error_lines_kept,
         s.error_lines_checked,
         s.retention_pct()
-    );
+    ));
     for l in &s.error_lines_lost {
-        let _ = writeln!(out, "  LOST: {l}");
+        table.text(format!("  LOST: {l}"));
     }
 }
 
@@ -116,43 +136,27 @@ pub fn text(sources: &[(String, Vec<Stats>)], v: &View) -> String {
         let _ = writeln!(out, "levers: {:?}", v.levers);
     }
     out.push('\n');
-    let _ = writeln!(
-        out,
-        "{:<46} {:>5} {:>11} {:>11} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
-        "conversation",
-        "turns",
-        "before",
-        "after",
-        "saved",
-        "+sys",
-        "whole",
-        "span",
-        "remind",
-        "filters",
-        "clear",
-        "stable",
-        "errkept",
-        "fold ms"
-    );
+    let mut table = conversation_table();
     let mut all = Vec::new();
     for (src, list) in sources {
-        let _ = writeln!(out, "{src}");
+        table.text(src.as_str());
         for s in list {
-            row(&mut out, s, "  ", v.system_tokens);
+            row(&mut table, s, "  ", v.system_tokens);
         }
         let t = totals(&format!("= {src} ({} conversations)", list.len()), list);
-        row(&mut out, &t, "", v.system_tokens);
-        filter_breakdown(&mut out, &t);
-        out.push('\n');
+        row(&mut table, &t, "", v.system_tokens);
+        filter_breakdown(&mut table, &t);
+        table.text("");
         all.push(t);
     }
     if sources.len() > 1 {
         let mut t = totals("= all sources", &all);
         t.format = "mixed".to_string();
-        row(&mut out, &t, "", 0);
-        filter_breakdown(&mut out, &t);
-        out.push('\n');
+        row(&mut table, &t, "", 0);
+        filter_breakdown(&mut table, &t);
+        table.text("");
     }
+    out.push_str(&table.render());
     clearing_table(&mut out, &all, v);
     levers_table(&mut out, &all);
     ceiling_table(&mut out, &all);
@@ -209,42 +213,41 @@ fn clearing_table(out: &mut String, all: &[Stats], v: &View) {
         "identifiers (paths, dotted, snake/camel names) it wrote next, likewise; first errors: the first error\n",
     );
     out.push_str("line of each cleared command output, still forwarded.\n");
-    let _ = writeln!(
-        out,
-        "{:<46} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>16} {:>18} {:>14}",
-        "source",
-        "saved",
-        "billed",
-        "entries",
-        "no-cache",
-        "steps",
-        "stable",
-        "cleared",
-        "anchors",
-        "refs",
-        "first errors"
-    );
+    let right = |h| (h, Align::Right);
+    let mut table = Table::new(&[
+        ("source", Align::Left),
+        right("saved"),
+        right("billed"),
+        right("entries"),
+        right("no-cache"),
+        right("steps"),
+        right("stable"),
+        right("cleared"),
+        right("anchors"),
+        right("refs"),
+        right("first errors"),
+    ]);
     let frac = |k: u64, n: u64| format!("{k}/{n} {:.1}%", if n == 0 { 100.0 } else { pct(k, n) });
+    let times = |x: f64| format!("{x:.3}x");
     for t in all {
-        let _ = writeln!(
-            out,
-            "{:<46} {:>6.1}% {:>7.3}x {:>7.3}x {:>7.3}x {:>6} {:>7.1}% {:>8} {:>16} {:>18} {:>14}",
+        table.row([
             clip_name(&t.name),
-            t.saved_pct(),
-            t.billed_ratio(),
-            t.billed_at_entries_ratio(),
-            t.tokens_after as f64 / t.tokens_before.max(1) as f64,
-            t.steps,
-            t.stable_turns_pct(),
-            t.cleared_turns,
+            percent(t.saved_pct(), 1),
+            times(t.billed_ratio()),
+            times(t.billed_at_entries_ratio()),
+            times(t.tokens_after as f64 / t.tokens_before.max(1) as f64),
+            t.steps.to_string(),
+            percent(t.stable_turns_pct(), 1),
+            t.cleared_turns.to_string(),
             frac(t.anchors_kept, t.anchors_checked),
             frac(t.refs_kept, t.refs_checked),
             frac(t.first_errors_kept, t.first_errors_checked),
-        );
+        ]);
         for l in &t.first_errors_lost {
-            let _ = writeln!(out, "  LOST first error: {l}");
+            table.text(format!("  LOST first error: {l}"));
         }
     }
+    out.push_str(&table.render());
     out.push('\n');
 }
 
@@ -256,27 +259,25 @@ fn levers_table(out: &mut String, all: &[Stats]) {
     }
     out.push_str("lever gains (percentage points of before): default levers, what switching it off loses;\n");
     out.push_str("opt-in levers (+): what switching it on would add.\n");
-    let _ = write!(out, "{:<46}", "source");
-    for (name, _) in Levers::NAMES {
-        let _ = write!(out, " {name:>15}");
-    }
-    for (name, _) in Levers::OPT_IN {
-        let _ = write!(out, " {:>15}", format!("+{name}"));
-    }
-    out.push('\n');
+    let opt_in: Vec<String> = Levers::OPT_IN.iter().map(|(name, _)| format!("+{name}")).collect();
+    let mut columns = vec![("source", Align::Left)];
+    columns.extend(Levers::NAMES.iter().map(|(name, _)| (*name, Align::Right)));
+    columns.extend(opt_in.iter().map(|name| (name.as_str(), Align::Right)));
+    let mut table = Table::new(&columns);
     for t in all {
-        let _ = write!(out, "{:<46}", clip_name(&t.name));
-        let p = |a: u64, b: u64| (a as f64 - b as f64) / t.tokens_before.max(1) as f64 * 100.0;
+        let p = |a: u64, b: u64| format!("{:.2}p", (a as f64 - b as f64) / t.tokens_before.max(1) as f64 * 100.0);
+        let mut cells = vec![clip_name(&t.name)];
         for (name, _) in Levers::NAMES {
             let off = t.after_without.get(name).copied().unwrap_or(t.tokens_after);
-            let _ = write!(out, " {:>14.2}p", p(off, t.tokens_after));
+            cells.push(p(off, t.tokens_after));
         }
         for (name, _) in Levers::OPT_IN {
             let on = t.after_with.get(name).copied().unwrap_or(t.tokens_after);
-            let _ = write!(out, " {:>14.2}p", p(t.tokens_after, on));
+            cells.push(p(t.tokens_after, on));
         }
-        out.push('\n');
+        table.row(cells);
     }
+    out.push_str(&table.render());
     out.push('\n');
 }
 
@@ -297,27 +298,32 @@ fn ceiling_table(out: &mut String, all: &[Stats]) {
     );
     out.push_str("safe = gated where a file view counts only when one run covers it all (the bound under every\n");
     out.push_str("invariant: the engine folds views only as a whole); all tool output = every tool-output token.\n");
-    let _ = writeln!(
-        out,
-        "{:<46} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>16}",
-        "source", "saved", "cross", "+same", "+any", "gated", "safe", "all tool output"
-    );
+    let right = |h| (h, Align::Right);
+    let mut table = Table::new(&[
+        ("source", Align::Left),
+        right("saved"),
+        right("cross"),
+        right("+same"),
+        right("+any"),
+        right("gated"),
+        right("safe"),
+        right("all tool output"),
+    ]);
     for t in all {
         let Some(c) = &t.ceiling else { continue };
-        let p = |x: u64| pct(x, t.tokens_before);
-        let _ = writeln!(
-            out,
-            "{:<46} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>15.1}%",
+        let p = |x: u64| percent(pct(x, t.tokens_before), 1);
+        table.row([
             clip_name(&t.name),
-            t.saved_pct(),
+            percent(t.saved_pct(), 1),
             p(c.cross_block),
             p(c.same_block),
             p(c.any_source),
             p(c.gated),
             p(c.anchor_safe),
-            p(c.all_tool_output)
-        );
+            p(c.all_tool_output),
+        ]);
     }
+    out.push_str(&table.render());
     out.push('\n');
 }
 

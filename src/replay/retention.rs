@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::Stats;
+use crate::dialect::blocks::{Block, Kind};
+use crate::dialect::json;
 use crate::dialect::Dialect;
 use crate::fold::filters::is_error_line;
-use crate::fold::locate::{Block, Kind};
-use crate::fold::{json, shapes};
+use crate::fold::shapes;
 
 #[derive(Default)]
 pub struct Retention {

@@ -198,10 +198,7 @@ impl Stats {
     }
 }
 
+/// `part` as a percentage of `whole`, for token counts.
 pub fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        100.0 * part as f64 / whole as f64
-    }
+    crate::table::pct(part as f64, whole as f64)
 }

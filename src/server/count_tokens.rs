@@ -11,7 +11,7 @@ use super::Body;
 use crate::dialect::Dialect;
 
 pub fn answer_locally_for(dialect: Dialect, body: &Bytes) -> Result<Response<Body>, ProxyError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body)?;
     let mut text = String::new();
     collect_strings(&value, &mut text);
     let tokens = crate::tokens::count(&text);

@@ -4,20 +4,14 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use crate::dialect::errors::{error_body_with_status, ErrorClass};
+use crate::dialect::translate::TranslateError;
 use crate::dialect::Dialect;
-
-/// Who caused an error: it decides whether retrying elsewhere can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Client,
-    Upstream,
-    Internal,
-}
+use crate::pool::{Origin, PoolError, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("request body is not valid JSON: {0}")]
-    MalformedJson(String),
+    MalformedJson(#[from] serde_json::Error),
     #[error("bad request header {0}")]
     BadHeader(String),
     #[error("request body is {}over the limit of {limit} bytes (server.max_body_bytes)", size.map(|s| format!("{s} bytes, ")).unwrap_or_default())]
@@ -31,19 +25,14 @@ pub enum ProxyError {
     #[error("missing or invalid proxy key: send one of server.api_keys as x-tokenfold-key, x-api-key or Authorization: Bearer")]
     Unauthorized,
     #[error("the request cannot be translated for the chosen provider: {0}")]
-    Untranslatable(String),
+    Untranslatable(#[from] TranslateError),
     #[error("forbidden: {0}")]
     Forbidden(String),
-    #[error("no upstream is configured for {0} requests (set default_upstream.{0} in the config)")]
-    NoUpstream(Dialect),
-    #[error("provider `{provider}` is off because {var} is not set; set it and restart")]
-    ProviderKeyMissing { provider: String, var: String },
-    #[error("upstream `{provider}` is unreachable: {detail}")]
-    UpstreamUnreachable { provider: String, detail: String },
-    #[error("upstream `{provider}` did not {phase} within {secs:.1}s (timeouts.{key})")]
-    UpstreamTimeout { provider: String, phase: &'static str, key: &'static str, secs: f64 },
+    /// Sending to the provider failed before its answer could be judged.
     #[error("{0}")]
-    Pool(crate::pool::PoolError),
+    Transport(#[from] UpstreamError),
+    #[error("{0}")]
+    Pool(#[from] PoolError),
     /// The provider's own error answer, passed to the client as it came (translated if needed).
     #[error("provider answered HTTP {status}")]
     Upstream { status: StatusCode, headers: Box<http::HeaderMap>, body: Bytes },
@@ -60,12 +49,12 @@ impl ProxyError {
             | ProxyError::Untranslatable(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => StatusCode::NOT_FOUND,
+            ProxyError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ProxyError::ProviderKeyMissing { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Transport(UpstreamError::Build(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Transport(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Transport(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Pool(p) => StatusCode::from_u16(p.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             ProxyError::Upstream { status, .. } => *status,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,12 +69,11 @@ impl ProxyError {
             | ProxyError::Untranslatable(_) => ErrorClass::InvalidRequest,
             ProxyError::BodyTooLarge { .. } => ErrorClass::TooLarge,
             ProxyError::BodyTimeout { .. } => ErrorClass::Timeout,
-            ProxyError::UnknownRoute { .. } | ProxyError::NoUpstream(_) => ErrorClass::NotFound,
+            ProxyError::UnknownRoute { .. } => ErrorClass::NotFound,
             ProxyError::Unauthorized => ErrorClass::Authentication,
             ProxyError::Forbidden(_) => ErrorClass::Permission,
-            ProxyError::ProviderKeyMissing { .. } => ErrorClass::Overloaded,
-            ProxyError::UpstreamUnreachable { .. } | ProxyError::Internal(_) => ErrorClass::Api,
-            ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
+            ProxyError::Transport(e) if e.is_timeout() => ErrorClass::Timeout,
+            ProxyError::Transport(_) | ProxyError::Internal(_) => ErrorClass::Api,
             ProxyError::Pool(p) => match p.status() {
                 429 => ErrorClass::RateLimit,
                 400 => ErrorClass::InvalidRequest,
@@ -107,13 +95,9 @@ impl ProxyError {
             | ProxyError::UnknownRoute { .. }
             | ProxyError::Unauthorized
             | ProxyError::Forbidden(_) => Origin::Client,
-            ProxyError::UpstreamUnreachable { .. }
-            | ProxyError::UpstreamTimeout { .. }
-            | ProxyError::Upstream { .. } => Origin::Upstream,
+            ProxyError::Transport(UpstreamError::Build(_)) | ProxyError::Internal(_) => Origin::Internal,
+            ProxyError::Transport(_) | ProxyError::Upstream { .. } => Origin::Upstream,
             ProxyError::Pool(p) => p.origin(),
-            ProxyError::NoUpstream(_) | ProxyError::ProviderKeyMissing { .. } | ProxyError::Internal(_) => {
-                Origin::Internal
-            }
         }
     }
 
@@ -134,10 +118,7 @@ impl ProxyError {
             ProxyError::UnknownRoute { .. } => "unknown_route",
             ProxyError::Unauthorized => "unauthorized",
             ProxyError::Forbidden(_) => "forbidden",
-            ProxyError::NoUpstream(_) => "no_upstream",
-            ProxyError::ProviderKeyMissing { .. } => "provider_key_missing",
-            ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
-            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::Transport(e) => e.kind(),
             ProxyError::Pool(p) => p.kind(),
             ProxyError::Upstream { .. } => "upstream_error",
             ProxyError::Internal(_) => "internal",

@@ -1,23 +1,20 @@
-//! Request handling: auth, routing by path, and the proxy path for the three dialects.
+//! Request handling: auth, routing by path, the proxy's own endpoints, and errors as answers.
+//! The proxy path itself is `inbound.rs`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
-use super::forward::UpstreamRequest;
-use super::pending::{InFlight, Pending};
+use super::inbound::{self, Inbound};
 use super::{cross_origin, dashboard};
 use super::{AppState, Body};
-use crate::dialect::{envelope, gemini, headers, Dialect};
-use crate::ledger::{client_family, Record};
+use crate::dialect::{gemini, headers, Dialect};
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -98,16 +95,24 @@ async fn route(
         (&Method::GET, "/models") => Ok(models_response(&state, req.headers(), proxy_key_header.as_ref()).await),
         (&Method::GET, r) if r.starts_with("/o/") => Ok(original_response(&state, &r["/o/".len()..]).await),
         (&Method::POST, "/messages") | (&Method::POST, "/messages/count_tokens") => {
-            proxy(&state, Dialect::Anthropic, req, &route, proxy_key_header, peer).await
+            inbound::proxy(&state, req, Inbound { dialect: Dialect::Anthropic, route: &route, proxy_key_header, peer })
+                .await
         }
         (&Method::POST, "/chat/completions") => {
-            proxy(&state, Dialect::OpenaiChat, req, &route, proxy_key_header, peer).await
+            inbound::proxy(&state, req, Inbound { dialect: Dialect::OpenaiChat, route: &route, proxy_key_header, peer })
+                .await
         }
         (&Method::POST, "/responses") => {
-            proxy(&state, Dialect::OpenaiResponses, req, &route, proxy_key_header, peer).await
+            inbound::proxy(
+                &state,
+                req,
+                Inbound { dialect: Dialect::OpenaiResponses, route: &route, proxy_key_header, peer },
+            )
+            .await
         }
         (&Method::POST, _) if gemini_call.is_some() => {
-            proxy(&state, Dialect::Gemini, req, &route, proxy_key_header, peer).await
+            inbound::proxy(&state, req, Inbound { dialect: Dialect::Gemini, route: &route, proxy_key_header, peer })
+                .await
         }
         _ => Err(ProxyError::UnknownRoute { method: req.method().to_string(), path }),
     };
@@ -165,188 +170,6 @@ fn dashboard_key<'a>(path: &str, query: Option<&'a str>) -> Option<&'a str> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn proxy(
-    state: &Arc<AppState>,
-    dialect: Dialect,
-    req: Request<Incoming>,
-    route: &str,
-    proxy_key_header: Option<HeaderName>,
-    peer: SocketAddr,
-) -> Result<Response<Body>, ProxyError> {
-    let started = Instant::now();
-    let in_flight = InFlight::enter(state);
-    let mut pending = Pending::new(state, started);
-    let record = &mut pending.record;
-    record.ts_ms = crate::ledger::now_ms();
-    record.dialect = dialect.name();
-    record.client = client_family(req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""));
-    let result = forward(state, dialect, req, route, proxy_key_header, peer, started, record).await;
-    pending.settle(&result);
-    // Until the body is done (or the client drops it), the request counts as in flight.
-    result.map(|response| response.map(|body| in_flight.track(body)))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    state: &Arc<AppState>,
-    dialect: Dialect,
-    req: Request<Incoming>,
-    route: &str,
-    proxy_key_header: Option<HeaderName>,
-    peer: SocketAddr,
-    started: Instant,
-    record: &mut Record,
-) -> Result<Response<Body>, ProxyError> {
-    let (parts, incoming) = req.into_parts();
-    let body = read_body(state, &parts.headers, incoming, &mut record.client_us).await?;
-    state.metrics.bytes_in.fetch_add(body.len() as u64, Relaxed);
-    let mut scanned = envelope::scan(&body).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
-    // Gemini names the model and streaming in the URL.
-    let gemini_call = gemini::Call::parse(parts.uri.path(), parts.uri.query()).filter(|_| dialect == Dialect::Gemini);
-    if let Some(call) = &gemini_call {
-        scanned.envelope.model = Some(call.model.clone());
-        scanned.envelope.stream = Some(call.streams());
-    }
-    let envelope = &scanned.envelope;
-    record.model = envelope.model.clone().unwrap_or_default();
-    record.route = record.model.clone();
-    // A session id in a header is read now; one in the body is read by the ledger writer.
-    match crate::ledger::session::from_headers(&parts.headers) {
-        Some(id) => record.session = id,
-        None => record.session_body = Some((dialect, body.clone())),
-    }
-
-    // Fold on the ingress dialect, before any translation. Fail open: a panic forwards the original.
-    let fold_off = parts.headers.get(headers::TOKENFOLD).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"off"));
-    let level = match parts.headers.get(headers::TOKENFOLD_LEVEL) {
-        None => state.folder.level(),
-        Some(v) => v.to_str().ok().and_then(crate::fold::Level::parse).ok_or_else(|| {
-            ProxyError::BadHeader(format!(
-                "{}: `{}` is not one of lossless, balanced, aggressive",
-                headers::TOKENFOLD_LEVEL,
-                String::from_utf8_lossy(v.as_bytes())
-            ))
-        })?,
-    };
-    let mut cache =
-        crate::cache::RequestCache::new(state.cfg.cache, &parts.headers, dialect, scanned.has_prompt_cache_key)
-            .map_err(|e| ProxyError::BadHeader(e.to_string()))?;
-    if fold_off {
-        cache = cache.switched_off();
-    }
-    // Clearing comes per attempt (it depends on the target); it is off for this request when the
-    // client says so, or when the client asks the provider to clear tool uses itself.
-    let clear = match parts.headers.get(headers::TOKENFOLD_CLEAR).map(|v| v.as_bytes()) {
-        None => !scanned.clears_tool_uses,
-        Some(v) if v.eq_ignore_ascii_case(b"off") => false,
-        Some(v) if v.eq_ignore_ascii_case(b"on") => !scanned.clears_tool_uses,
-        Some(v) => {
-            return Err(ProxyError::BadHeader(format!(
-                "{}: `{}` is not one of on, off",
-                headers::TOKENFOLD_CLEAR,
-                String::from_utf8_lossy(v)
-            )))
-        }
-    };
-    let mut saved_tokens = 0;
-    let mut forward = body.clone();
-    let mut prepared = None;
-    if state.folder.enabled() && !fold_off {
-        let folded =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.prepare(dialect, &body, level)));
-        match folded {
-            Ok(Some(p)) => {
-                if let Some(f) = &p.folded {
-                    saved_tokens = f.saved_tokens;
-                    note_fold(record, f);
-                    forward = f.body.clone();
-                }
-                prepared = Some(p).filter(|_| clear);
-            }
-            Ok(None) => {}
-            Err(_) => tracing::error!("folding panicked; forwarding the request unchanged"),
-        }
-    }
-
-    let request = UpstreamRequest {
-        ingress: dialect,
-        route,
-        gemini: gemini_call.as_ref(),
-        parts: &parts,
-        envelope,
-        has_tools: scanned.has_tools,
-        has_images: scanned.has_images,
-        body: forward,
-        prepared,
-        proxy_key_header,
-        saved_tokens,
-        cache,
-        peer,
-        started,
-    };
-    super::forward::send_with_fallback(state, request, record).await
-}
-
-/// Copies what folding did into the record, per mechanism.
-fn note_fold(record: &mut Record, f: &crate::fold::Folded) {
-    for (mechanism, tokens) in f.savings_by_mechanism() {
-        record.add_saving(mechanism, |s| s.tokens += tokens);
-    }
-    for (mechanism, tokens) in &f.turn_savings {
-        record.add_saving(mechanism, |s| s.turn_tokens += tokens);
-    }
-    for (mechanism, n) in &f.turn_elisions {
-        record.add_saving(mechanism, |s| s.elisions += n);
-    }
-    for (mechanism, n) in &f.turn_recalls {
-        record.add_saving(mechanism, |s| s.recalls += n);
-    }
-}
-
-/// Reads the request body, within `server.max_body_bytes` and `server.body_timeout_ms`. Adds how
-/// long it waited for the client to send it (not the proxy's overhead) to `client_us`.
-async fn read_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    mut incoming: Incoming,
-    client_us: &mut u64,
-) -> Result<Bytes, ProxyError> {
-    let limit = state.cfg.max_body_bytes;
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(size) = declared.filter(|&s| s > limit) {
-        return Err(ProxyError::BodyTooLarge { size: Some(size), limit });
-    }
-    let timeout = state.cfg.server.body_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    // A body in one frame (the usual case for a small request) is not copied.
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<Vec<u8>> = None;
-    loop {
-        let asked = Instant::now();
-        let frame = tokio::time::timeout_at(deadline, incoming.frame()).await;
-        *client_us += asked.elapsed().as_micros() as u64;
-        let data = match frame {
-            Err(_) => return Err(ProxyError::BodyTimeout { secs: timeout.as_secs_f64() }),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(ProxyError::BodyRead(e.to_string())),
-            Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => continue, // trailers
-            },
-        };
-        let size = joined.as_ref().map_or_else(|| first.as_ref().map_or(0, Bytes::len), Vec::len) + data.len();
-        if size as u64 > limit {
-            return Err(ProxyError::BodyTooLarge { size: None, limit });
-        }
-        match (&first, &mut joined) {
-            (None, _) => first = Some(data),
-            (Some(f), None) => joined = Some([f.as_ref(), data.as_ref()].concat()),
-            (Some(_), Some(all)) => all.extend_from_slice(&data),
-        }
-    }
-    Ok(joined.map(Bytes::from).or(first).unwrap_or_default())
 }
 
 /// `GET /v1/models`: what a client can ask for here. Route names first, then the models of
@@ -413,7 +236,7 @@ async fn upstream_models(
     anthropic: bool,
 ) -> Vec<(String, String)> {
     let dialect = if anthropic { Dialect::Anthropic } else { Dialect::OpenaiChat };
-    let Some(target) = state.pool().targets(dialect, None).ok().and_then(|t| t.into_iter().next()) else {
+    let Some(target) = state.pool().default_target(dialect) else {
         return Vec::new();
     };
     let owner = target.provider.name.clone();
@@ -464,7 +287,7 @@ fn usable_models(state: &AppState) -> Vec<(String, String)> {
     ids
 }
 
-fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response<Body> {
+pub(super) fn error_response(state: &AppState, dialect: Dialect, e: ProxyError) -> Response<Body> {
     state.metrics.error(e.kind());
     state.metrics.request(dialect, e.status().as_u16());
     tracing::warn!(dialect = %dialect, status = e.status().as_u16(), "{e}");

@@ -2,15 +2,18 @@
 
 mod accept;
 pub use accept::raise_fd_limit;
+mod attempt;
 mod conn;
 mod count_tokens;
 mod cross_origin;
 mod dashboard;
 pub mod error;
-mod forward;
+mod fallback;
 mod handlers;
+mod inbound;
 pub mod metrics;
 mod outgoing;
+mod peek;
 mod pending;
 mod relay;
 pub mod reload;
@@ -65,7 +68,7 @@ impl AppState {
             None => Ledger::disabled(),
         };
         let pool = Pool::new(&cfg);
-        let folder = Folder::with_options(cfg.fold_enabled, crate::fold::FoldOptions::from_config(&cfg));
+        let folder = Folder::with_options(cfg.fold_enabled, cfg.fold_options());
         if let Some(r) = pool.shared() {
             folder.originals().share_through(r.clone());
         }

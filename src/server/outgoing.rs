@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::error::ProxyError;
-use super::forward::UpstreamRequest;
+use super::fallback::UpstreamRequest;
 use crate::dialect::translate::{self, ReplyContext, RequestOptions};
 use crate::dialect::{gemini, Dialect};
 
@@ -46,8 +46,7 @@ pub fn prepare(req: &UpstreamRequest<'_>, body: &Bytes, facts: &TargetFacts<'_>)
             drop_prompt_cache_key: facts.drop_prompt_cache_key,
             gemini: req.gemini,
         };
-        let t = translate::translate_request_for_reply(req.ingress, target, body, &opts)
-            .map_err(|e| ProxyError::Untranslatable(e.to_string()))?;
+        let t = translate::translate_request_for_reply(req.ingress, target, body, &opts)?;
         (Bytes::from(t.body), t.reply)
     } else {
         (body.clone(), ReplyContext::default())

@@ -1,66 +1,212 @@
-//! A request between arrival and the end of its answer: the ledger record until the relay takes
-//! it over (cancelled if the client goes away first), and the in-flight gauge.
+//! A request between arrival and the end of its answer: its ledger record, filled in here and
+//! nowhere else (what folding, the attempts and the relay did), written once when the request
+//! ends however it ends; and the in-flight gauge.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 
 use super::error::ProxyError;
 use super::{AppState, Body};
+use crate::dialect::usage::Usage;
+use crate::dialect::Dialect;
+use crate::fold::clear::Cleared;
+use crate::fold::Folded;
 use crate::ledger::{Record, RequestOutcome};
+use crate::pool::Attempt;
 
-/// The ledger record of a request whose answer is not yet handed to the client. hyper drops the
-/// handler future when the client disconnects during the upstream send or the first-event peek;
-/// that drops (and so cancels) the upstream request with it, and this guard records the request
-/// as cancelled. Once the answer is committed the relay owns the record.
-pub struct Pending<'a> {
-    state: &'a AppState,
+/// The ledger record of a request still being served. The handler owns it until the answer is
+/// committed, then the relay does. hyper drops the handler future when the client disconnects
+/// during the upstream send or the first-event peek; that drops (and so cancels) the upstream
+/// request with it, and this guard records the request as cancelled.
+pub struct Pending {
+    state: Arc<AppState>,
+    /// When the request arrived.
     started: Instant,
-    pub record: Record,
-    settled: bool,
-}
-
-impl<'a> Pending<'a> {
-    pub fn new(state: &'a AppState, started: Instant) -> Pending<'a> {
-        Pending { state, started, record: Record::empty(), settled: false }
-    }
-
-    /// Called with the handler's result: an error is recorded here, an answer by the relay.
-    pub fn settle(&mut self, result: &Result<Response<Body>, ProxyError>) {
-        self.settled = true;
-        if let Err(e) = result {
-            self.record.status = e.status().as_u16();
-            if self.record.error.is_empty() {
-                self.record.error = e.kind().to_string();
-            }
-            self.write(RequestOutcome::Error);
-        }
-    }
-
-    fn write(&mut self, outcome: RequestOutcome) {
-        let mut r = std::mem::replace(&mut self.record, Record::empty());
-        r.outcome = outcome;
-        let total = self.started.elapsed();
-        r.latency_ms = total.as_millis() as u64;
-        r.ttfb_us = total.as_micros() as u64;
-        r.set_overhead(total);
-        self.state.ledger.record(r);
-    }
+    record: Record,
+    /// Written to the ledger (or left out on purpose): nothing more to do on drop.
+    closed: bool,
 }
 
 /// Status recorded for a client that went away before any answer (nginx's "client closed request").
 const CLIENT_CLOSED: u16 = 499;
 
-impl Drop for Pending<'_> {
+impl Pending {
+    pub fn new(state: &Arc<AppState>, started: Instant, dialect: Dialect, user_agent: &str) -> Pending {
+        let mut record = Record::empty();
+        record.ts_ms = crate::ledger::now_ms();
+        record.dialect = dialect.name();
+        record.client = crate::ledger::client_family(user_agent);
+        Pending { state: state.clone(), started, record, closed: false }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The model the client asked for (also the route until the pool names one).
+    pub fn asked_for(&mut self, model: &str) {
+        self.record.model = model.to_string();
+        self.record.route = model.to_string();
+    }
+
+    /// The conversation id a client sent in a header, or the body to read it from later (by the
+    /// ledger writer, off the request path).
+    pub fn session_from(&mut self, header_id: Option<String>, dialect: Dialect, body: &Bytes) {
+        match header_id {
+            Some(id) => self.record.session = id,
+            None => self.record.session_body = Some((dialect, body.clone())),
+        }
+    }
+
+    /// The conversation id, read from the kept body now if the writer has not yet.
+    pub fn session(&mut self) -> &str {
+        self.record.resolve_session();
+        &self.record.session
+    }
+
+    /// Time spent waiting for the client (its body, or its reading of the answer).
+    pub fn client_waited(&mut self, d: Duration) {
+        self.record.client_us += d.as_micros() as u64;
+    }
+
+    /// Time spent waiting on an upstream (any attempt).
+    pub fn upstream_waited(&mut self, d: Duration) {
+        self.record.upstream_us += d.as_micros() as u64;
+    }
+
+    /// What folding did, per mechanism.
+    pub fn folded(&mut self, f: &Folded) {
+        let r = &mut self.record;
+        for (mechanism, tokens) in f.savings_by_mechanism() {
+            r.add_saving(mechanism, |s| s.tokens += tokens);
+        }
+        for (mechanism, tokens) in &f.turn_savings {
+            r.add_saving(mechanism, |s| s.turn_tokens += tokens);
+        }
+        for (mechanism, n) in &f.turn_elisions {
+            r.add_saving(mechanism, |s| s.elisions += n);
+        }
+        for (mechanism, n) in &f.turn_recalls {
+            r.add_saving(mechanism, |s| s.recalls += n);
+        }
+    }
+
+    /// The plan's name (route or model).
+    pub fn routed(&mut self, label: &str) {
+        self.record.route = label.to_string();
+    }
+
+    /// The attempt's target: a failed request's record names the last one tried.
+    pub fn trying(&mut self, attempt: &Attempt, free_tier: bool) {
+        let r = &mut self.record;
+        r.provider = attempt.provider().to_string();
+        r.account = attempt.account().to_string();
+        r.model = attempt.model().to_string();
+        r.free_tier = free_tier;
+    }
+
+    /// The proxy's own time so far, if the request ends before the relay takes over (error,
+    /// cancel): everything until the attempt's body went out.
+    pub fn sending(&mut self, at: Instant) {
+        self.record.overhead_us = at.duration_since(self.started).as_micros() as u64;
+    }
+
+    /// A target that failed before another was tried, as `provider/account: why`.
+    pub fn hop(&mut self, why: String) {
+        self.record.fallbacks.push(why);
+    }
+
+    /// No other target was tried after the last failure: it is the request's error, not a hop.
+    pub fn last_hop_was_final(&mut self) -> String {
+        self.record.fallbacks.pop().unwrap_or_default()
+    }
+
+    /// Why the request failed.
+    pub fn failed_because(&mut self, error: String) {
+        self.record.error = error;
+    }
+
+    /// The provider's error answer that goes back to the client as it came.
+    pub fn answered_by(&mut self, status: u16, provider: String, account: String, reason: String) {
+        let r = &mut self.record;
+        r.status = status;
+        (r.provider, r.account, r.error) = (provider, account, reason);
+    }
+
+    /// What clearing did in the request that went out (mechanism `clear`).
+    pub fn cleared(&mut self, c: &Cleared) {
+        self.record.add_saving(crate::fold::clear::MECHANISM, |s| {
+            s.tokens += c.saved_tokens;
+            s.elisions += c.newly_cleared;
+            s.recalls += c.recalls;
+            s.steps += u64::from(c.stepped());
+        });
+        self.record.rewritten_tokens = c.rewritten_tokens;
+    }
+
+    /// The answer is committed: its status, and the target's prices for settling its cost.
+    pub fn committed(&mut self, status: u16, attempt: &Attempt) {
+        self.record.status = status;
+        if let Some(p) = attempt.price() {
+            self.record.prices = p;
+        }
+    }
+
+    /// Ends the request: how it went, when its first byte went out (`None`: never, or only now),
+    /// and the usage the provider reported. The one place the record is closed and written.
+    pub fn finish(mut self, outcome: RequestOutcome, first_byte: Option<Instant>, usage: Option<Usage>) {
+        self.write(outcome, first_byte, usage);
+    }
+
+    /// Ends a request the proxy answered with an error of its own or the provider's.
+    pub fn fail(mut self, e: &ProxyError) {
+        self.record.status = e.status().as_u16();
+        if self.record.error.is_empty() {
+            self.record.error = e.kind().to_string();
+        }
+        self.write(RequestOutcome::Error, None, None);
+    }
+
+    /// A request answered without a provider (counted locally): not a ledger record.
+    pub fn discard(mut self) {
+        self.closed = true;
+    }
+
+    /// A stream the relay ended early: why, kept for the record.
+    pub fn broke_off(&mut self, kind: &str) {
+        self.record.error = kind.to_string();
+    }
+
+    fn write(&mut self, outcome: RequestOutcome, first_byte: Option<Instant>, usage: Option<Usage>) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        let mut r = std::mem::replace(&mut self.record, Record::empty());
+        let now = Instant::now();
+        let completed_with_error = outcome == RequestOutcome::Completed && r.status >= 400;
+        r.outcome = if completed_with_error { RequestOutcome::Error } else { outcome };
+        let total = now.duration_since(self.started);
+        r.latency_ms = total.as_millis() as u64;
+        r.ttfb_us = first_byte.unwrap_or(now).duration_since(self.started).as_micros() as u64;
+        // Total minus every wait on an upstream (failed attempts included) and on the client.
+        r.set_overhead(total);
+        if let Some(u) = usage {
+            r.settle(u);
+        }
+        self.state.ledger.record(r);
+    }
+}
+
+impl Drop for Pending {
     fn drop(&mut self) {
-        if self.settled {
+        if self.closed {
             return;
         }
         self.state.metrics.cancelled.fetch_add(1, Relaxed);
@@ -69,7 +215,7 @@ impl Drop for Pending<'_> {
             "client went away before the answer started: upstream request cancelled"
         );
         self.record.status = CLIENT_CLOSED;
-        self.write(RequestOutcome::Cancelled);
+        self.write(RequestOutcome::Cancelled, None, None);
     }
 }
 

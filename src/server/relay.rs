@@ -8,31 +8,95 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
+use super::pending::Pending;
 use super::{AppState, Body};
 use crate::dialect::errors::{error_body, error_event, ErrorClass};
 use crate::dialect::translate::{self, StreamTranslator};
 use crate::dialect::usage::UsageSniffer;
-use crate::dialect::Dialect;
-use crate::ledger::{Record, RequestOutcome as Outcome};
-use crate::pool::{Attempt, Cause, Failure, Outcome as PoolOutcome, StreamWatch, Usage as PoolUsage};
+use crate::dialect::{headers, Dialect, RequestEnvelope};
+use crate::ledger::RequestOutcome as Outcome;
+use crate::pool::{Attempt, Cause, Failure, Outcome as PoolOutcome, StreamWatch};
 
-pub struct RelayContext {
-    pub state: Arc<AppState>,
-    /// The client's dialect (errors inside the stream are rendered in it).
-    pub dialect: Dialect,
+/// An answer an attempt committed to: what was read of it to judge it, and the rest to come.
+pub struct Committed {
+    pub status: StatusCode,
+    /// The provider's response headers.
+    pub headers: HeaderMap,
+    /// Tokens folding and clearing saved (a response header says it).
+    pub saved_tokens: u64,
+    /// What was read to judge the answer: the whole body, or a stream's first event.
+    pub peeked: Bytes,
+    pub rest: ByteStream,
+    /// `peeked` is the whole body: it goes out in one piece, with its length.
+    pub complete: bool,
+    pub is_sse: bool,
+    pub transform: Transform,
     /// The dialect of the bytes coming from upstream.
     pub upstream_dialect: Dialect,
     pub provider: String,
-    pub is_sse: bool,
-    /// When the request arrived.
-    pub started: Instant,
-    /// The ledger record, completed when the body ends.
-    pub record: Record,
     /// The pool's attempt, told how the request went when the body ends.
-    pub attempt: Option<Attempt>,
+    pub attempt: Attempt,
+}
+
+/// The client's response for a committed answer; `pending` (the request's record) is finished
+/// when its body ends or is dropped.
+pub fn respond(state: &Arc<AppState>, client_dialect: Dialect, c: Committed, pending: Pending) -> Response<Body> {
+    let headers = client_headers(&c.headers, c.saved_tokens, &c.transform);
+    let ctx = RelayContext {
+        state: state.clone(),
+        dialect: client_dialect,
+        upstream_dialect: c.upstream_dialect,
+        provider: c.provider,
+        is_sse: c.is_sse,
+        started: pending.started(),
+        pending: Some(pending),
+        attempt: Some(c.attempt),
+    };
+    let body = if c.complete {
+        whole_body(c.peeked, ctx, c.transform)
+    } else {
+        relay_body(c.peeked, c.rest, ctx, c.transform)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = c.status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn client_headers(upstream: &HeaderMap, saved_tokens: u64, transform: &Transform) -> HeaderMap {
+    let mut headers = crate::pool::upstream::client_response_headers(upstream);
+    headers.insert(HeaderName::from_static(headers::SAVED_TOKENS), HeaderValue::from(saved_tokens));
+    if matches!(transform, Transform::Whole { .. }) {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    headers
+}
+
+struct RelayContext {
+    state: Arc<AppState>,
+    /// The client's dialect (errors inside the stream are rendered in it).
+    dialect: Dialect,
+    /// The dialect of the bytes coming from upstream.
+    upstream_dialect: Dialect,
+    provider: String,
+    is_sse: bool,
+    /// When the request arrived.
+    started: Instant,
+    /// The ledger record, finished when the body ends.
+    pending: Option<Pending>,
+    /// The pool's attempt, told how the request went when the body ends.
+    attempt: Option<Attempt>,
+}
+
+impl RelayContext {
+    fn pending(&mut self) -> Option<&mut Pending> {
+        self.pending.as_mut()
+    }
 }
 
 /// Records the outcome once, when the body is finished or dropped.
@@ -58,13 +122,18 @@ impl Finish {
         self.waiting_since = Some(Instant::now());
     }
     fn wait_ends(&mut self) {
-        if let Some(t) = self.waiting_since.take() {
-            self.ctx.record.upstream_us += t.elapsed().as_micros() as u64;
+        if let (Some(t), Some(p)) = (self.waiting_since.take(), self.ctx.pending()) {
+            p.upstream_waited(t.elapsed());
         }
     }
     fn asked_for_more(&mut self) {
-        if let Some(t) = self.handed_at.take() {
-            self.ctx.record.client_us += t.elapsed().as_micros() as u64;
+        if let (Some(t), Some(p)) = (self.handed_at.take(), self.ctx.pending()) {
+            p.client_waited(t.elapsed());
+        }
+    }
+    fn broke_off(&mut self, kind: &str) {
+        if let Some(p) = self.ctx.pending() {
+            p.broke_off(kind);
         }
     }
     fn sniff_pending(&mut self) {
@@ -100,23 +169,9 @@ impl Drop for Finish {
         self.wait_ends();
         self.asked_for_more();
         let ctx = &mut self.ctx;
-        let now = Instant::now();
-        let mut r = std::mem::replace(&mut ctx.record, Record::empty());
-        r.outcome = if outcome == Outcome::Completed && r.status >= 400 { Outcome::Error } else { outcome };
-        let total = now.duration_since(ctx.started);
-        r.latency_ms = total.as_millis() as u64;
-        r.ttfb_us = self.first_byte.unwrap_or(now).duration_since(ctx.started).as_micros() as u64;
-        // Total minus every wait on an upstream (failed attempts included) and on the client.
-        r.set_overhead(total);
-        if let Some(u) = usage {
-            r.settle(u);
-        }
+        // The pool hears first (as before the record moved into Pending): its quota and
+        // in-flight count are free before the ledger write.
         if let Some(attempt) = ctx.attempt.take() {
-            let pool_usage = usage.map(|u| PoolUsage {
-                input_tokens: u.total_input(),
-                output_tokens: u.output,
-                cached_input_tokens: u.cache_read,
-            });
             // A provider that broke off after the first byte counts against its health; a client
             // that went away still used the provider's quota.
             let report = match in_band {
@@ -125,11 +180,37 @@ impl Drop for Finish {
                 None if outcome == Outcome::UpstreamFailed => {
                     PoolOutcome::Failed(Failure::Unavailable { cause: Cause::Reset, detail: "stream broke off".into() })
                 }
-                None => PoolOutcome::Success(pool_usage),
+                None => PoolOutcome::Success(usage),
             };
             attempt.report(report);
         }
-        state.ledger.record(r);
+        if let Some(p) = ctx.pending.take() {
+            p.finish(outcome, self.first_byte, usage);
+        }
+    }
+}
+
+impl Transform {
+    /// How a committed or held answer of `upstream` reaches an `ingress` client.
+    pub fn for_answer(
+        ingress: Dialect,
+        upstream: Dialect,
+        status: StatusCode,
+        is_sse: bool,
+        env: &RequestEnvelope,
+        reply: translate::ReplyContext,
+    ) -> Transform {
+        if ingress == upstream {
+            Transform::None
+        } else if is_sse && status.is_success() {
+            let model = env.model.as_deref().unwrap_or("");
+            let mut translator = StreamTranslator::with_reply(upstream, ingress, model, &reply);
+            translator.set_include_usage(env.stream_options.as_ref().is_some_and(|o| o.include_usage));
+            Transform::Stream(Box::new(translator))
+        } else {
+            let error_status = (!status.is_success()).then_some(status.as_u16());
+            Transform::Whole { upstream, client: ingress, error_status, buf: Vec::new(), reply }
+        }
     }
 }
 
@@ -190,7 +271,7 @@ struct State {
 
 /// A body that was read whole (a non-streamed answer): translated if needed and sent with its
 /// length, so the client gets it in one write instead of a chunked stream.
-pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Transform) -> Body {
+fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Transform) -> Body {
     let dialect = ctx.upstream_dialect;
     let first = transform.push(upstream_bytes.clone());
     let tail = transform.finish();
@@ -227,7 +308,7 @@ pub fn whole_body(upstream_bytes: Bytes, ctx: RelayContext, mut transform: Trans
 }
 
 /// Relays `prefix` (bytes already read from upstream to judge the answer) and then the rest.
-pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform: Transform) -> Body {
+fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform: Transform) -> Body {
     let idle = ctx.state.upstream.timeouts().idle;
     let usage = UsageSniffer::new(ctx.upstream_dialect, ctx.is_sse);
     let watch = ctx.is_sse.then(|| StreamWatch::new(ctx.state.pool().clock().now_ms()));
@@ -277,7 +358,7 @@ pub fn relay_body(prefix: Bytes, rest: ByteStream, ctx: RelayContext, transform:
                     let out = st.transform.push(chunk);
                     if matches!(&st.transform, Transform::Stream(t) if t.gave_up()) {
                         tracing::warn!(provider = %st.finish.ctx.provider, "stream event over the size limit: the translated stream was ended");
-                        st.finish.ctx.record.error = "event_too_large".into();
+                        st.finish.broke_off("event_too_large");
                         st.finish.outcome = Some(Outcome::UpstreamFailed);
                         st.finish.bytes += out.len() as u64;
                         return Some((Ok(Frame::data(out)), None));
@@ -329,7 +410,7 @@ fn end_with_error(
 ) -> Option<(FrameResult, Option<State>)> {
     tracing::warn!("{msg}");
     st.finish.ctx.state.metrics.error(kind);
-    st.finish.ctx.record.error = kind.to_string();
+    st.finish.broke_off(kind);
     st.finish.outcome = Some(Outcome::UpstreamFailed);
     if let Transform::Stream(t) = &mut st.transform {
         // The translator closes what it opened and ends with an error event of the client's dialect.

@@ -19,8 +19,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Pipeline, RedisError, Script};
 use tokio::sync::Notify;
 
-use crate::config::SharedStateSettings;
-
 /// Longest wait on Redis for one call: admission must not hang on it; past this the instance
 /// admits alone.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -73,16 +71,16 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// The handle for `[state]`, with its tasks started on the current tokio runtime. It connects
-    /// in the background: until it has, admission is local (see `ready`).
-    pub fn start(s: &SharedStateSettings) -> Result<Arc<Redis>, String> {
-        let client = redis::Client::open(s.redis.url.expose())
-            .map_err(|e| format!("`state.redis_url` {}: {e}", s.redis.shown))?;
+    /// The handle for `[state]` (`url`, shown as `shown`; keys prefixed `tokenfold:<name>`), with
+    /// its tasks started on the current tokio runtime. It connects in the background: until it
+    /// has, admission is local (see `ready`).
+    pub fn start(url: &str, shown: &str, name: &str) -> Result<Arc<Redis>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("`state.redis_url` {shown}: {e}"))?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "the shared state needs the async runtime to be running".to_string())?;
         let shown = shown_url(&client);
         let redis = Arc::new(Redis {
-            prefix: format!("tokenfold:{}", s.name),
+            prefix: format!("tokenfold:{name}"),
             shown,
             client,
             conn: Mutex::new(None),
@@ -308,7 +306,7 @@ impl Redis {
     /// Sets the epoch if Redis has none, says this instance is alive; returns the epoch and the
     /// instances seen within the window.
     fn hello(&self) -> Pipeline {
-        let now = crate::ledger::now_ms();
+        let now = now_ms();
         let (epoch, instances) = (self.key("epoch"), self.key("instances"));
         let mut p = redis::pipe();
         p.cmd("SET").arg(&epoch).arg(random_id()).arg("NX").ignore();
@@ -443,4 +441,9 @@ fn shown_url(client: &redis::Client) -> String {
 
 fn unreachable_now() -> RedisError {
     RedisError::from((redis::ErrorKind::Io, "Redis is unreachable"))
+}
+
+/// Wall-clock unix milliseconds (instances' liveness in Redis is wall-clock: they share no clock).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokenfold::dialect::Dialect;
+use tokenfold::dialect::{blocks as locate, json as fjson};
 use tokenfold::fold::filters::{has_location, has_summary, is_error_line};
 use tokenfold::fold::originals::{Originals, StoreConfig};
-use tokenfold::fold::{json as fjson, locate, FoldOptions, Folded, Folder, Level};
+use tokenfold::fold::{FoldOptions, Folded, Folder, Level};
 
 pub struct Fixture {
     pub name: String,

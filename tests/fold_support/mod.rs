@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokenfold::dialect::Dialect;
-use tokenfold::fold::{json as fjson, locate, shapes};
+use tokenfold::dialect::{blocks as locate, json as fjson};
+use tokenfold::fold::shapes;
 
 /// Small deterministic generator (xorshift), so fixtures need no files.
 pub struct Rng(pub u64);

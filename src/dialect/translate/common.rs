@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use super::json::Get;
-use super::Usage;
 use crate::dialect::errors::ErrorClass;
+use crate::dialect::usage::Usage;
 
 /// Anthropic `stop_reason` (and matched stop sequence) for a Chat `finish_reason`.
 /// `matched` is the stop string some servers (vLLM) report next to `finish_reason: "stop"`.
@@ -53,10 +53,11 @@ pub(crate) fn usage_from_chat(u: &Value) -> Usage {
         .unwrap_or(0)
         .min(prompt);
     Usage {
-        input_tokens: prompt - cached,
-        output_tokens: u.u64_of("completion_tokens").unwrap_or(0),
-        cache_read_tokens: cached,
-        cache_write_tokens: 0,
+        input: prompt - cached,
+        output: u.u64_of("completion_tokens").unwrap_or(0),
+        cache_read: cached,
+        cache_write: 0,
+        cache_write_1h: 0,
     }
 }
 
@@ -64,16 +65,16 @@ pub(crate) fn usage_from_chat(u: &Value) -> Usage {
 /// carries input counts, message_delta the cumulative output count and sometimes input again).
 pub(crate) fn merge_anthropic_usage(usage: &mut Usage, u: &Value) {
     if let Some(n) = u.u64_of("input_tokens") {
-        usage.input_tokens = n;
+        usage.input = n;
     }
     if let Some(n) = u.u64_of("output_tokens") {
-        usage.output_tokens = n;
+        usage.output = n;
     }
     if let Some(n) = u.u64_of("cache_read_input_tokens") {
-        usage.cache_read_tokens = n;
+        usage.cache_read = n;
     }
     if let Some(n) = u.u64_of("cache_creation_input_tokens") {
-        usage.cache_write_tokens = n;
+        usage.cache_write = n;
     }
 }
 
@@ -82,10 +83,11 @@ pub(crate) fn usage_from_responses(u: &Value) -> Usage {
     let input = u.u64_of("input_tokens").unwrap_or(0);
     let cached = u.get("input_tokens_details").and_then(|d| d.u64_of("cached_tokens")).unwrap_or(0).min(input);
     Usage {
-        input_tokens: input - cached,
-        output_tokens: u.u64_of("output_tokens").unwrap_or(0),
-        cache_read_tokens: cached,
-        cache_write_tokens: 0,
+        input: input - cached,
+        output: u.u64_of("output_tokens").unwrap_or(0),
+        cache_read: cached,
+        cache_write: 0,
+        cache_write_1h: 0,
     }
 }
 
@@ -93,37 +95,37 @@ pub(crate) fn usage_from_responses(u: &Value) -> Usage {
 /// thinking counts as output).
 pub(crate) fn usage_from_gemini(u: &Value) -> Usage {
     let (prompt, cached, output) = crate::dialect::gemini::usage_counts(u);
-    Usage { input_tokens: prompt - cached, output_tokens: output, cache_read_tokens: cached, cache_write_tokens: 0 }
+    Usage { input: prompt - cached, output, cache_read: cached, cache_write: 0, cache_write_1h: 0 }
 }
 
 pub(crate) fn anthropic_usage_json(u: &Usage) -> Value {
     json!({
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_creation_input_tokens": u.cache_write_tokens,
-        "cache_read_input_tokens": u.cache_read_tokens,
+        "input_tokens": u.input,
+        "output_tokens": u.output,
+        "cache_creation_input_tokens": u.cache_write,
+        "cache_read_input_tokens": u.cache_read,
     })
 }
 
 pub(crate) fn chat_usage_json(u: &Usage) -> Value {
     json!({
-        "prompt_tokens": u.prompt_total(),
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.prompt_total() + u.output_tokens,
-        "prompt_tokens_details": { "cached_tokens": u.cache_read_tokens },
+        "prompt_tokens": u.total_input(),
+        "completion_tokens": u.output,
+        "total_tokens": u.total_input() + u.output,
+        "prompt_tokens_details": { "cached_tokens": u.cache_read },
     })
 }
 
 pub(crate) fn responses_usage_json(u: &Usage) -> Value {
     json!({
-        "input_tokens": u.prompt_total(),
+        "input_tokens": u.total_input(),
         "input_tokens_details": {
-            "cached_tokens": u.cache_read_tokens,
-            "cache_write_tokens": u.cache_write_tokens,
+            "cached_tokens": u.cache_read,
+            "cache_write_tokens": u.cache_write,
         },
-        "output_tokens": u.output_tokens,
+        "output_tokens": u.output,
         "output_tokens_details": { "reasoning_tokens": 0 },
-        "total_tokens": u.prompt_total() + u.output_tokens,
+        "total_tokens": u.total_input() + u.output,
     })
 }
 

@@ -47,22 +47,6 @@ impl TranslateError {
     }
 }
 
-/// Token counts in Anthropic's convention: `input_tokens` excludes cache reads and writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-}
-
-impl Usage {
-    /// Every prompt token, cached or not (OpenAI's `prompt_tokens`).
-    pub fn prompt_total(&self) -> u64 {
-        self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
-    }
-}
-
 /// Knobs for a request translation beyond the two dialects.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestOptions<'a> {

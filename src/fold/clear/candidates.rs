@@ -2,8 +2,8 @@
 //! (which file, which lines), a search, a listing or a command run. Built on what the fold engine
 //! already recognised per block (`Src`: kind, producing call, line numbers).
 
+use crate::dialect::blocks::Kind;
 use crate::fold::filters::command::{self, Tool};
-use crate::fold::locate::Kind;
 use crate::fold::markers::is_read_tool;
 use crate::fold::shapes;
 use crate::fold::state::{Src, ToolInfo};

@@ -5,8 +5,8 @@
 //! when what it saves over the turns still expected pays that back; on a quota-bound target
 //! (a free tier, or no cache discount) every token counts, so any large enough step is taken.
 
-use crate::config::Price;
 use crate::dialect::Dialect;
+use crate::price::Price;
 
 /// How the chosen target bills input, as far as clearing goes.
 #[derive(Debug, Clone, Copy, PartialEq)]

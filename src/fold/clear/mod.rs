@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::json;
-use super::locate::Block;
 use super::lru::Lru;
 use super::originals::Originals;
 use super::Prepared;
+use crate::dialect::blocks::Block;
+use crate::dialect::json;
 pub use cost::Economics;
 use state::{Conv, Input};
 

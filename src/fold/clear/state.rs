@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::fold::json;
-use crate::fold::locate::{Block, Kind, Loc};
+use crate::dialect::blocks::{Block, Kind, Loc};
+use crate::dialect::json;
 use crate::fold::originals;
 use crate::fold::state::State;
 

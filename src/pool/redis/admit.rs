@@ -23,7 +23,7 @@ impl Plan {
                 self.refused(&c, Block { reason, free_at_ms: None });
                 continue;
             }
-            let zone = inner.providers[inner.accounts[c.acct].provider].day_zone;
+            let zone = &inner.providers[inner.accounts[c.acct].provider].day_zone;
             let (day, next_day) = (zone.day_index(now), zone.next_reset_ms(now));
             let limits = inner.limits(c.acct, &c.target.model);
             let slots = (&c.acct_slot, &c.model_slot);

@@ -419,7 +419,7 @@ fn text(v: &Value) -> String {
 /// The Redis handle for `[state]`, if the config sets it and it can start.
 pub fn start(cfg: &crate::config::Config) -> Option<Arc<Redis>> {
     let s = cfg.state.as_ref()?;
-    match Redis::start(s) {
+    match Redis::start(s.redis.url.expose(), &s.redis.shown, &s.name) {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!("{e}; the pool's state is kept on this instance only");

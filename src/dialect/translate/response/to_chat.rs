@@ -9,7 +9,7 @@ use crate::dialect::translate::common::{
 };
 use crate::dialect::translate::gemini_common::{chat_finish as gemini_finish_to_chat, client_call_id};
 use crate::dialect::translate::json::{join, to_string, Get};
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 
 pub(crate) fn from_anthropic(resp: &Value) -> Value {
     let mut text = String::new();

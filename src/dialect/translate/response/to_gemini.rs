@@ -8,7 +8,8 @@ use crate::dialect::gemini::usage_json;
 use crate::dialect::translate::common::{parse_arguments, usage_from_chat};
 use crate::dialect::translate::gemini_common::gemini_finish;
 use crate::dialect::translate::json::Get;
-use crate::dialect::translate::{ReplyContext, Usage};
+use crate::dialect::translate::ReplyContext;
+use crate::dialect::usage::Usage;
 
 pub(crate) fn from_chat(resp: &Value, reply: &ReplyContext) -> Value {
     let choice = resp.arr_of("choices").first().unwrap_or(&Value::Null);
@@ -69,8 +70,7 @@ pub(crate) fn answer(
     }
     let mut out = json!({ "candidates": [candidate] });
     if let Some((u, thoughts)) = usage {
-        out["usageMetadata"] =
-            usage_json(u.input_tokens + u.cache_write_tokens, u.cache_read_tokens, u.output_tokens, thoughts);
+        out["usageMetadata"] = usage_json(u.input + u.cache_write, u.cache_read, u.output, thoughts);
     }
     out["modelVersion"] = json!(model);
     out["responseId"] = json!(id.filter(|i| !i.is_empty()).unwrap_or("tokenfold"));

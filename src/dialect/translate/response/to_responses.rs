@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use super::to_anthropic::reasoning_text;
 use crate::dialect::translate::common::{now_secs, responses_usage_json, usage_from_chat};
 use crate::dialect::translate::json::Get;
-use crate::dialect::translate::{ReplyContext, Usage};
+use crate::dialect::translate::ReplyContext;
+use crate::dialect::usage::Usage;
 
 pub(crate) fn from_chat(resp: &Value, reply: &ReplyContext) -> Value {
     let id = response_id(resp.str_of("id"));

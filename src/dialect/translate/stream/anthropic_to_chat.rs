@@ -8,7 +8,7 @@ use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::{chat_finish, merge_anthropic_usage};
 use crate::dialect::translate::json::Get;
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 pub(super) struct AnthropicToChat {

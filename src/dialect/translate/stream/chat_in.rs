@@ -8,7 +8,7 @@ use super::order::Orderer;
 use crate::dialect::errors::ErrorClass;
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::usage_from_chat;
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 
 /// One thing a Chat chunk said, in stream order.
 pub(super) enum Piece<'a> {

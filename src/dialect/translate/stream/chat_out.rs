@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::emit;
 use crate::dialect::sse::write_event;
 use crate::dialect::translate::common::{chat_usage_json, now_secs};
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 
 pub(super) struct ChatChunks {
     /// Replaced by the upstream's own message id once it is known.

@@ -7,7 +7,7 @@ use super::{emit, Progress, Translate};
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::{anthropic_stop, anthropic_usage_json};
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

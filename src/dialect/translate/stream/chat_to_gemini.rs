@@ -13,7 +13,7 @@ use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::gemini_common::gemini_finish;
 use crate::dialect::translate::response::to_gemini::{answer, call_part, thought_part};
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 /// A call whose arguments are still arriving.

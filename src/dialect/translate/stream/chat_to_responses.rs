@@ -11,7 +11,8 @@ use crate::dialect::translate::response::to_responses::{
     call_item, custom_call_item, custom_input, item_id, message_item, output_text, reasoning_item, response_id,
     response_object, set_finish, summary_text,
 };
-use crate::dialect::translate::{ReplyContext, Usage};
+use crate::dialect::translate::ReplyContext;
+use crate::dialect::usage::Usage;
 
 enum Body {
     Message(String),

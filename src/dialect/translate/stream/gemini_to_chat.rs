@@ -15,7 +15,7 @@ use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::usage_from_gemini;
 use crate::dialect::translate::gemini_common::{chat_finish, client_call_id};
 use crate::dialect::translate::json::{to_string, Get};
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 pub(super) struct GeminiToChat {

@@ -15,9 +15,10 @@ mod tap;
 use serde_json::Value;
 
 use super::json::to_string;
-use super::{ReplyContext, Usage};
+use super::ReplyContext;
 use crate::dialect::errors::{error_event, ErrorClass};
 use crate::dialect::sse::{write_event, SseEvent, SseSplitter};
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 use anthropic_to_chat::AnthropicToChat;

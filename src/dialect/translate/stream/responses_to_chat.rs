@@ -10,7 +10,7 @@ use crate::dialect::sse::SseEvent;
 use crate::dialect::translate::common::usage_from_responses;
 use crate::dialect::translate::json::Get;
 use crate::dialect::translate::response::to_chat::responses_finish;
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 /// A function call item being streamed.

@@ -10,7 +10,7 @@ use crate::dialect::translate::common::{
     merge_anthropic_usage, usage_from_chat, usage_from_gemini, usage_from_responses,
 };
 use crate::dialect::translate::json::Get;
-use crate::dialect::translate::Usage;
+use crate::dialect::usage::Usage;
 use crate::dialect::Dialect;
 
 pub(super) struct Tap {

@@ -7,8 +7,8 @@
 
 use std::ops::Range;
 
-use super::json::{self, is_array, is_object, is_string, Obj, Res};
-use super::locate::{Block, Kind, Loc};
+use super::{Block, Kind, Loc};
+use crate::dialect::json::{self, is_array, is_object, is_string, Obj, Res};
 
 /// A call seen so far, for pairing responses that do not name it.
 struct Call {
@@ -63,7 +63,7 @@ pub fn locate(b: &[u8], top: &Obj, out: &mut Vec<Block>) -> Res<()> {
         for p in json::items(b, parts)? {
             part(b, p, kind, loc, seen_model, &mut pairing, out)?;
         }
-        super::locate::mark_model(&mut out[before..], kind == Kind::AssistantText);
+        super::mark_model(&mut out[before..], kind == Kind::AssistantText);
         seen_model |= kind == Kind::AssistantText;
     }
     Ok(())
@@ -87,7 +87,7 @@ fn part(
     let thought = o.get("thought").is_some_and(|t| &b[t] == b"true");
     if let Some(t) = o.get("text").filter(|t| is_string(b, t) && !thought) {
         let mut blk = Block::new(kind, loc, t);
-        super::locate::classify_user(b, &mut blk, seen_model);
+        super::classify_user(b, &mut blk, seen_model);
         out.push(blk);
     } else if let Some(f) = o.get("functionCall").filter(|f| is_object(b, f)) {
         let fo = Obj::parse(b, f.clone())?;
@@ -156,7 +156,7 @@ impl Pairing {
 
 #[cfg(test)]
 mod tests {
-    use super::super::locate::{locate, Kind};
+    use super::super::{locate, Kind};
     use crate::dialect::Dialect;
 
     #[test]

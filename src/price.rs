@@ -1,19 +1,20 @@
-//! What a request cost, and what it would have cost without folding, with cache reads and writes
-//! priced as the provider bills them.
+//! Price (USD per million tokens): what a request cost, and what it would have cost without
+//! folding, with cache reads and writes priced as the provider bills them. One type for the
+//! config's model prices, the pool's targets, clearing's economics and the ledger's costs.
 
 use serde::Serialize;
 
 use crate::dialect::usage::Usage;
 
-/// Prices in USD per million tokens.
+/// Price in USD per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Prices {
+pub struct Price {
     pub input: f64,
     pub output: f64,
     /// Cache reads (Anthropic 0.1x input; OpenAI-style providers' cached input).
     pub cached_input: f64,
-    /// Cache writes (Anthropic 1.25x input; the input price where caching costs nothing extra).
-    /// Resolved from the config, never guessed here.
+    /// Writes to the 5-minute cache (Anthropic 1.25x input; the input price where caching costs
+    /// nothing extra). Resolved from the config, never guessed here.
     pub cache_write: f64,
     /// Writes to Anthropic's 1-hour cache (2x input).
     pub cache_write_1h: f64,
@@ -37,7 +38,7 @@ impl Saved {
     }
 }
 
-impl Prices {
+impl Price {
     pub fn cost(&self, u: &Usage) -> f64 {
         let write_1h = u.cache_write_1h.min(u.cache_write);
         (u.input as f64 * self.input
@@ -81,7 +82,7 @@ mod tests {
     use super::*;
 
     // Sonnet-like prices: $3 in, $15 out, $0.30 cache read, $3.75 cache write per million.
-    const P: Prices = Prices { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
+    const P: Price = Price { input: 3.0, output: 15.0, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6.0 };
 
     #[test]
     fn cache_aware_cost_on_a_hand_computed_example() {

@@ -1,11 +1,15 @@
-//! Finds every text-bearing block of a request in the raw JSON, per dialect, with its byte range.
-//! Wire field names of request bodies are spelled here (the fold engine reads requests only).
+//! Finds every text-bearing block of a request in the raw JSON, per dialect, with its byte range:
+//! what folding, clearing and the ledger's session id read. Wire field names of request bodies
+//! are spelled here.
 
 use std::ops::Range;
 
+mod gemini;
+mod user_shape;
+
 use super::json::{self, is_array, is_object, is_string, Obj, Res};
-use super::shapes::UserShape;
-use crate::dialect::Dialect;
+use super::Dialect;
+use user_shape::UserShape;
 
 /// What a block is, which decides whether folding may touch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +121,7 @@ fn locate_indexed(dialect: Dialect, b: &[u8]) -> Res<Vec<Block>> {
                 }
             }
         }
-        Dialect::Gemini => super::locate_gemini::locate(b, &top, &mut out)?,
+        Dialect::Gemini => gemini::locate(b, &top, &mut out)?,
     }
     Ok(out)
 }
@@ -319,7 +323,7 @@ pub(super) fn classify_user(b: &[u8], blk: &mut Block, seen_assistant: bool) {
     if blk.kind != Kind::UserText {
         return;
     }
-    let kind = match super::shapes::user_shape(&b[blk.range.clone()], seen_assistant) {
+    let kind = match user_shape::user_shape(&b[blk.range.clone()], seen_assistant) {
         UserShape::Typed => return,
         UserShape::ToolOutput => Kind::ToolOutput,
         UserShape::Template => Kind::Template,

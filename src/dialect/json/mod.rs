@@ -1,5 +1,8 @@
-//! A minimal raw JSON scanner: finds byte ranges of values in the original buffer so that only
-//! rewritten string contents are spliced and everything else stays byte-identical.
+//! The one raw-JSON scanner. Hand-made because splicing must be byte-exact: it finds the byte
+//! ranges of values in the original buffer, so that only rewritten string contents are spliced
+//! and everything else stays byte-identical. `strict` walks a document checking it as serde would.
+
+pub mod strict;
 
 use std::borrow::Cow;
 use std::cell::RefCell;

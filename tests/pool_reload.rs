@@ -103,7 +103,12 @@ async fn sighup_reloads_the_config_while_a_stream_is_in_flight() {
     let (status, text) = post(&proxy, "second").await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("quick answer"), "{text}");
-    // The stream's reservation moved to the new pool with it.
+    // The stream's reservation moved to the new pool with it. The quick answer's own is released
+    // just after its last byte went out, so the client can look a moment before that.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while in_flight_of(&proxy, "a").await != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(in_flight_of(&proxy, "a").await, 1);
 
     gate.notify_one();

@@ -169,9 +169,8 @@ impl Drop for Finish {
         self.wait_ends();
         self.asked_for_more();
         let ctx = &mut self.ctx;
-        if let Some(p) = ctx.pending.take() {
-            p.finish(outcome, self.first_byte, usage);
-        }
+        // The pool hears first (as before the record moved into Pending): its quota and
+        // in-flight count are free before the ledger write.
         if let Some(attempt) = ctx.attempt.take() {
             // A provider that broke off after the first byte counts against its health; a client
             // that went away still used the provider's quota.
@@ -184,6 +183,9 @@ impl Drop for Finish {
                 None => PoolOutcome::Success(usage),
             };
             attempt.report(report);
+        }
+        if let Some(p) = ctx.pending.take() {
+            p.finish(outcome, self.first_byte, usage);
         }
     }
 }

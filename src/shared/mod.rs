@@ -161,28 +161,20 @@ impl Redis {
 
     /// Runs `pipe` with the call timeout. An error that says Redis is unreachable marks it down.
     pub async fn query<T: redis::FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, RedisError> {
-        let Some(mut conn) = self.connection() else {
-            return Err(RedisError::from((redis::ErrorKind::Io, "Redis is unreachable")));
-        };
-        let res = match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<T>(&mut conn)).await {
-            Ok(r) => r,
-            Err(_) => Err(RedisError::from((redis::ErrorKind::Io, "no answer within 500 ms"))),
-        };
-        if let Err(e) = &res {
-            if unreachable(e) {
-                self.down(e);
-            }
-        }
-        res
+        let mut conn = self.connection().ok_or_else(unreachable_now)?;
+        self.timed(pipe.query_async::<T>(&mut conn)).await
     }
 
     /// Runs one script with the call timeout (loading it first if Redis does not have it). An
     /// error that says Redis is unreachable marks it down.
     pub async fn invoke(&self, inv: &redis::ScriptInvocation<'_>) -> Result<redis::Value, RedisError> {
-        let Some(mut conn) = self.connection() else {
-            return Err(RedisError::from((redis::ErrorKind::Io, "Redis is unreachable")));
-        };
-        let res = match tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async::<redis::Value>(&mut conn)).await {
+        let mut conn = self.connection().ok_or_else(unreachable_now)?;
+        self.timed(inv.invoke_async::<redis::Value>(&mut conn)).await
+    }
+
+    /// `call` with the call timeout; marks Redis down when the error says it is unreachable.
+    async fn timed<T>(&self, call: impl std::future::Future<Output = Result<T, RedisError>>) -> Result<T, RedisError> {
+        let res = match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(r) => r,
             Err(_) => Err(RedisError::from((redis::ErrorKind::Io, "no answer within 500 ms"))),
         };
@@ -445,6 +437,10 @@ fn random_id() -> String {
 fn shown_url(client: &redis::Client) -> String {
     let info = client.get_connection_info();
     format!("{}", info.addr())
+}
+
+fn unreachable_now() -> RedisError {
+    RedisError::from((redis::ErrorKind::Io, "Redis is unreachable"))
 }
 
 /// Wall-clock unix milliseconds (instances' liveness in Redis is wall-clock: they share no clock).

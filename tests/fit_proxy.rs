@@ -192,44 +192,40 @@ fn fit_steps(ledger: &Path, n: u64) -> Vec<String> {
     mech.iter().filter_map(|r| r["key"].as_str()).filter(|k| k.starts_with("fit:")).map(str::to_string).collect()
 }
 
-#[tokio::test]
-async fn a_request_waits_for_a_tpm_window_that_resets_within_max_wait_ms() {
-    // Two turns of a session: ~11k then ~14.5k tokens, more than the 20k a 2-second window takes.
-    let (first, second) = (request(Dialect::Anthropic, 3, "free"), request(Dialect::Anthropic, 4, "free"));
-
-    // max_wait_ms 5,000: the provider's headers say the window resets in 2 s, so the second turn
-    // waits for it and goes whole.
+/// Two turns of a session, ~11k then ~14.5k tokens (more than the 20k its 2-second window
+/// takes), through a route over a Groq-like tier in a burst that may wait `max_wait_ms`: the
+/// tier, with every turn answered and none refused, and the ledger's `fit:*` steps.
+async fn two_turns_in_a_burst(max_wait_ms: u64) -> (Tier, Vec<String>) {
     let burst = fit_support::start(GROQ_BURST).await;
     let ledger = temp_dir("fit-ledger").join("ledger.db");
-    let proxy = start_waiting(&[&burst], "fallback", 5000, &ledger);
-    for body in [&first, &second] {
-        let (status, answer) = send(&proxy, Dialect::Anthropic, body).await;
+    let proxy = start_waiting(&[&burst], "fallback", max_wait_ms, &ledger);
+    for turns in [3, 4] {
+        let (status, answer) = send(&proxy, Dialect::Anthropic, &request(Dialect::Anthropic, turns, "free")).await;
         assert_eq!(status, 200, "{answer}\n{}", proxy.logs());
     }
     assert!(burst.refused().is_empty(), "the provider never had to refuse: {:?}", burst.refused());
+    assert_eq!(burst.served(), 2);
+    (burst, fit_steps(&ledger, 2))
+}
+
+#[tokio::test]
+async fn a_request_waits_for_a_tpm_window_that_resets_within_max_wait_ms() {
+    // max_wait_ms 5,000: the provider's headers say the window resets in 2 s, so the second turn
+    // waits for it and goes whole.
+    let (burst, steps) = two_turns_in_a_burst(5000).await;
     let (served, arrived) = {
         let seen = burst.seen.lock().unwrap();
         (seen.served.clone(), seen.arrived.clone())
     };
-    assert_eq!(served.len(), 2, "{served:?}");
     let tpm = GROQ_BURST.tpm.unwrap();
     assert!(served[0].0 + served[1].0 + served[1].1 > tpm, "the window could not take both: {served:?}");
     assert!(arrived[1] - arrived[0] >= BURST_WINDOW, "waited until the reset: {:?}", arrived[1] - arrived[0]);
-    let steps = fit_steps(&ledger, 2);
     assert_eq!(steps, ["fit:wait"], "waited, cut nothing");
     let whole = served[1].0;
 
     // max_wait_ms 0: the same turn is cut to what the window has left instead.
-    let burst = fit_support::start(GROQ_BURST).await;
-    let ledger = temp_dir("fit-ledger").join("ledger.db");
-    let proxy = start_waiting(&[&burst], "fallback", 0, &ledger);
-    for body in [&first, &second] {
-        let (status, answer) = send(&proxy, Dialect::Anthropic, body).await;
-        assert_eq!(status, 200, "{answer}\n{}", proxy.logs());
-    }
-    assert!(burst.refused().is_empty(), "{:?}", burst.refused());
+    let (burst, steps) = two_turns_in_a_burst(0).await;
     let served = burst.seen.lock().unwrap().served.clone();
-    assert!(served.len() == 2 && served[1].0 < whole, "cut below the whole {whole}: {served:?}");
-    let steps = fit_steps(&ledger, 2);
+    assert!(served[1].0 < whole, "cut below the whole {whole}: {served:?}");
     assert!(!steps.is_empty() && !steps.iter().any(|s| s == "fit:wait"), "{steps:?}");
 }

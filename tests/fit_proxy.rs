@@ -16,11 +16,16 @@ use std::time::{Duration, Instant};
 
 use clear_support::{request, Dialect};
 use common::{spawn_proxy, temp_dir, temp_file, Proxy};
-use fit_support::{Tier, CEREBRAS, GITHUB, GROQ};
+use fit_support::{Tier, BURST_WINDOW, CEREBRAS, GITHUB, GROQ, GROQ_BURST};
 use serde_json::{json, Value};
 
 fn start(tiers: &[&Tier], strategy: &str, ledger: &Path) -> Proxy {
-    let cfg = fit_support::config(tiers, "free", strategy, 0, &temp_dir("fit-originals"));
+    start_waiting(tiers, strategy, 0, ledger)
+}
+
+/// A proxy whose route may wait `max_wait_ms` for a TPM window.
+fn start_waiting(tiers: &[&Tier], strategy: &str, max_wait_ms: u64, ledger: &Path) -> Proxy {
+    let cfg = fit_support::config(tiers, "free", strategy, max_wait_ms, &temp_dir("fit-originals"));
     let path = temp_file("fit.toml", &cfg);
     spawn_proxy(
         &["--config", path.to_str().unwrap()],
@@ -179,4 +184,48 @@ async fn the_fit_strategy_prefers_the_target_that_needs_no_cut() {
     let cut = gh.seen.lock().unwrap().served[0].0;
     assert!(cut <= 8000 && cut < sent_whole, "{cut} vs {sent_whole}");
     assert!(gh.refused().is_empty() && cb.refused().is_empty());
+}
+
+/// The `fit:*` rows of the ledger's mechanism report, by name.
+fn fit_steps(ledger: &Path, n: u64) -> Vec<String> {
+    let mech = report(ledger, "mechanism", n);
+    mech.iter().filter_map(|r| r["key"].as_str()).filter(|k| k.starts_with("fit:")).map(str::to_string).collect()
+}
+
+/// Two turns of a session, ~11k then ~14.5k tokens (more than the 20k its 2-second window
+/// takes), through a route over a Groq-like tier in a burst that may wait `max_wait_ms`: the
+/// tier, with every turn answered and none refused, and the ledger's `fit:*` steps.
+async fn two_turns_in_a_burst(max_wait_ms: u64) -> (Tier, Vec<String>) {
+    let burst = fit_support::start(GROQ_BURST).await;
+    let ledger = temp_dir("fit-ledger").join("ledger.db");
+    let proxy = start_waiting(&[&burst], "fallback", max_wait_ms, &ledger);
+    for turns in [3, 4] {
+        let (status, answer) = send(&proxy, Dialect::Anthropic, &request(Dialect::Anthropic, turns, "free")).await;
+        assert_eq!(status, 200, "{answer}\n{}", proxy.logs());
+    }
+    assert!(burst.refused().is_empty(), "the provider never had to refuse: {:?}", burst.refused());
+    assert_eq!(burst.served(), 2);
+    (burst, fit_steps(&ledger, 2))
+}
+
+#[tokio::test]
+async fn a_request_waits_for_a_tpm_window_that_resets_within_max_wait_ms() {
+    // max_wait_ms 5,000: the provider's headers say the window resets in 2 s, so the second turn
+    // waits for it and goes whole.
+    let (burst, steps) = two_turns_in_a_burst(5000).await;
+    let (served, arrived) = {
+        let seen = burst.seen.lock().unwrap();
+        (seen.served.clone(), seen.arrived.clone())
+    };
+    let tpm = GROQ_BURST.tpm.unwrap();
+    assert!(served[0].0 + served[1].0 + served[1].1 > tpm, "the window could not take both: {served:?}");
+    assert!(arrived[1] - arrived[0] >= BURST_WINDOW, "waited until the reset: {:?}", arrived[1] - arrived[0]);
+    assert_eq!(steps, ["fit:wait"], "waited, cut nothing");
+    let whole = served[1].0;
+
+    // max_wait_ms 0: the same turn is cut to what the window has left instead.
+    let (burst, steps) = two_turns_in_a_burst(0).await;
+    let served = burst.seen.lock().unwrap().served.clone();
+    assert!(served[1].0 < whole, "cut below the whole {whole}: {served:?}");
+    assert!(!steps.is_empty() && !steps.iter().any(|s| s == "fit:wait"), "{steps:?}");
 }

@@ -204,11 +204,11 @@ impl Folder {
 
     /// Clears by the quota rule with `keep_recent` (fitting a request to a target's budget):
     /// never at the `lossless` level, and only with a store of originals, like all clearing.
-    pub fn clear_to_fit(&self, p: &Prepared, keep_recent: usize, clear_at_least: u64) -> Option<clear::Cleared> {
+    pub fn clear_to_fit(&self, p: &Prepared, fit: clear::FitClearing) -> Option<clear::Cleared> {
         if !self.enabled || !self.filters_allowed || p.level == Level::Lossless {
             return None;
         }
-        self.clearer.clear_to_fit(p, keep_recent, clear_at_least)
+        self.clearer.clear_to_fit(p, fit)
     }
 
     /// The configured clearing settings (`keep_recent`, `clear_at_least`).

@@ -242,13 +242,20 @@ async fn run_case(case: &Case) -> Verdict {
 async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) -> Result<checks::Outcome, String> {
     let agent = case.agent;
     let upstream = case.translated_to.unwrap_or(agent.dialect());
-    let script = Arc::new(model::Script::new(repo.to_path_buf(), dir.join("mock-requests.jsonl"), case.long));
+    // On the free tiers the long session reads files large enough that requests need fitting.
+    let parts =
+        if case.free_tiers { scenario::long::Parts::Read(free_tiers::PART_LINES) } else { scenario::long::Parts::Run };
+    if case.long && parts != scenario::long::Parts::Run {
+        scenario::long::write_parts(repo, parts.lines()).map_err(|e| format!("the parts to read: {e}"))?;
+    }
+    let long = case.long.then_some(parts);
+    let script = Arc::new(model::Script::new(repo.to_path_buf(), dir.join("mock-requests.jsonl"), long));
     let handler = script.clone();
     let mock = common::mock::start(move |rec| handler.handle(rec)).await;
     let ledger = dir.join("ledger.db");
     let ledger_env = [("TOKENFOLD_LEDGER", ledger.to_str().unwrap_or_default()), ("T_KEY", "k")];
     let mock_base = mock.base();
-    let tiers = if case.free_tiers { Some(free_tiers::start(&script).await) } else { None };
+    let tiers = if case.free_tiers { Some(free_tiers::start(&script, case.long).await) } else { None };
     let proxy = match case.translated_to {
         _ if tiers.is_some() => {
             let cfg = dir.join("tokenfold.toml");

@@ -31,12 +31,19 @@ pub struct Limits {
     pub input_cap: Option<u64>,
     pub tpm: Option<u64>,
     pub context: Option<u64>,
+    /// How long the TPM window is: a minute, or a few seconds for a tier whose headers report
+    /// a short window (as Groq's token bucket does right after a burst).
+    pub window: Duration,
 }
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct Seen {
     /// (input tokens, max_tokens) of every request answered.
     pub served: Vec<(u64, u64)>,
+    /// When each answered request arrived.
+    pub arrived: Vec<Instant>,
     /// Why each refused request was refused.
     pub refused: Vec<String>,
     window: Vec<(Instant, u64)>,
@@ -141,7 +148,7 @@ fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Headers), 
         ));
     }
     let now = Instant::now();
-    seen.window.retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(60));
+    seen.window.retain(|(t, _)| now.duration_since(*t) < l.window);
     let used: u64 = seen.window.iter().map(|(_, n)| n).sum();
     let mut headers = vec![];
     if let Some(tpm) = l.tpm {
@@ -156,32 +163,38 @@ fn admit(l: &Limits, seen: &mut Seen, rec: &Recorded) -> Result<(u64, Headers), 
                 vec![],
             ));
         }
-        let reset = |used: u64| {
-            let oldest = seen
-                .window
-                .first()
-                .map_or(Duration::ZERO, |(t, _)| Duration::from_secs(60).saturating_sub(now.duration_since(*t)));
-            vec![
-                ("x-ratelimit-limit-tokens", tpm.to_string()),
+        let oldest_leaves =
+            seen.window.first().map_or(Duration::ZERO, |(t, _)| l.window.saturating_sub(now.duration_since(*t)));
+        let reset = |used: u64, oldest: Duration| {
+            let mut h = vec![
                 ("x-ratelimit-remaining-tokens", tpm.saturating_sub(used).to_string()),
                 ("x-ratelimit-reset-tokens", format!("{:.2}s", oldest.as_secs_f64())),
-            ]
+            ];
+            // A short window's limit is not a per-minute one, which is how the header reads.
+            if l.window == MINUTE {
+                h.push(("x-ratelimit-limit-tokens", tpm.to_string()));
+            }
+            h
         };
         if used + requested > tpm {
             seen.refused.push(format!("window {used} + {requested} > TPM {tpm}"));
-            let msg = format!("Rate limit reached for model `{model}` {org}: Limit {tpm}, Used {used}, Requested {requested}. Please try again in 7.5s.");
-            let mut h = reset(used);
-            h.push(("retry-after", "8".to_string()));
+            let wait = oldest_leaves.as_secs_f64();
+            let msg = format!("Rate limit reached for model `{model}` {org}: Limit {tpm}, Used {used}, Requested {requested}. Please try again in {wait:.3}s.");
+            let mut h = reset(used, oldest_leaves);
+            h.push(("retry-after", format!("{}", wait.ceil() as u64)));
             return Err(json_reply(
                 429,
                 json!({"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}}),
                 h,
             ));
         }
-        headers = reset(used + input + 5);
+        // This request is now the oldest when the window was empty.
+        let oldest = if seen.window.is_empty() { l.window } else { oldest_leaves };
+        headers = reset(used + input + 5, oldest);
     }
     seen.window.push((now, input + 5));
     seen.served.push((input, max_tokens));
+    seen.arrived.push(now);
     Ok((input, headers))
 }
 
@@ -203,7 +216,8 @@ pub fn config(tiers: &[&Tier], route: &str, strategy: &str, max_wait_ms: u64, or
         if let Some(c) = l.input_cap {
             model.push_str(&format!(", max_input_tokens = {c}"));
         }
-        if let Some(t) = l.tpm {
+        // Configured per minute: a short window's limit as many times over as it fits in one.
+        if let Some(t) = l.tpm.map(|t| t * MINUTE.as_millis() as u64 / l.window.as_millis() as u64) {
             model.push_str(&format!(", limits = {{ tpm = {t} }}"));
         }
         model.push_str(" }");
@@ -220,7 +234,14 @@ pub fn config(tiers: &[&Tier], route: &str, strategy: &str, max_wait_ms: u64, or
     s
 }
 
-pub const GITHUB: Limits = Limits { shape: Shape::GitHub, input_cap: Some(8000), tpm: None, context: Some(128_000) };
-pub const GROQ: Limits = Limits { shape: Shape::Groq, input_cap: None, tpm: Some(12_000), context: Some(131_072) };
+pub const GITHUB: Limits =
+    Limits { shape: Shape::GitHub, input_cap: Some(8000), tpm: None, context: Some(128_000), window: MINUTE };
+pub const GROQ: Limits =
+    Limits { shape: Shape::Groq, input_cap: None, tpm: Some(12_000), context: Some(131_072), window: MINUTE };
 pub const CEREBRAS: Limits =
-    Limits { shape: Shape::Cerebras, input_cap: None, tpm: Some(1_000_000), context: Some(40_000) };
+    Limits { shape: Shape::Cerebras, input_cap: None, tpm: Some(1_000_000), context: Some(40_000), window: MINUTE };
+/// Groq right after a burst: 20,000 tokens a 2-second window, its headers saying what is left
+/// and when it resets (600,000 a minute in the config).
+pub const GROQ_BURST: Limits =
+    Limits { shape: Shape::Groq, input_cap: None, tpm: Some(20_000), context: Some(131_072), window: BURST_WINDOW };
+pub const BURST_WINDOW: Duration = Duration::from_secs(2);

@@ -42,6 +42,9 @@ pub struct Settings {
     pub clear_at_least: u64,
     /// Tools whose output is never cleared (`exclude_tools`).
     pub exclude_tools: Vec<String>,
+    /// Keep the newest view of a file the agent touched recently even past `keep_recent` (it
+    /// may edit from it). Not configurable: only fitting turns it off, when nothing else fits.
+    pub keep_live_views: bool,
 }
 
 impl Default for Settings {
@@ -50,13 +53,15 @@ impl Default for Settings {
             keep_recent: 3,
             clear_at_least: 2000,
             exclude_tools: candidates::DEFAULT_EXCLUDED.iter().map(|s| s.to_string()).collect(),
+            keep_live_views: true,
         }
     }
 }
 
 impl Settings {
     fn key(&self) -> u64 {
-        let mut k = xxh3_64_with_seed(&(self.keep_recent as u64).to_le_bytes(), self.clear_at_least);
+        let seed = self.clear_at_least ^ u64::from(!self.keep_live_views) << 63;
+        let mut k = xxh3_64_with_seed(&(self.keep_recent as u64).to_le_bytes(), seed);
         for t in &self.exclude_tools {
             k = xxh3_64_with_seed(t.as_bytes(), k);
         }
@@ -92,6 +97,14 @@ impl Cleared {
     }
 }
 
+/// How a fitting step clears: the quota rule with these settings in place of the configured ones.
+#[derive(Debug, Clone, Copy)]
+pub struct FitClearing {
+    pub keep_recent: usize,
+    pub clear_at_least: u64,
+    pub keep_live_views: bool,
+}
+
 pub struct Clearer {
     settings: Settings,
     originals: Arc<Originals>,
@@ -125,8 +138,13 @@ impl Clearer {
 
     /// Clears by the quota rule with `keep_recent` and `clear_at_least` in place of the
     /// configured ones (fitting a request to a budget). Same engine, same cache.
-    pub fn clear_to_fit(&self, p: &Prepared, keep_recent: usize, clear_at_least: u64) -> Option<Cleared> {
-        let settings = Settings { keep_recent: keep_recent.max(1), clear_at_least, ..self.settings.clone() };
+    pub fn clear_to_fit(&self, p: &Prepared, fit: FitClearing) -> Option<Cleared> {
+        let settings = Settings {
+            keep_recent: fit.keep_recent.max(1),
+            clear_at_least: fit.clear_at_least,
+            keep_live_views: fit.keep_live_views,
+            ..self.settings.clone()
+        };
         self.try_clear(p, Economics::Quota, &settings).ok().flatten()
     }
 

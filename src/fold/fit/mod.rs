@@ -3,7 +3,9 @@
 //!
 //! 1. lossless fold (already applied to every request: the ladder starts from the folded body);
 //! 2. clearing stale tool output by the quota rule (`fit:clear`);
-//! 3. clearing with a smaller `keep_recent`, down to 1 (`fit:keep_recent`);
+//! 3. clearing with a smaller `keep_recent`, down to 1 (`fit:keep_recent`); then the same
+//!    again without keeping the newest view of each recently read file (a stub says to
+//!    re-read it before an edit), which a session reading several large files needs;
 //! 4. compacting tool schemas (`fit:schemas`, deterministic);
 //! 5. dropping the model's reasoning from before its latest message (`fit:reasoning`).
 //!
@@ -16,7 +18,7 @@ pub mod schema;
 
 use bytes::Bytes;
 
-use super::clear::Cleared;
+use super::clear::{Cleared, FitClearing};
 use super::{Folder, Prepared};
 use crate::dialect::{fit_parts, Dialect};
 
@@ -100,16 +102,21 @@ pub fn fit(
         let settings = folder.clear_settings();
         let keep = settings.keep_recent.max(1);
         // 2: the quota rule with the configured settings.
-        if let Some(c) = folder.clear_to_fit(p, keep, settings.clear_at_least) {
+        let quota = FitClearing { keep_recent: keep, clear_at_least: settings.clear_at_least, keep_live_views: true };
+        if let Some(c) = folder.clear_to_fit(p, quota) {
             take(&mut cur, CLEAR, Some(c), measure);
         }
         // 3: fewer recent outputs kept, down to the newest one; any clearable amount counts.
-        for k in (1..=keep).rev() {
-            if cur.tokens <= budget {
-                break;
-            }
-            if let Some(c) = folder.clear_to_fit(p, k, 0) {
-                take(&mut cur, KEEP_RECENT, Some(c), measure);
+        // Recently read files keep their newest view until nothing else is left to clear.
+        for keep_live_views in [true, false] {
+            for k in (1..=keep).rev() {
+                if cur.tokens <= budget {
+                    break;
+                }
+                let fit = FitClearing { keep_recent: k, clear_at_least: 0, keep_live_views };
+                if let Some(c) = folder.clear_to_fit(p, fit) {
+                    take(&mut cur, KEEP_RECENT, Some(c), measure);
+                }
             }
         }
     }

@@ -257,3 +257,40 @@ fn only_old_reasoning_goes() {
         "all before the last user message"
     );
 }
+
+/// Reads of `files` distinct files, `lines` numbered lines each, as Claude Code shows them.
+fn reads(files: usize, lines: usize) -> Value {
+    let mut msgs = vec![json!({"role": "user", "content": "read the parts"})];
+    for k in 0..files {
+        let id = format!("toolu_r{k:03}");
+        let view: String = (1..=lines)
+            .map(|i| format!("{i}\tpart {k} line {i:03}: widget_{k}_{i:03} owner team_{}\n", i % 9))
+            .collect();
+        msgs.push(json!({"role": "assistant", "content": [
+            {"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": format!("/repo/parts/part_{k}.txt")}}]}));
+        msgs.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": view}]}));
+    }
+    json!({"model": "m", "max_tokens": 100, "system": SYSTEM, "messages": msgs})
+}
+
+#[test]
+fn the_newest_views_of_recently_read_files_are_cleared_when_nothing_else_fits() {
+    let f = folder();
+    // Three files read once each: every output is the newest view of a file just read, which
+    // clearing keeps while the agent may edit from it.
+    let body = reads(3, 400);
+    let full = measure(&Bytes::from(body.to_string()));
+    let fitted = run(&f, Dialect::Anthropic, &body, full * 2 / 3).unwrap();
+    assert_eq!(names(&fitted), [KEEP_RECENT]);
+    let v: Value = serde_json::from_slice(&fitted.body).unwrap();
+    let outputs: Vec<String> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"][0]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(outputs.len(), 3);
+    assert!(outputs[0].starts_with("[tokenfold: cleared Read of /repo/parts/part_0.txt"), "{}", outputs[0]);
+    assert!(outputs[0].contains("Re-read it for the current text before an Edit"), "{}", outputs[0]);
+    assert!(outputs[2].contains("part 2 line 400"), "the newest view stays whole");
+}

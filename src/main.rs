@@ -119,6 +119,12 @@ enum Command {
         /// `aggressive` always clears by the quota rule; `lossless` never clears.
         #[arg(long, default_value = "cache", value_parser = parse_target_kind)]
         target_kind: tokenfold::replay::TargetKind,
+        /// Fit every turn to a free tier instead and report, per source, the share of turns that
+        /// fit, the tokens sent and the minutes a session needs, with and without tokenfold.
+        /// A TPM (`30000`, `30k`: a request holds at most that much, and a session needs its
+        /// tokens ÷ TPM minutes) or a per-request budget (`8000/request`).
+        #[arg(long, value_name = "TPM_OR_BUDGET", value_parser = parse_fit)]
+        fit: Option<tokenfold::replay::fit::Limit>,
     },
     /// Show the provider pool: per provider, account and model, quota used and left per window,
     /// when windows reset, cooldowns and why, health and the last error. Asks the running proxy
@@ -165,6 +171,11 @@ fn parse_levels(s: &str) -> Result<Levels, String> {
         .map(Levels)
 }
 
+fn parse_fit(s: &str) -> Result<tokenfold::replay::fit::Limit, String> {
+    tokenfold::replay::fit::Limit::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a TPM (`30000`, `30k`) or a per-request budget (`8000/request`)"))
+}
+
 fn parse_target_kind(s: &str) -> Result<tokenfold::replay::TargetKind, String> {
     tokenfold::replay::TargetKind::parse(s).ok_or_else(|| format!("`{s}` is not one of cache, quota"))
 }
@@ -189,6 +200,7 @@ fn main() -> ExitCode {
             ceiling,
             estimate,
             target_kind,
+            fit,
         } => {
             let levels = level.0;
             let opts = tokenfold::replay::Options {
@@ -202,6 +214,7 @@ fn main() -> ExitCode {
                 estimate,
                 levels,
                 target: target_kind,
+                fit,
             };
             ExitCode::from(tokenfold::replay::run(opts))
         }

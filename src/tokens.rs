@@ -63,6 +63,92 @@ pub fn estimate_marker(marker: &str) -> u64 {
     hundredths.div_ceil(100) + 2
 }
 
+/// What a provider counts of a request body (JSON), estimated: o200k_base tokens of every
+/// string and key the model reads, plus 3 per object for the framing a chat template adds,
+/// scaled by `factor` for a tokenizer family that splits text finer than o200k. Errs on the high
+/// side, so a request fitted by it is not refused for being a few tokens over. `None`: not JSON.
+pub fn estimate_request(body: &[u8], factor: f64) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut text = String::new();
+    let mut long = 0;
+    let objects = walk(&value, &mut text, Some(&mut long));
+    let tokens = count(&text) + long + 3 * objects;
+    Some((tokens as f64 * factor).ceil() as u64)
+}
+
+/// Strings at least this long are counted one by one and remembered: fitting measures the same
+/// request several times, and each turn repeats the one before.
+const MEMO_MIN_BYTES: usize = 512;
+/// Entries remembered before the memo starts over (about 2 MB).
+const MEMO_MAX: usize = 65_536;
+
+/// o200k count of `s`, remembered by content hash (a cache: the count is the same either way).
+fn count_memo(s: &str) -> u64 {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static MEMO: OnceLock<Mutex<HashMap<u64, u64>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = xxhash_rust::xxh3::xxh3_64(s.as_bytes());
+    if let Some(&n) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return n;
+    }
+    let n = count(s);
+    let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() >= MEMO_MAX {
+        m.clear();
+    }
+    m.insert(key, n);
+    n
+}
+
+/// Not text the model reads: names, cache hints, opaque signatures.
+fn skipped_key(k: &str) -> bool {
+    matches!(k, "model" | "cache_control" | "thoughtSignature" | "signature")
+}
+
+/// Appends every string value and object key of `v` a model reads to `out`; returns how many
+/// objects it holds.
+pub fn request_text(v: &serde_json::Value, out: &mut String) -> u64 {
+    walk(v, out, None)
+}
+
+/// `request_text`, except that with `long`, strings of `MEMO_MIN_BYTES` or more are counted on
+/// their own (memoized) into it instead of appended.
+fn walk(v: &serde_json::Value, out: &mut String, mut long: Option<&mut u64>) -> u64 {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            match long {
+                Some(n) if s.len() >= MEMO_MIN_BYTES => *n += count_memo(s),
+                _ => {
+                    out.push_str(s);
+                    out.push('\n');
+                }
+            }
+            0
+        }
+        Value::Array(items) => items.iter().map(|i| walk(i, out, long.as_deref_mut())).sum(),
+        Value::Object(map) => {
+            let mut n = 1;
+            for (k, v) in map {
+                if skipped_key(k) {
+                    continue;
+                }
+                out.push_str(k);
+                out.push(' ');
+                n += walk(v, out, long.as_deref_mut());
+            }
+            n
+        }
+        Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push(' ');
+            0
+        }
+        _ => 0,
+    }
+}
+
 /// The part-1 marker estimate: one token per 2 bytes.
 pub fn estimate_marker_flat(marker: &str) -> u64 {
     (marker.len() as u64).div_ceil(2)
@@ -71,6 +157,25 @@ pub fn estimate_marker_flat(marker: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_estimate_counts_what_the_model_reads_and_memoizes_long_strings() {
+        let long = "fn widget_handler(request: &Request) -> Response { todo!() }\n".repeat(40);
+        let body = serde_json::json!({"model": "some-model-name", "messages": [
+            {"role": "user", "content": long}, {"role": "assistant", "content": "ok"}]})
+        .to_string();
+        let direct = {
+            let mut text = String::new();
+            let objects = request_text(&serde_json::from_str(&body).unwrap(), &mut text);
+            count(&text) + 3 * objects
+        };
+        let est = estimate_request(body.as_bytes(), 1.0).unwrap();
+        // Counting a long string on its own differs from counting it joined by at most a token or two.
+        assert!(est.abs_diff(direct) <= 2, "{est} vs {direct}");
+        assert_eq!(estimate_request(body.as_bytes(), 1.0), Some(est), "the memo gives the same count");
+        assert_eq!(estimate_request(body.as_bytes(), 1.2), Some((est as f64 * 1.2).ceil() as u64));
+        assert_eq!(estimate_request(b"not json", 1.0), None);
+    }
 
     #[test]
     fn counts_tokens() {

@@ -127,6 +127,7 @@ mod tests {
             name: "claude-haiku-4-5".into(),
             aliases: vec![],
             context: None,
+            max_input_tokens: None,
             tools: true,
             images: true,
             reasoning: true,

@@ -310,7 +310,7 @@ pub struct LimitsSection {
 #[derive(Debug)]
 pub enum ModelEntry {
     Name(String),
-    Full(ModelSection),
+    Full(Box<ModelSection>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +321,8 @@ pub struct ModelSection {
     pub aliases: Vec<String>,
     /// Context window in tokens.
     pub context: Option<u64>,
+    /// Input tokens the provider takes in one request, below the window (GitHub Models: 8000).
+    pub max_input_tokens: Option<u64>,
     pub tools: Option<bool>,
     pub images: Option<bool>,
     /// Accepts reasoning settings (translated `thinking` / `reasoning_effort`); default false.
@@ -365,7 +367,8 @@ impl<'de> Deserialize<'de> for ModelEntry {
                 Ok(ModelEntry::Name(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelEntry, A::Error> {
-                ModelSection::deserialize(de::value::MapAccessDeserializer::new(map)).map(ModelEntry::Full)
+                ModelSection::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|m| ModelEntry::Full(Box::new(m)))
             }
         }
         d.deserialize_any(V)
@@ -380,6 +383,7 @@ pub enum StrategyName {
     RoundRobin,
     MostRemaining,
     Fastest,
+    Fit,
 }
 
 /// `[routes.NAME]`: the model name an agent asks for, mapped to ordered targets.
@@ -390,6 +394,10 @@ pub struct RouteSection {
     pub targets: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub strategy: StrategyName,
+    /// How long a request may wait for a target's TPM window to free instead of being cut
+    /// harder to fit what is left of it (default 0: never wait).
+    #[serde(default)]
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Deserialize, Default)]

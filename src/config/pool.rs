@@ -57,6 +57,8 @@ pub struct ModelSpec {
     pub aliases: Vec<String>,
     /// Context window in tokens, when known.
     pub context: Option<u64>,
+    /// Input tokens one request may carry, when the provider caps it below the window.
+    pub max_input_tokens: Option<u64>,
     pub tools: bool,
     pub images: bool,
     /// Takes reasoning settings: translation maps `thinking` / `reasoning_effort` for it and
@@ -90,6 +92,8 @@ pub enum Strategy {
     RoundRobin,
     MostRemaining,
     Fastest,
+    /// The target that needs the least reduction to fit this request.
+    Fit,
 }
 
 impl Strategy {
@@ -99,6 +103,7 @@ impl Strategy {
             Strategy::RoundRobin => "round-robin",
             Strategy::MostRemaining => "most-remaining",
             Strategy::Fastest => "fastest",
+            Strategy::Fit => "fit",
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct Route {
     pub name: String,
     pub strategy: Strategy,
     pub targets: Vec<RouteTarget>,
+    /// How long a request may wait for a TPM window rather than be cut harder (0: never).
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +295,7 @@ pub(super) fn validate_provider_pool(
                 name: n.trim().to_string(),
                 aliases: Vec::new(),
                 context: None,
+                max_input_tokens: None,
                 tools: true,
                 images: true,
                 reasoning: false,
@@ -299,6 +307,7 @@ pub(super) fn validate_provider_pool(
                 name: s.name.trim().to_string(),
                 aliases: s.aliases.clone(),
                 context: s.context,
+                max_input_tokens: s.max_input_tokens,
                 tools: s.tools.unwrap_or(true),
                 images: s.images.unwrap_or(true),
                 reasoning: s.reasoning.unwrap_or(false),
@@ -313,6 +322,13 @@ pub(super) fn validate_provider_pool(
         let clash = |n: &String| model_specs.iter().any(|o| o.answers_to(n));
         if let Some(n) = std::iter::once(&spec.name).chain(&spec.aliases).find(|n| clash(n)) {
             return Err(invalid(p.name.span(), "models", format!("model name or alias `{n}` is given twice")));
+        }
+        if let Some(cap) = spec.max_input_tokens {
+            if cap == 0 || spec.context.is_some_and(|c| cap > c) {
+                let msg =
+                    format!("model `{}`: `max_input_tokens = {cap}` must be above 0 and within `context`", spec.name);
+                return Err(invalid(p.name.span(), "models", msg));
+            }
         }
         model_specs.push(spec);
     }
@@ -359,6 +375,9 @@ fn validate_account(
     })
 }
 
+/// A rolling minute frees within a minute (61 s as the pool counts it): waiting longer never helps.
+const MAX_WAIT_MS: u64 = 120_000;
+
 pub(super) fn validate_routes(
     routes: &BTreeMap<String, RouteSection>,
     providers: &[Provider],
@@ -382,8 +401,16 @@ pub(super) fn validate_routes(
             StrategyName::RoundRobin => Strategy::RoundRobin,
             StrategyName::MostRemaining => Strategy::MostRemaining,
             StrategyName::Fastest => Strategy::Fastest,
+            StrategyName::Fit => Strategy::Fit,
         };
-        out.push(Route { name: name.clone(), strategy, targets });
+        if r.max_wait_ms > MAX_WAIT_MS {
+            return Err(ConfigError::Invalid(format!(
+                "{}: `routes.{name}.max_wait_ms`: {} is over two minutes; a TPM window frees within one",
+                at(r.targets.span()),
+                r.max_wait_ms
+            )));
+        }
+        out.push(Route { name: name.clone(), strategy, targets, max_wait_ms: r.max_wait_ms });
     }
     Ok(out)
 }

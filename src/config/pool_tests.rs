@@ -111,4 +111,24 @@ mod shipped {
             assert!(comment.contains(site), "`{name}` cites no page of {site}:{comment}");
         }
     }
+    #[test]
+    fn max_input_tokens_max_wait_and_the_fit_strategy_are_read_and_checked() {
+        let base =
+            "[[providers]]\nname = \"g\"\nkind = \"openai\"\nbase_url = \"http://g.test/v1\"\napi_key = \"${G_KEY}\"\n";
+        let ok = format!(
+            "{base}models = [{{ name = \"m\", context = 128000, max_input_tokens = 8000 }}]\n[routes.r]\nstrategy = \"fit\"\nmax_wait_ms = 20000\ntargets = [\"g/m\"]\n"
+        );
+        let cfg = crate::config::Config::parse(&ok, "t.toml", &|_| Some("k".into())).unwrap();
+        assert_eq!(cfg.providers[0].model_specs[0].max_input_tokens, Some(8000));
+        let r = &cfg.routes[0];
+        assert_eq!((r.strategy, r.max_wait_ms), (crate::config::Strategy::Fit, 20_000));
+        assert!(cfg.render_masked().contains("strategy = \"fit\"\ntargets = [\"g/m\"]\nmax_wait_ms = 20000"));
+        // A cap above the window, and a wait no TPM window needs, are refused with the key named.
+        let over = format!("{base}models = [{{ name = \"m\", context = 4000, max_input_tokens = 8000 }}]\n");
+        let e = crate::config::Config::parse(&over, "t.toml", &|_| Some("k".into())).unwrap_err().to_string();
+        assert!(e.contains("max_input_tokens = 8000") && e.contains("within `context`"), "{e}");
+        let long = format!("{base}models = [\"m\"]\n[routes.r]\nmax_wait_ms = 600000\ntargets = [\"g/m\"]\n");
+        let e = crate::config::Config::parse(&long, "t.toml", &|_| Some("k".into())).unwrap_err().to_string();
+        assert!(e.contains("routes.r.max_wait_ms"), "{e}");
+    }
 }

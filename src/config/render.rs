@@ -75,6 +75,12 @@ struct Provider<'a> {
 struct Route {
     strategy: &'static str,
     targets: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    max_wait_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -132,7 +138,7 @@ impl Config {
             .map(|r| {
                 let targets =
                     r.targets.iter().map(|t| format!("{}/{}", self.providers[t.provider].name, t.model)).collect();
-                (r.name.as_str(), Route { strategy: r.strategy.name(), targets })
+                (r.name.as_str(), Route { strategy: r.strategy.name(), targets, max_wait_ms: r.max_wait_ms })
             })
             .collect();
         let default_upstream =

@@ -7,6 +7,7 @@ pub mod breakpoints;
 pub mod cache_key;
 pub mod envelope;
 pub mod errors;
+pub mod fit_parts;
 pub mod gemini;
 pub mod json;
 pub mod sse;

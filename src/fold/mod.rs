@@ -8,6 +8,7 @@
 pub mod clear;
 pub mod dedup;
 pub mod filters;
+pub mod fit;
 pub mod levers;
 pub mod lru;
 pub mod markers;
@@ -199,6 +200,20 @@ impl Folder {
             Level::Balanced => target,
         };
         self.clearer.clear(p, econ)
+    }
+
+    /// Clears by the quota rule with `keep_recent` (fitting a request to a target's budget):
+    /// never at the `lossless` level, and only with a store of originals, like all clearing.
+    pub fn clear_to_fit(&self, p: &Prepared, fit: clear::FitClearing) -> Option<clear::Cleared> {
+        if !self.enabled || !self.filters_allowed || p.level == Level::Lossless {
+            return None;
+        }
+        self.clearer.clear_to_fit(p, fit)
+    }
+
+    /// The configured clearing settings (`keep_recent`, `clear_at_least`).
+    pub fn clear_settings(&self) -> &clear::Settings {
+        self.clearer.settings()
     }
 
     /// Conversation states currently cached.

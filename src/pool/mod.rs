@@ -27,6 +27,7 @@
 //! ```
 
 mod admission;
+mod budget;
 pub mod caller;
 mod credentials;
 pub mod failure;
@@ -46,6 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 pub use admission::{Attempt, Outcome, Plan, RequestFacts, Verdict, DEFAULT_OUTPUT_ALLOWANCE};
+pub use budget::{Bound, Budget, Offer};
 pub use caller::Caller;
 pub use failure::{classify, Cause, Failure, Origin, StreamWatch};
 pub use state::Clock;
@@ -76,6 +78,9 @@ pub enum PoolError {
     /// No target can take this request at all (context window, tools, images).
     #[error("no target of `{model}` can take this request: {reasons}")]
     NoCapableTarget { model: String, reasons: String },
+    /// The request is larger than every target takes, even fitted: what each needs and takes.
+    #[error("the request fits no target of `{model}`, even after fitting: {reasons}")]
+    NoFit { model: String, reasons: String },
     /// Every target is out of quota, cooling down or disabled right now.
     #[error("every target of `{model}` is busy or out of quota{}: {reasons}", retry_after.map(|d| format!(" (retry in {}s)", d.as_secs().max(1))).unwrap_or_default())]
     Exhausted { model: String, retry_after: Option<Duration>, reasons: String },
@@ -84,7 +89,7 @@ pub enum PoolError {
 impl PoolError {
     pub fn origin(&self) -> Origin {
         match self {
-            PoolError::NoCapableTarget { .. } => Origin::Client,
+            PoolError::NoCapableTarget { .. } | PoolError::NoFit { .. } => Origin::Client,
             _ => Origin::Internal,
         }
     }
@@ -95,6 +100,7 @@ impl PoolError {
             PoolError::NoRoute { .. } => 404,
             PoolError::KeyMissing { .. } => 503,
             PoolError::NoCapableTarget { .. } => 400,
+            PoolError::NoFit { .. } => 413,
             PoolError::Exhausted { .. } => 429,
         }
     }
@@ -112,6 +118,7 @@ impl PoolError {
             PoolError::NoRoute { .. } => "no_route",
             PoolError::KeyMissing { .. } => "provider_key_missing",
             PoolError::NoCapableTarget { .. } => "no_capable_target",
+            PoolError::NoFit { .. } => "request_too_large",
             PoolError::Exhausted { .. } => "pool_exhausted",
         }
     }
@@ -142,6 +149,7 @@ struct Routing {
     /// The name the plan is known by (route name or model) and its strategy.
     label: String,
     strategy: Strategy,
+    max_wait_ms: u64,
     targets: Vec<Resolved>,
 }
 
@@ -378,11 +386,21 @@ impl Inner {
                         model: t.model.clone(),
                     })
                     .collect();
-                return Ok(Routing { label: r.name.clone(), strategy: r.strategy, targets });
+                return Ok(Routing {
+                    label: r.name.clone(),
+                    strategy: r.strategy,
+                    max_wait_ms: r.max_wait_ms,
+                    targets,
+                });
             }
             if let Ok(t) = crate::config::resolve_target(m, &self.providers) {
                 let target = Resolved { provider: t.provider, send_model: Some(t.model.clone()), model: t.model };
-                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, targets: vec![target] });
+                return Ok(Routing {
+                    label: m.to_string(),
+                    strategy: Strategy::Fallback,
+                    max_wait_ms: 0,
+                    targets: vec![target],
+                });
             }
             let mut listed: Vec<(usize, String)> = self
                 .providers
@@ -401,7 +419,7 @@ impl Inner {
                         model: name,
                     })
                     .collect();
-                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, targets });
+                return Ok(Routing { label: m.to_string(), strategy: Strategy::Fallback, max_wait_ms: 0, targets });
             }
         }
         let chain = self
@@ -411,7 +429,12 @@ impl Inner {
         let model_name = model.unwrap_or("").to_string();
         let targets =
             chain.iter().map(|&provider| Resolved { provider, send_model: None, model: model_name.clone() }).collect();
-        Ok(Routing { label: format!("default {}", ingress.name()), strategy: Strategy::Fallback, targets })
+        Ok(Routing {
+            label: format!("default {}", ingress.name()),
+            strategy: Strategy::Fallback,
+            max_wait_ms: 0,
+            targets,
+        })
     }
 
     /// The pool a reload replaced this one with, if any.
@@ -490,6 +513,8 @@ fn caller_key(account_key: &str, caller: Caller) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_budget;
 #[cfg(test)]
 mod tests_quota;
 #[cfg(test)]

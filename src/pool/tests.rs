@@ -259,7 +259,7 @@ async fn tools_and_images_pick_capable_targets() {
     text.push_str("[routes.r]\ntargets = [\"a/m\", \"b/m\", \"c/m\"]\n");
     let pool = pool_from(&text);
     let pick = |has_tools, has_images| {
-        let f = RequestFacts { est_tokens: 1, max_output: None, has_tools, has_images, caller: None };
+        let f = RequestFacts { est_tokens: 1, max_output: None, has_tools, has_images, caller: None, fitted: false };
         let mut plan = pool.plan(Dialect::OpenaiChat, Some("r"), &f).unwrap();
         plan.next_attempt().unwrap().provider().to_string()
     };

@@ -133,6 +133,61 @@ impl Counters {
         self.live(now_ms).filter(|b| pred(b)).map(|b| (b.sec + SLOTS as i64) * 1000).min()
     }
 
+    /// Input tokens one more request may carry in the minute window now, when it also reserves
+    /// `out` (as `check` counts it: an empty window takes anything up to the limit less the
+    /// explicit output; a busy one what is left less the reservation). `None`: no token limit
+    /// binds this minute. The provider's own count, when its headers gave one, binds too.
+    pub fn tpm_input_left(&mut self, configured: &Limits, out: Est, now_ms: i64) -> Option<u64> {
+        let mut left = self.effective(configured).tpm.map(|tpm| {
+            let (_, used) = self.minute_use(now_ms);
+            if used == 0 {
+                tpm.saturating_sub(out.hard)
+            } else {
+                tpm.saturating_sub(used + out.reserve)
+            }
+        });
+        self.expire_provider_windows(now_ms);
+        if let Some(w) = self.provider_tokens {
+            let provider = w.remaining.saturating_sub(out.hard);
+            left = Some(left.map_or(provider, |l| l.min(provider)));
+        }
+        left
+    }
+
+    /// Input tokens an empty minute window takes besides `out` (`None`: no token limit).
+    pub fn tpm_input_full(&self, configured: &Limits, out: Est) -> Option<u64> {
+        self.effective(configured).tpm.map(|tpm| tpm.saturating_sub(out.hard))
+    }
+
+    /// When the minute window will have let enough tokens go for a request of `input` tokens
+    /// that reserves `out`: now when it fits already, `None` when it never will (over the limit)
+    /// or no token limit applies.
+    pub fn tpm_fits_at(&self, configured: &Limits, input: u64, out: Est, now_ms: i64) -> Option<i64> {
+        let tpm = self.effective(configured).tpm?;
+        if input + out.hard > tpm {
+            return None;
+        }
+        // What the provider last said binds until its reset.
+        let provider = self
+            .provider_tokens
+            .filter(|w| w.reset_at_ms > now_ms && w.remaining < input + out.hard)
+            .map_or(now_ms, |w| w.reset_at_ms);
+        let need = input + out.reserve;
+        let mut live: Vec<&Bucket> = self.live(now_ms).filter(|b| b.tokens > 0).collect();
+        live.sort_by_key(|b| b.sec);
+        let mut used: u64 = live.iter().map(|b| b.tokens).sum();
+        if used == 0 || used + need.min(tpm) <= tpm {
+            return Some(provider);
+        }
+        for b in live {
+            used -= b.tokens;
+            if used == 0 || used + need.min(tpm) <= tpm {
+                return Some(provider.max((b.sec + SLOTS as i64) * 1000));
+            }
+        }
+        None
+    }
+
     /// Starts a new daily window when `day` moved on.
     pub fn roll(&mut self, day: i64) {
         if day != self.day {
@@ -325,9 +380,16 @@ impl Counters {
 
     /// The smallest fraction left over the limited windows (1.0 when nothing is limited).
     pub fn fraction_left(&self, configured: &Limits, now_ms: i64, day: i64) -> f64 {
+        self.fraction_left_with(configured, 0, now_ms, day)
+    }
+
+    /// The smallest fraction left once one more request of `tokens` is counted.
+    pub fn fraction_left_with(&self, configured: &Limits, tokens: u64, now_ms: i64, day: i64) -> f64 {
         let limits = self.effective(configured);
         let (m_req, m_tok) = self.minute_use(now_ms);
         let (d_req, d_tok) = if self.day == day { (self.day_requests, self.day_tokens) } else { (0, 0) };
+        let extra = u64::from(tokens > 0);
+        let (m_req, m_tok, d_req, d_tok) = (m_req + extra, m_tok + tokens, d_req + extra, d_tok + tokens);
         let mut pairs = vec![(m_req, limits.rpm), (m_tok, limits.tpm), (d_req, limits.rpd), (d_tok, limits.tpd)];
         for w in [self.provider_requests, self.provider_tokens].into_iter().flatten() {
             if w.reset_at_ms > now_ms {

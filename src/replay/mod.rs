@@ -3,6 +3,7 @@
 
 pub mod ceiling;
 pub mod clearing;
+pub mod fit;
 mod gemini_sources;
 pub mod progress;
 pub mod report;
@@ -51,6 +52,8 @@ pub struct Options {
     pub levels: Vec<Level>,
     /// The economics clearing decides for (`--target-kind`).
     pub target: TargetKind,
+    /// Fit every turn to a free tier's budget instead (`--fit`), and report that.
+    pub fit: Option<fit::Limit>,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             estimate: false,
             levels: vec![Level::default()],
             target: TargetKind::default(),
+            fit: None,
         }
     }
 }
@@ -368,6 +372,17 @@ pub fn run(opts: Options) -> u8 {
         loaded.push((p.display().to_string(), sources::load(p)));
     }
     let loaded_s = started.elapsed().as_secs_f64();
+    if let Some(limit) = opts.fit {
+        let mut counter = Counter { estimate_only: opts.estimate, ..Counter::default() };
+        let figures = fit::measure(&loaded, limit, opts.system_tokens, &mut counter);
+        let out = if opts.json {
+            fit::json(&figures, limit, opts.system_tokens)
+        } else {
+            fit::text(&figures, limit, opts.system_tokens)
+        };
+        println!("{out}");
+        return 0;
+    }
     let levels = if opts.levels.is_empty() { vec![Level::default()] } else { opts.levels.clone() };
     let turns: u64 = loaded.iter().flat_map(|(_, l)| l).map(|c| c.turns.len() as u64).sum();
     let passes = if opts.levers { 1 + (Levers::NAMES.len() + Levers::OPT_IN.len()) as u64 } else { 1 };

@@ -14,17 +14,15 @@ use http::{HeaderMap, StatusCode};
 use super::count_tokens;
 use super::error::ProxyError;
 use super::fallback::{Answer, UpstreamRequest};
+use super::fit::{self, Shaped};
 use super::outgoing;
 use super::peek;
 use super::pending::Pending;
 use super::relay::{ByteStream, Committed, Transform};
 use super::AppState;
 use crate::config::ProviderAuth;
-use crate::dialect::breakpoints::CacheTtl;
 use crate::dialect::{gemini, Dialect};
-use crate::fold::clear::{Cleared, Economics};
 use crate::pool::{classify, Attempt, Failure, Outcome, Pool, UpstreamError, Verdict};
-use crate::price::Price;
 
 /// How an attempt ended.
 pub enum Step {
@@ -63,13 +61,14 @@ pub async fn run(
     req: &UpstreamRequest<'_>,
     pool: &Pool,
     mut attempt: Attempt,
+    shaped: Shaped,
     pending: &mut Pending,
 ) -> Result<Step, ProxyError> {
     let target = attempt.target().clone();
-    pending.trying(&attempt, free_tier(&attempt));
-    // Clearing is decided for this target's economics, on the ingress dialect.
-    let cleared = clear_for(state, req, &attempt);
-    let body = cleared.as_ref().map_or(&req.body, |c| &c.body);
+    pending.trying(&attempt, fit::free_tier(&attempt));
+    // Cleared for this target's economics and fitted to its budget, on the ingress dialect.
+    let Shaped { body, cleared, steps, .. } = shaped;
+    let body = &body;
     if let Some(local) = count_locally(req, target.dialect) {
         // Only Anthropic and Gemini count tokens upstream; elsewhere the proxy estimates.
         drop(attempt);
@@ -150,10 +149,12 @@ pub async fn run(
 
     // Committed: from here the answer goes to the client.
     attempt.mark_first_byte();
-    let saved_tokens = req.saved_tokens + cleared.as_ref().map_or(0, |c| c.saved_tokens);
+    let fit_saved: u64 = steps.iter().map(|(_, t)| t).sum();
+    let saved_tokens = req.saved_tokens + cleared.as_ref().map_or(0, |c| c.saved_tokens) + fit_saved;
     if let Some(c) = &cleared {
         pending.cleared(c);
     }
+    pending.fitted(&steps);
     state.metrics.bytes_upstream.fetch_add(upstream_bytes, Relaxed);
     state.metrics.saved_tokens.fetch_add(saved_tokens, Relaxed);
     state.metrics.request(req.ingress, status.as_u16());
@@ -208,27 +209,4 @@ fn transport_failed(attempt: Attempt, pending: &mut Pending, e: UpstreamError) -
         Verdict::TryNext => Step::Retry(Failed::Transport(e)),
         _ => Step::Stop(Failed::Transport(e)),
     }
-}
-
-/// Whether the attempt's account is a free tier.
-fn free_tier(attempt: &Attempt) -> bool {
-    let accounts = &attempt.target().provider.accounts;
-    accounts.iter().find(|a| a.label == attempt.account()).is_some_and(|a| a.free_tier)
-}
-
-/// Clears stale tool output for the attempt's target: the provider's kind, the model's price and
-/// whether the account is a free tier give the economics (a fallback to a target with other
-/// economics decides again). `None`: send the folded body. Fails open.
-fn clear_for(state: &AppState, req: &UpstreamRequest, attempt: &Attempt) -> Option<Cleared> {
-    let p = req.prepared.as_ref()?;
-    let kind = attempt.target().provider.dialect;
-    // With the 1-hour TTL the breakpoints we add write at its price, so a step's rewrite costs that.
-    let one_hour = kind == Dialect::Anthropic && state.cfg.cache.anthropic_ttl == CacheTtl::OneHour;
-    let price = attempt.price().map(|p| if one_hour { Price { cache_write: p.cache_write_1h, ..p } } else { p });
-    let econ = Economics::of_target(kind, price, free_tier(attempt));
-    let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.folder.clear(p, econ)));
-    cleared.unwrap_or_else(|_| {
-        tracing::error!("clearing panicked; sending the request as folded");
-        None
-    })
 }

@@ -13,7 +13,7 @@ use crate::dialect::Dialect;
 pub fn answer_locally_for(dialect: Dialect, body: &Bytes) -> Result<Response<Body>, ProxyError> {
     let value: Value = serde_json::from_slice(body)?;
     let mut text = String::new();
-    collect_strings(&value, &mut text);
+    crate::tokens::request_text(&value, &mut text);
     let tokens = crate::tokens::count(&text);
     let json = match dialect {
         Dialect::Gemini => serde_json::json!({ "totalTokens": tokens }),
@@ -22,31 +22,4 @@ pub fn answer_locally_for(dialect: Dialect, body: &Bytes) -> Result<Response<Bod
     let mut r = super::handlers::json_response(StatusCode::OK, Bytes::from(json.to_string()));
     r.headers_mut().insert("x-tokenfold-estimate", HeaderValue::from_static("o200k_base"));
     Ok(r)
-}
-
-/// Every string value and object key: what a tokenizer would see of the request's content.
-fn collect_strings(v: &Value, out: &mut String) {
-    match v {
-        Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
-        }
-        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
-        Value::Object(map) => {
-            for (k, v) in map {
-                // Not text the model reads: names, cache hints, opaque thought signatures.
-                if k == "model" || k == "cache_control" || k == "thoughtSignature" {
-                    continue;
-                }
-                out.push_str(k);
-                out.push(' ');
-                collect_strings(v, out);
-            }
-        }
-        Value::Number(n) => {
-            out.push_str(&n.to_string());
-            out.push(' ');
-        }
-        _ => {}
-    }
 }

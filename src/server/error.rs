@@ -77,6 +77,7 @@ impl ProxyError {
             ProxyError::Pool(p) => match p.status() {
                 429 => ErrorClass::RateLimit,
                 400 => ErrorClass::InvalidRequest,
+                413 => ErrorClass::TooLarge,
                 404 => ErrorClass::NotFound,
                 _ => ErrorClass::Overloaded,
             },

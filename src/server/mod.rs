@@ -9,6 +9,7 @@ mod cross_origin;
 mod dashboard;
 pub mod error;
 mod fallback;
+mod fit;
 mod handlers;
 mod inbound;
 pub mod metrics;
@@ -118,6 +119,17 @@ pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether some target limits what a request may hold (a window, an input cap or a TPM), so
+/// requests are measured to fit it.
+fn fits_requests(cfg: &Config) -> bool {
+    cfg.providers.iter().any(|p| {
+        p.accounts.iter().any(|a| a.limits.tpm.is_some())
+            || p.model_specs
+                .iter()
+                .any(|m| m.context.is_some() || m.max_input_tokens.is_some() || m.limits.tpm.is_some())
+    })
+}
+
 /// Serves connections from `listener` until a stop is asked for on `stops` (SIGTERM, Ctrl-C):
 /// then stops accepting, lets the requests in flight finish (up to `server.shutdown_timeout_ms`,
 /// or until a second stop), and writes out the ledger, the pool's counters and the originals.
@@ -131,6 +143,11 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, mut stops: mpsc:
             fd_limit.unwrap_or(0),
             state.cfg.server.max_connections
         );
+    }
+    // The tokenizer's vocabulary takes ~0.4 s to load: when some target has a budget, load it
+    // now rather than in the first request fitting measures.
+    if fits_requests(&state.cfg) {
+        std::thread::spawn(|| crate::tokens::count(""));
     }
     // Connections go to the worker threads; should they not start, this runtime serves them.
     let mut workers = match workers::Workers::start(&state, workers::count()) {

@@ -151,6 +151,23 @@ impl Pending {
         self.record.rewritten_tokens = c.rewritten_tokens;
     }
 
+    /// The fitting steps the request that went out took (mechanisms `fit:<step>`).
+    pub fn fitted(&mut self, steps: &[(&'static str, u64)]) {
+        for (step, tokens) in steps {
+            self.record.add_saving(step, |s| {
+                s.tokens += tokens;
+                s.steps += 1;
+            });
+        }
+    }
+
+    /// Waiting for a target's TPM window instead of cutting the request harder (`fit:wait`,
+    /// and the wait in the fallback chain).
+    pub fn waited_for_window(&mut self, target: &str, ms: u64) {
+        self.record.add_saving(crate::fold::fit::WAIT, |s| s.steps += 1);
+        self.record.fallbacks.push(format!("{target}: waited {ms} ms for its TPM window"));
+    }
+
     /// The answer is committed: its status, and the target's prices for settling its cost.
     pub fn committed(&mut self, status: u16, attempt: &Attempt) {
         self.record.status = status;

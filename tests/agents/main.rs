@@ -10,11 +10,16 @@
 
 #![forbid(unsafe_code)]
 
+#[path = "../clear_support/mod.rs"]
+mod clear_support;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../fit_support/mod.rs"]
+mod fit_support;
 
 mod checks;
 mod clients;
+mod free_tiers;
 mod install;
 mod model;
 mod prereqs;
@@ -39,13 +44,15 @@ struct Case {
     translated_to: Option<Dialect>,
     /// The long session (`scenario::long`): a clearing step, then a read of a stub's original.
     long: bool,
+    /// Through a route of three mock free tiers (`free_tiers.rs`) instead of one provider.
+    free_tiers: bool,
 }
 
 const fn case(name: &'static str, agent: Agent, translated_to: Option<Dialect>) -> Case {
-    Case { name, agent, translated_to, long: false }
+    Case { name, agent, translated_to, long: false, free_tiers: false }
 }
 
-const CASES: [Case; 16] = [
+const CASES: [Case; 18] = [
     case("claude-code", Agent::ClaudeCode, None),
     case("claude-code-on-openai-chat", Agent::ClaudeCode, Some(Dialect::Chat)),
     case("codex", Agent::Codex, None),
@@ -62,6 +69,14 @@ const CASES: [Case; 16] = [
     Case { long: true, ..case("claude-code-long", Agent::ClaudeCode, None) },
     Case { long: true, ..case("codex-long", Agent::Codex, None) },
     Case { long: true, ..case("opencode-long", Agent::OpenCode, None) },
+    // An 8k-input tier, a 12k-TPM tier and a 40k-window tier, all OpenAI Chat.
+    Case { free_tiers: true, ..case("claude-code-on-three-free-tiers", Agent::ClaudeCode, Some(Dialect::Chat)) },
+    // The long session there: past the 40k window, so requests are fitted.
+    Case {
+        free_tiers: true,
+        long: true,
+        ..case("claude-code-long-on-three-free-tiers", Agent::ClaudeCode, Some(Dialect::Chat))
+    },
     Case { long: true, ..case("gemini-cli-long", Agent::GeminiCli, None) },
 ];
 
@@ -227,13 +242,27 @@ async fn run_case(case: &Case) -> Verdict {
 async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) -> Result<checks::Outcome, String> {
     let agent = case.agent;
     let upstream = case.translated_to.unwrap_or(agent.dialect());
-    let script = Arc::new(model::Script::new(repo.to_path_buf(), dir.join("mock-requests.jsonl"), case.long));
+    // On the free tiers the long session reads files large enough that requests need fitting.
+    let parts =
+        if case.free_tiers { scenario::long::Parts::Read(free_tiers::PART_LINES) } else { scenario::long::Parts::Run };
+    if case.long && parts != scenario::long::Parts::Run {
+        scenario::long::write_parts(repo, parts.lines()).map_err(|e| format!("the parts to read: {e}"))?;
+    }
+    let long = case.long.then_some(parts);
+    let script = Arc::new(model::Script::new(repo.to_path_buf(), dir.join("mock-requests.jsonl"), long));
     let handler = script.clone();
     let mock = common::mock::start(move |rec| handler.handle(rec)).await;
     let ledger = dir.join("ledger.db");
-    let ledger_env = [("TOKENFOLD_LEDGER", ledger.to_str().unwrap_or_default())];
+    let ledger_env = [("TOKENFOLD_LEDGER", ledger.to_str().unwrap_or_default()), ("T_KEY", "k")];
     let mock_base = mock.base();
+    let tiers = if case.free_tiers { Some(free_tiers::start(&script, case.long).await) } else { None };
     let proxy = match case.translated_to {
+        _ if tiers.is_some() => {
+            let cfg = dir.join("tokenfold.toml");
+            let text = tiers.as_ref().map(|t| t.config(agent.model(), &dir.join("originals"))).unwrap_or_default();
+            std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
+            common::try_spawn_proxy(&["--config", cfg.to_str().unwrap_or_default(), "--debug"], &ledger_env)
+        }
         None => {
             let cfg = dir.join("tokenfold.toml");
             let originals = case.long.then(|| dir.join("originals"));
@@ -256,9 +285,13 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
     let tap = tap::start(proxy.base.clone()).await.map_err(|e| format!("tap: {e}"))?;
     let trace_path = dir.join("strace.txt");
     let prompt = if case.long { scenario::long::PROMPT } else { scenario::PROMPT };
-    let cmd = agent
+    let mut cmd = agent
         .command(&sandbox::strace_prefix(strace, &trace_path), exe, dir, repo, &tap.base(), prompt)
         .map_err(|e| format!("agent config: {e}"))?;
+    if tiers.is_some() {
+        // What a free-tier user sets: the 32k default output would take most of a 40k window.
+        cmd.env("CLAUDE_CODE_MAX_OUTPUT_TOKENS", free_tiers::MAX_OUTPUT);
+    }
     let out_dir = dir.to_path_buf();
     let limit = agent_limit();
     let run = tokio::task::spawn_blocking(move || clients::run(cmd, &out_dir, limit))
@@ -268,6 +301,8 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
     let seen = script.seen();
     let exchanges = tap.exchanges();
     let ledger_figures = ledger_totals(&ledger, seen.len() as u64).await;
+    let tier_outcome =
+        tiers.as_ref().map(|t| t.check(&exchanges, &report(&ledger, "provider"), &report(&ledger, "mechanism")));
     let _ = std::fs::write(dir.join("proxy.log"), proxy.logs());
     write_tap_log(&dir.join("tap.jsonl"), &exchanges);
     drop(proxy);
@@ -284,7 +319,12 @@ async fn play(case: &Case, exe: &Path, strace: &str, dir: &Path, repo: &Path) ->
         trace: trace.as_deref(),
         ledger: ledger_figures,
     };
-    Ok(checks::check(&evidence))
+    let mut outcome = checks::check(&evidence);
+    if let Some(t) = tier_outcome {
+        outcome.failures.extend(t.failures);
+        outcome.figures.extend(t.figures);
+    }
+    Ok(outcome)
 }
 
 /// The request Claude Code sends first when nonessential traffic is on (here it is off: that mode

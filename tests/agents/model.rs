@@ -10,7 +10,7 @@ use super::common::gemini;
 use super::common::mock::{Recorded, Reply};
 use super::common::prompt_cache::{self, Billed, PromptCache};
 use super::provider::{self, Answer, Dialect, Turn};
-use super::scenario::{self, long, Kit, Step};
+use super::scenario::{self, long, long::Parts, Kit, Step};
 
 /// Header the tap adds to each request so the mock's copy can be matched with the agent's.
 pub const SEQ_HEADER: &str = "x-agents-tap-seq";
@@ -37,12 +37,13 @@ pub struct Script {
     pub seen: Mutex<Vec<Seen>>,
     /// Anthropic requests are billed as the real prompt cache would bill them.
     cache: std::sync::Arc<PromptCache>,
-    /// The long session (`scenario::long`) instead of the five-step task.
-    long: bool,
+    /// The long session (`scenario::long`) instead of the five-step task, with how its parts
+    /// are shown.
+    long: Option<Parts>,
 }
 
 impl Script {
-    pub fn new(repo: PathBuf, log_path: PathBuf, long: bool) -> Script {
+    pub fn new(repo: PathBuf, log_path: PathBuf, long: Option<Parts>) -> Script {
         Script { repo, log_path, seen: Mutex::new(Vec::new()), cache: PromptCache::new(), long }
     }
 
@@ -121,10 +122,11 @@ impl Script {
             .unwrap_or_else(|| "scripted".into());
         let answer = match Kit::detect(&turn.tools) {
             None => Answer::Text(scenario::SIDE_ANSWER.into()),
-            Some(kit) if self.long => {
+            Some(kit) if self.long.is_some() => {
                 seen.main = true;
-                match long::next(&turn.results) {
-                    long::Next::Run(k) => Answer::Call(long::shell(kit, &turn.tools, &format!("bash gen.sh {k}"))),
+                let parts = self.long.unwrap_or(Parts::Run);
+                match long::next(&turn.results, parts.lines()) {
+                    long::Next::Run(k) => Answer::Call(parts.call(kit, &turn.tools, &self.repo, k)),
                     long::Next::Recall(c) => Answer::Call(long::shell(kit, &turn.tools, &c)),
                     long::Next::Final => Answer::Text(long::FINAL_ANSWER.into()),
                     long::Next::Abort(why) => {

@@ -236,6 +236,8 @@ pub fn repo_dir(case_dir: &Path) -> PathBuf {
 /// free-tier target clears as soon as enough is clearable), then a read of that output's original
 /// through the command its stub gives, then the final answer.
 pub mod long {
+    use std::path::Path;
+
     use super::{call, json, Kit, OfferedTool, ToolCall};
 
     pub const PROMPT: &str =
@@ -252,6 +254,59 @@ pub mod long {
 
     pub fn last_line(k: usize) -> String {
         format!("gen.sh part {k} ends")
+    }
+
+    /// How the parts reach the model.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Parts {
+        /// `bash gen.sh N`: command output of `LINES` lines.
+        Run,
+        /// Reads of `parts/part_N.txt`, of that many lines: a file view is never compressed
+        /// lossily, so each counts whole.
+        Read(usize),
+    }
+
+    impl Parts {
+        pub fn lines(self) -> usize {
+            match self {
+                Parts::Run => LINES,
+                Parts::Read(n) => n,
+            }
+        }
+
+        /// The call that shows part `k`, in the agent's own tool schema (only Claude Code's
+        /// kit reads; another kit `cat`s the file).
+        pub fn call(self, kit: Kit, tools: &[OfferedTool], repo: &Path, k: usize) -> ToolCall {
+            let path = part_path(repo, k);
+            match (self, kit) {
+                (Parts::Run, _) => shell(kit, tools, &format!("bash gen.sh {k}")),
+                (Parts::Read(_), Kit::ClaudeCode) => call("Read", json!({"file_path": path.display().to_string()})),
+                (Parts::Read(_), _) => shell(kit, tools, &format!("cat {}", path.display())),
+            }
+        }
+    }
+
+    pub fn part_path(repo: &Path, k: usize) -> std::path::PathBuf {
+        repo.join("parts").join(format!("part_{k}.txt"))
+    }
+
+    /// Writes the files `Parts::Read(lines)` reads: what `gen.sh N` would print in `lines` lines.
+    pub fn write_parts(repo: &Path, lines: usize) -> std::io::Result<()> {
+        std::fs::create_dir_all(repo.join("parts"))?;
+        for k in 0..=MAX_RUNS {
+            let mut s = format!("{}\n", first_line(k));
+            for i in 1..=lines {
+                let (sum, team) = ((i * 7919 + k * 31) % 65536, (i + k) % 9);
+                s.push_str(&format!(
+                    "part {k} line {i:03}: widget_{k}_{i:03} checksum 0x{sum:04x} owner team_{team}\n"
+                ));
+            }
+            // No newline at the end: Read would show an empty last line, which a shell's
+            // read-back of the original trims.
+            s.push_str(&last_line(k));
+            std::fs::write(part_path(repo, k), s)?;
+        }
+        Ok(())
     }
 
     /// `gen.sh N` prints part N: distinct lines between a first and a last line.
@@ -295,13 +350,16 @@ echo "gen.sh part $k ends"
         Some(first[k..].trim_end_matches(']').to_string())
     }
 
-    pub fn next(results: &[String]) -> Next {
+    /// `lines`: the lines each part shows.
+    pub fn next(results: &[String], lines: usize) -> Next {
         // A result showing an earlier part whole is the read-back of that part's original.
         for (i, r) in results.iter().enumerate() {
             if let Some(k) = part_shown(r).filter(|&k| k < i) {
-                return match r.lines().filter(|l| l.starts_with(&format!("part {k} line "))).count() {
-                    LINES => Next::Final,
-                    n => Next::Abort(format!("the read-back of part {k} has {n} of its {LINES} lines")),
+                // A file view's lines carry line numbers before the text.
+                let line = format!("part {k} line ");
+                return match r.lines().filter(|l| l.starts_with(&line) || l.contains(&format!("\t{line}"))).count() {
+                    n if n == lines => Next::Final,
+                    n => Next::Abort(format!("the read-back of part {k} has {n} of its {lines} lines")),
                 };
             }
         }

@@ -42,6 +42,9 @@ pub struct Settings {
     pub clear_at_least: u64,
     /// Tools whose output is never cleared (`exclude_tools`).
     pub exclude_tools: Vec<String>,
+    /// Keep the newest view of a file the agent touched recently even past `keep_recent` (it
+    /// may edit from it). Not configurable: only fitting turns it off, when nothing else fits.
+    pub keep_live_views: bool,
 }
 
 impl Default for Settings {
@@ -50,13 +53,15 @@ impl Default for Settings {
             keep_recent: 3,
             clear_at_least: 2000,
             exclude_tools: candidates::DEFAULT_EXCLUDED.iter().map(|s| s.to_string()).collect(),
+            keep_live_views: true,
         }
     }
 }
 
 impl Settings {
     fn key(&self) -> u64 {
-        let mut k = xxh3_64_with_seed(&(self.keep_recent as u64).to_le_bytes(), self.clear_at_least);
+        let seed = self.clear_at_least ^ u64::from(!self.keep_live_views) << 63;
+        let mut k = xxh3_64_with_seed(&(self.keep_recent as u64).to_le_bytes(), seed);
         for t in &self.exclude_tools {
             k = xxh3_64_with_seed(t.as_bytes(), k);
         }
@@ -92,6 +97,14 @@ impl Cleared {
     }
 }
 
+/// How a fitting step clears: the quota rule with these settings in place of the configured ones.
+#[derive(Debug, Clone, Copy)]
+pub struct FitClearing {
+    pub keep_recent: usize,
+    pub clear_at_least: u64,
+    pub keep_live_views: bool,
+}
+
 pub struct Clearer {
     settings: Settings,
     originals: Arc<Originals>,
@@ -120,16 +133,32 @@ impl Clearer {
     /// Clears `p` for a target with `econ`. `None`: nothing is cleared, send what folding made.
     /// Any internal problem also gives `None` (fail open).
     pub fn clear(&self, p: &Prepared, econ: Economics) -> Option<Cleared> {
-        self.try_clear(p, econ).ok().flatten()
+        self.try_clear(p, econ, &self.settings).ok().flatten()
     }
 
-    fn try_clear(&self, p: &Prepared, econ: Economics) -> json::Res<Option<Cleared>> {
+    /// Clears by the quota rule with `keep_recent` and `clear_at_least` in place of the
+    /// configured ones (fitting a request to a budget). Same engine, same cache.
+    pub fn clear_to_fit(&self, p: &Prepared, fit: FitClearing) -> Option<Cleared> {
+        let settings = Settings {
+            keep_recent: fit.keep_recent.max(1),
+            clear_at_least: fit.clear_at_least,
+            keep_live_views: fit.keep_live_views,
+            ..self.settings.clone()
+        };
+        self.try_clear(p, Economics::Quota, &settings).ok().flatten()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn try_clear(&self, p: &Prepared, econ: Economics, settings: &Settings) -> json::Res<Option<Cleared>> {
         let n = p.blocks.len();
         if n == 0 || p.chains.len() != n || p.state.results.len() != n {
             return Ok(None);
         }
         let key = xxh3_64_with_seed(
-            &(econ.key() ^ self.settings.key()).to_le_bytes(),
+            &(econ.key() ^ settings.key()).to_le_bytes(),
             CLEAR_VERSION ^ self.originals.fingerprint(),
         );
         let cache_key = |end: usize| p.chains[end - 1] ^ key;
@@ -144,7 +173,7 @@ impl Clearer {
         };
         let done = ends[..at].last().copied().unwrap_or(0);
         let recall = |id: &str| self.originals.recall(id);
-        let inp = Input { body: &p.body, blocks: &p.blocks, fold: &p.state, settings: &self.settings, recall: &recall };
+        let inp = Input { body: &p.body, blocks: &p.blocks, fold: &p.state, settings, recall: &recall };
         let conv = match cached.filter(|c| c.blocks as usize == done && c.turns as usize == at) {
             Some(c) if done == n => c,
             found => {
@@ -158,7 +187,7 @@ impl Clearer {
                         // Reads of originals cleared before this request's own decision.
                         conv.count_recalls(&inp, ends[..i].last().copied().unwrap_or(0));
                     }
-                    conv.decide(end, econ, &self.settings);
+                    conv.decide(end, econ, settings);
                 }
                 self.store_originals(&mut conv, &inp);
                 let conv = Arc::new(conv);

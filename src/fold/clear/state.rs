@@ -320,7 +320,12 @@ impl Conv {
         let mut cands: Vec<(u32, i64)> = Vec::new();
         for (k, o) in self.outputs.iter().enumerate() {
             // Never an output the model has not answered yet (a turn of many parallel calls).
-            if o.group >= cutoff || o.block as usize >= prev_end || !o.eligible || o.cleared || self.keeps(o) {
+            if o.group >= cutoff
+                || o.block as usize >= prev_end
+                || !o.eligible
+                || o.cleared
+                || (settings.keep_live_views && self.keeps(o))
+            {
                 continue;
             }
             let gain = i64::from(self.fwd(o.block as usize)) - i64::from(o.stub_tokens);

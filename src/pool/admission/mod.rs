@@ -31,6 +31,9 @@ pub struct RequestFacts {
     pub has_images: bool,
     /// Who sent it, for accounts that forward the caller's own key (their state is per caller).
     pub caller: Option<Caller>,
+    /// The request is fitted to each target's budget before it is sent: its size alone rules
+    /// no target out when the plan is made (each attempt checks its fitted size).
+    pub fitted: bool,
 }
 
 /// Output tokens reserved for a request that does not say how many it allows; the real usage
@@ -39,7 +42,7 @@ pub const DEFAULT_OUTPUT_ALLOWANCE: u64 = 1024;
 
 impl RequestFacts {
     /// What the request counts against token windows, with `input` tokens.
-    fn est_with(&self, input: u64) -> Est {
+    pub(super) fn est_with(&self, input: u64) -> Est {
         Est {
             hard: input + self.max_output.unwrap_or(0),
             reserve: input + self.max_output.unwrap_or(DEFAULT_OUTPUT_ALLOWANCE),
@@ -68,21 +71,26 @@ pub enum Verdict {
 pub(super) struct Candidate {
     pub(super) acct: usize,
     pub(super) target: Resolved,
-    context: Option<u64>,
+    pub(super) context: Option<u64>,
     /// Where the state of the account (or the caller's lane on it) and of the model live.
     pub(super) acct_slot: Slot,
     pub(super) model_slot: Slot,
+    /// Healthy (0), demoted after a recent failure (1), or blocked when the plan was made (2).
+    pub(super) rank: u8,
 }
 
 /// The ordered candidates of one request. Quota is reserved only as each is tried.
 pub struct Plan {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     label: String,
-    cands: Vec<Candidate>,
-    pos: usize,
-    facts: RequestFacts,
+    pub(super) strategy: Strategy,
+    /// How long a request may wait for a TPM window (the route's `max_wait_ms`).
+    pub(super) max_wait_ms: u64,
+    pub(super) cands: Vec<Candidate>,
+    pub(super) pos: usize,
+    pub(super) facts: RequestFacts,
     need_context: Arc<AtomicU64>,
-    skipped: Vec<String>,
+    pub(super) skipped: Vec<String>,
     earliest_free_ms: Option<i64>,
 }
 
@@ -133,7 +141,7 @@ impl Pool {
                     reasons.push(format!("{name}: no images"));
                     continue;
                 }
-                if let Some(ctx) = s.context.filter(|&c| facts.est_tokens > c) {
+                if let Some(ctx) = s.context.filter(|&c| !facts.fitted && facts.est_tokens > c) {
                     reasons.push(format!("{name}: ~{} tokens exceed its {ctx}-token window", facts.est_tokens));
                     continue;
                 }
@@ -151,6 +159,7 @@ impl Pool {
                     context: spec.and_then(|s| s.context),
                     acct_slot: inner.account_slot(lane),
                     model_slot: inner.model_slot(lane, &r.model),
+                    rank: 0,
                 });
             }
         }
@@ -177,7 +186,9 @@ impl Pool {
         let mut ranked = Vec::with_capacity(cands.len());
         let mut earliest: Option<i64> = None;
         for c in cands {
-            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(facts.est_tokens), now, false) {
+            // A request fitted per attempt is ranked by what it cannot shrink: its output.
+            let input = if facts.fitted { 0 } else { facts.est_tokens };
+            let (rank, metric) = match inner.admit(&mut st, &c, facts.est_with(input), now, false) {
                 Ok((demoted, _)) => (u8::from(demoted), inner.metric(&mut st, &c, routing.strategy, now)),
                 Err(b) => {
                     reasons.push(format!("{}: {}", inner.describe(&c), b.reason));
@@ -200,7 +211,9 @@ impl Pool {
         Ok(Plan {
             inner: inner.clone(),
             label: routing.label,
-            cands: ranked.into_iter().map(|(_, _, c)| c).collect(),
+            strategy: routing.strategy,
+            max_wait_ms: routing.max_wait_ms,
+            cands: ranked.into_iter().map(|(rank, _, c)| Candidate { rank, ..c }).collect(),
             pos: 0,
             facts: *facts,
             need_context: Arc::new(AtomicU64::new(0)),
@@ -210,7 +223,7 @@ impl Pool {
     }
 }
 
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(super) fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, y) => x.or(y),
@@ -218,7 +231,7 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 impl Inner {
-    fn describe(&self, c: &Candidate) -> String {
+    pub(super) fn describe(&self, c: &Candidate) -> String {
         let a = &self.accounts[c.acct];
         let p = &self.providers[a.provider];
         format!("{}[{}]/{}", p.name, p.accounts[a.account].label, c.target.model)
@@ -276,6 +289,8 @@ impl Inner {
             }
             // Unknown latency sorts first so every target gets measured.
             Strategy::Fastest => st.get(&c.model_slot, now).ewma_ms.unwrap_or(0.0),
+            // Ordered once each candidate's fitted size is known (`Plan::rank_fitted`).
+            Strategy::Fit => 0.0,
         }
     }
 }
@@ -331,6 +346,11 @@ impl Plan {
             return Some((c, est, self.facts.est_with(est)));
         }
         None
+    }
+
+    /// A passed-over target frees at `at_ms` (for the retry time of the plan's error).
+    pub(super) fn note_free_at(&mut self, at_ms: i64) {
+        self.earliest_free_ms = min_opt(self.earliest_free_ms, Some(at_ms));
     }
 
     /// Notes why `c` was passed over.

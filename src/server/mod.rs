@@ -119,14 +119,14 @@ pub fn check_exposure(cfg: &Config, listen: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether some target limits what a request may hold (a window, an input cap or a TPM), so
-/// requests are measured to fit it.
+/// Whether some usable target has a tight budget (an input cap or a TPM), which requests are
+/// measured against often enough to load the tokenizer at start. Context windows alone do not
+/// count: requests are rarely near one, and the vocabulary costs ~50 MB of memory to hold, so it
+/// then loads on the first request that needs measuring.
 fn fits_requests(cfg: &Config) -> bool {
-    cfg.providers.iter().any(|p| {
+    cfg.providers.iter().filter(|p| p.is_usable()).any(|p| {
         p.accounts.iter().any(|a| a.limits.tpm.is_some())
-            || p.model_specs
-                .iter()
-                .any(|m| m.context.is_some() || m.max_input_tokens.is_some() || m.limits.tpm.is_some())
+            || p.model_specs.iter().any(|m| m.max_input_tokens.is_some() || m.limits.tpm.is_some())
     })
 }
 
@@ -144,8 +144,8 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, mut stops: mpsc:
             state.cfg.server.max_connections
         );
     }
-    // The tokenizer's vocabulary takes ~0.4 s to load: when some target has a budget, load it
-    // now rather than in the first request fitting measures.
+    // The tokenizer's vocabulary takes ~0.4 s to load: when some target has a tight budget,
+    // load it now rather than in the first request fitting measures.
     if fits_requests(&state.cfg) {
         std::thread::spawn(|| crate::tokens::count(""));
     }

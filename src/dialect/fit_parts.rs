@@ -32,7 +32,10 @@ pub fn tool_parts(dialect: Dialect, b: &[u8]) -> Res<Vec<ToolParts>> {
             let tool = Obj::parse(b, t)?;
             let mut push = |o: &Obj, schema_key: &str| {
                 let description = o.get("description").filter(|r| json::is_string(b, r));
-                let schema = o.get(schema_key).filter(|r| is_object(b, r));
+                // A strict tool's schema is a contract the provider checks (OpenAI's strict mode
+                // requires `additionalProperties: false` on every object): left as sent.
+                let strict = o.get("strict").is_some_and(|r| b.get(r) == Some(&b"true"[..]));
+                let schema = o.get(schema_key).filter(|r| !strict && is_object(b, r));
                 if description.is_some() || schema.is_some() {
                     out.push(ToolParts { description, schema });
                 }

@@ -126,6 +126,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_strict_tools_schema_is_left_as_sent() {
+        let body = br#"{"model":"m","tools":[{"type":"function","function":{"name":"f","strict":true,"description":"Does  it.","parameters":{"type":"object","additionalProperties":false,"required":[],"properties":{}}}}],"messages":[]}"#;
+        let out = compact_tools(Dialect::OpenaiChat, body).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let f = &v["tools"][0]["function"];
+        assert_eq!(f["description"], "Does it.");
+        assert_eq!(f["parameters"]["additionalProperties"], false);
+        assert_eq!(f["parameters"]["required"], serde_json::json!([]));
+    }
+
+    #[test]
     fn boilerplate_goes_and_meaning_stays() {
         let body = br#"{"model":"m","tools":[{"name":"Read","description":"Reads   a file.\n\n  Use it  often.","input_schema":{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["path"],"properties":{"path":{"type":"string","description":"The\n  path"},"limit":{"type":"number","default":2000,"description":"Lines to read (default 2000)"},"opts":{"type":"object","required":[],"additionalProperties":true}}}}],"messages":[]}"#;
         let out = compact_tools(Dialect::Anthropic, body).unwrap();

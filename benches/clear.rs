@@ -14,6 +14,10 @@ use tokenfold::dialect::Dialect;
 use tokenfold::fold::clear::Economics;
 use tokenfold::fold::{FoldOptions, Folder, Level, Prepared};
 
+#[path = "shared/session.rs"]
+mod session;
+use session::body;
+
 const CACHE: Economics = Economics::Cached { read: 0.1, write: 1.25, any_prefix: false };
 
 /// A fixed xorshift stream (no files, no corpus text).
@@ -71,13 +75,6 @@ fn session(target_bytes: usize) -> Vec<Value> {
         k += 1;
     }
     msgs
-}
-
-fn body(msgs: &[Value]) -> Bytes {
-    Bytes::from(
-        json!({"model": "claude", "max_tokens": 32000, "system": "You are a coding agent.", "messages": msgs})
-            .to_string(),
-    )
 }
 
 fn folder() -> Folder {

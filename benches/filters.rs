@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
 use tokenfold::dialect::Dialect;
 use tokenfold::fold::filters::{self, Level};
 use tokenfold::fold::originals::Originals;
 use tokenfold::fold::{FoldOptions, Folder};
+
+#[path = "shared/session.rs"]
+mod session;
+use session::body;
 
 const FIXTURES: &[&str] = &[
     "cargo_test_failing",
@@ -74,13 +77,6 @@ fn session(target: usize) -> Vec<Value> {
         k += 1;
     }
     msgs
-}
-
-fn body(msgs: &[Value]) -> Bytes {
-    Bytes::from(
-        json!({"model": "claude", "max_tokens": 32000, "system": "You are a coding agent.", "messages": msgs})
-            .to_string(),
-    )
 }
 
 fn folder(level: Level) -> Folder {

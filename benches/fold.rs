@@ -5,11 +5,14 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
 use tokenfold::dialect::Dialect;
 use tokenfold::fold::Folder;
+
+#[path = "shared/session.rs"]
+mod session;
+use session::body;
 
 /// Code-like lines from a fixed xorshift stream (no files, no corpus text).
 fn lines(seed: &mut u64, n: usize) -> Vec<String> {
@@ -44,13 +47,6 @@ fn session(target_bytes: usize) -> Vec<Value> {
         k += 1;
     }
     msgs
-}
-
-fn body(msgs: &[Value]) -> Bytes {
-    Bytes::from(
-        json!({"model": "claude", "max_tokens": 32000, "system": "You are a coding agent.", "messages": msgs})
-            .to_string(),
-    )
 }
 
 fn bench(c: &mut Criterion) {

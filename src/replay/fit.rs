@@ -144,11 +144,12 @@ fn size(c: &Conversation, body: &Bytes, counter: &mut Counter) -> u64 {
     }
 }
 
-fn pct(n: u64, of: u64) -> String {
+/// `n` as a share of `of` turns, `-` when there are none.
+fn share(n: u64, of: u64) -> String {
     if of == 0 {
         "-".into()
     } else {
-        format!("{:.1}%", 100.0 * n as f64 / of as f64)
+        format!("{:.1}%", super::stats::pct(n, of))
     }
 }
 
@@ -169,26 +170,35 @@ pub fn text(figures: &[Figures], limit: Limit, system_tokens: u64) -> String {
         "fitting every turn to {what}; Claude Code, Codex and Gemini CLI files get a {}-token stand-in system prompt + tools\n",
         thousands(system_tokens)
     );
-    out.push_str(&format!(
-        "{:<14} {:>6} {:>6} {:>10} {:>10} {:>13} {:>13} {:>9} {:>9}  fitting steps\n",
-        "source", "convs", "turns", "fit as-is", "fit (tf)", "tokens as-is", "tokens (tf)", "min/conv", "(tf)"
-    ));
+    use crate::table::{Align::*, Table};
+    let mut table = Table::new(&[
+        ("source", Left),
+        ("convs", Right),
+        ("turns", Right),
+        ("fit as-is", Right),
+        ("fit (tf)", Right),
+        ("tokens as-is", Right),
+        ("tokens (tf)", Right),
+        ("min/conv", Right),
+        ("(tf)", Right),
+        ("fitting steps", Left),
+    ]);
     for f in figures {
         let steps: Vec<String> = f.steps.iter().map(|(s, n)| format!("{s} {n}")).collect();
-        out.push_str(&format!(
-            "{:<14} {:>6} {:>6} {:>10} {:>10} {:>13} {:>13} {:>9} {:>9}  {}\n",
-            f.source,
-            f.conversations,
-            f.turns,
-            pct(f.fit_as_sent, f.turns),
-            pct(f.fit_with_tokenfold, f.turns),
+        table.row([
+            f.source.clone(),
+            f.conversations.to_string(),
+            f.turns.to_string(),
+            share(f.fit_as_sent, f.turns),
+            share(f.fit_with_tokenfold, f.turns),
             thousands(f.tokens_as_sent),
             thousands(f.tokens_with_tokenfold),
             minutes(f.tokens_as_sent, f.conversations, limit),
             minutes(f.tokens_with_tokenfold, f.conversations, limit),
             if steps.is_empty() { "-".to_string() } else { steps.join(", ") },
-        ));
+        ]);
     }
+    out.push_str(&table.render());
     out.push_str(
         "min/conv: minutes one session needs at the TPM (its tokens ÷ TPM, turn by turn); (tf): with tokenfold\n",
     );

@@ -18,6 +18,7 @@ use super::{AppState, Body};
 use crate::cache::RequestCache;
 use crate::dialect::translate;
 use crate::dialect::{gemini, Dialect, RequestEnvelope};
+use crate::fold::fit::NoFit;
 use crate::fold::Prepared;
 use crate::pool::{Attempt, Bound, Caller, Offer, Plan, RequestFacts, UpstreamError};
 
@@ -73,9 +74,8 @@ pub async fn send_with_fallback(
     let pool = state.pool();
     let mut plan = pool.plan(req.ingress, req.envelope.model.as_deref(), &facts)?;
     pending.routed(plan.label());
-    if fitting && plan.ranks_fitted() {
-        rank_by_fitted_size(state, &req, &mut plan);
-    }
+    let mut ranked =
+        if fitting && plan.ranks_fitted() { rank_by_fitted_size(state, &req, &mut plan) } else { Vec::new() };
     // The provider's last answer, kept in case no other target does better; the last transport error.
     let mut held: Option<HeldAnswer> = None;
     let mut last_error: Option<UpstreamError> = None;
@@ -85,7 +85,7 @@ pub async fn send_with_fallback(
         let next = if fitting {
             let Some(offer) = plan.next_offer() else { break };
             offered += 1;
-            match fit_to(state, &req, &mut plan, offer, pending).await {
+            match fit_to(state, &req, &mut plan, offer, &mut ranked, pending).await {
                 Fit::Ready(ready) => Some(*ready),
                 Fit::TooSmall => {
                     too_small += 1;
@@ -147,10 +147,16 @@ async fn fit_to(
     req: &UpstreamRequest<'_>,
     plan: &mut Plan,
     offer: Offer,
+    ranked: &mut Ranked,
     pending: &mut Pending,
 ) -> Fit {
     let budget = offer.budget();
-    let now = fit::for_offer(state, req, &offer, budget.tokens);
+    // Fitting is a pure function of the request, the target and the budget: ranking's result
+    // for this target stands while its budget has not moved.
+    let now = match ranked.iter().position(|(name, b, _)| name == offer.name() && *b == budget.tokens) {
+        Some(i) => ranked.swap_remove(i).2,
+        None => fit::for_offer(state, req, &offer, budget.tokens),
+    };
     let cut_now = now.as_ref().map_or(u64::MAX, Shaped::removed);
     let waits = budget.bound == Bound::Tpm && !plan.max_wait().is_zero() && cut_now > 0;
     let fuller = if waits { fit::for_offer(state, req, &offer, budget.full_window).ok() } else { None };
@@ -188,19 +194,25 @@ async fn admit(plan: &mut Plan, offer: Offer, shaped: Shaped, req: &UpstreamRequ
     }
 }
 
+/// Bodies fitted while ranking: per target name, the budget they were fitted to.
+type Ranked = Vec<(String, u64, Result<Shaped, NoFit>)>;
+
 /// Orders the plan's candidates by what fitting does to the request for each (`fit`: the least
-/// reduction first; `most-remaining`: the most quota left after it).
-fn rank_by_fitted_size(state: &AppState, req: &UpstreamRequest<'_>, plan: &mut Plan) {
-    let fitted: Vec<(usize, Option<(u64, u64)>)> = plan
-        .remaining_offers()
-        .iter()
-        .map(|o| {
-            let shaped = fit::for_offer(state, req, o, o.budget().tokens).ok();
-            let size = shaped.map(|s| (s.tokens.unwrap_or(req.body.len() as u64 / 4), s.removed()));
-            (o.index, size)
-        })
-        .collect();
-    plan.rank_fitted(&fitted);
+/// reduction first; `most-remaining`: the most quota left after it). Returns the fitted bodies,
+/// so the target tried is not fitted again.
+fn rank_by_fitted_size(state: &AppState, req: &UpstreamRequest<'_>, plan: &mut Plan) -> Ranked {
+    let offers = plan.remaining_offers();
+    let mut sizes = Vec::with_capacity(offers.len());
+    let mut ranked = Vec::with_capacity(offers.len());
+    for o in &offers {
+        let budget = o.budget().tokens;
+        let shaped = fit::for_offer(state, req, o, budget);
+        let size = shaped.as_ref().ok().map(|s| (s.tokens.unwrap_or(req.body.len() as u64 / 4), s.removed()));
+        sizes.push((o.index, size));
+        ranked.push((o.name().to_string(), budget, shaped));
+    }
+    plan.rank_fitted(&sizes);
+    ranked
 }
 
 /// The provider's own error answer, for the client as it came (translated into its dialect).
